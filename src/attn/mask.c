@@ -1,0 +1,105 @@
+#include "attn/mask.h"
+
+#include <stdlib.h>
+
+int dfa_layout_tokens(const dfa_attn_layout *l) {
+    return l->n_vis + l->n_text;
+}
+
+int dfa_layout_vis_start(const dfa_attn_layout *l) {
+    return l->text_first ? l->n_text : 0;
+}
+
+int dfa_layout_text_start(const dfa_attn_layout *l) {
+    return l->text_first ? 0 : l->n_vis;
+}
+
+int dfa_layout_valid(const dfa_attn_layout *l) {
+    if (l->block < 1 || l->n_vis < 0 || l->n_text < 0 || l->n_vis + l->n_text < 1) return -1;
+    if ((long long)l->n_vis + l->n_text > (1LL << 30)) return -1;
+    return 0;
+}
+
+static int ceil_div(int a, int b) {
+    return (a + b - 1) / b;
+}
+
+void dfa_layout_tiles(const dfa_attn_layout *l, dfa_attn_tiles *t) {
+    t->n_vis_tiles = ceil_div(l->n_vis, l->block);
+    t->n_text_tiles = ceil_div(l->n_text, l->block);
+    t->n_tiles = t->n_vis_tiles + t->n_text_tiles;
+    t->text_tile0 = l->text_first ? 0 : t->n_vis_tiles;
+    t->vis_tile0 = l->text_first ? t->n_text_tiles : 0;
+}
+
+int dfa_tile_is_visual(const dfa_attn_layout *l, int tile, int *vis_index) {
+    dfa_attn_tiles t;
+    dfa_layout_tiles(l, &t);
+    if (tile >= t.vis_tile0 && tile < t.vis_tile0 + t.n_vis_tiles) {
+        if (vis_index) *vis_index = tile - t.vis_tile0;
+        return 1;
+    }
+    return 0;
+}
+
+void dfa_tile_span(const dfa_attn_layout *l, int tile, int *start, int *len) {
+    dfa_attn_tiles t;
+    dfa_layout_tiles(l, &t);
+    int seg_start, seg_len, local;
+    if (tile >= t.vis_tile0 && tile < t.vis_tile0 + t.n_vis_tiles) {
+        seg_start = dfa_layout_vis_start(l);
+        seg_len = l->n_vis;
+        local = tile - t.vis_tile0;
+    } else {
+        seg_start = dfa_layout_text_start(l);
+        seg_len = l->n_text;
+        local = tile - t.text_tile0;
+    }
+    int s = local * l->block;
+    int n = seg_len - s;
+    if (n > l->block) n = l->block;
+    *start = seg_start + s;
+    *len = n;
+}
+
+int dfa_mask_tile_keep(const dfa_attn_layout *l, int window, int qt, int kt) {
+    if (window < 0) return 1;
+    int qi, ki;
+    if (!dfa_tile_is_visual(l, qt, &qi)) return 1; /* text rows are full */
+    if (!dfa_tile_is_visual(l, kt, &ki)) return 1; /* text columns are full */
+    return abs(qi - ki) <= window;
+}
+
+int dfa_mask_keep(const dfa_attn_layout *l, int window, int q, int k) {
+    if (window < 0) return 1;
+    int vs = dfa_layout_vis_start(l);
+    int qv = q >= vs && q < vs + l->n_vis;
+    int kv = k >= vs && k < vs + l->n_vis;
+    if (!qv || !kv) return 1;
+    int qi = (q - vs) / l->block, ki = (k - vs) / l->block;
+    return abs(qi - ki) <= window;
+}
+
+int64_t dfa_mask_entries(const dfa_attn_layout *l, int window) {
+    int64_t n = dfa_layout_tokens(l);
+    if (window < 0) return n * n;
+    int64_t nt = l->n_text, nv = l->n_vis;
+    /* text rows (all keys) + visual rows x text keys + visual x visual band */
+    int64_t e = nt * n + nv * nt;
+    int nvt = ceil_div(l->n_vis, l->block);
+    for (int i = 0; i < nvt; i++) {
+        int64_t rows = (i == nvt - 1) ? nv - (int64_t)i * l->block : l->block;
+        int j0 = i - window < 0 ? 0 : i - window;
+        int j1 = i + window > nvt - 1 ? nvt - 1 : i + window;
+        int64_t kend = (int64_t)(j1 + 1) * l->block;
+        if (kend > nv) kend = nv;
+        int64_t cols = kend - (int64_t)j0 * l->block;
+        e += rows * cols;
+    }
+    return e;
+}
+
+int dfa_mask_full_window(const dfa_attn_layout *l) {
+    int nvt = ceil_div(l->n_vis, l->block);
+    return nvt > 0 ? nvt - 1 : 0;
+}

@@ -1,0 +1,16 @@
+/* commands.h - every subcommand's entry point; the table in main.c dispatches to them.
+ * Each returns the process exit code: 0 ok, 1 runtime failure, 2 bad usage. */
+#ifndef DFA_CLI_COMMANDS_H
+#define DFA_CLI_COMMANDS_H
+
+typedef int (*dfa_cmd_fn)(int argc, char **argv); /* argv[0] is the command name */
+
+typedef struct dfa_command {
+    const char *name;
+    const char *summary;
+    dfa_cmd_fn run;
+} dfa_command;
+
+int cmd_version(int argc, char **argv);
+
+#endif

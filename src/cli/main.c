@@ -1,0 +1,42 @@
+/* main.c - `dfa <command> [options]`: one table, one dispatch. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "dfa.h"
+
+static const dfa_command commands[] = {
+    {"version", "print the version and whether CUDA is compiled in", cmd_version},
+};
+static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
+
+static void print_help(void) {
+    printf("dfa %s - DiTFastAttn / DiTFastAttnV2 attention compression for diffusion transformers\n\n",
+           dfa_version());
+    printf("usage: dfa <command> [options]\n\ncommands:\n");
+    for (int i = 0; i < n_commands; i++) printf("  %-12s %s\n", commands[i].name, commands[i].summary);
+    printf("\n`dfa <command> --help` describes a command's options.\n");
+}
+
+int cmd_version(int argc, char **argv) {
+    (void)argv;
+    if (argc > 1) {
+        fprintf(stderr, "dfa version: takes no arguments\n");
+        return 2;
+    }
+    printf("dfa %s (CUDA %s)\n", dfa_version(), dfa_has_cuda() ? "compiled in" : "not compiled in");
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        print_help();
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) return cmd_version(1, argv + 1);
+    for (int i = 0; i < n_commands; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "dfa: unknown command '%s' (see dfa --help)\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,35 @@
+/* cuda_rt.h - the CUDA runtime behind a C interface. Implemented in cuda_rt.cu when nvcc is
+ * present, else in cuda_stub.c, where every call returns DFA_ERR_UNSUPPORTED. */
+#ifndef DFA_CORE_CUDA_RT_H
+#define DFA_CORE_CUDA_RT_H
+
+#include <stddef.h>
+
+#include "core/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dfa_cuda dfa_cuda; /* device ordinal, stream, properties */
+
+dfa_status dfa_cuda_init(dfa_cuda **out, int device, dfa_error *err);
+void dfa_cuda_free(dfa_cuda *cu);
+const char *dfa_cuda_device_name(const dfa_cuda *cu);
+int dfa_cuda_sm_count(const dfa_cuda *cu);
+void *dfa_cuda_stream(const dfa_cuda *cu); /* cudaStream_t */
+
+dfa_status dfa_cuda_malloc(dfa_cuda *cu, void **ptr, size_t bytes, dfa_error *err);
+void dfa_cuda_dealloc(dfa_cuda *cu, void *ptr);
+dfa_status dfa_cuda_h2d(dfa_cuda *cu, void *dst, const void *src, size_t bytes, dfa_error *err);
+dfa_status dfa_cuda_d2h(dfa_cuda *cu, void *dst, const void *src, size_t bytes, dfa_error *err);
+dfa_status dfa_cuda_d2d(dfa_cuda *cu, void *dst, const void *src, size_t bytes, dfa_error *err);
+dfa_status dfa_cuda_memset(dfa_cuda *cu, void *dst, int value, size_t bytes, dfa_error *err);
+dfa_status dfa_cuda_sync(dfa_cuda *cu, dfa_error *err);
+/* Free and total device memory in bytes. */
+dfa_status dfa_cuda_mem_info(dfa_cuda *cu, size_t *free_b, size_t *total_b, dfa_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
