@@ -1,0 +1,139 @@
+#include "models/ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "core/ctx.h"
+
+void dfa_op_gemm(const dfa_ctx *ctx, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc) {
+    (void)ctx;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb,
+                beta, C, ldc);
+}
+
+void dfa_op_linear(const dfa_ctx *ctx, const float *x, int M, int K, const float *W, const float *bias, int N,
+                   float *y) {
+    if (bias) {
+        for (int i = 0; i < M; i++) memcpy(y + (size_t)i * N, bias, (size_t)N * sizeof(float));
+    }
+    dfa_op_gemm(ctx, 1, M, N, K, 1.0f, x, K, W, K, bias ? 1.0f : 0.0f, y, N);
+}
+
+void dfa_op_layernorm(const dfa_ctx *ctx, const float *x, int M, int N, const float *gamma, const float *beta,
+                      float eps, float *y) {
+#pragma omp parallel for num_threads(ctx->n_threads) schedule(static)
+    for (int i = 0; i < M; i++) {
+        const float *xr = x + (size_t)i * N;
+        float *yr = y + (size_t)i * N;
+        double mean = 0, var = 0;
+        for (int j = 0; j < N; j++) mean += xr[j];
+        mean /= N;
+        for (int j = 0; j < N; j++) {
+            double d = xr[j] - mean;
+            var += d * d;
+        }
+        var /= N;
+        float inv = (float)(1.0 / sqrt(var + eps));
+        for (int j = 0; j < N; j++) {
+            float v = (float)(xr[j] - mean) * inv;
+            if (gamma) v *= gamma[j];
+            if (beta) v += beta[j];
+            yr[j] = v;
+        }
+    }
+}
+
+void dfa_op_rmsnorm(const dfa_ctx *ctx, const float *x, int M, int N, const float *gamma, float eps, float *y) {
+#pragma omp parallel for num_threads(ctx->n_threads) schedule(static)
+    for (int i = 0; i < M; i++) {
+        const float *xr = x + (size_t)i * N;
+        float *yr = y + (size_t)i * N;
+        double ss = 0;
+        for (int j = 0; j < N; j++) ss += (double)xr[j] * xr[j];
+        float inv = (float)(1.0 / sqrt(ss / N + eps));
+        for (int j = 0; j < N; j++) yr[j] = xr[j] * inv * (gamma ? gamma[j] : 1.0f);
+    }
+}
+
+void dfa_op_groupnorm(const dfa_ctx *ctx, const float *x, int C, int HW, int G, const float *gamma,
+                      const float *beta, float eps, float *y) {
+    int cpg = C / G;
+#pragma omp parallel for num_threads(ctx->n_threads) schedule(static)
+    for (int g = 0; g < G; g++) {
+        const float *xg = x + (size_t)g * cpg * HW;
+        size_t n = (size_t)cpg * HW;
+        double mean = 0, var = 0;
+        for (size_t i = 0; i < n; i++) mean += xg[i];
+        mean /= (double)n;
+        for (size_t i = 0; i < n; i++) {
+            double d = xg[i] - mean;
+            var += d * d;
+        }
+        var /= (double)n;
+        float inv = (float)(1.0 / sqrt(var + eps));
+        for (int c = g * cpg; c < (g + 1) * cpg; c++) {
+            float ga = gamma ? gamma[c] : 1.0f, be = beta ? beta[c] : 0.0f;
+            const float *xc = x + (size_t)c * HW;
+            float *yc = y + (size_t)c * HW;
+            for (int i = 0; i < HW; i++) yc[i] = (float)(xc[i] - mean) * inv * ga + be;
+        }
+    }
+}
+
+void dfa_op_silu(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+}
+
+void dfa_op_gelu_erf(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
+void dfa_op_gelu_tanh(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
+    }
+}
+
+void dfa_op_add(float *y, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+void dfa_op_scale(float *y, float s, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] *= s;
+}
+
+void dfa_op_softmax_rows(float *x, int M, int N) {
+    for (int i = 0; i < M; i++) {
+        float *r = x + (size_t)i * N;
+        float m = -INFINITY;
+        for (int j = 0; j < N; j++) m = r[j] > m ? r[j] : m;
+        double s = 0;
+        for (int j = 0; j < N; j++) {
+            r[j] = expf(r[j] - m);
+            s += r[j];
+        }
+        float inv = (float)(1.0 / s);
+        for (int j = 0; j < N; j++) r[j] *= inv;
+    }
+}
+
+void dfa_op_timestep_embedding(float t, int dim, int flip_sin_to_cos, float shift, float scale, int max_period,
+                               float *out) {
+    int half = dim / 2;
+    for (int i = 0; i < half; i++) {
+        double expo = -log((double)max_period) * i / (half - shift);
+        double arg = (double)t * exp(expo) * scale;
+        float s = (float)sin(arg), c = (float)cos(arg);
+        if (flip_sin_to_cos) {
+            out[i] = c;
+            out[half + i] = s;
+        } else {
+            out[i] = s;
+            out[half + i] = c;
+        }
+    }
+    if (dim % 2) out[dim - 1] = 0.0f;
+}

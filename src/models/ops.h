@@ -1,0 +1,39 @@
+/* ops.h - the CPU building blocks every model shares (f32, row-major, host memory).
+ * One implementation of each: models call these, never their own copies. CUDA versions
+ * live in models/cuda/ behind an extern "C" header with the same names and a _cuda suffix. */
+#ifndef DFA_MODELS_OPS_H
+#define DFA_MODELS_OPS_H
+
+#include <stddef.h>
+
+#include "dfa.h"
+
+/* y[M, N] = x[M, K] . W[N, K]^T (+ bias[N] if not NULL): PyTorch nn.Linear layout. */
+void dfa_op_linear(const dfa_ctx *ctx, const float *x, int M, int K, const float *W, const float *bias, int N,
+                   float *y);
+/* C[M, N] = alpha * A[M, K] . B[K, N] + beta * C, with row strides lda, ldb, ldc. */
+void dfa_op_gemm(const dfa_ctx *ctx, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc);
+
+/* Per-row normalisations over the last dimension N; gamma/beta may be NULL. x == y allowed. */
+void dfa_op_layernorm(const dfa_ctx *ctx, const float *x, int M, int N, const float *gamma, const float *beta,
+                      float eps, float *y);
+void dfa_op_rmsnorm(const dfa_ctx *ctx, const float *x, int M, int N, const float *gamma, float eps, float *y);
+/* GroupNorm over [C, HW] (one image, channels-first): groups of C/G channels. */
+void dfa_op_groupnorm(const dfa_ctx *ctx, const float *x, int C, int HW, int G, const float *gamma,
+                      const float *beta, float eps, float *y);
+
+/* Elementwise, in place. */
+void dfa_op_silu(float *x, size_t n);
+void dfa_op_gelu_erf(float *x, size_t n);  /* exact GELU (nn.GELU()) */
+void dfa_op_gelu_tanh(float *x, size_t n); /* approximate="tanh" */
+void dfa_op_add(float *y, const float *x, size_t n);            /* y += x */
+void dfa_op_scale(float *y, float s, size_t n);                 /* y *= s */
+void dfa_op_softmax_rows(float *x, int M, int N);               /* stable, per row */
+
+/* Sinusoidal timestep embedding (diffusers get_timestep_embedding): out[dim] for one t.
+ * flip_sin_to_cos: [cos, sin] order; shift = downscale_freq_shift; scale multiplies args. */
+void dfa_op_timestep_embedding(float t, int dim, int flip_sin_to_cos, float shift, float scale, int max_period,
+                               float *out);
+
+#endif
