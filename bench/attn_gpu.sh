@@ -31,6 +31,8 @@ if [ $rc -ne 0 ]; then
       $NV bench/bench_attn_gpu.cu $BIN/*.c.o $BIN/*.cu.o -o $BIN/bench_attn_gpu; } >> "$OUT/build.log" 2>&1
     rc=$?; log "direct nvcc build rc=$rc"; [ $rc -eq 0 ] || { tail -40 "$OUT/build.log"; exit 1; }
 fi
+command -v cuobjdump > /dev/null && for k in HGMMA HMMA UTMALDG; do
+    echo "SASS $k: $(cuobjdump -sass ./$BIN/bench_attn_gpu | grep -c $k)"; done | tee -a "$OUT/summary.txt"
 log "gpu tests"
 ./$BIN/gpu_test_attn_cuda > "$OUT/test.log" 2>&1; rc=$?
 tail -5 "$OUT/test.log"; grep -E "CHECK failed|FAIL" "$OUT/test.log" | head -20; log "gpu tests rc=$rc"
