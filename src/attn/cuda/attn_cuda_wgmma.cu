@@ -114,6 +114,12 @@ __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap *map, i
         : "memory");
 }
 
+__device__ __forceinline__ float ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
 /* wgmma shared-memory descriptor, 128-byte swizzle. */
 __device__ __forceinline__ uint64_t desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
     return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)((lbo >> 4) & 0x3FFF) << 16) |
@@ -233,14 +239,16 @@ __global__ void __launch_bounds__(THREADS, 1)
         wg_commit();
     };
     /* scale, mask the tail, online softmax in place on sc; rows r0 = lane/4 and r0 + 8 */
+    /* online softmax in place on sc; m_r in raw score units, one FFMA + EX2 per score; the
+     * tail of a short step masked to -inf. Rows r0 = lane/4 and r0 + 8. */
     auto softmax = [&](int valid) {
+        if (valid < BN) {
 #pragma unroll
-        for (int j = 0; j < BN / 8; j++)
+            for (int j = 0; j < BN / 8; j++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int col = j * 8 + 2 * (lane & 3) + (e & 1);
-                sc[4 * j + e] = col < valid ? sc[4 * j + e] * p.scale_log2 : -INFINITY;
-            }
+                for (int e = 0; e < 4; e++)
+                    if (j * 8 + 2 * (lane & 3) + (e & 1) >= valid) sc[4 * j + e] = -INFINITY;
+        }
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             float mx = m_r[r];
@@ -248,13 +256,14 @@ __global__ void __launch_bounds__(THREADS, 1)
             for (int j = 0; j < BN / 8; j++) mx = fmaxf(mx, fmaxf(sc[4 * j + 2 * r], sc[4 * j + 2 * r + 1]));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            alpha[r] = exp2f(m_r[r] - mx);
+            alpha[r] = ex2((m_r[r] - mx) * p.scale_log2);
             m_r[r] = mx;
+            const float ms = mx * p.scale_log2;
             float sum = 0.f;
 #pragma unroll
             for (int j = 0; j < BN / 8; j++) {
-                sc[4 * j + 2 * r] = exp2f(sc[4 * j + 2 * r] - mx);
-                sc[4 * j + 2 * r + 1] = exp2f(sc[4 * j + 2 * r + 1] - mx);
+                sc[4 * j + 2 * r] = ex2(fmaf(sc[4 * j + 2 * r], p.scale_log2, -ms));
+                sc[4 * j + 2 * r + 1] = ex2(fmaf(sc[4 * j + 2 * r + 1], p.scale_log2, -ms));
                 sum += sc[4 * j + 2 * r] + sc[4 * j + 2 * r + 1];
             }
             l_r[r] = l_r[r] * alpha[r] + sum;
@@ -280,8 +289,19 @@ __global__ void __launch_bounds__(THREADS, 1)
      * tensor cores do P_{i-1} V_{i-1}. */
     mbar_wait(q_full, 0);
     walker w(p.ranges + it.r_off, it.n_r);
+    /* Ping-pong (FA3): the two consumer warpgroups take turns issuing their GEMMs (named
+     * barriers 3 + cw), so that one's softmax runs under the other's tensor-core work. Issue
+     * point k = 0..n_steps; warpgroup 0 goes first. */
+    auto turn_wait = [&](int k) {
+        if (!(cw == 0 && k == 0)) asm volatile("bar.sync %0, 256;\n" ::"r"(3 + cw) : "memory");
+    };
+    auto turn_pass = [&](int k) {
+        if (!(cw == 1 && k == n_steps)) asm volatile("bar.arrive %0, 256;\n" ::"r"(4 - cw) : "memory");
+    };
     mbar_wait(k_full(0), 0);
+    turn_wait(0);
     issue_qk(0);
+    turn_pass(0);
     wg_wait<0>();
     reg_fence<BN / 2>(sc);
     mbar_arrive(k_empty(0));
@@ -292,9 +312,11 @@ __global__ void __launch_bounds__(THREADS, 1)
         const int s = step % ST, ph = (step / ST) & 1;
         const int sp = (step - 1) % ST, php = ((step - 1) / ST) & 1;
         mbar_wait(k_full(s), ph);
-        issue_qk(s);
         mbar_wait(v_full(sp), php);
+        turn_wait(step);
+        issue_qk(s);
         issue_pv(sp);
+        turn_pass(step);
         wg_wait<1>(); /* the QK^T group is done, P V may still run */
         reg_fence<BN / 2>(sc);
         mbar_arrive(k_empty(s));
@@ -308,7 +330,9 @@ __global__ void __launch_bounds__(THREADS, 1)
     {
         const int sp = (n_steps - 1) % ST, php = ((n_steps - 1) / ST) & 1;
         mbar_wait(v_full(sp), php);
+        turn_wait(n_steps);
         issue_pv(sp);
+        turn_pass(n_steps);
         wg_wait<0>();
         reg_fence<D / 2>(o);
         reg_fence_u<BN / 4>(&pa[0][0]);
