@@ -26,10 +26,14 @@ struct dfa_attn_cuda_plan {
 
 struct host_item {
     acu_item it;
-    int64_t cost;
+    int64_t cost; /* the item's head's total cost; -1 for copies */
 };
 
-static int cmp_cost_desc(const void *a, const void *b) {
+/* Launch order: heads by total cost, longest first (so that cheap heads and the copies of
+ * CACHE heads fill the tail), and within a head query tiles in sequence order, so that the
+ * CTAs running at one time read the same keys and values (L2 reuse; ordering items purely by
+ * their own cost interleaves heads and measured 15-30 % slower on arrow plans). */
+static int cmp_items(const void *a, const void *b) {
     const host_item *x = (const host_item *)a, *y = (const host_item *)b;
     if (x->cost != y->cost) return x->cost > y->cost ? -1 : 1;
     if (x->it.head != y->it.head) return x->it.head - y->it.head;
@@ -102,6 +106,8 @@ extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const d
     memset(&info, 0, sizeof info);
     int ni = 0, nr = 0, has_copy = 0, has_resid = 0;
     for (int h = 0; h < n_heads; h++) {
+        const int first_item = ni;
+        int64_t head_cost = 0;
         const int m = method[h];
         const int w = (m == DFA_ATTN_ARROW || m == DFA_ATTN_ARROW_RS) ? window[h] : -1;
         if (m != DFA_ATTN_CACHE) info.mask_entries += dfa_mask_entries(layout, w);
@@ -134,13 +140,16 @@ extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const d
                         hi->it.flags = ACU_ITEM_RESID;
                         has_resid = 1;
                     }
-                    hi->cost = keys;
+                    hi->cost = 0;
+                    head_cost += keys;
                     info.computed_entries += (int64_t)ACU_BM * keys;
                 }
             }
         }
+        if (m != DFA_ATTN_CACHE)
+            for (int i = first_item; i < ni; i++) items[i].cost = head_cost;
     }
-    qsort(items, (size_t)ni, sizeof *items, cmp_cost_desc);
+    qsort(items, (size_t)ni, sizeof *items, cmp_items);
 
     dfa_attn_cuda_plan *p = (dfa_attn_cuda_plan *)calloc(1, sizeof *p);
     size_t items_bytes = (size_t)ni * sizeof(acu_item);

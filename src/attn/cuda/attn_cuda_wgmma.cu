@@ -346,18 +346,19 @@ __global__ void __launch_bounds__(THREADS, 1)
         l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 2);
         l_r[r] = l_r[r] > 0.f ? 1.f / l_r[r] : 0.f;
     }
-    asm volatile("bar.sync 1, 256;\n" ::: "memory");
+    /* Each warpgroup stages its 64 rows over its own Q rows (same swizzled layout), which only
+     * its own, finished, wgmmas read: a warpgroup-local barrier suffices. */
     T *so = reinterpret_cast<T *>(base);
     const int row = cw * 64 + wq * 16 + (lane >> 2), c = 2 * (lane & 3);
 #pragma unroll
     for (int j = 0; j < D / 8; j++) {
-        *reinterpret_cast<uint32_t *>(so + acu_swz<D>(row, j) + c) =
+        *reinterpret_cast<uint32_t *>(so + acu_tile_off<D, ACU_LAYOUT_TMA>(row, j) + c) =
             acu_pack<T>::two(o[4 * j] * l_r[0], o[4 * j + 1] * l_r[0]);
-        *reinterpret_cast<uint32_t *>(so + acu_swz<D>(row + 8, j) + c) =
+        *reinterpret_cast<uint32_t *>(so + acu_tile_off<D, ACU_LAYOUT_TMA>(row + 8, j) + c) =
             acu_pack<T>::two(o[4 * j + 2] * l_r[1], o[4 * j + 3] * l_r[1]);
     }
-    asm volatile("bar.sync 1, 256;\n" ::: "memory");
-    acu_store_tile<D, T>(p, it, b, so, ctid, 256);
+    asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
+    acu_store_tile<D, ACU_LAYOUT_TMA, T>(p, it, b, so, ctid & 127, 128, cw * 64, cw * 64 + 64);
 #endif
 }
 
