@@ -18,6 +18,7 @@ struct dfa_attn_cuda_plan {
     void *dev;         /* items then ranges, one allocation */
     acu_item *d_items; /* into dev */
     int2 *d_ranges;
+    int *d_counter;
     int has_copy, has_resid;
     dfa_attn_cuda_plan_info info;
 };
@@ -26,13 +27,15 @@ struct dfa_attn_cuda_plan {
 
 struct host_item {
     acu_item it;
-    int64_t cost; /* the item's head's total cost; -1 for copies */
+    int64_t cost; /* keys visited, then the cost bucket; -1 for copies */
 };
 
-/* Launch order: heads by total cost, longest first (so that cheap heads and the copies of
- * CACHE heads fill the tail), and within a head query tiles in sequence order, so that the
- * CTAs running at one time read the same keys and values (L2 reuse; ordering items purely by
- * their own cost interleaves heads and measured 15-30 % slower on arrow plans). */
+/* Launch order: longest first by cost bucket (8 buckets of the longest item's cost, so that
+ * short items and the copies of CACHE heads fill the tail), and inside a bucket by head, then
+ * query tile, so that the CTAs running at one time read the same keys and values (L2 reuse).
+ * Measured on an H100 (bench/RESULTS.md): exact longest-first interleaves heads and ran
+ * arrow plans at 16k tokens 15-30 % slower; pure head order left long text-row items for the
+ * tail and ran short arrow plans up to 40 % slower. */
 static int cmp_items(const void *a, const void *b) {
     const host_item *x = (const host_item *)a, *y = (const host_item *)b;
     if (x->cost != y->cost) return x->cost > y->cost ? -1 : 1;
@@ -106,8 +109,6 @@ extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const d
     memset(&info, 0, sizeof info);
     int ni = 0, nr = 0, has_copy = 0, has_resid = 0;
     for (int h = 0; h < n_heads; h++) {
-        const int first_item = ni;
-        int64_t head_cost = 0;
         const int m = method[h];
         const int w = (m == DFA_ATTN_ARROW || m == DFA_ATTN_ARROW_RS) ? window[h] : -1;
         if (m != DFA_ATTN_CACHE) info.mask_entries += dfa_mask_entries(layout, w);
@@ -140,22 +141,25 @@ extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const d
                         hi->it.flags = ACU_ITEM_RESID;
                         has_resid = 1;
                     }
-                    hi->cost = 0;
-                    head_cost += keys;
+                    hi->cost = keys;
                     info.computed_entries += (int64_t)ACU_BM * keys;
                 }
             }
         }
-        if (m != DFA_ATTN_CACHE)
-            for (int i = first_item; i < ni; i++) items[i].cost = head_cost;
     }
+    int64_t max_cost = 1;
+    for (int i = 0; i < ni; i++)
+        if (items[i].cost > max_cost) max_cost = items[i].cost;
+    for (int i = 0; i < ni; i++)
+        if (items[i].cost >= 0) items[i].cost = items[i].cost * 8 / max_cost;
     qsort(items, (size_t)ni, sizeof *items, cmp_items);
 
     dfa_attn_cuda_plan *p = (dfa_attn_cuda_plan *)calloc(1, sizeof *p);
     size_t items_bytes = (size_t)ni * sizeof(acu_item);
     size_t items_pad = (items_bytes + 15) & ~(size_t)15;
-    size_t bytes = items_pad + (size_t)(nr ? nr : 1) * sizeof(int2);
-    acu_item *flat = (acu_item *)malloc(items_pad + (size_t)(nr ? nr : 1) * sizeof(int2));
+    size_t ranges_pad = ((size_t)(nr ? nr : 1) * sizeof(int2) + 15) & ~(size_t)15;
+    size_t bytes = items_pad + ranges_pad + 16; /* + the work counter */
+    acu_item *flat = (acu_item *)calloc(1, bytes);
     if (!p || !flat) {
         free(items);
         free(ranges);
@@ -184,6 +188,7 @@ extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const d
     p->n_ranges = nr;
     p->d_items = (acu_item *)p->dev;
     p->d_ranges = (int2 *)((char *)p->dev + items_pad);
+    p->d_counter = (int *)((char *)p->dev + items_pad + ranges_pad);
     p->has_copy = has_copy;
     p->has_resid = has_resid;
     info.n_items = ni;
@@ -246,6 +251,7 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
     prm.resid = a->resid;
     prm.items = p->d_items;
     prm.ranges = p->d_ranges;
+    prm.counter = p->d_counter;
     prm.n_items = p->n_items;
     prm.batch = a->batch;
     prm.n_tokens = dfa_layout_tokens(&p->layout);
@@ -253,6 +259,8 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
     float scale = a->scale > 0 ? a->scale : 1.0f / sqrtf((float)a->head_dim);
     prm.scale_log2 = scale * 1.4426950408889634f;
     cudaStream_t st = (cudaStream_t)a->stream;
+    if (p->variant == DFA_ATTN_CUDA_V_WGMMA)
+        DFA_CUDA_TRY(err, cudaMemsetAsync(p->d_counter, 0, sizeof(int), st));
     cudaError_t e = p->variant == DFA_ATTN_CUDA_V_WGMMA ? acu_launch_wgmma(prm, a->head_dim, a->dtype, st)
                                                          : acu_launch_mma(prm, a->head_dim, a->dtype, st);
     if (e != cudaSuccess)

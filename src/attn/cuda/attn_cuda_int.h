@@ -22,6 +22,7 @@ struct acu_params {
     const void *cache, *resid;
     const acu_item *items;
     const int2 *ranges;
+    int *counter; /* variant 2's work counter (persistent CTAs), zeroed before each launch */
     int n_items, batch, n_tokens, n_heads;
     float scale_log2; /* softmax scale * log2(e) */
 };

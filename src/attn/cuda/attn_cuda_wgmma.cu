@@ -32,7 +32,7 @@ struct cfg {
     static constexpr int STAGES = D == 128 ? 2 : 4;
     static constexpr int Q_BYTES = BM * D * 2;
     static constexpr int KV_BYTES = BN * D * 2; /* one of K or V, one stage */
-    static constexpr int TILES = Q_BYTES + 2 * STAGES * KV_BYTES;
+    static constexpr int TILES = 2 * Q_BYTES + 2 * STAGES * KV_BYTES; /* Q double-buffered */
     static constexpr int SMEM = TILES + 1024 /* alignment slack */ + 256 /* barriers */;
 };
 
@@ -149,25 +149,28 @@ __global__ void __launch_bounds__(THREADS, 1)
     constexpr int DH = D / 64; /* 64-element (128-byte) column blocks */
     extern __shared__ unsigned char smem_raw[];
     unsigned char *base = reinterpret_cast<unsigned char *>(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
-    const uint32_t sQ = acu_smem(base);
-    const uint32_t sK = sQ + C::Q_BYTES;             /* [ST][DH][BN][64] */
-    const uint32_t sV = sK + ST * C::KV_BYTES;        /* [ST][DH][BN][64] */
-    const uint32_t bars = sQ + C::TILES;              /* q_full, k_full[ST], v_full[ST], k_empty[ST], v_empty[ST] */
-    const uint32_t q_full = bars;
-    auto k_full = [&](int s) { return bars + 8 * (1 + s); };
-    auto v_full = [&](int s) { return bars + 8 * (1 + ST + s); };
-    auto k_empty = [&](int s) { return bars + 8 * (1 + 2 * ST + s); };
-    auto v_empty = [&](int s) { return bars + 8 * (1 + 3 * ST + s); };
+    const uint32_t sQ = acu_smem(base);                /* [2][DH][BM][64] */
+    const uint32_t sK = sQ + 2 * C::Q_BYTES;           /* [ST][DH][BN][64] */
+    const uint32_t sV = sK + ST * C::KV_BYTES;         /* [ST][DH][BN][64] */
+    const uint32_t bars = sQ + C::TILES;
+    /* barriers: item_full[2], q_full[2], q_empty[2], k_full[ST], v_full[ST], k_empty[ST], v_empty[ST] */
+    auto item_full = [&](int q) { return bars + 8 * q; };
+    auto q_full = [&](int q) { return bars + 8 * (2 + q); };
+    auto q_empty = [&](int q) { return bars + 8 * (4 + q); };
+    auto k_full = [&](int s) { return bars + 8 * (6 + s); };
+    auto v_full = [&](int s) { return bars + 8 * (6 + ST + s); };
+    auto k_empty = [&](int s) { return bars + 8 * (6 + 2 * ST + s); };
+    auto v_empty = [&](int s) { return bars + 8 * (6 + 3 * ST + s); };
+    int *slot = reinterpret_cast<int *>(base + C::TILES + 8 * (6 + 4 * ST)); /* item index per Q buffer */
 
     const int tid = threadIdx.x;
-    const int b = blockIdx.x % p.batch;
-    const acu_item it = p.items[blockIdx.x / p.batch];
-    if (it.flags & ACU_ITEM_COPY) {
-        acu_copy_item<D>(p, it, b, tid, THREADS);
-        return;
-    }
+    const int total = p.n_items * p.batch;
     if (tid == 0) {
-        mbar_init(q_full, 1);
+        for (int q = 0; q < 2; q++) {
+            mbar_init(item_full(q), 1);
+            mbar_init(q_full(q), 1);
+            mbar_init(q_empty(q), 256);
+        }
         for (int s = 0; s < ST; s++) {
             mbar_init(k_full(s), 1);
             mbar_init(v_full(s), 1);
@@ -177,34 +180,53 @@ __global__ void __launch_bounds__(THREADS, 1)
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     __syncthreads();
-    const int n_steps = [&] {
+    auto item_steps = [&](const acu_item &it) {
         int n = 0;
         for (int r = 0; r < it.n_r; r++) {
             int2 kr = p.ranges[it.r_off + r];
             n += (kr.y - kr.x + BN - 1) / BN;
         }
         return n;
-    }();
-    const int row0 = b * p.n_tokens; /* first token row of this batch element in the [B*N] view */
+    };
     const int wg = tid / 128;
 
+    /* Persistent CTAs: the producer takes the next item (index into the longest-first list x
+     * batch) from a global counter and hands it to the consumers through slot[] / item_full;
+     * Q is double-buffered and the K/V ring runs across items, so the next item's loads
+     * overlap the current item's last steps and epilogue. */
     if (wg == 0) {
         asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
         if (tid == 0) {
-            mbar_expect_tx(q_full, C::Q_BYTES);
-            for (int dh = 0; dh < DH; dh++) tma_load(sQ + dh * BM * 128, &tq, dh * 64, it.head, row0 + it.q0, q_full);
-            walker w(p.ranges + it.r_off, it.n_r);
-            for (int step = 0; step < n_steps; step++, w.next()) {
-                const int s = step % ST;
-                const int par = ((step / ST) - 1) & 1;
-                if (step >= ST) mbar_wait(k_empty(s), par);
-                mbar_expect_tx(k_full(s), C::KV_BYTES);
+            int gstep = 0, q_par = 0; /* bit q: parity of Q buffer q's next fill */
+            for (int t = 0;; t++) {
+                const int qb = t & 1;
+                if (t >= 2) mbar_wait(q_empty(qb), ((t >> 1) - 1) & 1);
+                const int idx = atomicAdd(p.counter, 1);
+                slot[qb] = idx;
+                mbar_arrive(item_full(qb));
+                if (idx >= total) break;
+                const acu_item it = p.items[idx / p.batch];
+                if (it.flags & ACU_ITEM_COPY) continue;
+                q_par ^= 1 << qb;
+                const int row0 = (idx % p.batch) * p.n_tokens; /* batch element's first row in [B*N] */
+                const uint32_t qdst = sQ + qb * C::Q_BYTES;
+                mbar_expect_tx(q_full(qb), C::Q_BYTES);
                 for (int dh = 0; dh < DH; dh++)
-                    tma_load(sK + s * C::KV_BYTES + dh * BN * 128, &tk, dh * 64, it.head, row0 + w.k, k_full(s));
-                if (step >= ST) mbar_wait(v_empty(s), par);
-                mbar_expect_tx(v_full(s), C::KV_BYTES);
-                for (int dh = 0; dh < DH; dh++)
-                    tma_load(sV + s * C::KV_BYTES + dh * BN * 128, &tv, dh * 64, it.head, row0 + w.k, v_full(s));
+                    tma_load(qdst + dh * BM * 128, &tq, dh * 64, it.head, row0 + it.q0, q_full(qb));
+                const int n_steps = item_steps(it);
+                walker w(p.ranges + it.r_off, it.n_r);
+                for (int step = 0; step < n_steps; step++, w.next(), gstep++) {
+                    const int s = gstep % ST;
+                    const int par = ((gstep / ST) - 1) & 1;
+                    if (gstep >= ST) mbar_wait(k_empty(s), par);
+                    mbar_expect_tx(k_full(s), C::KV_BYTES);
+                    for (int dh = 0; dh < DH; dh++)
+                        tma_load(sK + s * C::KV_BYTES + dh * BN * 128, &tk, dh * 64, it.head, row0 + w.k, k_full(s));
+                    if (gstep >= ST) mbar_wait(v_empty(s), par);
+                    mbar_expect_tx(v_full(s), C::KV_BYTES);
+                    for (int dh = 0; dh < DH; dh++)
+                        tma_load(sV + s * C::KV_BYTES + dh * BN * 128, &tv, dh * 64, it.head, row0 + w.k, v_full(s));
+                }
             }
         }
         return;
@@ -214,16 +236,15 @@ __global__ void __launch_bounds__(THREADS, 1)
     const int cw = ctid / 128;         /* consumer warpgroup: rows 64*cw .. */
     const int lane = tid & 31, wq = (ctid / 32) & 3; /* warp within the warpgroup: 16 rows each */
     float o[D / 2];
-#pragma unroll
-    for (int i = 0; i < D / 2; i++) o[i] = 0.f;
-    float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.f, 0.f}, alpha[2];
+    float m_r[2], l_r[2], alpha[2];
+    uint32_t qbuf = sQ;
     float sc[BN / 2];
     uint32_t pa[BN / 16][4];
     auto issue_qk = [&](int s) {
         wg_fence();
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
-            const uint32_t qa = sQ + (kk / 4) * BM * 128 + cw * 64 * 128 + (kk % 4) * 32;
+            const uint32_t qa = qbuf + (kk / 4) * BM * 128 + cw * 64 * 128 + (kk % 4) * 32;
             const uint32_t ka = sK + s * C::KV_BYTES + (kk / 4) * BN * 128 + (kk % 4) * 32;
             mma_qk<T>(sc, desc(qa, 16, 1024), desc(ka, 16, 1024), kk > 0);
         }
@@ -285,80 +306,113 @@ __global__ void __launch_bounds__(THREADS, 1)
             pa[kk][3] = acu_pack<T>::two(sc[8 * kk + 6], sc[8 * kk + 7]);
         }
     };
-    /* Software pipeline (FA3's intra-warpgroup overlap): the softmax of step i runs while the
-     * tensor cores do P_{i-1} V_{i-1}. */
-    mbar_wait(q_full, 0);
-    walker w(p.ranges + it.r_off, it.n_r);
     /* Ping-pong (FA3): the two consumer warpgroups take turns issuing their GEMMs (named
-     * barriers 3 + cw), so that one's softmax runs under the other's tensor-core work. Issue
-     * point k = 0..n_steps; warpgroup 0 goes first. */
-    auto turn_wait = [&](int k) {
-        if (!(cw == 0 && k == 0)) asm volatile("bar.sync %0, 256;\n" ::"r"(3 + cw) : "memory");
+     * barriers 3 + cw), so that one's softmax runs under the other's tensor-core work. The
+     * turns run on across items: warpgroup 0 skips its very first wait, and takes warpgroup
+     * 1's last pass once the CTA has no more work. */
+    bool first_turn = true;
+    int issued = 0;
+    auto turn_wait = [&]() {
+        if (!(cw == 0 && first_turn)) asm volatile("bar.sync %0, 256;\n" ::"r"(3 + cw) : "memory");
+        first_turn = false;
+        issued++;
     };
-    auto turn_pass = [&](int k) {
-        if (!(cw == 1 && k == n_steps)) asm volatile("bar.arrive %0, 256;\n" ::"r"(4 - cw) : "memory");
-    };
-    mbar_wait(k_full(0), 0);
-    turn_wait(0);
-    issue_qk(0);
-    turn_pass(0);
-    wg_wait<0>();
-    reg_fence<BN / 2>(sc);
-    mbar_arrive(k_empty(0));
-    softmax(w.valid());
-    rescale_pack();
-    for (int step = 1; step < n_steps; step++) {
-        w.next();
-        const int s = step % ST, ph = (step / ST) & 1;
-        const int sp = (step - 1) % ST, php = ((step - 1) / ST) & 1;
-        mbar_wait(k_full(s), ph);
-        mbar_wait(v_full(sp), php);
-        turn_wait(step);
-        issue_qk(s);
-        issue_pv(sp);
-        turn_pass(step);
-        wg_wait<1>(); /* the QK^T group is done, P V may still run */
-        reg_fence<BN / 2>(sc);
-        mbar_arrive(k_empty(s));
-        softmax(w.valid());
-        wg_wait<0>();
-        reg_fence<D / 2>(o);
-        reg_fence_u<BN / 4>(&pa[0][0]);
-        mbar_arrive(v_empty(sp));
-        rescale_pack();
-    }
-    {
-        const int sp = (n_steps - 1) % ST, php = ((n_steps - 1) / ST) & 1;
-        mbar_wait(v_full(sp), php);
-        turn_wait(n_steps);
-        issue_pv(sp);
-        turn_pass(n_steps);
-        wg_wait<0>();
-        reg_fence<D / 2>(o);
-        reg_fence_u<BN / 4>(&pa[0][0]);
-        mbar_arrive(v_empty(sp));
-    }
-    /* epilogue: normalise; the tile goes through shared memory (over Q, once both consumer
-     * warpgroups are done reading it) for coalesced 16-byte stores */
+    auto turn_pass = [&]() { asm volatile("bar.arrive %0, 256;\n" ::"r"(4 - cw) : "memory"); };
+    int gstep = 0, q_par = 0; /* bit q: parity of Q buffer q's next fill */
+    for (int t = 0;; t++) {
+        const int qb = t & 1;
+        mbar_wait(item_full(qb), (t >> 1) & 1);
+        const int idx = slot[qb];
+        if (idx >= total) break;
+        const acu_item it = p.items[idx / p.batch];
+        const int b = idx % p.batch;
+        if (it.flags & ACU_ITEM_COPY) {
+            acu_copy_item<D>(p, it, b, ctid, 256);
+            mbar_arrive(q_empty(qb));
+            continue;
+        }
+        const int n_steps = item_steps(it);
+        qbuf = sQ + qb * C::Q_BYTES;
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 1);
-        l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 2);
-        l_r[r] = l_r[r] > 0.f ? 1.f / l_r[r] : 0.f;
-    }
-    /* Each warpgroup stages its 64 rows over its own Q rows (same swizzled layout), which only
-     * its own, finished, wgmmas read: a warpgroup-local barrier suffices. */
-    T *so = reinterpret_cast<T *>(base);
-    const int row = cw * 64 + wq * 16 + (lane >> 2), c = 2 * (lane & 3);
+        for (int i = 0; i < D / 2; i++) o[i] = 0.f;
+        m_r[0] = m_r[1] = -INFINITY;
+        l_r[0] = l_r[1] = 0.f;
+        mbar_wait(q_full(qb), (q_par >> qb) & 1);
+        q_par ^= 1 << qb;
+        walker w(p.ranges + it.r_off, it.n_r);
+        /* software pipeline (FA3's intra-warpgroup overlap): the softmax of step i runs while
+         * the tensor cores do P_{i-1} V_{i-1} */
+        {
+            const int s = gstep % ST, ph = (gstep / ST) & 1;
+            mbar_wait(k_full(s), ph);
+            turn_wait();
+            issue_qk(s);
+            turn_pass();
+            wg_wait<0>();
+            reg_fence<BN / 2>(sc);
+            mbar_arrive(k_empty(s));
+            softmax(w.valid());
+            rescale_pack();
+        }
+        for (int step = 1; step < n_steps; step++) {
+            w.next();
+            const int g = gstep + step;
+            const int s = g % ST, ph = (g / ST) & 1;
+            const int sp = (g - 1) % ST, php = ((g - 1) / ST) & 1;
+            mbar_wait(k_full(s), ph);
+            mbar_wait(v_full(sp), php);
+            turn_wait();
+            issue_qk(s);
+            issue_pv(sp);
+            turn_pass();
+            wg_wait<1>(); /* the QK^T group is done, P V may still run */
+            reg_fence<BN / 2>(sc);
+            mbar_arrive(k_empty(s));
+            softmax(w.valid());
+            wg_wait<0>();
+            reg_fence<D / 2>(o);
+            reg_fence_u<BN / 4>(&pa[0][0]);
+            mbar_arrive(v_empty(sp));
+            rescale_pack();
+        }
+        {
+            const int g = gstep + n_steps - 1;
+            const int sp = g % ST, php = (g / ST) & 1;
+            mbar_wait(v_full(sp), php);
+            turn_wait();
+            issue_pv(sp);
+            turn_pass();
+            wg_wait<0>();
+            reg_fence<D / 2>(o);
+            reg_fence_u<BN / 4>(&pa[0][0]);
+            mbar_arrive(v_empty(sp));
+        }
+        gstep += n_steps;
+        /* epilogue: normalise; each warpgroup stages its 64 rows over its own Q rows (same
+         * swizzled layout), which only its own finished wgmmas read, then stores them with
+         * 16-byte accesses; the Q buffer goes back to the producer once both are done */
 #pragma unroll
-    for (int j = 0; j < D / 8; j++) {
-        *reinterpret_cast<uint32_t *>(so + acu_tile_off<D, ACU_LAYOUT_TMA>(row, j) + c) =
-            acu_pack<T>::two(o[4 * j] * l_r[0], o[4 * j + 1] * l_r[0]);
-        *reinterpret_cast<uint32_t *>(so + acu_tile_off<D, ACU_LAYOUT_TMA>(row + 8, j) + c) =
-            acu_pack<T>::two(o[4 * j + 2] * l_r[1], o[4 * j + 3] * l_r[1]);
+        for (int r = 0; r < 2; r++) {
+            l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 1);
+            l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 2);
+            l_r[r] = l_r[r] > 0.f ? 1.f / l_r[r] : 0.f;
+        }
+        T *so = reinterpret_cast<T *>(base + qb * C::Q_BYTES);
+        const int row = cw * 64 + wq * 16 + (lane >> 2), c = 2 * (lane & 3);
+#pragma unroll
+        for (int j = 0; j < D / 8; j++) {
+            *reinterpret_cast<uint32_t *>(so + acu_tile_off<D, ACU_LAYOUT_TMA>(row, j) + c) =
+                acu_pack<T>::two(o[4 * j] * l_r[0], o[4 * j + 1] * l_r[0]);
+            *reinterpret_cast<uint32_t *>(so + acu_tile_off<D, ACU_LAYOUT_TMA>(row + 8, j) + c) =
+                acu_pack<T>::two(o[4 * j + 2] * l_r[1], o[4 * j + 3] * l_r[1]);
+        }
+        asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
+        acu_store_tile<D, ACU_LAYOUT_TMA, T>(p, it, b, so, ctid & 127, 128, cw * 64, cw * 64 + 64);
+        /* the staging (over Q) is read; TMA may overwrite it after this (async proxy) */
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        mbar_arrive(q_empty(qb));
     }
-    asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
-    acu_store_tile<D, ACU_LAYOUT_TMA, T>(p, it, b, so, ctid & 127, 128, cw * 64, cw * 64 + 64);
+    if (cw == 0 && issued > 0) asm volatile("bar.sync 3, 256;\n" ::: "memory");
 #endif
 }
 
@@ -392,7 +446,11 @@ cudaError_t launch(const acu_params &p, int dtype, cudaStream_t st) {
     constexpr int smem = cfg<D>::SMEM;
     e = cudaFuncSetAttribute(attn_wgmma_kernel<D, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
-    attn_wgmma_kernel<D, T><<<p.n_items * p.batch, THREADS, smem, st>>>(p, mq, mk, mv);
+    int dev = 0, sms = 0;
+    if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
+    if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
+    const int total = p.n_items * p.batch;
+    attn_wgmma_kernel<D, T><<<total < sms ? total : sms, THREADS, smem, st>>>(p, mq, mk, mv);
     return cudaGetLastError();
 }
 
