@@ -198,6 +198,7 @@ static void test_variant(int variant) {
 
 static void test_v1(void) { test_variant(DFA_ATTN_CUDA_V_MMA); }
 static void test_v2(void) { test_variant(DFA_ATTN_CUDA_V_WGMMA); }
+static void test_v3(void) { test_variant(DFA_ATTN_CUDA_V_WGMMA_GRID); }
 
 static void test_cache_helpers(void) {
     dfa_error err = {0};
@@ -282,6 +283,7 @@ int main(void) {
     RUN(test_cache_helpers);
     RUN(test_v1);
     RUN(test_v2);
+    RUN(test_v3);
     dfa_cuda_free(g_cu);
     return test_summary();
 }

@@ -86,8 +86,8 @@ extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const d
                  layout->n_vis, layout->n_text, layout->block);
     if (n_heads < 1 || n_heads > 4096) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: n_heads=%d", n_heads);
     if (variant == DFA_ATTN_CUDA_V_DEFAULT) variant = DFA_ATTN_CUDA_V_MMA;
-    if (variant != DFA_ATTN_CUDA_V_MMA && variant != DFA_ATTN_CUDA_V_WGMMA)
-        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1 or 2)", variant);
+    if (variant != DFA_ATTN_CUDA_V_MMA && variant != DFA_ATTN_CUDA_V_WGMMA && variant != DFA_ATTN_CUDA_V_WGMMA_GRID)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1, 2 or 3)", variant);
     for (int h = 0; h < n_heads; h++) {
         int m = method[h];
         if (m < 0 || m >= DFA_ATTN_METHOD_COUNT)
@@ -210,7 +210,7 @@ extern "C" void dfa_attn_cuda_plan_get_info(const dfa_attn_cuda_plan *p, dfa_att
 
 extern "C" int dfa_attn_cuda_variant_ok(int variant) {
     if (variant == DFA_ATTN_CUDA_V_MMA || variant == DFA_ATTN_CUDA_V_DEFAULT) return 1;
-    if (variant != DFA_ATTN_CUDA_V_WGMMA) return 0;
+    if (variant != DFA_ATTN_CUDA_V_WGMMA && variant != DFA_ATTN_CUDA_V_WGMMA_GRID) return 0;
     int dev = 0, major = 0, minor = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) return 0;
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return 0;
@@ -240,8 +240,9 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
             DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: tensor %d not 16-byte aligned", i);
     if ((int64_t)p->n_items * a->batch > 0x7fffffffLL)
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: %d items x batch %d too many", p->n_items, a->batch);
-    if (p->variant == DFA_ATTN_CUDA_V_WGMMA && !dfa_attn_cuda_variant_ok(p->variant))
-        DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "attn_cuda: variant 2 (wgmma) needs an sm_90 GPU");
+    const int wgmma = p->variant == DFA_ATTN_CUDA_V_WGMMA || p->variant == DFA_ATTN_CUDA_V_WGMMA_GRID;
+    if (wgmma && !dfa_attn_cuda_variant_ok(p->variant))
+        DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "attn_cuda: variant %d (wgmma) needs an sm_90 GPU", p->variant);
     acu_params prm;
     prm.q = a->q;
     prm.k = a->k;
@@ -259,10 +260,9 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
     float scale = a->scale > 0 ? a->scale : 1.0f / sqrtf((float)a->head_dim);
     prm.scale_log2 = scale * 1.4426950408889634f;
     cudaStream_t st = (cudaStream_t)a->stream;
-    if (p->variant == DFA_ATTN_CUDA_V_WGMMA)
-        DFA_CUDA_TRY(err, cudaMemsetAsync(p->d_counter, 0, sizeof(int), st));
-    cudaError_t e = p->variant == DFA_ATTN_CUDA_V_WGMMA ? acu_launch_wgmma(prm, a->head_dim, a->dtype, st)
-                                                         : acu_launch_mma(prm, a->head_dim, a->dtype, st);
+    if (wgmma) DFA_CUDA_TRY(err, cudaMemsetAsync(p->d_counter, 0, sizeof(int), st));
+    cudaError_t e = wgmma ? acu_launch_wgmma(prm, a->head_dim, a->dtype, p->variant == DFA_ATTN_CUDA_V_WGMMA, st)
+                          : acu_launch_mma(prm, a->head_dim, a->dtype, st);
     if (e != cudaSuccess)
         DFA_FAIL(err, DFA_ERR_CUDA, "attn_cuda: variant %d launch (D=%d, %d items x B=%d) failed: %s", p->variant,
                  a->head_dim, p->n_items, a->batch, cudaGetErrorString(e));

@@ -29,6 +29,7 @@ struct acu_params {
 
 /* Launchers (one per variant), called by dfa_attn_cuda_run after checks. */
 cudaError_t acu_launch_mma(const acu_params &p, int head_dim, int dtype, cudaStream_t st);
-cudaError_t acu_launch_wgmma(const acu_params &p, int head_dim, int dtype, cudaStream_t st);
+/* persistent: one CTA per SM taking items from the counter; else one CTA per item */
+cudaError_t acu_launch_wgmma(const acu_params &p, int head_dim, int dtype, bool persistent, cudaStream_t st);
 
 #endif

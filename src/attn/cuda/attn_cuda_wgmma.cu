@@ -431,7 +431,7 @@ cudaError_t make_map(encode_fn enc, CUtensorMap *m, const void *ptr, int dtype, 
 }
 
 template <int D, typename T>
-cudaError_t launch(const acu_params &p, int dtype, cudaStream_t st) {
+cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t st) {
     void *fn = nullptr;
     cudaDriverEntryPointQueryResult q;
     cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q);
@@ -450,14 +450,16 @@ cudaError_t launch(const acu_params &p, int dtype, cudaStream_t st) {
     if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
     if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
     const int total = p.n_items * p.batch;
-    attn_wgmma_kernel<D, T><<<total < sms ? total : sms, THREADS, smem, st>>>(p, mq, mk, mv);
+    const int grid = persistent && sms < total ? sms : total;
+    attn_wgmma_kernel<D, T><<<grid, THREADS, smem, st>>>(p, mq, mk, mv);
     return cudaGetLastError();
 }
 
 } // namespace
 
-cudaError_t acu_launch_wgmma(const acu_params &p, int head_dim, int dtype, cudaStream_t st) {
+cudaError_t acu_launch_wgmma(const acu_params &p, int head_dim, int dtype, bool persistent, cudaStream_t st) {
     if (dtype == DFA_ATTN_CUDA_BF16)
-        return head_dim == 64 ? launch<64, __nv_bfloat16>(p, dtype, st) : launch<128, __nv_bfloat16>(p, dtype, st);
-    return head_dim == 64 ? launch<64, __half>(p, dtype, st) : launch<128, __half>(p, dtype, st);
+        return head_dim == 64 ? launch<64, __nv_bfloat16>(p, dtype, persistent, st)
+                              : launch<128, __nv_bfloat16>(p, dtype, persistent, st);
+    return head_dim == 64 ? launch<64, __half>(p, dtype, persistent, st) : launch<128, __half>(p, dtype, persistent, st);
 }
