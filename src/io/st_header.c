@@ -272,7 +272,7 @@ dfa_status st_parse(const uint8_t *buf, size_t len, uint64_t file_size, const ch
     uint64_t hl = 0;
     for (int i = 7; i >= 0; i--) hl = (hl << 8) | buf[i];
     if (hl > DFA_ST_MAX_HEADER)
-        DFA_FAIL(err, DFA_ERR_FORMAT, "%s: header length %" PRIu64 " exceeds the limit of %llu bytes", file, hl,
+        DFA_FAIL(err, DFA_ERR_FORMAT, "%s: header length %" PRIu64 " exceeds the limit of %llu bytes (not a safetensors file?)", file, hl,
                  DFA_ST_MAX_HEADER);
     if (hl > file_size - 8)
         DFA_FAIL(err, DFA_ERR_FORMAT,
