@@ -393,6 +393,10 @@ static void test_broken_files(void) {
     EXPECT_OPEN_FAIL(st_file("dtnum.safetensors", "{\"x\":{\"dtype\":4,\"shape\":[2],\"data_offsets\":[0,8]}}", data, 8, p,
                              sizeof p),
                      DFA_ERR_FORMAT, "dtype is a number");
+    EXPECT_OPEN_FAIL(st_file("dtwice.safetensors",
+                             "{\"x\":{\"dtype\":\"F32\",\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,8]}}", data, 8,
+                             p, sizeof p),
+                     DFA_ERR_FORMAT, "tensor 'x': 'dtype' given 2 times");
     /* shape */
     EXPECT_OPEN_FAIL(st_file("noshape.safetensors", "{\"x\":{\"dtype\":\"F32\",\"data_offsets\":[0,8]}}", data, 8, p,
                              sizeof p),

@@ -86,7 +86,7 @@ int cmd_inspect(int argc, char **argv) {
     }
     if (filter && !no_tensors) printf("(%d of %d tensors match '%s')\n", shown, n, filter);
 
-    printf("\n%s: %d tensors in %d file%s, ", dfa_st_path(st), n, nf, nf == 1 ? "" : "s");
+    printf("\n%s: %d tensor%s in %d file%s, ", dfa_st_path(st), n, n == 1 ? "" : "s", nf, nf == 1 ? "" : "s");
     print_bytes(total);
     printf("\n");
     for (int d = 0; d < DFA_DTYPE_COUNT; d++)

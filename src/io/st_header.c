@@ -97,6 +97,13 @@ static dfa_status parse_entry(const cJSON *e, const char *file, uint64_t data_si
     if (!cJSON_IsObject(e))
         DFA_FAIL(err, DFA_ERR_FORMAT, "%s: tensor '%s': entry is %s, expected an object with dtype, shape, data_offsets",
                  file, nm, kind_of(e));
+    static const char *const fields[3] = {"dtype", "shape", "data_offsets"};
+    for (int k = 0; k < 3; k++) {
+        int seen = 0;
+        const cJSON *c;
+        cJSON_ArrayForEach(c, e) seen += strcmp(c->string, fields[k]) == 0;
+        if (seen > 1) DFA_FAIL(err, DFA_ERR_FORMAT, "%s: tensor '%s': '%s' given %d times", file, nm, fields[k], seen);
+    }
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
     const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
