@@ -48,7 +48,7 @@ dfa_status dfa_attn_layer(dfa_ctx *ctx, int layer, const dfa_attn_layout *layout
  * asc (CFG sharing, whole layer): B = 2n, batch element i of half `cond_half` is computed and
  * copied to element i of the other half (diffusers orders CFG batches [uncond, cond]:
  * cond_half = 1); residuals written under ASC are copied the same way, so a later step without
- * ASC finds both halves. */
+ * ASC finds both halves. CACHE heads copy their own cache for every batch element, ASC or not. */
 typedef struct dfa_attn_head_exec {
     int method;       /* dfa_attn_method */
     int window;       /* ARROW / ARROW_RS: band half-width in tiles (< 0: no band = FULL) */

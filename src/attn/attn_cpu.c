@@ -269,7 +269,8 @@ dfa_status dfa_attn_run_heads(dfa_ctx *ctx, const dfa_attn_layout *layout, const
     for (int h = 0; h < H; h++) {
         const dfa_attn_head_exec *e = &heads[h];
         float *R = e->res_cache;
-        for (int b = b0; b < b0 + nb; b++) {
+        const int cache = e->method == DFA_ATTN_CACHE;
+        for (int b = cache ? 0 : b0; b < (cache ? B : b0 + nb); b++) { /* CACHE copies every element */
             for (int n = 0; n < N; n++) {
                 float *o = O + ((size_t)b * N + n) * ld + (size_t)h * D;
                 size_t ci = (size_t)b * NDh + (size_t)n * D;
@@ -282,7 +283,7 @@ dfa_status dfa_attn_run_heads(dfa_ctx *ctx, const dfa_attn_layout *layout, const
                 }
             }
         }
-        if (asc) {
+        if (asc && !cache) {
             const int bu0 = (1 - cond_half) * half;
             for (int i = 0; i < half; i++) {
                 int bc = b0 + i, bu = bu0 + i;

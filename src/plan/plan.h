@@ -91,6 +91,28 @@ int dfa_plan_parse_code(const char *s, int *method, int *window);
 /* "full,arrow,cache" style list <-> bits */
 int dfa_plan_parse_method_set(const char *list, unsigned *bits);
 
+/* ---- hand-made plans (tests, benchmarks, baselines such as V2's "attention caching N=2") ----
+ * Applied to an initialised plan (dfa_plan_init); steps before full_steps stay FULL. */
+typedef enum dfa_plan_pattern {
+    DFA_PLAN_PAT_FULL = 0, /* every head FULL */
+    DFA_PLAN_PAT_ARROW,    /* every head ARROW(window) */
+    DFA_PLAN_PAT_CACHE,    /* compute every `every` steps (FULL), CACHE in between (AST, layer-wise) */
+    DFA_PLAN_PAT_RS,       /* FULL refresh every `every` steps, ARROW_RS(window) in between (V1 WA-RS) */
+    DFA_PLAN_PAT_RANDOM    /* a random valid mix of every method, per head (seeded) */
+} dfa_plan_pattern;
+
+typedef struct dfa_plan_make_opts {
+    dfa_plan_pattern pattern;
+    int window;          /* tiles, for ARROW / RS / RANDOM (max window for RANDOM) */
+    int every;           /* period for CACHE / RS (>= 1) */
+    int full_steps;      /* leading steps kept FULL */
+    int asc;             /* ASC on every layer of the compressed steps (needs p->cfg) */
+    unsigned long long seed;
+} dfa_plan_make_opts;
+
+/* Fill p's entries by the pattern, set method_set and search = "manual", validate. */
+dfa_status dfa_plan_make(dfa_plan *p, const dfa_plan_make_opts *o, dfa_error *err);
+
 /* ---- attention cost (exact entries from mask.h; FLOPs = 4 * entries * D) ----
  * batch = 2 with CFG, else 1; ASC halves it for its (step, layer). */
 typedef struct dfa_plan_cost {
