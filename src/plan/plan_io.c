@@ -1,6 +1,7 @@
 /* plan_io.c - plan files: JSON (docs/PLAN_FORMAT.md). Written by hand, one line per
  * (step, layer), so that files stay readable and diff well; read with cJSON and validated
- * strictly (errors name the file, the step/layer/head and what is wrong). */
+ * strictly (errors name the file, the step/layer/head and what is wrong). Syntax errors and
+ * file reading go through io/json.h. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/json.h"
 #include "plan/plan.h"
 
 /* ---- writing ---- */
@@ -328,12 +330,8 @@ static dfa_status parse_tree(const cJSON *root, const char *what, dfa_plan *p, d
 
 dfa_status dfa_plan_parse(const char *text, size_t len, const char *what, dfa_plan *p, dfa_error *err) {
     memset(p, 0, sizeof *p);
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-    if (!root) {
-        size_t off = end ? (size_t)(end - text) : 0;
-        DFA_FAIL(err, DFA_ERR_FORMAT, "%s: JSON syntax error near byte %zu", what, off);
-    }
+    cJSON *root = NULL;
+    DFA_TRY(dfa_json_parse(text, len, what, &root, err));
     dfa_status st = parse_tree(root, what, p, err);
     cJSON_Delete(root);
     return st;
@@ -341,32 +339,9 @@ dfa_status dfa_plan_parse(const char *text, size_t len, const char *what, dfa_pl
 
 dfa_status dfa_plan_load(const char *path, dfa_plan *p, dfa_error *err) {
     memset(p, 0, sizeof *p);
-    FILE *f = fopen(path, "rb");
-    if (!f) DFA_FAIL(err, DFA_ERR_IO, "cannot open plan %s: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 65536 > cap) {
-            cap = cap ? cap * 2 : 1 << 20;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                DFA_FAIL(err, DFA_ERR_OOM, "out of host memory reading plan %s", path);
-            }
-            buf = nb;
-        }
-        size_t k = fread(buf + n, 1, cap - n, f);
-        n += k;
-        if (k == 0) break;
-    }
-    int rerr = ferror(f);
-    fclose(f);
-    if (rerr) {
-        free(buf);
-        DFA_FAIL(err, DFA_ERR_IO, "reading plan %s failed", path);
-    }
-    dfa_status st = dfa_plan_parse(buf, n, path, p, err);
-    free(buf);
+    cJSON *root = NULL;
+    DFA_TRY(dfa_json_read_file(path, &root, err));
+    dfa_status st = parse_tree(root, path, p, err);
+    cJSON_Delete(root);
     return st;
 }
