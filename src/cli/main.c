@@ -7,6 +7,8 @@
 
 static const dfa_command commands[] = {
     {"version", "print the version and whether CUDA is compiled in", cmd_version},
+    {"plan", "show a compression plan (FLOPs, methods, heatmap) or make one by hand", cmd_plan},
+    {"bench", "time the attention methods (bench attn --cpu)", cmd_bench},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
