@@ -11,6 +11,7 @@
  * [k0, k1) it visits (ranges[r_off .. r_off + n_r)), or a copy from the cache. */
 enum { ACU_ITEM_COPY = 1, ACU_ITEM_RESID = 2 };
 #define ACU_BM 128 /* query rows per item (both variants) */
+#define ACU_MAX_HEADS 128 /* per-head cache pointers travel in the kernel parameters */
 
 struct acu_item {
     int head, q0, q_len, flags, r_off, n_r;
@@ -19,13 +20,16 @@ struct acu_item {
 struct acu_params {
     const void *q, *k, *v;
     void *o;
-    const void *cache, *resid;
+    const void *cache[ACU_MAX_HEADS]; /* per head [B, N, D]: source of CACHE heads */
+    const void *resid[ACU_MAX_HEADS]; /* per head [B, N, D]: residual added to ARROW_RS heads */
     const acu_item *items;
     const int2 *ranges;
     int *counter; /* variant 2's work counter (persistent CTAs), zeroed before each launch */
     int n_items, batch, n_tokens, n_heads;
     float scale_log2; /* softmax scale * log2(e) */
 };
+
+dfa_status acu_check_common(int dtype, int batch, int head_dim, dfa_error *err);
 
 /* Launchers (one per variant), called by dfa_attn_cuda_run after checks. */
 cudaError_t acu_launch_mma(const acu_params &p, int head_dim, int dtype, cudaStream_t st);
