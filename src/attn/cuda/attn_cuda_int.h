@@ -7,15 +7,13 @@
 
 #include "attn/cuda/attn_cuda.h"
 
-/* One work item: one head, up to ATTN_BM query rows inside one mask tile, the key ranges
- * [k0, k1) it visits (ranges[r_off .. r_off + n_r)), or a copy from the cache. */
-enum { ACU_ITEM_COPY = 1, ACU_ITEM_RESID = 2 };
-#define ACU_BM 128 /* query rows per item (both variants) */
+/* Work items (attn_worklist.h): one head, up to ACU_BM query rows inside one mask tile, the
+ * key ranges [k0, k1) it visits (read as int2 on the device), or a copy from the cache. */
+#include "attn/cuda/attn_worklist.h"
+enum { ACU_ITEM_COPY = DFA_ACU_ITEM_COPY, ACU_ITEM_RESID = DFA_ACU_ITEM_RESID };
+#define ACU_BM DFA_ACU_BM
+typedef dfa_acu_item acu_item;
 #define ACU_MAX_HEADS 128 /* per-head cache pointers travel in the kernel parameters */
-
-struct acu_item {
-    int head, q0, q_len, flags, r_off, n_r;
-};
 
 struct acu_params {
     const void *q, *k, *v;
