@@ -208,6 +208,19 @@ static void test_mask_entries_brute_force(void) {
     }
 }
 
+static void test_window_helpers(void) {
+    dfa_attn_layout L = {4096, 333, 0, 64}; /* SD3 1024: 64 visual tiles */
+    CHECK(dfa_mask_window_from_tokens(&L, 0) == 0);
+    CHECK(dfa_mask_window_from_tokens(&L, 1) == 1);
+    CHECK(dfa_mask_window_from_tokens(&L, 64) == 1);
+    CHECK(dfa_mask_window_from_tokens(&L, 65) == 2);
+    CHECK(dfa_mask_window_from_tokens(&L, 100000) == 63);
+    CHECK(dfa_mask_window_from_tokens(&L, -1) == -1);
+    CHECK(dfa_mask_v1_window(&L) == 4); /* 4096 / 16 = 256 tokens = 4 tiles */
+    dfa_attn_layout S = {100, 0, 1, 8};
+    CHECK(dfa_mask_v1_window(&S) == 1); /* 6 tokens -> 1 tile */
+}
+
 /* one call with a different method per head = each head run on its own */
 static void test_mixed_heads_equal_each_alone(void) {
     dfa_ctx *ctx = make_ctx();
@@ -348,6 +361,7 @@ static void test_bad_args(void) {
 
 int main(void) {
     RUN(test_mask_entries_brute_force);
+    RUN(test_window_helpers);
     RUN(test_methods_vs_reference);
     RUN(test_band_covering_all_is_full);
     RUN(test_mixed_heads_equal_each_alone);

@@ -1,6 +1,8 @@
 /* test_attn_steps.c - the plan-driven entry point over a sequence of denoising steps:
  * caching (AST / head-wise), residual sharing and ASC equal their definitions computed in
  * float64; cache bytes; misuse errors; FLOP accounting against brute-force counts. */
+#include <unistd.h>
+
 #include "attn/attn_state.h"
 #include "attn_ref.h"
 #include "core/ctx.h"
@@ -193,6 +195,29 @@ static void test_plan_misuse(void) {
     dfa_ctx_free(ctx);
 }
 
+/* a plan file set on the context; errors name the file */
+static void test_load_plan_file(void) {
+    dfa_ctx *ctx = make_ctx();
+    dfa_attn_layout L = {30, 5, 0, 4};
+    dfa_plan p;
+    make_random_plan(&p, &L, 3, 2, 2, 9);
+    char path[] = "/tmp/dfa_attn_plan_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    dfa_error err;
+    CHECK(dfa_plan_save(path, &p, &err) == DFA_OK);
+    CHECKF(dfa_attn_load_plan(ctx, path) == DFA_OK, "%s", dfa_ctx_error(ctx));
+    const dfa_plan *q = dfa_attn_plan(ctx);
+    CHECK(q && q->n_steps == 3 && memcmp(q->method, p.method, 12) == 0 && memcmp(q->store_res, p.store_res, 12) == 0);
+    unlink(path);
+    CHECK(dfa_attn_load_plan(ctx, path) == DFA_ERR_IO);
+    CHECK(strstr(dfa_ctx_error(ctx), path) != NULL);
+    CHECK(dfa_attn_plan(ctx) != NULL); /* a failed load keeps the plan in use */
+    dfa_plan_free(&p);
+    dfa_ctx_free(ctx);
+}
+
 /* FLOPs of plans against a brute-force count of computed entries */
 static void test_flops_brute_force(void) {
     dfa_attn_layout L = {30, 5, 0, 4};
@@ -242,6 +267,7 @@ int main(void) {
     RUN(test_store_flags_lookahead);
     RUN(test_steps_match_definitions);
     RUN(test_plan_misuse);
+    RUN(test_load_plan_file);
     RUN(test_flops_brute_force);
     return test_summary();
 }

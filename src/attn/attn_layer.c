@@ -98,6 +98,14 @@ dfa_status dfa_attn_set_plan(dfa_ctx *ctx, const dfa_plan *plan) {
     return DFA_OK;
 }
 
+dfa_status dfa_attn_load_plan(dfa_ctx *ctx, const char *path) {
+    dfa_plan p;
+    DFA_TRY(dfa_plan_load(path, &p, &ctx->err));
+    dfa_status s = dfa_attn_set_plan(ctx, &p);
+    dfa_plan_free(&p);
+    return s;
+}
+
 const dfa_plan *dfa_attn_plan(const dfa_ctx *ctx) {
     return ctx->attn && ctx->attn->has_plan ? &ctx->attn->plan : NULL;
 }

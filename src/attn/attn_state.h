@@ -25,6 +25,8 @@ extern "C" {
 
 /* Validate and copy `plan` into the context (replacing any plan and its caches). */
 dfa_status dfa_attn_set_plan(dfa_ctx *ctx, const dfa_plan *plan);
+/* Load a plan file (dfa_plan_load) and set it; errors name the file and entry. */
+dfa_status dfa_attn_load_plan(dfa_ctx *ctx, const char *path);
 /* Drop the plan and the caches: back to every head FULL. */
 void dfa_attn_clear_plan(dfa_ctx *ctx);
 /* The plan in use (NULL if none). */
