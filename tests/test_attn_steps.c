@@ -214,6 +214,16 @@ static void test_load_plan_file(void) {
     CHECK(dfa_attn_load_plan(ctx, path) == DFA_ERR_IO);
     CHECK(strstr(dfa_ctx_error(ctx), path) != NULL);
     CHECK(dfa_attn_plan(ctx) != NULL); /* a failed load keeps the plan in use */
+    dfa_plan bad;
+    CHECK(dfa_plan_copy(&bad, &p, &err) == DFA_OK);
+    bad.method[0] = DFA_ATTN_CACHE; /* CACHE at step 0 */
+    bad.window[0] = 0;
+    bad.method_set |= DFA_PLAN_SET_CACHE;
+    CHECK(dfa_attn_set_plan(ctx, &bad) == DFA_ERR_FORMAT);
+    CHECKF(strstr(dfa_ctx_error(ctx), "step 0 layer 0 head 0: CACHE (C) but no earlier step") != NULL, "%s",
+           dfa_ctx_error(ctx));
+    CHECK(dfa_attn_plan(ctx) != NULL && dfa_attn_plan(ctx)->method[0] == p.method[0]);
+    dfa_plan_free(&bad);
     dfa_plan_free(&p);
     dfa_ctx_free(ctx);
 }

@@ -200,6 +200,8 @@ static void run_task(const attn_job *j, const attn_task *t, int n_tiles, attn_sc
 static dfa_status check_args(dfa_ctx *ctx, const dfa_attn_layout *layout, const dfa_tensor *q,
                              const dfa_tensor *k, const dfa_tensor *v, const dfa_tensor *out,
                              const dfa_attn_head_exec *heads, int asc, int cond_half) {
+    if (!layout || !q || !k || !v || !out || !heads)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "attention: NULL layout, tensor or head list");
     if (dfa_layout_valid(layout))
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "attention layout invalid: n_vis=%d n_text=%d block=%d", layout->n_vis,
                      layout->n_text, layout->block);

@@ -70,29 +70,34 @@ void dfa_attn_state_free(dfa_ctx *ctx) {
 }
 
 dfa_status dfa_attn_set_plan(dfa_ctx *ctx, const dfa_plan *plan) {
-    if (!ctx->attn) {
-        ctx->attn = calloc(1, sizeof *ctx->attn);
-        if (!ctx->attn) DFA_CTX_FAIL(ctx, DFA_ERR_OOM, "out of host memory for the attention state");
-    }
-    dfa_attn_state *st = ctx->attn;
-    dfa_attn_clear_plan(ctx);
-    DFA_TRY(dfa_plan_copy(&st->plan, plan, &ctx->err));
-    dfa_status s = dfa_plan_validate(&st->plan, "plan", &ctx->err);
+    /* validate a copy first: on failure the plan in use (if any) stays */
+    dfa_plan copy;
+    DFA_TRY(dfa_plan_copy(&copy, plan, &ctx->err));
+    dfa_status s = dfa_plan_validate(&copy, "plan", &ctx->err);
+    size_t n = (size_t)copy.n_layers * copy.n_heads;
+    head_cache *caches = NULL;
+    dfa_attn_head_exec *exec = NULL;
     if (s == DFA_OK) {
-        size_t n = (size_t)plan->n_layers * plan->n_heads;
-        st->caches = calloc(n, sizeof *st->caches);
-        st->exec = calloc((size_t)plan->n_heads, sizeof *st->exec);
-        if (!st->caches || !st->exec) s = DFA_SET(&ctx->err, DFA_ERR_OOM, "out of host memory for plan caches");
-        for (size_t i = 0; st->caches && i < n; i++) st->caches[i].out_step = st->caches[i].res_step = -1;
+        caches = calloc(n, sizeof *caches);
+        exec = calloc((size_t)copy.n_heads, sizeof *exec);
+        if (!caches || !exec) s = DFA_SET(&ctx->err, DFA_ERR_OOM, "out of host memory for plan caches");
+    }
+    if (s == DFA_OK && !ctx->attn) {
+        ctx->attn = calloc(1, sizeof *ctx->attn);
+        if (!ctx->attn) s = DFA_SET(&ctx->err, DFA_ERR_OOM, "out of host memory for the attention state");
     }
     if (s != DFA_OK) {
-        dfa_plan_free(&st->plan);
-        free(st->caches);
-        free(st->exec);
-        st->caches = NULL;
-        st->exec = NULL;
+        dfa_plan_free(&copy);
+        free(caches);
+        free(exec);
         return s;
     }
+    dfa_attn_clear_plan(ctx);
+    dfa_attn_state *st = ctx->attn;
+    for (size_t i = 0; i < n; i++) caches[i].out_step = caches[i].res_step = -1;
+    st->plan = copy;
+    st->caches = caches;
+    st->exec = exec;
     st->has_plan = 1;
     st->step = -1;
     return DFA_OK;

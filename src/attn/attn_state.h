@@ -23,7 +23,8 @@
 extern "C" {
 #endif
 
-/* Validate and copy `plan` into the context (replacing any plan and its caches). */
+/* Validate and copy `plan` into the context (replacing any plan and its caches). On failure
+ * the plan in use before stays. */
 dfa_status dfa_attn_set_plan(dfa_ctx *ctx, const dfa_plan *plan);
 /* Load a plan file (dfa_plan_load) and set it; errors name the file and entry. */
 dfa_status dfa_attn_load_plan(dfa_ctx *ctx, const char *path);
