@@ -68,8 +68,8 @@ static void test_steps_match_definitions(void) {
                     for (int b = 0; b < B; b++) {
                         int src = asc ? 1 : b; /* cond_half 1 with B = 2: element 1 is conditional */
                         double *o = now + (size_t)b * ND;
-                        if (m == DFA_ATTN_CACHE) {
-                            memcpy(o, lo + (size_t)b * ND, ND * sizeof(double));
+                        if (m == DFA_ATTN_CACHE) { /* under ASC the whole layer of cond is shared */
+                            memcpy(o, lo + (size_t)src * ND, ND * sizeof(double));
                             continue;
                         }
                         ref_head(&q, &L, m == DFA_ATTN_FULL ? -1 : w, src, h, ref);
@@ -136,8 +136,8 @@ static void test_store_flags_lookahead(void) {
                    s, p.store_out[i], p.store_res[i]);
         }
     CHECK(p.res_window[dfa_plan_index(&p, 0, 0, 1)] == 2);
-    /* one output cache (head 0) + one residual (head 1) */
-    CHECK(dfa_plan_cache_bytes(&p, 2, 64, 4) == 2 * (size_t)2 * 72 * 64 * 4);
+    /* one layer-wide output cache (for head 0) + one residual buffer (for head 1), [B, N, H, D] */
+    CHECK(dfa_plan_cache_bytes(&p, 2, 64, 4) == 2 * (size_t)2 * 72 * 3 * 64 * 4);
     dfa_plan_cost c;
     double sf[6];
     dfa_plan_cost_compute(&p, 64, &c, sf);

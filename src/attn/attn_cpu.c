@@ -103,7 +103,7 @@ static row_softmax_fn pick_row_softmax(void) {
 typedef struct attn_task {
     int b, h, tile, row0, rows; /* query rows [row0, row0 + rows) lie in `tile` */
     int window;                 /* < 0: full */
-    int to_res;                 /* 1: write into the head's res_cache ([B, N, D]); 0: into out */
+    int to_res;                 /* 1: write into res_cache (then turned into the residual); 0: into out */
 } attn_task;
 
 typedef struct attn_job {
@@ -112,6 +112,7 @@ typedef struct attn_job {
     const float *Q, *K, *V;
     float *O;
     const dfa_attn_head_exec *heads;
+    float *res_cache;
     float scale;
     row_softmax_fn row_softmax;
 } attn_job;
@@ -180,26 +181,19 @@ static void run_task(const attn_job *j, const attn_task *t, int n_tiles, attn_sc
                         (int)ld, 1.0f, acc, D);
         }
     }
-    float *dst;
-    size_t ldo;
-    if (t->to_res) {
-        dst = (float *)j->heads[t->h].res_cache + ((size_t)t->b * j->N + t->row0) * D;
-        ldo = (size_t)D;
-    } else {
-        dst = j->O + ((size_t)t->b * j->N + t->row0) * ld + (size_t)t->h * D;
-        ldo = ld;
-    }
+    float *dst = (t->to_res ? j->res_cache : j->O) + ((size_t)t->b * j->N + t->row0) * ld + (size_t)t->h * D;
     for (int i = 0; i < rows; i++) {
         float inv = 1.0f / l[i]; /* every row sees at least its own tile: l > 0 */
         const float *a = acc + (size_t)i * D;
-        float *o = dst + (size_t)i * ldo;
+        float *o = dst + (size_t)i * ld;
         for (int d = 0; d < D; d++) o[d] = a[d] * inv;
     }
 }
 
 static dfa_status check_args(dfa_ctx *ctx, const dfa_attn_layout *layout, const dfa_tensor *q,
                              const dfa_tensor *k, const dfa_tensor *v, const dfa_tensor *out,
-                             const dfa_attn_head_exec *heads, int asc, int cond_half) {
+                             const dfa_attn_head_exec *heads, const void *out_cache, const void *res_cache,
+                             int asc, int cond_half) {
     if (!layout || !q || !k || !v || !out || !heads)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "attention: NULL layout, tensor or head list");
     if (dfa_layout_valid(layout))
@@ -233,14 +227,14 @@ static dfa_status check_args(dfa_ctx *ctx, const dfa_attn_layout *layout, const 
         const dfa_attn_head_exec *e = &heads[h];
         if (e->method < 0 || e->method >= DFA_ATTN_METHOD_COUNT)
             DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "attention head %d: unknown method %d", h, e->method);
-        if (e->method == DFA_ATTN_CACHE && !e->out_cache)
+        if (e->method == DFA_ATTN_CACHE && !out_cache)
             DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "attention head %d: CACHE without an output cache", h);
-        if (e->method == DFA_ATTN_ARROW_RS && !e->res_cache)
+        if (e->method == DFA_ATTN_ARROW_RS && !res_cache)
             DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "attention head %d: ARROW_RS without a residual cache", h);
-        if (e->store_out && (e->method == DFA_ATTN_CACHE || !e->out_cache))
+        if (e->store_out && (e->method == DFA_ATTN_CACHE || !out_cache))
             DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "attention head %d: store_out with method %s / no cache buffer", h,
                          dfa_attn_method_name(e->method));
-        if (e->store_res && (e->method != DFA_ATTN_FULL || !e->res_cache))
+        if (e->store_res && (e->method != DFA_ATTN_FULL || !res_cache))
             DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG,
                          "attention head %d: store_res needs method full and a residual buffer (got %s)", h,
                          dfa_attn_method_name(e->method));
@@ -250,8 +244,9 @@ static dfa_status check_args(dfa_ctx *ctx, const dfa_attn_layout *layout, const 
 
 dfa_status dfa_attn_run_heads(dfa_ctx *ctx, const dfa_attn_layout *layout, const dfa_tensor *q,
                               const dfa_tensor *k, const dfa_tensor *v, dfa_tensor *out,
-                              const dfa_attn_head_exec *heads, int asc, int cond_half) {
-    DFA_TRY(check_args(ctx, layout, q, k, v, out, heads, asc, cond_half));
+                              const dfa_attn_head_exec *heads, void *out_cache, void *res_cache, int asc,
+                              int cond_half) {
+    DFA_TRY(check_args(ctx, layout, q, k, v, out, heads, out_cache, res_cache, asc, cond_half));
     if (q->dev == DFA_DEV_CUDA) {
         /* Dispatch point for the CUDA kernel (src/attn/cuda/): it receives exactly these
          * arguments (per-head method, window, store flags and cache pointers). */
@@ -264,11 +259,11 @@ dfa_status dfa_attn_run_heads(dfa_ctx *ctx, const dfa_attn_layout *layout, const
                      dfa_dtype_name(q->dtype));
 
     attn_job j = {layout, (int)q->shape[0], (int)q->shape[1], (int)q->shape[2], (int)q->shape[3],
-                  q->data,  k->data,         v->data,          out->data,        heads, 0.0f, NULL};
+                  q->data,  k->data,         v->data,          out->data,        heads, res_cache, 0.0f, NULL};
     j.scale = 1.0f / sqrtf((float)j.D);
     j.row_softmax = pick_row_softmax();
     const int B = j.B, N = j.N, H = j.H, D = j.D;
-    const size_t ld = (size_t)H * D, NDh = (size_t)N * D;
+    const size_t ld = (size_t)H * D;
     dfa_attn_tiles tl;
     dfa_layout_tiles(layout, &tl);
 
@@ -341,42 +336,45 @@ dfa_status dfa_attn_run_heads(dfa_ctx *ctx, const dfa_attn_layout *layout, const
     free(tasks);
     if (failed) DFA_CTX_FAIL(ctx, DFA_ERR_OOM, "attention: out of host memory for per-thread scratch");
 
-    /* post passes per head: residuals, CACHE copies, ASC copies, output caches */
-    float *O = out->data;
+    /* post passes per head: residuals, CACHE copies; then ASC copies and output caches */
+    float *O = out->data, *R = res_cache;
+    const float *C = out_cache;
+    const size_t row = (size_t)D * sizeof(float);
 #pragma omp parallel for num_threads(ctx->n_threads) schedule(static)
     for (int h = 0; h < H; h++) {
         const dfa_attn_head_exec *e = &heads[h];
-        float *R = e->res_cache;
-        const int cache = e->method == DFA_ATTN_CACHE;
-        for (int b = cache ? 0 : b0; b < (cache ? B : b0 + nb); b++) { /* CACHE copies every element */
+        if (e->method == DFA_ATTN_FULL && !e->store_res) continue;
+        if (e->method == DFA_ATTN_ARROW) continue;
+        for (int b = b0; b < b0 + nb; b++)
             for (int n = 0; n < N; n++) {
-                float *o = O + ((size_t)b * N + n) * ld + (size_t)h * D;
-                size_t ci = (size_t)b * NDh + (size_t)n * D;
+                size_t ci = ((size_t)b * N + n) * ld + (size_t)h * D;
+                float *o = O + ci;
                 if (e->method == DFA_ATTN_CACHE) {
-                    memcpy(o, (const float *)e->out_cache + ci, (size_t)D * sizeof(float));
+                    memcpy(o, C + ci, row);
                 } else if (e->method == DFA_ATTN_ARROW_RS) {
                     for (int d = 0; d < D; d++) o[d] += R[ci + d];
-                } else if (e->store_res) {
-                    for (int d = 0; d < D; d++) R[ci + d] = o[d] - R[ci + d]; /* R held ARROW's output */
+                } else { /* FULL refreshing a residual: R held ARROW's output */
+                    for (int d = 0; d < D; d++) R[ci + d] = o[d] - R[ci + d];
                 }
             }
-        }
-        if (asc && !cache) {
+    }
+    const size_t half_elems = (size_t)half * N * ld;
+    if (asc) {
+        const int bu0 = (1 - cond_half) * half;
+        memcpy(O + (size_t)bu0 * N * ld, O + (size_t)b0 * N * ld, half_elems * sizeof(float));
+    }
+#pragma omp parallel for num_threads(ctx->n_threads) schedule(static)
+    for (int h = 0; h < H; h++) {
+        const dfa_attn_head_exec *e = &heads[h];
+        if (asc && e->store_res) {
             const int bu0 = (1 - cond_half) * half;
-            for (int i = 0; i < half; i++) {
-                int bc = b0 + i, bu = bu0 + i;
-                for (int n = 0; n < N; n++)
-                    memcpy(O + ((size_t)bu * N + n) * ld + (size_t)h * D, O + ((size_t)bc * N + n) * ld + (size_t)h * D,
-                           (size_t)D * sizeof(float));
-                if (e->store_res) memcpy(R + (size_t)bu * NDh, R + (size_t)bc * NDh, NDh * sizeof(float));
-            }
+            for (size_t r = 0; r < (size_t)half * N; r++)
+                memcpy(R + ((size_t)bu0 * N + r) * ld + (size_t)h * D, R + ((size_t)b0 * N + r) * ld + (size_t)h * D,
+                       row);
         }
         if (e->store_out) {
-            float *C = e->out_cache;
-            for (int b = 0; b < B; b++)
-                for (int n = 0; n < N; n++)
-                    memcpy(C + (size_t)b * NDh + (size_t)n * D, O + ((size_t)b * N + n) * ld + (size_t)h * D,
-                           (size_t)D * sizeof(float));
+            float *Cw = out_cache;
+            for (size_t r = 0; r < (size_t)B * N; r++) memcpy(Cw + r * ld + (size_t)h * D, O + r * ld + (size_t)h * D, row);
         }
     }
     return DFA_OK;

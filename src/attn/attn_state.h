@@ -1,7 +1,9 @@
 /* attn_state.h - the context's attention state: the loaded plan (a copy), the current
- * denoising step, and the output / residual caches per (layer, head), allocated on the first
- * step that stores them (only those the plan will reuse, from its look-ahead store flags) on
- * the tensors' device, in the dtype of `out`, [B, N, D] each.
+ * denoising step, and the output / residual caches: per layer one output buffer and/or one
+ * residual buffer, [B, N, H, D] in the dtype of `out` on its device (the layout the CUDA kernel
+ * reads), allocated on the first step that stores them and only for layers where the plan's
+ * look-ahead store flags say a later step reuses something. Each (layer, head) slice records
+ * the step it holds.
  *
  * Use (models and the engine):
  *     dfa_attn_set_plan(ctx, &plan);          // once per run (copies the plan)

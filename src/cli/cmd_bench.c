@@ -21,7 +21,7 @@ static double now_s(void) {
 
 typedef struct bench_bufs {
     dfa_tensor q, k, v, o;
-    float **oc, **res;
+    float *oc, *res; /* [2B, N, H, D] output and residual caches */
     dfa_attn_head_exec *ex;
 } bench_bufs;
 
@@ -29,16 +29,12 @@ typedef struct bench_bufs {
  * every head gets `proto` */
 static int time_method(dfa_ctx *ctx, const dfa_attn_layout *L, bench_bufs *b, int H, dfa_attn_head_exec proto,
                        int asc, int reps, double *sec) {
-    for (int h = 0; h < H; h++) {
-        b->ex[h] = proto;
-        b->ex[h].out_cache = b->oc[h];
-        b->ex[h].res_cache = b->res[h];
-    }
+    for (int h = 0; h < H; h++) b->ex[h] = proto;
     double *t = calloc((size_t)reps, sizeof(double));
     if (!t) return -1;
     for (int r = -1; r < reps; r++) {
         double t0 = now_s();
-        if (dfa_attn_run_heads(ctx, L, &b->q, &b->k, &b->v, &b->o, b->ex, asc, 1) != DFA_OK) {
+        if (dfa_attn_run_heads(ctx, L, &b->q, &b->k, &b->v, &b->o, b->ex, b->oc, b->res, asc, 1) != DFA_OK) {
             fprintf(stderr, "dfa bench attn: %s\n", dfa_ctx_error(ctx));
             free(t);
             return -1;
@@ -94,19 +90,15 @@ static int bench_attn(int argc, char **argv) {
     }
     dfa_attn_layout L = {n_vis, n_text, !text_after, block};
     const int N = n_vis + n_text, B2 = 2 * batch;
-    const size_t n = (size_t)B2 * N * heads * dim, cn = (size_t)B2 * N * dim;
+    const size_t n = (size_t)B2 * N * heads * dim;
     bench_bufs b;
     float *buf[4];
     int ok = 1;
     for (int i = 0; i < 4; i++) ok &= (buf[i] = malloc(n * sizeof(float))) != NULL;
-    b.oc = calloc((size_t)heads, sizeof(float *));
-    b.res = calloc((size_t)heads, sizeof(float *));
+    b.oc = calloc(n, sizeof(float));
+    b.res = calloc(n, sizeof(float));
     b.ex = calloc((size_t)heads, sizeof *b.ex);
     ok &= b.oc && b.res && b.ex;
-    for (int h = 0; ok && h < heads; h++) {
-        ok &= (b.oc[h] = calloc(cn, sizeof(float))) != NULL;
-        ok &= (b.res[h] = calloc(cn, sizeof(float))) != NULL;
-    }
     int rc = 0;
     if (!ok) {
         fprintf(stderr, "dfa bench attn: out of host memory for %d tokens x %d heads x %d\n", N, heads, dim);
@@ -132,7 +124,7 @@ static int bench_attn(int argc, char **argv) {
                ctx->n_threads, reps);
         printf("%-28s %10s %9s %12s %9s\n", "method", "ms", "vs FULL", "entries", "GFLOP/s");
         double t_full = 0;
-        dfa_attn_head_exec full = {DFA_ATTN_FULL, 0, 0, 0, 0, NULL, NULL};
+        dfa_attn_head_exec full = {DFA_ATTN_FULL, 0, 0, 0, 0};
         if (time_method(ctx, &L, &b, heads, full, 0, reps, &t_full)) rc = 1;
         double flops_full = 4.0 * dim * ef * heads * batch;
         printf("%-28s %10.3f %8.2fx %11.3f %9.1f\n", "FULL", t_full * 1e3, 1.0, 1.0, flops_full / t_full / 1e9);
@@ -146,24 +138,24 @@ static int bench_attn(int argc, char **argv) {
         for (int i = 0; i < nw && !rc; i++) {
             double t, e = (double)dfa_mask_entries(&L, ws[i]);
             char name[64];
-            dfa_attn_head_exec ar = {DFA_ATTN_ARROW, ws[i], 0, 0, 0, NULL, NULL};
+            dfa_attn_head_exec ar = {DFA_ATTN_ARROW, ws[i], 0, 0, 0};
             if (time_method(ctx, &L, &b, heads, ar, 0, reps, &t)) rc = 1;
             snprintf(name, sizeof name, "ARROW(w=%d)", ws[i]);
             printf("%-28s %10.3f %8.2fx %11.3f %9.1f\n", name, t * 1e3, t_full / t, e / ef,
                    4.0 * dim * e * heads * batch / t / 1e9);
-            dfa_attn_head_exec rs = {DFA_ATTN_ARROW_RS, ws[i], 0, 0, 0, NULL, NULL};
+            dfa_attn_head_exec rs = {DFA_ATTN_ARROW_RS, ws[i], 0, 0, 0};
             if (time_method(ctx, &L, &b, heads, rs, 0, reps, &t)) rc = 1;
             snprintf(name, sizeof name, "ARROW_RS(w=%d) reuse", ws[i]);
             printf("%-28s %10.3f %8.2fx %11.3f %9.1f\n", name, t * 1e3, t_full / t, e / ef,
                    4.0 * dim * e * heads * batch / t / 1e9);
-            dfa_attn_head_exec rf = {DFA_ATTN_FULL, 0, 0, 1, ws[i], NULL, NULL};
+            dfa_attn_head_exec rf = {DFA_ATTN_FULL, 0, 0, 1, ws[i]};
             if (time_method(ctx, &L, &b, heads, rf, 0, reps, &t)) rc = 1;
             snprintf(name, sizeof name, "ARROW_RS(w=%d) refresh", ws[i]);
             printf("%-28s %10.3f %8.2fx %11.3f %9.1f\n", name, t * 1e3, t_full / t, 1.0 + e / ef,
                    4.0 * dim * (ef + e) * heads * batch / t / 1e9);
         }
         double t;
-        dfa_attn_head_exec ca = {DFA_ATTN_CACHE, 0, 0, 0, 0, NULL, NULL};
+        dfa_attn_head_exec ca = {DFA_ATTN_CACHE, 0, 0, 0, 0};
         if (!rc && time_method(ctx, &L, &b, heads, ca, 0, reps, &t)) rc = 1;
         if (!rc) printf("%-28s %10.3f %8.2fx %11.3f %9s\n", "CACHE", t * 1e3, t_full / t, 0.0, "-");
         /* ASC: a CFG batch of 2 x batch, against FULL on the same batch */
@@ -178,10 +170,6 @@ static int bench_attn(int argc, char **argv) {
             printf("\n\"vs FULL\": FULL's time / the method's (same run, same batch); \"entries\": the method's "
                    "score entries / FULL's (the ideal ratio's inverse).\n");
         }
-    }
-    for (int h = 0; b.oc && h < heads; h++) {
-        free(b.oc[h]);
-        if (b.res) free(b.res[h]);
     }
     free(b.oc);
     free(b.res);
