@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "attn/attn.h"
+#include "attn/attn_int.h"
 #include "core/ctx.h"
 
 enum { QC = 64, KC = 256 }; /* query rows per task (at most), keys per BLAS product */
@@ -247,13 +248,8 @@ dfa_status dfa_attn_run_heads(dfa_ctx *ctx, const dfa_attn_layout *layout, const
                               const dfa_attn_head_exec *heads, void *out_cache, void *res_cache, int asc,
                               int cond_half) {
     DFA_TRY(check_args(ctx, layout, q, k, v, out, heads, out_cache, res_cache, asc, cond_half));
-    if (q->dev == DFA_DEV_CUDA) {
-        /* Dispatch point for the CUDA kernel (src/attn/cuda/): it receives exactly these
-         * arguments (per-head method, window, store flags and cache pointers). */
-        DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED,
-                     "attention: CUDA tensors reached dfa_attn_run_heads, but the CUDA attention kernel is not "
-                     "wired in this build yet");
-    }
+    if (q->dev == DFA_DEV_CUDA) /* the fused kernel (src/attn/cuda/), same arguments: attn_gpu.c */
+        return dfa_attn_run_heads_cuda(ctx, layout, q, k, v, out, heads, out_cache, res_cache, asc, cond_half);
     if (q->dtype != DFA_F32)
         DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "attention on the CPU takes f32 tensors, got %s",
                      dfa_dtype_name(q->dtype));
