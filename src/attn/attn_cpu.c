@@ -247,9 +247,17 @@ dfa_status dfa_attn_run_heads(dfa_ctx *ctx, const dfa_attn_layout *layout, const
                               const dfa_tensor *k, const dfa_tensor *v, dfa_tensor *out,
                               const dfa_attn_head_exec *heads, void *out_cache, void *res_cache, int asc,
                               int cond_half) {
+    return dfa_attn_run_heads_ex(ctx, layout, q, k, v, out, heads, out_cache, res_cache, asc, cond_half, NULL);
+}
+
+dfa_status dfa_attn_run_heads_ex(dfa_ctx *ctx, const dfa_attn_layout *layout, const dfa_tensor *q,
+                                 const dfa_tensor *k, const dfa_tensor *v, dfa_tensor *out,
+                                 const dfa_attn_head_exec *heads, void *out_cache, void *res_cache, int asc,
+                                 int cond_half, void **gpu_lists) {
     DFA_TRY(check_args(ctx, layout, q, k, v, out, heads, out_cache, res_cache, asc, cond_half));
     if (q->dev == DFA_DEV_CUDA) /* the fused kernel (src/attn/cuda/), same arguments: attn_gpu.c */
-        return dfa_attn_run_heads_cuda(ctx, layout, q, k, v, out, heads, out_cache, res_cache, asc, cond_half);
+        return dfa_attn_run_heads_cuda(ctx, layout, q, k, v, out, heads, out_cache, res_cache, asc, cond_half,
+                                       gpu_lists);
     if (q->dtype != DFA_F32)
         DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "attention on the CPU takes f32 tensors, got %s",
                      dfa_dtype_name(q->dtype));

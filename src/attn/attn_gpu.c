@@ -9,8 +9,9 @@
  *   3. ASC: the computed half of out is copied to the other half (one device copy), refreshed
  *      residual slices likewise;
  *   4. store_out heads: their slices of out go to out_cache.
- * Everything is enqueued on the context's stream; nothing synchronises except the work-list
- * upload (dfa_attn_cuda_plan_build) and its release. */
+ * Everything is enqueued on the context's stream; nothing synchronises except building a work
+ * list (dfa_attn_cuda_plan_build uploads it) and freeing one: the plan-driven path builds each
+ * (step, layer)'s lists once per plan and keeps them in the attention state. */
 #include <stdlib.h>
 
 #include "attn/attn.h"
@@ -20,19 +21,28 @@
 #ifdef DFA_HAVE_CUDA
 #include "attn/cuda/attn_cuda.h"
 
+void dfa_attn_gpu_list_free(void *list) {
+    dfa_attn_cuda_plan_free(list);
+}
+
+/* Build the work list (or take it from *slot), launch, keep it in *slot or free it. */
 static dfa_status launch(dfa_ctx *ctx, const dfa_attn_layout *layout, int H, const int *method, const int *window,
-                         const dfa_attn_cuda_args *a) {
-    dfa_attn_cuda_plan *cp = NULL;
-    DFA_TRY(dfa_attn_cuda_plan_build(&cp, layout, H, method, window, DFA_ATTN_CUDA_V_DEFAULT, a->stream, &ctx->err));
+                         const dfa_attn_cuda_args *a, void **slot) {
+    dfa_attn_cuda_plan *cp = slot ? *slot : NULL;
+    if (!cp) {
+        DFA_TRY(dfa_attn_cuda_plan_build(&cp, layout, H, method, window, DFA_ATTN_CUDA_V_DEFAULT, a->stream,
+                                         &ctx->err));
+        if (slot) *slot = cp;
+    }
     dfa_status s = dfa_attn_cuda_run(cp, a, &ctx->err);
-    dfa_attn_cuda_plan_free(cp);
+    if (!slot) dfa_attn_cuda_plan_free(cp);
     return s;
 }
 
 dfa_status dfa_attn_run_heads_cuda(dfa_ctx *ctx, const dfa_attn_layout *layout, const dfa_tensor *q,
                                    const dfa_tensor *k, const dfa_tensor *v, dfa_tensor *out,
                                    const dfa_attn_head_exec *heads, void *out_cache, void *res_cache, int asc,
-                                   int cond_half) {
+                                   int cond_half, void **gpu_lists) {
     if (!ctx->cuda)
         DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "attention: CUDA tensors on a context without CUDA (backend CPU)");
     if (q->dtype != DFA_BF16 && q->dtype != DFA_F16)
@@ -66,7 +76,7 @@ dfa_status dfa_attn_run_heads_cuda(dfa_ctx *ctx, const dfa_attn_layout *layout, 
                             AT(res_cache, off),
                             0.0f,
                             stream};
-    DFA_TRY(launch(ctx, layout, H, method, window, &a));
+    DFA_TRY(launch(ctx, layout, H, method, window, &a, gpu_lists ? &gpu_lists[0] : NULL));
     if (refresh) {
         int m2[256], w2[256];
         for (int h = 0; h < H; h++) {
@@ -77,7 +87,7 @@ dfa_status dfa_attn_run_heads_cuda(dfa_ctx *ctx, const dfa_attn_layout *layout, 
         r.out = AT(res_cache, off);   /* ARROW of refresh heads into their residual slices */
         r.cache = AT(res_cache, off); /* other heads: their own slice copied onto itself */
         r.resid = NULL;
-        DFA_TRY(launch(ctx, layout, H, m2, w2, &r));
+        DFA_TRY(launch(ctx, layout, H, m2, w2, &r, gpu_lists ? &gpu_lists[1] : NULL));
         DFA_TRY(dfa_attn_cuda_residual(AT(res_cache, off), AT(out->data, off), AT(res_cache, off), a.dtype, nb, N, H,
                                        D, res_mask, stream, &ctx->err));
     }
@@ -96,12 +106,16 @@ dfa_status dfa_attn_run_heads_cuda(dfa_ctx *ctx, const dfa_attn_layout *layout, 
 
 #else
 
+void dfa_attn_gpu_list_free(void *list) {
+    (void)list;
+}
+
 dfa_status dfa_attn_run_heads_cuda(dfa_ctx *ctx, const dfa_attn_layout *layout, const dfa_tensor *q,
                                    const dfa_tensor *k, const dfa_tensor *v, dfa_tensor *out,
                                    const dfa_attn_head_exec *heads, void *out_cache, void *res_cache, int asc,
-                                   int cond_half) {
+                                   int cond_half, void **gpu_lists) {
     (void)layout, (void)q, (void)k, (void)v, (void)out, (void)heads, (void)out_cache, (void)res_cache, (void)asc,
-        (void)cond_half;
+        (void)cond_half, (void)gpu_lists;
     DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "attention: CUDA tensors, but this build has no CUDA (DFA_CUDA off or no nvcc)");
 }
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "attn/attn.h"
+#include "attn/attn_int.h"
 #include "attn/attn_state.h"
 #include "core/ctx.h"
 
@@ -31,6 +32,7 @@ struct dfa_attn_state {
     size_t elem;
     size_t bytes, peak;
     dfa_attn_head_exec *exec; /* [n_heads] scratch */
+    void **gpu_lists;         /* [n_steps * n_layers * 2] CUDA work lists, built on first use */
 };
 
 static void free_caches(dfa_ctx *ctx, dfa_attn_state *st) {
@@ -57,6 +59,12 @@ void dfa_attn_clear_plan(dfa_ctx *ctx) {
     dfa_attn_state *st = ctx->attn;
     if (!st) return;
     free_caches(ctx, st);
+    if (st->gpu_lists) {
+        for (size_t i = 0; i < (size_t)st->plan.n_steps * st->plan.n_layers * 2; i++)
+            dfa_attn_gpu_list_free(st->gpu_lists[i]);
+        free(st->gpu_lists);
+        st->gpu_lists = NULL;
+    }
     free(st->caches);
     free(st->buffers);
     free(st->exec);
@@ -251,8 +259,16 @@ static dfa_status plan_layer(dfa_ctx *ctx, int layer, const dfa_attn_layout *lay
         if (e->store_res || e->method == DFA_ATTN_ARROW_RS)
             DFA_TRY(cache_buf(ctx, st, out, &lb->res, layer, "residual"));
     }
-    DFA_TRY(dfa_attn_run_heads(ctx, layout, q, k, v, out, st->exec, st->buffers[layer].out,
-                               st->buffers[layer].res, asc, p->cond_half));
+    void **lists = NULL;
+    if (q->dev == DFA_DEV_CUDA) {
+        if (!st->gpu_lists) {
+            st->gpu_lists = calloc((size_t)p->n_steps * p->n_layers * 2, sizeof(void *));
+            if (!st->gpu_lists) DFA_CTX_FAIL(ctx, DFA_ERR_OOM, "out of host memory for the CUDA work lists");
+        }
+        lists = st->gpu_lists + ((size_t)s * p->n_layers + layer) * 2;
+    }
+    DFA_TRY(dfa_attn_run_heads_ex(ctx, layout, q, k, v, out, st->exec, st->buffers[layer].out,
+                                  st->buffers[layer].res, asc, p->cond_half, lists));
     for (int h = 0; h < p->n_heads; h++) {
         head_cache *c = &st->caches[(size_t)layer * p->n_heads + h];
         if (st->exec[h].store_out) c->out_step = s;
