@@ -297,17 +297,8 @@ static dfa_status flux_alloc(dfa_ctx *ctx, dfa_flux *m, int B, int N, flux_buf *
 
 static dfa_status flux_attention(dfa_ctx *ctx, dfa_flux *m, int layer, const dfa_attn_layout *lay, int B, int N,
                                  flux_buf *s) {
-    const dfa_flux_config *c = &m->cfg;
-    dfa_tensor tq, tk, tv, to;
-    const int64_t shp[4] = {B, N, c->n_heads, c->head_dim};
-    DFA_TRY(dfa_tensor_init(&tq, DFA_F32, DFA_DEV_CPU, 4, shp, s->q, &ctx->err));
-    DFA_TRY(dfa_tensor_init(&tk, DFA_F32, DFA_DEV_CPU, 4, shp, s->k, &ctx->err));
-    DFA_TRY(dfa_tensor_init(&tv, DFA_F32, DFA_DEV_CPU, 4, shp, s->v, &ctx->err));
-    DFA_TRY(dfa_tensor_init(&to, DFA_F32, DFA_DEV_CPU, 4, shp, s->att, &ctx->err));
-    double t0 = dfa_mmdit_now();
-    dfa_status st = dfa_attn_layer(ctx, layer, lay, &tq, &tk, &tv, &to);
-    m->attn_s += dfa_mmdit_now() - t0;
-    return st;
+    return dfa_mmdit_attention(ctx, layer, lay, B, N, m->cfg.n_heads, m->cfg.head_dim, s->q, s->k, s->v, s->att,
+                               &m->attn_s);
 }
 
 /* One stream (image or text rows of batch b) of a double block: modulated norm + q/k/v + qk-norm. */

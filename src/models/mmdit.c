@@ -175,6 +175,20 @@ void dfa_mmdit_mlp_silu(const dfa_ctx *ctx, const dfa_lin *l1, const dfa_lin *l2
     dfa_mmdit_linear(ctx, l2, tmp, 1, out);
 }
 
+dfa_status dfa_mmdit_attention(dfa_ctx *ctx, int layer, const dfa_attn_layout *lay, int B, int N, int H, int D,
+                               float *q, float *k, float *v, float *out, double *attn_s) {
+    dfa_tensor tq, tk, tv, to;
+    const int64_t shp[4] = {B, N, H, D};
+    DFA_TRY(dfa_tensor_init(&tq, DFA_F32, DFA_DEV_CPU, 4, shp, q, &ctx->err));
+    DFA_TRY(dfa_tensor_init(&tk, DFA_F32, DFA_DEV_CPU, 4, shp, k, &ctx->err));
+    DFA_TRY(dfa_tensor_init(&tv, DFA_F32, DFA_DEV_CPU, 4, shp, v, &ctx->err));
+    DFA_TRY(dfa_tensor_init(&to, DFA_F32, DFA_DEV_CPU, 4, shp, out, &ctx->err));
+    double t0 = dfa_mmdit_now();
+    dfa_status st = dfa_attn_layer(ctx, layer, lay, &tq, &tk, &tv, &to);
+    if (attn_s) *attn_s += dfa_mmdit_now() - t0;
+    return st;
+}
+
 double dfa_mmdit_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

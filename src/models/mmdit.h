@@ -71,6 +71,10 @@ void dfa_mmdit_timestep_mlp(const dfa_ctx *ctx, float t, const dfa_lin *l1, cons
 void dfa_mmdit_mlp_silu(const dfa_ctx *ctx, const dfa_lin *l1, const dfa_lin *l2, const float *x, float *tmp,
                         float *out);
 
+/* dfa_attn_layer on [B, N, H, D] f32 host buffers; adds the seconds spent to *attn_s. */
+dfa_status dfa_mmdit_attention(dfa_ctx *ctx, int layer, const dfa_attn_layout *lay, int B, int N, int H, int D,
+                               float *q, float *k, float *v, float *out, double *attn_s);
+
 /* Timing of the attention calls of one model (for the CLI's final line). */
 double dfa_mmdit_now(void);
 
