@@ -24,7 +24,7 @@ typedef struct flux_double {
 typedef struct flux_single {
     dfa_lin norm;         /* AdaLayerNormZeroSingle: C -> 3C */
     dfa_lin q, k, v, mlp; /* proj_mlp: C -> F */
-    dfa_lin proj_out;     /* (C + F) -> C: [attn, mlp] concatenated */
+    dfa_lin proj_out;     /* (C + F) -> C over [attn, mlp]; weight stored split: [C, C] then [C, F] */
     float *nq, *nk;
 } flux_single;
 
@@ -128,7 +128,7 @@ static void flux_register(void *model, dfa_wtab *t) {
         dfa_wtab_add(t, &b->nq, 1, dshape, "%s.%d.attn.norm_q.weight", p, i);
         dfa_wtab_add(t, &b->nk, 1, dshape, "%s.%d.attn.norm_k.weight", p, i);
         dfa_wtab_linear(t, &b->mlp, C, F, 1, "%s.%d.proj_mlp", p, i);
-        dfa_wtab_linear(t, &b->proj_out, C + F, C, 1, "%s.%d.proj_out", p, i);
+        dfa_wtab_linear_split(t, &b->proj_out, C + F, C, C, "%s.%d.proj_out", p, i);
     }
     dfa_wtab_linear(t, &m->norm_out, C, 2 * C, 1, "norm_out.linear");
     dfa_wtab_linear(t, &m->proj_out, C, c->patch_size * c->patch_size * c->out_channels, 1, "proj_out");
@@ -151,7 +151,7 @@ dfa_status dfa_flux_load(dfa_ctx *ctx, const char *model_dir, dfa_flux **out) {
     st = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, nd * sizeof(flux_double), "flux double blocks", (void **)&m->dbl);
     if (st == DFA_OK)
         st = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, ns * sizeof(flux_single), "flux single blocks", (void **)&m->sgl);
-    if (st == DFA_OK) st = dfa_wtab_load(ctx, m, flux_register, tdir, &m->weights, &m->weight_bytes);
+    if (st == DFA_OK) st = dfa_wtab_load(ctx, m, flux_register, tdir, DFA_DEV_CPU, DFA_F32, &m->weights, &m->weight_bytes);
     if (st != DFA_OK) {
         dfa_flux_free(ctx, m);
         return st;
@@ -410,10 +410,11 @@ dfa_status dfa_flux_forward(dfa_ctx *ctx, dfa_flux *m, int B, int n_img, int n_t
         flux_rope_apply(ctx, s.k, B, N, c->n_heads, c->head_dim, s.cos_t, s.sin_t);
         st = flux_attention(ctx, m, c->num_layers + i, &lay, B, N, &s);
         if (st != DFA_OK) break;
-        /* proj_out([attn, mlp]) = attn . W[:, :C]^T + mlp . W[:, C:]^T + bias, no concatenation */
+        /* proj_out([attn, mlp]) = attn . W[:, :C]^T + mlp . W[:, C:]^T + bias, no concatenation
+         * (the weight is stored split: W[:, :C] [C, C] then W[:, C:] [C, F]) */
         for (size_t r = 0; r < (size_t)B * N; r++) memcpy(s.tmp + r * C, blk->proj_out.b, (size_t)C * sizeof(float));
-        dfa_op_gemm(ctx, 1, B * N, C, C, 1.0f, s.att, C, blk->proj_out.w, C + F, 1.0f, s.tmp, C);
-        dfa_op_gemm(ctx, 1, B * N, C, F, 1.0f, s.ff, F, blk->proj_out.w + C, C + F, 1.0f, s.tmp, C);
+        dfa_op_gemm(ctx, 1, B * N, C, C, 1.0f, s.att, C, blk->proj_out.w, C, 1.0f, s.tmp, C);
+        dfa_op_gemm(ctx, 1, B * N, C, F, 1.0f, s.ff, F, blk->proj_out.w + (size_t)C * C, F, 1.0f, s.tmp, C);
         for (int b = 0; b < B; b++) {
             const size_t r0 = (size_t)b * N;
             dfa_mmdit_gate_add(ctx, s.h + r0 * C, N, C, s.mod1 + (size_t)b * 3 * C + 2 * C, s.tmp + r0 * C);

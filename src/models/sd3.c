@@ -161,7 +161,7 @@ dfa_status dfa_sd3_load(dfa_ctx *ctx, const char *model_dir, dfa_sd3 **out) {
                                (void **)&m->blk);
     if (st == DFA_OK) {
         memset(m->blk, 0, (size_t)m->cfg.num_layers * sizeof(sd3_block));
-        st = dfa_wtab_load(ctx, m, sd3_register, tdir, &m->weights, &m->weight_bytes);
+        st = dfa_wtab_load(ctx, m, sd3_register, tdir, DFA_DEV_CPU, DFA_F32, &m->weights, &m->weight_bytes);
     }
     if (st != DFA_OK) {
         dfa_sd3_free(ctx, m);
