@@ -1,44 +1,17 @@
 /* flux.c - FLUX.1 transformer forward on the CPU (f32), matching diffusers
  * FluxTransformer2DModel. See flux.h and docs/DESIGN.md "MMDiT". */
 #include "models/flux.h"
+#include "models/flux_int.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "attn/attn.h"
+#include "models/cuda/ops_cuda.h"
 #include "models/mmdit.h"
 #include "models/ops.h"
 
-#define FLUX_EPS 1e-6f
-#define FLUX_ATTN_BLOCK 128
-
-typedef struct flux_double {
-    dfa_lin norm1, norm1_ctx;        /* AdaLayerNormZero: C -> 6C */
-    dfa_lin q, k, v, aq, ak, av;     /* image / text (added) projections */
-    dfa_lin out, add_out;            /* to_out.0 / to_add_out */
-    dfa_lin ff0, ff2, ffc0, ffc2;    /* FeedForward net.0.proj / net.2, image and context */
-    float *nq, *nk, *naq, *nak;      /* RMSNorm weights [D] */
-} flux_double;
-
-typedef struct flux_single {
-    dfa_lin norm;         /* AdaLayerNormZeroSingle: C -> 3C */
-    dfa_lin q, k, v, mlp; /* proj_mlp: C -> F */
-    dfa_lin proj_out;     /* (C + F) -> C over [attn, mlp]; weight stored split: [C, C] then [C, F] */
-    float *nq, *nk;
-} flux_single;
-
-struct dfa_flux {
-    dfa_flux_config cfg;
-    dfa_lin t1, t2, g1, g2, p1, p2; /* time_text_embed: timestep / guidance / text embedders */
-    dfa_lin ctx_emb, x_emb, norm_out, proj_out;
-    flux_double *dbl;
-    flux_single *sgl;
-    void *weights;
-    size_t weight_bytes;
-    dfa_arena act;
-    double attn_s, total_s;
-};
 
 /* ---- config and weights ---- */
 
@@ -134,11 +107,12 @@ static void flux_register(void *model, dfa_wtab *t) {
     dfa_wtab_linear(t, &m->proj_out, C, c->patch_size * c->patch_size * c->out_channels, 1, "proj_out");
 }
 
-dfa_status dfa_flux_load(dfa_ctx *ctx, const char *model_dir, dfa_flux **out) {
+/* Parse the config and allocate the model and its block arrays (no weights yet). */
+static dfa_status flux_new(dfa_ctx *ctx, const char *model_dir, dfa_flux **out, char *tdir, size_t tdir_len) {
     *out = NULL;
-    char tdir[1024], cfg_path[1100];
+    char cfg_path[1100];
     cJSON *j = NULL;
-    DFA_TRY(dfa_mmdit_read_config(ctx, model_dir, &j, tdir, sizeof tdir, cfg_path, sizeof cfg_path));
+    DFA_TRY(dfa_mmdit_read_config(ctx, model_dir, &j, tdir, tdir_len, cfg_path, sizeof cfg_path));
     dfa_flux_config cfg;
     dfa_status st = flux_parse_config(ctx, j, cfg_path, &cfg);
     cJSON_Delete(j);
@@ -151,7 +125,6 @@ dfa_status dfa_flux_load(dfa_ctx *ctx, const char *model_dir, dfa_flux **out) {
     st = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, nd * sizeof(flux_double), "flux double blocks", (void **)&m->dbl);
     if (st == DFA_OK)
         st = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, ns * sizeof(flux_single), "flux single blocks", (void **)&m->sgl);
-    if (st == DFA_OK) st = dfa_wtab_load(ctx, m, flux_register, tdir, DFA_DEV_CPU, DFA_F32, &m->weights, &m->weight_bytes);
     if (st != DFA_OK) {
         dfa_flux_free(ctx, m);
         return st;
@@ -160,10 +133,40 @@ dfa_status dfa_flux_load(dfa_ctx *ctx, const char *model_dir, dfa_flux **out) {
     return DFA_OK;
 }
 
+dfa_status dfa_flux_load(dfa_ctx *ctx, const char *model_dir, dfa_flux **out) {
+    char tdir[1024];
+    dfa_flux *m = NULL;
+    DFA_TRY(flux_new(ctx, model_dir, &m, tdir, sizeof tdir));
+    dfa_status st = DFA_OK;
+    m->dev = dfa_ctx_backend(ctx) == DFA_BACKEND_CUDA ? DFA_DEV_CUDA : DFA_DEV_CPU;
+    if (m->dev == DFA_DEV_CUDA) st = dfa_cuops_init(&m->ops, ctx->cuda, &ctx->err);
+    if (st == DFA_OK)
+        st = dfa_wtab_load(ctx, m, flux_register, tdir, m->dev, m->dev == DFA_DEV_CUDA ? DFA_BF16 : DFA_F32,
+                           &m->weights, &m->weight_bytes);
+    if (st != DFA_OK) {
+        dfa_flux_free(ctx, m);
+        return st;
+    }
+    *out = m;
+    return DFA_OK;
+}
+
+dfa_status dfa_flux_write_random(dfa_ctx *ctx, const char *model_dir, uint64_t seed) {
+    char tdir[1024], path[1100];
+    dfa_flux *m = NULL;
+    DFA_TRY(flux_new(ctx, model_dir, &m, tdir, sizeof tdir));
+    snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", tdir);
+    dfa_status st = dfa_wtab_write_random(ctx, m, flux_register, path, seed);
+    dfa_flux_free(ctx, m);
+    return st;
+}
+
 void dfa_flux_free(dfa_ctx *ctx, dfa_flux *m) {
     if (!m) return;
     if (m->act.base) dfa_arena_release(ctx, &m->act);
+    if (m->host.base) dfa_arena_release(ctx, &m->host);
     if (m->weights) dfa_ctx_mem_release(ctx, m->weights);
+    if (m->ops) dfa_cuops_free(m->ops);
     if (m->dbl) dfa_ctx_mem_release(ctx, m->dbl);
     if (m->sgl) dfa_ctx_mem_release(ctx, m->sgl);
     dfa_ctx_mem_release(ctx, m);
@@ -217,7 +220,7 @@ void dfa_flux_unpack_latents(const float *packed, int B, int C, int H, int W, fl
 
 /* ---- RoPE: interleaved pairs (x[2p], x[2p+1]) rotated by angle pos[axis] * theta^(-2j/d_axis) ---- */
 
-static void flux_rope_table(const dfa_flux_config *c, int N, const float *ids_txt, int n_txt, const float *ids_img,
+void dfa_flux_rope_table(const dfa_flux_config *c, int N, const float *ids_txt, int n_txt, const float *ids_img,
                             float *cos_t, float *sin_t) {
     const int P = c->head_dim / 2;
     for (int n = 0; n < N; n++) {
@@ -273,7 +276,7 @@ static size_t flux_arena_bytes(const dfa_flux_config *c, int B, int N) {
 static dfa_status flux_alloc(dfa_ctx *ctx, dfa_flux *m, int B, int N, flux_buf *s) {
     const dfa_flux_config *c = &m->cfg;
     const size_t C = (size_t)c->inner_dim, F = (size_t)c->mlp_hidden, BN = (size_t)B * N;
-    DFA_TRY(dfa_mmdit_arena_ensure(ctx, &m->act, flux_arena_bytes(c, B, N), "flux activations"));
+    DFA_TRY(dfa_mmdit_arena_ensure(ctx, &m->act, DFA_DEV_CPU, flux_arena_bytes(c, B, N), "flux activations"));
     dfa_status st = DFA_OK;
     dfa_arena *a = &m->act;
     s->h = dfa_mmdit_falloc(ctx, a, BN * C, &st);
@@ -339,6 +342,8 @@ dfa_status dfa_flux_forward(dfa_ctx *ctx, dfa_flux *m, int B, int n_img, int n_t
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "flux forward: a required input is NULL");
     if (c->guidance_embeds && !guidance)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "flux forward: this checkpoint has guidance_embeds; pass a guidance scale");
+    if (m->dev == DFA_DEV_CUDA)
+        return dfa_flux_forward_cuda(ctx, m, B, n_img, n_txt, x, txt, pooled, timestep, guidance, txt_ids, img_ids, out);
     const double t_start = dfa_mmdit_now();
     const int C = c->inner_dim, N = n_txt + n_img, F = c->mlp_hidden;
     flux_buf s;
@@ -364,7 +369,7 @@ dfa_status dfa_flux_forward(dfa_ctx *ctx, dfa_flux *m, int B, int n_img, int n_t
     }
     memcpy(s.stemb, s.temb, (size_t)B * C * sizeof(float));
     dfa_op_silu(s.stemb, (size_t)B * C);
-    flux_rope_table(c, N, txt_ids, n_txt, img_ids, s.cos_t, s.sin_t);
+    dfa_flux_rope_table(c, N, txt_ids, n_txt, img_ids, s.cos_t, s.sin_t);
 
     dfa_status st = DFA_OK;
     for (int i = 0; i < c->num_layers && st == DFA_OK; i++) {

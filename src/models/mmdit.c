@@ -152,13 +152,62 @@ done:
     return st;
 }
 
-dfa_status dfa_mmdit_arena_ensure(dfa_ctx *ctx, dfa_arena *a, size_t bytes, const char *name) {
-    if (a->base && a->size >= bytes) {
+dfa_status dfa_mmdit_arena_ensure(dfa_ctx *ctx, dfa_arena *a, dfa_device dev, size_t bytes, const char *name) {
+    if (a->base && a->size >= bytes && a->dev == dev) {
         dfa_arena_reset(a);
         return DFA_OK;
     }
     if (a->base) dfa_arena_release(ctx, a);
-    return dfa_arena_init(ctx, a, DFA_DEV_CPU, bytes, name);
+    return dfa_arena_init(ctx, a, dev, bytes, name);
+}
+
+static uint64_t wr_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static int ends_with_str(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+dfa_status dfa_wtab_write_random(dfa_ctx *ctx, void *model, dfa_wtab_register_fn reg, const char *path, uint64_t seed) {
+    dfa_wtab t = {0};
+    reg(model, &t);
+    if (t.n <= 0) DFA_CTX_FAIL(ctx, DFA_ERR_INTERNAL, "weight table for %s is empty", path);
+    t.cap = t.n;
+    t.n = 0;
+    DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, (size_t)t.cap * (sizeof(dfa_wtab_entry) + sizeof(dfa_st_item) +
+                                                                 sizeof(void *)), "random weight table", (void **)&t.e));
+    memset(t.e, 0, (size_t)t.cap * sizeof(dfa_wtab_entry));
+    reg(model, &t);
+    dfa_st_item *items = (dfa_st_item *)(void *)(t.e + t.cap);
+    uint16_t **data = (uint16_t **)(void *)(items + t.cap);
+    dfa_status st = DFA_OK;
+    int made = 0;
+    uint64_t rs = seed;
+    for (int i = 0; i < t.n && st == DFA_OK; i++, made++) {
+        const dfa_wtab_entry *e = &t.e[i];
+        const size_t n = entry_floats(e);
+        st = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, n * 2 + 2, e->name, (void **)&data[i]);
+        if (st != DFA_OK) break;
+        const int norm = ends_with_str(e->name, "norm_q.weight") || ends_with_str(e->name, "norm_k.weight") ||
+                         ends_with_str(e->name, "norm_added_q.weight") || ends_with_str(e->name, "norm_added_k.weight");
+        const float sc = e->ndim >= 2 ? 1.0f / sqrtf((float)(n / (size_t)e->shape[0])) : 0.05f;
+        for (size_t j = 0; j < n; j++) {
+            float u = (float)((double)(wr_next(&rs) >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+            data[i][j] = dfa_f32_to_bf16(norm ? 1.0f + 0.1f * u : sc * u);
+        }
+        items[i] = (dfa_st_item){.name = e->name, .dtype = DFA_BF16, .ndim = e->ndim, .shape = e->shape,
+                                 .data = data[i]};
+    }
+    if (st == DFA_OK) st = dfa_st_write(path, items, t.n, NULL, NULL, 0, &ctx->err);
+    for (int i = 0; i < made; i++)
+        if (data[i]) dfa_ctx_mem_release(ctx, data[i]);
+    dfa_ctx_mem_release(ctx, t.e);
+    return st;
 }
 
 float *dfa_mmdit_falloc(dfa_ctx *ctx, dfa_arena *a, size_t n_floats, dfa_status *st) {

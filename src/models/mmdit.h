@@ -55,10 +55,15 @@ typedef void (*dfa_wtab_register_fn)(void *model, dfa_wtab *t);
 dfa_status dfa_wtab_load(dfa_ctx *ctx, void *model, dfa_wtab_register_fn reg, const char *st_path, dfa_device dev,
                          dfa_dtype dtype, void **block_out, size_t *bytes_out);
 
+/* Write a random checkpoint for the tensors `reg` registers (bf16, uniform values scaled
+ * 1/sqrt(fan_in) for matrices, 1 + 0.1u for norm weights, 0.05u for other vectors) to `path`
+ * (a .safetensors file): for tests and benchmarks at real sizes without real weights. */
+dfa_status dfa_wtab_write_random(dfa_ctx *ctx, void *model, dfa_wtab_register_fn reg, const char *path, uint64_t seed);
+
 /* Activation arena: sum of 256-aligned float buffers. */
 static inline size_t dfa_mmdit_fbytes(size_t n_floats) { return (n_floats * sizeof(float) + 255u) & ~(size_t)255u; }
-/* (Re)size the arena to at least `bytes` (only grows; reset either way). */
-dfa_status dfa_mmdit_arena_ensure(dfa_ctx *ctx, dfa_arena *a, size_t bytes, const char *name);
+/* (Re)size the arena on `dev` to at least `bytes` (only grows; reset either way). */
+dfa_status dfa_mmdit_arena_ensure(dfa_ctx *ctx, dfa_arena *a, dfa_device dev, size_t bytes, const char *name);
 float *dfa_mmdit_falloc(dfa_ctx *ctx, dfa_arena *a, size_t n_floats, dfa_status *st);
 
 /* y = LN(x) * (1 + scale) + shift over T rows of N (LayerNorm without affine, eps). x == y ok. */

@@ -211,7 +211,7 @@ static dfa_status sd3_alloc(dfa_ctx *ctx, dfa_sd3 *m, int B, int Ni, int N, sd3_
     const int n = (int)(sizeof sizes / sizeof *sizes);
     size_t total = 4096;
     for (int i = 0; i < n; i++) total += dfa_mmdit_fbytes(sizes[i]);
-    DFA_TRY(dfa_mmdit_arena_ensure(ctx, &m->act, total, "sd3 activations"));
+    DFA_TRY(dfa_mmdit_arena_ensure(ctx, &m->act, DFA_DEV_CPU, total, "sd3 activations"));
     dfa_status st = DFA_OK;
     for (int i = 0; i < n; i++) *dst[i] = dfa_mmdit_falloc(ctx, &m->act, sizes[i], &st);
     return st;
