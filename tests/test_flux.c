@@ -315,6 +315,52 @@ static void test_generate(void) {
     dfa_ctx_free(ctx);
 }
 
+/* dfa_flux_write_random at FLUX's real head dim (128, axes 16/56/56) with two image tiles: the
+ * written checkpoint loads, the forward is finite and batch elements do not interact. */
+static void test_random_checkpoint(void) {
+    test_tmpdir d;
+    CHECK(tmpdir_make(&d, "flux_rand") == 0);
+    char p[256];
+    tmpdir_file(&d, "transformer", p, sizeof p);
+    CHECK(mkdir(p, 0755) == 0);
+    const char *cfg = "{\"_class_name\": \"FluxTransformer2DModel\", \"in_channels\": 64, \"num_layers\": 1,"
+                      " \"num_single_layers\": 1, \"attention_head_dim\": 128, \"num_attention_heads\": 1,"
+                      " \"joint_attention_dim\": 40, \"pooled_projection_dim\": 24, \"guidance_embeds\": false}";
+    CHECK(tmpdir_write(&d, "transformer/config.json", cfg, strlen(cfg), p, sizeof p) != NULL);
+    dfa_ctx *ctx = make_ctx();
+    CHECKF(dfa_flux_write_random(ctx, d.path, 3) == DFA_OK, "%s", dfa_ctx_error(ctx));
+    dfa_flux *m = NULL;
+    CHECKF(dfa_flux_load(ctx, d.path, &m) == DFA_OK, "%s", dfa_ctx_error(ctx));
+    if (m) {
+        const dfa_flux_config *c = dfa_flux_get_config(m);
+        CHECK(c->n_axes == 3 && c->axes_dims_rope[1] == 56 && c->guidance_embeds == 0);
+        const int h = 12, w = 16, n_img = h * w, n_txt = 9; /* 192 image tokens: two tiles of 128 */
+        const size_t nx = (size_t)2 * n_img * 64, nt = (size_t)2 * n_txt * 40;
+        float *x = malloc(nx * 4), *txt = malloc(nt * 4), *pooled = malloc(2 * 24 * 4), *o2 = malloc(nx * 4);
+        float *o1 = malloc(nx * 4), *img_ids = malloc((size_t)n_img * 3 * 4), txt_ids[9 * 3] = {0};
+        unsigned long long rng = 99;
+        for (size_t i = 0; i < nx; i++) x[i] = test_rng_uniform(&rng);
+        for (size_t i = 0; i < nt; i++) txt[i] = test_rng_uniform(&rng);
+        for (int i = 0; i < 48; i++) pooled[i] = test_rng_uniform(&rng);
+        dfa_flux_image_ids(h, w, img_ids);
+        const float t[2] = {0.9f, 0.2f};
+        fx_fill_nan(o2, nx);
+        CHECK(dfa_flux_forward(ctx, m, 2, n_img, n_txt, x, txt, pooled, t, NULL, txt_ids, img_ids, o2) == DFA_OK);
+        for (int b = 0; b < 2; b++)
+            CHECK(dfa_flux_forward(ctx, m, 1, n_img, n_txt, x + nx / 2 * b, txt + nt / 2 * b, pooled + 24 * b, t + b,
+                                   NULL, txt_ids, img_ids, o1 + nx / 2 * b) == DFA_OK);
+        int finite = 1;
+        for (size_t i = 0; i < nx; i++) finite &= isfinite(o2[i]);
+        CHECK(finite);
+        CHECKF(fx_rel_err(o2, o1, nx) <= 1e-5, "batch 2 vs 2 x batch 1: %.3g", fx_rel_err(o2, o1, nx));
+        CHECK(fx_rel_err(o2, o2 + nx / 2, nx / 2) > 1e-2); /* the two elements differ */
+        free(x), free(txt), free(pooled), free(o1), free(o2), free(img_ids);
+    }
+    dfa_flux_free(ctx, m);
+    dfa_ctx_free(ctx);
+    tmpdir_remove(&d);
+}
+
 static void test_broken_checkpoints(void) {
     const char *name = "single_transformer_blocks.1.attn.norm_k.weight";
     test_tmpdir d1, d2;
@@ -355,6 +401,7 @@ int main(void) {
     RUN(test_pack_ids);
     RUN(test_sampling);
     RUN(test_generate);
+    RUN(test_random_checkpoint);
     RUN(test_broken_checkpoints);
     return test_summary();
 }
