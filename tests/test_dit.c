@@ -4,6 +4,7 @@
 #include "core/ctx.h"
 #include "fixture.h"
 #include "models/dit.h"
+#include "sample/ddpm.h"
 #include "test.h"
 
 static dfa_ctx *new_ctx(void) {
@@ -55,7 +56,38 @@ out:
     dfa_ctx_free(ctx);
 }
 
+static void test_ddim_loop(void) {
+    dfa_ctx *ctx = new_ctx();
+    dfa_dit *m = load(ctx);
+    dfa_safetensors *io = fixture_open("dit/io.safetensors");
+    char cfg[1024];
+    fixture_path("dit/scheduler/scheduler_config.json", cfg, sizeof cfg);
+    dfa_ddim sch;
+    dfa_error err = {0};
+    dfa_status s = dfa_ddim_init_file(&sch, cfg, &err);
+    CHECKF(s == DFA_OK, "%s", err.msg);
+    if (!m || !io || s != DFA_OK) goto out;
+    int64_t ns[8], ts[8];
+    float *noise = fixture_f32(io, "noise", NULL, ns), *ref = fixture_f32(io, "final", NULL, NULL);
+    float *tref = fixture_f32(io, "timesteps", NULL, ts), *par = fixture_f32(io, "params", NULL, NULL);
+    const int h = (int)ns[2], w = (int)ns[3], steps = (int)ts[0];
+    const size_t n = (size_t)ns[1] * h * w;
+    s = dfa_dit_sample(ctx, m, &sch, steps, (int)par[0], par[2], h, w, noise);
+    CHECKF(s == DFA_OK, "sample: %s", dfa_ctx_error(ctx));
+    CHECKF((int)par[1] == dfa_dit_get_config(m)->num_classes, "fixture null class %d", (int)par[1]);
+    for (int i = 0; i < steps; i++) CHECK(sch.timesteps[i] == (int)tref[i]);
+    double e = fixture_rel_err(noise, ref, n);
+    printf("     dit %d-step DDIM + CFG %.1f: rel err %.3g (bound 1e-4)\n", steps, par[2], e);
+    CHECKF(e <= 1e-4, "rel err %g", e);
+    free(noise), free(ref), free(tref), free(par);
+out:
+    dfa_st_close(io);
+    dfa_dit_free(ctx, m);
+    dfa_ctx_free(ctx);
+}
+
 int main(void) {
     RUN(test_forward);
+    RUN(test_ddim_loop);
     return test_summary();
 }

@@ -5,6 +5,7 @@
 #include "core/ctx.h"
 #include "fixture.h"
 #include "models/pixart.h"
+#include "sample/dpm.h"
 #include "test.h"
 
 static dfa_ctx *new_ctx(void) {
@@ -54,7 +55,40 @@ out:
     dfa_ctx_free(ctx);
 }
 
+static void test_dpm_loop(void) {
+    dfa_ctx *ctx = new_ctx();
+    dfa_pixart *m = load(ctx);
+    dfa_safetensors *io = fixture_open("pixart/io.safetensors");
+    char cfg[1024];
+    fixture_path("pixart/scheduler/scheduler_config.json", cfg, sizeof cfg);
+    dfa_dpm sch;
+    dfa_error err = {0};
+    dfa_status s = dfa_dpm_init_file(&sch, cfg, &err);
+    CHECKF(s == DFA_OK, "%s", err.msg);
+    if (!m || !io || s != DFA_OK) goto out;
+    int64_t ns[8], ts[8], es[8];
+    float *noise = fixture_f32(io, "noise", NULL, ns), *ref = fixture_f32(io, "final", NULL, NULL);
+    float *tref = fixture_f32(io, "timesteps", NULL, ts), *par = fixture_f32(io, "params", NULL, NULL);
+    float *enc = fixture_f32(io, "enc", NULL, es), *mask = fixture_f32(io, "mask", NULL, NULL);
+    const int h = (int)ns[2], w = (int)ns[3], steps = (int)ts[0], L = (int)es[1];
+    const size_t n = (size_t)ns[1] * h * w, tw = (size_t)L * es[2];
+    /* fixture batch rows: [uncond, cond] */
+    s = dfa_pixart_sample(ctx, m, &sch, steps, par[0], h, w, L, enc + tw, mask + L, enc, mask, noise);
+    CHECKF(s == DFA_OK, "sample: %s", dfa_ctx_error(ctx));
+    for (int i = 0; i < steps; i++) CHECK(sch.timesteps[i] == (int)tref[i]);
+    double e = fixture_rel_err(noise, ref, n);
+    printf("     pixart %d-step DPM-Solver++ + CFG %.1f: rel err %.3g (bound 1e-4)\n", steps, par[0], e);
+    CHECKF(e <= 1e-4, "rel err %g", e);
+    free(noise), free(ref), free(tref), free(par), free(enc), free(mask);
+out:
+    dfa_dpm_free(ctx, &sch);
+    dfa_st_close(io);
+    dfa_pixart_free(ctx, m);
+    dfa_ctx_free(ctx);
+}
+
 int main(void) {
     RUN(test_forward);
+    RUN(test_dpm_loop);
     return test_summary();
 }

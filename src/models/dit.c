@@ -10,6 +10,7 @@
 #include "models/dit_common.h"
 #include "models/ops.h"
 #include "models/wload.h"
+#include "sample/ddpm.h"
 
 #define DIT_TPROJ 256 /* Timesteps(num_channels=256, flip_sin_to_cos=True, downscale_freq_shift=1) */
 
@@ -208,4 +209,29 @@ dfa_status dfa_dit_forward(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W, const 
     dfa_op_linear(ctx, b.nh, M, D, m->po2_w, m->po2_b, P, b.tmp);
     dfa_tx_unpatchify(b.tmp, B, h, w, p, c->out_channels, out);
     return DFA_OK;
+}
+
+dfa_status dfa_dit_sample(dfa_ctx *ctx, dfa_dit *m, dfa_ddim *sched, int n_steps, int label, float guidance,
+                          int h, int w, float *latents) {
+    const dfa_dit_config *c = &m->cfg;
+    const int cfg = guidance > 1.0f, B = cfg ? 2 : 1;
+    const size_t n = (size_t)c->in_channels * h * w, n_out = (size_t)c->out_channels * h * w;
+    DFA_TRY(dfa_ddim_set_timesteps(sched, n_steps, &ctx->err));
+    void *xin = NULL, *out = NULL;
+    DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, B * n * sizeof(float), "dit sample input", &xin));
+    dfa_status s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, B * n_out * sizeof(float), "dit sample output", &out);
+    const int labels[2] = {label, c->num_classes};
+    for (int i = 0; s == DFA_OK && i < n_steps; i++) {
+        float *x = xin, *o = out;
+        const float t[2] = {(float)sched->timesteps[i], (float)sched->timesteps[i]};
+        for (int b = 0; b < B; b++) memcpy(x + b * n, latents, n * sizeof(float));
+        s = dfa_dit_forward(ctx, m, B, h, w, x, t, labels, o);
+        if (s != DFA_OK) break;
+        if (cfg) /* eps channels come first in each batch item: combine in place into item 0 */
+            for (size_t j = 0; j < n; j++) o[j] = o[n_out + j] + guidance * (o[j] - o[n_out + j]);
+        dfa_ddim_step(sched, i, o, latents, n);
+    }
+    dfa_ctx_mem_release(ctx, out);
+    dfa_ctx_mem_release(ctx, xin);
+    return s;
 }

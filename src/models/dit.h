@@ -26,4 +26,13 @@ const dfa_dit_config *dfa_dit_get_config(const dfa_dit *m);
 dfa_status dfa_dit_forward(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W, const float *x, const float *t,
                            const int *labels, float *out);
 
+/* Class-conditional sampling as diffusers' DiTPipeline, with DDIM over `sched`'s schedule
+ * (n_steps steps, set here). latents [in_channels, h, w]: the initial noise on entry, the final
+ * (scaled) latents on return, ready for dfa_vae_decode. guidance > 1: one batch of 2 in
+ * DiTPipeline's order [cond, null class], eps = uncond + guidance * (cond - uncond) on the first
+ * in_channels output channels (the learned-sigma channels are dropped). */
+struct dfa_ddim;
+dfa_status dfa_dit_sample(dfa_ctx *ctx, dfa_dit *m, struct dfa_ddim *sched, int n_steps, int label, float guidance,
+                          int h, int w, float *latents);
+
 #endif

@@ -11,6 +11,7 @@
 #include "models/dit_common.h"
 #include "models/ops.h"
 #include "models/wload.h"
+#include "sample/dpm.h"
 
 #define PIXART_TPROJ 256 /* Timesteps(256, flip_sin_to_cos=True, downscale_freq_shift=0) */
 
@@ -257,4 +258,52 @@ dfa_status dfa_pixart_forward(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, 
     dfa_op_linear(ctx, b.nh, M, D, m->po_w, m->po_b, p * p * c->out_channels, b.tmp);
     dfa_tx_unpatchify(b.tmp, B, h, w, p, c->out_channels, out);
     return DFA_OK;
+}
+
+dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, dfa_dpm *sched, int n_steps, float guidance, int h,
+                             int w, int L, const float *text_cond, const float *mask_cond, const float *text_uncond,
+                             const float *mask_uncond, float *latents) {
+    const dfa_pixart_config *c = &m->cfg;
+    const int cfg = guidance > 1.0f, B = cfg ? 2 : 1;
+    const size_t n = (size_t)c->in_channels * h * w, n_out = (size_t)c->out_channels * h * w;
+    const size_t tw = (size_t)L * (c->caption_channels ? c->caption_channels : c->cross_dim);
+    if (cfg && (!text_uncond || (mask_cond == NULL) != (mask_uncond == NULL)))
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "pixart sample: guidance %g needs the negative prompt's states%s",
+                     guidance, mask_cond ? " and mask" : "");
+    DFA_TRY(dfa_dpm_set_timesteps(ctx, sched, n_steps, n));
+    void *xin = NULL, *out = NULL, *txt = NULL, *msk = NULL;
+    dfa_status s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, B * n * sizeof(float), "pixart sample input", &xin);
+    if (s == DFA_OK) s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, B * n_out * sizeof(float), "pixart sample output", &out);
+    if (s == DFA_OK) s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, B * tw * sizeof(float), "pixart sample text", &txt);
+    if (s == DFA_OK && mask_cond)
+        s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, (size_t)B * L * sizeof(float), "pixart sample mask", &msk);
+    if (s == DFA_OK) {
+        float *tt = txt, *mm = msk;
+        if (cfg) {
+            memcpy(tt, text_uncond, tw * sizeof(float));
+            memcpy(tt + tw, text_cond, tw * sizeof(float));
+            if (mm) {
+                memcpy(mm, mask_uncond, (size_t)L * sizeof(float));
+                memcpy(mm + L, mask_cond, (size_t)L * sizeof(float));
+            }
+        } else {
+            memcpy(tt, text_cond, tw * sizeof(float));
+            if (mm) memcpy(mm, mask_cond, (size_t)L * sizeof(float));
+        }
+    }
+    for (int i = 0; s == DFA_OK && i < n_steps; i++) {
+        float *x = xin, *o = out;
+        const float t[2] = {(float)sched->timesteps[i], (float)sched->timesteps[i]};
+        for (int b = 0; b < B; b++) memcpy(x + b * n, latents, n * sizeof(float));
+        s = dfa_pixart_forward(ctx, m, B, h, w, x, t, L, txt, msk, o);
+        if (s != DFA_OK) break;
+        if (cfg) /* [uncond, cond]: combined into item 0; its first in_channels channels are eps */
+            for (size_t j = 0; j < n; j++) o[j] = o[j] + guidance * (o[n_out + j] - o[j]);
+        s = dfa_dpm_step(ctx, sched, o, latents);
+    }
+    dfa_ctx_mem_release(ctx, msk);
+    dfa_ctx_mem_release(ctx, txt);
+    dfa_ctx_mem_release(ctx, out);
+    dfa_ctx_mem_release(ctx, xin);
+    return s;
 }
