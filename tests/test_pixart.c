@@ -6,6 +6,8 @@
 #include "fixture.h"
 #include "models/pixart.h"
 #include "sample/dpm.h"
+#include "attn/attn_state.h"
+#include "plan/plan.h"
 #include "test.h"
 
 static dfa_ctx *new_ctx(void) {
@@ -87,7 +89,68 @@ out:
     dfa_ctx_free(ctx);
 }
 
+/* The sampling loop under an attention plan: all-FULL equals the plain run; a plan with CACHE
+ * and ASC entries runs through the same calls (steps begun in order) and changes the result. */
+static void test_plan_driven(void) {
+    dfa_ctx *ctx = new_ctx();
+    dfa_pixart *m = load(ctx);
+    dfa_safetensors *io = fixture_open("pixart/io.safetensors");
+    char cfg[1024];
+    fixture_path("pixart/scheduler/scheduler_config.json", cfg, sizeof cfg);
+    dfa_dpm sch;
+    dfa_error err = {0};
+    CHECK(dfa_dpm_init_file(&sch, cfg, &err) == DFA_OK);
+    if (!m || !io) goto out;
+    int64_t ns[8], es[8];
+    float *noise = fixture_f32(io, "noise", NULL, ns), *enc = fixture_f32(io, "enc", NULL, es);
+    float *mask = fixture_f32(io, "mask", NULL, NULL);
+    const int h = (int)ns[2], w = (int)ns[3], L = (int)es[1], steps = 3;
+    const size_t n = (size_t)ns[1] * h * w, tw = (size_t)L * es[2];
+    const dfa_pixart_config *c = dfa_pixart_get_config(m);
+    float *plain = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float));
+    memcpy(plain, noise, n * sizeof(float));
+    CHECK(dfa_pixart_sample(ctx, m, &sch, steps, 4.5f, h, w, L, enc + tw, mask + L, enc, mask, plain) == DFA_OK);
+    const int p = c->patch_size;
+    dfa_attn_layout lay = {(h / p) * (w / p), 0, 0, 128};
+    dfa_plan plan;
+    CHECK(dfa_plan_init(&plan, &lay, steps, c->layers, c->heads, &err) == DFA_OK);
+    plan.cfg = 1;
+    plan.cond_half = 1;
+    plan.grid_h = h / p;
+    plan.grid_w = w / p;
+    CHECK(dfa_plan_validate(&plan, "plan", &err) == DFA_OK);
+    CHECKF(dfa_attn_set_plan(ctx, &plan) == DFA_OK, "%s", dfa_ctx_error(ctx));
+    memcpy(x, noise, n * sizeof(float));
+    dfa_status s = dfa_pixart_sample(ctx, m, &sch, steps, 4.5f, h, w, L, enc + tw, mask + L, enc, mask, x);
+    CHECKF(s == DFA_OK, "%s", dfa_ctx_error(ctx));
+    CHECKF(fixture_rel_err(x, plain, n) <= 1e-6, "all-FULL plan: rel err %g", fixture_rel_err(x, plain, n));
+    /* step 2: layer 0 heads CACHE (reuse step 1), layer 1 ASC */
+    for (int hd = 0; hd < c->heads; hd++) plan.method[dfa_plan_index(&plan, 2, 0, hd)] = DFA_ATTN_CACHE;
+    plan.asc[2 * plan.n_layers + 1] = 1;
+    plan.method_set = DFA_PLAN_SET_CACHE | DFA_PLAN_SET_ASC;
+    CHECKF(dfa_plan_validate(&plan, "plan", &err) == DFA_OK, "%s", err.msg);
+    CHECKF(dfa_attn_set_plan(ctx, &plan) == DFA_OK, "%s", dfa_ctx_error(ctx));
+    memcpy(x, noise, n * sizeof(float));
+    s = dfa_pixart_sample(ctx, m, &sch, steps, 4.5f, h, w, L, enc + tw, mask + L, enc, mask, x);
+    CHECKF(s == DFA_OK, "%s", dfa_ctx_error(ctx));
+    double e = fixture_rel_err(x, plain, n);
+    CHECKF(e > 1e-6 && e < 1e30, "compressed plan: rel err %g (expected a finite change)", e);
+    /* a plan for other steps: a clear error from the first begin_step past its end */
+    memcpy(x, noise, n * sizeof(float));
+    CHECK(dfa_pixart_sample(ctx, m, &sch, steps + 1, 4.5f, h, w, L, enc + tw, mask + L, enc, mask, x) ==
+          DFA_ERR_INVALID_ARG);
+    dfa_attn_clear_plan(ctx);
+    dfa_plan_free(&plan);
+    free(noise), free(enc), free(mask), free(plain), free(x);
+out:
+    dfa_dpm_free(ctx, &sch);
+    dfa_st_close(io);
+    dfa_pixart_free(ctx, m);
+    dfa_ctx_free(ctx);
+}
+
 int main(void) {
+    RUN(test_plan_driven);
     RUN(test_forward);
     RUN(test_dpm_loop);
     return test_summary();

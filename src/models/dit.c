@@ -1,6 +1,8 @@
 /* dit.c - DiTTransformer2DModel on the CPU (diffusers dit_transformer_2d.py semantics). */
 #include "models/dit.h"
 
+#include "attn/attn_state.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -220,17 +222,22 @@ dfa_status dfa_dit_sample(dfa_ctx *ctx, dfa_dit *m, dfa_ddim *sched, int n_steps
     void *xin = NULL, *out = NULL;
     DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, B * n * sizeof(float), "dit sample input", &xin));
     dfa_status s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, B * n_out * sizeof(float), "dit sample output", &out);
-    const int labels[2] = {label, c->num_classes};
+    /* [uncond, cond] as every dfa model (ASC's cond_half = 1); DiTPipeline batches [cond, null],
+     * which gives the same numbers: batch items do not interact outside ASC. */
+    const int labels[2] = {cfg ? c->num_classes : label, label};
+    const int planned = dfa_attn_plan(ctx) != NULL;
     for (int i = 0; s == DFA_OK && i < n_steps; i++) {
         float *x = xin, *o = out;
+        if (planned && (s = dfa_attn_begin_step(ctx, i)) != DFA_OK) break;
         const float t[2] = {(float)sched->timesteps[i], (float)sched->timesteps[i]};
         for (int b = 0; b < B; b++) memcpy(x + b * n, latents, n * sizeof(float));
         s = dfa_dit_forward(ctx, m, B, h, w, x, t, labels, o);
         if (s != DFA_OK) break;
-        if (cfg) /* eps channels come first in each batch item: combine in place into item 0 */
-            for (size_t j = 0; j < n; j++) o[j] = o[n_out + j] + guidance * (o[j] - o[n_out + j]);
+        if (cfg) /* eps channels come first in each batch item: combine [uncond, cond] into item 0 */
+            for (size_t j = 0; j < n; j++) o[j] = o[j] + guidance * (o[n_out + j] - o[j]);
         dfa_ddim_step(sched, i, o, latents, n);
     }
+    if (planned) dfa_attn_end_run(ctx);
     dfa_ctx_mem_release(ctx, out);
     dfa_ctx_mem_release(ctx, xin);
     return s;

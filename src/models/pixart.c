@@ -2,6 +2,8 @@
  * BasicTransformerBlock with norm_type "ada_norm_single"). */
 #include "models/pixart.h"
 
+#include "attn/attn_state.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -291,8 +293,10 @@ dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, dfa_dpm *sched, int n_
             if (mm) memcpy(mm, mask_cond, (size_t)L * sizeof(float));
         }
     }
+    const int planned = dfa_attn_plan(ctx) != NULL;
     for (int i = 0; s == DFA_OK && i < n_steps; i++) {
         float *x = xin, *o = out;
+        if (planned && (s = dfa_attn_begin_step(ctx, i)) != DFA_OK) break;
         const float t[2] = {(float)sched->timesteps[i], (float)sched->timesteps[i]};
         for (int b = 0; b < B; b++) memcpy(x + b * n, latents, n * sizeof(float));
         s = dfa_pixart_forward(ctx, m, B, h, w, x, t, L, txt, msk, o);
@@ -301,6 +305,7 @@ dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, dfa_dpm *sched, int n_
             for (size_t j = 0; j < n; j++) o[j] = o[j] + guidance * (o[n_out + j] - o[j]);
         s = dfa_dpm_step(ctx, sched, o, latents);
     }
+    if (planned) dfa_attn_end_run(ctx);
     dfa_ctx_mem_release(ctx, msk);
     dfa_ctx_mem_release(ctx, txt);
     dfa_ctx_mem_release(ctx, out);

@@ -33,7 +33,9 @@ dfa_status dfa_pixart_forward(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, 
  * n_steps set here). latents [in_channels, h, w]: initial noise in, final (scaled) latents out.
  * guidance > 1: one batch of 2 in diffusers' order [uncond, cond] (text_uncond / mask_uncond
  * are the negative prompt's T5 states and mask), out = uncond + guidance * (cond - uncond);
- * then the first in_channels channels (eps) step the sampler. guidance <= 1: cond only. */
+ * then the first in_channels channels (eps) step the sampler. guidance <= 1: cond only. With an
+ * attention plan set on ctx, each step calls dfa_attn_begin_step(i); the run ends with
+ * dfa_attn_end_run. */
 struct dfa_dpm;
 dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, struct dfa_dpm *sched, int n_steps, float guidance, int h,
                              int w, int L, const float *text_cond, const float *mask_cond, const float *text_uncond,
