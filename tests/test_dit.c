@@ -6,6 +6,7 @@
 #include "models/dit.h"
 #include "sample/ddpm.h"
 #include "test.h"
+#include "tmpdir.h"
 
 static dfa_ctx *new_ctx(void) {
     dfa_ctx_params p = dfa_ctx_default_params();
@@ -86,7 +87,31 @@ out:
     dfa_ctx_free(ctx);
 }
 
+/* Missing and misshapen checkpoint tensors: errors name the tensor and both shapes. */
+static void test_broken_checkpoint(void) {
+    const char *victim = "transformer_blocks.1.norm1.linear.weight";
+    char dir[1024];
+    fixture_path("dit/transformer", dir, sizeof dir);
+    for (int mode = 0; mode < 2; mode++) {
+        test_tmpdir t;
+        if (tmpdir_make(&t, "ditbad") != 0) return;
+        if (fixture_broken_copy(dir, victim, mode, t.path) == 0) {
+            dfa_ctx *ctx = new_ctx();
+            dfa_dit *m = NULL;
+            dfa_status s = dfa_dit_load(ctx, t.path, &m);
+            const char *msg = dfa_ctx_error(ctx);
+            CHECK(m == NULL);
+            CHECKF(s == (mode == 0 ? DFA_ERR_NOT_FOUND : DFA_ERR_SHAPE), "status %d: %s", (int)s, msg);
+            CHECKF(strstr(msg, victim) != NULL, "message does not name the tensor: %s", msg);
+            if (mode == 1) CHECKF(strstr(msg, "[192, 32]") && strstr(msg, "[6144]"), "shapes: %s", msg);
+            dfa_ctx_free(ctx);
+        }
+        tmpdir_remove(&t);
+    }
+}
+
 int main(void) {
+    RUN(test_broken_checkpoint);
     RUN(test_forward);
     RUN(test_ddim_loop);
     return test_summary();

@@ -9,6 +9,7 @@
 #include "attn/attn_state.h"
 #include "plan/plan.h"
 #include "test.h"
+#include "tmpdir.h"
 
 static dfa_ctx *new_ctx(void) {
     dfa_ctx_params p = dfa_ctx_default_params();
@@ -149,7 +150,31 @@ out:
     dfa_ctx_free(ctx);
 }
 
+/* Missing and misshapen checkpoint tensors: errors name the tensor and both shapes. */
+static void test_broken_checkpoint(void) {
+    const char *victim = "transformer_blocks.1.attn2.to_k.weight";
+    char dir[1024];
+    fixture_path("pixart/transformer", dir, sizeof dir);
+    for (int mode = 0; mode < 2; mode++) {
+        test_tmpdir t;
+        if (tmpdir_make(&t, "pixartbad") != 0) return;
+        if (fixture_broken_copy(dir, victim, mode, t.path) == 0) {
+            dfa_ctx *ctx = new_ctx();
+            dfa_pixart *m = NULL;
+            dfa_status s = dfa_pixart_load(ctx, t.path, &m);
+            const char *msg = dfa_ctx_error(ctx);
+            CHECK(m == NULL);
+            CHECKF(s == (mode == 0 ? DFA_ERR_NOT_FOUND : DFA_ERR_SHAPE), "status %d: %s", (int)s, msg);
+            CHECKF(strstr(msg, victim) != NULL, "message does not name the tensor: %s", msg);
+            if (mode == 1) CHECKF(strstr(msg, "[32, 32]") && strstr(msg, "[1024]"), "shapes: %s", msg);
+            dfa_ctx_free(ctx);
+        }
+        tmpdir_remove(&t);
+    }
+}
+
 int main(void) {
+    RUN(test_broken_checkpoint);
     RUN(test_plan_driven);
     RUN(test_forward);
     RUN(test_dpm_loop);
