@@ -4,6 +4,7 @@
 #include "core/ctx.h"
 #include "fixture.h"
 #include "models/dit.h"
+#include "models/dit_pipe.h"
 #include "sample/ddpm.h"
 #include "test.h"
 #include "tmpdir.h"
@@ -73,7 +74,7 @@ static void test_ddim_loop(void) {
     float *tref = fixture_f32(io, "timesteps", NULL, ts), *par = fixture_f32(io, "params", NULL, NULL);
     const int h = (int)ns[2], w = (int)ns[3], steps = (int)ts[0];
     const size_t n = (size_t)ns[1] * h * w;
-    s = dfa_dit_sample(ctx, m, &sch, steps, (int)par[0], par[2], h, w, noise);
+    s = dfa_dit_sample(ctx, m, &sch, steps, (int)par[0], par[2], h, w, noise, NULL, NULL);
     CHECKF(s == DFA_OK, "sample: %s", dfa_ctx_error(ctx));
     CHECKF((int)par[1] == dfa_dit_get_config(m)->num_classes, "fixture null class %d", (int)par[1]);
     for (int i = 0; i < steps; i++) CHECK(sch.timesteps[i] == (int)tref[i]);
@@ -110,7 +111,48 @@ static void test_broken_checkpoint(void) {
     }
 }
 
+/* The pipeline entry (scheduler read from the folder, given or seeded noise). */
+static void test_generate(void) {
+    dfa_ctx *ctx = new_ctx();
+    dfa_dit *m = load(ctx);
+    dfa_safetensors *io = fixture_open("dit/io.safetensors");
+    if (!m || !io) goto out;
+    int64_t ns[8], ts[8];
+    float *noise = fixture_f32(io, "noise", NULL, ns), *ref = fixture_f32(io, "final", NULL, NULL);
+    float *tref = fixture_f32(io, "timesteps", NULL, ts), *par = fixture_f32(io, "params", NULL, NULL);
+    const int h = (int)ns[2], w = (int)ns[3];
+    const size_t n = (size_t)ns[1] * h * w;
+    char dir[1024];
+    fixture_path("dit", dir, sizeof dir);
+    float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+    dfa_dit_gen_params p = {.steps = (int)ts[0], .latent_h = h, .latent_w = w, .cfg_scale = par[2],
+                            .class_label = (int)par[0], .init_latents = noise};
+    fixture_poison(a, n);
+    dfa_status s = dfa_dit_generate(ctx, m, dir, &p, a);
+    CHECKF(s == DFA_OK, "%s", dfa_ctx_error(ctx));
+    CHECKF(fixture_rel_err(a, ref, n) <= 1e-4, "generate vs diffusers: %g", fixture_rel_err(a, ref, n));
+    double attn = 0, total = 0;
+    dfa_dit_times(m, &attn, &total);
+    CHECK(total > 0 && attn > 0 && attn < total);
+    p.init_latents = NULL;
+    p.seed = 7;
+    CHECK(dfa_dit_generate(ctx, m, dir, &p, a) == DFA_OK);
+    CHECK(dfa_dit_generate(ctx, m, dir, &p, b) == DFA_OK);
+    CHECK(memcmp(a, b, n * sizeof(float)) == 0);
+    p.seed = 8;
+    CHECK(dfa_dit_generate(ctx, m, dir, &p, b) == DFA_OK);
+    CHECK(memcmp(a, b, n * sizeof(float)) != 0);
+    p.class_label = dfa_dit_get_config(m)->num_classes; /* the null class is not a class */
+    CHECK(dfa_dit_generate(ctx, m, dir, &p, b) == DFA_ERR_INVALID_ARG);
+    free(noise), free(ref), free(tref), free(par), free(a), free(b);
+out:
+    dfa_st_close(io);
+    dfa_dit_free(ctx, m);
+    dfa_ctx_free(ctx);
+}
+
 int main(void) {
+    RUN(test_generate);
     RUN(test_broken_checkpoint);
     RUN(test_forward);
     RUN(test_ddim_loop);

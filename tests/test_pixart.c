@@ -5,6 +5,7 @@
 #include "core/ctx.h"
 #include "fixture.h"
 #include "models/pixart.h"
+#include "models/dit_pipe.h"
 #include "sample/dpm.h"
 #include "attn/attn_state.h"
 #include "plan/plan.h"
@@ -76,7 +77,7 @@ static void test_dpm_loop(void) {
     const int h = (int)ns[2], w = (int)ns[3], steps = (int)ts[0], L = (int)es[1];
     const size_t n = (size_t)ns[1] * h * w, tw = (size_t)L * es[2];
     /* fixture batch rows: [uncond, cond] */
-    s = dfa_pixart_sample(ctx, m, &sch, steps, par[0], h, w, L, enc + tw, mask + L, enc, mask, noise);
+    s = dfa_pixart_sample(ctx, m, &sch, steps, par[0], h, w, L, enc + tw, mask + L, enc, mask, noise, NULL, NULL);
     CHECKF(s == DFA_OK, "sample: %s", dfa_ctx_error(ctx));
     for (int i = 0; i < steps; i++) CHECK(sch.timesteps[i] == (int)tref[i]);
     double e = fixture_rel_err(noise, ref, n);
@@ -110,7 +111,7 @@ static void test_plan_driven(void) {
     const dfa_pixart_config *c = dfa_pixart_get_config(m);
     float *plain = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float));
     memcpy(plain, noise, n * sizeof(float));
-    CHECK(dfa_pixart_sample(ctx, m, &sch, steps, 4.5f, h, w, L, enc + tw, mask + L, enc, mask, plain) == DFA_OK);
+    CHECK(dfa_pixart_sample(ctx, m, &sch, steps, 4.5f, h, w, L, enc + tw, mask + L, enc, mask, plain, NULL, NULL) == DFA_OK);
     const int p = c->patch_size;
     dfa_attn_layout lay = {(h / p) * (w / p), 0, 0, 128};
     dfa_plan plan;
@@ -122,7 +123,7 @@ static void test_plan_driven(void) {
     CHECK(dfa_plan_validate(&plan, "plan", &err) == DFA_OK);
     CHECKF(dfa_attn_set_plan(ctx, &plan) == DFA_OK, "%s", dfa_ctx_error(ctx));
     memcpy(x, noise, n * sizeof(float));
-    dfa_status s = dfa_pixart_sample(ctx, m, &sch, steps, 4.5f, h, w, L, enc + tw, mask + L, enc, mask, x);
+    dfa_status s = dfa_pixart_sample(ctx, m, &sch, steps, 4.5f, h, w, L, enc + tw, mask + L, enc, mask, x, NULL, NULL);
     CHECKF(s == DFA_OK, "%s", dfa_ctx_error(ctx));
     CHECKF(fixture_rel_err(x, plain, n) <= 1e-6, "all-FULL plan: rel err %g", fixture_rel_err(x, plain, n));
     /* step 2: layer 0 heads CACHE (reuse step 1), layer 1 ASC */
@@ -132,13 +133,13 @@ static void test_plan_driven(void) {
     CHECKF(dfa_plan_validate(&plan, "plan", &err) == DFA_OK, "%s", err.msg);
     CHECKF(dfa_attn_set_plan(ctx, &plan) == DFA_OK, "%s", dfa_ctx_error(ctx));
     memcpy(x, noise, n * sizeof(float));
-    s = dfa_pixart_sample(ctx, m, &sch, steps, 4.5f, h, w, L, enc + tw, mask + L, enc, mask, x);
+    s = dfa_pixart_sample(ctx, m, &sch, steps, 4.5f, h, w, L, enc + tw, mask + L, enc, mask, x, NULL, NULL);
     CHECKF(s == DFA_OK, "%s", dfa_ctx_error(ctx));
     double e = fixture_rel_err(x, plain, n);
     CHECKF(e > 1e-6 && e < 1e30, "compressed plan: rel err %g (expected a finite change)", e);
     /* a plan for other steps: a clear error from the first begin_step past its end */
     memcpy(x, noise, n * sizeof(float));
-    CHECK(dfa_pixart_sample(ctx, m, &sch, steps + 1, 4.5f, h, w, L, enc + tw, mask + L, enc, mask, x) ==
+    CHECK(dfa_pixart_sample(ctx, m, &sch, steps + 1, 4.5f, h, w, L, enc + tw, mask + L, enc, mask, x, NULL, NULL) ==
           DFA_ERR_INVALID_ARG);
     dfa_attn_clear_plan(ctx);
     dfa_plan_free(&plan);
@@ -173,7 +174,73 @@ static void test_broken_checkpoint(void) {
     }
 }
 
+/* Prompt-embeddings file + pipeline entry: equals diffusers' loop; missing tensors are named. */
+static void test_generate(void) {
+    dfa_ctx *ctx = new_ctx();
+    dfa_pixart *m = load(ctx);
+    dfa_safetensors *io = fixture_open("pixart/io.safetensors");
+    test_tmpdir td;
+    int have_tmp = tmpdir_make(&td, "pixgen") == 0;
+    if (!m || !io || !have_tmp) goto out;
+    int64_t ns[8], ts[8], es[8];
+    float *noise = fixture_f32(io, "noise", NULL, ns), *ref = fixture_f32(io, "final", NULL, NULL);
+    float *tref = fixture_f32(io, "timesteps", NULL, ts), *par = fixture_f32(io, "params", NULL, NULL);
+    float *enc = fixture_f32(io, "enc", NULL, es), *mask = fixture_f32(io, "mask", NULL, NULL);
+    const int h = (int)ns[2], w = (int)ns[3], L = (int)es[1], C = (int)es[2];
+    const size_t n = (size_t)ns[1] * h * w, tw = (size_t)L * C;
+    const int64_t e3[3] = {1, L, C}, m2[2] = {1, L};
+    /* fixture rows are [uncond, cond] */
+    dfa_st_item items[4] = {{"prompt_embeds", DFA_F32, 3, e3, enc + tw},
+                            {"prompt_attention_mask", DFA_F32, 2, m2, mask + L},
+                            {"negative_prompt_embeds", DFA_F32, 3, e3, enc},
+                            {"negative_prompt_attention_mask", DFA_F32, 2, m2, mask}};
+    char file[256], dir[1024];
+    tmpdir_file(&td, "embeds.safetensors", file, sizeof file);
+    dfa_error err = {0};
+    CHECK(dfa_st_write(file, items, 4, NULL, NULL, 0, &err) == DFA_OK);
+    dfa_pixart_embeds pe;
+    dfa_status s = dfa_pixart_embeds_load(ctx, file, &pe);
+    CHECKF(s == DFA_OK, "%s", dfa_ctx_error(ctx));
+    fixture_path("pixart", dir, sizeof dir);
+    float *a = malloc(n * sizeof(float));
+    dfa_dit_gen_params p = {.steps = (int)ts[0], .latent_h = h, .latent_w = w, .cfg_scale = par[0],
+                            .init_latents = noise};
+    fixture_poison(a, n);
+    s = dfa_pixart_generate(ctx, m, dir, &pe, &p, a);
+    CHECKF(s == DFA_OK, "%s", dfa_ctx_error(ctx));
+    CHECKF(fixture_rel_err(a, ref, n) <= 1e-4, "generate vs diffusers: %g", fixture_rel_err(a, ref, n));
+    double attn = 0, total = 0;
+    dfa_pixart_times(m, &attn, &total);
+    CHECK(total > 0 && attn > 0 && attn < total);
+    dfa_pixart_embeds_free(ctx, &pe);
+    /* no negatives: CFG refused with a clear message; without CFG it runs */
+    CHECK(dfa_st_write(file, items, 2, NULL, NULL, 0, &err) == DFA_OK);
+    CHECK(dfa_pixart_embeds_load(ctx, file, &pe) == DFA_OK);
+    CHECK(dfa_pixart_generate(ctx, m, dir, &pe, &p, a) == DFA_ERR_INVALID_ARG);
+    CHECK(strstr(dfa_ctx_error(ctx), "negative_prompt_embeds") != NULL);
+    p.cfg_scale = 1.0f;
+    CHECK(dfa_pixart_generate(ctx, m, dir, &pe, &p, a) == DFA_OK);
+    dfa_pixart_embeds_free(ctx, &pe);
+    /* missing prompt_embeds / wrong width: named */
+    CHECK(dfa_st_write(file, items + 1, 1, NULL, NULL, 0, &err) == DFA_OK);
+    CHECK(dfa_pixart_embeds_load(ctx, file, &pe) == DFA_ERR_NOT_FOUND);
+    CHECK(strstr(dfa_ctx_error(ctx), "prompt_embeds") != NULL);
+    const int64_t bad[3] = {1, L / 2, 2 * C};
+    dfa_st_item wrong = {"prompt_embeds", DFA_F32, 3, bad, enc};
+    CHECK(dfa_st_write(file, &wrong, 1, NULL, NULL, 0, &err) == DFA_OK);
+    CHECK(dfa_pixart_embeds_load(ctx, file, &pe) == DFA_OK);
+    CHECK(dfa_pixart_generate(ctx, m, dir, &pe, &p, a) == DFA_ERR_SHAPE);
+    dfa_pixart_embeds_free(ctx, &pe);
+    free(noise), free(ref), free(tref), free(par), free(enc), free(mask), free(a);
+out:
+    if (have_tmp) tmpdir_remove(&td);
+    dfa_st_close(io);
+    dfa_pixart_free(ctx, m);
+    dfa_ctx_free(ctx);
+}
+
 int main(void) {
+    RUN(test_generate);
     RUN(test_broken_checkpoint);
     RUN(test_plan_driven);
     RUN(test_forward);

@@ -32,6 +32,7 @@ struct dfa_pixart {
     size_t n_weights;
     dfa_arena act;
     int act_ready;
+    double attn_s, total_s; /* time in dfa_attn_layer and in the whole forward, since the last reset */
 };
 
 static dfa_status read_config(dfa_ctx *ctx, const char *path, dfa_pixart_config *c) {
@@ -197,7 +198,7 @@ static dfa_status get_bufs(dfa_ctx *ctx, dfa_pixart *m, int B, int N, int L, int
     return DFA_OK;
 }
 
-dfa_status dfa_pixart_forward(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, const float *x, const float *t,
+static dfa_status pixart_forward_impl(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, const float *x, const float *t,
                               int L, const float *text, const float *mask, float *out) {
     const dfa_pixart_config *c = &m->cfg;
     const int p = c->patch_size, D = c->dim;
@@ -238,7 +239,7 @@ dfa_status dfa_pixart_forward(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, 
         dfa_op_layernorm(ctx, b.hs, M, D, NULL, NULL, (float)c->norm_eps, b.nh);
         dfa_tx_modulate(b.nh, B, N, D, b.mod, b.mod + D, ms);
         DFA_TRY(dfa_tx_self_attn(ctx, l, &blk->attn1, B, N, c->heads, c->head_dim, b.nh, b.q, b.k, b.v, b.o,
-                                 b.tmp));
+                                 b.tmp, &m->attn_s));
         dfa_tx_gated_add(b.hs, b.tmp, B, N, D, b.mod + 2 * D, ms);
         /* cross-attention on the un-normalised hidden states (PixArt: no norm2 here) */
         dfa_tx_cross_attn(ctx, &blk->attn2, B, N, L, c->heads, c->head_dim, Dkv, b.hs, b.txt, mask ? b.bias : NULL,
@@ -262,9 +263,24 @@ dfa_status dfa_pixart_forward(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, 
     return DFA_OK;
 }
 
+dfa_status dfa_pixart_forward(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, const float *x, const float *t,
+                              int L, const float *text, const float *mask, float *out) {
+    const double t0 = dfa_tx_now();
+    dfa_status s = pixart_forward_impl(ctx, m, B, H, W, x, t, L, text, mask, out);
+    m->total_s += dfa_tx_now() - t0;
+    return s;
+}
+
+void dfa_pixart_times(const dfa_pixart *m, double *attn_s, double *total_s) {
+    if (attn_s) *attn_s = m->attn_s;
+    if (total_s) *total_s = m->total_s;
+}
+
+void dfa_pixart_reset_times(dfa_pixart *m) { m->attn_s = m->total_s = 0; }
+
 dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, dfa_dpm *sched, int n_steps, float guidance, int h,
                              int w, int L, const float *text_cond, const float *mask_cond, const float *text_uncond,
-                             const float *mask_uncond, float *latents) {
+                             const float *mask_uncond, float *latents, dfa_flow_progress_fn progress, void *user) {
     const dfa_pixart_config *c = &m->cfg;
     const int cfg = guidance > 1.0f, B = cfg ? 2 : 1;
     const size_t n = (size_t)c->in_channels * h * w, n_out = (size_t)c->out_channels * h * w;
@@ -297,6 +313,7 @@ dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, dfa_dpm *sched, int n_
     for (int i = 0; s == DFA_OK && i < n_steps; i++) {
         float *x = xin, *o = out;
         if (planned && (s = dfa_attn_begin_step(ctx, i)) != DFA_OK) break;
+        const double t0 = dfa_tx_now();
         const float t[2] = {(float)sched->timesteps[i], (float)sched->timesteps[i]};
         for (int b = 0; b < B; b++) memcpy(x + b * n, latents, n * sizeof(float));
         s = dfa_pixart_forward(ctx, m, B, h, w, x, t, L, txt, msk, o);
@@ -304,6 +321,7 @@ dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, dfa_dpm *sched, int n_
         if (cfg) /* [uncond, cond]: combined into item 0; its first in_channels channels are eps */
             for (size_t j = 0; j < n; j++) o[j] = o[j] + guidance * (o[n_out + j] - o[j]);
         s = dfa_dpm_step(ctx, sched, o, latents);
+        if (s == DFA_OK && progress) progress(user, i, n_steps, dfa_tx_now() - t0);
     }
     if (planned) dfa_attn_end_run(ctx);
     dfa_ctx_mem_release(ctx, msk);
