@@ -5,7 +5,7 @@
 #include "fixture.h"
 #include "models/dit.h"
 #include "models/dit_pipe.h"
-#include "sample/ddpm.h"
+#include "sample/sampler.h"
 #include "test.h"
 #include "tmpdir.h"
 
@@ -64,20 +64,21 @@ static void test_ddim_loop(void) {
     dfa_safetensors *io = fixture_open("dit/io.safetensors");
     char cfg[1024];
     fixture_path("dit/scheduler/scheduler_config.json", cfg, sizeof cfg);
-    dfa_ddim sch;
-    dfa_error err = {0};
-    dfa_status s = dfa_ddim_init_file(&sch, cfg, &err);
-    CHECKF(s == DFA_OK, "%s", err.msg);
+    dfa_sampler sch;
+    dfa_status s = dfa_sampler_init_file(ctx, &sch, cfg, DFA_SAMPLER_DPM);
+    CHECKF(s == DFA_OK && sch.kind == DFA_SAMPLER_DDIM, "%s", dfa_ctx_error(ctx));
     if (!m || !io || s != DFA_OK) goto out;
     int64_t ns[8], ts[8];
     float *noise = fixture_f32(io, "noise", NULL, ns), *ref = fixture_f32(io, "final", NULL, NULL);
     float *tref = fixture_f32(io, "timesteps", NULL, ts), *par = fixture_f32(io, "params", NULL, NULL);
     const int h = (int)ns[2], w = (int)ns[3], steps = (int)ts[0];
     const size_t n = (size_t)ns[1] * h * w;
-    s = dfa_dit_sample(ctx, m, &sch, steps, (int)par[0], par[2], h, w, noise, NULL, NULL);
+    s = dfa_sampler_set_timesteps(ctx, &sch, steps, n, 0);
+    CHECK(s == DFA_OK);
+    s = dfa_dit_sample(ctx, m, &sch, (int)par[0], par[2], h, w, noise, NULL, NULL);
     CHECKF(s == DFA_OK, "sample: %s", dfa_ctx_error(ctx));
     CHECKF((int)par[1] == dfa_dit_get_config(m)->num_classes, "fixture null class %d", (int)par[1]);
-    for (int i = 0; i < steps; i++) CHECK(sch.timesteps[i] == (int)tref[i]);
+    for (int i = 0; i < steps; i++) CHECK(dfa_sampler_timestep(&sch, i) == (int)tref[i]);
     double e = fixture_rel_err(noise, ref, n);
     printf("     dit %d-step DDIM + CFG %.1f: rel err %.3g (bound 1e-4)\n", steps, par[2], e);
     CHECKF(e <= 1e-4, "rel err %g", e);
@@ -110,6 +111,43 @@ static void test_broken_checkpoint(void) {
         tmpdir_remove(&t);
     }
 }
+
+/* DiT with the V1 paper's DPM-Solver++ and with the DiT paper's ancestral DDPM (learned-range
+ * variance from the conditional item, diffusers' noise fed in), 3 steps each, CFG 4. */
+static void loop_case(const char *sched_dir, const char *final_key, int ddpm) {
+    dfa_ctx *ctx = new_ctx();
+    dfa_dit *m = load(ctx);
+    dfa_safetensors *io = fixture_open("dit/io.safetensors");
+    char cfg[1024], rel[256];
+    snprintf(rel, sizeof rel, "dit/%s/scheduler_config.json", sched_dir);
+    fixture_path(rel, cfg, sizeof cfg);
+    dfa_sampler sch;
+    dfa_status s = dfa_sampler_init_file(ctx, &sch, cfg, DFA_SAMPLER_DDIM);
+    CHECKF(s == DFA_OK && (int)sch.kind == (ddpm ? DFA_SAMPLER_DDPM : DFA_SAMPLER_DPM), "%s", dfa_ctx_error(ctx));
+    if (!m || !io || s != DFA_OK) goto out;
+    int64_t ns[8];
+    float *noise = fixture_f32(io, "noise", NULL, ns), *ref = fixture_f32(io, final_key, NULL, NULL);
+    float *par = fixture_f32(io, "params", NULL, NULL);
+    float *dn = ddpm ? fixture_f32(io, "ddpm_noise", NULL, NULL) : NULL;
+    const int h = (int)ns[2], w = (int)ns[3];
+    const size_t n = (size_t)ns[1] * h * w;
+    CHECK(dfa_sampler_set_timesteps(ctx, &sch, 3, n, 0) == DFA_OK);
+    if (dn) dfa_sampler_set_noise(&sch, dn);
+    s = dfa_dit_sample(ctx, m, &sch, (int)par[0], par[2], h, w, noise, NULL, NULL);
+    CHECKF(s == DFA_OK, "sample: %s", dfa_ctx_error(ctx));
+    double e = fixture_rel_err(noise, ref, n);
+    printf("     dit 3-step %s + CFG %.1f: rel err %.3g (bound 1e-4)\n", sched_dir, par[2], e);
+    CHECKF(e <= 1e-4, "rel err %g", e);
+    free(noise), free(ref), free(par), free(dn);
+out:
+    dfa_sampler_free(ctx, &sch);
+    dfa_st_close(io);
+    dfa_dit_free(ctx, m);
+    dfa_ctx_free(ctx);
+}
+
+static void test_dpm_loop(void) { loop_case("dpm", "final_dpm", 0); }
+static void test_ddpm_learned_range_loop(void) { loop_case("ddpm", "final_ddpm", 1); }
 
 /* The pipeline entry (scheduler read from the folder, given or seeded noise). */
 static void test_generate(void) {
@@ -156,5 +194,7 @@ int main(void) {
     RUN(test_broken_checkpoint);
     RUN(test_forward);
     RUN(test_ddim_loop);
+    RUN(test_dpm_loop);
+    RUN(test_ddpm_learned_range_loop);
     return test_summary();
 }

@@ -7,6 +7,7 @@
 #include "fixture.h"
 #include "sample/ddpm.h"
 #include "sample/dpm.h"
+#include "sample/sampler.h"
 #include "test.h"
 
 static dfa_ctx *new_ctx(void) {
@@ -68,6 +69,52 @@ static void test_dpm_leading20(void) { dpm_case("leading20", 20); }
 static void test_dpm_trailing5v(void) { dpm_case("trailing5v", 5); }
 static void test_dpm_linspace16_sigma_min(void) { dpm_case("linspace16nolof", 16); }
 
+/* Ancestral DDPM (DDPMScheduler) through the sampler interface, fed diffusers' noise. */
+static void ddpm_case(const char *name, int n_expect) {
+    dfa_ctx *ctx = new_ctx();
+    dfa_safetensors *io = fixture_open("ddpm/io.safetensors");
+    char path[1024], rel[256], key[256];
+    snprintf(rel, sizeof rel, "ddpm/%s.json", name);
+    fixture_path(rel, path, sizeof path);
+    dfa_sampler s;
+    dfa_status st = dfa_sampler_init_file(ctx, &s, path, DFA_SAMPLER_DDIM);
+    CHECKF(st == DFA_OK && s.kind == DFA_SAMPLER_DDPM, "%s", dfa_ctx_error(ctx));
+    if (st != DFA_OK || !io) goto out;
+    int64_t xs[8], ts[8];
+    const char *what[6] = {"x0", "timesteps", "model_out", "model_var", "noise", "samples"};
+    float *a[6];
+    for (int i = 0; i < 6; i++) {
+        snprintf(key, sizeof key, "%s.%s", name, what[i]);
+        a[i] = fixture_f32(io, key, NULL, i == 0 ? xs : i == 1 ? ts : NULL);
+    }
+    const size_t n = (size_t)(xs[0] * xs[1] * xs[2] * xs[3]);
+    const int steps = (int)ts[0];
+    CHECK(steps == n_expect);
+    CHECK(dfa_sampler_set_timesteps(ctx, &s, steps, n, 0) == DFA_OK);
+    dfa_sampler_set_noise(&s, a[4]);
+    int tbad = 0;
+    for (int i = 0; i < steps; i++) tbad += dfa_sampler_timestep(&s, i) != (int)a[1][i];
+    CHECKF(tbad == 0, "%s: %d timesteps differ", name, tbad);
+    double worst = 0;
+    for (int i = 0; i < steps && tbad == 0; i++) {
+        CHECK(dfa_sampler_step(ctx, &s, i, a[2] + (size_t)i * n, a[3] + (size_t)i * n, a[0]) == DFA_OK);
+        double e = fixture_rel_err(a[0], a[5] + (size_t)i * n, n);
+        if (!(e <= worst)) worst = e;
+        CHECKF(e <= 2e-5, "%s step %d (t=%d): rel err %g", name, i, dfa_sampler_timestep(&s, i), e);
+    }
+    printf("     ddpm %s: %d steps, worst rel err %.3g (bound 2e-5)\n", name, steps, worst);
+    for (int i = 0; i < 6; i++) free(a[i]);
+out:
+    dfa_sampler_free(ctx, &s);
+    dfa_st_close(io);
+    dfa_ctx_free(ctx);
+}
+
+static void test_ddpm_fixed_small(void) { ddpm_case("small10", 10); }
+static void test_ddpm_learned_range_250(void) { ddpm_case("range250", 250); }
+static void test_ddpm_small_log_v_trailing(void) { ddpm_case("smalllog5v", 5); }
+static void test_ddpm_large_linspace(void) { ddpm_case("large7lin", 7); }
+
 static void test_refused_configs(void) {
     const char *bad[] = {"{\"use_karras_sigmas\": true}", "{\"algorithm_type\": \"sde-dpmsolver++\"}",
                          "{\"solver_order\": 3}", "{\"beta_schedule\": \"cosine\"}",
@@ -112,6 +159,10 @@ int main(void) {
     RUN(test_dpm_leading20);
     RUN(test_dpm_trailing5v);
     RUN(test_dpm_linspace16_sigma_min);
+    RUN(test_ddpm_fixed_small);
+    RUN(test_ddpm_learned_range_250);
+    RUN(test_ddpm_small_log_v_trailing);
+    RUN(test_ddpm_large_linspace);
     RUN(test_refused_configs);
     RUN(test_ddim_timesteps);
     return test_summary();

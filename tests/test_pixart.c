@@ -6,7 +6,7 @@
 #include "fixture.h"
 #include "models/pixart.h"
 #include "models/dit_pipe.h"
-#include "sample/dpm.h"
+#include "sample/sampler.h"
 #include "attn/attn_state.h"
 #include "plan/plan.h"
 #include "test.h"
@@ -65,10 +65,9 @@ static void test_dpm_loop(void) {
     dfa_safetensors *io = fixture_open("pixart/io.safetensors");
     char cfg[1024];
     fixture_path("pixart/scheduler/scheduler_config.json", cfg, sizeof cfg);
-    dfa_dpm sch;
-    dfa_error err = {0};
-    dfa_status s = dfa_dpm_init_file(&sch, cfg, &err);
-    CHECKF(s == DFA_OK, "%s", err.msg);
+    dfa_sampler sch;
+    dfa_status s = dfa_sampler_init_file(ctx, &sch, cfg, DFA_SAMPLER_DDIM);
+    CHECKF(s == DFA_OK && sch.kind == DFA_SAMPLER_DPM, "%s", dfa_ctx_error(ctx));
     if (!m || !io || s != DFA_OK) goto out;
     int64_t ns[8], ts[8], es[8];
     float *noise = fixture_f32(io, "noise", NULL, ns), *ref = fixture_f32(io, "final", NULL, NULL);
@@ -77,15 +76,16 @@ static void test_dpm_loop(void) {
     const int h = (int)ns[2], w = (int)ns[3], steps = (int)ts[0], L = (int)es[1];
     const size_t n = (size_t)ns[1] * h * w, tw = (size_t)L * es[2];
     /* fixture batch rows: [uncond, cond] */
-    s = dfa_pixart_sample(ctx, m, &sch, steps, par[0], h, w, L, enc + tw, mask + L, enc, mask, noise, NULL, NULL);
+    CHECK(dfa_sampler_set_timesteps(ctx, &sch, steps, n, 0) == DFA_OK);
+    s = dfa_pixart_sample(ctx, m, &sch, par[0], h, w, L, enc + tw, mask + L, enc, mask, noise, NULL, NULL);
     CHECKF(s == DFA_OK, "sample: %s", dfa_ctx_error(ctx));
-    for (int i = 0; i < steps; i++) CHECK(sch.timesteps[i] == (int)tref[i]);
+    for (int i = 0; i < steps; i++) CHECK(dfa_sampler_timestep(&sch, i) == (int)tref[i]);
     double e = fixture_rel_err(noise, ref, n);
     printf("     pixart %d-step DPM-Solver++ + CFG %.1f: rel err %.3g (bound 1e-4)\n", steps, par[0], e);
     CHECKF(e <= 1e-4, "rel err %g", e);
     free(noise), free(ref), free(tref), free(par), free(enc), free(mask);
 out:
-    dfa_dpm_free(ctx, &sch);
+    dfa_sampler_free(ctx, &sch);
     dfa_st_close(io);
     dfa_pixart_free(ctx, m);
     dfa_ctx_free(ctx);
@@ -99,9 +99,9 @@ static void test_plan_driven(void) {
     dfa_safetensors *io = fixture_open("pixart/io.safetensors");
     char cfg[1024];
     fixture_path("pixart/scheduler/scheduler_config.json", cfg, sizeof cfg);
-    dfa_dpm sch;
+    dfa_sampler sch;
     dfa_error err = {0};
-    CHECK(dfa_dpm_init_file(&sch, cfg, &err) == DFA_OK);
+    CHECK(dfa_sampler_init_file(ctx, &sch, cfg, DFA_SAMPLER_DPM) == DFA_OK);
     if (!m || !io) goto out;
     int64_t ns[8], es[8];
     float *noise = fixture_f32(io, "noise", NULL, ns), *enc = fixture_f32(io, "enc", NULL, es);
@@ -111,7 +111,8 @@ static void test_plan_driven(void) {
     const dfa_pixart_config *c = dfa_pixart_get_config(m);
     float *plain = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float));
     memcpy(plain, noise, n * sizeof(float));
-    CHECK(dfa_pixart_sample(ctx, m, &sch, steps, 4.5f, h, w, L, enc + tw, mask + L, enc, mask, plain, NULL, NULL) == DFA_OK);
+    CHECK(dfa_sampler_set_timesteps(ctx, &sch, steps, n, 0) == DFA_OK &&
+          dfa_pixart_sample(ctx, m, &sch, 4.5f, h, w, L, enc + tw, mask + L, enc, mask, plain, NULL, NULL) == DFA_OK);
     const int p = c->patch_size;
     dfa_attn_layout lay = {(h / p) * (w / p), 0, 0, 128};
     dfa_plan plan;
@@ -123,7 +124,8 @@ static void test_plan_driven(void) {
     CHECK(dfa_plan_validate(&plan, "plan", &err) == DFA_OK);
     CHECKF(dfa_attn_set_plan(ctx, &plan) == DFA_OK, "%s", dfa_ctx_error(ctx));
     memcpy(x, noise, n * sizeof(float));
-    dfa_status s = dfa_pixart_sample(ctx, m, &sch, steps, 4.5f, h, w, L, enc + tw, mask + L, enc, mask, x, NULL, NULL);
+    dfa_status s = dfa_sampler_set_timesteps(ctx, &sch, steps, n, 0);
+    if (s == DFA_OK) s = dfa_pixart_sample(ctx, m, &sch, 4.5f, h, w, L, enc + tw, mask + L, enc, mask, x, NULL, NULL);
     CHECKF(s == DFA_OK, "%s", dfa_ctx_error(ctx));
     CHECKF(fixture_rel_err(x, plain, n) <= 1e-6, "all-FULL plan: rel err %g", fixture_rel_err(x, plain, n));
     /* step 2: layer 0 heads CACHE (reuse step 1), layer 1 ASC */
@@ -133,19 +135,21 @@ static void test_plan_driven(void) {
     CHECKF(dfa_plan_validate(&plan, "plan", &err) == DFA_OK, "%s", err.msg);
     CHECKF(dfa_attn_set_plan(ctx, &plan) == DFA_OK, "%s", dfa_ctx_error(ctx));
     memcpy(x, noise, n * sizeof(float));
-    s = dfa_pixart_sample(ctx, m, &sch, steps, 4.5f, h, w, L, enc + tw, mask + L, enc, mask, x, NULL, NULL);
+    s = dfa_sampler_set_timesteps(ctx, &sch, steps, n, 0);
+    if (s == DFA_OK) s = dfa_pixart_sample(ctx, m, &sch, 4.5f, h, w, L, enc + tw, mask + L, enc, mask, x, NULL, NULL);
     CHECKF(s == DFA_OK, "%s", dfa_ctx_error(ctx));
     double e = fixture_rel_err(x, plain, n);
     CHECKF(e > 1e-6 && e < 1e30, "compressed plan: rel err %g (expected a finite change)", e);
     /* a plan for other steps: a clear error from the first begin_step past its end */
     memcpy(x, noise, n * sizeof(float));
-    CHECK(dfa_pixart_sample(ctx, m, &sch, steps + 1, 4.5f, h, w, L, enc + tw, mask + L, enc, mask, x, NULL, NULL) ==
+    CHECK(dfa_sampler_set_timesteps(ctx, &sch, steps + 1, n, 0) == DFA_OK &&
+          dfa_pixart_sample(ctx, m, &sch, 4.5f, h, w, L, enc + tw, mask + L, enc, mask, x, NULL, NULL) ==
           DFA_ERR_INVALID_ARG);
     dfa_attn_clear_plan(ctx);
     dfa_plan_free(&plan);
     free(noise), free(enc), free(mask), free(plain), free(x);
 out:
-    dfa_dpm_free(ctx, &sch);
+    dfa_sampler_free(ctx, &sch);
     dfa_st_close(io);
     dfa_pixart_free(ctx, m);
     dfa_ctx_free(ctx);

@@ -12,7 +12,7 @@
 #include "models/dit_common.h"
 #include "models/ops.h"
 #include "models/wload.h"
-#include "sample/ddpm.h"
+#include "sample/sampler.h"
 
 #define DIT_TPROJ 256 /* Timesteps(num_channels=256, flip_sin_to_cos=True, downscale_freq_shift=1) */
 
@@ -229,12 +229,15 @@ void dfa_dit_times(const dfa_dit *m, double *attn_s, double *total_s) {
 
 void dfa_dit_reset_times(dfa_dit *m) { m->attn_s = m->total_s = 0; }
 
-dfa_status dfa_dit_sample(dfa_ctx *ctx, dfa_dit *m, dfa_ddim *sched, int n_steps, int label, float guidance,
-                          int h, int w, float *latents, dfa_flow_progress_fn progress, void *user) {
+dfa_status dfa_dit_sample(dfa_ctx *ctx, dfa_dit *m, dfa_sampler *sched, int label, float guidance, int h, int w,
+                          float *latents, dfa_flow_progress_fn progress, void *user) {
     const dfa_dit_config *c = &m->cfg;
-    const int cfg = guidance > 1.0f, B = cfg ? 2 : 1;
+    const int cfg = guidance > 1.0f, B = cfg ? 2 : 1, n_steps = dfa_sampler_n_steps(sched);
     const size_t n = (size_t)c->in_channels * h * w, n_out = (size_t)c->out_channels * h * w;
-    DFA_TRY(dfa_ddim_set_timesteps(sched, n_steps, &ctx->err));
+    if (sched->n != n)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dit sample: sampler set for %zu values, latents have %zu", sched->n, n);
+    if (dfa_sampler_needs_var(sched) && c->out_channels != 2 * c->in_channels)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dit sample: learned variance needs out_channels = 2 * in_channels");
     void *xin = NULL, *out = NULL;
     DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, B * n * sizeof(float), "dit sample input", &xin));
     dfa_status s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, B * n_out * sizeof(float), "dit sample output", &out);
@@ -246,13 +249,15 @@ dfa_status dfa_dit_sample(dfa_ctx *ctx, dfa_dit *m, dfa_ddim *sched, int n_steps
         float *x = xin, *o = out;
         if (planned && (s = dfa_attn_begin_step(ctx, i)) != DFA_OK) break;
         const double t0 = dfa_tx_now();
-        const float t[2] = {(float)sched->timesteps[i], (float)sched->timesteps[i]};
+        const float ts = (float)dfa_sampler_timestep(sched, i), t[2] = {ts, ts};
         for (int b = 0; b < B; b++) memcpy(x + b * n, latents, n * sizeof(float));
         s = dfa_dit_forward(ctx, m, B, h, w, x, t, labels, o);
         if (s != DFA_OK) break;
         if (cfg) /* eps channels come first in each batch item: combine [uncond, cond] into item 0 */
             for (size_t j = 0; j < n; j++) o[j] = o[j] + guidance * (o[n_out + j] - o[j]);
-        dfa_ddim_step(sched, i, o, latents, n);
+        /* learned variance (DDPM): the conditional item's, unguided (as the DiT reference code) */
+        s = dfa_sampler_step(ctx, sched, i, o, o + (cfg ? n_out : 0) + n, latents);
+        if (s != DFA_OK) break;
         if (progress) progress(user, i, n_steps, dfa_tx_now() - t0);
     }
     if (planned) dfa_attn_end_run(ctx);

@@ -7,28 +7,31 @@
 
 #include "io/json.h"
 #include "io/safetensors.h"
-#include "sample/ddpm.h"
-#include "sample/dpm.h"
+#include "sample/sampler.h"
 
-/* scheduler/scheduler_config.json of model_dir, or NULL (*root = NULL) when there is none. */
-static dfa_status read_sched(dfa_ctx *ctx, const char *model_dir, char *path, size_t len, cJSON **root) {
-    *root = NULL;
-    snprintf(path, len, "%s/scheduler/scheduler_config.json", model_dir);
+/* The sampler of model_dir/scheduler/scheduler_config.json, or the hub default (`dflt_json`,
+ * kind dflt) when the folder has none; timesteps set for n values. */
+static dfa_status open_sampler(dfa_ctx *ctx, const char *model_dir, dfa_sampler_kind dflt, const char *dflt_json,
+                               int steps, size_t n, uint64_t seed, dfa_sampler *s) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/scheduler/scheduler_config.json", model_dir);
     struct stat sb;
-    if (stat(path, &sb) != 0) return DFA_OK;
-    return dfa_sched_json_read(path, root, &ctx->err);
+    if (stat(path, &sb) == 0) {
+        DFA_TRY(dfa_sampler_init_file(ctx, s, path, dflt));
+    } else {
+        cJSON *d = cJSON_Parse(dflt_json);
+        if (!d) DFA_CTX_FAIL(ctx, DFA_ERR_OOM, "no memory for the default scheduler");
+        dfa_status st = dfa_sampler_init_json(ctx, s, d, "default scheduler", dflt);
+        cJSON_Delete(d);
+        DFA_TRY(st);
+    }
+    /* DDPM's per-step noise: a stream of its own, derived from the seed */
+    dfa_status st = dfa_sampler_set_timesteps(ctx, s, steps, n, seed ^ 0x9e3779b97f4a7c15ULL);
+    if (st != DFA_OK) dfa_sampler_free(ctx, s);
+    return st;
 }
 
-static dfa_status check_class(dfa_ctx *ctx, const cJSON *root, const char *path, const char *const *ok, int n_ok) {
-    const cJSON *c = cJSON_GetObjectItemCaseSensitive(root, "_class_name");
-    if (!cJSON_IsString(c)) return DFA_OK; /* no class name: trust the keys */
-    for (int i = 0; i < n_ok; i++)
-        if (strcmp(c->valuestring, ok[i]) == 0) return DFA_OK;
-    DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "%s: scheduler %s is not supported for this model (%s%s%s)", path,
-                 c->valuestring, ok[0], n_ok > 1 ? ", " : "", n_ok > 1 ? ok[1] : "");
-}
-
-static dfa_status init_latents(dfa_ctx *ctx, const dfa_dit_gen_params *p, int C, float *lat) {
+static void init_latents(const dfa_dit_gen_params *p, int C, float *lat) {
     const size_t n = (size_t)C * p->latent_h * p->latent_w;
     if (p->init_latents) {
         memcpy(lat, p->init_latents, n * sizeof(float));
@@ -37,8 +40,6 @@ static dfa_status init_latents(dfa_ctx *ctx, const dfa_dit_gen_params *p, int C,
         dfa_rng_seed(&r, p->seed);
         dfa_rng_normal(&r, lat, n);
     }
-    (void)ctx;
-    return DFA_OK;
 }
 
 dfa_status dfa_dit_generate(dfa_ctx *ctx, dfa_dit *m, const char *model_dir, const dfa_dit_gen_params *p,
@@ -47,26 +48,18 @@ dfa_status dfa_dit_generate(dfa_ctx *ctx, dfa_dit *m, const char *model_dir, con
     if (p->class_label < 0 || p->class_label >= c->num_classes)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dit: class label %d out of range 0..%d", p->class_label,
                      c->num_classes - 1);
-    char path[4200];
-    cJSON *root = NULL;
-    DFA_TRY(read_sched(ctx, model_dir, path, sizeof path, &root));
-    dfa_ddim sched;
-    dfa_status s = DFA_OK;
-    if (root) {
-        static const char *const ok[] = {"DDIMScheduler", "DDPMScheduler"};
-        s = check_class(ctx, root, path, ok, 2);
-        if (s == DFA_OK) s = dfa_ddim_init_json(&sched, root, path, &ctx->err);
-        cJSON_Delete(root);
-    } else { /* facebook/DiT-XL-2-*: DDIM, linear betas 1e-4..0.02, no clipping */
-        cJSON *d = cJSON_Parse("{\"clip_sample\": false}");
-        s = d ? dfa_ddim_init_json(&sched, d, "DiT default scheduler", &ctx->err)
-              : DFA_SET(&ctx->err, DFA_ERR_OOM, "no memory for the default scheduler");
-        cJSON_Delete(d);
-    }
-    DFA_TRY(s);
-    DFA_TRY(init_latents(ctx, p, c->in_channels, latents_out));
-    return dfa_dit_sample(ctx, m, &sched, p->steps > 0 ? p->steps : 250, p->class_label, p->cfg_scale, p->latent_h,
-                          p->latent_w, latents_out, p->progress, p->progress_user);
+    if (p->latent_h < 1 || p->latent_w < 1)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dit: latent size %dx%d", p->latent_h, p->latent_w);
+    const size_t n = (size_t)c->in_channels * p->latent_h * p->latent_w;
+    dfa_sampler s;
+    /* facebook/DiT-XL-2-*: DDIM, linear betas 1e-4..0.02, no clipping */
+    DFA_TRY(open_sampler(ctx, model_dir, DFA_SAMPLER_DDIM, "{\"clip_sample\": false}", p->steps > 0 ? p->steps : 250,
+                         n, p->seed, &s));
+    init_latents(p, c->in_channels, latents_out);
+    dfa_status st = dfa_dit_sample(ctx, m, &s, p->class_label, p->cfg_scale, p->latent_h, p->latent_w, latents_out,
+                                   p->progress, p->progress_user);
+    dfa_sampler_free(ctx, &s);
+    return st;
 }
 
 dfa_status dfa_pixart_generate(dfa_ctx *ctx, dfa_pixart *m, const char *model_dir, const dfa_pixart_embeds *pe,
@@ -79,29 +72,18 @@ dfa_status dfa_pixart_generate(dfa_ctx *ctx, dfa_pixart *m, const char *model_di
     if (p->cfg_scale > 1.0f && !pe->neg_embeds)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG,
                      "pixart: guidance %g needs negative_prompt_embeds in the prompt embeddings file", p->cfg_scale);
-    char path[4200];
-    cJSON *root = NULL;
-    DFA_TRY(read_sched(ctx, model_dir, path, sizeof path, &root));
-    dfa_dpm sched;
-    dfa_status s = DFA_OK;
-    if (root) {
-        static const char *const ok[] = {"DPMSolverMultistepScheduler"};
-        s = check_class(ctx, root, path, ok, 1);
-        if (s == DFA_OK) s = dfa_dpm_init_json(&sched, root, path, &ctx->err);
-        cJSON_Delete(root);
-    } else { /* PixArt-Sigma: DPM-Solver++ 2M, linear betas, linspace spacing */
-        cJSON *d = cJSON_Parse("{}");
-        s = d ? dfa_dpm_init_json(&sched, d, "PixArt default scheduler", &ctx->err)
-              : DFA_SET(&ctx->err, DFA_ERR_OOM, "no memory for the default scheduler");
-        cJSON_Delete(d);
-    }
-    DFA_TRY(s);
-    DFA_TRY(init_latents(ctx, p, c->in_channels, latents_out));
-    s = dfa_pixart_sample(ctx, m, &sched, p->steps > 0 ? p->steps : 20, p->cfg_scale, p->latent_h, p->latent_w,
-                          pe->n_txt, pe->embeds, pe->mask, pe->neg_embeds, pe->neg_embeds ? pe->neg_mask : NULL,
-                          latents_out, p->progress, p->progress_user);
-    dfa_dpm_free(ctx, &sched);
-    return s;
+    if (p->latent_h < 1 || p->latent_w < 1)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "pixart: latent size %dx%d", p->latent_h, p->latent_w);
+    const size_t n = (size_t)c->in_channels * p->latent_h * p->latent_w;
+    dfa_sampler s;
+    /* PixArt-Sigma: DPM-Solver++ 2M, linear betas, linspace spacing */
+    DFA_TRY(open_sampler(ctx, model_dir, DFA_SAMPLER_DPM, "{}", p->steps > 0 ? p->steps : 20, n, p->seed, &s));
+    init_latents(p, c->in_channels, latents_out);
+    dfa_status st = dfa_pixart_sample(ctx, m, &s, p->cfg_scale, p->latent_h, p->latent_w, pe->n_txt, pe->embeds,
+                                      pe->mask, pe->neg_embeds, pe->neg_embeds ? pe->neg_mask : NULL, latents_out,
+                                      p->progress, p->progress_user);
+    dfa_sampler_free(ctx, &s);
+    return st;
 }
 
 /* ---- prompt embeddings ---- */

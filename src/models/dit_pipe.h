@@ -1,8 +1,9 @@
 /* dit_pipe.h - model folder in, final latents out, for DiT and PixArt-Sigma, as diffusers'
  * DiTPipeline and PixArtSigmaPipeline run them (no VAE here: models/vae.h decodes). The sampler
- * is the one the folder's scheduler/scheduler_config.json names: DiT DDIMScheduler (a
- * DDPMScheduler config is sampled with DDIM over its schedule, docs/DESIGN.md "Samplers"),
- * PixArt DPMSolverMultistepScheduler; without that file, the hub checkpoints' settings.
+ * is the one the folder's scheduler/scheduler_config.json names (DDIMScheduler,
+ * DPMSolverMultistepScheduler or DDPMScheduler, sample/sampler.h); without that file, the hub
+ * checkpoints' settings: DiT DDIM, PixArt DPM-Solver++. DiT with the V1 paper's 50-step
+ * DPM-Solver++: a folder whose scheduler config is DPMSolverMultistepScheduler.
  *
  * PixArt prompt embeddings file (safetensors, any float dtype; other tensors ignored):
  *   prompt_embeds                    [1, T, caption_channels] (or [T, caption_channels])  T5 states

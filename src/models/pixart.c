@@ -13,7 +13,7 @@
 #include "models/dit_common.h"
 #include "models/ops.h"
 #include "models/wload.h"
-#include "sample/dpm.h"
+#include "sample/sampler.h"
 
 #define PIXART_TPROJ 256 /* Timesteps(256, flip_sin_to_cos=True, downscale_freq_shift=0) */
 
@@ -278,7 +278,7 @@ void dfa_pixart_times(const dfa_pixart *m, double *attn_s, double *total_s) {
 
 void dfa_pixart_reset_times(dfa_pixart *m) { m->attn_s = m->total_s = 0; }
 
-dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, dfa_dpm *sched, int n_steps, float guidance, int h,
+dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, dfa_sampler *sched, float guidance, int h,
                              int w, int L, const float *text_cond, const float *mask_cond, const float *text_uncond,
                              const float *mask_uncond, float *latents, dfa_flow_progress_fn progress, void *user) {
     const dfa_pixart_config *c = &m->cfg;
@@ -288,7 +288,12 @@ dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, dfa_dpm *sched, int n_
     if (cfg && (!text_uncond || (mask_cond == NULL) != (mask_uncond == NULL)))
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "pixart sample: guidance %g needs the negative prompt's states%s",
                      guidance, mask_cond ? " and mask" : "");
-    DFA_TRY(dfa_dpm_set_timesteps(ctx, sched, n_steps, n));
+    const int n_steps = dfa_sampler_n_steps(sched), var = dfa_sampler_needs_var(sched);
+    if (sched->n != n)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "pixart sample: sampler set for %zu values, latents have %zu", sched->n,
+                     n);
+    if (var && c->out_channels != 2 * c->in_channels)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "pixart sample: learned variance needs out_channels = 2 * in_channels");
     void *xin = NULL, *out = NULL, *txt = NULL, *msk = NULL;
     dfa_status s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, B * n * sizeof(float), "pixart sample input", &xin);
     if (s == DFA_OK) s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, B * n_out * sizeof(float), "pixart sample output", &out);
@@ -314,13 +319,14 @@ dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, dfa_dpm *sched, int n_
         float *x = xin, *o = out;
         if (planned && (s = dfa_attn_begin_step(ctx, i)) != DFA_OK) break;
         const double t0 = dfa_tx_now();
-        const float t[2] = {(float)sched->timesteps[i], (float)sched->timesteps[i]};
+        const float ts = (float)dfa_sampler_timestep(sched, i), t[2] = {ts, ts};
         for (int b = 0; b < B; b++) memcpy(x + b * n, latents, n * sizeof(float));
         s = dfa_pixart_forward(ctx, m, B, h, w, x, t, L, txt, msk, o);
         if (s != DFA_OK) break;
         if (cfg) /* [uncond, cond]: combined into item 0; its first in_channels channels are eps */
-            for (size_t j = 0; j < n; j++) o[j] = o[j] + guidance * (o[n_out + j] - o[j]);
-        s = dfa_dpm_step(ctx, sched, o, latents);
+            for (size_t j = 0; j < (var ? 2 * n : n); j++) o[j] = o[j] + guidance * (o[n_out + j] - o[j]);
+        /* learned variance (DDPM only): the guided variance channels, as diffusers guides all channels */
+        s = dfa_sampler_step(ctx, sched, i, o, o + n, latents);
         if (s == DFA_OK && progress) progress(user, i, n_steps, dfa_tx_now() - t0);
     }
     if (planned) dfa_attn_end_run(ctx);

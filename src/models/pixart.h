@@ -34,16 +34,18 @@ dfa_status dfa_pixart_forward(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, 
 void dfa_pixart_times(const dfa_pixart *m, double *attn_s, double *total_s);
 void dfa_pixart_reset_times(dfa_pixart *m);
 
-/* Text-conditional sampling as diffusers' PixArtSigmaPipeline, with DPM-Solver++ (`sched`,
- * n_steps set here). latents [in_channels, h, w]: initial noise in, final (scaled) latents out.
- * guidance > 1: one batch of 2 in diffusers' order [uncond, cond] (text_uncond / mask_uncond
- * are the negative prompt's T5 states and mask), out = uncond + guidance * (cond - uncond);
- * then the first in_channels channels (eps) step the sampler. guidance <= 1: cond only. With an
- * attention plan set on ctx, each step calls dfa_attn_begin_step(i); the run ends with
- * dfa_attn_end_run. progress (may be NULL) is called after each step. */
-struct dfa_dpm;
-dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, struct dfa_dpm *sched, int n_steps, float guidance, int h,
-                             int w, int L, const float *text_cond, const float *mask_cond, const float *text_uncond,
+/* Text-conditional sampling as diffusers' PixArtSigmaPipeline with the sampler `sched` (timesteps
+ * set by the caller with dfa_sampler_set_timesteps over in_channels * h * w values). latents
+ * [in_channels, h, w]: initial noise in, final (scaled) latents out. guidance > 1: one batch of
+ * 2 in diffusers' order [uncond, cond] (text_uncond / mask_uncond are the negative prompt's T5
+ * states and mask), out = uncond + guidance * (cond - uncond); the first in_channels channels
+ * (eps) step the sampler (a DDPM sampler with learned variance also gets the next
+ * in_channels). guidance <= 1: cond only. With an attention plan set on ctx, each step calls
+ * dfa_attn_begin_step(i); the run ends with dfa_attn_end_run. progress (may be NULL) is called
+ * after each step. */
+struct dfa_sampler;
+dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, struct dfa_sampler *sched, float guidance, int h, int w,
+                             int L, const float *text_cond, const float *mask_cond, const float *text_uncond,
                              const float *mask_uncond, float *latents, dfa_flow_progress_fn progress, void *user);
 
 #endif

@@ -176,27 +176,31 @@ dfa_status dfa_ddim_init_file(dfa_ddim *s, const char *path, dfa_error *err) {
     return st;
 }
 
-dfa_status dfa_ddim_set_timesteps(dfa_ddim *s, int n, dfa_error *err) {
-    const int T = s->ns.T;
+/* DDIM / DDPM set_timesteps: n points (linspace, leading, trailing), descending. */
+static dfa_status discrete_timesteps(const char *who, int T, dfa_spacing spacing, int steps_offset, int n,
+                                     int *out, dfa_error *err) {
     if (n < 1 || n > T || n > DFA_SCHED_MAX_STEPS)
-        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "ddim: %d steps (1..%d)", n,
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "%s: %d steps (1..%d)", who, n,
                  T < DFA_SCHED_MAX_STEPS ? T : DFA_SCHED_MAX_STEPS);
-    s->n_steps = n;
     for (int i = 0; i < n; i++) {
         const int k = n - 1 - i; /* reversed */
         int t;
-        if (s->spacing == DFA_SPACING_LINSPACE)
+        if (spacing == DFA_SPACING_LINSPACE)
             t = (int)nearbyint(n == 1 ? 0.0 : (double)k * (T - 1) / (n - 1));
-        else if (s->spacing == DFA_SPACING_LEADING)
-            t = k * (T / n) + s->steps_offset;
+        else if (spacing == DFA_SPACING_LEADING)
+            t = k * (T / n) + steps_offset;
         else
             t = (int)nearbyint((double)T - (double)i * ((double)T / n)) - 1;
-        s->timesteps[i] = t;
+        if (t < 0 || t >= T)
+            DFA_FAIL(err, DFA_ERR_INVALID_ARG, "%s: timestep %d out of range (steps_offset %d)", who, t, steps_offset);
+        out[i] = t;
     }
-    for (int i = 0; i < n; i++)
-        if (s->timesteps[i] < 0 || s->timesteps[i] >= T)
-            DFA_FAIL(err, DFA_ERR_INVALID_ARG, "ddim: timestep %d out of range (steps_offset %d)", s->timesteps[i],
-                     s->steps_offset);
+    return DFA_OK;
+}
+
+dfa_status dfa_ddim_set_timesteps(dfa_ddim *s, int n, dfa_error *err) {
+    DFA_TRY(discrete_timesteps("ddim", s->ns.T, s->spacing, s->steps_offset, n, s->timesteps, err));
+    s->n_steps = n;
     return DFA_OK;
 }
 
@@ -222,5 +226,75 @@ void dfa_ddim_step(const dfa_ddim *s, int i, const float *model_out, float *samp
         /* diffusers keeps the unclipped eps (use_clipped_model_output = False) */
         if (s->clip_sample) x0 = x0 < -s->clip_range ? -s->clip_range : (x0 > s->clip_range ? s->clip_range : x0);
         sample[j] = (float)(sap * x0 + sbp * eps);
+    }
+}
+
+/* ---- DDPM ---- */
+
+dfa_status dfa_ddpm_init_json(dfa_ddpm *s, const cJSON *cfg, const char *what, dfa_error *err) {
+    memset(s, 0, sizeof *s);
+    DFA_TRY(dfa_noise_schedule_from_json(&s->ns, cfg, what, err));
+    DFA_TRY(dfa_sched_common_from_json(cfg, what, DFA_SPACING_LEADING, &s->pred, &s->spacing, &s->steps_offset, err));
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, "clip_sample");
+    s->clip_sample = v ? cJSON_IsTrue(v) : 1;
+    DFA_TRY(get_num(cfg, "clip_sample_range", what, 1.0, &s->clip_range, err));
+    static const char *const names[] = {"fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log",
+                                        "learned", "learned_range"};
+    const char *vt = get_str(cfg, "variance_type", "fixed_small");
+    s->variance = (dfa_ddpm_variance)-1;
+    for (int i = 0; i < 6; i++)
+        if (strcmp(vt, names[i]) == 0) s->variance = (dfa_ddpm_variance)i;
+    if ((int)s->variance < 0 || s->variance == DFA_VAR_FIXED_LARGE_LOG) /* diffusers' takes sqrt(log(beta)): NaN */
+        DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "%s: variance_type '%s'", what, vt);
+    return DFA_OK;
+}
+
+dfa_status dfa_ddpm_set_timesteps(dfa_ddpm *s, int n, dfa_error *err) {
+    DFA_TRY(discrete_timesteps("ddpm", s->ns.T, s->spacing, s->steps_offset, n, s->timesteps, err));
+    s->n_steps = n;
+    return DFA_OK;
+}
+
+int dfa_ddpm_needs_model_var(const dfa_ddpm *s) {
+    return s->variance == DFA_VAR_LEARNED || s->variance == DFA_VAR_LEARNED_RANGE;
+}
+
+void dfa_ddpm_step(const dfa_ddpm *s, int i, const float *model_out, const float *model_var, const float *noise,
+                   float *sample, size_t n) {
+    const int t = s->timesteps[i], prev = i + 1 < s->n_steps ? s->timesteps[i + 1] : -1;
+    /* float32 as diffusers (alphas_cumprod is a float32 tensor) */
+    const float a_t = s->ns.alphas_cumprod[t], a_prev = prev >= 0 ? s->ns.alphas_cumprod[prev] : 1.0f;
+    const float b_t = 1.0f - a_t, b_prev = 1.0f - a_prev;
+    const float cur_alpha = a_t / a_prev, cur_beta = 1.0f - cur_alpha;
+    const double c_x0 = sqrt((double)a_prev) * cur_beta / b_t, c_x = sqrt((double)cur_alpha) * b_prev / b_t;
+    double var = (double)b_prev / b_t * cur_beta;
+    if (var < 1e-20) var = 1e-20;
+    const double min_log = log(var), max_log = log((double)cur_beta);
+    for (size_t j = 0; j < n; j++) {
+        const double x = sample[j], m = model_out[j];
+        double x0;
+        if (s->pred == DFA_PRED_EPSILON)
+            x0 = (x - sqrt((double)b_t) * m) / sqrt((double)a_t);
+        else if (s->pred == DFA_PRED_SAMPLE)
+            x0 = m;
+        else
+            x0 = sqrt((double)a_t) * x - sqrt((double)b_t) * m;
+        if (s->clip_sample) x0 = x0 < -s->clip_range ? -s->clip_range : (x0 > s->clip_range ? s->clip_range : x0);
+        double out = c_x0 * x0 + c_x * x;
+        if (t > 0 && noise) {
+            double sd;
+            switch (s->variance) {
+            case DFA_VAR_FIXED_SMALL: sd = sqrt(var); break;
+            case DFA_VAR_FIXED_SMALL_LOG: sd = exp(0.5 * min_log); break;
+            case DFA_VAR_FIXED_LARGE: sd = sqrt((double)cur_beta); break;
+            case DFA_VAR_LEARNED: sd = sqrt((double)model_var[j]); break;
+            default: {
+                const double frac = ((double)model_var[j] + 1.0) / 2.0;
+                sd = exp(0.5 * (frac * max_log + (1.0 - frac) * min_log));
+            }
+            }
+            out += sd * noise[j];
+        }
+        sample[j] = (float)out;
     }
 }

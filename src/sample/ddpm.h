@@ -1,9 +1,7 @@
-/* ddpm.h - the discrete DDPM noise schedule (what DiT, PixArt and SD were trained with) and
- * the DDIM sampler (eta = 0) over it, matching diffusers' DDIMScheduler.
- *
- * DiT's paper samples with 250 ancestral DDPM steps; dfa uses DDIM (deterministic, so a run is
- * reproducible from its initial noise alone and golden-testable); 250 DDIM steps over the same
- * schedule are the DiT setting here. See docs/DESIGN.md "Samplers". */
+/* ddpm.h - the discrete DDPM noise schedule (what DiT, PixArt and SD were trained with), the
+ * DDIM sampler (eta = 0) over it (diffusers' DDIMScheduler: DiT's hub default) and ancestral
+ * DDPM (diffusers' DDPMScheduler, e.g. learned_range: the DiT paper's 250-step sampler).
+ * See docs/DESIGN.md "Samplers"; sample/sampler.h puts them behind one interface. */
 #ifndef DFA_SAMPLE_DDPM_H
 #define DFA_SAMPLE_DDPM_H
 
@@ -52,5 +50,36 @@ dfa_status dfa_ddim_set_timesteps(dfa_ddim *s, int n, dfa_error *err);
 /* One step from timesteps[i]: sample (n floats) is replaced by the previous sample, given the
  * model output (eps / v / x0 by prediction_type) at that step. */
 void dfa_ddim_step(const dfa_ddim *s, int i, const float *model_out, float *sample, size_t n);
+
+/* Ancestral DDPM sampling as diffusers' DDPMScheduler (the DiT paper's 250-step sampler with
+ * variance_type "learned_range": the model's second output half sets the variance). */
+typedef enum dfa_ddpm_variance {
+    DFA_VAR_FIXED_SMALL = 0,
+    DFA_VAR_FIXED_SMALL_LOG,
+    DFA_VAR_FIXED_LARGE,
+    DFA_VAR_FIXED_LARGE_LOG,
+    DFA_VAR_LEARNED,
+    DFA_VAR_LEARNED_RANGE
+} dfa_ddpm_variance;
+
+typedef struct dfa_ddpm {
+    dfa_noise_schedule ns;
+    dfa_pred_type pred;
+    dfa_spacing spacing;
+    dfa_ddpm_variance variance;
+    int steps_offset, clip_sample;
+    double clip_range;
+    int n_steps;
+    int timesteps[DFA_SCHED_MAX_STEPS];
+} dfa_ddpm;
+
+dfa_status dfa_ddpm_init_json(dfa_ddpm *s, const cJSON *cfg, const char *what, dfa_error *err);
+dfa_status dfa_ddpm_set_timesteps(dfa_ddpm *s, int n, dfa_error *err);
+/* 1 when the variance comes from the model (learned, learned_range). */
+int dfa_ddpm_needs_model_var(const dfa_ddpm *s);
+/* Step from timesteps[i]. model_var: the model's variance output (n floats) for learned types,
+ * else NULL. noise: n standard normals, used when timesteps[i] > 0 (may be NULL otherwise). */
+void dfa_ddpm_step(const dfa_ddpm *s, int i, const float *model_out, const float *model_var, const float *noise,
+                   float *sample, size_t n);
 
 #endif
