@@ -12,5 +12,6 @@ typedef struct dfa_command {
 } dfa_command;
 
 int cmd_version(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
 
 #endif

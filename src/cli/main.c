@@ -7,6 +7,7 @@
 
 static const dfa_command commands[] = {
     {"version", "print the version and whether CUDA is compiled in", cmd_version},
+    {"inspect", "list the tensors (name, dtype, shape, bytes) and metadata of a safetensors checkpoint", cmd_inspect},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

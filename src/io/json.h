@@ -8,16 +8,17 @@
 
 #include "core/error.h"
 
-/* Read and parse a whole JSON file (config files are small; checkpoints never go here).
- * Errors name the file and, for syntax errors, the byte offset. */
+/* Read and parse a whole JSON file (config files are small, at most 64 MB; checkpoints never
+ * go here). Errors name the file and, for syntax errors, line, column and byte offset.
+ * Only whitespace may follow the top-level value. */
 dfa_status dfa_json_read_file(const char *path, cJSON **out, dfa_error *err);
 dfa_status dfa_json_parse(const char *text, size_t len, const char *what, cJSON **out, dfa_error *err);
 /* Write a cJSON tree (pretty-printed) to a file. */
 dfa_status dfa_json_write_file(const char *path, const cJSON *root, dfa_error *err);
 
-/* Typed getters: `what` names the file/object for the message. Missing key: DFA_ERR_NOT_FOUND
- * unless a default is given through the _or variants. Wrong type / out of int range:
- * DFA_ERR_FORMAT. */
+/* Typed getters: `what` names the file/object for the message. Missing key (or a null
+ * value, or obj == NULL): DFA_ERR_NOT_FOUND, unless a default is given through the _or
+ * variants. Wrong type / not integral / out of int range / obj not an object: DFA_ERR_FORMAT. */
 dfa_status dfa_json_int(const cJSON *obj, const char *key, const char *what, int *out, dfa_error *err);
 dfa_status dfa_json_int_or(const cJSON *obj, const char *key, const char *what, int dflt, int *out, dfa_error *err);
 dfa_status dfa_json_double(const cJSON *obj, const char *key, const char *what, double *out, dfa_error *err);

@@ -1,0 +1,283 @@
+/* ops_cuda.cu - cuBLASLt GEMMs and fused elementwise kernels for the model engines. */
+#include "models/cuda/ops_cuda.h"
+
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <stdlib.h>
+
+#include "core/cuda_check.h"
+
+#define WORKSPACE_BYTES (32u << 20)
+
+struct dfa_cuops {
+    dfa_cuda *cu;
+    cudaStream_t stream;
+    cublasLtHandle_t lt;
+    void *workspace;
+};
+
+#define LT_TRY(err, call)                                                                              \
+    do {                                                                                               \
+        cublasStatus_t st_ = (call);                                                                   \
+        if (st_ != CUBLAS_STATUS_SUCCESS)                                                              \
+            return dfa_error_set((err), DFA_ERR_CUDA, __FILE__, __LINE__, "%s failed: cublas status %d", \
+                                 #call, (int)st_);                                                     \
+    } while (0)
+
+extern "C" dfa_status dfa_cuops_init(dfa_cuops **out, dfa_cuda *cu, dfa_error *err) {
+    *out = NULL;
+    dfa_cuops *ops = (dfa_cuops *)calloc(1, sizeof *ops);
+    if (!ops) DFA_FAIL(err, DFA_ERR_OOM, "out of host memory");
+    ops->cu = cu;
+    ops->stream = (cudaStream_t)dfa_cuda_stream(cu);
+    cublasStatus_t st = cublasLtCreate(&ops->lt);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        free(ops);
+        DFA_FAIL(err, DFA_ERR_CUDA, "cublasLtCreate failed: status %d", (int)st);
+    }
+    cudaError_t e = cudaMalloc(&ops->workspace, WORKSPACE_BYTES);
+    if (e != cudaSuccess) {
+        cublasLtDestroy(ops->lt);
+        free(ops);
+        DFA_FAIL(err, DFA_ERR_OOM, "cudaMalloc of the cuBLASLt workspace (%u bytes): %s", WORKSPACE_BYTES,
+                 cudaGetErrorString(e));
+    }
+    *out = ops;
+    return DFA_OK;
+}
+
+extern "C" void dfa_cuops_free(dfa_cuops *ops) {
+    if (!ops) return;
+    cudaFree(ops->workspace);
+    cublasLtDestroy(ops->lt);
+    free(ops);
+}
+
+/* Row-major y[M,N] = x[M,K] W[N,K]^T is column-major y'(N x M) = W'(K x N)^T x'(K x M). */
+static dfa_status linear_impl(dfa_cuops *ops, const uint16_t *x, int M, int K, const uint16_t *W,
+                              const uint16_t *bias, int N, int accumulate, uint16_t *y, dfa_error *err) {
+    cublasLtMatmulDesc_t desc = NULL;
+    cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    dfa_status s = DFA_OK;
+    cublasStatus_t st;
+    cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
+    cublasLtEpilogue_t epi = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    size_t ws = WORKSPACE_BYTES;
+    float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    cublasLtMatmulHeuristicResult_t heur;
+    int found = 0;
+#define STEP(call)                                                                                       \
+    do {                                                                                                 \
+        if (s == DFA_OK && (st = (call)) != CUBLAS_STATUS_SUCCESS)                                       \
+            s = dfa_error_set(err, DFA_ERR_CUDA, __FILE__, __LINE__, "%s failed: cublas status %d (M=%d N=%d K=%d)", \
+                              #call, (int)st, M, N, K);                                                  \
+    } while (0)
+    STEP(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    STEP(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof opT));
+    STEP(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof opN));
+    STEP(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    if (bias) STEP(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    STEP(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, K, N, K));
+    STEP(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, K, M, K));
+    STEP(cublasLtMatrixLayoutCreate(&lc, CUDA_R_16BF, N, M, N));
+    STEP(cublasLtMatmulPreferenceCreate(&pref));
+    STEP(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    STEP(cublasLtMatmulAlgoGetHeuristic(ops->lt, desc, la, lb, lc, lc, pref, 1, &heur, &found));
+    if (s == DFA_OK && found == 0)
+        s = dfa_error_set(err, DFA_ERR_CUDA, __FILE__, __LINE__, "cuBLASLt found no algorithm for M=%d N=%d K=%d",
+                          M, N, K);
+    STEP(cublasLtMatmul(ops->lt, desc, &alpha, W, la, x, lb, &beta, y, lc, y, lc, &heur.algo, ops->workspace, ws,
+                        ops->stream));
+#undef STEP
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (lc) cublasLtMatrixLayoutDestroy(lc);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (desc) cublasLtMatmulDescDestroy(desc);
+    return s;
+}
+
+extern "C" dfa_status dfa_cuops_linear(dfa_cuops *ops, const uint16_t *x, int M, int K, const uint16_t *W,
+                                       const uint16_t *bias, int N, int accumulate, uint16_t *y, dfa_error *err) {
+    if (M <= 0 || N <= 0 || K <= 0) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "linear: bad sizes M=%d N=%d K=%d", M, N, K);
+    return linear_impl(ops, x, M, K, W, bias, N, accumulate, y, err);
+}
+
+/* ---- elementwise kernels: one block per row for the norms ---- */
+
+__device__ __forceinline__ float ld(const uint16_t *p, size_t i) {
+    return __bfloat162float(reinterpret_cast<const __nv_bfloat16 *>(p)[i]);
+}
+__device__ __forceinline__ void st(uint16_t *p, size_t i, float v) {
+    reinterpret_cast<__nv_bfloat16 *>(p)[i] = __float2bfloat16(v);
+}
+
+__device__ float block_sum(float v, float *shared) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    __syncthreads();
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    float t = 0.0f;
+    int nw = (blockDim.x + 31) >> 5;
+    for (int i = 0; i < nw; i++) t += shared[i];
+    return t;
+}
+
+/* mode 0: layernorm (affine optional); 1: rmsnorm; 2: layernorm without affine + modulation */
+__global__ void norm_kernel(const uint16_t *x, int N, int T, const uint16_t *g, const uint16_t *b, float eps,
+                            int mode, uint16_t *y) {
+    __shared__ float red[32];
+    size_t row = blockIdx.x;
+    const uint16_t *xr = x + row * N;
+    uint16_t *yr = y + row * N;
+    float mean = 0.0f;
+    if (mode != 1) {
+        float s = 0.0f;
+        for (int j = threadIdx.x; j < N; j += blockDim.x) s += ld(xr, j);
+        mean = block_sum(s, red) / N;
+    }
+    float s2 = 0.0f;
+    for (int j = threadIdx.x; j < N; j += blockDim.x) {
+        float d = ld(xr, j) - mean;
+        s2 += d * d;
+    }
+    float inv = rsqrtf(block_sum(s2, red) / N + eps);
+    size_t bidx = row / (size_t)T; /* batch index for modulation */
+    for (int j = threadIdx.x; j < N; j += blockDim.x) {
+        float v = (ld(xr, j) - mean) * inv;
+        if (mode == 2) {
+            v = v * (1.0f + ld(b, bidx * N + j)) + ld(g, bidx * N + j); /* g = shift, b = scale */
+        } else {
+            if (g) v *= ld(g, j);
+            if (b && mode == 0) v += ld(b, j);
+        }
+        st(yr, j, v);
+    }
+}
+
+static int norm_threads(int N) {
+    int t = 32;
+    while (t < N && t < 1024) t <<= 1;
+    return t;
+}
+
+extern "C" dfa_status dfa_cuops_layernorm(dfa_cuops *ops, const uint16_t *x, int M, int N, const uint16_t *gamma,
+                                          const uint16_t *beta, float eps, uint16_t *y, dfa_error *err) {
+    if (M <= 0 || N <= 0) return DFA_OK;
+    norm_kernel<<<M, norm_threads(N), 0, ops->stream>>>(x, N, 1, gamma, beta, eps, 0, y);
+    DFA_CUDA_LAUNCH_TRY(err);
+    return DFA_OK;
+}
+
+extern "C" dfa_status dfa_cuops_rmsnorm(dfa_cuops *ops, const uint16_t *x, int M, int N, const uint16_t *gamma,
+                                        float eps, uint16_t *y, dfa_error *err) {
+    if (M <= 0 || N <= 0) return DFA_OK;
+    norm_kernel<<<M, norm_threads(N), 0, ops->stream>>>(x, N, 1, gamma, NULL, eps, 1, y);
+    DFA_CUDA_LAUNCH_TRY(err);
+    return DFA_OK;
+}
+
+extern "C" dfa_status dfa_cuops_ln_modulate(dfa_cuops *ops, const uint16_t *x, int B, int T, int N,
+                                            const uint16_t *shift, const uint16_t *scale, float eps, uint16_t *y,
+                                            dfa_error *err) {
+    if (B <= 0 || T <= 0 || N <= 0) return DFA_OK;
+    norm_kernel<<<B * T, norm_threads(N), 0, ops->stream>>>(x, N, T, shift, scale, eps, 2, y);
+    DFA_CUDA_LAUNCH_TRY(err);
+    return DFA_OK;
+}
+
+__global__ void gate_add_kernel(uint16_t *resid, size_t total, int T, int N, const uint16_t *gate,
+                                const uint16_t *x) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        size_t col = i % N, b = i / ((size_t)N * T);
+        float gv = gate ? ld(gate, b * N + col) : 1.0f;
+        st(resid, i, ld(resid, i) + gv * ld(x, i));
+    }
+}
+
+static int grid_for(size_t n) {
+    size_t g = (n + 255) / 256;
+    return (int)(g > 65535 ? 65535 : (g ? g : 1));
+}
+
+extern "C" dfa_status dfa_cuops_gate_add(dfa_cuops *ops, uint16_t *resid, int B, int T, int N, const uint16_t *gate,
+                                         const uint16_t *x, dfa_error *err) {
+    size_t total = (size_t)B * T * N;
+    if (!total) return DFA_OK;
+    gate_add_kernel<<<grid_for(total), 256, 0, ops->stream>>>(resid, total, T, N, gate, x);
+    DFA_CUDA_LAUNCH_TRY(err);
+    return DFA_OK;
+}
+
+__global__ void act_kernel(uint16_t *x, size_t n, int act) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float v = ld(x, i);
+        if (act == DFA_ACT_SILU)
+            v = v / (1.0f + __expf(-v));
+        else if (act == DFA_ACT_GELU_TANH)
+            v = 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
+        else
+            v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+        st(x, i, v);
+    }
+}
+
+extern "C" dfa_status dfa_cuops_act(dfa_cuops *ops, uint16_t *x, size_t n, dfa_act_kind act, dfa_error *err) {
+    if (act != DFA_ACT_SILU && act != DFA_ACT_GELU_TANH && act != DFA_ACT_GELU_ERF)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "unknown activation %d", (int)act);
+    if (!n) return DFA_OK;
+    act_kernel<<<grid_for(n), 256, 0, ops->stream>>>(x, n, (int)act);
+    DFA_CUDA_LAUNCH_TRY(err);
+    return DFA_OK;
+}
+
+__global__ void rope_kernel(uint16_t *x, size_t pairs, int T, int H, int D, const float *cos_t,
+                            const float *sin_t) {
+    int half = D / 2;
+    for (size_t p = blockIdx.x * (size_t)blockDim.x + threadIdx.x; p < pairs; p += (size_t)gridDim.x * blockDim.x) {
+        int i = (int)(p % half);
+        size_t tok = p / ((size_t)half * H); /* b * T + t */
+        int t = (int)(tok % T);
+        float c = cos_t[(size_t)t * half + i], s = sin_t[(size_t)t * half + i];
+        float a = ld(x, 2 * p), b = ld(x, 2 * p + 1);
+        st(x, 2 * p, a * c - b * s);
+        st(x, 2 * p + 1, b * c + a * s);
+    }
+}
+
+extern "C" dfa_status dfa_cuops_rope(dfa_cuops *ops, uint16_t *x, int B, int T, int H, int D, const float *cos_t,
+                                     const float *sin_t, dfa_error *err) {
+    if (D % 2) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "rope: head dim %d is odd", D);
+    size_t pairs = (size_t)B * T * H * (D / 2);
+    if (!pairs) return DFA_OK;
+    rope_kernel<<<grid_for(pairs), 256, 0, ops->stream>>>(x, pairs, T, H, D, cos_t, sin_t);
+    DFA_CUDA_LAUNCH_TRY(err);
+    return DFA_OK;
+}
+
+__global__ void f32_to_bf16_kernel(const float *s, uint16_t *d, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        st(d, i, s[i]);
+}
+__global__ void bf16_to_f32_kernel(const uint16_t *s, float *d, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        d[i] = ld(s, i);
+}
+
+extern "C" dfa_status dfa_cuops_f32_to_bf16(dfa_cuops *ops, const float *src, uint16_t *dst, size_t n,
+                                            dfa_error *err) {
+    if (!n) return DFA_OK;
+    f32_to_bf16_kernel<<<grid_for(n), 256, 0, ops->stream>>>(src, dst, n);
+    DFA_CUDA_LAUNCH_TRY(err);
+    return DFA_OK;
+}
+
+extern "C" dfa_status dfa_cuops_bf16_to_f32(dfa_cuops *ops, const uint16_t *src, float *dst, size_t n,
+                                            dfa_error *err) {
+    if (!n) return DFA_OK;
+    bf16_to_f32_kernel<<<grid_for(n), 256, 0, ops->stream>>>(src, dst, n);
+    DFA_CUDA_LAUNCH_TRY(err);
+    return DFA_OK;
+}

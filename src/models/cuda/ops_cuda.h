@@ -1,0 +1,53 @@
+/* ops_cuda.h - the GPU building blocks the model engines share: cuBLASLt bf16 GEMMs and
+ * fused elementwise kernels (norms, modulation, gates, activations, RoPE). Activations are
+ * bf16 in device memory; every kernel computes in f32. C interface; the .cu behind it.
+ * Without CUDA (cuda stub build) every call returns DFA_ERR_UNSUPPORTED. */
+#ifndef DFA_MODELS_CUDA_OPS_CUDA_H
+#define DFA_MODELS_CUDA_OPS_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/cuda_rt.h"
+#include "core/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dfa_cuops dfa_cuops; /* cuBLASLt handle + workspace on one stream */
+
+dfa_status dfa_cuops_init(dfa_cuops **out, dfa_cuda *cu, dfa_error *err);
+void dfa_cuops_free(dfa_cuops *ops);
+
+/* y[M, N] = x[M, K] . W[N, K]^T (+ bias[N]) (+ y if accumulate), bf16 in and out, f32
+ * accumulation (nn.Linear layout). x, W, y must not alias. */
+dfa_status dfa_cuops_linear(dfa_cuops *ops, const uint16_t *x, int M, int K, const uint16_t *W,
+                            const uint16_t *bias, int N, int accumulate, uint16_t *y, dfa_error *err);
+
+/* Per-row LayerNorm / RMSNorm over N columns with optional affine (NULL = none), in place allowed. */
+dfa_status dfa_cuops_layernorm(dfa_cuops *ops, const uint16_t *x, int M, int N, const uint16_t *gamma,
+                               const uint16_t *beta, float eps, uint16_t *y, dfa_error *err);
+dfa_status dfa_cuops_rmsnorm(dfa_cuops *ops, const uint16_t *x, int M, int N, const uint16_t *gamma, float eps,
+                             uint16_t *y, dfa_error *err);
+/* AdaLN modulation, fused with a LayerNorm without affine (eps):
+ * y[b, t, :] = LN(x[b, t, :]) * (1 + scale[b, :]) + shift[b, :]; x, y: [B, T, N]. */
+dfa_status dfa_cuops_ln_modulate(dfa_cuops *ops, const uint16_t *x, int B, int T, int N, const uint16_t *shift,
+                                 const uint16_t *scale, float eps, uint16_t *y, dfa_error *err);
+/* resid[b, t, :] += gate[b, :] * x[b, t, :] (gate NULL: plain add). */
+dfa_status dfa_cuops_gate_add(dfa_cuops *ops, uint16_t *resid, int B, int T, int N, const uint16_t *gate,
+                              const uint16_t *x, dfa_error *err);
+typedef enum dfa_cuops_act { DFA_ACT_SILU = 0, DFA_ACT_GELU_TANH = 1, DFA_ACT_GELU_ERF = 2 } dfa_act_kind;
+dfa_status dfa_cuops_act(dfa_cuops *ops, uint16_t *x, size_t n, dfa_act_kind act, dfa_error *err);
+/* Rotary embedding on x[B, T, H, D] in place with cos/sin f32 tables [T, D/2]; pairs are
+ * interleaved (x[2i], x[2i+1]) as FLUX's apply_rotary_emb(use_real_unbind_dim=-1). */
+dfa_status dfa_cuops_rope(dfa_cuops *ops, uint16_t *x, int B, int T, int H, int D, const float *cos_t,
+                          const float *sin_t, dfa_error *err);
+/* f32 <-> bf16 conversions on the device. */
+dfa_status dfa_cuops_f32_to_bf16(dfa_cuops *ops, const float *src, uint16_t *dst, size_t n, dfa_error *err);
+dfa_status dfa_cuops_bf16_to_f32(dfa_cuops *ops, const uint16_t *src, float *dst, size_t n, dfa_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

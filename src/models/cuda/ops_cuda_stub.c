@@ -1,0 +1,53 @@
+/* ops_cuda_stub.c - built without nvcc: the GPU model ops report that CUDA is absent. */
+#include "models/cuda/ops_cuda.h"
+
+#define NO_CUDA(err) DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "this build of dfa has no CUDA support")
+
+dfa_status dfa_cuops_init(dfa_cuops **out, dfa_cuda *cu, dfa_error *err) {
+    (void)cu;
+    *out = 0;
+    NO_CUDA(err);
+}
+void dfa_cuops_free(dfa_cuops *ops) { (void)ops; }
+dfa_status dfa_cuops_linear(dfa_cuops *ops, const uint16_t *x, int M, int K, const uint16_t *W,
+                            const uint16_t *bias, int N, int accumulate, uint16_t *y, dfa_error *err) {
+    (void)ops; (void)x; (void)M; (void)K; (void)W; (void)bias; (void)N; (void)accumulate; (void)y;
+    NO_CUDA(err);
+}
+dfa_status dfa_cuops_layernorm(dfa_cuops *ops, const uint16_t *x, int M, int N, const uint16_t *gamma,
+                               const uint16_t *beta, float eps, uint16_t *y, dfa_error *err) {
+    (void)ops; (void)x; (void)M; (void)N; (void)gamma; (void)beta; (void)eps; (void)y;
+    NO_CUDA(err);
+}
+dfa_status dfa_cuops_rmsnorm(dfa_cuops *ops, const uint16_t *x, int M, int N, const uint16_t *gamma, float eps,
+                             uint16_t *y, dfa_error *err) {
+    (void)ops; (void)x; (void)M; (void)N; (void)gamma; (void)eps; (void)y;
+    NO_CUDA(err);
+}
+dfa_status dfa_cuops_ln_modulate(dfa_cuops *ops, const uint16_t *x, int B, int T, int N, const uint16_t *shift,
+                                 const uint16_t *scale, float eps, uint16_t *y, dfa_error *err) {
+    (void)ops; (void)x; (void)B; (void)T; (void)N; (void)shift; (void)scale; (void)eps; (void)y;
+    NO_CUDA(err);
+}
+dfa_status dfa_cuops_gate_add(dfa_cuops *ops, uint16_t *resid, int B, int T, int N, const uint16_t *gate,
+                              const uint16_t *x, dfa_error *err) {
+    (void)ops; (void)resid; (void)B; (void)T; (void)N; (void)gate; (void)x;
+    NO_CUDA(err);
+}
+dfa_status dfa_cuops_act(dfa_cuops *ops, uint16_t *x, size_t n, dfa_act_kind act, dfa_error *err) {
+    (void)ops; (void)x; (void)n; (void)act;
+    NO_CUDA(err);
+}
+dfa_status dfa_cuops_rope(dfa_cuops *ops, uint16_t *x, int B, int T, int H, int D, const float *cos_t,
+                          const float *sin_t, dfa_error *err) {
+    (void)ops; (void)x; (void)B; (void)T; (void)H; (void)D; (void)cos_t; (void)sin_t;
+    NO_CUDA(err);
+}
+dfa_status dfa_cuops_f32_to_bf16(dfa_cuops *ops, const float *src, uint16_t *dst, size_t n, dfa_error *err) {
+    (void)ops; (void)src; (void)dst; (void)n;
+    NO_CUDA(err);
+}
+dfa_status dfa_cuops_bf16_to_f32(dfa_cuops *ops, const uint16_t *src, float *dst, size_t n, dfa_error *err) {
+    (void)ops; (void)src; (void)dst; (void)n;
+    NO_CUDA(err);
+}
