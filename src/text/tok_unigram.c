@@ -12,6 +12,47 @@
 
 #define UNK_PENALTY 10.0
 
+/* The score as the tokenizers library holds it. Its JSON parser (serde_json without
+ * float_roundtrip) is not correctly rounded: it accumulates the decimal digits into a u64
+ * significand s and an exponent e, then computes (double)s * 10^e or (double)s / 10^-e, which
+ * rounds twice when s > 2^53 (17-digit scores: ~1 in 8 of a real vocabulary). Viterbi ties are
+ * decided by these last bits, so we redo that computation. The digits are those of the
+ * shortest representation of the correctly rounded value, which is what tokenizers (ryu) and
+ * Python write. */
+static double serde_f64(double v) {
+    if (v == 0.0 || v != v || v - v != 0.0) return v;
+    char buf[64];
+    for (int p = 1; p <= 17; p++) {
+        snprintf(buf, sizeof buf, "%.*e", p - 1, v);
+        if (strtod(buf, NULL) == v) break;
+    }
+    const char *c = buf;
+    int neg = *c == '-';
+    if (neg) c++;
+    uint64_t sig = 0;
+    int nfrac = 0, seen_point = 0;
+    for (; *c && *c != 'e'; c++) {
+        if (*c == '.') {
+            seen_point = 1;
+            continue;
+        }
+        sig = sig * 10 + (uint64_t)(*c - '0');
+        nfrac += seen_point;
+    }
+    int exp10 = (*c == 'e') ? atoi(c + 1) : 0;
+    int e = exp10 - nfrac;
+    double f = (double)sig;
+    while (e < -308) { /* serde: divide by 1e308 until the power is in its table */
+        f /= 1e308;
+        e += 308;
+    }
+    char pw[16];
+    snprintf(pw, sizeof pw, "1e%d", e < 0 ? -e : e);
+    double p10 = strtod(pw, NULL);
+    f = e < 0 ? f / p10 : f * p10;
+    return neg ? -f : f;
+}
+
 dfa_status tok_unigram_load(dfa_tokenizer *t, const cJSON *model, const char *what, dfa_error *err) {
     tok_unigram *u = &t->uni;
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
@@ -30,8 +71,8 @@ dfa_status tok_unigram_load(dfa_tokenizer *t, const cJSON *model, const char *wh
         size_t l = strlen(p->valuestring);
         if (dfa_strmap_put(&t->vocab, p->valuestring, l, i)) DFA_FAIL(err, DFA_ERR_OOM, "%s: out of memory", what);
         if (l > u->max_piece_bytes) u->max_piece_bytes = l;
-        u->scores[i] = s->valuedouble;
-        if (s->valuedouble < u->min_score) u->min_score = s->valuedouble;
+        u->scores[i] = serde_f64(s->valuedouble);
+        if (u->scores[i] < u->min_score) u->min_score = u->scores[i];
         i++;
     }
     u->unk_id = -1;
