@@ -82,24 +82,24 @@ static void test_clip_with_projection(void) {
     CHECKF(st == DFA_OK, "%s", dfa_ctx_error(ctx));
     if (st) return;
     const dfa_clip_config *c = dfa_clip_get_config(m);
-    CHECK(c->projection_dim == 24 && c->eos_token_id == 2 && c->act == DFA_ACT_GELU);
+    CHECK(c->projection_dim == 24 && c->eos_token_id == 2 && c->act == DFA_ACT_GELU && c->hidden == 16);
     for (int p = 0; p < N_PROMPTS; p++) {
         int32_t ids[77];
         char name[64];
         snprintf(name, sizeof name, "clip.%d.ids", p);
         int T = load_ids(name, ids);
         if (T != 77) continue;
-        float *hid = poisoned(77 * 32), *proj = poisoned(24);
+        float *hid = poisoned(77 * 16), *proj = poisoned(24);
         CHECK(dfa_clip_encode(m, ids, T, -2, hid, NULL, proj) == DFA_OK);
         snprintf(name, sizeof name, "clip_proj.%d.hidden_m2", p);
-        double e1 = cmp(name, hid, 77 * 32);
+        double e1 = cmp(name, hid, 77 * 16);
         snprintf(name, sizeof name, "clip_proj.%d.text_embeds", p);
         double e2 = cmp(name, proj, 24);
         CHECKF(e1 < 1e-4 && e2 < 1e-4, "prompt %d: max err hidden[-2] %.3g, text_embeds %.3g", p, e1, e2);
         /* hidden state 1 (python index) equals -2 for a 2-layer model */
-        float *h1 = poisoned(77 * 32);
+        float *h1 = poisoned(77 * 16);
         CHECK(dfa_clip_encode(m, ids, T, 1, h1, NULL, NULL) == DFA_OK);
-        CHECK(memcmp(h1, hid, 77 * 32 * sizeof(float)) == 0);
+        CHECK(memcmp(h1, hid, 77 * 16 * sizeof(float)) == 0);
         free(h1), free(hid), free(proj);
     }
     dfa_clip_free(m);

@@ -57,7 +57,7 @@ static void test_t5_encoder(void) {
     CHECKF(st == DFA_OK, "%s", dfa_ctx_error(ctx));
     if (st) return;
     const dfa_t5_config *c = dfa_t5_get_config(m);
-    CHECK(c->d_model == 32 && c->gated == 1 && c->num_buckets == 8 && c->max_distance == 20 && c->layers == 2);
+    CHECK(c->d_model == 48 && c->heads * c->d_kv == 32 && c->gated == 1 && c->num_buckets == 8 && c->max_distance == 20 && c->layers == 2);
     int D = c->d_model;
     for (int p = 0; p < N_PROMPTS; p++) {
         int32_t ids[64], mask[64];
@@ -81,7 +81,7 @@ static void test_t5_encoder(void) {
     }
     /* a shorter sequence after a longer one reuses the arena; a longer one grows it */
     int32_t ids[40] = {5, 6, 7};
-    float out[40 * 32];
+    float out[40 * 48];
     CHECK(dfa_t5_encode(m, ids, NULL, 3, out) == DFA_OK);
     CHECK(dfa_t5_encode(m, ids, NULL, 40, out) == DFA_OK);
     ids[1] = -1;

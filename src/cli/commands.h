@@ -13,5 +13,6 @@ typedef struct dfa_command {
 
 int cmd_version(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_encode(int argc, char **argv);
 
 #endif

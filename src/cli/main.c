@@ -8,6 +8,7 @@
 static const dfa_command commands[] = {
     {"version", "print the version and whether CUDA is compiled in", cmd_version},
     {"inspect", "list the tensors (name, dtype, shape, bytes) and metadata of a safetensors checkpoint", cmd_inspect},
+    {"encode", "tokenize and encode a prompt with a model's text encoders into prompt embeddings", cmd_encode},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

@@ -78,6 +78,13 @@ dfa_status tok_pattern_parse(const cJSON *pat, const char *what, tok_pattern *ou
     }
     if (!cJSON_IsString(r)) DFA_FAIL(err, DFA_ERR_FORMAT, "%s: pattern has neither a String nor a Regex string", what);
     const char *re = r->valuestring;
+    /* some CLIP files list the special tokens first; added tokens are split out before the
+     * pre-tokenizer runs, so those alternatives never see their text */
+    static const char CLIP_SPECIAL[] = "<\\|startoftext\\|>|<\\|endoftext\\|>|";
+    if (strncmp(re, CLIP_SPECIAL, sizeof CLIP_SPECIAL - 1) == 0 && strcmp(re + sizeof CLIP_SPECIAL - 1, CLIP_RE) == 0) {
+        out->kind = PAT_CLIP;
+        return DFA_OK;
+    }
     if (strcmp(re, CLIP_RE) == 0) {
         out->kind = PAT_CLIP;
         return DFA_OK;
