@@ -72,7 +72,10 @@ static int32_t token_id(const dfa_tokenizer *t, const char *s) {
     size_t n = strlen(s);
     for (int i = 0; i < t->n_added; i++) {
         dfa_cpbuf b = {0};
-        if (dfa_utf8_to_cps(s, n, "token", &b, NULL)) return -1;
+        if (dfa_utf8_to_cps(s, n, "token", &b, NULL)) {
+            dfa_cpbuf_free(&b);
+            return -1;
+        }
         int eq = b.n == t->added[i].content.n && memcmp(b.v, t->added[i].content.v, b.n * sizeof(uint32_t)) == 0;
         dfa_cpbuf_free(&b);
         if (eq) return t->added[i].id;
@@ -448,8 +451,12 @@ dfa_status dfa_tok_encode(const dfa_tokenizer *tok, const char *text, size_t len
     if (!text && len) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "tokenizer: NULL text of length %zu", len);
     dfa_cpbuf raw = {0};
     tok_ids ids = {0};
-    DFA_TRY(dfa_utf8_to_cps(text ? text : "", len, "prompt", &raw, err));
-    dfa_status st = encode_ids(tok, &raw, &ids, err);
+    dfa_status st = dfa_utf8_to_cps(text ? text : "", len, "prompt", &raw, err);
+    if (st) {
+        dfa_cpbuf_free(&raw);
+        return st;
+    }
+    st = encode_ids(tok, &raw, &ids, err);
     dfa_cpbuf_free(&raw);
     if (st) {
         free(ids.v);
