@@ -205,6 +205,41 @@ static void test_no_pad_token(void) {
     dfa_tok_free(tok);
 }
 
+/* Optional, outside CI: DFA_TOK_EXTRA=DIR holding tokenizer.json + cases.json ([{"text", "ids"}],
+ * ids with the special tokens, no padding), e.g. from tools/gen_tok_check.py (a T5-style
+ * tokenizer with SentencePiece's full nmt_nfkc charsmap, 240 KB: too big for the fixtures). */
+static void test_extra(void) {
+    const char *dir = getenv("DFA_TOK_EXTRA");
+    if (!dir) return;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/cases.json", dir);
+    size_t len;
+    char *text = slurp(path, &len);
+    CHECKF(text != NULL, "cannot read %s", path);
+    if (!text) return;
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    dfa_error err = {0};
+    dfa_tokenizer *tok = NULL;
+    CHECKF(dfa_tok_load(&tok, dir, &err) == DFA_OK, "%s", err.msg);
+    int n = 0, ok = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, root) {
+        const char *s = cJSON_GetObjectItem(c, "text")->valuestring;
+        dfa_tok_result r;
+        dfa_tok_opts o = {.add_special_tokens = 1};
+        n++;
+        if (tok && dfa_tok_encode(tok, s, strlen(s), &o, &r, &err) == DFA_OK) {
+            ok += compare_ids("extra", s, &r, cJSON_GetObjectItem(c, "ids"), 0, 0);
+            dfa_tok_result_free(&r);
+        }
+    }
+    printf("extra: %d of %d strings match\n", ok, n);
+    CHECK(n > 0 && ok == n);
+    dfa_tok_free(tok);
+    cJSON_Delete(root);
+}
+
 int main(void) {
     size_t len;
     char *text = slurp(FIX "tok_cases.json", &len);
@@ -222,6 +257,7 @@ int main(void) {
     RUN(test_invalid_utf8);
     RUN(test_broken_files);
     RUN(test_no_pad_token);
+    RUN(test_extra);
     cJSON_Delete(cases_root);
     return test_summary();
 }
