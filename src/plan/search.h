@@ -1,0 +1,142 @@
+/* search.h - the compression-plan searches of both papers over a model engine.
+ *
+ *   dfa_search_v2: DiTFastAttnV2 (sec. 3.4, Alg. 1). Progressive: step by step, layer by layer;
+ *     at each layer, on the calibration rows, the full attention output and every candidate's
+ *     output per head (ARROW(w), head-wise output CACHE, ARROW_RS(w)); influence = relative
+ *     squared error per head averaged over rows (metrics.h); one method per head by the exact
+ *     knapsack (mckp.h) minimising modelled latency (cost.h) subject to sum influence <= delta
+ *     and per-head influence <= c * delta / H; the chosen outputs are what the engine continues
+ *     with, so later layers and steps are calibrated under the plan chosen so far.
+ *   dfa_search_v1: DiTFastAttn (sec. 3.5, Alg. 1, app. A.2). Per step, per layer i (1-based),
+ *     strategies in ascending modelled cost (AST, WA-RS+ASC, WA-RS, ASC; only AST and WA-RS
+ *     without CFG); the first whose model output at this step, with the earlier layers' choices
+ *     applied, has mean relative absolute error < (i / n_layers) * delta against the
+ *     uncompressed output of this step is kept; none: FULL.
+ *
+ * ENGINE CONTRACT (what a model engine implements to be searched; see docs/DESIGN.md):
+ *   run_step(user, step, commit, hook, hook_user, model_out)
+ *     - runs denoising step `step` (0 .. n_steps-1, called in order) for all n_rows calibration
+ *       rows from the engine's current latents;
+ *     - at every attention layer l = 0 .. n_layers-1, in forward order, exactly once, it calls
+ *       hook(hook_user, l, q, k, v, out) with that layer's attention inputs q, k, v
+ *       [n_rows, N, n_heads, head_dim] f32 host, contiguous, exactly as the attention would
+ *       consume them (after norms and RoPE), and uses `out` (same shape, filled completely by the
+ *       hook) as the attention output; it runs no attention of its own for that layer;
+ *     - writes the step's model output (out_numel floats over all rows, before the scheduler
+ *       update) to model_out when model_out is not NULL;
+ *     - commit = 1: advances the latents to step + 1 (scheduler update). commit = 0: a trial,
+ *       the engine state must be left as it was (the same step comes again).
+ *     - any non-OK status aborts the search and is returned (message in the context).
+ *   Rows: with cfg = 1, rows [0, n_rows/2) are the conditional and [n_rows/2, n_rows) the
+ *   unconditional pass of the same prompts, in the same order.
+ *
+ * COMPUTING ONE HEAD: dfa_search_attn_fn; the default is dfa_search_ref_head (float64 loops over
+ * the mask of mask.h); plug in the CPU reference of src/attn or a CUDA kernel through it.
+ *
+ * CACHE SEMANTICS the plan must be run with (the attention layer must agree):
+ *   - CACHE returns the head's output of the previous step (whatever method produced it); at
+ *     step 0 it is not available.
+ *   - ARROW_RS(w) returns ARROW(w) + R, R = FULL - ARROW(w) taken at the latest step at which
+ *     this head (this row) ran FULL; until such a step it is not available.
+ *   - V1 ASC: the unconditional rows copy the conditional rows' output of this layer. */
+#ifndef DFA_PLAN_SEARCH_H
+#define DFA_PLAN_SEARCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "attn/attn.h"
+#include "attn/mask.h"
+#include "core/ctx.h"
+#include "plan/cost.h"
+#include "plan/mckp.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Attention of head `head` of ONE row under window (< 0: FULL; >= 0: the ARROW/WINDOW band of
+ * mask.h). q, k, v: the row's [N, n_heads, head_dim]; writes only head `head`'s
+ * [N, head_dim] slice of out (same strides). */
+typedef dfa_status (*dfa_search_head_fn)(void *user, const dfa_attn_layout *layout, int n_heads, int head_dim,
+                                         int head, int window, const float *q, const float *k, const float *v,
+                                         float *out);
+
+/* The built-in reference: plain float64 loops over dfa_mask_keep (user: a dfa_ctx * or NULL). */
+dfa_status dfa_search_ref_head(void *user, const dfa_attn_layout *layout, int n_heads, int head_dim, int head,
+                               int window, const float *q, const float *k, const float *v, float *out);
+
+typedef dfa_status (*dfa_search_hook_fn)(void *hook_user, int layer, const float *q, const float *k,
+                                         const float *v, float *out);
+
+typedef struct dfa_search_engine {
+    void *user;
+    int n_steps, n_layers, n_heads, head_dim;
+    int n_rows;              /* rows per attention call: calibration prompts x (cfg ? 2 : 1) */
+    int cfg;                 /* 1: conditional rows then unconditional rows (see above) */
+    dfa_attn_layout layout;  /* token layout of every attention layer */
+    size_t out_numel;        /* model output floats per step over all rows (V1's metric) */
+    dfa_status (*run_step)(void *user, int step, int commit, dfa_search_hook_fn hook, void *hook_user,
+                           float *model_out);
+} dfa_search_engine;
+
+typedef struct dfa_search_cand {
+    dfa_attn_method method; /* FULL, ARROW, ARROW_RS, CACHE */
+    int window;             /* tiles, for ARROW and ARROW_RS */
+} dfa_search_cand;
+
+typedef struct dfa_search_opts {
+    double delta;                 /* V2: layer RSE budget; V1: the MRAE threshold scale */
+    double c;                     /* V2 per-head coefficient (paper default 1.5); <= 0: no cap */
+    const dfa_search_cand *cands; /* V2 candidates (FULL is always candidate 0, added if absent) */
+    int n_cands;
+    int v1_window;                /* V1 WA-RS window in tiles (< 0: dfa_search_v1_default_window) */
+    const dfa_cost_table *cost;   /* NULL: dfa_cost_table_default */
+    dfa_search_head_fn head;      /* NULL: dfa_search_ref_head */
+    void *head_user;
+    dfa_mckp_opts mckp;
+    /* optional: called after each layer decision (progress bars, tests). V2 passes the knapsack
+     * instance and its choice; V1 passes problem = NULL and choice = &strategy (dfa_search_v1_strategy). */
+    void (*on_layer)(void *user, int step, int layer, const dfa_mckp_problem *p, const int *choice);
+    void *on_layer_user;
+} dfa_search_opts;
+
+typedef enum dfa_search_v1_strategy {
+    DFA_V1_NONE = 0, /* FULL */
+    DFA_V1_AST,      /* every head CACHE */
+    DFA_V1_WARS_ASC, /* WA-RS on the conditional rows, the unconditional rows copy them */
+    DFA_V1_WARS,     /* every head ARROW_RS(v1_window) */
+    DFA_V1_ASC,      /* FULL on the conditional rows, the unconditional rows copy them */
+    DFA_V1_STRATEGY_COUNT
+} dfa_search_v1_strategy;
+
+/* The search result: per step x layer x head method and window, per step x layer ASC flag,
+ * influence (V2: sum of the chosen RSEs; V1: the chosen strategy's MRAE, 0 for FULL) and the
+ * modelled time of the layer over all rows. Arrays owned by the context. */
+typedef struct dfa_search_plan {
+    int n_steps, n_layers, n_heads;
+    uint8_t *method;    /* [s][l][h] dfa_attn_method */
+    int32_t *window;    /* [s][l][h] tiles; -1 when the method has none */
+    uint8_t *asc;       /* [s][l] */
+    uint8_t *v1;        /* [s][l] dfa_search_v1_strategy (V1 only, else 0) */
+    double *influence;  /* [s][l] */
+    double *cost_ns;    /* [s][l] */
+    double full_cost_ns; /* one layer, every head FULL, all rows */
+} dfa_search_plan;
+
+dfa_status dfa_search_plan_alloc(dfa_ctx *ctx, dfa_search_plan *p, int n_steps, int n_layers, int n_heads);
+void dfa_search_plan_free(dfa_ctx *ctx, dfa_search_plan *p);
+/* Modelled attention time of the plan over that of the all-FULL plan (1 = no saving). */
+double dfa_search_plan_cost_fraction(const dfa_search_plan *p);
+
+/* V1's WA-RS window: 1/8 of the visual tokens as the band's full width, i.e. a half-width of
+ * ceil(n_vis / 16 / block) tiles. */
+int dfa_search_v1_default_window(const dfa_attn_layout *l);
+
+dfa_status dfa_search_v2(dfa_ctx *ctx, const dfa_search_engine *eng, const dfa_search_opts *o, dfa_search_plan *plan);
+dfa_status dfa_search_v1(dfa_ctx *ctx, const dfa_search_engine *eng, const dfa_search_opts *o, dfa_search_plan *plan);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,259 @@
+/* search_common.c - state shared by the V1 and V2 plan searches, the float64 reference head,
+ * the plan result. */
+#include "plan/search_state.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plan/metrics.h"
+
+dfa_status dfa_search_ref_head(void *user, const dfa_attn_layout *l, int n_heads, int head_dim, int head, int window,
+                               const float *q, const float *k, const float *v, float *out) {
+    dfa_ctx *ctx = user;
+    const int N = dfa_layout_tokens(l), D = head_dim;
+    const size_t rs = (size_t)n_heads * D;
+    double *s = malloc(sizeof(double) * ((size_t)N + D));
+    if (!s) {
+        if (ctx) DFA_CTX_FAIL(ctx, DFA_ERR_OOM, "search reference head: %d scores", N);
+        return DFA_ERR_OOM;
+    }
+    double *acc = s + N;
+    const double scale = 1.0 / sqrt((double)D);
+    for (int i = 0; i < N; i++) {
+        const float *qi = q + i * rs + (size_t)head * D;
+        double m = -INFINITY;
+        for (int j = 0; j < N; j++) {
+            s[j] = -INFINITY;
+            if (!dfa_mask_keep(l, window, i, j)) continue;
+            const float *kj = k + j * rs + (size_t)head * D;
+            double a = 0;
+            for (int d = 0; d < D; d++) a += (double)qi[d] * kj[d];
+            s[j] = a * scale;
+            if (s[j] > m) m = s[j];
+        }
+        double sum = 0;
+        for (int d = 0; d < D; d++) acc[d] = 0;
+        for (int j = 0; j < N; j++) {
+            if (s[j] == -INFINITY) continue;
+            double p = exp(s[j] - m);
+            sum += p;
+            const float *vj = v + j * rs + (size_t)head * D;
+            for (int d = 0; d < D; d++) acc[d] += p * vj[d];
+        }
+        float *oi = out + i * rs + (size_t)head * D;
+        for (int d = 0; d < D; d++) oi[d] = (float)(acc[d] / sum);
+    }
+    free(s);
+    return DFA_OK;
+}
+
+dfa_status dfa_search_plan_alloc(dfa_ctx *ctx, dfa_search_plan *p, int n_steps, int n_layers, int n_heads) {
+    memset(p, 0, sizeof *p);
+    if (n_steps < 1 || n_layers < 1 || n_heads < 1)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search plan: need steps, layers, heads >= 1, got %d, %d, %d", n_steps,
+                     n_layers, n_heads);
+    size_t slh = (size_t)n_steps * n_layers * n_heads, sl = (size_t)n_steps * n_layers;
+    p->n_steps = n_steps, p->n_layers = n_layers, p->n_heads = n_heads;
+    dfa_status s;
+    if ((s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, slh, "search plan methods", (void **)&p->method)) ||
+        (s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, slh * sizeof(int32_t), "search plan windows", (void **)&p->window)) ||
+        (s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, sl, "search plan asc", (void **)&p->asc)) ||
+        (s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, sl, "search plan v1", (void **)&p->v1)) ||
+        (s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, sl * sizeof(double), "search plan influence", (void **)&p->influence)) ||
+        (s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, sl * sizeof(double), "search plan cost", (void **)&p->cost_ns))) {
+        dfa_search_plan_free(ctx, p);
+        return s;
+    }
+    memset(p->method, DFA_ATTN_FULL, slh);
+    for (size_t i = 0; i < slh; i++) p->window[i] = -1;
+    memset(p->asc, 0, sl);
+    memset(p->v1, 0, sl);
+    for (size_t i = 0; i < sl; i++) p->influence[i] = 0, p->cost_ns[i] = 0;
+    return DFA_OK;
+}
+
+void dfa_search_plan_free(dfa_ctx *ctx, dfa_search_plan *p) {
+    dfa_ctx_mem_release(ctx, p->method);
+    dfa_ctx_mem_release(ctx, p->window);
+    dfa_ctx_mem_release(ctx, p->asc);
+    dfa_ctx_mem_release(ctx, p->v1);
+    dfa_ctx_mem_release(ctx, p->influence);
+    dfa_ctx_mem_release(ctx, p->cost_ns);
+    memset(p, 0, sizeof *p);
+}
+
+double dfa_search_plan_cost_fraction(const dfa_search_plan *p) {
+    double c = 0;
+    for (size_t i = 0; i < (size_t)p->n_steps * p->n_layers; i++) c += p->cost_ns[i];
+    double f = p->full_cost_ns * p->n_steps * p->n_layers;
+    return f > 0 ? c / f : 1.0;
+}
+
+int dfa_search_v1_default_window(const dfa_attn_layout *l) {
+    int tokens = (l->n_vis + 15) / 16;
+    return (tokens + l->block - 1) / l->block;
+}
+
+/* ---- state ---- */
+
+int search_win_index(const search_state *st, int window) {
+    for (int i = 0; i < st->n_win; i++)
+        if (st->win[i] == window) return i;
+    return -1;
+}
+
+int search_rs_index(const search_state *st, int window) {
+    for (int i = 0; i < st->n_rs; i++)
+        if (st->rs_win[i] == window) return i;
+    return -1;
+}
+
+static dfa_status check_engine(dfa_ctx *ctx, const dfa_search_engine *e, int need_out_numel) {
+    if (!e->run_step) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search engine: run_step is NULL");
+    if (e->n_steps < 1 || e->n_layers < 1 || e->n_heads < 1 || e->head_dim < 1 || e->n_rows < 1)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG,
+                     "search engine: need steps, layers, heads, head_dim, rows >= 1, got %d, %d, %d, %d, %d",
+                     e->n_steps, e->n_layers, e->n_heads, e->head_dim, e->n_rows);
+    if (e->cfg && e->n_rows % 2)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search engine: cfg needs an even number of rows, got %d", e->n_rows);
+    if (dfa_layout_valid(&e->layout))
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search engine: layout invalid (n_vis=%d n_text=%d block=%d)",
+                     e->layout.n_vis, e->layout.n_text, e->layout.block);
+    if (need_out_numel && e->out_numel == 0)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search engine: V1 needs the model output size (out_numel = 0)");
+    return DFA_OK;
+}
+
+static dfa_status alloc_f(search_state *st, size_t n, const char *what, float **out) {
+    return dfa_ctx_mem_alloc(st->ctx, DFA_DEV_CPU, n * sizeof(float), what, (void **)out);
+}
+
+dfa_status search_state_init(search_state *st, dfa_ctx *ctx, const dfa_search_engine *eng, const dfa_search_opts *o,
+                             dfa_search_plan *plan, const int *wins, int n_wins, const int *rs, int n_rs,
+                             int need_out_numel) {
+    memset(st, 0, sizeof *st);
+    st->ctx = ctx, st->eng = eng, st->o = o, st->plan = plan;
+    DFA_TRY(check_engine(ctx, eng, need_out_numel));
+    if (!(o->delta >= 0) || !isfinite(o->delta))
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search: delta must be finite and >= 0, got %g", o->delta);
+    if (o->cost) st->cost = *o->cost;
+    else dfa_cost_table_default(&st->cost);
+    if (st->cost.n < 1) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search: the cost table has no entries");
+    st->head = o->head ? o->head : dfa_search_ref_head;
+    st->head_user = o->head ? o->head_user : ctx;
+    st->R = eng->n_rows, st->N = dfa_layout_tokens(&eng->layout), st->H = eng->n_heads, st->D = eng->head_dim;
+    st->L = eng->n_layers;
+    st->row_elems = (size_t)st->N * st->H * st->D;
+    st->layer_elems = st->row_elems * st->R;
+    for (int i = 0; i < n_wins; i++)
+        if (search_win_index(st, wins[i]) < 0) {
+            if (st->n_win == SEARCH_MAX_WIN) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search: over %d windows", SEARCH_MAX_WIN);
+            st->win[st->n_win++] = wins[i];
+        }
+    for (int i = 0; i < n_rs; i++)
+        if (search_rs_index(st, rs[i]) < 0) st->rs_win[st->n_rs++] = rs[i];
+    DFA_TRY(dfa_search_plan_alloc(ctx, plan, eng->n_steps, st->L, st->H));
+    size_t nv = (size_t)st->L * (st->n_rs ? st->n_rs : 1) * st->R * st->H;
+    size_t nres = (size_t)st->L * (st->n_rs ? st->n_rs : 1);
+    DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, sizeof(float *) * st->L, "search caches", (void **)&st->cache));
+    memset(st->cache, 0, sizeof(float *) * st->L);
+    DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, sizeof(float *) * nres, "search residuals", (void **)&st->resid));
+    memset(st->resid, 0, sizeof(float *) * nres);
+    DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, (size_t)st->L, "search cache flags", (void **)&st->cache_valid));
+    memset(st->cache_valid, 0, (size_t)st->L);
+    DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, nv, "search residual flags", (void **)&st->resid_valid));
+    memset(st->resid_valid, 0, nv);
+    for (int l = 0; l < st->L; l++) {
+        DFA_TRY(alloc_f(st, st->layer_elems, "search layer output cache", &st->cache[l]));
+        for (int i = 0; i < st->n_rs; i++)
+            DFA_TRY(alloc_f(st, st->layer_elems, "search residual cache", &st->resid[l * st->n_rs + i]));
+    }
+    DFA_TRY(alloc_f(st, st->layer_elems, "search full output", &st->full));
+    for (int i = 0; i < st->n_win; i++) DFA_TRY(alloc_f(st, st->layer_elems, "search arrow output", &st->arrow[i]));
+    DFA_TRY(alloc_f(st, st->layer_elems, "search candidate scratch", &st->tmp));
+    st->plan->full_cost_ns = search_head_cost(st, DFA_ATTN_FULL, -1) * st->R * st->H;
+    return DFA_OK;
+}
+
+void search_state_free(search_state *st) {
+    if (!st->ctx) return;
+    if (st->cache)
+        for (int l = 0; l < st->L; l++) dfa_ctx_mem_release(st->ctx, st->cache[l]);
+    if (st->resid)
+        for (int i = 0; i < st->L * st->n_rs; i++) dfa_ctx_mem_release(st->ctx, st->resid[i]);
+    dfa_ctx_mem_release(st->ctx, st->cache);
+    dfa_ctx_mem_release(st->ctx, st->cache_valid);
+    dfa_ctx_mem_release(st->ctx, st->resid);
+    dfa_ctx_mem_release(st->ctx, st->resid_valid);
+    dfa_ctx_mem_release(st->ctx, st->full);
+    for (int i = 0; i < st->n_win; i++) dfa_ctx_mem_release(st->ctx, st->arrow[i]);
+    dfa_ctx_mem_release(st->ctx, st->tmp);
+    st->ctx = NULL;
+}
+
+dfa_status search_hook_enter(search_state *st, int layer) {
+    if (layer != st->next_layer)
+        DFA_CTX_FAIL(st->ctx, DFA_ERR_INTERNAL,
+                     "search engine contract: step %d called the attention hook for layer %d, expected layer %d (in "
+                     "forward order, once each)",
+                     st->step, layer, st->next_layer);
+    st->next_layer++;
+    return DFA_OK;
+}
+
+dfa_status search_step_check(search_state *st, int step) {
+    if (st->next_layer != st->L)
+        DFA_CTX_FAIL(st->ctx, DFA_ERR_INTERNAL,
+                     "search engine contract: step %d called the attention hook for %d of %d layers", step,
+                     st->next_layer, st->L);
+    st->next_layer = 0;
+    return DFA_OK;
+}
+
+dfa_status search_compute(search_state *st, const float *q, const float *k, const float *v, int window, int r0,
+                          int r1, float *dst) {
+    for (int r = r0; r < r1; r++) {
+        size_t off = (size_t)r * st->row_elems;
+        for (int h = 0; h < st->H; h++) {
+            dfa_status s = st->head(st->head_user, &st->eng->layout, st->H, st->D, h, window, q + off, k + off, v + off,
+                                    dst + off);
+            if (s != DFA_OK) {
+                dfa_error_wrap(&st->ctx->err, "search step %d: head %d of row %d (window %d)", st->step, h, r, window);
+                return s;
+            }
+        }
+    }
+    return DFA_OK;
+}
+
+void search_copy_head(const search_state *st, float *dst, const float *src, int r, int h) {
+    size_t base = (size_t)r * st->row_elems + (size_t)h * st->D, rs = (size_t)st->H * st->D;
+    for (int t = 0; t < st->N; t++) memcpy(dst + base + t * rs, src + base + t * rs, sizeof(float) * st->D);
+}
+
+uint8_t *search_resid_valid(search_state *st, int layer, int i, int r, int h) {
+    return st->resid_valid + ((size_t)(layer * st->n_rs + i) * st->R + r) * st->H + h;
+}
+
+void search_refresh_resid(search_state *st, int layer, int i, int r, int h) {
+    int wi = search_win_index(st, st->rs_win[i]);
+    float *res = st->resid[layer * st->n_rs + i];
+    const float *a = st->arrow[wi];
+    size_t base = (size_t)r * st->row_elems + (size_t)h * st->D, rs = (size_t)st->H * st->D;
+    for (int t = 0; t < st->N; t++)
+        for (int d = 0; d < st->D; d++) {
+            size_t x = base + t * rs + d;
+            res[x] = st->full[x] - a[x];
+        }
+    *search_resid_valid(st, layer, i, r, h) = 1;
+}
+
+double search_head_rse(const search_state *st, const float *ref, const float *approx, int r, int h) {
+    size_t base = (size_t)r * st->row_elems + (size_t)h * st->D;
+    return dfa_metric_rse(ref + base, approx + base, (size_t)st->N, (size_t)st->D, (size_t)st->H * st->D);
+}
+
+double search_head_cost(const search_state *st, dfa_attn_method m, int window) {
+    return dfa_cost_head_ns(&st->cost, &st->eng->layout, st->D, m, window);
+}
