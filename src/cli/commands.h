@@ -12,5 +12,8 @@ typedef struct dfa_command {
 } dfa_command;
 
 int cmd_version(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_plan(int argc, char **argv);  /* cmd_plan.c: plan show / plan make */
+int cmd_bench(int argc, char **argv); /* cmd_bench.c: bench attn --cpu */
 
 #endif

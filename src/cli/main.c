@@ -7,6 +7,9 @@
 
 static const dfa_command commands[] = {
     {"version", "print the version and whether CUDA is compiled in", cmd_version},
+    {"inspect", "list the tensors (name, dtype, shape, bytes) and metadata of a safetensors checkpoint", cmd_inspect},
+    {"plan", "show a compression plan (FLOPs, methods, heatmap) or make one by hand", cmd_plan},
+    {"bench", "time the attention methods (bench attn --cpu)", cmd_bench},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

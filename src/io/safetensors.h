@@ -28,9 +28,14 @@ typedef struct dfa_st_tensor {
 typedef struct dfa_safetensors dfa_safetensors;
 
 /* Open `path`: a .safetensors file, a *.safetensors.index.json (every shard it names is
- * opened and checked), or a directory holding exactly one of those layouts
+ * opened and checked: each tensor the "weight_map" names must be in the shard it names,
+ * no tensor may be in two shards), or a directory holding exactly one of those layouts
  * (diffusers: diffusion_pytorch_model.safetensors[.index.json], transformers:
- * model.safetensors[.index.json]). */
+ * model.safetensors[.index.json]). Header checks: length <= 100,000,000 bytes and inside
+ * the file, UTF-8 JSON object, known dtypes, rank <= DFA_MAX_DIMS, non-negative integer
+ * dims and offsets, begin <= end <= data section size, end - begin == numel * dtype size,
+ * non-empty ranges disjoint, names unique, __metadata__ a string->string map. Gaps
+ * between ranges are allowed. */
 dfa_status dfa_st_open(dfa_safetensors **out, const char *path, dfa_error *err);
 void dfa_st_close(dfa_safetensors *st);
 
@@ -38,6 +43,9 @@ int dfa_st_count(const dfa_safetensors *st);
 const dfa_st_tensor *dfa_st_at(const dfa_safetensors *st, int i); /* header order of the file(s) */
 const dfa_st_tensor *dfa_st_find(const dfa_safetensors *st, const char *name);
 const char *dfa_st_file_path(const dfa_safetensors *st, int file);
+int dfa_st_file_count(const dfa_safetensors *st);
+/* The file or index that was opened (for a folder: the one picked inside it). */
+const char *dfa_st_path(const dfa_safetensors *st);
 /* Pointer to the tensor's bytes inside the mapping (valid until dfa_st_close). */
 const void *dfa_st_data(const dfa_safetensors *st, const dfa_st_tensor *t);
 
@@ -56,13 +64,16 @@ dfa_status dfa_st_load(const dfa_safetensors *st, const char *name, dfa_dtype dt
 
 /* Parse and validate a header held in memory: buf is the whole file image's first
  * `len` bytes (8-byte length + JSON), file_size the size of the whole file. Used by
- * dfa_st_open and by the fuzz target. On success *out_tensors/*out_n own the parsed table
+ * dfa_st_open and by the fuzz target. On success *out_tensors and *out_n own the parsed table
  * (free with dfa_st_free_table). */
 dfa_status dfa_st_parse_header(const uint8_t *buf, size_t len, uint64_t file_size, const char *file_name,
                                dfa_st_tensor **out_tensors, int *out_n, dfa_error *err);
 void dfa_st_free_table(dfa_st_tensor *tensors, int n);
 
-/* Writer. Tensors are written in the order given, 8-byte aligned data section. */
+/* Writer. The header lists tensors in the order given; the data section starts 8-byte
+ * aligned (header padded with spaces) and holds the tensors contiguously, placed by
+ * decreasing dtype size (stable), so that every tensor is aligned to its element size.
+ * Names must be unique UTF-8. Written to PATH.tmp, then renamed. */
 typedef struct dfa_st_item {
     const char *name;
     dfa_dtype dtype;

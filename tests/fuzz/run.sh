@@ -1,0 +1,66 @@
+#!/bin/sh
+# run.sh SECONDS - build the libFuzzer targets with clang (ASan + UBSan) straight from the
+# sources they need, seed each corpus from a few valid inputs generated here, and fuzz for
+# SECONDS in all (2/3 for the safetensors header parser, 1/3 for the JSON helpers).
+# Exits non-zero when a target finds a crash, a leak or undefined behaviour; the input that
+# did it is left in build-fuzz/ (crash-*, leak-*, ...). Needs clang with libFuzzer
+# (Debian: clang libclang-rt-14-dev) and libcjson-dev.
+set -eu
+secs=${1:-30}
+cd "$(dirname "$0")/../.."
+out=build-fuzz
+CC=${CC:-clang}
+mkdir -p "$out"
+CFLAGS="-std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -fno-omit-frame-pointer -Iinclude -Isrc
+        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all"
+CORE="src/core/tensor.c src/core/error.c"
+LIBS="$(pkg-config --libs libcjson 2>/dev/null || echo -lcjson) -lm"
+
+echo "fuzz: building targets into $out/"
+# shellcheck disable=SC2086
+$CC $CFLAGS tests/fuzz/fuzz_safetensors.c src/io/st_header.c $CORE $LIBS -o "$out/fuzz_safetensors"
+# shellcheck disable=SC2086
+$CC $CFLAGS tests/fuzz/fuzz_json.c src/io/json.c $CORE $LIBS -o "$out/fuzz_json"
+
+# seeds: small valid safetensors images (8-byte little-endian header length, JSON, data)
+st_seed() { # FILE JSON DATA_BYTES
+    n=$(printf '%s' "$2" | wc -c)
+    {
+        printf "$(printf '\\%03o\\%03o\\%03o\\%03o' $((n & 255)) $((n >> 8 & 255)) $((n >> 16 & 255)) $((n >> 24 & 255)))"
+        printf '\000\000\000\000'
+        printf '%s' "$2"
+        head -c "$3" /dev/zero
+    } >"$1"
+}
+seeds="$out/seeds_safetensors"
+rm -rf "$seeds" "$out/seeds_json"
+mkdir -p "$seeds" "$out/seeds_json" "$out/corpus_safetensors" "$out/corpus_json"
+st_seed "$seeds/one" '{"x.weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}}' 24
+st_seed "$seeds/meta" '{"__metadata__":{"format":"pt"},"a":{"dtype":"BF16","shape":[4],"data_offsets":[0,8]},"b":{"dtype":"I64","shape":[],"data_offsets":[8,16]}}' 16
+st_seed "$seeds/empty" '{}      ' 0
+st_seed "$seeds/zero" '{"z":{"dtype":"F16","shape":[0,3],"data_offsets":[0,0]},"u":{"dtype":"U8","shape":[3],"data_offsets":[0,3]}}' 3
+cp tests/fixtures/reference.safetensors "$seeds/reference"
+printf '%s' '{"num_layers": 24, "eps": 1e-6, "name": "SD3Transformer2DModel", "flag": true, "a": null}' >"$out/seeds_json/config"
+printf '%s' '{"weight_map": {"a": "model-00001.safetensors"}, "metadata": {"total_size": 8}}' >"$out/seeds_json/index"
+printf '%s' '[1, -2.5e3, "x\u00e9", {"a": [true, false]}]' >"$out/seeds_json/array"
+
+st_secs=$((secs * 2 / 3))
+[ "$st_secs" -ge 1 ] || st_secs=1
+js_secs=$((secs - st_secs))
+[ "$js_secs" -ge 1 ] || js_secs=1
+status=0
+run() { # NAME SECONDS MAX_LEN
+    echo "fuzz: $1 for $2 s"
+    if ! "$out/fuzz_$1" -max_total_time="$2" -max_len="$3" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -artifact_prefix="$out/" "$out/corpus_$1" "$out/seeds_$1" >"$out/fuzz_$1.log" 2>&1; then
+        echo "fuzz: $1 FAILED (see $out/fuzz_$1.log):"
+        tail -n 40 "$out/fuzz_$1.log"
+        status=1
+    else
+        grep -E "^stat::(number_of_executed_units|peak_rss_mb)" "$out/fuzz_$1.log" | sed "s/^/fuzz: $1 /" || true
+    fi
+}
+run safetensors "$st_secs" 4096
+run json "$js_secs" 2048
+[ "$status" -eq 0 ] && echo "fuzz: no crash found"
+exit "$status"
