@@ -9,12 +9,13 @@
 
 #include "core/ctx.h"
 #include "plan/metrics.h"
+#include "attn/attn_state.h"
 #include "plan/search.h"
 
 enum { NV = 32, NT = 4, BLK = 4, HH = 4, DD = 8, CC = HH * DD, NN = NV + NT, LL = 3, PP = 2, MAXR = 4 };
 
 typedef struct fake {
-    int steps, cfg, R, cur_step, skip_layer, fail_step, calls;
+    int steps, cfg, cond_half, R, cur_step, skip_layer, fail_step, calls;
     dfa_attn_layout lay;
     float w[LL][4][CC * CC]; /* q, k, v, o */
     float pos[NN * CC], cond[PP * NN * CC], loc[HH], drift[HH];
@@ -58,7 +59,7 @@ static dfa_status fake_run_step(void *user, int step, int commit, dfa_search_hoo
         t[MAXR * NN * CC];
     const int R = f->R, rows = R * NN;
     for (int r = 0; r < R; r++) {
-        int p = r % PP, is_cond = !f->cfg || r < PP;
+        int p = r % PP, is_cond = !f->cfg || r / PP == f->cond_half;
         for (int i = 0; i < NN * CC; i++)
             h[r * NN * CC + i] = f->x[p * NN * CC + i] + (is_cond ? f->cond[p * NN * CC + i] : 0.f) +
                                  0.02f * (float)cos(0.3 * step + i % CC);
@@ -87,7 +88,10 @@ static dfa_status fake_run_step(void *user, int step, int commit, dfa_search_hoo
         for (int p = 0; p < PP; p++)
             for (int i = 0; i < NN * CC; i++) {
                 float e = h[p * NN * CC + i];
-                if (f->cfg) e = h[(PP + p) * NN * CC + i] + 2.f * (e - h[(PP + p) * NN * CC + i]);
+                if (f->cfg) {
+                    float c = h[(f->cond_half * PP + p) * NN * CC + i], u = h[((1 - f->cond_half) * PP + p) * NN * CC + i];
+                    e = u + 2.f * (c - u);
+                }
                 f->x[p * NN * CC + i] = 0.95f * f->x[p * NN * CC + i] + 0.05f * tanhf(e);
             }
         f->cur_step++;
@@ -96,7 +100,10 @@ static dfa_status fake_run_step(void *user, int step, int commit, dfa_search_hoo
 }
 
 static dfa_search_engine fake_engine(fake *f) {
-    dfa_search_engine e = {f, f->steps, LL, HH, DD, f->R, f->cfg, f->lay, (size_t)f->R * NN * CC, fake_run_step};
+    dfa_search_engine e = {.user = f, .n_steps = f->steps, .n_layers = LL, .n_heads = HH, .head_dim = DD,
+                           .n_rows = f->R, .cfg = f->cfg, .cond_half = f->cond_half, .layout = f->lay,
+                           .grid_h = 4, .grid_w = NV / 4, .out_numel = (size_t)f->R * NN * CC,
+                           .run_step = fake_run_step};
     return e;
 }
 
@@ -104,6 +111,8 @@ static const dfa_search_cand CANDS[] = {
     {DFA_ATTN_ARROW, 1}, {DFA_ATTN_ARROW, 3}, {DFA_ATTN_ARROW_RS, 1}, {DFA_ATTN_CACHE, -1}, {DFA_ATTN_ARROW, 7},
 };
 
+/* Tiny layers: thread start-up would dominate (and over-subscribe CI's 2 cores). */
+static dfa_ctx_params ONE_THREAD;
 static dfa_cost_table FLOPS; /* set in main: a FLOP-count table (the default's fixed costs swamp toy sizes) */
 
 static dfa_search_opts v2_opts(double delta, double c) {
@@ -129,7 +138,7 @@ static int plans_equal(const dfa_search_plan *a, const dfa_search_plan *b) {
 
 static void test_v2_deterministic_and_delta0(void) {
     dfa_ctx *ctx = NULL;
-    CHECK(dfa_ctx_init(&ctx, NULL, NULL, 0) == DFA_OK);
+    CHECK(dfa_ctx_init(&ctx, &ONE_THREAD, NULL, 0) == DFA_OK);
     dfa_search_plan a, b, z;
     fake f;
     dfa_search_opts o = v2_opts(0.3, 1.5);
@@ -195,7 +204,7 @@ static void on_layer_mono(void *user, int step, int layer, const dfa_mckp_proble
 
 static void test_v2_monotone(void) {
     dfa_ctx *ctx = NULL;
-    CHECK(dfa_ctx_init(&ctx, NULL, NULL, 0) == DFA_OK);
+    CHECK(dfa_ctx_init(&ctx, &ONE_THREAD, NULL, 0) == DFA_OK);
     mono m = {ctx, 0, 0, 0};
     double prev00 = INFINITY;
     const double deltas[] = {0, 0.02, 0.1, 0.3, 1.0, 4.0};
@@ -233,8 +242,8 @@ static dfa_status replay_hook(void *user, int layer, const float *q, const float
             size_t x = ((size_t)rp->step * LL + layer) * HH + h;
             int m = rp->p->method[x], w = rp->p->window[x];
             dfa_attn_layout lay = {NV, NT, 1, BLK};
-            dfa_search_ref_head(NULL, &lay, HH, DD, h, -1, q + off, k + off, v + off, full);
-            dfa_search_ref_head(NULL, &lay, HH, DD, h, m == DFA_ATTN_FULL ? 1 : w, q + off, k + off, v + off, arr);
+            dfa_search_attn_ref(NULL, &lay, 1, HH, DD, -1, q + off, k + off, v + off, full);
+            dfa_search_attn_ref(NULL, &lay, 1, HH, DD, m == DFA_ATTN_FULL ? 1 : w, q + off, k + off, v + off, arr);
             for (int t = 0; t < NN; t++)
                 for (int d = 0; d < DD; d++) {
                     size_t i = (size_t)t * CC + h * DD + d;
@@ -251,12 +260,13 @@ static dfa_status replay_hook(void *user, int layer, const float *q, const float
 
 static void test_v2_replay(void) {
     dfa_ctx *ctx = NULL;
-    CHECK(dfa_ctx_init(&ctx, NULL, NULL, 0) == DFA_OK);
+    CHECK(dfa_ctx_init(&ctx, &ONE_THREAD, NULL, 0) == DFA_OK);
     enum { S = 8 };
     static const dfa_search_cand few[] = {{DFA_ATTN_ARROW_RS, 1}, {DFA_ATTN_CACHE, -1}};
     int cache_after_computed = 0, rs_after_refresh = 0, compressed = 0;
     for (int set = 0; set < 3; set++) {
         dfa_search_opts o = v2_opts(set == 2 ? 0.5 : 0.4, set == 2 ? 2.0 : 0);
+        o.attn = dfa_search_attn_ref; /* the hand replay computes with the float64 reference */
         if (set < 2) o.cands = few + 1 - set, o.n_cands = 1 + set; /* {CACHE}, {ARROW_RS(1), CACHE} */
         dfa_search_plan p;
         fake f, g;
@@ -299,7 +309,7 @@ static void test_v2_replay(void) {
 
 static void test_v1(void) {
     dfa_ctx *ctx = NULL;
-    CHECK(dfa_ctx_init(&ctx, NULL, NULL, 0) == DFA_OK);
+    CHECK(dfa_ctx_init(&ctx, &ONE_THREAD, NULL, 0) == DFA_OK);
     for (int cfg = 0; cfg < 2; cfg++) {
         dfa_search_opts o = v2_opts(0, 0);
         o.v1_window = 1;
@@ -348,7 +358,7 @@ static void test_v1(void) {
 
 static void test_contract_and_options(void) {
     dfa_ctx *ctx = NULL;
-    CHECK(dfa_ctx_init(&ctx, NULL, NULL, 0) == DFA_OK);
+    CHECK(dfa_ctx_init(&ctx, &ONE_THREAD, NULL, 0) == DFA_OK);
     dfa_search_plan p;
     fake f;
     dfa_search_opts o = v2_opts(0.3, 1.5);
@@ -385,47 +395,138 @@ static void test_contract_and_options(void) {
     dfa_ctx_free(ctx);
 }
 
-/* The float64 reference head: a band covering every tile equals FULL bit for bit, and only
- * the named head is written. */
-static void test_ref_head(void) {
+/* The two attention functions: a band covering every tile equals FULL bit for bit; the CPU
+ * reference agrees with the float64 loops to rounding; a hand-computed row. */
+static void test_attn_fns(void) {
+    dfa_ctx *ctx = NULL;
+    CHECK(dfa_ctx_init(&ctx, &ONE_THREAD, NULL, 0) == DFA_OK);
     dfa_attn_layout l = {NV, NT, 0, BLK};
-    static float q[NN * CC], k[NN * CC], v[NN * CC], a[NN * CC], b[NN * CC];
+    static float q[2 * NN * CC], k[2 * NN * CC], v[2 * NN * CC], a[2 * NN * CC], b[2 * NN * CC], c[2 * NN * CC];
     unsigned long long s = 8;
-    for (int i = 0; i < NN * CC; i++) q[i] = test_rng_uniform(&s), k[i] = test_rng_uniform(&s), v[i] = test_rng_uniform(&s);
-    for (int i = 0; i < NN * CC; i++) a[i] = b[i] = -77;
-    CHECK(dfa_search_ref_head(NULL, &l, HH, DD, 2, -1, q, k, v, a) == DFA_OK);
-    CHECK(dfa_search_ref_head(NULL, &l, HH, DD, 2, dfa_mask_full_window(&l), q, k, v, b) == DFA_OK);
+    for (int i = 0; i < 2 * NN * CC; i++) q[i] = test_rng_uniform(&s), k[i] = test_rng_uniform(&s), v[i] = test_rng_uniform(&s);
+    for (int i = 0; i < 2 * NN * CC; i++) a[i] = b[i] = c[i] = NAN;
+    CHECK(dfa_search_attn_ref(NULL, &l, 2, HH, DD, -1, q, k, v, a) == DFA_OK);
+    CHECK(dfa_search_attn_ref(NULL, &l, 2, HH, DD, dfa_mask_full_window(&l), q, k, v, b) == DFA_OK);
     CHECK(!memcmp(a, b, sizeof a));
-    int untouched = 1;
-    for (int t = 0; t < NN; t++)
-        for (int c = 0; c < CC; c++)
-            if (c / DD != 2 && a[t * CC + c] != -77) untouched = 0;
-    CHECK(untouched);
-    CHECK(dfa_search_ref_head(NULL, &l, HH, DD, 2, 0, q, k, v, b) == DFA_OK);
+    for (int w = -1; w < 3; w++) {
+        CHECK(dfa_search_attn_ref(NULL, &l, 2, HH, DD, w, q, k, v, b) == DFA_OK);
+        CHECKF(dfa_search_attn_cpu(ctx, &l, 2, HH, DD, w, q, k, v, c) == DFA_OK, "%s", dfa_ctx_error(ctx));
+        double md = 0;
+        for (int i = 0; i < 2 * NN * CC; i++) md = fmax(md, fabs((double)b[i] - c[i]));
+        CHECKF(md < 1e-5, "window %d: max diff %g", w, md);
+    }
+    CHECK(dfa_search_attn_ref(NULL, &l, 2, HH, DD, 0, q, k, v, b) == DFA_OK);
     CHECK(memcmp(a, b, sizeof a) != 0);
-    /* hand check: one query row, window 0, keys restricted to its tile + text */
+    /* hand check: row 1, head 2, one query, window 0: keys of its tile + text (after the image) */
     int qpos = 5;
+    const float *q1 = q + NN * CC, *k1 = k + NN * CC, *v1 = v + NN * CC;
     double sc[NN], m = -1e300, sum = 0, want = 0;
     for (int j = 0; j < NN; j++) {
         sc[j] = NAN;
         if (!(j / BLK == qpos / BLK || j >= NV)) continue;
         double acc = 0;
-        for (int d = 0; d < DD; d++) acc += (double)q[qpos * CC + 2 * DD + d] * k[j * CC + 2 * DD + d];
+        for (int d = 0; d < DD; d++) acc += (double)q1[qpos * CC + 2 * DD + d] * k1[j * CC + 2 * DD + d];
         sc[j] = acc / sqrt((double)DD);
         if (sc[j] > m) m = sc[j];
     }
     for (int j = 0; j < NN; j++)
-        if (!isnan(sc[j])) sum += exp(sc[j] - m), want += exp(sc[j] - m) * v[j * CC + 2 * DD + 3];
-    CHECK_NEAR(b[qpos * CC + 2 * DD + 3], want / sum, 1e-6);
+        if (!isnan(sc[j])) sum += exp(sc[j] - m), want += exp(sc[j] - m) * v1[j * CC + 2 * DD + 3];
+    CHECK_NEAR(b[NN * CC + qpos * CC + 2 * DD + 3], want / sum, 1e-6);
+    dfa_ctx_free(ctx);
+}
+
+/* Execute a searched plan with the real executor (plan.h + dfa_attn_layer) on a fresh engine
+ * and compare its trajectory with the search's. */
+typedef struct exec_run {
+    dfa_ctx *ctx;
+    int step;
+} exec_run;
+
+static dfa_status exec_hook(void *user, int layer, const float *q, const float *k, const float *v, float *out) {
+    exec_run *x = user;
+    if (layer == 0) DFA_TRY(dfa_attn_begin_step(x->ctx, x->step));
+    int R = dfa_attn_plan(x->ctx)->cfg ? 2 * PP : PP;
+    dfa_tensor tq = {DFA_F32, DFA_DEV_CPU, 4, {R, NN, HH, DD}, (void *)q}, tk = tq, tv = tq, to = tq;
+    tk.data = (void *)k, tv.data = (void *)v, to.data = out;
+    dfa_attn_layout lay = {NV, NT, 1, BLK};
+    return dfa_attn_layer(x->ctx, layer, &lay, &tq, &tk, &tv, &to);
+}
+
+static int executes_identically(dfa_ctx *ctx, const dfa_search_plan *sp, const dfa_search_opts *o, int v1, fake *f,
+                                unsigned long long seed) {
+    fake g;
+    fake_init(&g, seed, f->steps, f->cfg);
+    g.cond_half = f->cond_half;
+    dfa_search_engine e = fake_engine(&g);
+    dfa_plan plan;
+    dfa_error err;
+    dfa_status st = dfa_search_plan_export(sp, &e, o, v1, "fake", "test", &plan, &err);
+    CHECKF(st == DFA_OK, "%s", err.msg);
+    if (st) return 0;
+    dfa_ctx *c2 = NULL;
+    CHECK(dfa_ctx_init(&c2, &ONE_THREAD, NULL, 0) == DFA_OK);
+    CHECKF(dfa_attn_set_plan(c2, &plan) == DFA_OK, "%s", dfa_ctx_error(c2));
+    exec_run x = {c2, 0};
+    for (int s = 0; s < f->steps; s++) {
+        x.step = s;
+        dfa_status r = fake_run_step(&g, s, 1, exec_hook, &x, NULL);
+        CHECKF(r == DFA_OK, "%s", dfa_ctx_error(c2));
+    }
+    size_t n = (size_t)f->steps * f->R * NN * CC;
+    int diff = 0;
+    for (size_t i = 0; i < n; i++) diff += f->log[i] != g.log[i];
+    CHECKF(diff == 0, "%s: %d of %zu model outputs differ", v1 ? "v1" : "v2", diff, n);
+    dfa_ctx_free(c2);
+    dfa_plan_free(&plan);
+    free(g.log);
+    (void)ctx;
+    return diff == 0;
+}
+
+static void test_plans_execute(void) {
+    dfa_ctx *ctx = NULL;
+    CHECK(dfa_ctx_init(&ctx, &ONE_THREAD, NULL, 0) == DFA_OK);
+    static const dfa_search_cand two_rs[] = {{DFA_ATTN_ARROW_RS, 1}, {DFA_ATTN_ARROW_RS, 2}, {DFA_ATTN_CACHE, -1}};
+    for (int set = 0; set < 3; set++) { /* V2 */
+        dfa_search_opts o = v2_opts(set ? 0.6 : 0.3, 1.5);
+        if (set == 2) o.cands = two_rs, o.n_cands = 3;
+        dfa_search_plan p;
+        fake f;
+        CHECKF(run_v2(ctx, 31 + set, 6, &o, &p, &f) == DFA_OK, "%s", dfa_ctx_error(ctx));
+        executes_identically(ctx, &p, &o, 0, &f, 31 + set);
+        free(f.log);
+        dfa_search_plan_free(ctx, &p);
+    }
+    for (int cfg = 0; cfg < 3; cfg++) { /* V1: no CFG, CFG [cond, uncond], CFG [uncond, cond] */
+        dfa_search_opts o = v2_opts(0.8, 0);
+        o.v1_window = 1;
+        fake f;
+        fake_init(&f, 41, 6, cfg > 0);
+        f.cond_half = cfg == 2;
+        dfa_search_engine e = fake_engine(&f);
+        dfa_search_plan p;
+        CHECKF(dfa_search_v1(ctx, &e, &o, &p) == DFA_OK, "%s", dfa_ctx_error(ctx));
+        int kinds = 0, seen[DFA_V1_STRATEGY_COUNT] = {0};
+        for (int i = 0; i < 6 * LL; i++) seen[p.v1[i]]++;
+        for (int i = 0; i < DFA_V1_STRATEGY_COUNT; i++) kinds += seen[i] > 0;
+        CHECKF(kinds >= (cfg ? 3 : 2), "cfg %d: strategies %d %d %d %d %d", cfg, seen[0], seen[1], seen[2], seen[3], seen[4]);
+        executes_identically(ctx, &p, &o, 1, &f, 41);
+        free(f.log);
+        dfa_search_plan_free(ctx, &p);
+    }
+    dfa_ctx_free(ctx);
 }
 
 int main(void) {
     dfa_cost_table_flops(&FLOPS, BLK);
-    RUN(test_ref_head);
+    ONE_THREAD = dfa_ctx_default_params();
+    ONE_THREAD.n_threads = 1;
+    RUN(test_attn_fns);
     RUN(test_v2_deterministic_and_delta0);
     RUN(test_v2_monotone);
     RUN(test_v2_replay);
     RUN(test_v1);
     RUN(test_contract_and_options);
+    RUN(test_plans_execute);
     return test_summary();
 }

@@ -27,18 +27,22 @@
  *     - commit = 1: advances the latents to step + 1 (scheduler update). commit = 0: a trial,
  *       the engine state must be left as it was (the same step comes again).
  *     - any non-OK status aborts the search and is returned (message in the context).
- *   Rows: with cfg = 1, rows [0, n_rows/2) are the conditional and [n_rows/2, n_rows) the
- *   unconditional pass of the same prompts, in the same order.
+ *   Rows: with cfg = 1 the rows are two halves of the same prompts in the same order, the
+ *   conditional half given by cond_half (as in attn.h).
  *
- * COMPUTING ONE HEAD: dfa_search_attn_fn; the default is dfa_search_ref_head (float64 loops over
- * the mask of mask.h); plug in the CPU reference of src/attn or a CUDA kernel through it.
+ * COMPUTING ATTENTION: dfa_search_attn_fn (every head of some rows under one window); the default
+ * is the CPU reference of src/attn (dfa_attn_run_heads); a CUDA engine plugs its kernel in here.
  *
- * CACHE SEMANTICS the plan must be run with (the attention layer must agree):
- *   - CACHE returns the head's output of the previous step (whatever method produced it); at
- *     step 0 it is not available.
+ * CACHE SEMANTICS: those of src/plan/plan.h and dfa_attn_run_heads (attn.h), which execute the
+ * plan; a test replays every searched plan through them and gets the search's trajectory bit for
+ * bit:
+ *   - CACHE returns the head's output of the previous step (= of the last step that computed
+ *     it); at step 0 it is not available.
  *   - ARROW_RS(w) returns ARROW(w) + R, R = FULL - ARROW(w) taken at the latest step at which
- *     this head (this row) ran FULL; until such a step it is not available.
- *   - V1 ASC: the unconditional rows copy the conditional rows' output of this layer. */
+ *     the head ran FULL; until such a step it is not available, and all ARROW_RS steps after
+ *     one refresh use one window (the search locks it at the first use).
+ *   - V1 ASC: the conditional half's rows are computed and copied to the other half (output,
+ *     and at a FULL step the refreshed residual too). */
 #ifndef DFA_PLAN_SEARCH_H
 #define DFA_PLAN_SEARCH_H
 
@@ -50,20 +54,23 @@
 #include "core/ctx.h"
 #include "plan/cost.h"
 #include "plan/mckp.h"
+#include "plan/plan.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Attention of head `head` of ONE row under window (< 0: FULL; >= 0: the ARROW/WINDOW band of
- * mask.h). q, k, v: the row's [N, n_heads, head_dim]; writes only head `head`'s
- * [N, head_dim] slice of out (same strides). */
-typedef dfa_status (*dfa_search_head_fn)(void *user, const dfa_attn_layout *layout, int n_heads, int head_dim,
-                                         int head, int window, const float *q, const float *k, const float *v,
+/* Attention of every head of n_rows rows under window (< 0: FULL; >= 0: the ARROW/WINDOW band
+ * of mask.h). q, k, v, out: [n_rows, N, n_heads, head_dim] f32 host, contiguous. */
+typedef dfa_status (*dfa_search_attn_fn)(void *user, const dfa_attn_layout *layout, int n_rows, int n_heads,
+                                         int head_dim, int window, const float *q, const float *k, const float *v,
                                          float *out);
 
-/* The built-in reference: plain float64 loops over dfa_mask_keep (user: a dfa_ctx * or NULL). */
-dfa_status dfa_search_ref_head(void *user, const dfa_attn_layout *layout, int n_heads, int head_dim, int head,
+/* The default: the attention CPU reference, dfa_attn_run_heads() (user: the dfa_ctx *). */
+dfa_status dfa_search_attn_cpu(void *user, const dfa_attn_layout *layout, int n_rows, int n_heads, int head_dim,
+                               int window, const float *q, const float *k, const float *v, float *out);
+/* An independent float64 reference: plain loops over dfa_mask_keep (user: a dfa_ctx * or NULL). */
+dfa_status dfa_search_attn_ref(void *user, const dfa_attn_layout *layout, int n_rows, int n_heads, int head_dim,
                                int window, const float *q, const float *k, const float *v, float *out);
 
 typedef dfa_status (*dfa_search_hook_fn)(void *hook_user, int layer, const float *q, const float *k,
@@ -73,8 +80,10 @@ typedef struct dfa_search_engine {
     void *user;
     int n_steps, n_layers, n_heads, head_dim;
     int n_rows;              /* rows per attention call: calibration prompts x (cfg ? 2 : 1) */
-    int cfg;                 /* 1: conditional rows then unconditional rows (see above) */
+    int cfg;                 /* 1: the rows are a CFG batch, two halves of the same prompts */
+    int cond_half;           /* with cfg: which half is conditional (diffusers [uncond, cond]: 1) */
     dfa_attn_layout layout;  /* token layout of every attention layer */
+    int grid_h, grid_w;      /* visual token grid (grid_h * grid_w = layout.n_vis), for the plan */
     size_t out_numel;        /* model output floats per step over all rows (V1's metric) */
     dfa_status (*run_step)(void *user, int step, int commit, dfa_search_hook_fn hook, void *hook_user,
                            float *model_out);
@@ -92,8 +101,8 @@ typedef struct dfa_search_opts {
     int n_cands;
     int v1_window;                /* V1 WA-RS window in tiles (< 0: dfa_search_v1_default_window) */
     const dfa_cost_table *cost;   /* NULL: dfa_cost_table_default */
-    dfa_search_head_fn head;      /* NULL: dfa_search_ref_head */
-    void *head_user;
+    dfa_search_attn_fn attn;      /* NULL: dfa_search_attn_cpu with the search's context */
+    void *attn_user;
     dfa_mckp_opts mckp;
     /* optional: called after each layer decision (progress bars, tests). V2 passes the knapsack
      * instance and its choice; V1 passes problem = NULL and choice = &strategy (dfa_search_v1_strategy). */
@@ -132,6 +141,12 @@ double dfa_search_plan_cost_fraction(const dfa_search_plan *p);
 /* V1's WA-RS window: 1/8 of the visual tokens as the band's full width, i.e. a half-width of
  * ceil(n_vis / 16 / block) tiles. */
 int dfa_search_v1_default_window(const dfa_attn_layout *l);
+
+/* The searched plan as a dfa_plan (plan.h) for the engine's model: layout, grid, steps, CFG,
+ * method set (from the candidates / V1's methods), delta, c, search name; family and config_id
+ * are copied from the arguments (may be NULL). The result is validated. */
+dfa_status dfa_search_plan_export(const dfa_search_plan *sp, const dfa_search_engine *eng, const dfa_search_opts *o,
+                                  int v1, const char *family, const char *config_id, dfa_plan *out, dfa_error *err);
 
 dfa_status dfa_search_v2(dfa_ctx *ctx, const dfa_search_engine *eng, const dfa_search_opts *o, dfa_search_plan *plan);
 dfa_status dfa_search_v1(dfa_ctx *ctx, const dfa_search_engine *eng, const dfa_search_opts *o, dfa_search_plan *plan);

@@ -4,20 +4,15 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "plan/metrics.h"
 
-dfa_status dfa_search_ref_head(void *user, const dfa_attn_layout *l, int n_heads, int head_dim, int head, int window,
-                               const float *q, const float *k, const float *v, float *out) {
-    dfa_ctx *ctx = user;
+static dfa_status ref_head(dfa_ctx *ctx, const dfa_attn_layout *l, int n_heads, int head_dim, int head, int window,
+                           const float *q, const float *k, const float *v, float *out, double *s) {
     const int N = dfa_layout_tokens(l), D = head_dim;
     const size_t rs = (size_t)n_heads * D;
-    double *s = malloc(sizeof(double) * ((size_t)N + D));
-    if (!s) {
-        if (ctx) DFA_CTX_FAIL(ctx, DFA_ERR_OOM, "search reference head: %d scores", N);
-        return DFA_ERR_OOM;
-    }
     double *acc = s + N;
     const double scale = 1.0 / sqrt((double)D);
     for (int i = 0; i < N; i++) {
@@ -44,8 +39,39 @@ dfa_status dfa_search_ref_head(void *user, const dfa_attn_layout *l, int n_heads
         float *oi = out + i * rs + (size_t)head * D;
         for (int d = 0; d < D; d++) oi[d] = (float)(acc[d] / sum);
     }
+    (void)ctx;
+    return DFA_OK;
+}
+
+dfa_status dfa_search_attn_ref(void *user, const dfa_attn_layout *l, int n_rows, int n_heads, int head_dim, int window,
+                               const float *q, const float *k, const float *v, float *out) {
+    dfa_ctx *ctx = user;
+    const int N = dfa_layout_tokens(l);
+    double *s = malloc(sizeof(double) * ((size_t)N + head_dim));
+    if (!s) {
+        if (ctx) DFA_CTX_FAIL(ctx, DFA_ERR_OOM, "search reference attention: %d scores", N);
+        return DFA_ERR_OOM;
+    }
+    const size_t row = (size_t)N * n_heads * head_dim;
+    for (int r = 0; r < n_rows; r++)
+        for (int h = 0; h < n_heads; h++)
+            ref_head(ctx, l, n_heads, head_dim, h, window, q + r * row, k + r * row, v + r * row, out + r * row, s);
     free(s);
     return DFA_OK;
+}
+
+dfa_status dfa_search_attn_cpu(void *user, const dfa_attn_layout *l, int n_rows, int n_heads, int head_dim, int window,
+                               const float *q, const float *k, const float *v, float *out) {
+    dfa_ctx *ctx = user;
+    enum { MAXH = 512 };
+    if (n_heads > MAXH) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search attention: %d heads, at most %d", n_heads, MAXH);
+    dfa_attn_head_exec heads[MAXH];
+    for (int h = 0; h < n_heads; h++)
+        heads[h] = (dfa_attn_head_exec){window < 0 ? DFA_ATTN_FULL : DFA_ATTN_ARROW, window, 0, 0, 0, NULL, NULL};
+    dfa_tensor tq = {DFA_F32, DFA_DEV_CPU, 4, {n_rows, dfa_layout_tokens(l), n_heads, head_dim}, (void *)q};
+    dfa_tensor tk = tq, tv = tq, to = tq;
+    tk.data = (void *)k, tv.data = (void *)v, to.data = out;
+    return dfa_attn_run_heads(ctx, l, &tq, &tk, &tv, &to, heads, 0, 0);
 }
 
 dfa_status dfa_search_plan_alloc(dfa_ctx *ctx, dfa_search_plan *p, int n_steps, int n_layers, int n_heads) {
@@ -120,6 +146,8 @@ static dfa_status check_engine(dfa_ctx *ctx, const dfa_search_engine *e, int nee
     if (dfa_layout_valid(&e->layout))
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search engine: layout invalid (n_vis=%d n_text=%d block=%d)",
                      e->layout.n_vis, e->layout.n_text, e->layout.block);
+    if (e->cfg && e->cond_half != 0 && e->cond_half != 1)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search engine: cond_half must be 0 or 1, got %d", e->cond_half);
     if (need_out_numel && e->out_numel == 0)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search engine: V1 needs the model output size (out_numel = 0)");
     return DFA_OK;
@@ -140,8 +168,8 @@ dfa_status search_state_init(search_state *st, dfa_ctx *ctx, const dfa_search_en
     if (o->cost) st->cost = *o->cost;
     else dfa_cost_table_default(&st->cost);
     if (st->cost.n < 1) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search: the cost table has no entries");
-    st->head = o->head ? o->head : dfa_search_ref_head;
-    st->head_user = o->head ? o->head_user : ctx;
+    st->attn = o->attn ? o->attn : dfa_search_attn_cpu;
+    st->attn_user = o->attn ? o->attn_user : ctx;
     st->R = eng->n_rows, st->N = dfa_layout_tokens(&eng->layout), st->H = eng->n_heads, st->D = eng->head_dim;
     st->L = eng->n_layers;
     st->row_elems = (size_t)st->N * st->H * st->D;
@@ -169,6 +197,9 @@ dfa_status search_state_init(search_state *st, dfa_ctx *ctx, const dfa_search_en
         for (int i = 0; i < st->n_rs; i++)
             DFA_TRY(alloc_f(st, st->layer_elems, "search residual cache", &st->resid[l * st->n_rs + i]));
     }
+    DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, sizeof(int32_t) * st->L * st->H, "search residual windows",
+                              (void **)&st->rs_lock));
+    for (int i = 0; i < st->L * st->H; i++) st->rs_lock[i] = -1;
     DFA_TRY(alloc_f(st, st->layer_elems, "search full output", &st->full));
     for (int i = 0; i < st->n_win; i++) DFA_TRY(alloc_f(st, st->layer_elems, "search arrow output", &st->arrow[i]));
     DFA_TRY(alloc_f(st, st->layer_elems, "search candidate scratch", &st->tmp));
@@ -186,6 +217,7 @@ void search_state_free(search_state *st) {
     dfa_ctx_mem_release(st->ctx, st->cache_valid);
     dfa_ctx_mem_release(st->ctx, st->resid);
     dfa_ctx_mem_release(st->ctx, st->resid_valid);
+    dfa_ctx_mem_release(st->ctx, st->rs_lock);
     dfa_ctx_mem_release(st->ctx, st->full);
     for (int i = 0; i < st->n_win; i++) dfa_ctx_mem_release(st->ctx, st->arrow[i]);
     dfa_ctx_mem_release(st->ctx, st->tmp);
@@ -213,18 +245,12 @@ dfa_status search_step_check(search_state *st, int step) {
 
 dfa_status search_compute(search_state *st, const float *q, const float *k, const float *v, int window, int r0,
                           int r1, float *dst) {
-    for (int r = r0; r < r1; r++) {
-        size_t off = (size_t)r * st->row_elems;
-        for (int h = 0; h < st->H; h++) {
-            dfa_status s = st->head(st->head_user, &st->eng->layout, st->H, st->D, h, window, q + off, k + off, v + off,
-                                    dst + off);
-            if (s != DFA_OK) {
-                dfa_error_wrap(&st->ctx->err, "search step %d: head %d of row %d (window %d)", st->step, h, r, window);
-                return s;
-            }
-        }
-    }
-    return DFA_OK;
+    if (r1 <= r0) return DFA_OK;
+    size_t off = (size_t)r0 * st->row_elems;
+    dfa_status s = st->attn(st->attn_user, &st->eng->layout, r1 - r0, st->H, st->D, window, q + off, k + off, v + off,
+                            dst + off);
+    if (s != DFA_OK) dfa_error_wrap(&st->ctx->err, "search step %d: rows %d..%d, window %d", st->step, r0, r1 - 1, window);
+    return s;
 }
 
 void search_copy_head(const search_state *st, float *dst, const float *src, int r, int h) {
@@ -256,4 +282,36 @@ double search_head_rse(const search_state *st, const float *ref, const float *ap
 
 double search_head_cost(const search_state *st, dfa_attn_method m, int window) {
     return dfa_cost_head_ns(&st->cost, &st->eng->layout, st->D, m, window);
+}
+
+dfa_status dfa_search_plan_export(const dfa_search_plan *sp, const dfa_search_engine *eng, const dfa_search_opts *o,
+                                  int v1, const char *family, const char *config_id, dfa_plan *out, dfa_error *err) {
+    if (sp->n_steps != eng->n_steps || sp->n_layers != eng->n_layers || sp->n_heads != eng->n_heads)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "search plan export: plan %d x %d x %d vs engine %d x %d x %d", sp->n_steps,
+                 sp->n_layers, sp->n_heads, eng->n_steps, eng->n_layers, eng->n_heads);
+    DFA_TRY(dfa_plan_init(out, &eng->layout, sp->n_steps, sp->n_layers, sp->n_heads, err));
+    if (family) snprintf(out->family, sizeof out->family, "%s", family);
+    if (config_id) snprintf(out->config_id, sizeof out->config_id, "%s", config_id);
+    out->grid_h = eng->grid_h, out->grid_w = eng->grid_w;
+    out->cfg = eng->cfg, out->cond_half = eng->cfg ? eng->cond_half : 0;
+    out->delta = o->delta, out->c = v1 ? 0 : o->c;
+    snprintf(out->search, sizeof out->search, "%s", v1 ? "v1" : "v2");
+    unsigned set = 0;
+    if (v1) {
+        set = DFA_PLAN_SET_CACHE | DFA_PLAN_SET_ARROW_RS | (eng->cfg ? DFA_PLAN_SET_ASC : 0);
+    } else {
+        for (int i = 0; i < o->n_cands; i++)
+            if (o->cands[i].method != DFA_ATTN_FULL) set |= 1u << o->cands[i].method;
+    }
+    out->method_set = set;
+    size_t sl = (size_t)sp->n_steps * sp->n_layers, n = sl * sp->n_heads;
+    for (size_t i = 0; i < sl; i++) out->asc[i] = sp->asc[i];
+    for (size_t i = 0; i < n; i++) {
+        out->method[i] = sp->method[i];
+        int m = sp->method[i];
+        out->window[i] = m == DFA_ATTN_ARROW || m == DFA_ATTN_ARROW_RS ? sp->window[i] : 0;
+    }
+    dfa_status s = dfa_plan_validate(out, "searched plan", err);
+    if (s) dfa_plan_free(out);
+    return s;
 }

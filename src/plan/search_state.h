@@ -13,8 +13,8 @@ typedef struct search_state {
     const dfa_search_opts *o;
     dfa_search_plan *plan;
     dfa_cost_table cost;
-    dfa_search_head_fn head;
-    void *head_user;
+    dfa_search_attn_fn attn;
+    void *attn_user;
     int R, N, H, D, L;
     size_t row_elems, layer_elems;
     int n_win, win[SEARCH_MAX_WIN]; /* distinct windows whose ARROW output a layer needs */
@@ -26,6 +26,7 @@ typedef struct search_state {
     float *full;            /* scratch: the layer's FULL output */
     float *arrow[SEARCH_MAX_WIN]; /* scratch: ARROW(win[i]) output */
     float *tmp;             /* scratch: one candidate's output [R, N, H, D] */
+    int32_t *rs_lock;       /* [L * H] V2: window of the ARROW_RS steps since the last refresh, -1 none */
     int step, next_layer;   /* the hook-order check */
 } search_state;
 
@@ -39,7 +40,7 @@ dfa_status search_hook_enter(search_state *st, int layer);
 /* After run_step: every layer was called. */
 dfa_status search_step_check(search_state *st, int step);
 
-/* Compute window (< 0: FULL) for rows [r0, r1), every head, into dst [R, N, H, D]. */
+/* Compute window (< 0: FULL) for rows [r0, r1), every head, into rows [r0, r1) of dst [R, N, H, D]. */
 dfa_status search_compute(search_state *st, const float *q, const float *k, const float *v, int window, int r0,
                           int r1, float *dst);
 int search_win_index(const search_state *st, int window);

@@ -24,32 +24,45 @@ static int is_asc(int s) {
     return s == DFA_V1_ASC || s == DFA_V1_WARS_ASC;
 }
 
+/* Rows a strategy computes: all, or under ASC the conditional half. */
+static void computed_rows(const search_state *st, int sg, int *r0, int *r1) {
+    int half = st->R / 2;
+    *r0 = is_asc(sg) ? st->eng->cond_half * half : 0;
+    *r1 = is_asc(sg) ? *r0 + half : st->R;
+}
+
 static dfa_status v1_hook(void *user, int layer, const float *q, const float *k, const float *v, float *out) {
     v1_run *run = user;
     search_state *st = &run->st;
     DFA_TRY(search_hook_enter(st, layer));
     const int R = st->R, H = st->H, sg = run->strat[layer];
-    const int r1 = is_asc(sg) ? R / 2 : R;
-    const size_t re = st->row_elems;
+    int r0, r1;
+    computed_rows(st, sg, &r0, &r1);
+    const size_t re = st->row_elems, b0 = re * r0, nb = re * (r1 - r0);
+    float *res = st->resid[layer * st->n_rs];
     switch (sg) {
     case DFA_V1_NONE:
     case DFA_V1_ASC:
-        DFA_TRY(search_compute(st, q, k, v, -1, 0, r1, st->full));
-        memcpy(out, st->full, sizeof(float) * re * r1);
+        DFA_TRY(search_compute(st, q, k, v, -1, r0, r1, st->full));
+        memcpy(out + b0, st->full + b0, sizeof(float) * nb);
         if (run->commit) { /* a FULL step refreshes the WA-RS residual of the rows it computed */
-            DFA_TRY(search_compute(st, q, k, v, run->window, 0, r1, st->arrow[0]));
-            for (int r = 0; r < r1; r++)
+            DFA_TRY(search_compute(st, q, k, v, run->window, r0, r1, st->arrow[0]));
+            for (int r = r0; r < r1; r++)
                 for (int h = 0; h < H; h++) search_refresh_resid(st, layer, 0, r, h);
+            if (is_asc(sg)) { /* ... and under ASC the other half gets a copy (attn.h) */
+                size_t other = b0 ? 0 : nb;
+                memcpy(res + other, res + b0, sizeof(float) * nb);
+                for (int r = 0; r < R; r++)
+                    for (int h = 0; h < H; h++) *search_resid_valid(st, layer, 0, r, h) = 1;
+            }
         }
         break;
     case DFA_V1_AST: memcpy(out, st->cache[layer], sizeof(float) * st->layer_elems); break;
-    default: { /* WA-RS, WA-RS + ASC */
-        DFA_TRY(search_compute(st, q, k, v, run->window, 0, r1, st->arrow[0]));
-        const float *res = st->resid[layer * st->n_rs];
-        for (size_t x = 0; x < re * r1; x++) out[x] = st->arrow[0][x] + res[x];
+    default: /* WA-RS, WA-RS + ASC */
+        DFA_TRY(search_compute(st, q, k, v, run->window, r0, r1, st->arrow[0]));
+        for (size_t x = b0; x < b0 + nb; x++) out[x] = st->arrow[0][x] + res[x];
     }
-    }
-    if (is_asc(sg)) memcpy(out + re * r1, out, sizeof(float) * re * (R - r1));
+    if (is_asc(sg)) memcpy(out + (b0 ? 0 : nb), out + b0, sizeof(float) * nb);
     if (run->commit) {
         memcpy(st->cache[layer], out, sizeof(float) * st->layer_elems);
         st->cache_valid[layer] = 1;
@@ -62,8 +75,9 @@ static int available(v1_run *run, int layer, int sg) {
     if (is_asc(sg) && !st->eng->cfg) return 0;
     if (sg == DFA_V1_AST) return st->cache_valid[layer];
     if (sg == DFA_V1_WARS || sg == DFA_V1_WARS_ASC) {
-        int r1 = is_asc(sg) ? st->R / 2 : st->R;
-        for (int r = 0; r < r1; r++)
+        int r0, r1;
+        computed_rows(st, sg, &r0, &r1);
+        for (int r = r0; r < r1; r++)
             for (int h = 0; h < st->H; h++)
                 if (!*search_resid_valid(st, layer, 0, r, h)) return 0;
     }

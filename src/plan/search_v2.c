@@ -48,6 +48,8 @@ static int cand_available(v2_run *run, int layer, int c, int h) {
     const dfa_search_cand *cd = &run->cands[c];
     if (cd->method == DFA_ATTN_CACHE) return st->cache_valid[layer];
     if (cd->method == DFA_ATTN_ARROW_RS) {
+        int lock = st->rs_lock[layer * st->H + h];
+        if (lock >= 0 && lock != cd->window) return 0; /* one window per refresh (plan.h) */
         int i = search_rs_index(st, cd->window);
         for (int r = 0; r < st->R; r++)
             if (!*search_resid_valid(st, layer, i, r, h)) return 0;
@@ -89,9 +91,13 @@ static dfa_status v2_hook(void *user, int layer, const float *q, const float *k,
         cand_output(run, layer, run->choice[h], h, out);
         st->plan->method[sl * H + h] = (uint8_t)cd->method;
         st->plan->window[sl * H + h] = cd->method == DFA_ATTN_ARROW || cd->method == DFA_ATTN_ARROW_RS ? cd->window : -1;
-        if (cd->method == DFA_ATTN_FULL)
+        if (cd->method == DFA_ATTN_FULL) {
             for (int i = 0; i < st->n_rs; i++)
                 for (int r = 0; r < R; r++) search_refresh_resid(st, layer, i, r, h);
+            st->rs_lock[layer * H + h] = -1;
+        } else if (cd->method == DFA_ATTN_ARROW_RS) {
+            st->rs_lock[layer * H + h] = cd->window;
+        }
     }
     st->plan->influence[sl] = sol.influence;
     st->plan->cost_ns[sl] = sol.cost;
@@ -137,6 +143,12 @@ dfa_status dfa_search_v2(dfa_ctx *ctx, const dfa_search_engine *eng, const dfa_s
         if (run.cands[c].method == DFA_ATTN_ARROW_RS) rs[nr++] = run.cands[c].window;
     }
     dfa_status s = search_state_init(&run.st, ctx, eng, o, plan, wins, nw, rs, nr, 0);
+    for (int c = 1; !s && c < run.n_cands; c++)
+        if (run.cands[c].window > dfa_mask_full_window(&eng->layout))
+            s = DFA_SET(&ctx->err, DFA_ERR_INVALID_ARG,
+                        "search v2: candidate %s window %d is beyond the full band %d (%d visual tiles)",
+                        dfa_attn_method_name(run.cands[c].method), run.cands[c].window,
+                        dfa_mask_full_window(&eng->layout), dfa_mask_full_window(&eng->layout) + 1);
     size_t hc = (size_t)eng->n_heads * run.n_cands;
     if (!s) s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, hc * sizeof(double), "search v2 costs", (void **)&run.cost);
     if (!s) s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, hc * sizeof(double), "search v2 influences", (void **)&run.infl);
