@@ -220,6 +220,14 @@ static void test_v2_monotone(void) {
         dfa_search_plan_free(ctx, &p);
     }
     CHECK(m.instances == 6 * 3 * LL);
+    fake f;
+    fake_init(&f, 1, 2, 0);
+    dfa_search_engine e = fake_engine(&f);
+    dfa_search_opts o = v2_opts(0.1, 0); /* windows 1, 3, 7 (1 also ARROW_RS): 3 arrow buffers, 1 residual */
+    size_t layer = (size_t)PP * NN * HH * DD * 4;
+    CHECK(dfa_search_host_bytes(&e, &o, 0) == layer * (LL * 2 + 2 + 3));
+    CHECK(dfa_search_host_bytes(&e, &o, 1) == layer * (LL * 2 + 2 + 1));
+    free(f.log);
     CHECK(m.violations == 0 && m.bad_choice == 0);
     dfa_ctx_free(ctx);
 }

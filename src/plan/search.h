@@ -148,6 +148,10 @@ int dfa_search_v1_default_window(const dfa_attn_layout *l);
 dfa_status dfa_search_plan_export(const dfa_search_plan *sp, const dfa_search_engine *eng, const dfa_search_opts *o,
                                   int v1, const char *family, const char *config_id, dfa_plan *out, dfa_error *err);
 
+/* Host bytes the search's caches and scratch will hold (f32): for refusing a too-large search
+ * before it starts. v1: V1's single WA-RS window; else the V2 candidates of o. */
+size_t dfa_search_host_bytes(const dfa_search_engine *eng, const dfa_search_opts *o, int v1);
+
 dfa_status dfa_search_v2(dfa_ctx *ctx, const dfa_search_engine *eng, const dfa_search_opts *o, dfa_search_plan *plan);
 dfa_status dfa_search_v1(dfa_ctx *ctx, const dfa_search_engine *eng, const dfa_search_opts *o, dfa_search_plan *plan);
 

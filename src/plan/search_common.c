@@ -315,3 +315,20 @@ dfa_status dfa_search_plan_export(const dfa_search_plan *sp, const dfa_search_en
     if (s) dfa_plan_free(out);
     return s;
 }
+
+size_t dfa_search_host_bytes(const dfa_search_engine *eng, const dfa_search_opts *o, int v1) {
+    int wins[64], n_win = 0, n_rs = 0;
+    if (v1) {
+        n_win = n_rs = 1;
+    } else {
+        for (int i = 0; i < o->n_cands && i < 64; i++) {
+            int m = o->cands[i].method, seen = 0;
+            if (m != DFA_ATTN_ARROW && m != DFA_ATTN_ARROW_RS) continue;
+            n_rs += m == DFA_ATTN_ARROW_RS;
+            for (int j = 0; j < n_win; j++) seen |= wins[j] == o->cands[i].window;
+            if (!seen) wins[n_win++] = o->cands[i].window;
+        }
+    }
+    size_t layer = (size_t)eng->n_rows * dfa_layout_tokens(&eng->layout) * eng->n_heads * eng->head_dim * sizeof(float);
+    return layer * ((size_t)eng->n_layers * (1 + n_rs) + 2 + n_win);
+}
