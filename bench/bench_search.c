@@ -49,7 +49,7 @@ static void fill(float *p, size_t n, float scale, unsigned long long *s) {
     }
 }
 
-static dfa_status run_step(void *user, int step, int commit, dfa_search_hook_fn hook, void *hu, float *model_out) {
+static dfa_status run_step(void *user, int step, int commit, dfa_search_hook_fn hook, void *hu, void *model_out) {
     synth *S = user;
     if (step != S->cur) return DFA_ERR_INVALID_ARG;
     const int M = S->R * S->N;
@@ -78,7 +78,7 @@ static dfa_status run_step(void *user, int step, int commit, dfa_search_hook_fn 
 }
 
 /* The floor's attention: every head FULL through the same CPU reference the search uses. */
-static dfa_status full_hook(void *user, int layer, const float *q, const float *k, const float *v, float *out) {
+static dfa_status full_hook(void *user, int layer, const void *q, const void *k, const void *v, void *out) {
     synth *S = user;
     (void)layer;
     return dfa_search_attn_cpu(S->ctx, &S->lay, S->R, H, D, -1, q, k, v, out);

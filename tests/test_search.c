@@ -51,7 +51,7 @@ static void matmul(const float *a, const float *w, float *out, int rows) { /* ou
         }
 }
 
-static dfa_status fake_run_step(void *user, int step, int commit, dfa_search_hook_fn hook, void *hu, float *model_out) {
+static dfa_status fake_run_step(void *user, int step, int commit, dfa_search_hook_fn hook, void *hu, void *model_out) {
     fake *f = user;
     f->calls++;
     if (step != f->cur_step || step == f->fail_step) return DFA_ERR_INVALID_ARG;
@@ -241,8 +241,10 @@ typedef struct replay {
     float resid[LL][PP * NN * CC]; /* one ARROW_RS window in CANDS: 1 */
 } replay;
 
-static dfa_status replay_hook(void *user, int layer, const float *q, const float *k, const float *v, float *out) {
+static dfa_status replay_hook(void *user, int layer, const void *qv, const void *kv, const void *vv, void *outv) {
     replay *rp = user;
+    const float *q = qv, *k = kv, *v = vv;
+    float *out = outv;
     static float full[NN * CC], arr[NN * CC];
     for (int r = 0; r < PP; r++) {
         size_t off = (size_t)r * NN * CC;
@@ -274,7 +276,10 @@ static void test_v2_replay(void) {
     int cache_after_computed = 0, rs_after_refresh = 0, compressed = 0;
     for (int set = 0; set < 3; set++) {
         dfa_search_opts o = v2_opts(set == 2 ? 0.5 : 0.4, set == 2 ? 2.0 : 0);
-        o.attn = dfa_search_attn_ref; /* the hand replay computes with the float64 reference */
+        dfa_search_backend be; /* the hand replay computes with the float64 reference */
+        dfa_search_backend_cpu(ctx, &be);
+        be.attn = dfa_search_attn_ref;
+        o.backend = &be;
         if (set < 2) o.cands = few + 1 - set, o.n_cands = 1 + set; /* {CACHE}, {ARROW_RS(1), CACHE} */
         dfa_search_plan p;
         fake f, g;
@@ -397,6 +402,13 @@ static void test_contract_and_options(void) {
     CHECK(dfa_search_v2(ctx, &e, &o, &p) == DFA_ERR_INVALID_ARG);
     CHECKF(strstr(dfa_ctx_error(ctx), "even number of rows") != NULL, "%s", dfa_ctx_error(ctx));
     e = fake_engine(&f);
+    dfa_search_backend be;
+    dfa_search_backend_cpu(ctx, &be);
+    be.rse = NULL;
+    o.backend = &be;
+    CHECK(dfa_search_v2(ctx, &e, &o, &p) == DFA_ERR_INVALID_ARG);
+    CHECKF(strstr(dfa_ctx_error(ctx), "backend lacks") != NULL, "%s", dfa_ctx_error(ctx));
+    o.backend = NULL;
     e.out_numel = 0;
     CHECK(dfa_search_v1(ctx, &e, &o, &p) == DFA_ERR_INVALID_ARG);
     free(f.log);
@@ -450,7 +462,7 @@ typedef struct exec_run {
     int step;
 } exec_run;
 
-static dfa_status exec_hook(void *user, int layer, const float *q, const float *k, const float *v, float *out) {
+static dfa_status exec_hook(void *user, int layer, const void *q, const void *k, const void *v, void *out) {
     exec_run *x = user;
     if (layer == 0) DFA_TRY(dfa_attn_begin_step(x->ctx, x->step));
     int R = dfa_attn_plan(x->ctx)->cfg ? 2 * PP : PP;

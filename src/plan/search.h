@@ -19,19 +19,21 @@
  *       rows from the engine's current latents;
  *     - at every attention layer l = 0 .. n_layers-1, in forward order, exactly once, it calls
  *       hook(hook_user, l, q, k, v, out) with that layer's attention inputs q, k, v
- *       [n_rows, N, n_heads, head_dim] f32 host, contiguous, exactly as the attention would
- *       consume them (after norms and RoPE), and uses `out` (same shape, filled completely by the
- *       hook) as the attention output; it runs no attention of its own for that layer;
- *     - writes the step's model output (out_numel floats over all rows, before the scheduler
- *       update) to model_out when model_out is not NULL;
+ *       [n_rows, N, n_heads, head_dim], contiguous, in the backend's memory and element type
+ *       (f32 host with the default CPU backend), exactly as the attention would consume them
+ *       (after norms and RoPE), and uses `out` (same shape, filled completely by the hook) as
+ *       the attention output; it runs no attention of its own for that layer;
+ *     - writes the step's model output (out_numel elements over all rows, before the scheduler
+ *       update, in the backend's memory) to model_out when model_out is not NULL;
  *     - commit = 1: advances the latents to step + 1 (scheduler update). commit = 0: a trial,
  *       the engine state must be left as it was (the same step comes again).
  *     - any non-OK status aborts the search and is returned (message in the context).
  *   Rows: with cfg = 1 the rows are two halves of the same prompts in the same order, the
  *   conditional half given by cond_half (as in attn.h).
  *
- * COMPUTING ATTENTION: dfa_search_attn_fn (every head of some rows under one window); the default
- * is the CPU reference of src/attn (dfa_attn_run_heads); a CUDA engine plugs its kernel in here.
+ * BACKEND: dfa_search_backend (buffers, attention under one window, head-wise compose, metrics);
+ * the default is f32 host memory with the CPU reference of src/attn (dfa_attn_run_heads); a CUDA
+ * engine supplies a device backend so that the search runs where the model runs.
  *
  * CACHE SEMANTICS: those of src/plan/plan.h and dfa_attn_run_heads (attn.h), which execute the
  * plan; a test replays every searched plan through them and gets the search's trajectory bit for
@@ -61,20 +63,53 @@ extern "C" {
 #endif
 
 /* Attention of every head of n_rows rows under window (< 0: FULL; >= 0: the ARROW/WINDOW band
- * of mask.h). q, k, v, out: [n_rows, N, n_heads, head_dim] f32 host, contiguous. */
+ * of mask.h). q, k, v, out: [n_rows, N, n_heads, head_dim], contiguous, in the backend's memory
+ * and element type (f32 host for the CPU backend). */
 typedef dfa_status (*dfa_search_attn_fn)(void *user, const dfa_attn_layout *layout, int n_rows, int n_heads,
-                                         int head_dim, int window, const float *q, const float *k, const float *v,
-                                         float *out);
+                                         int head_dim, int window, const void *q, const void *k, const void *v,
+                                         void *out);
 
-/* The default: the attention CPU reference, dfa_attn_run_heads() (user: the dfa_ctx *). */
+/* The CPU reference, dfa_attn_run_heads() on f32 host tensors (user: the dfa_ctx *). */
 dfa_status dfa_search_attn_cpu(void *user, const dfa_attn_layout *layout, int n_rows, int n_heads, int head_dim,
-                               int window, const float *q, const float *k, const float *v, float *out);
+                               int window, const void *q, const void *k, const void *v, void *out);
 /* An independent float64 reference: plain loops over dfa_mask_keep (user: a dfa_ctx * or NULL). */
 dfa_status dfa_search_attn_ref(void *user, const dfa_attn_layout *layout, int n_rows, int n_heads, int head_dim,
-                               int window, const float *q, const float *k, const float *v, float *out);
+                               int window, const void *q, const void *k, const void *v, void *out);
 
-typedef dfa_status (*dfa_search_hook_fn)(void *hook_user, int layer, const float *q, const float *k,
-                                         const float *v, float *out);
+typedef dfa_status (*dfa_search_hook_fn)(void *hook_user, int layer, const void *q, const void *k, const void *v,
+                                         void *out);
+
+/* Shape of a layer buffer: [rows, tokens, heads, head_dim], contiguous. */
+typedef struct dfa_search_shape {
+    int rows, tokens, heads, head_dim;
+} dfa_search_shape;
+
+/* BACKEND: where the search keeps its buffers and how it computes on them. Everything the
+ * searches touch (q, k, v, out from the engine, caches, residuals, scratch, V1's model outputs)
+ * lives in the backend's memory with elements of elem_size bytes; only per-head metric values
+ * come back to the host. dfa_search_backend_cpu() is f32 host memory; a CUDA backend keeps
+ * everything on the device (the search then never copies a layer to the host). */
+typedef struct dfa_search_backend {
+    void *user;
+    size_t elem_size;
+    /* zero-filled buffer of `bytes`; `what` names it in errors */
+    dfa_status (*alloc)(void *user, size_t bytes, const char *what, void **out);
+    void (*release)(void *user, void *p); /* NULL p: no-op */
+    dfa_search_attn_fn attn;
+    /* head `head` of rows [r0, r1) of [rows, tokens, heads, head_dim] buffers:
+     * sign 0: dst = a;  +1: dst = a + b;  -1: dst = a - b */
+    dfa_status (*head_op)(void *user, const dfa_search_shape *s, int head, int r0, int r1, void *dst, const void *a,
+                          const void *b, int sign);
+    /* dst = src over n elements (element offsets are applied by the caller: p + i * elem_size) */
+    dfa_status (*copy)(void *user, void *dst, const void *src, size_t n);
+    /* out[r * heads + h] = V2 RSE (metrics.h) of head h of row r, approx against ref, every row and head */
+    dfa_status (*rse)(void *user, const dfa_search_shape *s, const void *ref, const void *approx, double *out);
+    /* V1 mean relative absolute error (metrics.h, eps 1e-6) over n elements */
+    dfa_status (*mrae)(void *user, const void *ref, const void *approx, size_t n, double *out);
+} dfa_search_backend;
+
+/* The CPU backend: f32 host memory owned by ctx, attention by dfa_search_attn_cpu. */
+void dfa_search_backend_cpu(dfa_ctx *ctx, dfa_search_backend *b);
 
 typedef struct dfa_search_engine {
     void *user;
@@ -84,9 +119,9 @@ typedef struct dfa_search_engine {
     int cond_half;           /* with cfg: which half is conditional (diffusers [uncond, cond]: 1) */
     dfa_attn_layout layout;  /* token layout of every attention layer */
     int grid_h, grid_w;      /* visual token grid (grid_h * grid_w = layout.n_vis), for the plan */
-    size_t out_numel;        /* model output floats per step over all rows (V1's metric) */
+    size_t out_numel;        /* model output elements per step over all rows (V1's metric) */
     dfa_status (*run_step)(void *user, int step, int commit, dfa_search_hook_fn hook, void *hook_user,
-                           float *model_out);
+                           void *model_out);
 } dfa_search_engine;
 
 typedef struct dfa_search_cand {
@@ -101,8 +136,7 @@ typedef struct dfa_search_opts {
     int n_cands;
     int v1_window;                /* V1 WA-RS window in tiles (< 0: dfa_search_v1_default_window) */
     const dfa_cost_table *cost;   /* NULL: dfa_cost_table_default */
-    dfa_search_attn_fn attn;      /* NULL: dfa_search_attn_cpu with the search's context */
-    void *attn_user;
+    const dfa_search_backend *backend; /* NULL: dfa_search_backend_cpu over the search's context */
     dfa_mckp_opts mckp;
     /* optional: called after each layer decision (progress bars, tests). V2 passes the knapsack
      * instance and its choice; V1 passes problem = NULL and choice = &strategy (dfa_search_v1_strategy). */

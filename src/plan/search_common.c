@@ -1,5 +1,5 @@
-/* search_common.c - state shared by the V1 and V2 plan searches, the float64 reference head,
- * the plan result. */
+/* search_common.c - state shared by the V1 and V2 plan searches (buffers in the backend's
+ * memory), the plan result and its export to a dfa_plan. */
 #include "plan/search_state.h"
 
 #include <math.h>
@@ -7,72 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "plan/metrics.h"
-
-static dfa_status ref_head(dfa_ctx *ctx, const dfa_attn_layout *l, int n_heads, int head_dim, int head, int window,
-                           const float *q, const float *k, const float *v, float *out, double *s) {
-    const int N = dfa_layout_tokens(l), D = head_dim;
-    const size_t rs = (size_t)n_heads * D;
-    double *acc = s + N;
-    const double scale = 1.0 / sqrt((double)D);
-    for (int i = 0; i < N; i++) {
-        const float *qi = q + i * rs + (size_t)head * D;
-        double m = -INFINITY;
-        for (int j = 0; j < N; j++) {
-            s[j] = -INFINITY;
-            if (!dfa_mask_keep(l, window, i, j)) continue;
-            const float *kj = k + j * rs + (size_t)head * D;
-            double a = 0;
-            for (int d = 0; d < D; d++) a += (double)qi[d] * kj[d];
-            s[j] = a * scale;
-            if (s[j] > m) m = s[j];
-        }
-        double sum = 0;
-        for (int d = 0; d < D; d++) acc[d] = 0;
-        for (int j = 0; j < N; j++) {
-            if (s[j] == -INFINITY) continue;
-            double p = exp(s[j] - m);
-            sum += p;
-            const float *vj = v + j * rs + (size_t)head * D;
-            for (int d = 0; d < D; d++) acc[d] += p * vj[d];
-        }
-        float *oi = out + i * rs + (size_t)head * D;
-        for (int d = 0; d < D; d++) oi[d] = (float)(acc[d] / sum);
-    }
-    (void)ctx;
-    return DFA_OK;
-}
-
-dfa_status dfa_search_attn_ref(void *user, const dfa_attn_layout *l, int n_rows, int n_heads, int head_dim, int window,
-                               const float *q, const float *k, const float *v, float *out) {
-    dfa_ctx *ctx = user;
-    const int N = dfa_layout_tokens(l);
-    double *s = malloc(sizeof(double) * ((size_t)N + head_dim));
-    if (!s) {
-        if (ctx) DFA_CTX_FAIL(ctx, DFA_ERR_OOM, "search reference attention: %d scores", N);
-        return DFA_ERR_OOM;
-    }
-    const size_t row = (size_t)N * n_heads * head_dim;
-    for (int r = 0; r < n_rows; r++)
-        for (int h = 0; h < n_heads; h++)
-            ref_head(ctx, l, n_heads, head_dim, h, window, q + r * row, k + r * row, v + r * row, out + r * row, s);
-    free(s);
-    return DFA_OK;
-}
-
-dfa_status dfa_search_attn_cpu(void *user, const dfa_attn_layout *l, int n_rows, int n_heads, int head_dim, int window,
-                               const float *q, const float *k, const float *v, float *out) {
-    dfa_ctx *ctx = user;
-    enum { MAXH = 512 };
-    if (n_heads > MAXH) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search attention: %d heads, at most %d", n_heads, MAXH);
-    dfa_attn_head_exec heads[MAXH];
-    for (int h = 0; h < n_heads; h++)
-        heads[h] = (dfa_attn_head_exec){window < 0 ? DFA_ATTN_FULL : DFA_ATTN_ARROW, window, 0, 0, 0, NULL, NULL};
-    dfa_tensor tq = {DFA_F32, DFA_DEV_CPU, 4, {n_rows, dfa_layout_tokens(l), n_heads, head_dim}, (void *)q};
-    dfa_tensor tk = tq, tv = tq, to = tq;
-    tk.data = (void *)k, tv.data = (void *)v, to.data = out;
-    return dfa_attn_run_heads(ctx, l, &tq, &tk, &tv, &to, heads, 0, 0);
-}
 
 dfa_status dfa_search_plan_alloc(dfa_ctx *ctx, dfa_search_plan *p, int n_steps, int n_layers, int n_heads) {
     memset(p, 0, sizeof *p);
@@ -153,8 +87,11 @@ static dfa_status check_engine(dfa_ctx *ctx, const dfa_search_engine *e, int nee
     return DFA_OK;
 }
 
-static dfa_status alloc_f(search_state *st, size_t n, const char *what, float **out) {
-    return dfa_ctx_mem_alloc(st->ctx, DFA_DEV_CPU, n * sizeof(float), what, (void **)out);
+static dfa_status alloc_b(search_state *st, size_t elems, const char *what, void **out) {
+    *out = NULL;
+    dfa_status s = st->be.alloc(st->be.user, elems * st->be.elem_size, what, out);
+    if (s) dfa_error_wrap(&st->ctx->err, "search: %s (%zu elements)", what, elems);
+    return s;
 }
 
 dfa_status search_state_init(search_state *st, dfa_ctx *ctx, const dfa_search_engine *eng, const dfa_search_opts *o,
@@ -168,10 +105,14 @@ dfa_status search_state_init(search_state *st, dfa_ctx *ctx, const dfa_search_en
     if (o->cost) st->cost = *o->cost;
     else dfa_cost_table_default(&st->cost);
     if (st->cost.n < 1) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search: the cost table has no entries");
-    st->attn = o->attn ? o->attn : dfa_search_attn_cpu;
-    st->attn_user = o->attn ? o->attn_user : ctx;
+    if (o->backend) st->be = *o->backend;
+    else dfa_search_backend_cpu(ctx, &st->be);
+    const dfa_search_backend *b = &st->be;
+    if (!b->alloc || !b->release || !b->attn || !b->head_op || !b->copy || !b->rse || !b->mrae || b->elem_size < 1)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search: the backend lacks a function or an element size");
     st->R = eng->n_rows, st->N = dfa_layout_tokens(&eng->layout), st->H = eng->n_heads, st->D = eng->head_dim;
     st->L = eng->n_layers;
+    st->shape = (dfa_search_shape){st->R, st->N, st->H, st->D};
     st->row_elems = (size_t)st->N * st->H * st->D;
     st->layer_elems = st->row_elems * st->R;
     for (int i = 0; i < n_wins; i++)
@@ -184,43 +125,47 @@ dfa_status search_state_init(search_state *st, dfa_ctx *ctx, const dfa_search_en
     DFA_TRY(dfa_search_plan_alloc(ctx, plan, eng->n_steps, st->L, st->H));
     size_t nv = (size_t)st->L * (st->n_rs ? st->n_rs : 1) * st->R * st->H;
     size_t nres = (size_t)st->L * (st->n_rs ? st->n_rs : 1);
-    DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, sizeof(float *) * st->L, "search caches", (void **)&st->cache));
-    memset(st->cache, 0, sizeof(float *) * st->L);
-    DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, sizeof(float *) * nres, "search residuals", (void **)&st->resid));
-    memset(st->resid, 0, sizeof(float *) * nres);
+    DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, sizeof(void *) * st->L, "search caches", (void **)&st->cache));
+    memset(st->cache, 0, sizeof(void *) * st->L);
+    DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, sizeof(void *) * nres, "search residuals", (void **)&st->resid));
+    memset(st->resid, 0, sizeof(void *) * nres);
     DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, (size_t)st->L, "search cache flags", (void **)&st->cache_valid));
     memset(st->cache_valid, 0, (size_t)st->L);
     DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, nv, "search residual flags", (void **)&st->resid_valid));
     memset(st->resid_valid, 0, nv);
-    for (int l = 0; l < st->L; l++) {
-        DFA_TRY(alloc_f(st, st->layer_elems, "search layer output cache", &st->cache[l]));
-        for (int i = 0; i < st->n_rs; i++)
-            DFA_TRY(alloc_f(st, st->layer_elems, "search residual cache", &st->resid[l * st->n_rs + i]));
-    }
     DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, sizeof(int32_t) * st->L * st->H, "search residual windows",
                               (void **)&st->rs_lock));
     for (int i = 0; i < st->L * st->H; i++) st->rs_lock[i] = -1;
-    DFA_TRY(alloc_f(st, st->layer_elems, "search full output", &st->full));
-    for (int i = 0; i < st->n_win; i++) DFA_TRY(alloc_f(st, st->layer_elems, "search arrow output", &st->arrow[i]));
-    DFA_TRY(alloc_f(st, st->layer_elems, "search candidate scratch", &st->tmp));
+    DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, sizeof(double) * st->R * st->H, "search metrics", (void **)&st->rse));
+    for (int l = 0; l < st->L; l++) {
+        DFA_TRY(alloc_b(st, st->layer_elems, "search layer output cache", &st->cache[l]));
+        for (int i = 0; i < st->n_rs; i++)
+            DFA_TRY(alloc_b(st, st->layer_elems, "search residual cache", &st->resid[l * st->n_rs + i]));
+    }
+    DFA_TRY(alloc_b(st, st->layer_elems, "search full output", &st->full));
+    for (int i = 0; i < st->n_win; i++) DFA_TRY(alloc_b(st, st->layer_elems, "search arrow output", &st->arrow[i]));
+    DFA_TRY(alloc_b(st, st->layer_elems, "search candidate scratch", &st->tmp));
     st->plan->full_cost_ns = search_head_cost(st, DFA_ATTN_FULL, -1) * st->R * st->H;
     return DFA_OK;
 }
 
 void search_state_free(search_state *st) {
     if (!st->ctx) return;
-    if (st->cache)
-        for (int l = 0; l < st->L; l++) dfa_ctx_mem_release(st->ctx, st->cache[l]);
-    if (st->resid)
-        for (int i = 0; i < st->L * st->n_rs; i++) dfa_ctx_mem_release(st->ctx, st->resid[i]);
+    if (st->be.release) {
+        if (st->cache)
+            for (int l = 0; l < st->L; l++) st->be.release(st->be.user, st->cache[l]);
+        if (st->resid)
+            for (int i = 0; i < st->L * st->n_rs; i++) st->be.release(st->be.user, st->resid[i]);
+        st->be.release(st->be.user, st->full);
+        for (int i = 0; i < st->n_win; i++) st->be.release(st->be.user, st->arrow[i]);
+        st->be.release(st->be.user, st->tmp);
+    }
     dfa_ctx_mem_release(st->ctx, st->cache);
     dfa_ctx_mem_release(st->ctx, st->cache_valid);
     dfa_ctx_mem_release(st->ctx, st->resid);
     dfa_ctx_mem_release(st->ctx, st->resid_valid);
     dfa_ctx_mem_release(st->ctx, st->rs_lock);
-    dfa_ctx_mem_release(st->ctx, st->full);
-    for (int i = 0; i < st->n_win; i++) dfa_ctx_mem_release(st->ctx, st->arrow[i]);
-    dfa_ctx_mem_release(st->ctx, st->tmp);
+    dfa_ctx_mem_release(st->ctx, st->rse);
     st->ctx = NULL;
 }
 
@@ -243,41 +188,48 @@ dfa_status search_step_check(search_state *st, int step) {
     return DFA_OK;
 }
 
-dfa_status search_compute(search_state *st, const float *q, const float *k, const float *v, int window, int r0,
-                          int r1, float *dst) {
+static dfa_status be_check(search_state *st, dfa_status s, const char *what) {
+    if (s != DFA_OK) dfa_error_wrap(&st->ctx->err, "search step %d: %s", st->step, what);
+    return s;
+}
+
+dfa_status search_compute(search_state *st, const void *q, const void *k, const void *v, int window, int r0, int r1,
+                          void *dst) {
     if (r1 <= r0) return DFA_OK;
     size_t off = (size_t)r0 * st->row_elems;
-    dfa_status s = st->attn(st->attn_user, &st->eng->layout, r1 - r0, st->H, st->D, window, q + off, k + off, v + off,
-                            dst + off);
+    dfa_status s = st->be.attn(st->be.user, &st->eng->layout, r1 - r0, st->H, st->D, window, search_at(st, q, off),
+                               search_at(st, k, off), search_at(st, v, off), search_at(st, dst, off));
     if (s != DFA_OK) dfa_error_wrap(&st->ctx->err, "search step %d: rows %d..%d, window %d", st->step, r0, r1 - 1, window);
     return s;
 }
 
-void search_copy_head(const search_state *st, float *dst, const float *src, int r, int h) {
-    size_t base = (size_t)r * st->row_elems + (size_t)h * st->D, rs = (size_t)st->H * st->D;
-    for (int t = 0; t < st->N; t++) memcpy(dst + base + t * rs, src + base + t * rs, sizeof(float) * st->D);
+dfa_status search_head_op(search_state *st, int h, int r0, int r1, void *dst, const void *a, const void *b, int sign) {
+    if (r1 <= r0) return DFA_OK;
+    return be_check(st, st->be.head_op(st->be.user, &st->shape, h, r0, r1, dst, a, b, sign), "head op");
+}
+
+dfa_status search_copy_rows(search_state *st, void *dst, const void *src, int r0, int r1) {
+    if (r1 <= r0) return DFA_OK;
+    size_t off = (size_t)r0 * st->row_elems;
+    return be_check(st,
+                    st->be.copy(st->be.user, search_at(st, dst, off), search_at(st, src, off),
+                                (size_t)(r1 - r0) * st->row_elems),
+                    "copy");
 }
 
 uint8_t *search_resid_valid(search_state *st, int layer, int i, int r, int h) {
     return st->resid_valid + ((size_t)(layer * st->n_rs + i) * st->R + r) * st->H + h;
 }
 
-void search_refresh_resid(search_state *st, int layer, int i, int r, int h) {
+dfa_status search_refresh_resid(search_state *st, int layer, int i, int h, int r0, int r1) {
     int wi = search_win_index(st, st->rs_win[i]);
-    float *res = st->resid[layer * st->n_rs + i];
-    const float *a = st->arrow[wi];
-    size_t base = (size_t)r * st->row_elems + (size_t)h * st->D, rs = (size_t)st->H * st->D;
-    for (int t = 0; t < st->N; t++)
-        for (int d = 0; d < st->D; d++) {
-            size_t x = base + t * rs + d;
-            res[x] = st->full[x] - a[x];
-        }
-    *search_resid_valid(st, layer, i, r, h) = 1;
+    DFA_TRY(search_head_op(st, h, r0, r1, st->resid[layer * st->n_rs + i], st->full, st->arrow[wi], -1));
+    for (int r = r0; r < r1; r++) *search_resid_valid(st, layer, i, r, h) = 1;
+    return DFA_OK;
 }
 
-double search_head_rse(const search_state *st, const float *ref, const float *approx, int r, int h) {
-    size_t base = (size_t)r * st->row_elems + (size_t)h * st->D;
-    return dfa_metric_rse(ref + base, approx + base, (size_t)st->N, (size_t)st->D, (size_t)st->H * st->D);
+dfa_status search_rse(search_state *st, const void *ref, const void *approx) {
+    return be_check(st, st->be.rse(st->be.user, &st->shape, ref, approx, st->rse), "metric");
 }
 
 double search_head_cost(const search_state *st, dfa_attn_method m, int window) {
@@ -329,6 +281,7 @@ size_t dfa_search_host_bytes(const dfa_search_engine *eng, const dfa_search_opts
             if (!seen) wins[n_win++] = o->cands[i].window;
         }
     }
-    size_t layer = (size_t)eng->n_rows * dfa_layout_tokens(&eng->layout) * eng->n_heads * eng->head_dim * sizeof(float);
+    size_t layer = (size_t)eng->n_rows * dfa_layout_tokens(&eng->layout) * eng->n_heads * eng->head_dim *
+                   (o->backend ? o->backend->elem_size : sizeof(float));
     return layer * ((size_t)eng->n_layers * (1 + n_rs) + 2 + n_win);
 }

@@ -1,5 +1,6 @@
 /* search_state.h - internal: the state both plan searches share (caches under the plan chosen
- * so far, scratch outputs, the hook-order check). Not part of the public API. */
+ * so far, scratch outputs, the hook-order check), kept in the backend's memory. Not part of the
+ * public API. */
 #ifndef DFA_PLAN_SEARCH_STATE_H
 #define DFA_PLAN_SEARCH_STATE_H
 
@@ -13,19 +14,20 @@ typedef struct search_state {
     const dfa_search_opts *o;
     dfa_search_plan *plan;
     dfa_cost_table cost;
-    dfa_search_attn_fn attn;
-    void *attn_user;
+    dfa_search_backend be;
+    dfa_search_shape shape;
     int R, N, H, D, L;
     size_t row_elems, layer_elems;
     int n_win, win[SEARCH_MAX_WIN]; /* distinct windows whose ARROW output a layer needs */
     int n_rs, rs_win[SEARCH_MAX_WIN]; /* windows that keep a residual (ARROW_RS) */
-    float **cache;          /* [L] last committed output of each layer */
+    void **cache;           /* [L] last committed output of each layer */
     uint8_t *cache_valid;   /* [L] */
-    float **resid;          /* [L * n_rs] */
+    void **resid;           /* [L * n_rs] */
     uint8_t *resid_valid;   /* [(l * n_rs + i) * R * H + r * H + h] */
-    float *full;            /* scratch: the layer's FULL output */
-    float *arrow[SEARCH_MAX_WIN]; /* scratch: ARROW(win[i]) output */
-    float *tmp;             /* scratch: one candidate's output [R, N, H, D] */
+    void *full;             /* scratch: the layer's FULL output */
+    void *arrow[SEARCH_MAX_WIN]; /* scratch: ARROW(win[i]) output */
+    void *tmp;              /* scratch: one candidate's output */
+    double *rse;            /* host [R * H] */
     int32_t *rs_lock;       /* [L * H] V2: window of the ARROW_RS steps since the last refresh, -1 none */
     int step, next_layer;   /* the hook-order check */
 } search_state;
@@ -40,21 +42,23 @@ dfa_status search_hook_enter(search_state *st, int layer);
 /* After run_step: every layer was called. */
 dfa_status search_step_check(search_state *st, int step);
 
-/* Compute window (< 0: FULL) for rows [r0, r1), every head, into rows [r0, r1) of dst [R, N, H, D]. */
-dfa_status search_compute(search_state *st, const float *q, const float *k, const float *v, int window, int r0,
-                          int r1, float *dst);
+/* Element offset into a backend buffer. */
+static inline void *search_at(const search_state *st, const void *buf, size_t elems) {
+    return (char *)buf + elems * st->be.elem_size;
+}
+/* Compute window (< 0: FULL) for rows [r0, r1), every head, into rows [r0, r1) of dst. */
+dfa_status search_compute(search_state *st, const void *q, const void *k, const void *v, int window, int r0, int r1,
+                          void *dst);
+/* Head h of rows [r0, r1): dst = a (sign 0), a + b (+1), a - b (-1). */
+dfa_status search_head_op(search_state *st, int h, int r0, int r1, void *dst, const void *a, const void *b, int sign);
+/* Rows [r0, r1) of dst = the same rows of src (all heads). */
+dfa_status search_copy_rows(search_state *st, void *dst, const void *src, int r0, int r1);
+/* R(l, i) = full - arrow(rs_win[i]) for head h, rows [r0, r1); marks them valid. */
+dfa_status search_refresh_resid(search_state *st, int layer, int i, int h, int r0, int r1);
+/* st->rse[r * H + h] = RSE of every (row, head): approx against ref. */
+dfa_status search_rse(search_state *st, const void *ref, const void *approx);
 int search_win_index(const search_state *st, int window);
 int search_rs_index(const search_state *st, int window);
-/* Pointers to head h of row r inside a [R, N, H, D] buffer; row stride is H * D. */
-static inline float *search_head_ptr(const search_state *st, float *buf, int r, int h) {
-    return buf + (size_t)r * st->row_elems + (size_t)h * st->D;
-}
-/* Copy head slice (r, h) from src to dst ([R, N, H, D] buffers). */
-void search_copy_head(const search_state *st, float *dst, const float *src, int r, int h);
-/* R(l, i)[r, h] = full - arrow(rs_win[i]) for head h of row r; marks it valid. */
-void search_refresh_resid(search_state *st, int layer, int i, int r, int h);
-/* RSE of head (r, h): ref vs approx buffers. */
-double search_head_rse(const search_state *st, const float *ref, const float *approx, int r, int h);
 /* Modelled time of one head of one row. */
 double search_head_cost(const search_state *st, dfa_attn_method m, int window);
 uint8_t *search_resid_valid(search_state *st, int layer, int i, int r, int h);

@@ -31,40 +31,41 @@ static void computed_rows(const search_state *st, int sg, int *r0, int *r1) {
     *r1 = is_asc(sg) ? *r0 + half : st->R;
 }
 
-static dfa_status v1_hook(void *user, int layer, const float *q, const float *k, const float *v, float *out) {
+static dfa_status v1_hook(void *user, int layer, const void *q, const void *k, const void *v, void *out) {
     v1_run *run = user;
     search_state *st = &run->st;
     DFA_TRY(search_hook_enter(st, layer));
-    const int R = st->R, H = st->H, sg = run->strat[layer];
+    const int R = st->R, H = st->H, sg = run->strat[layer], half = R / 2;
     int r0, r1;
     computed_rows(st, sg, &r0, &r1);
-    const size_t re = st->row_elems, b0 = re * r0, nb = re * (r1 - r0);
-    float *res = st->resid[layer * st->n_rs];
+    const int o0 = r0 ? 0 : half; /* under ASC: the first row of the other half */
+    void *res = st->resid[layer * st->n_rs];
     switch (sg) {
     case DFA_V1_NONE:
     case DFA_V1_ASC:
         DFA_TRY(search_compute(st, q, k, v, -1, r0, r1, st->full));
-        memcpy(out + b0, st->full + b0, sizeof(float) * nb);
+        DFA_TRY(search_copy_rows(st, out, st->full, r0, r1));
         if (run->commit) { /* a FULL step refreshes the WA-RS residual of the rows it computed */
             DFA_TRY(search_compute(st, q, k, v, run->window, r0, r1, st->arrow[0]));
-            for (int r = r0; r < r1; r++)
-                for (int h = 0; h < H; h++) search_refresh_resid(st, layer, 0, r, h);
+            for (int h = 0; h < H; h++) DFA_TRY(search_refresh_resid(st, layer, 0, h, r0, r1));
             if (is_asc(sg)) { /* ... and under ASC the other half gets a copy (attn.h) */
-                size_t other = b0 ? 0 : nb;
-                memcpy(res + other, res + b0, sizeof(float) * nb);
+                DFA_TRY(st->be.copy(st->be.user, search_at(st, res, (size_t)o0 * st->row_elems),
+                                    search_at(st, res, (size_t)r0 * st->row_elems), (size_t)half * st->row_elems));
                 for (int r = 0; r < R; r++)
                     for (int h = 0; h < H; h++) *search_resid_valid(st, layer, 0, r, h) = 1;
             }
         }
         break;
-    case DFA_V1_AST: memcpy(out, st->cache[layer], sizeof(float) * st->layer_elems); break;
+    case DFA_V1_AST: DFA_TRY(search_copy_rows(st, out, st->cache[layer], 0, R)); break;
     default: /* WA-RS, WA-RS + ASC */
         DFA_TRY(search_compute(st, q, k, v, run->window, r0, r1, st->arrow[0]));
-        for (size_t x = b0; x < b0 + nb; x++) out[x] = st->arrow[0][x] + res[x];
+        for (int h = 0; h < H; h++) DFA_TRY(search_head_op(st, h, r0, r1, out, st->arrow[0], res, 1));
     }
-    if (is_asc(sg)) memcpy(out + (b0 ? 0 : nb), out + b0, sizeof(float) * nb);
+    if (is_asc(sg))
+        DFA_TRY(st->be.copy(st->be.user, search_at(st, out, (size_t)o0 * st->row_elems),
+                            search_at(st, out, (size_t)r0 * st->row_elems), (size_t)half * st->row_elems));
     if (run->commit) {
-        memcpy(st->cache[layer], out, sizeof(float) * st->layer_elems);
+        DFA_TRY(search_copy_rows(st, st->cache[layer], out, 0, R));
         st->cache_valid[layer] = 1;
     }
     return DFA_OK;
@@ -97,7 +98,7 @@ static double strategy_cost(search_state *st, int sg, int window) {
     }
 }
 
-static dfa_status run_pass(v1_run *run, int step, int commit, float *model_out) {
+static dfa_status run_pass(v1_run *run, int step, int commit, void *model_out) {
     const dfa_search_engine *e = run->st.eng;
     run->commit = commit;
     run->st.next_layer = 0;
@@ -114,11 +115,12 @@ dfa_status dfa_search_v1(dfa_ctx *ctx, const dfa_search_engine *eng, const dfa_s
     memset(&run, 0, sizeof run);
     memset(plan, 0, sizeof *plan);
     run.window = o->v1_window >= 0 ? o->v1_window : dfa_search_v1_default_window(&eng->layout);
-    float *ref = NULL, *trial = NULL;
+    void *ref = NULL, *trial = NULL;
     dfa_status s = search_state_init(&run.st, ctx, eng, o, plan, &run.window, 1, &run.window, 1, 1);
     if (!s) s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, (size_t)eng->n_layers, "search v1 strategies", (void **)&run.strat);
-    if (!s) s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, sizeof(float) * eng->out_numel, "search v1 reference", (void **)&ref);
-    if (!s) s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, sizeof(float) * eng->out_numel, "search v1 trial", (void **)&trial);
+    const dfa_search_backend *be = &run.st.be;
+    if (!s) s = be->alloc(be->user, be->elem_size * eng->out_numel, "search v1 reference output", &ref);
+    if (!s) s = be->alloc(be->user, be->elem_size * eng->out_numel, "search v1 trial output", &trial);
     /* strategy list S of the paper, then sorted by modelled cost (stable) */
     int order[4], n = 0;
     if (!s) {
@@ -146,7 +148,8 @@ dfa_status dfa_search_v1(dfa_ctx *ctx, const dfa_search_engine *eng, const dfa_s
                 run.strat[i] = (uint8_t)order[j];
                 s = run_pass(&run, step, 0, trial);
                 if (s) break;
-                err = dfa_metric_mrae(ref, trial, eng->out_numel, DFA_MRAE_EPS);
+                s = be->mrae(be->user, ref, trial, eng->out_numel, &err);
+                if (s) break;
                 if (err < thr) {
                     chosen = order[j];
                     break;
@@ -169,8 +172,7 @@ dfa_status dfa_search_v1(dfa_ctx *ctx, const dfa_search_engine *eng, const dfa_s
         if (!s) s = run_pass(&run, step, 1, NULL);
     }
     dfa_ctx_mem_release(ctx, run.strat);
-    dfa_ctx_mem_release(ctx, ref);
-    dfa_ctx_mem_release(ctx, trial);
+    if (be->release) be->release(be->user, ref), be->release(be->user, trial);
     search_state_free(&run.st);
     if (s) dfa_search_plan_free(ctx, plan);
     return s;

@@ -6,10 +6,8 @@
  * residual of the head's latest FULL step), takes its RSE against FULL per head averaged over
  * the rows, solves the knapsack, hands the chosen per-head outputs to the engine and updates the
  * caches with them. */
-#include <math.h>
 #include <string.h>
 
-#include "plan/metrics.h"
 #include "plan/search_state.h"
 
 #define V2_MAX_CANDS 32
@@ -24,22 +22,16 @@ typedef struct v2_run {
 } v2_run;
 
 /* Candidate c's output for head h of every row into dst (which may be the engine's out). */
-static void cand_output(v2_run *run, int layer, int c, int h, float *dst) {
+static dfa_status cand_output(v2_run *run, int layer, int c, int h, void *dst) {
     search_state *st = &run->st;
     const dfa_search_cand *cd = &run->cands[c];
-    for (int r = 0; r < st->R; r++) {
-        switch (cd->method) {
-        case DFA_ATTN_FULL: search_copy_head(st, dst, st->full, r, h); break;
-        case DFA_ATTN_ARROW: search_copy_head(st, dst, st->arrow[search_win_index(st, cd->window)], r, h); break;
-        case DFA_ATTN_CACHE: search_copy_head(st, dst, st->cache[layer], r, h); break;
-        default: { /* ARROW_RS */
-            const float *a = st->arrow[search_win_index(st, cd->window)];
-            const float *res = st->resid[layer * st->n_rs + search_rs_index(st, cd->window)];
-            size_t base = (size_t)r * st->row_elems + (size_t)h * st->D, rs = (size_t)st->H * st->D;
-            for (int t = 0; t < st->N; t++)
-                for (int d = 0; d < st->D; d++) dst[base + t * rs + d] = a[base + t * rs + d] + res[base + t * rs + d];
-        }
-        }
+    switch (cd->method) {
+    case DFA_ATTN_FULL: return search_head_op(st, h, 0, st->R, dst, st->full, NULL, 0);
+    case DFA_ATTN_ARROW: return search_head_op(st, h, 0, st->R, dst, st->arrow[search_win_index(st, cd->window)], NULL, 0);
+    case DFA_ATTN_CACHE: return search_head_op(st, h, 0, st->R, dst, st->cache[layer], NULL, 0);
+    default: /* ARROW_RS */
+        return search_head_op(st, h, 0, st->R, dst, st->arrow[search_win_index(st, cd->window)],
+                              st->resid[layer * st->n_rs + search_rs_index(st, cd->window)], 1);
     }
 }
 
@@ -57,25 +49,40 @@ static int cand_available(v2_run *run, int layer, int c, int h) {
     return 1;
 }
 
-static dfa_status v2_hook(void *user, int layer, const float *q, const float *k, const float *v, float *out) {
+static dfa_status v2_hook(void *user, int layer, const void *q, const void *k, const void *v, void *out) {
     v2_run *run = user;
     search_state *st = &run->st;
     DFA_TRY(search_hook_enter(st, layer));
     const int H = st->H, C = run->n_cands, R = st->R;
     DFA_TRY(search_compute(st, q, k, v, -1, 0, R, st->full));
     for (int i = 0; i < st->n_win; i++) DFA_TRY(search_compute(st, q, k, v, st->win[i], 0, R, st->arrow[i]));
-    for (int h = 0; h < H; h++)
-        for (int c = 0; c < C; c++) {
+    for (int c = 0; c < C; c++) {
+        const dfa_search_cand *cd = &run->cands[c];
+        int any = 0;
+        for (int h = 0; h < H; h++) {
             size_t x = (size_t)h * C + c;
-            run->cost[x] = search_head_cost(st, run->cands[c].method, run->cands[c].window) * R;
+            run->cost[x] = search_head_cost(st, cd->method, cd->window) * R;
             run->allowed[x] = (uint8_t)cand_available(run, layer, c, h);
             run->infl[x] = 0;
-            if (!run->allowed[x] || run->cands[c].method == DFA_ATTN_FULL) continue;
-            cand_output(run, layer, c, h, st->tmp);
+            any |= run->allowed[x] && cd->method != DFA_ATTN_FULL;
+        }
+        if (!any) continue;
+        /* the candidate's output for every row and head, then RSE per (row, head) in one call */
+        const void *approx = cd->method == DFA_ATTN_ARROW ? st->arrow[search_win_index(st, cd->window)]
+                             : cd->method == DFA_ATTN_CACHE ? st->cache[layer]
+                                                            : st->tmp;
+        if (cd->method == DFA_ATTN_ARROW_RS)
+            for (int h = 0; h < H; h++)
+                if (run->allowed[(size_t)h * C + c]) DFA_TRY(cand_output(run, layer, c, h, st->tmp));
+        DFA_TRY(search_rse(st, st->full, approx));
+        for (int h = 0; h < H; h++) {
+            size_t x = (size_t)h * C + c;
+            if (!run->allowed[x]) continue;
             double sum = 0;
-            for (int r = 0; r < R; r++) sum += search_head_rse(st, st->full, st->tmp, r, h);
+            for (int r = 0; r < R; r++) sum += st->rse[(size_t)r * H + h];
             run->infl[x] = sum / R;
         }
+    }
     dfa_mckp_problem p = {H, C, run->cost, run->infl, run->allowed, st->o->delta, st->o->c};
     dfa_mckp_solution sol;
     dfa_status s = dfa_mckp_solve(st->ctx, &p, &st->o->mckp, run->choice, &sol);
@@ -88,12 +95,11 @@ static dfa_status v2_hook(void *user, int layer, const float *q, const float *k,
     size_t sl = (size_t)st->step * st->L + layer;
     for (int h = 0; h < H; h++) {
         const dfa_search_cand *cd = &run->cands[run->choice[h]];
-        cand_output(run, layer, run->choice[h], h, out);
+        DFA_TRY(cand_output(run, layer, run->choice[h], h, out));
         st->plan->method[sl * H + h] = (uint8_t)cd->method;
         st->plan->window[sl * H + h] = cd->method == DFA_ATTN_ARROW || cd->method == DFA_ATTN_ARROW_RS ? cd->window : -1;
         if (cd->method == DFA_ATTN_FULL) {
-            for (int i = 0; i < st->n_rs; i++)
-                for (int r = 0; r < R; r++) search_refresh_resid(st, layer, i, r, h);
+            for (int i = 0; i < st->n_rs; i++) DFA_TRY(search_refresh_resid(st, layer, i, h, 0, R));
             st->rs_lock[layer * H + h] = -1;
         } else if (cd->method == DFA_ATTN_ARROW_RS) {
             st->rs_lock[layer * H + h] = cd->window;
@@ -101,7 +107,7 @@ static dfa_status v2_hook(void *user, int layer, const float *q, const float *k,
     }
     st->plan->influence[sl] = sol.influence;
     st->plan->cost_ns[sl] = sol.cost;
-    memcpy(st->cache[layer], out, sizeof(float) * st->layer_elems);
+    DFA_TRY(search_copy_rows(st, st->cache[layer], out, 0, R));
     st->cache_valid[layer] = 1;
     if (st->o->on_layer) st->o->on_layer(st->o->on_layer_user, st->step, layer, &p, run->choice);
     return DFA_OK;
