@@ -68,7 +68,7 @@ dfa_status dfa_search_attn_cpu(void *user, const dfa_attn_layout *l, int n_rows,
     if (n_heads > MAXH) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search attention: %d heads, at most %d", n_heads, MAXH);
     dfa_attn_head_exec heads[MAXH];
     for (int h = 0; h < n_heads; h++)
-        heads[h] = (dfa_attn_head_exec){window < 0 ? DFA_ATTN_FULL : DFA_ATTN_ARROW, window, 0, 0, 0, NULL, NULL};
+        heads[h] = (dfa_attn_head_exec){.method = window < 0 ? DFA_ATTN_FULL : DFA_ATTN_ARROW, .window = window};
     dfa_tensor tq = {DFA_F32, DFA_DEV_CPU, 4, {n_rows, dfa_layout_tokens(l), n_heads, head_dim}, (void *)q};
     dfa_tensor tk = tq, tv = tq, to = tq;
     tk.data = (void *)k, tv.data = (void *)v, to.data = out;
