@@ -6,6 +6,7 @@
  * replayed from scratch under the documented cache semantics reproduces the search's own
  * trajectory bit for bit; V1 thresholds and availability; engine-contract violations. */
 #include "test.h"
+#include "tmpdir.h"
 
 #include "core/ctx.h"
 #include "plan/metrics.h"
@@ -480,9 +481,21 @@ static int executes_identically(dfa_ctx *ctx, const dfa_search_plan *sp, const d
     dfa_search_engine e = fake_engine(&g);
     dfa_plan plan;
     dfa_error err;
-    dfa_status st = dfa_search_plan_export(sp, &e, o, v1, "fake", "test", &plan, &err);
+    dfa_plan saved;
+    dfa_status st = dfa_search_plan_export(sp, &e, o, v1, "fake", "test", &saved, &err);
     CHECKF(st == DFA_OK, "%s", err.msg);
     if (st) return 0;
+    /* through a plan file: save, load (which validates), execute what was loaded */
+    test_tmpdir td;
+    char path[128];
+    CHECK(tmpdir_make(&td, "search") == 0 && tmpdir_file(&td, "plan.json", path, sizeof path));
+    CHECKF(dfa_plan_save(path, &saved, &err) == DFA_OK, "%s", err.msg);
+    dfa_plan_free(&saved);
+    st = dfa_plan_load(path, &plan, &err);
+    CHECKF(st == DFA_OK, "%s", err.msg);
+    tmpdir_remove(&td);
+    if (st) return 0;
+    CHECK(!strcmp(plan.search, v1 ? "v1" : "v2") && plan.cfg == f->cfg && plan.n_steps == f->steps);
     dfa_ctx *c2 = NULL;
     CHECK(dfa_ctx_init(&c2, &ONE_THREAD, NULL, 0) == DFA_OK);
     CHECKF(dfa_attn_set_plan(c2, &plan) == DFA_OK, "%s", dfa_ctx_error(c2));
@@ -507,12 +520,15 @@ static void test_plans_execute(void) {
     dfa_ctx *ctx = NULL;
     CHECK(dfa_ctx_init(&ctx, &ONE_THREAD, NULL, 0) == DFA_OK);
     static const dfa_search_cand two_rs[] = {{DFA_ATTN_ARROW_RS, 1}, {DFA_ATTN_ARROW_RS, 2}, {DFA_ATTN_CACHE, -1}};
-    for (int set = 0; set < 3; set++) { /* V2 */
+    for (int set = 0; set < 4; set++) { /* V2; set 3 on a CFG batch [uncond, cond] */
         dfa_search_opts o = v2_opts(set ? 0.6 : 0.3, 1.5);
         if (set == 2) o.cands = two_rs, o.n_cands = 3;
         dfa_search_plan p;
         fake f;
-        CHECKF(run_v2(ctx, 31 + set, 6, &o, &p, &f) == DFA_OK, "%s", dfa_ctx_error(ctx));
+        fake_init(&f, 31 + set, 6, set == 3);
+        f.cond_half = 1;
+        dfa_search_engine e = fake_engine(&f);
+        CHECKF(dfa_search_v2(ctx, &e, &o, &p) == DFA_OK, "%s", dfa_ctx_error(ctx));
         executes_identically(ctx, &p, &o, 0, &f, 31 + set);
         free(f.log);
         dfa_search_plan_free(ctx, &p);
