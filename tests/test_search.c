@@ -410,6 +410,13 @@ static void test_contract_and_options(void) {
     CHECK(dfa_search_v2(ctx, &e, &o, &p) == DFA_ERR_INVALID_ARG);
     CHECKF(strstr(dfa_ctx_error(ctx), "backend lacks") != NULL, "%s", dfa_ctx_error(ctx));
     o.backend = NULL;
+    o.v1_window = 8; /* 8 visual tiles: the full band is 7 */
+    CHECK(dfa_search_v1(ctx, &e, &o, &p) == DFA_ERR_INVALID_ARG);
+    CHECKF(strstr(dfa_ctx_error(ctx), "WA-RS window 8 is beyond the full band 7") != NULL, "%s", dfa_ctx_error(ctx));
+    dfa_attn_layout tiny = {16, 0, 0, 64}, flux2k = {16384, 512, 1, 128};
+    CHECK(dfa_search_v1_default_window(&tiny) == 0);
+    CHECK(dfa_search_v1_default_window(&flux2k) == 8); /* 1024 tokens / 128 */
+    o.v1_window = -1;
     e.out_numel = 0;
     CHECK(dfa_search_v1(ctx, &e, &o, &p) == DFA_ERR_INVALID_ARG);
     free(f.log);

@@ -51,8 +51,9 @@ double dfa_search_plan_cost_fraction(const dfa_search_plan *p) {
 }
 
 int dfa_search_v1_default_window(const dfa_attn_layout *l) {
-    int tokens = (l->n_vis + 15) / 16;
-    return (tokens + l->block - 1) / l->block;
+    if (l->block < 1) return 0;
+    int tokens = (l->n_vis + 15) / 16, w = (tokens + l->block - 1) / l->block, full = dfa_mask_full_window(l);
+    return w < full ? w : full;
 }
 
 /* ---- state ---- */

@@ -116,6 +116,9 @@ dfa_status dfa_search_v1(dfa_ctx *ctx, const dfa_search_engine *eng, const dfa_s
     memset(plan, 0, sizeof *plan);
     run.window = o->v1_window >= 0 ? o->v1_window : dfa_search_v1_default_window(&eng->layout);
     void *ref = NULL, *trial = NULL;
+    if (dfa_layout_valid(&eng->layout) == 0 && run.window > dfa_mask_full_window(&eng->layout))
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search v1: WA-RS window %d is beyond the full band %d (%d visual tiles)",
+                     run.window, dfa_mask_full_window(&eng->layout), dfa_mask_full_window(&eng->layout) + 1);
     dfa_status s = search_state_init(&run.st, ctx, eng, o, plan, &run.window, 1, &run.window, 1, 1);
     if (!s) s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, (size_t)eng->n_layers, "search v1 strategies", (void **)&run.strat);
     const dfa_search_backend *be = &run.st.be;
