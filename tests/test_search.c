@@ -12,6 +12,7 @@
 #include "plan/metrics.h"
 #include "attn/attn_state.h"
 #include "plan/search.h"
+#include "plan/search_progress.h"
 
 enum { NV = 32, NT = 4, BLK = 4, HH = 4, DD = 8, CC = HH * DD, NN = NV + NT, LL = 3, PP = 2, MAXR = 4 };
 
@@ -560,6 +561,30 @@ static void test_plans_execute(void) {
     dfa_ctx_free(ctx);
 }
 
+static void test_progress(void) {
+    char b[192];
+    dfa_search_progress_format(b, sizeof b, 8, 16, 1, 4, 3, 4, 65.0);
+    CHECKF(!strcmp(b, "[##########----------]  50%  step 2/4  layer 4/4  1m05s elapsed, ETA 1m05s"), "%s", b);
+    dfa_search_progress_format(b, sizeof b, 0, 16, 0, 4, 0, 4, 0.2);
+    CHECKF(!strcmp(b, "[--------------------]   0%  step 1/4  layer 1/4  0s elapsed, ETA --"), "%s", b);
+    dfa_search_progress_format(b, sizeof b, 1, 3000, 0, 50, 0, 60, 9.0);
+    CHECKF(strstr(b, "ETA 7h29m51s") != NULL, "%s", b);
+    /* as the on_layer callback of a search: one call per decision */
+    dfa_ctx *ctx = NULL;
+    CHECK(dfa_ctx_init(&ctx, &ONE_THREAD, NULL, 0) == DFA_OK);
+    dfa_search_progress pr;
+    dfa_search_progress_init(&pr, NULL, 3, LL);
+    dfa_search_opts o = v2_opts(0.2, 1.5);
+    o.on_layer = dfa_search_progress_on_layer, o.on_layer_user = &pr;
+    dfa_search_plan p;
+    fake f;
+    CHECK(run_v2(ctx, 2, 3, &o, &p, &f) == DFA_OK);
+    CHECK(pr.done == 3 * LL);
+    free(f.log);
+    dfa_search_plan_free(ctx, &p);
+    dfa_ctx_free(ctx);
+}
+
 int main(void) {
     dfa_cost_table_flops(&FLOPS, BLK);
     ONE_THREAD = dfa_ctx_default_params();
@@ -571,5 +596,6 @@ int main(void) {
     RUN(test_v1);
     RUN(test_contract_and_options);
     RUN(test_plans_execute);
+    RUN(test_progress);
     return test_summary();
 }
