@@ -372,8 +372,7 @@ class DiT:
                        width=size, num_inference_steps=steps, max_sequence_length=self.t5_len,
                        generator=torch.Generator(self.dev).manual_seed(0), output_type="pt").images
         save_grid(out, path, 4)
-        with open(path + ".txt", "w") as f:
-            f.write("\n".join(prompts) + "\n")
+        print("[dit] preview prompts (row-major): " + " | ".join(prompts))
         for m in self.modules().values():
             m.train()
 
