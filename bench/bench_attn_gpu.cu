@@ -134,14 +134,7 @@ int main(int argc, char **argv) {
                                                                i < 2 ? 2.f : 1.f);
                 CK(cudaGetLastError());
             }
-            /* per-head caches [B, N, D]: slices of buf[4] (outputs) and buf[5] (residuals) */
-            std::vector<const void *> hc(H), hr(H);
-            for (int h = 0; h < H; h++) {
-                hc[h] = (const __nv_bfloat16 *)buf[4] + (size_t)h * B * N * D;
-                hr[h] = (const __nv_bfloat16 *)buf[5] + (size_t)h * B * N * D;
-            }
-            dfa_attn_cuda_args a = {DFA_ATTN_CUDA_BF16, B, D, buf[0], buf[1], buf[2], buf[3], hc.data(), hr.data(), 0.f,
-                                    NULL};
+            dfa_attn_cuda_args a = {DFA_ATTN_CUDA_BF16, B, D, buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], 0.f, NULL};
             const double dense_flops = 4.0 * N * (double)N * D * H;
             for (int variant = 1; variant <= 3; variant++) {
                 if (!dfa_attn_cuda_variant_ok(variant)) continue;

@@ -32,21 +32,19 @@ static double from_h(uint16_t x, int dtype) {
     return dtype == DFA_ATTN_CUDA_BF16 ? dfa_bf16_to_f32(x) : dfa_f16_to_f32(x);
 }
 
-/* float64 reference of one (b, h): out[N][D]. q, k, v: [B, N, H, D]; cache, resid: per-head
- * [B, N, D] buffers stacked [H][B][N][D]. */
-static void ref_head(const dfa_attn_layout *l, int B, int H, int D, int dtype, int method, int window,
-                     const uint16_t *q, const uint16_t *k, const uint16_t *v, const uint16_t *cache,
-                     const uint16_t *resid, int b, int h, double *out) {
-    const int N = dfa_layout_tokens(l);
+/* float64 reference of one (b, h): out[N][D] */
+static void reference(const tcase *tc, int D, int dtype, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                      const uint16_t *cache, const uint16_t *resid, int b, int h, double *out) {
+    const int N = dfa_layout_tokens(&tc->l), H = tc->n_heads;
+    const int m = tc->method[h];
     const size_t tok = (size_t)H * D;
     const size_t base = (size_t)b * N * tok + (size_t)h * D;
-    const size_t hb = ((size_t)h * B + b) * N * D; /* per-head buffer offset */
-    if (method == DFA_ATTN_CACHE) {
+    if (m == DFA_ATTN_CACHE) {
         for (int i = 0; i < N; i++)
-            for (int d = 0; d < D; d++) out[(size_t)i * D + d] = from_h(cache[hb + (size_t)i * D + d], dtype);
+            for (int d = 0; d < D; d++) out[(size_t)i * D + d] = from_h(cache[base + i * tok + d], dtype);
         return;
     }
-    const int w = (method == DFA_ATTN_ARROW || method == DFA_ATTN_ARROW_RS) ? window : -1;
+    const int w = (m == DFA_ATTN_ARROW || m == DFA_ATTN_ARROW_RS) ? tc->window[h] : -1;
     const double scale = 1.0 / sqrt((double)D);
     double *s = malloc((size_t)N * sizeof *s);
     double *kf = malloc((size_t)N * D * sizeof *kf), *vf = malloc((size_t)N * D * sizeof *vf);
@@ -60,7 +58,7 @@ static void ref_head(const dfa_attn_layout *l, int B, int H, int D, int dtype, i
         for (int d = 0; d < D; d++) qi[d] = from_h(q[base + i * tok + d], dtype);
         double mx = -INFINITY;
         for (int j = 0; j < N; j++) {
-            if (!dfa_mask_keep(l, w, i, j)) {
+            if (!dfa_mask_keep(&tc->l, w, i, j)) {
                 s[j] = -INFINITY;
                 continue;
             }
@@ -81,22 +79,12 @@ static void ref_head(const dfa_attn_layout *l, int B, int H, int D, int dtype, i
                 for (int d = 0; d < D; d++) o[d] += s[j] * vf[(size_t)j * D + d];
         for (int d = 0; d < D; d++) {
             o[d] /= sum;
-            if (method == DFA_ATTN_ARROW_RS) o[d] += from_h(resid[hb + (size_t)i * D + d], dtype);
+            if (m == DFA_ATTN_ARROW_RS) o[d] += from_h(resid[base + i * tok + d], dtype);
         }
     }
     free(s);
     free(kf);
     free(vf);
-}
-
-static void reference(const tcase *tc, int D, int dtype, const uint16_t *q, const uint16_t *k, const uint16_t *v,
-                      const uint16_t *cache, const uint16_t *resid, int b, int h, double *out) {
-    ref_head(&tc->l, tc->batch, tc->n_heads, D, dtype, tc->method[h], tc->window[h], q, k, v, cache, resid, b, h, out);
-}
-
-/* per-head pointers into a stacked [H][B][N][D] device buffer */
-static void head_ptrs(const void **ptrs, void *base, int H, size_t per_head_elems) {
-    for (int h = 0; h < H; h++) ptrs[h] = (const uint16_t *)base + (size_t)h * per_head_elems;
 }
 
 static void fill(uint16_t *x, size_t n, int dtype, float amp) {
@@ -129,10 +117,7 @@ static void run_case(const tcase *tc, int D, int dtype, int variant) {
     dfa_status st = dfa_attn_cuda_plan_build(&plan, &tc->l, H, tc->method, tc->window, variant,
                                              dfa_cuda_stream(g_cu), &err);
     CHECKF(st == DFA_OK, "%s", err.msg);
-    const void *pc[8], *pr[8];
-    head_ptrs(pc, d[4], H, (size_t)B * N * D);
-    head_ptrs(pr, d[5], H, (size_t)B * N * D);
-    dfa_attn_cuda_args a = {dtype, B, D, d[0], d[1], d[2], d[3], pc, pr, 0.f, dfa_cuda_stream(g_cu)};
+    dfa_attn_cuda_args a = {dtype, B, D, d[0], d[1], d[2], d[3], d[4], d[5], 0.f, dfa_cuda_stream(g_cu)};
     if (st == DFA_OK) {
         st = dfa_attn_cuda_run(plan, &a, &err);
         CHECKF(st == DFA_OK, "%s", err.msg);
@@ -153,7 +138,7 @@ static void run_case(const tcase *tc, int D, int dtype, int variant) {
                     if (!isfinite(o)) nonfinite++;
                     e2 += (o - rr) * (o - rr);
                     r2 += rr * rr;
-                    if (ho[gi] != hc[(((size_t)h * B + b) * N + i) * D + dd]) exact = 0;
+                    if (ho[gi] != hc[gi]) exact = 0;
                 }
             double rel = sqrt(e2 / (r2 > 0 ? r2 : 1));
             if (rel > worst || rel != rel) worst = rel;
@@ -215,95 +200,43 @@ static void test_v1(void) { test_variant(DFA_ATTN_CUDA_V_MMA); }
 static void test_v2(void) { test_variant(DFA_ATTN_CUDA_V_WGMMA); }
 static void test_v3(void) { test_variant(DFA_ATTN_CUDA_V_WGMMA_GRID); }
 
-/* dfa_attn_cuda_run_heads: store_out, store_res (residual refresh) and ASC as attn.h says */
-static void run_heads_case(int D, int asc) {
+static void test_cache_helpers(void) {
     dfa_error err = {0};
-    const dfa_attn_layout l = {300, 77, 1, 128};
-    const int B = 2, H = 5, N = dfa_layout_tokens(&l), dtype = DFA_ATTN_CUDA_BF16;
-    const size_t n = (size_t)B * N * H * D, bytes = n * 2, hn = (size_t)B * N * D; /* per head */
-    uint16_t *hq = malloc(bytes), *hk = malloc(bytes), *hv = malloc(bytes), *ho = malloc(bytes);
-    uint16_t *hoc = malloc(bytes), *hrc = malloc(bytes), *hoc2 = malloc(bytes), *hrc2 = malloc(bytes);
-    double *ref = malloc((size_t)N * D * sizeof *ref), *ref2 = malloc((size_t)N * D * sizeof *ref2);
-    fill(hq, n, dtype, 2.f), fill(hk, n, dtype, 2.f), fill(hv, n, dtype, 1.f);
-    fill(hoc, n, dtype, 1.f), fill(hrc, n, dtype, 0.5f);
-    void *d[6];
-    for (int i = 0; i < 6; i++) CHECK(dfa_cuda_malloc(g_cu, &d[i], bytes, &err) == DFA_OK);
-    CHECK(dfa_cuda_h2d(g_cu, d[0], hq, bytes, &err) == DFA_OK);
-    CHECK(dfa_cuda_h2d(g_cu, d[1], hk, bytes, &err) == DFA_OK);
-    CHECK(dfa_cuda_h2d(g_cu, d[2], hv, bytes, &err) == DFA_OK);
-    CHECK(dfa_cuda_h2d(g_cu, d[4], hoc, bytes, &err) == DFA_OK); /* out caches [H][B][N][D] */
-    CHECK(dfa_cuda_h2d(g_cu, d[5], hrc, bytes, &err) == DFA_OK); /* residual caches */
-    CHECK(dfa_cuda_memset(g_cu, d[3], 0xff, bytes, &err) == DFA_OK);
-    /* h0 FULL + store_out + store_res(w=1); h1 ARROW w=0 + store_out; h2 ARROW_RS w=2; h3 CACHE; h4 FULL */
-    dfa_attn_head_exec he[5];
-    memset(he, 0, sizeof he);
-    const int meth[5] = {F, A, RS, C, F}, win[5] = {0, 0, 2, 0, 0};
-    for (int h = 0; h < H; h++) {
-        he[h].method = meth[h];
-        he[h].window = win[h];
-        he[h].out_cache = (uint16_t *)d[4] + h * hn;
-        he[h].res_cache = (uint16_t *)d[5] + h * hn;
-    }
-    he[0].store_out = he[0].store_res = 1, he[0].res_window = 1;
-    he[1].store_out = 1;
-    dfa_attn_cuda_ctx *c = NULL;
-    dfa_status st = dfa_attn_cuda_ctx_new(&c, DFA_ATTN_CUDA_V_DEFAULT, &err);
-    CHECKF(st == DFA_OK, "%s", err.msg);
-    if (st == DFA_OK) {
-        for (int rep = 0; rep < 2; rep++) { /* twice: the second call reuses the memoised work lists */
-            CHECK(dfa_cuda_h2d(g_cu, d[5], hrc, bytes, &err) == DFA_OK);
-            CHECK(dfa_cuda_memset(g_cu, d[3], 0xff, bytes, &err) == DFA_OK);
-            st = dfa_attn_cuda_run_heads(c, &l, dtype, B, H, D, d[0], d[1], d[2], d[3], he, asc, 1,
-                                         dfa_cuda_stream(g_cu), &err);
-            CHECKF(st == DFA_OK, "%s", err.msg);
+    const int B = 2, N = 99, H = 5, D = 64;
+    const size_t n = (size_t)B * N * H * D, bytes = n * 2;
+    uint16_t *ha = malloc(bytes), *hb = malloc(bytes), *ho = malloc(bytes), *hd = malloc(bytes);
+    fill(ha, n, DFA_ATTN_CUDA_BF16, 1.f);
+    fill(hb, n, DFA_ATTN_CUDA_BF16, 1.f);
+    fill(hd, n, DFA_ATTN_CUDA_BF16, 1.f);
+    void *da, *db, *dd;
+    CHECK(dfa_cuda_malloc(g_cu, &da, bytes, &err) == DFA_OK);
+    CHECK(dfa_cuda_malloc(g_cu, &db, bytes, &err) == DFA_OK);
+    CHECK(dfa_cuda_malloc(g_cu, &dd, bytes, &err) == DFA_OK);
+    CHECK(dfa_cuda_h2d(g_cu, da, ha, bytes, &err) == DFA_OK);
+    CHECK(dfa_cuda_h2d(g_cu, db, hb, bytes, &err) == DFA_OK);
+    const unsigned char sel[5] = {1, 0, 1, 1, 0};
+    for (int op = 0; op < 2; op++) {
+        CHECK(dfa_cuda_h2d(g_cu, dd, hd, bytes, &err) == DFA_OK);
+        if (op == 0)
+            CHECK(dfa_attn_cuda_copy_heads(dd, da, DFA_ATTN_CUDA_BF16, B, N, H, D, sel, dfa_cuda_stream(g_cu), &err) ==
+                  DFA_OK);
+        else
+            CHECK(dfa_attn_cuda_residual(dd, da, db, DFA_ATTN_CUDA_BF16, B, N, H, D, sel, dfa_cuda_stream(g_cu),
+                                         &err) == DFA_OK);
+        CHECK(dfa_cuda_sync(g_cu, &err) == DFA_OK);
+        CHECK(dfa_cuda_d2h(g_cu, ho, dd, bytes, &err) == DFA_OK);
+        int bad = 0;
+        for (size_t i = 0; i < n; i++) {
+            int h = (int)((i / D) % H);
+            double want = !sel[h] ? dfa_bf16_to_f32(hd[i])
+                          : op == 0 ? dfa_bf16_to_f32(ha[i])
+                                    : dfa_bf16_to_f32(dfa_f32_to_bf16(dfa_bf16_to_f32(ha[i]) - dfa_bf16_to_f32(hb[i])));
+            if (dfa_bf16_to_f32(ho[i]) != want) bad++;
         }
+        CHECKF(bad == 0, "cache helper op %d: %d wrong elements", op, bad);
     }
-    CHECK(dfa_cuda_sync(g_cu, &err) == DFA_OK);
-    CHECK(dfa_cuda_d2h(g_cu, ho, d[3], bytes, &err) == DFA_OK);
-    CHECK(dfa_cuda_d2h(g_cu, hoc2, d[4], bytes, &err) == DFA_OK);
-    CHECK(dfa_cuda_d2h(g_cu, hrc2, d[5], bytes, &err) == DFA_OK);
-    for (int b = 0; b < B; b++) {
-        const int bs = asc ? 1 : b; /* the batch element whose inputs produced this one */
-        for (int h = 0; h < H; h++) {
-            const int cache_b = meth[h] == C ? b : bs; /* CACHE heads copy their own cache */
-            ref_head(&l, B, H, D, dtype, meth[h], win[h], hq, hk, hv, hoc, hrc, cache_b, h, ref);
-            double e2 = 0, r2 = 0;
-            int bad_store = 0;
-            for (int i = 0; i < N; i++)
-                for (int dd = 0; dd < D; dd++) {
-                    size_t gi = (((size_t)b * N + i) * H + h) * D + dd;
-                    double o = from_h(ho[gi], dtype), rr = ref[(size_t)i * D + dd];
-                    e2 += (o - rr) * (o - rr), r2 += rr * rr;
-                    if (he[h].store_out && hoc2[h * hn + ((size_t)b * N + i) * D + dd] != ho[gi]) bad_store++;
-                }
-            double rel = sqrt(e2 / r2);
-            CHECKF(rel < 1e-2, "run_heads D=%d asc=%d b=%d head %d: rel err %.3g", D, asc, b, h, rel);
-            CHECKF(bad_store == 0, "run_heads D=%d asc=%d head %d: %d store_out elements differ", D, asc, h,
-                   bad_store);
-        }
-        /* h0's residual = FULL - ARROW(1) of batch element bs */
-        ref_head(&l, B, H, D, dtype, F, 0, hq, hk, hv, hoc, hrc, bs, 0, ref);
-        ref_head(&l, B, H, D, dtype, A, 1, hq, hk, hv, hoc, hrc, bs, 0, ref2);
-        double e2 = 0, r2 = 0;
-        for (int i = 0; i < N; i++)
-            for (int dd = 0; dd < D; dd++) {
-                double want = ref[(size_t)i * D + dd] - ref2[(size_t)i * D + dd];
-                double got = from_h(hrc2[((size_t)b * N + i) * D + dd], dtype); /* head 0's buffer */
-                e2 += (got - want) * (got - want), r2 += want * want;
-            }
-        CHECKF(sqrt(e2 / r2) < 3e-2, "run_heads D=%d asc=%d b=%d: residual rel err %.3g", D, asc, b, sqrt(e2 / r2));
-    }
-    printf("  run_heads D=%d asc=%d checked\n", D, asc);
-    dfa_attn_cuda_ctx_free(c);
-    for (int i = 0; i < 6; i++) dfa_cuda_dealloc(g_cu, d[i]);
-    free(hq), free(hk), free(hv), free(ho), free(hoc), free(hrc), free(hoc2), free(hrc2), free(ref), free(ref2);
-}
-
-static void test_run_heads(void) {
-    for (int D = 64; D <= 128; D += 64) {
-        run_heads_case(D, 0);
-        run_heads_case(D, 1);
-    }
+    dfa_cuda_dealloc(g_cu, da), dfa_cuda_dealloc(g_cu, db), dfa_cuda_dealloc(g_cu, dd);
+    free(ha), free(hb), free(ho), free(hd);
 }
 
 static void test_bad_args(void) {
@@ -320,7 +253,6 @@ static void test_bad_args(void) {
     CHECK(dfa_attn_cuda_plan_build(&p, &l, 2, m, w, 1, NULL, &err) == DFA_OK);
     int dummy;
     dfa_attn_cuda_args a = {DFA_ATTN_CUDA_BF16, 1, 128, &dummy, &dummy, &dummy, &dummy, NULL, NULL, 0.f, NULL};
-    /* head 1 is CACHE: no cache pointers given */
     CHECK(dfa_attn_cuda_run(p, &a, &err) == DFA_ERR_INVALID_ARG); /* CACHE head, no cache buffer */
     a.head_dim = 96;
     CHECK(dfa_attn_cuda_run(p, &a, &err) == DFA_ERR_UNSUPPORTED);
@@ -348,7 +280,7 @@ int main(void) {
         return test_summary();
     }
     RUN(test_bad_args);
-    RUN(test_run_heads);
+    RUN(test_cache_helpers);
     RUN(test_v1);
     RUN(test_v2);
     RUN(test_v3);

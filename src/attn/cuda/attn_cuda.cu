@@ -1,6 +1,6 @@
-/* attn_cuda.cu - work lists (host) and the run entry point. The attention kernels live in
- * attn_cuda_mma.cu (variant 1) and attn_cuda_wgmma.cu (variants 2, 3); the attn.h semantics
- * (store_out, store_res, ASC) in attn_cuda_heads.cu. */
+/* attn_cuda.cu - plans (work lists from attn_worklist.c, uploaded), the run entry point, and
+ * the small per-head cache kernels. The attention kernels live in attn_cuda_mma.cu (variant 1)
+ * and attn_cuda_wgmma.cu (variants 2, 3). */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <math.h>
@@ -20,7 +20,6 @@ struct dfa_attn_cuda_plan {
     int2 *d_ranges;
     int *d_counter;
     int has_copy, has_resid;
-    int method[ACU_MAX_HEADS];
     dfa_attn_cuda_plan_info info;
 };
 
@@ -28,8 +27,6 @@ extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const d
                                                const int *method, const int *window, int variant, void *stream,
                                                dfa_error *err) {
     *out = NULL;
-    if (n_heads < 1 || n_heads > ACU_MAX_HEADS)
-        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: n_heads=%d (1..%d)", n_heads, ACU_MAX_HEADS);
     if (variant == DFA_ATTN_CUDA_V_DEFAULT) variant = DFA_ATTN_CUDA_V_MMA;
     if (variant != DFA_ATTN_CUDA_V_MMA && variant != DFA_ATTN_CUDA_V_WGMMA && variant != DFA_ATTN_CUDA_V_WGMMA_GRID)
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1, 2 or 3)", variant);
@@ -67,7 +64,6 @@ extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const d
     p->d_items = (acu_item *)p->dev;
     p->d_ranges = (int2 *)((char *)p->dev + items_pad);
     p->d_counter = (int *)((char *)p->dev + items_pad + ranges_pad);
-    for (int h = 0; h < n_heads; h++) p->method[h] = method[h];
     p->has_copy = wl.has_copy;
     p->has_resid = wl.has_resid;
     p->info = wl.info;
@@ -109,23 +105,12 @@ dfa_status acu_check_common(int dtype, int batch, int head_dim, dfa_error *err) 
 extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_attn_cuda_args *a, dfa_error *err) {
     DFA_TRY(acu_check_common(a->dtype, a->batch, a->head_dim, err));
     if (!a->q || !a->k || !a->v || !a->out) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: NULL q/k/v/out");
-    acu_params prm;
-    memset(&prm, 0, sizeof prm);
-    for (int h = 0; h < p->n_heads; h++) {
-        const int m = p->method[h];
-        const void *c = m == DFA_ATTN_CACHE && a->head_cache ? a->head_cache[h] : NULL;
-        const void *r = m == DFA_ATTN_ARROW_RS && a->head_resid ? a->head_resid[h] : NULL;
-        if (m == DFA_ATTN_CACHE && !c)
-            DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: head %d is CACHE but has no cache buffer", h);
-        if (m == DFA_ATTN_ARROW_RS && !r)
-            DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: head %d is ARROW_RS but has no residual buffer", h);
-        if (((uintptr_t)c & 15) || ((uintptr_t)r & 15))
-            DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: head %d cache/residual not 16-byte aligned", h);
-        prm.cache[h] = c;
-        prm.resid[h] = r;
-    }
-    const void *ptrs[4] = {a->q, a->k, a->v, a->out};
-    for (int i = 0; i < 4; i++)
+    if (p->has_copy && !a->cache)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: plan has CACHE heads but args.cache is NULL");
+    if (p->has_resid && !a->resid)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: plan has ARROW_RS heads but args.resid is NULL");
+    const void *ptrs[6] = {a->q, a->k, a->v, a->out, a->cache, a->resid};
+    for (int i = 0; i < 6; i++)
         if (((uintptr_t)ptrs[i] & 15) != 0)
             DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: tensor %d not 16-byte aligned", i);
     if ((int64_t)p->n_items * a->batch > 0x7fffffffLL)
@@ -133,10 +118,13 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
     const int wgmma = p->variant == DFA_ATTN_CUDA_V_WGMMA || p->variant == DFA_ATTN_CUDA_V_WGMMA_GRID;
     if (wgmma && !dfa_attn_cuda_variant_ok(p->variant))
         DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "attn_cuda: variant %d (wgmma) needs an sm_90 GPU", p->variant);
+    acu_params prm;
     prm.q = a->q;
     prm.k = a->k;
     prm.v = a->v;
     prm.o = a->out;
+    prm.cache = a->cache;
+    prm.resid = a->resid;
     prm.items = p->d_items;
     prm.ranges = p->d_ranges;
     prm.counter = p->d_counter;
@@ -157,3 +145,93 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
     return DFA_OK;
 }
 
+/* ---- per-head cache kernels: 16-byte vectors (8 elements), D % 8 == 0 ---- */
+
+struct head_mask {
+    unsigned long long w[4];
+};
+
+static dfa_status make_mask(head_mask *m, const unsigned char *heads, int n_heads, dfa_error *err) {
+    if (n_heads < 1 || n_heads > 256) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: n_heads %d (1..256)", n_heads);
+    memset(m, 0, sizeof *m);
+    for (int h = 0; h < n_heads; h++)
+        if (heads[h]) m->w[h >> 6] |= 1ULL << (h & 63);
+    return DFA_OK;
+}
+
+template <typename T>
+__device__ __forceinline__ float to_f(T x);
+template <>
+__device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 x) {
+    return __bfloat162float(x);
+}
+template <>
+__device__ __forceinline__ float to_f<__half>(__half x) {
+    return __half2float(x);
+}
+template <typename T>
+__device__ __forceinline__ T from_f(float x);
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) {
+    return __float2bfloat16(x);
+}
+template <>
+__device__ __forceinline__ __half from_f<__half>(float x) {
+    return __float2half(x);
+}
+
+/* dst = a (b == NULL) or a - b, on the selected heads. One thread per 8 elements. */
+template <typename T>
+__global__ void heads_kernel(T *dst, const T *a, const T *b, int64_t n_vec, int n_heads, int dvec, head_mask m) {
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n_vec) return;
+    int h = (int)((i / dvec) % n_heads);
+    if (!((m.w[h >> 6] >> (h & 63)) & 1)) return;
+    uint4 va = reinterpret_cast<const uint4 *>(a)[i];
+    if (b) {
+        uint4 vb = reinterpret_cast<const uint4 *>(b)[i];
+        const T *xa = reinterpret_cast<const T *>(&va);
+        const T *xb = reinterpret_cast<const T *>(&vb);
+        uint4 vo;
+        T *xo = reinterpret_cast<T *>(&vo);
+#pragma unroll
+        for (int j = 0; j < 8; j++) xo[j] = from_f<T>(to_f<T>(xa[j]) - to_f<T>(xb[j]));
+        va = vo;
+    }
+    reinterpret_cast<uint4 *>(dst)[i] = va;
+}
+
+static dfa_status heads_op(void *dst, const void *a, const void *b, int dtype, int batch, int n_tokens, int n_heads,
+                           int head_dim, const unsigned char *heads, void *stream, dfa_error *err) {
+    DFA_TRY(acu_check_common(dtype, batch, head_dim, err));
+    if (n_tokens < 1) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: n_tokens %d", n_tokens);
+    if (!dst || !a) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: NULL buffer");
+    head_mask m;
+    DFA_TRY(make_mask(&m, heads, n_heads, err));
+    const int dvec = head_dim / 8;
+    const int64_t n_vec = (int64_t)batch * n_tokens * n_heads * dvec;
+    const int threads = 256;
+    const int64_t blocks = (n_vec + threads - 1) / threads;
+    cudaStream_t st = (cudaStream_t)stream;
+    if (dtype == DFA_ATTN_CUDA_BF16)
+        heads_kernel<__nv_bfloat16><<<(unsigned)blocks, threads, 0, st>>>(
+            (__nv_bfloat16 *)dst, (const __nv_bfloat16 *)a, (const __nv_bfloat16 *)b, n_vec, n_heads, dvec, m);
+    else
+        heads_kernel<__half><<<(unsigned)blocks, threads, 0, st>>>((__half *)dst, (const __half *)a,
+                                                                    (const __half *)b, n_vec, n_heads, dvec, m);
+    DFA_CUDA_LAUNCH_TRY(err);
+    return DFA_OK;
+}
+
+extern "C" dfa_status dfa_attn_cuda_copy_heads(void *dst, const void *src, int dtype, int batch, int n_tokens,
+                                               int n_heads, int head_dim, const unsigned char *heads, void *stream,
+                                               dfa_error *err) {
+    return heads_op(dst, src, NULL, dtype, batch, n_tokens, n_heads, head_dim, heads, stream, err);
+}
+
+extern "C" dfa_status dfa_attn_cuda_residual(void *dst, const void *full, const void *arrow, int dtype, int batch,
+                                             int n_tokens, int n_heads, int head_dim, const unsigned char *heads,
+                                             void *stream, dfa_error *err) {
+    if (!arrow) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda residual: NULL arrow buffer");
+    return heads_op(dst, full, arrow, dtype, batch, n_tokens, n_heads, head_dim, heads, stream, err);
+}

@@ -6,16 +6,15 @@
  *   ARROW(w)  the band mask of src/attn/mask.h (visual query tile i sees visual key tiles
  *             |i-j| <= w plus every text key; text rows full), computed tile by tile, every
  *             computed tile dense apart from the short tile at a segment's end;
- *   ARROW_RS  ARROW(w) + R, R the head's cached residual (V1's window attention with residual
+ *   ARROW_RS  ARROW(w) + R, R a cached residual buffer (V1's window attention with residual
  *             sharing; R = FULL - ARROW stored at the last refresh, see
- *             dfa_attn_cuda_run_heads());
+ *             dfa_attn_cuda_residual());
  *   CACHE     no attention: the head's slice of a cached output buffer is copied in.
  * Methods are dfa_attn_method values (attn/attn.h).
  *
- * Tensors q, k, v, out: [B, N, H, D] row-major, bf16 or fp16 (one dtype for all), token
- * stride H*D; per-head caches (output of CACHE heads, residual of ARROW_RS heads): [B, N, D]
- * contiguous, one buffer per head, as attn.h's dfa_attn_head_exec; f32 accumulation;
- * D = 64 or 128; non-causal; any N; text before, after, or absent (the layout); H <= 128.
+ * Tensors q, k, v, out, cache, resid: [B, N, H, D] row-major, bf16 or fp16 (one dtype for
+ * all), token stride H*D; f32 accumulation; D = 64 or 128; non-causal; any N; text before,
+ * after, or absent (the layout).
  *
  * The work list (for each head and query tile: the key ranges it visits, CACHE heads as copy
  * items) is built on the host once per plan entry by dfa_attn_cuda_plan_build(), uploaded to
@@ -30,7 +29,6 @@
 
 #include <stdint.h>
 
-#include "attn/attn.h"
 #include "attn/mask.h"
 #include "core/error.h"
 
@@ -58,7 +56,7 @@ typedef struct dfa_attn_cuda_plan dfa_attn_cuda_plan;
  * window[h] is read for ARROW / ARROW_RS heads, in tiles as in mask.h, < 0 means full;
  * method DFA_ATTN_CUDA_NONE leaves the head's output untouched) and upload it to the device
  * (synchronously, on `stream`, a cudaStream_t or NULL). A plan must not run on two streams
- * at once (variant 2 keeps a work counter in it). */
+ * at once (variants 2 and 3 keep a work counter in it). */
 #define DFA_ATTN_CUDA_NONE (-1)
 dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const dfa_attn_layout *layout, int n_heads,
                                     const int *method, const int *window, int variant, void *stream,
@@ -81,9 +79,8 @@ typedef struct dfa_attn_cuda_args {
     int head_dim;   /* D: 64 or 128 */
     const void *q, *k, *v;
     void *out;
-    const void *const *head_cache; /* host array of n_heads device pointers, [B, N, D] each:
-                                      read for CACHE heads (array or entries NULL if none) */
-    const void *const *head_resid; /* likewise: added to ARROW_RS heads */
+    const void *cache; /* [B, N, H, D]: read for CACHE heads (may be NULL if the plan has none) */
+    const void *resid; /* [B, N, H, D]: added for ARROW_RS heads (may be NULL if none) */
     float scale;       /* softmax scale; 0 means 1/sqrt(D) */
     void *stream;      /* cudaStream_t, NULL = default stream */
 } dfa_attn_cuda_args;
@@ -91,20 +88,15 @@ typedef struct dfa_attn_cuda_args {
 /* One launch: every head of every batch element, as the plan says. Asynchronous. */
 dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_attn_cuda_args *a, dfa_error *err);
 
-/* dfa_attn_run_heads() (attn.h) on the GPU: the per-head methods, store_out / store_res and
- * ASC exactly as attn.h defines them, for device tensors (dtype bf16 / f16). The work lists
- * are built on the first call with a given (layout, heads' methods and windows) and reused
- * afterwards (kept in `c`, which also holds the scratch of the residual refresh); one
- * dfa_attn_cuda_ctx per dfa context / stream. Launches: the layer (1), the ARROW pass of
- * store_res heads (1, only when some head stores a residual), and small per-head copies for
- * ASC / store_out / the residual. Asynchronous on `stream`. */
-typedef struct dfa_attn_cuda_ctx dfa_attn_cuda_ctx;
-dfa_status dfa_attn_cuda_ctx_new(dfa_attn_cuda_ctx **out, int variant, dfa_error *err);
-void dfa_attn_cuda_ctx_free(dfa_attn_cuda_ctx *c);
-dfa_status dfa_attn_cuda_run_heads(dfa_attn_cuda_ctx *c, const dfa_attn_layout *layout, int dtype, int batch,
-                                   int n_heads, int head_dim, const void *q, const void *k, const void *v, void *out,
-                                   const dfa_attn_head_exec *heads, int asc, int cond_half, void *stream,
-                                   dfa_error *err);
+/* Per-head helpers for the caches of V1/V2 (heads[h] != 0 selects head h; host array, n_heads
+ * <= 256). Same layout and dtype as above; asynchronous on `stream`.
+ *   copy_heads: dst[.., h, :] = src[.., h, :]           (store an output for later CACHE)
+ *   residual:   dst[.., h, :] = full[.., h, :] - arrow[.., h, :]   (refresh of ARROW_RS) */
+dfa_status dfa_attn_cuda_copy_heads(void *dst, const void *src, int dtype, int batch, int n_tokens, int n_heads,
+                                    int head_dim, const unsigned char *heads, void *stream, dfa_error *err);
+dfa_status dfa_attn_cuda_residual(void *dst, const void *full, const void *arrow, int dtype, int batch, int n_tokens,
+                                  int n_heads, int head_dim, const unsigned char *heads, void *stream,
+                                  dfa_error *err);
 
 /* 1 if the current device can run `variant` (variants 2 and 3 need compute capability 9.0). */
 int dfa_attn_cuda_variant_ok(int variant);

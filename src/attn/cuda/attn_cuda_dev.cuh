@@ -59,17 +59,17 @@ __device__ __forceinline__ int acu_swz(int row, int chunk) {
 }
 
 
-/* CACHE item: copy rows [q0, q0+q_len) of head h from its cache ([B, N, D]) into the output. */
+/* CACHE item: copy rows [q0, q0+q_len) of head h from the cache into the output. */
 template <int D>
 __device__ __forceinline__ void acu_copy_item(const acu_params &p, const acu_item &it, int b, int tid, int nthr) {
     const size_t tok = (size_t)p.n_heads * D;
-    const size_t row = (size_t)b * p.n_tokens + it.q0;
-    const uint4 *src = reinterpret_cast<const uint4 *>(reinterpret_cast<const uint16_t *>(p.cache[it.head]) + row * D);
-    uint4 *dst = reinterpret_cast<uint4 *>(reinterpret_cast<uint16_t *>(p.o) + row * tok + (size_t)it.head * D);
+    const size_t base = ((size_t)b * p.n_tokens + it.q0) * tok + (size_t)it.head * D;
+    const uint4 *src = reinterpret_cast<const uint4 *>(reinterpret_cast<const uint16_t *>(p.cache) + base);
+    uint4 *dst = reinterpret_cast<uint4 *>(reinterpret_cast<uint16_t *>(p.o) + base);
     const int cpr = D / 8, tokv = (int)(tok / 8);
     for (int i = tid; i < it.q_len * cpr; i += nthr) {
         int r = i / cpr, c = i % cpr;
-        dst[(size_t)r * tokv + c] = src[(size_t)r * cpr + c];
+        dst[(size_t)r * tokv + c] = src[(size_t)r * tokv + c];
     }
 }
 
@@ -84,21 +84,21 @@ __device__ __forceinline__ int acu_tile_off(int row, int chunk) {
 }
 
 /* Epilogue: rows [r0, min(r1, q_len)) of the output tile (bf16/f16 in shared memory) to global
- * memory with 16-byte stores, adding the head's residual ([B, N, D]) for ARROW_RS items. */
+ * memory with 16-byte stores, adding the residual for ARROW_RS items. */
 template <int D, int LAYOUT, typename T>
 __device__ __forceinline__ void acu_store_tile(const acu_params &p, const acu_item &it, int b, const T *s_o, int tid,
                                                int nthr, int r0, int r1) {
     const size_t tok = (size_t)p.n_heads * D;
-    const size_t row0 = (size_t)b * p.n_tokens + it.q0;
-    T *dst = reinterpret_cast<T *>(p.o) + row0 * tok + (size_t)it.head * D;
-    const T *res = (it.flags & ACU_ITEM_RESID) ? reinterpret_cast<const T *>(p.resid[it.head]) + row0 * D : nullptr;
+    const size_t base = ((size_t)b * p.n_tokens + it.q0) * tok + (size_t)it.head * D;
+    T *dst = reinterpret_cast<T *>(p.o) + base;
+    const T *res = (it.flags & ACU_ITEM_RESID) ? reinterpret_cast<const T *>(p.resid) + base : nullptr;
     const int cpr = D / 8;
     if (r1 > it.q_len) r1 = it.q_len;
     for (int i = tid; i < (r1 - r0) * cpr; i += nthr) {
         int r = r0 + i / cpr, c = i % cpr;
         uint4 v = *reinterpret_cast<const uint4 *>(s_o + acu_tile_off<D, LAYOUT>(r, c));
         if (res) {
-            uint4 rv = *reinterpret_cast<const uint4 *>(res + (size_t)r * D + c * 8);
+            uint4 rv = *reinterpret_cast<const uint4 *>(res + (size_t)r * tok + c * 8);
             uint32_t *pv = reinterpret_cast<uint32_t *>(&v);
             const uint32_t *pr = reinterpret_cast<const uint32_t *>(&rv);
 #pragma unroll

@@ -13,13 +13,11 @@
 enum { ACU_ITEM_COPY = DFA_ACU_ITEM_COPY, ACU_ITEM_RESID = DFA_ACU_ITEM_RESID };
 #define ACU_BM DFA_ACU_BM
 typedef dfa_acu_item acu_item;
-#define ACU_MAX_HEADS 128 /* per-head cache pointers travel in the kernel parameters */
 
 struct acu_params {
     const void *q, *k, *v;
     void *o;
-    const void *cache[ACU_MAX_HEADS]; /* per head [B, N, D]: source of CACHE heads */
-    const void *resid[ACU_MAX_HEADS]; /* per head [B, N, D]: residual added to ARROW_RS heads */
+    const void *cache, *resid; /* [B, N, H, D] like o: CACHE source, ARROW_RS residual */
     const acu_item *items;
     const int2 *ranges;
     int *counter; /* variant 2's work counter (persistent CTAs), zeroed before each launch */

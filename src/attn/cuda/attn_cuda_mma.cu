@@ -65,7 +65,7 @@ __device__ __forceinline__ void load_tile(uint32_t s_base, const uint16_t *g, si
 }
 
 template <int D, typename T>
-__global__ void __launch_bounds__(THREADS, 1) attn_mma_kernel(const __grid_constant__ acu_params p) {
+__global__ void __launch_bounds__(THREADS, 1) attn_mma_kernel(const acu_params p) {
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T *sQ = reinterpret_cast<T *>(smem_raw);
     T *sK = sQ + BM * D;      /* [2][BN][D] */

@@ -1,6 +1,8 @@
 /* attn_worklist.c - the CUDA attention kernel's work list (see attn_worklist.h). */
 #include "attn/cuda/attn_worklist.h"
 
+#include "attn/attn.h"
+
 #include <stdlib.h>
 #include <string.h>
 
