@@ -1,7 +1,8 @@
 #!/bin/sh
 # run.sh SECONDS - build the libFuzzer targets with clang (ASan + UBSan) straight from the
 # sources they need, seed each corpus from a few valid inputs generated here, and fuzz for
-# SECONDS in all (2/3 for the safetensors header parser, 1/6 each for the JSON helpers and plan files).
+# SECONDS in all (1/2 for the safetensors header parser, 1/6 each for the JSON helpers, the
+# tokenizer loader + encoder, and plan files).
 # Exits non-zero when a target finds a crash, a leak or undefined behaviour; the input that
 # did it is left in build-fuzz/ (crash-*, leak-*, ...). Needs clang with libFuzzer
 # (Debian: clang libclang-rt-14-dev) and libcjson-dev.
@@ -22,6 +23,8 @@ $CC $CFLAGS tests/fuzz/fuzz_safetensors.c src/io/st_header.c $CORE $LIBS -o "$ou
 # shellcheck disable=SC2086
 $CC $CFLAGS tests/fuzz/fuzz_json.c src/io/json.c $CORE $LIBS -o "$out/fuzz_json"
 # shellcheck disable=SC2086
+$CC $CFLAGS tests/fuzz/fuzz_tokenizer.c src/text/tok_*.c src/text/tokenizer.c src/text/unicode*.c $CORE $LIBS -o "$out/fuzz_tokenizer"
+# shellcheck disable=SC2086
 $CC $CFLAGS tests/fuzz/fuzz_plan.c src/plan/plan.c src/plan/plan_io.c src/io/json.c src/attn/mask.c \
     src/attn/attn_cost.c $CORE $LIBS -o "$out/fuzz_plan"
 
@@ -36,8 +39,9 @@ st_seed() { # FILE JSON DATA_BYTES
     } >"$1"
 }
 seeds="$out/seeds_safetensors"
-rm -rf "$seeds" "$out/seeds_json" "$out/seeds_plan"
-mkdir -p "$seeds" "$out/seeds_json" "$out/corpus_safetensors" "$out/corpus_json" "$out/seeds_plan" "$out/corpus_plan"
+rm -rf "$seeds" "$out/seeds_json" "$out/seeds_tokenizer" "$out/seeds_plan"
+mkdir -p "$seeds" "$out/seeds_json" "$out/corpus_safetensors" "$out/corpus_json" "$out/seeds_tokenizer" \
+    "$out/corpus_tokenizer" "$out/seeds_plan" "$out/corpus_plan"
 st_seed "$seeds/one" '{"x.weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}}' 24
 st_seed "$seeds/meta" '{"__metadata__":{"format":"pt"},"a":{"dtype":"BF16","shape":[4],"data_offsets":[0,8]},"b":{"dtype":"I64","shape":[],"data_offsets":[8,16]}}' 16
 st_seed "$seeds/empty" '{}      ' 0
@@ -47,13 +51,22 @@ printf '%s' '{"num_layers": 24, "eps": 1e-6, "name": "SD3Transformer2DModel", "f
 printf '%s' '{"weight_map": {"a": "model-00001.safetensors"}, "metadata": {"total_size": 8}}' >"$out/seeds_json/index"
 printf '%s' '[1, -2.5e3, "x\u00e9", {"a": [true, false]}]' >"$out/seeds_json/array"
 
+# tokenizer seeds: each fixture tokenizer.json, a NUL, then a prompt
+for t in tests/fixtures/text/*_tok/tokenizer.json; do
+    name=$(basename "$(dirname "$t")")
+    { cat "$t"; printf '\000'; printf '%s' "A photo of a cat, caf\303\251 \346\227\245\346\234\254 I'm <|endoftext|> </s>  x"; } \
+        >"$out/seeds_tokenizer/$name"
+done
+
 printf '%s' '{"format": "dfa-plan", "version": 1, "model": {"family": "sd3", "config": "t"}, "layout": {"n_text": 5, "text_first": false, "n_vis": 24, "grid_h": 4, "grid_w": 6, "block": 4}, "steps": 2, "layers": 1, "heads": 3, "cfg": true, "cfg_cond_index": 1, "method_set": ["full", "arrow", "arrow_rs", "cache", "asc"], "search": {"method": "v2", "delta": 0.1, "c": 1.5}, "entries": [{"step": 0, "layer": 0, "asc": false, "heads": "F F A1"}, {"step": 1, "layer": 0, "asc": true, "heads": "C R2 A0"}]}' >"$out/seeds_plan/small"
 
-st_secs=$((secs * 2 / 3))
+st_secs=$((secs / 2))
 [ "$st_secs" -ge 1 ] || st_secs=1
-js_secs=$(((secs - st_secs) / 2))
+js_secs=$((secs / 6))
 [ "$js_secs" -ge 1 ] || js_secs=1
-pl_secs=$((secs - st_secs - js_secs))
+tk_secs=$((secs / 6))
+[ "$tk_secs" -ge 1 ] || tk_secs=1
+pl_secs=$((secs - st_secs - js_secs - tk_secs))
 [ "$pl_secs" -ge 1 ] || pl_secs=1
 status=0
 run() { # NAME SECONDS MAX_LEN
@@ -69,6 +82,7 @@ run() { # NAME SECONDS MAX_LEN
 }
 run safetensors "$st_secs" 4096
 run json "$js_secs" 2048
+run tokenizer "$tk_secs" 65536
 run plan "$pl_secs" 4096
 [ "$status" -eq 0 ] && echo "fuzz: no crash found"
 exit "$status"
