@@ -72,7 +72,7 @@ dfa_status dfa_search_attn_cpu(void *user, const dfa_attn_layout *l, int n_rows,
     dfa_tensor tq = {DFA_F32, DFA_DEV_CPU, 4, {n_rows, dfa_layout_tokens(l), n_heads, head_dim}, (void *)q};
     dfa_tensor tk = tq, tv = tq, to = tq;
     tk.data = (void *)k, tv.data = (void *)v, to.data = out;
-    return dfa_attn_run_heads(ctx, l, &tq, &tk, &tv, &to, heads, 0, 0);
+    return dfa_attn_run_heads(ctx, l, &tq, &tk, &tv, &to, heads, NULL, NULL, 0, 0);
 }
 
 /* ---- the backend ---- */
