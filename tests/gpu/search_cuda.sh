@@ -13,7 +13,7 @@ cat > $B/stub.c <<'X'
 #include "plan/plan.h"
 dfa_status dfa_plan_load(const char *path, dfa_plan *p, dfa_error *err) { (void)path; (void)p; return dfa_error_set(err, DFA_ERR_UNSUPPORTED, __FILE__, __LINE__, "no cJSON here"); }
 X
-for f in src/attn/mask.c src/attn/attn_cpu.c src/attn/attn_layer.c src/attn/attn_gpu.c src/plan/plan.c \
+for f in src/attn/*.c src/attn/cuda/*.c src/plan/plan.c \
          src/plan/plan_make.c src/plan/mckp.c src/plan/metrics.c src/plan/cost.c src/plan/search_common.c \
          src/plan/search_cpu.c src/plan/search_cuda_be.c src/plan/search_v1.c src/plan/search_v2.c \
          src/core/error.c src/core/tensor.c src/core/ctx.c src/core/log.c src/models/ops.c $B/stub.c \
