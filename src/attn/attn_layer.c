@@ -37,6 +37,9 @@ struct dfa_attn_state {
     void *full_lists[2];
     dfa_attn_layout full_layout;
     int full_heads;
+    /* dfa_attn_set_override: replaces every layer's attention while set */
+    dfa_attn_override_fn override_fn;
+    void *override_user;
 };
 
 static void free_caches(dfa_ctx *ctx, dfa_attn_state *st) {
@@ -283,8 +286,28 @@ static dfa_status plan_layer(dfa_ctx *ctx, int layer, const dfa_attn_layout *lay
     return DFA_OK;
 }
 
+dfa_status dfa_attn_set_override(dfa_ctx *ctx, dfa_attn_override_fn fn, void *user) {
+    if (!ctx->attn) {
+        if (!fn) return DFA_OK;
+        if (!(ctx->attn = calloc(1, sizeof *ctx->attn)))
+            DFA_CTX_FAIL(ctx, DFA_ERR_OOM, "out of host memory for the attention state");
+        ctx->attn->step = -1;
+    }
+    ctx->attn->override_fn = fn;
+    ctx->attn->override_user = fn ? user : NULL;
+    return DFA_OK;
+}
+
+dfa_attn_override_fn dfa_attn_get_override(const dfa_ctx *ctx, void **user) {
+    dfa_attn_override_fn fn = ctx->attn ? ctx->attn->override_fn : NULL;
+    if (user) *user = fn ? ctx->attn->override_user : NULL;
+    return fn;
+}
+
 dfa_status dfa_attn_layer(dfa_ctx *ctx, int layer, const dfa_attn_layout *layout, const dfa_tensor *q,
                           const dfa_tensor *k, const dfa_tensor *v, dfa_tensor *out) {
+    if (ctx->attn && ctx->attn->override_fn)
+        return ctx->attn->override_fn(ctx->attn->override_user, layer, layout, q, k, v, out);
     if (ctx->attn && ctx->attn->has_plan) return plan_layer(ctx, layer, layout, q, k, v, out);
     if (q->ndim != 4 || q->shape[2] < 1 || q->shape[2] > (1 << 20))
         DFA_CTX_FAIL(ctx, DFA_ERR_SHAPE, "dfa_attn_layer: q must be [B, N, H, D]");

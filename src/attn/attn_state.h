@@ -47,6 +47,20 @@ size_t dfa_attn_cache_peak_bytes(const dfa_ctx *ctx);
 /* Bytes a run of `plan` will hold in caches at most for batch B, head dim D, element size. */
 size_t dfa_plan_cache_bytes(const dfa_plan *plan, int batch, int head_dim, size_t elem_size);
 
+/* ---- attention override (plan searches) ----
+ * While an override is set, dfa_attn_layer() calls fn(user, layer, layout, q, k, v, out) instead
+ * of running any attention itself (plan or not): fn must fill `out` completely. The tensors are
+ * the layer's own [B, N, H, D] buffers, contiguous, after norms and RoPE, exactly as the attention
+ * would consume them. Used by the search engines (src/plan/engine_mmdit.h) to hand each layer to
+ * the search hook. The override takes precedence over a plan (no begin_step is needed); a plan
+ * set meanwhile stays and applies again once the override is cleared. */
+typedef dfa_status (*dfa_attn_override_fn)(void *user, int layer, const dfa_attn_layout *layout, const dfa_tensor *q,
+                                           const dfa_tensor *k, const dfa_tensor *v, dfa_tensor *out);
+/* fn NULL clears the override. Fails only when the state cannot be allocated. */
+dfa_status dfa_attn_set_override(dfa_ctx *ctx, dfa_attn_override_fn fn, void *user);
+/* The override in use (NULL if none); *user receives its user pointer when user is not NULL. */
+dfa_attn_override_fn dfa_attn_get_override(const dfa_ctx *ctx, void **user);
+
 /* Called by dfa_ctx_free(). */
 void dfa_attn_state_free(dfa_ctx *ctx);
 
