@@ -19,7 +19,9 @@
 #include "models/mmdit.h"
 #include "models/mmdit_pipe.h"
 #include "models/vae.h"
+#include "plan/engine_mmdit.h"
 #include "plan/plan.h"
+#include "plan/plan_target.h"
 
 typedef struct gen_opts {
     const char *model, *embeds, *out, *plan, *latents_out, *init;
@@ -85,6 +87,31 @@ static dfa_status read_class(dfa_ctx *ctx, const char *model, char *cls, size_t 
     return s;
 }
 
+/* Refuse a plan made for another model, resolution, step count or prompt length (plan_target.h). */
+static dfa_status check_plan(dfa_ctx *ctx, const dfa_plan *plan, const char *path, const dfa_flux *fm,
+                             const dfa_sd3 *sm, const dfa_prompt_embeds *pe, int h, int w, int steps, int cfg) {
+    char cid[128];
+    dfa_plan_target t = {.n_steps = steps, .cfg = fm ? 0 : cfg};
+    if (fm) {
+        const dfa_flux_config *c = dfa_flux_get_config(fm);
+        dfa_engine_flux_config_id(fm, cid, sizeof cid);
+        t.family = "flux", t.grid_h = h / 2, t.grid_w = w / 2, t.px_per_token = 16;
+        t.n_layers = dfa_flux_attn_layers(fm), t.n_heads = c->n_heads;
+        t.layout = (dfa_attn_layout){.n_vis = t.grid_h * t.grid_w, .n_text = pe->n_txt, .text_first = 1,
+                                     .block = DFA_PLAN_DEFAULT_BLOCK};
+    } else {
+        const dfa_sd3_config *c = dfa_sd3_get_config(sm);
+        const int ps = c->patch_size;
+        dfa_engine_sd3_config_id(sm, cid, sizeof cid);
+        t.family = "sd3", t.grid_h = h / ps, t.grid_w = w / ps, t.px_per_token = 8 * ps;
+        t.n_layers = dfa_sd3_attn_layers(sm), t.n_heads = c->n_heads;
+        t.layout = (dfa_attn_layout){.n_vis = t.grid_h * t.grid_w, .n_text = pe->n_txt, .text_first = 0,
+                                     .block = DFA_PLAN_DEFAULT_BLOCK};
+    }
+    t.config_id = cid;
+    return dfa_plan_check_target(plan, &t, path, &ctx->err);
+}
+
 static int run_generate(dfa_ctx *ctx, const gen_opts *o) {
     char cls[128];
     if (read_class(ctx, o->model, cls, sizeof cls) != DFA_OK) {
@@ -146,22 +173,24 @@ static int run_generate(dfa_ctx *ctx, const gen_opts *o) {
         s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, (n ? n : 1) * sizeof(float), "initial latents", (void **)&init);
         if (s == DFA_OK) s = load_init(ctx, o->init, C, h, w, init);
     }
+    int steps = o->steps;
+    if (s == DFA_OK && steps <= 0) steps = is_flux && !dfa_flux_get_config(fm)->guidance_embeds ? 4 : 28;
+    float cfg_scale = (float)o->cfg;
+    if (is_sd3 && o->cfg < 0) cfg_scale = pe.neg_embeds ? 7.0f : 1.0f;
+    if (is_flux && o->cfg < 0) cfg_scale = 1.0f;
     if (s == DFA_OK && o->plan) {
         s = dfa_plan_load(o->plan, &plan, &ctx->err);
         if (s == DFA_OK) {
             have_plan = 1;
-            s = dfa_attn_set_plan(ctx, &plan);
+            s = check_plan(ctx, &plan, o->plan, fm, sm, &pe, h, w, steps, cfg_scale > 1.0f);
         }
+        if (s == DFA_OK) s = dfa_attn_set_plan(ctx, &plan);
     }
     if (s == DFA_OK) {
         gen_progress_state ps = {.tty = isatty(fileno(stderr))};
-        int steps = o->steps;
-        if (steps <= 0) steps = is_flux && !dfa_flux_get_config(fm)->guidance_embeds ? 4 : 28;
-        dfa_mmdit_gen_params gp = {.steps = steps, .latent_h = h, .latent_w = w, .cfg_scale = (float)o->cfg,
+        dfa_mmdit_gen_params gp = {.steps = steps, .latent_h = h, .latent_w = w, .cfg_scale = cfg_scale,
                                    .guidance = (float)o->guidance, .seed = (uint64_t)o->seed, .init_latents = init,
                                    .progress = on_step, .progress_user = &ps};
-        if (is_sd3 && o->cfg < 0) gp.cfg_scale = pe.neg_embeds ? 7.0f : 1.0f;
-        if (is_flux && o->cfg < 0) gp.cfg_scale = 1.0f;
         fprintf(stderr, "dfa generate: %s, %dx%d px (latent %d x %d x %d), %d steps, %s %.2f, seed %lld%s\n",
                 is_flux ? "FLUX" : "SD3", o->width, o->height, C, h, w, steps, is_flux ? "guidance" : "cfg",
                 is_flux ? gp.guidance : gp.cfg_scale, o->seed, o->init ? " (initial latents from file)" : "");
