@@ -1,0 +1,417 @@
+/* test_calibrate.c - the FLUX / SD3 plan-search engines (plan/engine_mmdit.h) and `dfa calibrate`
+ * on the tiny fixtures:
+ *   - with every layer FULL (the hook runs the CPU reference attention), the batched engine's
+ *     latents of prompt p equal dfa_flux_generate / dfa_sd3_generate run alone with seed + p
+ *     (FLUX with guidance; SD3 with CFG), and a trial step (commit 0) changes nothing;
+ *   - a searched plan (V2 with FLUX, V1 with SD3 + CFG, compressed) run by `dfa generate --plan`
+ *     for prompt 0 reproduces the search's own trajectory of prompt 0;
+ *   - calibrate: delta 0 gives an all-FULL plan; the same seed gives the same file (V1 and V2);
+ *     the plans record model, config, grid, steps and run through generate; generate refuses
+ *     them for another resolution, step count or model;
+ *   - errors: prompts of different text lengths, SD3.5 dual attention, bad flags. */
+#include <string.h>
+#include <unistd.h>
+
+#include "attn/attn_state.h"
+#include "cli/commands.h"
+#include "mmdit_fixture.h"
+#include "models/mmdit_pipe.h"
+#include "plan/engine_mmdit.h"
+#include "plan/plan.h"
+#include "plan/search.h"
+#include "test.h"
+
+#define FX DFA_SOURCE_DIR "/tests/fixtures"
+#define NT 7  /* text tokens of the fixtures */
+#define JD 24 /* joint_attention_dim */
+#define PD 12 /* pooled_projection_dim */
+
+static dfa_ctx *make_ctx(void) {
+    dfa_ctx *ctx = NULL;
+    dfa_ctx_params p = dfa_ctx_default_params();
+    p.n_threads = 1; /* the tiny models are fastest on one thread */
+    if (dfa_ctx_init(&ctx, &p, NULL, 0) != DFA_OK) exit(1);
+    return ctx;
+}
+
+/* random prompt embeddings (malloc'ed; with negatives when neg) */
+static void pe_random(dfa_prompt_embeds *pe, int n_txt, int neg, unsigned long long seed) {
+    memset(pe, 0, sizeof *pe);
+    pe->n_txt = n_txt, pe->dim = JD, pe->pooled_dim = PD;
+    float **all[4] = {&pe->embeds, &pe->pooled, &pe->neg_embeds, &pe->neg_pooled};
+    const size_t sz[4] = {(size_t)n_txt * JD, PD, (size_t)n_txt * JD, PD};
+    for (int i = 0; i < (neg ? 4 : 2); i++) {
+        *all[i] = malloc(sz[i] * sizeof(float));
+        for (size_t j = 0; j < sz[i]; j++) (*all[i])[j] = 2.0f * test_rng_uniform(&seed) - 1.0f;
+    }
+}
+
+static void pe_free_test(dfa_prompt_embeds *pe) {
+    free(pe->embeds);
+    free(pe->pooled);
+    free(pe->neg_embeds);
+    free(pe->neg_pooled);
+}
+
+static int pe_write(const dfa_prompt_embeds *pe, const char *path) {
+    const int64_t se[3] = {1, pe->n_txt, pe->dim}, sp[2] = {1, pe->pooled_dim};
+    dfa_st_item it[4] = {
+        {.name = "prompt_embeds", .dtype = DFA_F32, .ndim = 3, .shape = se, .data = pe->embeds},
+        {.name = "pooled_prompt_embeds", .dtype = DFA_F32, .ndim = 2, .shape = sp, .data = pe->pooled},
+        {.name = "negative_prompt_embeds", .dtype = DFA_F32, .ndim = 3, .shape = se, .data = pe->neg_embeds},
+        {.name = "negative_pooled_prompt_embeds", .dtype = DFA_F32, .ndim = 2, .shape = sp, .data = pe->neg_pooled},
+    };
+    dfa_error err = {0};
+    int rc = dfa_st_write(path, it, pe->neg_embeds ? 4 : 2, NULL, NULL, 0, &err) == DFA_OK ? 0 : -1;
+    if (rc) fprintf(stderr, "%s\n", err.msg);
+    return rc;
+}
+
+/* ---- the engine with FULL attention equals the generate loops ---- */
+
+typedef struct full_hook {
+    dfa_ctx *ctx;
+    const dfa_search_engine *e;
+    int calls, zero; /* zero: write zeros instead (a trial that must not stick) */
+} full_hook;
+
+static dfa_status hook_full(void *user, int layer, const void *q, const void *k, const void *v, void *out) {
+    full_hook *h = user;
+    (void)layer;
+    h->calls++;
+    const dfa_search_engine *e = h->e;
+    if (h->zero) {
+        memset(out, 0, (size_t)e->n_rows * dfa_layout_tokens(&e->layout) * e->n_heads * e->head_dim * sizeof(float));
+        return DFA_OK;
+    }
+    return dfa_search_attn_cpu(h->ctx, &e->layout, e->n_rows, e->n_heads, e->head_dim, -1, q, k, v, out);
+}
+
+static void engine_full_case(int sd3) {
+    dfa_ctx *ctx = make_ctx();
+    dfa_flux *fm = NULL;
+    dfa_sd3 *sm = NULL;
+    const char *dir = sd3 ? FX "/sd3_plain" : FX "/flux_tiny";
+    CHECKF((sd3 ? dfa_sd3_load(ctx, dir, &sm) : dfa_flux_load(ctx, dir, &fm)) == DFA_OK, "%s", dfa_ctx_error(ctx));
+    dfa_flow_config fc;
+    CHECKF(dfa_flow_config_read(ctx, dir, &fc) == DFA_OK, "%s", dfa_ctx_error(ctx));
+    enum { P = 2, S = 3, LH = 12, LW = 16 };
+    dfa_prompt_embeds pe[P];
+    for (int i = 0; i < P; i++) pe_random(&pe[i], NT, sd3, 100 + i);
+    dfa_engine_mmdit_params ep = {.steps = S, .latent_h = LH, .latent_w = LW, .cfg_scale = sd3 ? 4.5f : 1.0f,
+                                  .guidance = 3.5f, .seed = 11};
+    dfa_engine_mmdit *em = NULL;
+    dfa_search_engine e;
+    dfa_status s = sd3 ? dfa_engine_sd3_init(ctx, sm, &fc, pe, P, &ep, &em, &e)
+                       : dfa_engine_flux_init(ctx, fm, &fc, pe, P, &ep, &em, &e);
+    CHECKF(s == DFA_OK, "%s", dfa_ctx_error(ctx));
+    if (s != DFA_OK) goto out;
+    CHECK(e.n_steps == S && e.n_rows == (sd3 ? 2 * P : P) && e.cfg == sd3 && e.n_heads == 2 && e.head_dim == 16);
+    CHECK(e.n_layers == (sd3 ? 2 : 4) && e.layout.n_text == NT && e.layout.text_first == !sd3);
+    CHECK(e.grid_h == 6 && e.grid_w == 8 && e.layout.n_vis == 48);
+    full_hook h = {.ctx = ctx, .e = &e};
+    float *mo = malloc(e.out_numel * sizeof(float)), *mo2 = malloc(e.out_numel * sizeof(float));
+    fx_fill_nan(mo, e.out_numel);
+    for (int step = 0; step < S; step++) {
+        h.zero = 1; /* a trial with garbage attention: no trace afterwards */
+        CHECK(e.run_step(e.user, step, 0, hook_full, &h, NULL) == DFA_OK);
+        h.zero = 0;
+        CHECK(e.run_step(e.user, step, 0, hook_full, &h, step == 0 ? mo : NULL) == DFA_OK);
+        CHECK(dfa_engine_mmdit_step(em) == step);
+        CHECK(e.run_step(e.user, step, 1, hook_full, &h, step == 0 ? mo2 : NULL) == DFA_OK);
+        CHECK(dfa_engine_mmdit_step(em) == step + 1);
+    }
+    CHECK(h.calls == 3 * S * e.n_layers);
+    CHECK(memcmp(mo, mo2, e.out_numel * sizeof(float)) == 0); /* trial and commit see the same step */
+    int finite = 1;
+    for (size_t i = 0; i < e.out_numel; i++) finite &= isfinite(mo[i]) != 0;
+    CHECK(finite);
+    CHECK(e.run_step(e.user, 0, 1, hook_full, &h, NULL) == DFA_ERR_INVALID_ARG); /* steps in order */
+    CHECK(dfa_attn_get_override(ctx, NULL) == NULL); /* removed after every step */
+    const size_t n = (size_t)4 * LH * LW;
+    float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+    for (int p = 0; p < P; p++) {
+        fx_fill_nan(a, n);
+        fx_fill_nan(b, n);
+        CHECK(dfa_engine_mmdit_latents(ctx, em, p, a) == DFA_OK);
+        dfa_mmdit_gen_params gp = {.steps = S, .latent_h = LH, .latent_w = LW, .cfg_scale = ep.cfg_scale,
+                                   .guidance = 3.5f, .seed = ep.seed + (uint64_t)p};
+        s = sd3 ? dfa_sd3_generate(ctx, sm, &fc, &pe[p], &gp, b) : dfa_flux_generate(ctx, fm, &fc, &pe[p], &gp, b);
+        CHECKF(s == DFA_OK, "%s", dfa_ctx_error(ctx));
+        double err = fx_rel_err(a, b, n);
+        CHECKF(err <= 1e-5, "%s prompt %d: engine vs generate rel err %.3g", sd3 ? "sd3" : "flux", p, err);
+    }
+    free(a);
+    free(b);
+    free(mo);
+    free(mo2);
+out:
+    dfa_engine_mmdit_free(ctx, em);
+    for (int i = 0; i < P; i++) pe_free_test(&pe[i]);
+    dfa_flux_free(ctx, fm);
+    dfa_sd3_free(ctx, sm);
+    dfa_ctx_free(ctx);
+}
+
+static void test_engine_flux_full(void) { engine_full_case(0); }
+static void test_engine_sd3_full(void) { engine_full_case(1); }
+
+static void test_engine_errors(void) {
+    dfa_ctx *ctx = make_ctx();
+    dfa_flux *fm = NULL;
+    dfa_sd3 *sm = NULL;
+    dfa_flow_config fc = dfa_flow_config_default();
+    CHECK(dfa_flux_load(ctx, FX "/flux_tiny", &fm) == DFA_OK);
+    CHECK(dfa_sd3_load(ctx, FX "/sd3_tiny", &sm) == DFA_OK); /* SD3.5-style: dual attention in block 0 */
+    dfa_prompt_embeds pe[2];
+    pe_random(&pe[0], NT, 0, 1);
+    pe_random(&pe[1], NT + 1, 0, 2);
+    dfa_engine_mmdit_params ep = {.steps = 2, .latent_h = 12, .latent_w = 16, .guidance = 3.5f};
+    dfa_engine_mmdit *em = (dfa_engine_mmdit *)&ep; /* must come back NULL */
+    dfa_search_engine e;
+    CHECK(dfa_engine_flux_init(ctx, fm, &fc, pe, 2, &ep, &em, &e) == DFA_ERR_SHAPE && em == NULL);
+    CHECKF(strstr(dfa_ctx_error(ctx), "prompt 1 has 8 text tokens, prompt 0 has 7"), "%s", dfa_ctx_error(ctx));
+    CHECK(dfa_engine_sd3_init(ctx, sm, &fc, pe, 1, &ep, &em, &e) == DFA_ERR_UNSUPPORTED);
+    CHECKF(strstr(dfa_ctx_error(ctx), "dual-attention"), "%s", dfa_ctx_error(ctx));
+    ep.latent_h = 13;
+    CHECK(dfa_engine_flux_init(ctx, fm, &fc, pe, 1, &ep, &em, &e) == DFA_ERR_INVALID_ARG);
+    for (int i = 0; i < 2; i++) pe_free_test(&pe[i]);
+    dfa_flux_free(ctx, fm);
+    dfa_sd3_free(ctx, sm);
+    dfa_ctx_free(ctx);
+}
+
+/* ---- a searched plan, replayed by dfa generate, follows the search's trajectory ---- */
+
+static int count_compressed(const dfa_plan *p) {
+    int n = 0;
+    size_t sl = (size_t)p->n_steps * p->n_layers;
+    for (size_t i = 0; i < sl * p->n_heads; i++) n += p->method[i] != DFA_ATTN_FULL;
+    for (size_t i = 0; i < sl; i++) n += p->asc[i];
+    return n;
+}
+
+static void replay_case(int sd3) {
+    dfa_ctx *ctx = make_ctx();
+    test_tmpdir d;
+    CHECK(tmpdir_make(&d, sd3 ? "cal_replay_sd3" : "cal_replay_flux") == 0);
+    const char *dir = sd3 ? FX "/sd3_plain" : FX "/flux_tiny";
+    dfa_flux *fm = NULL;
+    dfa_sd3 *sm = NULL;
+    CHECK((sd3 ? dfa_sd3_load(ctx, dir, &sm) : dfa_flux_load(ctx, dir, &fm)) == DFA_OK);
+    dfa_flow_config fc;
+    CHECK(dfa_flow_config_read(ctx, dir, &fc) == DFA_OK);
+    enum { P = 2, S = 4, LH = 12, LW = 16 };
+    dfa_prompt_embeds pe[P];
+    for (int i = 0; i < P; i++) pe_random(&pe[i], NT, sd3, 200 + i);
+    char pe0[256], plan_path[256], out[256];
+    tmpdir_file(&d, "pe0.safetensors", pe0, sizeof pe0);
+    tmpdir_file(&d, "plan.json", plan_path, sizeof plan_path);
+    tmpdir_file(&d, "out.safetensors", out, sizeof out);
+    CHECK(pe_write(&pe[0], pe0) == 0);
+    dfa_engine_mmdit_params ep = {.steps = S, .latent_h = LH, .latent_w = LW, .cfg_scale = sd3 ? 5.0f : 1.0f,
+                                  .guidance = 3.5f, .seed = 21};
+    dfa_engine_mmdit *em = NULL;
+    dfa_search_engine e;
+    CHECK((sd3 ? dfa_engine_sd3_init(ctx, sm, &fc, pe, P, &ep, &em, &e)
+               : dfa_engine_flux_init(ctx, fm, &fc, pe, P, &ep, &em, &e)) == DFA_OK);
+    const dfa_search_cand cands[2] = {{DFA_ATTN_FULL, -1}, {DFA_ATTN_CACHE, -1}};
+    dfa_search_opts o = {.delta = sd3 ? 0.5 : 2.0, .c = 0, .cands = cands, .n_cands = 2, .v1_window = -1};
+    dfa_search_plan sp;
+    dfa_plan plan;
+    dfa_status s = sd3 ? dfa_search_v1(ctx, &e, &o, &sp) : dfa_search_v2(ctx, &e, &o, &sp);
+    CHECKF(s == DFA_OK, "%s", dfa_ctx_error(ctx));
+    char cid[128];
+    if (sd3)
+        dfa_engine_sd3_config_id(sm, cid, sizeof cid);
+    else
+        dfa_engine_flux_config_id(fm, cid, sizeof cid);
+    CHECKF(dfa_search_plan_export(&sp, &e, &o, sd3, sd3 ? "sd3" : "flux", cid, &plan, &ctx->err) == DFA_OK, "%s",
+           dfa_ctx_error(ctx));
+    const int nc = count_compressed(&plan);
+    CHECKF(nc > 0, "%s: the searched plan compresses nothing (the test would not test)", sd3 ? "sd3" : "flux");
+    CHECK(dfa_plan_save(plan_path, &plan, &ctx->err) == DFA_OK);
+    const size_t n = (size_t)4 * LH * LW;
+    float *a = malloc(n * sizeof(float));
+    CHECK(dfa_engine_mmdit_latents(ctx, em, 0, a) == DFA_OK);
+    const char *argv[] = {"generate", "-m", dir, "--prompt-embeds", pe0, "-o", out, "-W", "128", "-H", "96",
+                          "--steps", "4", "--seed", "21", "--plan", plan_path, "--cfg-scale", sd3 ? "5" : "1",
+                          "-t", "1"};
+    CHECK(cmd_generate((int)(sizeof argv / sizeof *argv), (char **)argv) == 0);
+    dfa_safetensors *st = NULL;
+    dfa_error err = {0};
+    if (dfa_st_open(&st, out, &err) == DFA_OK) {
+        size_t m = 0;
+        float *b = fx_load(st, "latents", &m);
+        CHECK(b && m == n);
+        if (b && m == n) {
+            double re = fx_rel_err(b, a, n);
+            CHECKF(re <= 1e-5, "%s: generate --plan vs the search trajectory: rel err %.3g (%d compressed entries)",
+                   sd3 ? "sd3 v1" : "flux v2", re, nc);
+        }
+        free(b);
+        dfa_st_close(st);
+    } else {
+        CHECKF(0, "%s", err.msg);
+    }
+    free(a);
+    dfa_plan_free(&plan);
+    dfa_search_plan_free(ctx, &sp);
+    dfa_engine_mmdit_free(ctx, em);
+    for (int i = 0; i < P; i++) pe_free_test(&pe[i]);
+    dfa_flux_free(ctx, fm);
+    dfa_sd3_free(ctx, sm);
+    dfa_ctx_free(ctx);
+    tmpdir_remove(&d);
+}
+
+static void test_replay_flux_v2(void) { replay_case(0); }
+static void test_replay_sd3_v1(void) { replay_case(1); }
+
+/* ---- the CLI ---- */
+
+static int cal(int argc, const char **argv) { return cmd_calibrate(argc, (char **)argv); }
+static int gen(int argc, const char **argv) { return cmd_generate(argc, (char **)argv); }
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) n = 0;
+    if (s) s[n] = 0;
+    fclose(f);
+    return s;
+}
+
+static int same_file(const char *a, const char *b) {
+    char *x = slurp(a), *y = slurp(b);
+    int same = x && y && strcmp(x, y) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+static void cli_case(int sd3) {
+    test_tmpdir d;
+    CHECK(tmpdir_make(&d, sd3 ? "cal_cli_sd3" : "cal_cli_flux") == 0);
+    const char *dir = sd3 ? FX "/sd3_plain" : FX "/flux_tiny";
+    char list[256], pe_path[3][256], p0[256], p1[256], p2[256], p3[256], out[256];
+    FILE *f = fopen(tmpdir_file(&d, "prompts.txt", list, sizeof list), "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    fprintf(f, "# calibration prompts\n\n");
+    for (int i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "p%d.safetensors", i);
+        tmpdir_file(&d, name, pe_path[i], sizeof pe_path[i]);
+        dfa_prompt_embeds pe;
+        pe_random(&pe, NT, sd3, 300 + i);
+        CHECK(pe_write(&pe, pe_path[i]) == 0);
+        pe_free_test(&pe);
+        fprintf(f, "%s\n", i == 1 ? name : pe_path[i]); /* one relative to the list's folder */
+    }
+    fclose(f);
+    tmpdir_file(&d, "p0.json", p0, sizeof p0);
+    tmpdir_file(&d, "p1.json", p1, sizeof p1);
+    tmpdir_file(&d, "p2.json", p2, sizeof p2);
+    tmpdir_file(&d, "p3.json", p3, sizeof p3);
+    tmpdir_file(&d, "out.safetensors", out, sizeof out);
+    /* delta 0: all FULL, whatever the candidates */
+    const char *a0[] = {"calibrate", "-m", dir, "--prompts", list, "--n-prompts", "2", "--method", "v2", "--delta",
+                        "0", "--methods", "arrow,cache,rs", "-W", "128", "-H", "96", "--steps", "3", "-o", p0, "-q",
+                        "-t", "1"};
+    CHECK(cal((int)(sizeof a0 / sizeof *a0), a0) == 0);
+    dfa_plan p;
+    dfa_error err = {0};
+    CHECKF(dfa_plan_load(p0, &p, &err) == DFA_OK, "%s", err.msg);
+    if (err.msg[0] == 0) {
+        CHECK(count_compressed(&p) == 0);
+        CHECK(strcmp(p.family, sd3 ? "sd3" : "flux") == 0 && strncmp(p.config_id, sd3 ? "sd3:" : "flux:", 4) == 0);
+        CHECK(p.n_steps == 3 && p.grid_h == 6 && p.grid_w == 8 && p.layout.n_text == NT && p.cfg == sd3);
+        CHECK(strcmp(p.search, "v2") == 0 && p.delta == 0);
+        dfa_plan_free(&p);
+    }
+    /* V1 and V2 with a budget: twice each, same files */
+    for (int v1 = 0; v1 < 2; v1++) {
+        const char *a1[] = {"calibrate", "-m", dir, "--prompts", list, "--method", v1 ? "v1" : "v2", "--delta",
+                            v1 ? "0.5" : "2", "--methods", "cache,rs", "-W", "128", "-H", "96", "--steps", "3",
+                            "--seed", "4", "-o", p1, "-q", "-t", "1"};
+        const int n1 = (int)(sizeof a1 / sizeof *a1);
+        CHECK(cal(n1, a1) == 0);
+        a1[n1 - 4] = p2;
+        CHECK(cal(n1, a1) == 0);
+        CHECKF(same_file(p1, p2), "%s: calibrate with one seed gave two plans", v1 ? "v1" : "v2");
+        CHECKF(dfa_plan_load(p1, &p, &err) == DFA_OK, "%s", err.msg);
+        if (!err.msg[0]) {
+            CHECK(strcmp(p.search, v1 ? "v1" : "v2") == 0);
+            CHECKF(count_compressed(&p) > 0, "%s plan compresses nothing", v1 ? "v1" : "v2");
+            dfa_plan_free(&p);
+        }
+        /* runs through generate; refused for another resolution, step count, model */
+        const char *g[] = {"generate", "-m", dir, "--prompt-embeds", pe_path[0], "-o", out, "-W", "128", "-H", "96",
+                           "--steps", "3", "--plan", p1, "-t", "1"};
+        const int ng = (int)(sizeof g / sizeof *g);
+        CHECK(gen(ng, g) == 0);
+        g[10] = "112"; /* -H */
+        CHECK(gen(ng, g) == 1);
+        g[10] = "96";
+        g[12] = "4"; /* --steps */
+        CHECK(gen(ng, g) == 1);
+        g[12] = "3";
+        g[2] = sd3 ? FX "/flux_tiny" : FX "/sd3_plain";
+        g[4] = sd3 ? FX "/flux_tiny/io.safetensors" : FX "/sd3_plain/io.safetensors";
+        CHECK(gen(ng, g) == 1);
+    }
+    /* another seed: a plan still, made for the same target */
+    const char *a3[] = {"calibrate", "-m", dir, "--prompt-embeds", pe_path[2], "--delta", "1", "-W", "128", "-H", "96",
+                        "--steps", "2", "--seed", "9", "-o", p3, "-q", "-t", "1"};
+    CHECK(cal((int)(sizeof a3 / sizeof *a3), a3) == 0);
+    CHECKF(dfa_plan_load(p3, &p, &err) == DFA_OK, "%s", err.msg);
+    if (!err.msg[0]) {
+        CHECK(p.n_steps == 2);
+        dfa_plan_free(&p);
+    }
+    tmpdir_remove(&d);
+}
+
+static void test_cli_flux(void) { cli_case(0); }
+static void test_cli_sd3(void) { cli_case(1); }
+
+static void test_cli_errors(void) {
+    const char *help[] = {"calibrate", "--help"};
+    CHECK(cal(2, help) == 0);
+    const char *none[] = {"calibrate", "-m", FX "/flux_tiny", "--delta", "1", "-o", "/nonexistent/x.json"};
+    CHECK(cal(7, none) == 2); /* no prompts */
+    const char *both[] = {"calibrate", "-m", FX "/flux_tiny", "--delta", "1", "-o", "x.json", "--prompts", "a",
+                          "--prompt-embeds", "b"};
+    CHECK(cal(11, both) == 2);
+    const char *meth[] = {"calibrate", "-m", FX "/flux_tiny", "--delta", "1", "-o", "x.json", "--prompt-embeds",
+                          FX "/flux_tiny/io.safetensors", "--method", "v3"};
+    CHECK(cal(11, meth) == 2);
+    const char *cands[] = {"calibrate", "-m", FX "/flux_tiny", "--delta", "1", "-o", "/nonexistent/x.json",
+                           "--prompt-embeds", FX "/flux_tiny/io.safetensors", "--methods", "arrow,bogus", "-W", "128",
+                           "-H", "96", "--steps", "2", "-t", "1"};
+    CHECK(cal(19, cands) == 1);
+    const char *list[] = {"calibrate", "-m", FX "/flux_tiny", "--delta", "1", "-o", "x.json", "--prompts",
+                          "/nonexistent/list.txt"};
+    CHECK(cal(9, list) == 1);
+    const char *dual[] = {"calibrate", "-m", FX "/sd3_tiny", "--delta", "1", "-o", "/nonexistent/x.json",
+                          "--prompt-embeds", FX "/sd3_tiny/io.safetensors", "-W", "128", "-H", "96", "--steps", "2",
+                          "-t", "1"};
+    CHECK(cal(17, dual) == 1);
+}
+
+int main(void) {
+    RUN(test_engine_flux_full);
+    RUN(test_engine_sd3_full);
+    RUN(test_engine_errors);
+    RUN(test_replay_flux_v2);
+    RUN(test_replay_sd3_v1);
+    RUN(test_cli_flux);
+    RUN(test_cli_sd3);
+    RUN(test_cli_errors);
+    return test_summary();
+}
