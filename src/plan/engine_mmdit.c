@@ -255,7 +255,8 @@ dfa_status dfa_engine_flux_init(dfa_ctx *ctx, dfa_flux *m, const dfa_flow_config
     dfa_status s = eng_init(e, sched, pes, p, c->joint_attention_dim, c->pooled_projection_dim,
                             dfa_flux_attn_layers(m), c->n_heads, c->head_dim, "flux");
     if (s == DFA_OK) {
-        e->eng.layout = (dfa_attn_layout){.n_vis = e->n_img, .n_text = e->n_txt, .text_first = 1, .block = DFA_PLAN_DEFAULT_BLOCK};
+        e->eng.layout = (dfa_attn_layout){.n_vis = e->n_img, .n_text = e->n_txt, .text_first = 1,
+                                          .block = DFA_PLAN_DEFAULT_BLOCK};
         e->eng.grid_h = h / 2, e->eng.grid_w = w / 2;
     }
     return eng_finish(ctx, out, s, eng);
@@ -287,7 +288,8 @@ dfa_status dfa_engine_sd3_init(dfa_ctx *ctx, dfa_sd3 *m, const dfa_flow_config *
     dfa_status s = eng_init(e, sched, pes, p, c->joint_attention_dim, c->pooled_projection_dim,
                             dfa_sd3_attn_layers(m), c->n_heads, c->head_dim, "sd3");
     if (s == DFA_OK) {
-        e->eng.layout = (dfa_attn_layout){.n_vis = e->n_img, .n_text = e->n_txt, .text_first = 0, .block = DFA_PLAN_DEFAULT_BLOCK};
+        e->eng.layout = (dfa_attn_layout){.n_vis = e->n_img, .n_text = e->n_txt, .text_first = 0,
+                                          .block = DFA_PLAN_DEFAULT_BLOCK};
         e->eng.grid_h = h / ps, e->eng.grid_w = w / ps;
     }
     return eng_finish(ctx, out, s, eng);
