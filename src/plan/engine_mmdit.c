@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "attn/attn_state.h"
+#include "plan/engine_hook.h"
 
 enum { ENG_FLUX = 1, ENG_SD3 = 2 };
 
@@ -32,52 +32,14 @@ struct dfa_engine_mmdit {
     float *txt_ids, *img_ids; /* FLUX RoPE ids */
     float *sig, *ts;        /* [steps + 1], [steps] */
     void *block;
-    /* during run_step */
-    dfa_search_hook_fn hook;
-    void *hook_user;
-    int next_layer;
 };
-
-static dfa_status eng_override(void *user, int layer, const dfa_attn_layout *layout, const dfa_tensor *q,
-                               const dfa_tensor *k, const dfa_tensor *v, dfa_tensor *out) {
-    dfa_engine_mmdit *e = user;
-    dfa_ctx *ctx = e->ctx;
-    const dfa_search_engine *g = &e->eng;
-    const dfa_attn_layout *L = &g->layout;
-    if (layer != e->next_layer || layer >= g->n_layers)
-        DFA_CTX_FAIL(ctx, DFA_ERR_INTERNAL, "search engine: attention layer %d called, expected layer %d of %d", layer,
-                     e->next_layer, g->n_layers);
-    if (!layout || layout->n_vis != L->n_vis || layout->n_text != L->n_text || layout->text_first != L->text_first ||
-        layout->block != L->block)
-        DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "search engine: layer %d has another token layout than the engine's "
-                     "(%d visual + %d text tokens)", layer, L->n_vis, L->n_text);
-    const dfa_tensor *t[4] = {q, k, v, out};
-    for (int i = 0; i < 4; i++)
-        if (t[i]->dtype != DFA_F32 || t[i]->dev != DFA_DEV_CPU || t[i]->ndim != 4 || t[i]->shape[0] != g->n_rows ||
-            t[i]->shape[1] != dfa_layout_tokens(L) || t[i]->shape[2] != g->n_heads || t[i]->shape[3] != g->head_dim) {
-            char sb[96];
-            DFA_CTX_FAIL(ctx, DFA_ERR_SHAPE, "search engine: layer %d %s is %s %s; expected F32 host [%d, %d, %d, %d]",
-                         layer, i == 0 ? "q" : i == 1 ? "k" : i == 2 ? "v" : "out", dfa_dtype_name(t[i]->dtype),
-                         dfa_shape_str(t[i]->ndim, t[i]->shape, sb, sizeof sb), g->n_rows, dfa_layout_tokens(L),
-                         g->n_heads, g->head_dim);
-        }
-    e->next_layer++;
-    return e->hook(e->hook_user, layer, q->data, k->data, v->data, out->data);
-}
 
 static dfa_status eng_run_step(void *user, int step, int commit, dfa_search_hook_fn hook, void *hook_user,
                                void *model_out) {
     dfa_engine_mmdit *e = user;
     dfa_ctx *ctx = e->ctx;
-    if (step != e->step)
-        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search engine: step %d asked, the latents are at step %d", step, e->step);
-    if (step >= e->eng.n_steps)
-        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search engine: step %d beyond %d steps", step, e->eng.n_steps);
-    if (!hook) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search engine: no hook");
-    void *prev_user = NULL;
-    dfa_attn_override_fn prev = dfa_attn_get_override(ctx, &prev_user);
-    e->hook = hook, e->hook_user = hook_user, e->next_layer = 0;
-    DFA_TRY(dfa_attn_set_override(ctx, eng_override, e));
+    dfa_engine_hook hk;
+    DFA_TRY(dfa_engine_hook_begin(&hk, ctx, &e->eng, step, e->step, hook, hook_user));
     const int R = e->R;
     dfa_status s;
     if (e->kind == ENG_FLUX) {
@@ -94,11 +56,7 @@ static dfa_status eng_run_step(void *user, int step, int commit, dfa_search_hook
         s = dfa_sd3_forward(ctx, e->sd3, R, e->h, e->w, e->n_txt, e->cfg ? e->xin : e->x, e->txt, e->pooled, e->tvec,
                             e->vout);
     }
-    dfa_attn_set_override(ctx, prev, prev_user); /* cannot fail: the state exists */
-    if (s == DFA_OK && e->next_layer != e->eng.n_layers)
-        s = DFA_SET(&ctx->err, DFA_ERR_INTERNAL, "search engine: step %d ran %d attention layers, expected %d", step,
-                    e->next_layer, e->eng.n_layers);
-    if (s != DFA_OK) return s;
+    DFA_TRY(dfa_engine_hook_end(&hk, s, step));
     if (model_out) memcpy(model_out, e->vout, (size_t)R * e->out_row * sizeof(float));
     if (commit) {
         const size_t pn = (size_t)e->P * e->n;
