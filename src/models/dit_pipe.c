@@ -12,6 +12,16 @@
 /* The sampler of model_dir/scheduler/scheduler_config.json, or the hub default (`dflt_json`,
  * kind dflt) when the folder has none; timesteps set for n values. */
 static dfa_status open_sampler(dfa_ctx *ctx, const char *model_dir, dfa_sampler_kind dflt, const char *dflt_json,
+                               int steps, size_t n, uint64_t seed, dfa_sampler *s);
+
+dfa_status dfa_dit_open_sampler(dfa_ctx *ctx, const char *model_dir, int pixart, int steps, size_t n, uint64_t seed,
+                                dfa_sampler *s) {
+    if (pixart) return open_sampler(ctx, model_dir, DFA_SAMPLER_DPM, "{}", steps > 0 ? steps : 20, n, seed, s);
+    return open_sampler(ctx, model_dir, DFA_SAMPLER_DDIM, "{\"clip_sample\": false}", steps > 0 ? steps : 250, n, seed,
+                        s);
+}
+
+static dfa_status open_sampler(dfa_ctx *ctx, const char *model_dir, dfa_sampler_kind dflt, const char *dflt_json,
                                int steps, size_t n, uint64_t seed, dfa_sampler *s) {
     char path[4200];
     snprintf(path, sizeof path, "%s/scheduler/scheduler_config.json", model_dir);

@@ -48,4 +48,13 @@ dfa_status dfa_dit_generate(dfa_ctx *ctx, dfa_dit *m, const char *model_dir, con
 dfa_status dfa_pixart_generate(dfa_ctx *ctx, dfa_pixart *m, const char *model_dir, const dfa_pixart_embeds *pe,
                                const dfa_dit_gen_params *p, float *latents_out);
 
+/* The sampler dfa_dit_generate (pixart 0) / dfa_pixart_generate (pixart 1) use: the folder's
+ * scheduler/scheduler_config.json, else the hub default (DiT: DDIM without clipping; PixArt:
+ * DPM-Solver++); timesteps set for `steps` (<= 0: 250 / 20) over n values; DDPM's noise from
+ * seed ^ 0x9e3779b97f4a7c15 (the generate functions pass their noise seed). Free with
+ * dfa_sampler_free. (Used by the search engines, src/plan/engine_dit.h.) */
+struct dfa_sampler;
+dfa_status dfa_dit_open_sampler(dfa_ctx *ctx, const char *model_dir, int pixart, int steps, size_t n, uint64_t seed,
+                                struct dfa_sampler *s);
+
 #endif

@@ -192,6 +192,7 @@ dfa_status dfa_engine_flux_init(dfa_ctx *ctx, dfa_flux *m, const dfa_flow_config
                                 int n_prompts, const dfa_engine_mmdit_params *p, dfa_engine_mmdit **out,
                                 dfa_search_engine *eng) {
     const dfa_flux_config *c = dfa_flux_get_config(m);
+    *out = NULL;
     if (c->patch_size != 1 || c->in_channels % 4 || c->out_channels != c->in_channels)
         DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "flux search engine: expects patch_size 1 and packed 2x2 latents "
                      "(in_channels %d, out_channels %d, patch_size %d)", c->in_channels, c->out_channels, c->patch_size);
@@ -224,6 +225,7 @@ dfa_status dfa_engine_sd3_init(dfa_ctx *ctx, dfa_sd3 *m, const dfa_flow_config *
                                int n_prompts, const dfa_engine_mmdit_params *p, dfa_engine_mmdit **out,
                                dfa_search_engine *eng) {
     const dfa_sd3_config *c = dfa_sd3_get_config(m);
+    *out = NULL;
     const int h = p->latent_h, w = p->latent_w, ps = c->patch_size;
     if (h < ps || w < ps || h % ps || w % ps)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "sd3 search engine: latent %dx%d must be a multiple of patch_size %d", h,
