@@ -5,11 +5,14 @@
  *     trials must not step it) and DDPM with learned variance, with and without CFG; a trial
  *     step with garbage attention leaves no trace;
  *   - a V2 (DiT) / V1 (PixArt, CFG) plan searched on the engine and set on the context makes
- *     dfa_*_generate follow the search's trajectory of row 0. */
+ *     dfa_*_generate follow the search's trajectory of row 0;
+ *   - `dfa calibrate` on DiT (--labels) and PixArt (--prompts): delta 0 all FULL, one seed one
+ *     file, the plan loads and runs dfa_dit_generate; misuse refused. */
 #include <string.h>
 #include <unistd.h>
 
 #include "attn/attn_state.h"
+#include "cli/commands.h"
 #include "mmdit_fixture.h"
 #include "plan/engine_dit.h"
 #include "plan/plan.h"
@@ -190,6 +193,97 @@ static void test_errors(void) {
     dfa_ctx_free(ctx);
 }
 
+static int cal(int argc, const char **argv) { return cmd_calibrate(argc, (char **)argv); }
+
+static int plan_compressed(const char *path, const char *family, int *n_steps) {
+    dfa_plan p;
+    dfa_error err = {0};
+    if (dfa_plan_load(path, &p, &err) != DFA_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    int nc = 0;
+    for (size_t i = 0; i < (size_t)p.n_steps * p.n_layers * p.n_heads; i++) nc += p.method[i] != DFA_ATTN_FULL;
+    for (size_t i = 0; i < (size_t)p.n_steps * p.n_layers; i++) nc += p.asc[i];
+    if (strcmp(p.family, family) != 0) nc = -1;
+    *n_steps = p.n_steps;
+    dfa_plan_free(&p);
+    return nc;
+}
+
+static void test_cli(void) {
+    test_tmpdir d;
+    CHECK(tmpdir_make(&d, "cal_cli_dit") == 0);
+    char p0[256], p1[256], p2[256], list[256], pe_path[256];
+    tmpdir_file(&d, "p0.json", p0, sizeof p0);
+    tmpdir_file(&d, "p1.json", p1, sizeof p1);
+    tmpdir_file(&d, "p2.json", p2, sizeof p2);
+    int steps = 0;
+    const char *a0[] = {"calibrate", "-m", FX "/dit", "--labels", "1,5", "--delta", "0", "--method", "v1", "-W", "64",
+                        "-H", "64", "--steps", "4", "-o", p0, "-q", "-t", "1"};
+    CHECK(cal((int)(sizeof a0 / sizeof *a0), a0) == 0);
+    CHECK(plan_compressed(p0, "dit", &steps) == 0 && steps == 4);
+    const char *a1[] = {"calibrate", "-m", FX "/dit", "--n-prompts", "3", "--delta", "0.5", "--method", "v1", "-W",
+                        "64", "-H", "64", "--steps", "4", "-o", p1, "-q", "-t", "1"};
+    const int n1 = (int)(sizeof a1 / sizeof *a1);
+    CHECK(cal(n1, a1) == 0);
+    a1[n1 - 4] = p2;
+    CHECK(cal(n1, a1) == 0);
+    char *x = NULL, *y = NULL;
+    size_t nx = 0, ny = 0;
+    FILE *f = fopen(p1, "rb"), *g = fopen(p2, "rb");
+    if (f && g) {
+        x = calloc(1, 1 << 16), y = calloc(1, 1 << 16);
+        nx = fread(x, 1, (1 << 16) - 1, f), ny = fread(y, 1, (1 << 16) - 1, g);
+    }
+    if (f) fclose(f);
+    if (g) fclose(g);
+    CHECK(x && y && nx == ny && nx > 0 && memcmp(x, y, nx) == 0);
+    free(x);
+    free(y);
+    CHECK(plan_compressed(p1, "dit", &steps) > 0);
+    /* the plan runs dfa_dit_generate (CFG, 4 steps, 8x8 latents) */
+    dfa_ctx *ctx = make_ctx();
+    dfa_dit *dm = NULL;
+    CHECK(dfa_dit_load(ctx, FX "/dit/transformer", &dm) == DFA_OK);
+    CHECKF(dfa_attn_load_plan(ctx, p1) == DFA_OK, "%s", dfa_ctx_error(ctx));
+    float lat[4 * 8 * 8];
+    dfa_dit_gen_params gp = {.steps = 4, .latent_h = 8, .latent_w = 8, .cfg_scale = 4.0f, .class_label = 2};
+    CHECKF(dfa_dit_generate(ctx, dm, FX "/dit", &gp, lat) == DFA_OK, "%s", dfa_ctx_error(ctx));
+    dfa_dit_free(ctx, dm);
+    dfa_ctx_free(ctx);
+    /* PixArt from a prompt list */
+    dfa_pixart_embeds pe;
+    pe_random(&pe, 77);
+    const int64_t e3[3] = {1, LT, CAP}, m2[2] = {1, LT};
+    dfa_st_item items[4] = {{"prompt_embeds", DFA_F32, 3, e3, pe.embeds},
+                            {"prompt_attention_mask", DFA_F32, 2, m2, pe.mask},
+                            {"negative_prompt_embeds", DFA_F32, 3, e3, pe.neg_embeds},
+                            {"negative_prompt_attention_mask", DFA_F32, 2, m2, pe.neg_mask}};
+    dfa_error err = {0};
+    CHECK(dfa_st_write(tmpdir_file(&d, "pe.safetensors", pe_path, sizeof pe_path), items, 4, NULL, NULL, 0, &err) ==
+          DFA_OK);
+    pe_free_test(&pe);
+    f = fopen(tmpdir_file(&d, "list.txt", list, sizeof list), "w");
+    if (f) {
+        fprintf(f, "pe.safetensors\n%s\n", pe_path);
+        fclose(f);
+    }
+    const char *a2[] = {"calibrate", "-m", FX "/pixart", "--prompts", list, "--delta", "2", "-W", "64", "-H", "64",
+                        "--steps", "3", "--methods", "cache,rs", "-o", p0, "-q", "-t", "1"};
+    CHECK(cal((int)(sizeof a2 / sizeof *a2), a2) == 0);
+    CHECK(plan_compressed(p0, "pixart", &steps) > 0 && steps == 3);
+    /* misuse */
+    const char *b0[] = {"calibrate", "-m", FX "/dit", "--prompt-embeds", pe_path, "--delta", "1", "-o", p0, "-t", "1"};
+    CHECK(cal((int)(sizeof b0 / sizeof *b0), b0) == 2);
+    const char *b1[] = {"calibrate", "-m", FX "/pixart", "--labels", "1", "--delta", "1", "-o", p0, "-t", "1"};
+    CHECK(cal((int)(sizeof b1 / sizeof *b1), b1) == 2);
+    const char *b2[] = {"calibrate", "-m", FX "/dit", "--labels", "1,10", "--delta", "1", "-W", "64", "-H", "64",
+                        "-o", p0, "-t", "1"};
+    CHECK(cal((int)(sizeof b2 / sizeof *b2), b2) == 1);
+    tmpdir_remove(&d);
+}
+
 int main(void) {
     RUN(test_dit_ddim_cfg);
     RUN(test_dit_dpm);
@@ -199,5 +293,6 @@ int main(void) {
     RUN(test_dit_replay_v2);
     RUN(test_pixart_replay_v1);
     RUN(test_errors);
+    RUN(test_cli);
     return test_summary();
 }

@@ -9,6 +9,7 @@
  * from the list file's folder), the first --n-prompts are used; or one --prompt-embeds FILE.
  * They run as one batch (same text length each). Prompt p's noise: seed + p. */
 #include <errno.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include "io/json.h"
 #include "models/mmdit.h"
 #include "models/mmdit_pipe.h"
+#include "plan/engine_dit.h"
 #include "plan/engine_mmdit.h"
 #include "plan/plan.h"
 #include "plan/search.h"
@@ -30,7 +32,7 @@
 #define CAL_MAX_CANDS 32
 
 typedef struct cal_opts {
-    const char *model, *method, *methods, *prompts, *embeds, *out, *windows;
+    const char *model, *method, *methods, *prompts, *embeds, *out, *windows, *labels;
     int n_prompts, steps, width, height, threads, v1_window, quiet;
     long long seed;
     double delta, c, cfg, guidance;
@@ -146,14 +148,62 @@ static dfa_status read_class(dfa_ctx *ctx, const char *model, char *cls, size_t 
 typedef struct cal_run {
     dfa_flux *fm;
     dfa_sd3 *sm;
+    dfa_dit *dm;
+    dfa_pixart *pm;
     dfa_prompt_embeds pe[CAL_MAX_PROMPTS];
-    int n_pe;
+    dfa_pixart_embeds xe[CAL_MAX_PROMPTS];
+    int labels[CAL_MAX_PROMPTS];
+    int n_pe, n_xe, n_labels;
     dfa_engine_mmdit *eng;
+    dfa_engine_dit *deng;
     dfa_search_plan sp;
     int have_sp;
     dfa_plan plan;
     int have_plan;
 } cal_run;
+
+/* DiT / PixArt: the rows (class labels, or prompt embeddings), the model, the engine. */
+static dfa_status dit_engine(dfa_ctx *ctx, const cal_opts *o, cal_run *r, int pixart, char **paths, int n_paths,
+                             dfa_search_engine *eng, char *cid, size_t cid_len) {
+    char tdir[1100];
+    struct stat sb;
+    snprintf(tdir, sizeof tdir, "%s/transformer", o->model);
+    const char *dir = stat(tdir, &sb) == 0 && S_ISDIR(sb.st_mode) ? tdir : o->model;
+    dfa_engine_dit_params ep = {.steps = o->steps, .latent_h = o->height / 8, .latent_w = o->width / 8,
+                                .seed = (uint64_t)o->seed};
+    if (pixart) {
+        DFA_TRY(dfa_pixart_load(ctx, dir, &r->pm));
+        for (int i = 0; i < n_paths; i++) {
+            DFA_TRY(dfa_pixart_embeds_load(ctx, paths[i], &r->xe[i]));
+            r->n_xe++;
+        }
+        ep.cfg_scale = o->cfg >= 0 ? (float)o->cfg : r->xe[0].neg_embeds ? 4.5f : 1.0f;
+        DFA_TRY(dfa_engine_pixart_init(ctx, r->pm, o->model, r->xe, r->n_xe, &ep, &r->deng, eng));
+        dfa_engine_pixart_config_id(r->pm, cid, cid_len);
+        return DFA_OK;
+    }
+    DFA_TRY(dfa_dit_load(ctx, dir, &r->dm));
+    const int nc = dfa_dit_get_config(r->dm)->num_classes;
+    if (!o->labels) { /* spread over the classes */
+        r->n_labels = o->n_prompts;
+        for (int i = 0; i < r->n_labels; i++) r->labels[i] = (int)((long long)i * nc / r->n_labels);
+    } else {
+        char buf[2048];
+        snprintf(buf, sizeof buf, "%s", o->labels);
+        for (char *save = NULL, *t = strtok_r(buf, ",", &save); t && r->n_labels < CAL_MAX_PROMPTS;
+             t = strtok_r(NULL, ",", &save)) {
+            char *end;
+            long v = strtol(t, &end, 10);
+            if (*end || v < 0 || v >= nc)
+                DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "--labels: '%s' is not a class label 0..%d", t, nc - 1);
+            r->labels[r->n_labels++] = (int)v;
+        }
+    }
+    ep.cfg_scale = o->cfg >= 0 ? (float)o->cfg : 4.0f;
+    DFA_TRY(dfa_engine_dit_init(ctx, r->dm, o->model, r->labels, r->n_labels, &ep, &r->deng, eng));
+    dfa_engine_dit_config_id(r->dm, cid, cid_len);
+    return DFA_OK;
+}
 
 static int run_calibrate(dfa_ctx *ctx, const cal_opts *o, char **paths, int n_paths) {
     cal_run r;
@@ -163,12 +213,34 @@ static int run_calibrate(dfa_ctx *ctx, const cal_opts *o, char **paths, int n_pa
     dfa_status s = read_class(ctx, o->model, cls, sizeof cls);
     const int is_flux = s == DFA_OK && strcmp(cls, "FluxTransformer2DModel") == 0;
     const int is_sd3 = s == DFA_OK && strcmp(cls, "SD3Transformer2DModel") == 0;
-    if (s == DFA_OK && !is_flux && !is_sd3) {
-        fprintf(stderr, "dfa calibrate: %s: model class %s is not handled yet (FLUX and SD3 are)\n", o->model, cls);
+    const int is_dit = s == DFA_OK && strcmp(cls, "DiTTransformer2DModel") == 0;
+    const int is_pixart = s == DFA_OK && strcmp(cls, "PixArtTransformer2DModel") == 0;
+    const char *family = is_flux ? "flux" : is_sd3 ? "sd3" : is_dit ? "dit" : "pixart";
+    if (s == DFA_OK && !is_flux && !is_sd3 && !is_dit && !is_pixart) {
+        fprintf(stderr, "dfa calibrate: %s: model class %s is not handled (FLUX, SD3, DiT and PixArt are)\n", o->model,
+                cls);
         return 1;
     }
-    if (s == DFA_OK) s = is_flux ? dfa_flux_load(ctx, o->model, &r.fm) : dfa_sd3_load(ctx, o->model, &r.sm);
+    const char *bad = s != DFA_OK ? NULL
+                      : is_dit && n_paths ? "DiT is class-conditional: it takes --labels, not prompts"
+                      : !is_dit && o->labels ? "--labels is for DiT; this model takes prompts"
+                      : !is_dit && !n_paths ? "needs --prompts FILE or --prompt-embeds FILE"
+                      : NULL;
+    if (bad) {
+        fprintf(stderr, "dfa calibrate: %s\n", bad);
+        return 2;
+    }
+    dfa_search_engine eng;
     dfa_flow_config fc;
+    if (s == DFA_OK && (is_dit || is_pixart)) {
+        if (o->width % 8 || o->height % 8) {
+            fprintf(stderr, "dfa calibrate: -W/-H must be multiples of 8 pixels (got %dx%d)\n", o->width, o->height);
+            return 2;
+        }
+        s = dit_engine(ctx, o, &r, is_pixart, paths, n_paths, &eng, cid, sizeof cid);
+        goto search;
+    }
+    if (s == DFA_OK) s = is_flux ? dfa_flux_load(ctx, o->model, &r.fm) : dfa_sd3_load(ctx, o->model, &r.sm);
     if (s == DFA_OK) {
         s = dfa_flow_config_read(ctx, o->model, &fc);
         if (s == DFA_ERR_NOT_FOUND) { /* as dfa generate: the released pipelines' schedulers */
@@ -193,16 +265,14 @@ static int run_calibrate(dfa_ctx *ctx, const cal_opts *o, char **paths, int n_pa
     if (is_flux && o->cfg < 0) cfg = 1.0f;
     dfa_engine_mmdit_params ep = {.steps = o->steps, .latent_h = o->height / up, .latent_w = o->width / up,
                                   .cfg_scale = cfg, .guidance = (float)o->guidance, .seed = (uint64_t)o->seed};
-    dfa_search_engine eng;
     if (s == DFA_OK) {
         s = is_flux ? dfa_engine_flux_init(ctx, r.fm, &fc, r.pe, r.n_pe, &ep, &r.eng, &eng)
                     : dfa_engine_sd3_init(ctx, r.sm, &fc, r.pe, r.n_pe, &ep, &r.eng, &eng);
     }
+    if (s == DFA_OK && is_flux) dfa_engine_flux_config_id(r.fm, cid, sizeof cid);
+    if (s == DFA_OK && is_sd3) dfa_engine_sd3_config_id(r.sm, cid, sizeof cid);
+search:
     if (s != DFA_OK) goto done;
-    if (is_flux)
-        dfa_engine_flux_config_id(r.fm, cid, sizeof cid);
-    else
-        dfa_engine_sd3_config_id(r.sm, cid, sizeof cid);
     const int v1 = strcmp(o->method, "v1") == 0;
     dfa_search_cand cands[CAL_MAX_CANDS];
     int nc = 0;
@@ -216,8 +286,9 @@ static int run_calibrate(dfa_ctx *ctx, const cal_opts *o, char **paths, int n_pa
                           .on_layer = dfa_search_progress_on_layer, .on_layer_user = &pr};
     const size_t bytes = dfa_search_host_bytes(&eng, &so, v1);
     fprintf(stderr, "dfa calibrate: %s (%s), %dx%d px: %d visual + %d text tokens, %d layers x %d heads; %d steps, "
-            "%d prompt%s (%d rows%s); search %s, delta %g", is_flux ? "FLUX" : "SD3", cid, o->width, o->height,
-            eng.layout.n_vis, eng.layout.n_text, eng.n_layers, eng.n_heads, eng.n_steps, r.n_pe, r.n_pe == 1 ? "" : "s",
+            "%d prompt%s (%d rows%s); search %s, delta %g", cls, cid, o->width, o->height,
+            eng.layout.n_vis, eng.layout.n_text, eng.n_layers, eng.n_heads, eng.n_steps, eng.n_rows / (eng.cfg ? 2 : 1),
+            eng.n_rows / (eng.cfg ? 2 : 1) == 1 ? "" : "s",
             eng.n_rows, eng.cfg ? ", CFG" : "", v1 ? "V1" : "V2", o->delta);
     if (v1) {
         fprintf(stderr, ", WA-RS window %d tiles",
@@ -236,7 +307,7 @@ static int run_calibrate(dfa_ctx *ctx, const cal_opts *o, char **paths, int n_pa
     const double secs = now_s() - t0;
     if (s == DFA_OK) r.have_sp = 1;
     if (!o->quiet) dfa_search_progress_finish(&pr);
-    if (s == DFA_OK) s = dfa_search_plan_export(&r.sp, &eng, &so, v1, is_flux ? "flux" : "sd3", cid, &r.plan, &ctx->err);
+    if (s == DFA_OK) s = dfa_search_plan_export(&r.sp, &eng, &so, v1, family, cid, &r.plan, &ctx->err);
     if (s == DFA_OK) {
         r.have_plan = 1;
         s = dfa_plan_save(o->out, &r.plan, &ctx->err);
@@ -257,9 +328,13 @@ done:
     if (r.have_plan) dfa_plan_free(&r.plan);
     if (r.have_sp) dfa_search_plan_free(ctx, &r.sp);
     dfa_engine_mmdit_free(ctx, r.eng);
+    dfa_engine_dit_free(ctx, r.deng);
     for (int i = 0; i < r.n_pe; i++) dfa_prompt_embeds_free(ctx, &r.pe[i]);
+    for (int i = 0; i < r.n_xe; i++) dfa_pixart_embeds_free(ctx, &r.xe[i]);
     dfa_flux_free(ctx, r.fm);
     dfa_sd3_free(ctx, r.sm);
+    dfa_dit_free(ctx, r.dm);
+    dfa_pixart_free(ctx, r.pm);
     return rc;
 }
 
@@ -279,13 +354,16 @@ int cmd_calibrate(int argc, char **argv) {
          1e6},
         {"prompts", 0, DFA_ARG_STRING, &o.prompts, "FILE", "list of prompt-embeddings files, one per line", 1, 0},
         {"prompt-embeds", 0, DFA_ARG_STRING, &o.embeds, "FILE", "one prompt-embeddings file instead of a list", 1, 0},
+        {"labels", 0, DFA_ARG_STRING, &o.labels, "LIST", "DiT: class labels, one row each (default: --n-prompts labels "
+         "spread over the classes)", 1, 0},
         {"n-prompts", 0, DFA_ARG_INT, &o.n_prompts, "N", "calibration prompts used from the list (default 8)", 1,
          CAL_MAX_PROMPTS},
         {"steps", 0, DFA_ARG_INT, &o.steps, "N", "denoising steps (default 50)", 1, 10000},
         {"width", 'W', DFA_ARG_INT, &o.width, "PX", "width in pixels (default 1024)", 8, 65536},
         {"height", 'H', DFA_ARG_INT, &o.height, "PX", "height in pixels (default 1024)", 8, 65536},
         {"seed", 0, DFA_ARG_INT64, &o.seed, "S", "noise seed of prompt 0 (prompt p: S + p; default 0)", 0, 9.2e18},
-        {"cfg-scale", 0, DFA_ARG_FLOAT, &o.cfg, "S", "SD3 classifier-free guidance (default 7 with negatives)", 0, 1000},
+        {"cfg-scale", 0, DFA_ARG_FLOAT, &o.cfg, "S", "classifier-free guidance (default: SD3 7 / PixArt 4.5 with "
+         "negatives, DiT 4)", 0, 1000},
         {"guidance", 0, DFA_ARG_FLOAT, &o.guidance, "G", "FLUX-dev guidance scale (default 3.5)", 0, 1000},
         {"output", 'o', DFA_ARG_STRING, &o.out, "FILE", "plan file to write (JSON)", 1, 0},
         {"quiet", 'q', DFA_ARG_FLAG, &o.quiet, NULL, "no progress bar", 1, 0},
@@ -310,8 +388,9 @@ int cmd_calibrate(int argc, char **argv) {
         snprintf(msg, sizeof msg, "takes no positional arguments (got '%s')", pos[0]);
         r = -1;
     }
-    if (r == 0 && (!o.model || !o.out || o.delta < 0 || (!o.prompts == !o.embeds))) {
-        snprintf(msg, sizeof msg, "needs -m DIR, --delta X, -o FILE and one of --prompts FILE / --prompt-embeds FILE");
+    if (r == 0 && (!o.model || !o.out || o.delta < 0 || (o.prompts && o.embeds))) {
+        snprintf(msg, sizeof msg, "needs -m DIR, --delta X, -o FILE and at most one of --prompts FILE / "
+                 "--prompt-embeds FILE");
         r = -1;
     }
     if (r == 0 && strcmp(o.method, "v1") != 0 && strcmp(o.method, "v2") != 0) {
@@ -334,7 +413,7 @@ int cmd_calibrate(int argc, char **argv) {
         if (n_paths < o.n_prompts && o.n_prompts != 8)
             fprintf(stderr, "dfa calibrate: %s lists %d prompts; using them (--n-prompts %d)\n", o.prompts, n_paths,
                     o.n_prompts);
-    } else {
+    } else if (o.embeds) {
         paths[0] = strdup(o.embeds);
         if (!paths[0]) return 1;
         n_paths = 1;
