@@ -142,11 +142,12 @@ static void sd3_register(void *model, dfa_wtab *t) {
     dfa_wtab_linear(t, &m->proj_out, C, p * p * c->out_channels, 1, "proj_out");
 }
 
-dfa_status dfa_sd3_load(dfa_ctx *ctx, const char *model_dir, dfa_sd3 **out) {
+/* Parse the config and allocate the model and its blocks (no weights yet). */
+static dfa_status sd3_new(dfa_ctx *ctx, const char *model_dir, dfa_sd3 **out, char *tdir, size_t tdir_len) {
     *out = NULL;
-    char tdir[1024], cfg_path[1100];
+    char cfg_path[1100];
     cJSON *j = NULL;
-    DFA_TRY(dfa_mmdit_read_config(ctx, model_dir, &j, tdir, sizeof tdir, cfg_path, sizeof cfg_path));
+    DFA_TRY(dfa_mmdit_read_config(ctx, model_dir, &j, tdir, tdir_len, cfg_path, sizeof cfg_path));
     dfa_sd3 *m = NULL;
     dfa_status st = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, sizeof *m, "sd3 model", (void **)&m);
     if (st != DFA_OK) {
@@ -159,10 +160,24 @@ dfa_status dfa_sd3_load(dfa_ctx *ctx, const char *model_dir, dfa_sd3 **out) {
     if (st == DFA_OK)
         st = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, (size_t)m->cfg.num_layers * sizeof(sd3_block), "sd3 blocks",
                                (void **)&m->blk);
-    if (st == DFA_OK) {
-        memset(m->blk, 0, (size_t)m->cfg.num_layers * sizeof(sd3_block));
-        st = dfa_wtab_load(ctx, m, sd3_register, tdir, DFA_DEV_CPU, DFA_F32, &m->weights, &m->weight_bytes);
+    if (st != DFA_OK) {
+        dfa_sd3_free(ctx, m);
+        return st;
     }
+    memset(m->blk, 0, (size_t)m->cfg.num_layers * sizeof(sd3_block));
+    *out = m;
+    return DFA_OK;
+}
+
+dfa_status dfa_sd3_load(dfa_ctx *ctx, const char *model_dir, dfa_sd3 **out) {
+    char tdir[1024];
+    dfa_sd3 *m = NULL;
+    DFA_TRY(sd3_new(ctx, model_dir, &m, tdir, sizeof tdir));
+    if (dfa_ctx_backend(ctx) != DFA_BACKEND_CPU) {
+        dfa_sd3_free(ctx, m);
+        DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "sd3: the CUDA engine is not written yet (CPU contexts only)");
+    }
+    dfa_status st = dfa_wtab_load(ctx, m, sd3_register, tdir, DFA_DEV_CPU, DFA_F32, &m->weights, &m->weight_bytes);
     if (st != DFA_OK) {
         dfa_sd3_free(ctx, m);
         return st;
@@ -173,6 +188,16 @@ dfa_status dfa_sd3_load(dfa_ctx *ctx, const char *model_dir, dfa_sd3 **out) {
     }
     *out = m;
     return DFA_OK;
+}
+
+dfa_status dfa_sd3_write_random(dfa_ctx *ctx, const char *model_dir, uint64_t seed) {
+    char tdir[1024], path[1100];
+    dfa_sd3 *m = NULL;
+    DFA_TRY(sd3_new(ctx, model_dir, &m, tdir, sizeof tdir));
+    snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", tdir);
+    dfa_status st = dfa_wtab_write_random(ctx, m, sd3_register, path, seed);
+    dfa_sd3_free(ctx, m);
+    return st;
 }
 
 void dfa_sd3_free(dfa_ctx *ctx, dfa_sd3 *m) {
