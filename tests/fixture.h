@@ -66,4 +66,59 @@ static inline void fixture_poison(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = NAN;
 }
 
+/* Copy the checkpoint folder `src_dir` (config.json + diffusion_pytorch_model.safetensors) into
+ * dst_dir with tensor `victim` dropped (mode 0) or its last two dims merged into one (mode 1:
+ * same bytes, wrong shape). Returns 0 on success. */
+static inline int fixture_broken_copy(const char *src_dir, const char *victim, int mode, const char *dst_dir) {
+    char buf[1200];
+    dfa_safetensors *st = NULL;
+    dfa_error err = {0};
+    snprintf(buf, sizeof buf, "%s/diffusion_pytorch_model.safetensors", src_dir);
+    if (dfa_st_open(&st, buf, &err) != DFA_OK) {
+        CHECKF(0, "%s", err.msg);
+        return -1;
+    }
+    const int n = dfa_st_count(st);
+    dfa_st_item *items = calloc((size_t)n, sizeof *items);
+    int64_t(*shapes)[DFA_MAX_DIMS] = calloc((size_t)n, sizeof *shapes);
+    int m = 0, found = 0;
+    for (int i = 0; items && shapes && i < n; i++) {
+        const dfa_st_tensor *t = dfa_st_at(st, i);
+        const int is_victim = strcmp(t->name, victim) == 0;
+        found |= is_victim;
+        if (is_victim && mode == 0) continue;
+        items[m].name = t->name;
+        items[m].dtype = t->dtype;
+        items[m].ndim = t->ndim;
+        memcpy(shapes[m], t->shape, sizeof shapes[m]);
+        if (is_victim && t->ndim >= 2) {
+            items[m].ndim = t->ndim - 1;
+            shapes[m][t->ndim - 2] *= t->shape[t->ndim - 1];
+        }
+        items[m].shape = shapes[m];
+        items[m].data = dfa_st_data(st, t);
+        m++;
+    }
+    int rc = found ? 0 : -1;
+    CHECKF(found, "victim %s not in %s", victim, src_dir);
+    snprintf(buf, sizeof buf, "%s/diffusion_pytorch_model.safetensors", dst_dir);
+    if (rc == 0 && dfa_st_write(buf, items, m, NULL, NULL, 0, &err) != DFA_OK) {
+        CHECKF(0, "%s", err.msg);
+        rc = -1;
+    }
+    free(items);
+    free(shapes);
+    dfa_st_close(st);
+    char src[1200], cfg[65536];
+    snprintf(src, sizeof src, "%s/config.json", src_dir);
+    snprintf(buf, sizeof buf, "%s/config.json", dst_dir);
+    FILE *f = fopen(src, "rb");
+    size_t len = f ? fread(cfg, 1, sizeof cfg, f) : 0;
+    if (f) fclose(f);
+    FILE *g = rc == 0 ? fopen(buf, "wb") : NULL;
+    if (!g || fwrite(cfg, 1, len, g) != len) rc = -1;
+    if (g && fclose(g) != 0) rc = -1;
+    return rc;
+}
+
 #endif

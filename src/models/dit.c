@@ -1,6 +1,8 @@
 /* dit.c - DiTTransformer2DModel on the CPU (diffusers dit_transformer_2d.py semantics). */
 #include "models/dit.h"
 
+#include "attn/attn_state.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 #include "models/dit_common.h"
 #include "models/ops.h"
 #include "models/wload.h"
+#include "sample/sampler.h"
 
 #define DIT_TPROJ 256 /* Timesteps(num_channels=256, flip_sin_to_cos=True, downscale_freq_shift=1) */
 
@@ -29,6 +32,7 @@ struct dfa_dit {
     size_t n_weights;
     dfa_arena act;
     int act_ready;
+    double attn_s, total_s; /* time in dfa_attn_layer and in the whole forward, since the last reset */
 };
 
 static dfa_status read_config(dfa_ctx *ctx, const char *path, dfa_dit_config *c) {
@@ -166,7 +170,7 @@ static void block_cond(const dfa_ctx *ctx, const dfa_dit *m, const dit_block *bl
     for (int i = 0; i < B; i++) dfa_op_add(b->emb + (size_t)i * D, blk->class_table + (size_t)labels[i] * D, D);
 }
 
-dfa_status dfa_dit_forward(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W, const float *x, const float *t,
+static dfa_status dit_forward_impl(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W, const float *x, const float *t,
                            const int *labels, float *out) {
     const dfa_dit_config *c = &m->cfg;
     const int p = c->patch_size, D = c->dim;
@@ -191,7 +195,7 @@ dfa_status dfa_dit_forward(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W, const 
         dfa_op_linear(ctx, b.emb, B, D, blk->ada_w, blk->ada_b, 6 * D, b.mod);
         dfa_op_layernorm(ctx, b.hs, M, D, NULL, NULL, 1e-6f, b.nh);
         dfa_tx_modulate(b.nh, B, N, D, b.mod, b.mod + D, ms);
-        DFA_TRY(dfa_tx_self_attn(ctx, l, &blk->attn, B, N, c->heads, c->head_dim, b.nh, b.q, b.k, b.v, b.o, b.tmp));
+        DFA_TRY(dfa_tx_self_attn(ctx, l, &blk->attn, B, N, c->heads, c->head_dim, b.nh, b.q, b.k, b.v, b.o, b.tmp, &m->attn_s));
         dfa_tx_gated_add(b.hs, b.tmp, B, N, D, b.mod + 2 * D, ms);
         dfa_op_layernorm(ctx, b.hs, M, D, NULL, NULL, (float)c->norm_eps, b.nh);
         dfa_tx_modulate(b.nh, B, N, D, b.mod + 3 * D, b.mod + 4 * D, ms);
@@ -208,4 +212,56 @@ dfa_status dfa_dit_forward(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W, const 
     dfa_op_linear(ctx, b.nh, M, D, m->po2_w, m->po2_b, P, b.tmp);
     dfa_tx_unpatchify(b.tmp, B, h, w, p, c->out_channels, out);
     return DFA_OK;
+}
+
+dfa_status dfa_dit_forward(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W, const float *x, const float *t,
+                           const int *labels, float *out) {
+    const double t0 = dfa_tx_now();
+    dfa_status s = dit_forward_impl(ctx, m, B, H, W, x, t, labels, out);
+    m->total_s += dfa_tx_now() - t0;
+    return s;
+}
+
+void dfa_dit_times(const dfa_dit *m, double *attn_s, double *total_s) {
+    if (attn_s) *attn_s = m->attn_s;
+    if (total_s) *total_s = m->total_s;
+}
+
+void dfa_dit_reset_times(dfa_dit *m) { m->attn_s = m->total_s = 0; }
+
+dfa_status dfa_dit_sample(dfa_ctx *ctx, dfa_dit *m, dfa_sampler *sched, int label, float guidance, int h, int w,
+                          float *latents, dfa_flow_progress_fn progress, void *user) {
+    const dfa_dit_config *c = &m->cfg;
+    const int cfg = guidance > 1.0f, B = cfg ? 2 : 1, n_steps = dfa_sampler_n_steps(sched);
+    const size_t n = (size_t)c->in_channels * h * w, n_out = (size_t)c->out_channels * h * w;
+    if (sched->n != n)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dit sample: sampler set for %zu values, latents have %zu", sched->n, n);
+    if (dfa_sampler_needs_var(sched) && c->out_channels != 2 * c->in_channels)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dit sample: learned variance needs out_channels = 2 * in_channels");
+    void *xin = NULL, *out = NULL;
+    DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, B * n * sizeof(float), "dit sample input", &xin));
+    dfa_status s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, B * n_out * sizeof(float), "dit sample output", &out);
+    /* [uncond, cond] as every dfa model (ASC's cond_half = 1); DiTPipeline batches [cond, null],
+     * which gives the same numbers: batch items do not interact outside ASC. */
+    const int labels[2] = {cfg ? c->num_classes : label, label};
+    const int planned = dfa_attn_plan(ctx) != NULL;
+    for (int i = 0; s == DFA_OK && i < n_steps; i++) {
+        float *x = xin, *o = out;
+        if (planned && (s = dfa_attn_begin_step(ctx, i)) != DFA_OK) break;
+        const double t0 = dfa_tx_now();
+        const float ts = (float)dfa_sampler_timestep(sched, i), t[2] = {ts, ts};
+        for (int b = 0; b < B; b++) memcpy(x + b * n, latents, n * sizeof(float));
+        s = dfa_dit_forward(ctx, m, B, h, w, x, t, labels, o);
+        if (s != DFA_OK) break;
+        if (cfg) /* eps channels come first in each batch item: combine [uncond, cond] into item 0 */
+            for (size_t j = 0; j < n; j++) o[j] = o[j] + guidance * (o[n_out + j] - o[j]);
+        /* learned variance (DDPM): the conditional item's, unguided (as the DiT reference code) */
+        s = dfa_sampler_step(ctx, sched, i, o, o + (cfg ? n_out : 0) + n, latents);
+        if (s != DFA_OK) break;
+        if (progress) progress(user, i, n_steps, dfa_tx_now() - t0);
+    }
+    if (planned) dfa_attn_end_run(ctx);
+    dfa_ctx_mem_release(ctx, out);
+    dfa_ctx_mem_release(ctx, xin);
+    return s;
 }

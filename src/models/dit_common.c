@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "attn/attn.h"
 #include "io/json.h"
@@ -125,7 +126,7 @@ void dfa_tx_gated_add(float *h, const float *x, int B, int N, int D, const float
 }
 
 dfa_status dfa_tx_self_attn(dfa_ctx *ctx, int layer, const dfa_tx_attn *a, int B, int N, int H, int Dh,
-                            const float *in, float *q, float *k, float *v, float *o, float *out) {
+                            const float *in, float *q, float *k, float *v, float *o, float *out, double *attn_s) {
     const int D = H * Dh, M = B * N;
     dfa_op_linear(ctx, in, M, D, a->qw, a->qb, D, q);
     dfa_op_linear(ctx, in, M, D, a->kw, a->kb, D, k);
@@ -137,7 +138,9 @@ dfa_status dfa_tx_self_attn(dfa_ctx *ctx, int layer, const dfa_tx_attn *a, int B
     DFA_TRY(dfa_tensor_init(&tv, DFA_F32, DFA_DEV_CPU, 4, shape, v, &ctx->err));
     DFA_TRY(dfa_tensor_init(&to, DFA_F32, DFA_DEV_CPU, 4, shape, o, &ctx->err));
     const dfa_attn_layout layout = {N, 0, 0, 128};
+    const double t0 = dfa_tx_now();
     DFA_TRY(dfa_attn_layer(ctx, layer, &layout, &tq, &tk, &tv, &to));
+    if (attn_s) *attn_s += dfa_tx_now() - t0;
     dfa_op_linear(ctx, o, M, D, a->ow, a->ob, D, out);
     return DFA_OK;
 }
@@ -178,4 +181,10 @@ dfa_status dfa_tx_cfg_pos_int(dfa_ctx *ctx, const cJSON *root, const char *key, 
     DFA_TRY(dfa_json_int(root, key, path, out, &ctx->err));
     if (*out <= 0) DFA_CTX_FAIL(ctx, DFA_ERR_FORMAT, "%s: %s must be positive, got %d", path, key, *out);
     return DFA_OK;
+}
+
+double dfa_tx_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

@@ -57,9 +57,13 @@ void dfa_tx_modulate(float *x, int B, int N, int D, const float *shift, const fl
 void dfa_tx_gated_add(float *h, const float *x, int B, int N, int D, const float *gate, size_t mod_stride);
 
 /* Self-attention through dfa_attn_layer (plan-driven): in [B*N, D] -> out [B*N, D].
- * q, k, v, o: scratch [B*N, D] each. */
+ * q, k, v, o: scratch [B*N, D] each. The seconds spent in dfa_attn_layer are added to *attn_s
+ * (may be NULL). */
 dfa_status dfa_tx_self_attn(dfa_ctx *ctx, int layer, const dfa_tx_attn *a, int B, int N, int H, int Dh,
-                            const float *in, float *q, float *k, float *v, float *o, float *out);
+                            const float *in, float *q, float *k, float *v, float *o, float *out, double *attn_s);
+
+/* Monotonic clock in seconds. */
+double dfa_tx_now(void);
 /* Cross-attention (not compressed, local GEMMs): queries from in [B*N, D], keys/values from
  * kv_in [B*L, Dkv]; bias [B, L] is added to the scaled scores (NULL: none).
  * q, o: [B*N, D]; k, v: [B*L, D]; s: N * L floats. */

@@ -2,6 +2,8 @@
  * BasicTransformerBlock with norm_type "ada_norm_single"). */
 #include "models/pixart.h"
 
+#include "attn/attn_state.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +13,7 @@
 #include "models/dit_common.h"
 #include "models/ops.h"
 #include "models/wload.h"
+#include "sample/sampler.h"
 
 #define PIXART_TPROJ 256 /* Timesteps(256, flip_sin_to_cos=True, downscale_freq_shift=0) */
 
@@ -29,6 +32,7 @@ struct dfa_pixart {
     size_t n_weights;
     dfa_arena act;
     int act_ready;
+    double attn_s, total_s; /* time in dfa_attn_layer and in the whole forward, since the last reset */
 };
 
 static dfa_status read_config(dfa_ctx *ctx, const char *path, dfa_pixart_config *c) {
@@ -194,7 +198,7 @@ static dfa_status get_bufs(dfa_ctx *ctx, dfa_pixart *m, int B, int N, int L, int
     return DFA_OK;
 }
 
-dfa_status dfa_pixart_forward(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, const float *x, const float *t,
+static dfa_status pixart_forward_impl(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, const float *x, const float *t,
                               int L, const float *text, const float *mask, float *out) {
     const dfa_pixart_config *c = &m->cfg;
     const int p = c->patch_size, D = c->dim;
@@ -235,7 +239,7 @@ dfa_status dfa_pixart_forward(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, 
         dfa_op_layernorm(ctx, b.hs, M, D, NULL, NULL, (float)c->norm_eps, b.nh);
         dfa_tx_modulate(b.nh, B, N, D, b.mod, b.mod + D, ms);
         DFA_TRY(dfa_tx_self_attn(ctx, l, &blk->attn1, B, N, c->heads, c->head_dim, b.nh, b.q, b.k, b.v, b.o,
-                                 b.tmp));
+                                 b.tmp, &m->attn_s));
         dfa_tx_gated_add(b.hs, b.tmp, B, N, D, b.mod + 2 * D, ms);
         /* cross-attention on the un-normalised hidden states (PixArt: no norm2 here) */
         dfa_tx_cross_attn(ctx, &blk->attn2, B, N, L, c->heads, c->head_dim, Dkv, b.hs, b.txt, mask ? b.bias : NULL,
@@ -257,4 +261,78 @@ dfa_status dfa_pixart_forward(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, 
     dfa_op_linear(ctx, b.nh, M, D, m->po_w, m->po_b, p * p * c->out_channels, b.tmp);
     dfa_tx_unpatchify(b.tmp, B, h, w, p, c->out_channels, out);
     return DFA_OK;
+}
+
+dfa_status dfa_pixart_forward(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, const float *x, const float *t,
+                              int L, const float *text, const float *mask, float *out) {
+    const double t0 = dfa_tx_now();
+    dfa_status s = pixart_forward_impl(ctx, m, B, H, W, x, t, L, text, mask, out);
+    m->total_s += dfa_tx_now() - t0;
+    return s;
+}
+
+void dfa_pixart_times(const dfa_pixart *m, double *attn_s, double *total_s) {
+    if (attn_s) *attn_s = m->attn_s;
+    if (total_s) *total_s = m->total_s;
+}
+
+void dfa_pixart_reset_times(dfa_pixart *m) { m->attn_s = m->total_s = 0; }
+
+dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, dfa_sampler *sched, float guidance, int h,
+                             int w, int L, const float *text_cond, const float *mask_cond, const float *text_uncond,
+                             const float *mask_uncond, float *latents, dfa_flow_progress_fn progress, void *user) {
+    const dfa_pixart_config *c = &m->cfg;
+    const int cfg = guidance > 1.0f, B = cfg ? 2 : 1;
+    const size_t n = (size_t)c->in_channels * h * w, n_out = (size_t)c->out_channels * h * w;
+    const size_t tw = (size_t)L * (c->caption_channels ? c->caption_channels : c->cross_dim);
+    if (cfg && (!text_uncond || (mask_cond == NULL) != (mask_uncond == NULL)))
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "pixart sample: guidance %g needs the negative prompt's states%s",
+                     guidance, mask_cond ? " and mask" : "");
+    const int n_steps = dfa_sampler_n_steps(sched), var = dfa_sampler_needs_var(sched);
+    if (sched->n != n)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "pixart sample: sampler set for %zu values, latents have %zu", sched->n,
+                     n);
+    if (var && c->out_channels != 2 * c->in_channels)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "pixart sample: learned variance needs out_channels = 2 * in_channels");
+    void *xin = NULL, *out = NULL, *txt = NULL, *msk = NULL;
+    dfa_status s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, B * n * sizeof(float), "pixart sample input", &xin);
+    if (s == DFA_OK) s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, B * n_out * sizeof(float), "pixart sample output", &out);
+    if (s == DFA_OK) s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, B * tw * sizeof(float), "pixart sample text", &txt);
+    if (s == DFA_OK && mask_cond)
+        s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, (size_t)B * L * sizeof(float), "pixart sample mask", &msk);
+    if (s == DFA_OK) {
+        float *tt = txt, *mm = msk;
+        if (cfg) {
+            memcpy(tt, text_uncond, tw * sizeof(float));
+            memcpy(tt + tw, text_cond, tw * sizeof(float));
+            if (mm) {
+                memcpy(mm, mask_uncond, (size_t)L * sizeof(float));
+                memcpy(mm + L, mask_cond, (size_t)L * sizeof(float));
+            }
+        } else {
+            memcpy(tt, text_cond, tw * sizeof(float));
+            if (mm) memcpy(mm, mask_cond, (size_t)L * sizeof(float));
+        }
+    }
+    const int planned = dfa_attn_plan(ctx) != NULL;
+    for (int i = 0; s == DFA_OK && i < n_steps; i++) {
+        float *x = xin, *o = out;
+        if (planned && (s = dfa_attn_begin_step(ctx, i)) != DFA_OK) break;
+        const double t0 = dfa_tx_now();
+        const float ts = (float)dfa_sampler_timestep(sched, i), t[2] = {ts, ts};
+        for (int b = 0; b < B; b++) memcpy(x + b * n, latents, n * sizeof(float));
+        s = dfa_pixart_forward(ctx, m, B, h, w, x, t, L, txt, msk, o);
+        if (s != DFA_OK) break;
+        if (cfg) /* [uncond, cond]: combined into item 0; its first in_channels channels are eps */
+            for (size_t j = 0; j < (var ? 2 * n : n); j++) o[j] = o[j] + guidance * (o[n_out + j] - o[j]);
+        /* learned variance (DDPM only): the guided variance channels, as diffusers guides all channels */
+        s = dfa_sampler_step(ctx, sched, i, o, o + n, latents);
+        if (s == DFA_OK && progress) progress(user, i, n_steps, dfa_tx_now() - t0);
+    }
+    if (planned) dfa_attn_end_run(ctx);
+    dfa_ctx_mem_release(ctx, msk);
+    dfa_ctx_mem_release(ctx, txt);
+    dfa_ctx_mem_release(ctx, out);
+    dfa_ctx_mem_release(ctx, xin);
+    return s;
 }

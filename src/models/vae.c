@@ -11,32 +11,8 @@
 #include "io/png.h"
 #include "io/safetensors.h"
 #include "models/ops.h"
+#include "models/vae_int.h"
 #include "models/wload.h"
-
-#define VAE_MAX_LAYERS 4
-#define VAE_EPS 1e-6f
-
-typedef struct vae_resnet {
-    int cin, cout;
-    float *n1w, *n1b, *c1w, *c1b, *n2w, *n2b, *c2w, *c2b, *scw, *scb; /* sc*: only when cin != cout */
-} vae_resnet;
-
-typedef struct vae_attn {
-    float *gnw, *gnb, *qw, *qb, *kw, *kb, *vw, *vb, *ow, *ob;
-} vae_attn;
-
-struct dfa_vae {
-    dfa_vae_config cfg;
-    float *pqc_w, *pqc_b, *in_w, *in_b, *nout_w, *nout_b, *out_w, *out_b;
-    vae_resnet mid[2];
-    vae_attn attn;
-    vae_resnet up[DFA_VAE_MAX_BLOCKS][VAE_MAX_LAYERS + 1];
-    float *ups_w[DFA_VAE_MAX_BLOCKS], *ups_b[DFA_VAE_MAX_BLOCKS];
-    float *weights;
-    size_t n_weights;
-    dfa_arena act;
-    int act_ready, act_h, act_w;
-};
 
 /* ---- config ---- */
 
@@ -227,6 +203,7 @@ dfa_status dfa_vae_load(dfa_ctx *ctx, const char *dir, dfa_vae **out) {
 
 void dfa_vae_free(dfa_ctx *ctx, dfa_vae *v) {
     if (!v) return;
+    dfa_vae_gpu_free(ctx, v);
     if (v->act_ready) dfa_arena_release(ctx, &v->act);
     dfa_ctx_mem_release(ctx, v->weights);
     dfa_ctx_mem_release(ctx, v);
@@ -355,6 +332,7 @@ dfa_status dfa_vae_decode(dfa_ctx *ctx, dfa_vae *v, const float *latents, int h,
     const dfa_vae_config *c = &v->cfg;
     if (h < 1 || w < 1 || (size_t)h * w > ((size_t)1 << 26) >> (2 * (c->n_blocks - 1)))
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "vae decode: latent size %dx%d out of range", h, w);
+    if (ctx->params.backend == DFA_BACKEND_CUDA) return dfa_vae_decode_gpu(ctx, v, latents, h, w, image);
     vae_bufs b;
     DFA_TRY(ensure_arena(ctx, v, h, w, &b));
     const int L = c->latent_channels, nb = c->n_blocks, G = c->norm_groups, top = c->block_out[nb - 1];

@@ -44,7 +44,9 @@ enum {
 /* Kernel variants. */
 enum {
     DFA_ATTN_CUDA_V_MMA = 1,   /* FA2-style mma.sync m16n8k16, cp.async double buffering */
-    DFA_ATTN_CUDA_V_WGMMA = 2, /* Hopper: wgmma + warp-specialised producer, FA3 design */
+    DFA_ATTN_CUDA_V_WGMMA = 2, /* Hopper: wgmma + TMA + warp-specialised producer, FA3 design,
+                                  persistent CTAs (one per SM) */
+    DFA_ATTN_CUDA_V_WGMMA_GRID = 3, /* the same kernel launched with one CTA per work item */
     DFA_ATTN_CUDA_V_DEFAULT = 0
 };
 
@@ -93,7 +95,7 @@ dfa_status dfa_attn_cuda_residual(void *dst, const void *full, const void *arrow
                                   int n_heads, int head_dim, const unsigned char *heads, void *stream,
                                   dfa_error *err);
 
-/* 1 if the current device can run `variant` (variant 2 needs compute capability 9.0). */
+/* 1 if the current device can run `variant` (variants 2 and 3 need compute capability 9.0). */
 int dfa_attn_cuda_variant_ok(int variant);
 
 #ifdef __cplusplus

@@ -22,12 +22,14 @@ struct acu_params {
     const void *cache, *resid;
     const acu_item *items;
     const int2 *ranges;
+    int *counter; /* variant 2's work counter (persistent CTAs), zeroed before each launch */
     int n_items, batch, n_tokens, n_heads;
     float scale_log2; /* softmax scale * log2(e) */
 };
 
 /* Launchers (one per variant), called by dfa_attn_cuda_run after checks. */
 cudaError_t acu_launch_mma(const acu_params &p, int head_dim, int dtype, cudaStream_t st);
-cudaError_t acu_launch_wgmma(const acu_params &p, int head_dim, int dtype, cudaStream_t st);
+/* persistent: one CTA per SM taking items from the counter; else one CTA per item */
+cudaError_t acu_launch_wgmma(const acu_params &p, int head_dim, int dtype, bool persistent, cudaStream_t st);
 
 #endif
