@@ -7,13 +7,16 @@
  *   presets: flux-dev (19 + 38 blocks, 24 x 128), sd3-medium (24 blocks, 24 x 64), flux-small,
  *   sd3-small (2-4 blocks, for a quick CPU run).
  * Prints the median forward time over --reps runs after one warm-up, and the attention share
- * (papers: V2 Fig. 8, V1 Fig. 1). */
+ * (papers: V2 Fig. 8, V1 Fig. 1). --check FILE (from bench_mmdit_diffusers.py --save FILE) runs
+ * on that file's inputs and prints the relative error against diffusers' output. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "core/ctx.h"
+#include "io/safetensors.h"
 #include "models/flux.h"
 #include "models/mmdit.h"
 #include "models/sd3.h"
@@ -51,7 +54,7 @@ static int cmp_d(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    const char *pname = "flux-small", *dir = "/tmp/dfa_bench_mmdit";
+    const char *pname = "flux-small", *dir = "/tmp/dfa_bench_mmdit", *check = NULL;
     int res = 512, txt = -1, reps = 3, cuda = 0, threads = 0, batch = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -62,10 +65,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--reps") && v) reps = atoi(argv[++i]);
         else if (!strcmp(a, "--threads") && v) threads = atoi(argv[++i]);
         else if (!strcmp(a, "--batch") && v) batch = atoi(argv[++i]);
+        else if (!strcmp(a, "--check") && v) check = argv[++i];
         else if (!strcmp(a, "--cuda")) cuda = 1;
         else {
             fprintf(stderr, "usage: bench_mmdit [--preset flux-dev|flux-small|sd3-medium|sd3-small] [--res PX] "
-                            "[--txt T] [--reps R] [--batch B] [--dir DIR] [--cuda] [--threads T]\n");
+                            "[--txt T] [--reps R] [--batch B] [--dir DIR] [--cuda] [--threads T] [--check FILE]\n");
             return 2;
         }
     }
@@ -132,6 +136,23 @@ int main(int argc, char **argv) {
     if (flux) dfa_flux_image_ids(lat / 2, lat / 2, img_ids);
     float ts[64], gs[64];
     for (int b = 0; b < batch && b < 64; b++) ts[b] = flux ? 0.5f : 500.0f, gs[b] = 3.5f;
+    float *ref = NULL;
+    if (check) { /* inputs (and the reference output) from diffusers' side; shapes must agree */
+        dfa_safetensors *st = NULL;
+        dfa_error e = {0};
+        const int64_t sx[4] = {batch, flux ? n_img : in_ch, flux ? in_ch : lat, lat}, se[3] = {batch, txt, J},
+                      sp[2] = {batch, P}, sb[1] = {batch};
+        ref = malloc(nlat * 4);
+        s = dfa_st_open(&st, check, &e);
+        if (s == DFA_OK) s = dfa_st_load(st, "x", DFA_F32, flux ? 3 : 4, sx, x, DFA_DEV_CPU, NULL, &e);
+        if (s == DFA_OK) s = dfa_st_load(st, "enc", DFA_F32, 3, se, t, DFA_DEV_CPU, NULL, &e);
+        if (s == DFA_OK) s = dfa_st_load(st, "pooled", DFA_F32, 2, sp, pool, DFA_DEV_CPU, NULL, &e);
+        if (s == DFA_OK) s = dfa_st_load(st, "timestep", DFA_F32, 1, sb, ts, DFA_DEV_CPU, NULL, &e);
+        if (s == DFA_OK && dfa_st_find(st, "guidance")) s = dfa_st_load(st, "guidance", DFA_F32, 1, sb, gs, DFA_DEV_CPU, NULL, &e);
+        if (s == DFA_OK) s = dfa_st_load(st, "out", DFA_F32, flux ? 3 : 4, sx, ref, DFA_DEV_CPU, NULL, &e);
+        dfa_st_close(st);
+        if (s != DFA_OK) return fprintf(stderr, "bench_mmdit --check: %s\n", e.msg), 1;
+    }
     double *tm = malloc((size_t)(reps + 1) * sizeof(double)), attn_tot = 0, fwd_tot = 0;
     for (int k = -1; k < reps; k++) {
         double a0 = 0, t0 = 0;
@@ -151,6 +172,19 @@ int main(int argc, char **argv) {
         }
     }
     qsort(tm, (size_t)reps, sizeof *tm, cmp_d);
+    if (ref) {
+        double md = 0, mr = 0, num = 0, den = 0;
+        for (size_t i = 0; i < nlat; i++) {
+            double d = fabs((double)out[i] - ref[i]);
+            if (!(d <= md)) md = d;
+            if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
+            num += d * d;
+            den += (double)ref[i] * ref[i];
+        }
+        printf("check against %s: max rel err %.3g, rel L2 %.3g\n", check, md / (mr > 0 ? mr : 1),
+               sqrt(num / (den > 0 ? den : 1)));
+        free(ref);
+    }
     printf("%s %s %dx%d px: %d image + %d text tokens, batch %d: forward %.3f s (median of %d), attention %.1f%% "
            "of the forward\n", pname, cuda ? "CUDA" : "CPU", res, res, n_img, txt, batch, tm[reps / 2], reps,
            fwd_tot > 0 ? 100.0 * attn_tot / fwd_tot : 0.0);

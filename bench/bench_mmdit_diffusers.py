@@ -6,6 +6,10 @@ SD3Transformer2DModel in bf16 with SDPA attention and time one forward at the sa
 
   ./build/bench_mmdit --preset flux-dev --res 1024 --dir /tmp/fluxdev --cuda
   python3 bench/bench_mmdit_diffusers.py --dir /tmp/fluxdev --res 1024
+
+--save FILE also writes the inputs and diffusers' output (f32) so that
+`bench_mmdit --check FILE` runs dfa on exactly those inputs and reports the relative error
+(use --dtype float32 --device cpu for a tight check of the CPU engine).
 """
 import argparse
 import json
@@ -23,13 +27,15 @@ def main():
     ap.add_argument("--batch", type=int, default=-1)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    ap.add_argument("--save", default=None)
     a = ap.parse_args()
     cfg = json.load(open(os.path.join(a.dir, "transformer", "config.json")))
     flux = cfg["_class_name"] == "FluxTransformer2DModel"
     from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
 
     cls = FluxTransformer2DModel if flux else SD3Transformer2DModel
-    dt = torch.bfloat16
+    dt = getattr(torch, a.dtype)
     model = cls.from_pretrained(a.dir, subfolder="transformer", torch_dtype=dt).to(a.device).eval()
     txt = a.txt if a.txt > 0 else (512 if flux else 333)
     B = a.batch if a.batch > 0 else (1 if flux else 2)
@@ -59,12 +65,20 @@ def main():
             if a.device == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            model(**kw)
+            y = model(**kw)[0]
             if a.device == "cuda":
                 torch.cuda.synchronize()
             if k:
                 times.append(time.perf_counter() - t0)
     times.sort()
+    if a.save:
+        from safetensors.torch import save_file
+
+        f = lambda t: t.detach().float().cpu().contiguous()
+        out = {"x": f(x), "enc": f(enc), "pooled": f(pooled), "timestep": f(kw["timestep"]), "out": f(y)}
+        if flux and kw["guidance"] is not None:
+            out["guidance"] = f(kw["guidance"])
+        save_file(out, a.save)
     print(f"diffusers {cfg['_class_name']} {a.res}x{a.res} px: {n_img} image + {txt} text tokens, batch {B}: "
           f"forward {times[len(times) // 2]:.3f} s (median of {a.reps})")
 
