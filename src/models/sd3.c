@@ -1,46 +1,17 @@
 /* sd3.c - SD3 / SD3.5 transformer forward on the CPU (f32), matching diffusers
  * SD3Transformer2DModel. See sd3.h and docs/DESIGN.md "MMDiT". */
 #include "models/sd3.h"
+#include "models/sd3_int.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "attn/attn.h"
+#include "models/cuda/ops_cuda.h"
 #include "models/mmdit.h"
 #include "models/ops.h"
 
-#define SD3_EPS 1e-6f
-#define SD3_ATTN_BLOCK 128
-
-typedef struct sd3_attn {
-    dfa_lin q, k, v, out;
-    float *nq, *nk; /* RMSNorm weights [D] (qk_norm "rms_norm"), else NULL */
-} sd3_attn;
-
-typedef struct sd3_block {
-    int pre_only; /* context_pre_only: the last block */
-    int dual;     /* has attn2 */
-    int attn_index;
-    dfa_lin norm1;      /* AdaLayerNormZero: C -> 6C (SD35AdaLayerNormZeroX: 9C) */
-    dfa_lin norm1_ctx;  /* AdaLayerNormZero: C -> 6C, or AdaLayerNormContinuous C -> 2C when pre_only */
-    sd3_attn a;         /* image side of the joint attention */
-    dfa_lin aq, ak, av, add_out; /* text side (add_out absent when pre_only) */
-    float *naq, *nak;
-    sd3_attn a2;        /* dual attention (image only) */
-    dfa_lin ff0, ff2, ffc0, ffc2;
-} sd3_block;
-
-struct dfa_sd3 {
-    dfa_sd3_config cfg;
-    float *patch_w, *patch_b, *pos; /* proj [C, Cin, p, p], bias [C], pos_embed [1, M*M, C] */
-    dfa_lin t1, t2, p1, p2, ctx_emb, norm_out, proj_out;
-    sd3_block *blk;
-    void *weights;
-    size_t weight_bytes;
-    dfa_arena act;
-    double attn_s, total_s;
-};
 
 /* ---- config and weights ---- */
 
@@ -173,11 +144,12 @@ dfa_status dfa_sd3_load(dfa_ctx *ctx, const char *model_dir, dfa_sd3 **out) {
     char tdir[1024];
     dfa_sd3 *m = NULL;
     DFA_TRY(sd3_new(ctx, model_dir, &m, tdir, sizeof tdir));
-    if (dfa_ctx_backend(ctx) != DFA_BACKEND_CPU) {
-        dfa_sd3_free(ctx, m);
-        DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "sd3: the CUDA engine is not written yet (CPU contexts only)");
-    }
-    dfa_status st = dfa_wtab_load(ctx, m, sd3_register, tdir, DFA_DEV_CPU, DFA_F32, &m->weights, &m->weight_bytes);
+    dfa_status st = DFA_OK;
+    m->dev = dfa_ctx_backend(ctx) == DFA_BACKEND_CUDA ? DFA_DEV_CUDA : DFA_DEV_CPU;
+    if (m->dev == DFA_DEV_CUDA) st = dfa_cuops_init(&m->ops, ctx->cuda, &ctx->err);
+    if (st == DFA_OK)
+        st = dfa_wtab_load(ctx, m, sd3_register, tdir, m->dev, m->dev == DFA_DEV_CUDA ? DFA_BF16 : DFA_F32,
+                           &m->weights, &m->weight_bytes);
     if (st != DFA_OK) {
         dfa_sd3_free(ctx, m);
         return st;
@@ -203,7 +175,9 @@ dfa_status dfa_sd3_write_random(dfa_ctx *ctx, const char *model_dir, uint64_t se
 void dfa_sd3_free(dfa_ctx *ctx, dfa_sd3 *m) {
     if (!m) return;
     if (m->act.base) dfa_arena_release(ctx, &m->act);
+    if (m->host.base) dfa_arena_release(ctx, &m->host);
     if (m->weights) dfa_ctx_mem_release(ctx, m->weights);
+    if (m->ops) dfa_cuops_free(m->ops);
     if (m->blk) dfa_ctx_mem_release(ctx, m->blk);
     dfa_ctx_mem_release(ctx, m);
 }
@@ -333,6 +307,7 @@ dfa_status dfa_sd3_forward(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, int n_
                      "pos_embed_max_size %d", H, W, hp, wp, M);
     if (!x || !txt || !pooled || !timestep || !out)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "sd3 forward: a required input is NULL");
+    if (m->dev == DFA_DEV_CUDA) return dfa_sd3_forward_cuda(ctx, m, B, H, W, n_txt, x, txt, pooled, timestep, out);
     const double t_start = dfa_mmdit_now();
     sd3_buf s;
     DFA_TRY(sd3_alloc(ctx, m, B, Ni, N, &s));

@@ -30,7 +30,7 @@ typedef struct dfa_sd3_config {
 typedef struct dfa_sd3 dfa_sd3;
 
 /* model_dir: a diffusers pipeline folder (uses transformer/) or the transformer folder itself.
- * CPU contexts only so far (a CUDA context gets DFA_ERR_UNSUPPORTED). */
+ * The context's backend picks the engine: CPU (f32) or CUDA (bf16 weights on the GPU). */
 dfa_status dfa_sd3_load(dfa_ctx *ctx, const char *model_dir, dfa_sd3 **out);
 void dfa_sd3_free(dfa_ctx *ctx, dfa_sd3 *m);
 /* Random bf16 weights for the config in model_dir, written next to it (tests, benchmarks). The
