@@ -20,10 +20,11 @@
 #include "models/mmdit_pipe.h"
 #include "models/vae.h"
 #include "plan/plan.h"
+#include "text/prompt.h"
 
 typedef struct gen_opts {
-    const char *model, *embeds, *out, *plan, *latents_out, *init;
-    int steps, width, height, threads;
+    const char *model, *embeds, *out, *plan, *latents_out, *init, *prompt, *negative;
+    int steps, width, height, threads, max_len;
     long long seed;
     double cfg, guidance;
 } gen_opts;
@@ -85,6 +86,23 @@ static dfa_status read_class(dfa_ctx *ctx, const char *model, char *cls, size_t 
     return s;
 }
 
+/* --prompt: run the text encoders of the model folder (text/prompt.h) as `dfa encode` does; the
+ * negative prompt ("" unless given) is encoded too for SD3 with CFG. Encoders are freed before
+ * the transformer loads. */
+static dfa_status encode_prompts(dfa_ctx *ctx, const gen_opts *o, int want_negative, dfa_prompt_embeds *pe) {
+    dfa_prompt_opts po = {.layout = DFA_LAYOUT_AUTO, .max_sequence_length = o->max_len};
+    dfa_prompt_encoder *enc = NULL;
+    DFA_TRY(dfa_prompt_encoder_load(ctx, o->model, &po, &enc));
+    dfa_text_embeds pos = {0}, neg = {0};
+    dfa_status s = dfa_prompt_encode(enc, o->prompt, &pos);
+    if (s == DFA_OK && want_negative) s = dfa_prompt_encode(enc, o->negative ? o->negative : "", &neg);
+    dfa_prompt_encoder_free(enc);
+    if (s == DFA_OK) s = dfa_prompt_embeds_from_text(ctx, &pos, want_negative ? &neg : NULL, pe);
+    dfa_text_embeds_free(&pos);
+    dfa_text_embeds_free(&neg);
+    return s;
+}
+
 static int run_generate(dfa_ctx *ctx, const gen_opts *o) {
     char cls[128];
     if (read_class(ctx, o->model, cls, sizeof cls) != DFA_OK) {
@@ -103,7 +121,14 @@ static int run_generate(dfa_ctx *ctx, const gen_opts *o) {
     float *lat = NULL, *init = NULL;
     dfa_plan plan;
     int have_plan = 0, rc = 1;
-    dfa_status s = is_flux ? dfa_flux_load(ctx, o->model, &fm) : dfa_sd3_load(ctx, o->model, &sm);
+    dfa_status s = DFA_OK;
+    if (o->prompt) { /* text encoders first: they are freed before the transformer loads */
+        fprintf(stderr, "dfa generate: encoding the prompt with %s's text encoders\n", o->model);
+        s = encode_prompts(ctx, o, is_sd3 && o->cfg != 0.0 && o->cfg != 1.0, &pe);
+    } else {
+        s = dfa_prompt_embeds_load(ctx, o->embeds, &pe);
+    }
+    if (s == DFA_OK) s = is_flux ? dfa_flux_load(ctx, o->model, &fm) : dfa_sd3_load(ctx, o->model, &sm);
     dfa_flow_config fc;
     if (s == DFA_OK) {
         s = dfa_flow_config_read(ctx, o->model, &fc);
@@ -117,7 +142,6 @@ static int run_generate(dfa_ctx *ctx, const gen_opts *o) {
             s = DFA_OK;
         }
     }
-    if (s == DFA_OK) s = dfa_prompt_embeds_load(ctx, o->embeds, &pe);
     if (s == DFA_OK && ends_with(o->out, ".png")) {
         char vdir[1100];
         snprintf(vdir, sizeof vdir, "%s/vae", o->model);
@@ -207,6 +231,10 @@ int cmd_generate(int argc, char **argv) {
     dfa_arg_spec specs[] = {
         {"model", 'm', DFA_ARG_STRING, &o.model, "DIR", "diffusers pipeline folder (transformer/, scheduler/, vae/)", 1, 0},
         {"prompt-embeds", 0, DFA_ARG_STRING, &o.embeds, "FILE", "prompt embeddings (docs/PROMPT_EMBEDS.md)", 1, 0},
+        {"prompt", 'p', DFA_ARG_STRING, &o.prompt, "TEXT", "encode TEXT with the folder's text encoders instead", 1, 0},
+        {"negative-prompt", 'n', DFA_ARG_STRING, &o.negative, "TEXT", "SD3 CFG negative prompt (default \"\")", 1, 0},
+        {"max-sequence-length", 0, DFA_ARG_INT, &o.max_len, "N", "T5 tokens with --prompt (default FLUX 512, SD3 256)",
+         1, 4096},
         {"out", 'o', DFA_ARG_STRING, &o.out, "FILE", "output: .png (decoded by vae/) or .safetensors (latents)", 1, 0},
         {"steps", 0, DFA_ARG_INT, &o.steps, "N", "denoising steps (default 28; FLUX-schnell 4)", 1, 10000},
         {"seed", 0, DFA_ARG_INT64, &o.seed, "S", "noise seed (default 0)", 0, 9.2e18},
@@ -225,7 +253,7 @@ int cmd_generate(int argc, char **argv) {
     char msg[256];
     int r = dfa_args_parse(argc, argv, 1, specs, ns, pos, 1, &npos, msg, sizeof msg);
     if (r == 1) {
-        dfa_args_usage("generate", "-m DIR --prompt-embeds FILE -o OUT [--steps N] [--seed S] [-W PX] [-H PX]",
+        dfa_args_usage("generate", "-m DIR (--prompt TEXT | --prompt-embeds FILE) -o OUT [--steps N] [--seed S] [-W PX] [-H PX]",
                        "Generate with FLUX.1 or SD3 / SD3.5 (family from transformer/config.json). Prints a\n"
                        "progress line per step and the time in attention against the rest.", specs, ns);
         return 0;
@@ -234,8 +262,8 @@ int cmd_generate(int argc, char **argv) {
         snprintf(msg, sizeof msg, "takes no positional arguments (got '%s')", pos[0]);
         r = -1;
     }
-    if (r == 0 && (!o.model || !o.embeds || !o.out)) {
-        snprintf(msg, sizeof msg, "needs -m DIR, --prompt-embeds FILE and -o OUT");
+    if (r == 0 && (!o.model || !o.out || !o.embeds == !o.prompt)) {
+        snprintf(msg, sizeof msg, "needs -m DIR, -o OUT and one of --prompt TEXT / --prompt-embeds FILE");
         r = -1;
     }
     if (r < 0) {

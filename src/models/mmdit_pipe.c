@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "io/safetensors.h"
+#include "text/prompt.h"
 
 /* ---- prompt embeddings ---- */
 
@@ -72,6 +73,34 @@ void dfa_prompt_embeds_free(dfa_ctx *ctx, dfa_prompt_embeds *pe) {
     for (int i = 0; i < 4; i++)
         if (all[i]) dfa_ctx_mem_release(ctx, all[i]);
     memset(pe, 0, sizeof *pe);
+}
+
+static dfa_status copy_floats(dfa_ctx *ctx, const float *src, size_t n, const char *what, float **dst) {
+    DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, (n ? n : 1) * sizeof(float), what, (void **)dst));
+    memcpy(*dst, src, n * sizeof(float));
+    return DFA_OK;
+}
+
+dfa_status dfa_prompt_embeds_from_text(dfa_ctx *ctx, const struct dfa_text_embeds *pos,
+                                       const struct dfa_text_embeds *neg, dfa_prompt_embeds *pe) {
+    memset(pe, 0, sizeof *pe);
+    if (!pos || !pos->embeds || !pos->pooled || pos->pooled_dim < 1)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "prompt embeddings: the text encoders gave no pooled embedding "
+                     "(FLUX and SD3 need one)");
+    if (neg && (neg->T != pos->T || neg->D != pos->D || neg->pooled_dim != pos->pooled_dim))
+        DFA_CTX_FAIL(ctx, DFA_ERR_SHAPE, "prompt embeddings: negative [%d, %d] / [%d] differ from positive [%d, %d] / [%d]",
+                     neg->T, neg->D, neg->pooled_dim, pos->T, pos->D, pos->pooled_dim);
+    pe->n_txt = pos->T;
+    pe->dim = pos->D;
+    pe->pooled_dim = pos->pooled_dim;
+    dfa_status s = copy_floats(ctx, pos->embeds, (size_t)pos->T * pos->D, "prompt_embeds", &pe->embeds);
+    if (s == DFA_OK) s = copy_floats(ctx, pos->pooled, (size_t)pos->pooled_dim, "pooled_prompt_embeds", &pe->pooled);
+    if (s == DFA_OK && neg)
+        s = copy_floats(ctx, neg->embeds, (size_t)neg->T * neg->D, "negative_prompt_embeds", &pe->neg_embeds);
+    if (s == DFA_OK && neg)
+        s = copy_floats(ctx, neg->pooled, (size_t)neg->pooled_dim, "negative_pooled_prompt_embeds", &pe->neg_pooled);
+    if (s != DFA_OK) dfa_prompt_embeds_free(ctx, pe);
+    return s;
 }
 
 /* ---- shared ---- */
