@@ -15,12 +15,14 @@ def b(D, NV, key):
     return float("nan")
 
 print("\n== dense (all heads FULL), B=1 H=24, text 512 first ==")
-print(f"{'D':>4} {'tokens':>11} {'var':>3} {'ms':>8} {'TF/s':>6} {'cuDNN ms':>9} {'vs cuDNN':>8} {'vs FA2':>7} {'vs Flex':>7}")
+print(f"{'D':>4} {'tokens':>11} {'var':>3} {'ms':>8} {'TF/s':>6} {'again ms':>8} {'cuDNN ms':>9} {'cuDNN TF':>8} {'vs cuDNN':>8} {'vs FA2':>7} {'vs Flex':>7}")
 for r in ours:
     if r["kind"] != "dense": continue
     D, NV = r["D"], r["NV"]
     cu, fa, fl = b(D, NV, "cudnn"), b(D, NV, "flash2"), b(D, NV, "flex_dense")
-    print(f"{D:>4} {NV:>6}+{r['NT']:<4} {r['variant']:>3} {r['ms']:>8.3f} {r['tflops']:>6.0f} {cu:>9.3f} {cu/r['ms']:>7.2f}x {fa/r['ms']:>6.2f}x {fl/r['ms']:>6.2f}x")
+    again = next((x["ms"] for x in ours if x["kind"] == "dense_again" and x["D"] == D and x["NV"] == NV and x["variant"] == r["variant"]), float("nan"))
+    N = NV + r["NT"]; cutf = 4 * N * N * D * 24 / cu / 1e9
+    print(f"{D:>4} {NV:>6}+{r['NT']:<4} {r['variant']:>3} {r['ms']:>8.3f} {r['tflops']:>6.0f} {again:>8.3f} {cu:>9.3f} {cutf:>8.0f} {cu/r['ms']:>7.2f}x {fa/r['ms']:>6.2f}x {fl/r['ms']:>6.2f}x")
 print("\n== arrow (all heads one window, tile mask of mask.h) ==  bar: t <= 1.1 x dense x (1-r), >= 1.3x Flex")
 print(f"{'D':>4} {'tokens':>11} {'var':>3} {'w':>3} {'r':>6} {'ms':>8} {'t/ideal':>7} {'Flex ms':>8} {'vs Flex':>7} {'vs FA2':>7} {'vs cuDNN':>8}")
 for r in ours:

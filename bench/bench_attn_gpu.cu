@@ -3,13 +3,15 @@
  * D 128 and 64): dense, arrow at block sparsity ~25/50/75 %, and a mixed per-head plan.
  * L2 is flushed (256 MB memset) before every timed launch; median of many, CUDA events.
  *
- * usage: bench_attn_gpu [out.json] [iters]     (JSON lines, one per measurement) */
+ * usage: bench_attn_gpu [out.json] [iters]     (JSON lines, one per measurement)
+ *        bench_attn_gpu --one D NV variant window  (two launches of one plan, for ncu; window < 0: dense) */
 #include <algorithm>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <vector>
 
 #include "attn/attn.h"
@@ -82,7 +84,29 @@ static int choose_window(const dfa_attn_layout *l, double target, double *sp) {
     return best;
 }
 
+static int run_one(int D, int NV, int variant, int window) {
+    const int H = 24;
+    dfa_attn_layout l = {NV, 512, 1, 128};
+    const size_t n = (size_t)dfa_layout_tokens(&l) * H * D;
+    void *buf[4];
+    for (int i = 0; i < 4; i++) {
+        CK(cudaMalloc(&buf[i], n * 2));
+        fill_rand<<<(unsigned)((n + 255) / 256), 256>>>((__nv_bfloat16 *)buf[i], n, 99u + i, 1.f);
+        CK(cudaGetLastError());
+    }
+    std::vector<int> m(H, window < 0 ? (int)DFA_ATTN_FULL : (int)DFA_ATTN_ARROW), w(H, window);
+    dfa_attn_cuda_plan *p;
+    DK(dfa_attn_cuda_plan_build(&p, &l, H, m.data(), w.data(), variant, NULL, &err));
+    dfa_attn_cuda_args a = {DFA_ATTN_CUDA_BF16, 1, D, buf[0], buf[1], buf[2], buf[3], NULL, NULL, 0.f, NULL};
+    for (int i = 0; i < 2; i++) DK(dfa_attn_cuda_run(p, &a, &err));
+    CK(cudaDeviceSynchronize());
+    dfa_attn_cuda_plan_free(p);
+    for (int i = 0; i < 4; i++) CK(cudaFree(buf[i]));
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 6 && !strcmp(argv[1], "--one")) return run_one(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
     const char *path = argc > 1 ? argv[1] : "attn_gpu.json";
     const int iters = argc > 2 ? atoi(argv[2]) : 30;
     FILE *js = fopen(path, "w");
@@ -112,7 +136,7 @@ int main(int argc, char **argv) {
             }
             dfa_attn_cuda_args a = {DFA_ATTN_CUDA_BF16, B, D, buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], 0.f, NULL};
             const double dense_flops = 4.0 * N * (double)N * D * H;
-            for (int variant = 1; variant <= 2; variant++) {
+            for (int variant = 1; variant <= 3; variant++) {
                 if (!dfa_attn_cuda_variant_ok(variant)) continue;
                 std::vector<int> m(H), w(H);
                 dfa_attn_cuda_plan *p;
@@ -163,6 +187,16 @@ int main(int argc, char **argv) {
                         "{\"kind\":\"mixed\",\"D\":%d,\"NV\":%d,\"NT\":%d,\"variant\":%d,\"ms\":%.5f,\"pred_ms\":%.5f,"
                         "\"entry_frac\":%.4f,\"dense_ms\":%.5f}\n",
                         D, NV, NT, variant, t, pred, frac, td);
+                /* dense again: the spread between the two dense timings is the noise floor */
+                std::fill(m.begin(), m.end(), (int)DFA_ATTN_FULL);
+                std::fill(w.begin(), w.end(), -1);
+                DK(dfa_attn_cuda_plan_build(&p, &l, H, m.data(), w.data(), variant, NULL, &err));
+                double td2 = time_plan(p, &a, iters);
+                dfa_attn_cuda_plan_free(p);
+                printf("D=%d N=%d+%d v%d dense again: %.3f ms (%.1f%% from the first)\n", D, NV, NT, variant, td2,
+                       100.0 * (td2 - td) / td);
+                fprintf(js, "{\"kind\":\"dense_again\",\"D\":%d,\"NV\":%d,\"variant\":%d,\"ms\":%.5f}\n", D, NV,
+                        variant, td2);
                 fflush(js);
             }
             for (int i = 0; i < 6; i++) CK(cudaFree(buf[i]));

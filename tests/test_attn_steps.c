@@ -1,6 +1,8 @@
 /* test_attn_steps.c - the plan-driven entry point over a sequence of denoising steps:
  * caching (AST / head-wise), residual sharing and ASC equal their definitions computed in
  * float64; cache bytes; misuse errors; FLOP accounting against brute-force counts. */
+#include <unistd.h>
+
 #include "attn/attn_state.h"
 #include "attn_ref.h"
 #include "core/ctx.h"
@@ -66,8 +68,8 @@ static void test_steps_match_definitions(void) {
                     for (int b = 0; b < B; b++) {
                         int src = asc ? 1 : b; /* cond_half 1 with B = 2: element 1 is conditional */
                         double *o = now + (size_t)b * ND;
-                        if (m == DFA_ATTN_CACHE) {
-                            memcpy(o, lo + (size_t)b * ND, ND * sizeof(double));
+                        if (m == DFA_ATTN_CACHE) { /* under ASC the whole layer of cond is shared */
+                            memcpy(o, lo + (size_t)src * ND, ND * sizeof(double));
                             continue;
                         }
                         ref_head(&q, &L, m == DFA_ATTN_FULL ? -1 : w, src, h, ref);
@@ -134,8 +136,8 @@ static void test_store_flags_lookahead(void) {
                    s, p.store_out[i], p.store_res[i]);
         }
     CHECK(p.res_window[dfa_plan_index(&p, 0, 0, 1)] == 2);
-    /* one output cache (head 0) + one residual (head 1) */
-    CHECK(dfa_plan_cache_bytes(&p, 2, 64, 4) == 2 * (size_t)2 * 72 * 64 * 4);
+    /* one layer-wide output cache (for head 0) + one residual buffer (for head 1), [B, N, H, D] */
+    CHECK(dfa_plan_cache_bytes(&p, 2, 64, 4) == 2 * (size_t)2 * 72 * 3 * 64 * 4);
     dfa_plan_cost c;
     double sf[6];
     dfa_plan_cost_compute(&p, 64, &c, sf);
@@ -193,6 +195,39 @@ static void test_plan_misuse(void) {
     dfa_ctx_free(ctx);
 }
 
+/* a plan file set on the context; errors name the file */
+static void test_load_plan_file(void) {
+    dfa_ctx *ctx = make_ctx();
+    dfa_attn_layout L = {30, 5, 0, 4};
+    dfa_plan p;
+    make_random_plan(&p, &L, 3, 2, 2, 9);
+    char path[] = "/tmp/dfa_attn_plan_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    dfa_error err;
+    CHECK(dfa_plan_save(path, &p, &err) == DFA_OK);
+    CHECKF(dfa_attn_load_plan(ctx, path) == DFA_OK, "%s", dfa_ctx_error(ctx));
+    const dfa_plan *q = dfa_attn_plan(ctx);
+    CHECK(q && q->n_steps == 3 && memcmp(q->method, p.method, 12) == 0 && memcmp(q->store_res, p.store_res, 12) == 0);
+    unlink(path);
+    CHECK(dfa_attn_load_plan(ctx, path) == DFA_ERR_IO);
+    CHECK(strstr(dfa_ctx_error(ctx), path) != NULL);
+    CHECK(dfa_attn_plan(ctx) != NULL); /* a failed load keeps the plan in use */
+    dfa_plan bad;
+    CHECK(dfa_plan_copy(&bad, &p, &err) == DFA_OK);
+    bad.method[0] = DFA_ATTN_CACHE; /* CACHE at step 0 */
+    bad.window[0] = 0;
+    bad.method_set |= DFA_PLAN_SET_CACHE;
+    CHECK(dfa_attn_set_plan(ctx, &bad) == DFA_ERR_FORMAT);
+    CHECKF(strstr(dfa_ctx_error(ctx), "step 0 layer 0 head 0: CACHE (C) but no earlier step") != NULL, "%s",
+           dfa_ctx_error(ctx));
+    CHECK(dfa_attn_plan(ctx) != NULL && dfa_attn_plan(ctx)->method[0] == p.method[0]);
+    dfa_plan_free(&bad);
+    dfa_plan_free(&p);
+    dfa_ctx_free(ctx);
+}
+
 /* FLOPs of plans against a brute-force count of computed entries */
 static void test_flops_brute_force(void) {
     dfa_attn_layout L = {30, 5, 0, 4};
@@ -242,6 +277,7 @@ int main(void) {
     RUN(test_store_flags_lookahead);
     RUN(test_steps_match_definitions);
     RUN(test_plan_misuse);
+    RUN(test_load_plan_file);
     RUN(test_flops_brute_force);
     return test_summary();
 }

@@ -73,6 +73,17 @@ static void test_bad_usage(void) {
     const char *a5[] = {"plan", "make", "-o", "/tmp/x.json", "--steps", "2", "--layers", "1", "--heads", "1",
                         "--grid", "4x4", "--block", "4", "--pattern", "arrow", "--window", "9"};
     CHECK(run(18, a5) == 1); /* window beyond the 4 visual tiles */
+    char v1[300];
+    tmpdir_file(&tmp, "v1.json", v1, sizeof v1);
+    const char *a6[] = {"plan", "make", "-o", v1, "--steps", "3", "--layers", "1", "--heads", "1", "--grid", "32x32",
+                        "--block", "16", "--pattern", "rs", "--v1-window"};
+    CHECK(run(17, a6) == 0);
+    dfa_plan p;
+    dfa_error err;
+    CHECK(dfa_plan_load(v1, &p, &err) == DFA_OK);
+    CHECK(p.method[1] == DFA_ATTN_ARROW_RS && p.window[1] == 4); /* 1024 / 16 = 64 tokens = 4 tiles of 16 */
+    CHECK(p.store_res[0] == 1 && p.res_window[0] == 4);
+    dfa_plan_free(&p);
     const char *b1[] = {"bench", "attn"};
     CHECK(run(2, b1) == 2); /* --cpu required */
 }

@@ -4,9 +4,12 @@
 #include <math.h>
 #include <string.h>
 
+#include "attn/attn_state.h"
 #include "core/ctx.h"
 #include "mmdit_fixture.h"
 #include "models/flux.h"
+#include "models/mmdit_pipe.h"
+#include "plan/plan.h"
 #include "sample/flow.h"
 #include "test.h"
 
@@ -213,6 +216,151 @@ static void test_sampling(void) {
     fx_close(&f);
 }
 
+static void count_progress(void *user, int step, int n, double secs) {
+    int *k = user;
+    CHECK(step == *k && n == 3 && secs >= 0);
+    (*k)++;
+}
+
+/* The pipeline-level loop (prompt embeddings file -> latents) equals diffusers' loop; seeded
+ * noise is reproducible; an all-FULL plan equals the plain run and a compressed one changes it. */
+static void test_generate(void) {
+    dfa_ctx *ctx = make_ctx();
+    dfa_flux *m = NULL;
+    CHECKF(dfa_flux_load(ctx, FLUX_DIR, &m) == DFA_OK, "%s", dfa_ctx_error(ctx));
+    dfa_flow_config fc;
+    CHECK(dfa_flow_config_read(ctx, FLUX_DIR, &fc) == DFA_OK);
+    dfa_prompt_embeds pe;
+    dfa_status st = dfa_prompt_embeds_load(ctx, FLUX_DIR "/io.safetensors", &pe);
+    CHECKF(st == DFA_OK, "%s", dfa_ctx_error(ctx));
+    CHECK(st != DFA_OK || (pe.n_txt == 7 && pe.dim == 24 && pe.pooled_dim == 12 && pe.neg_embeds == NULL));
+    dfa_safetensors *io = NULL;
+    dfa_error err = {0};
+    CHECK(dfa_st_open(&io, FLUX_DIR "/io.safetensors", &err) == DFA_OK);
+    size_t n = 0;
+    float *x0 = io ? fx_load(io, "smp_latents0", &n) : NULL, *ref = io ? fx_load(io, "smp_final", NULL) : NULL;
+    if (m && st == DFA_OK && x0 && ref) {
+        CHECK(dfa_flux_latent_channels(m) == 4 && n == 4 * 12 * 16);
+        float *out = malloc(n * sizeof(float)), *out2 = malloc(n * sizeof(float));
+        int calls = 0;
+        dfa_mmdit_gen_params gp = {.steps = 3, .latent_h = 12, .latent_w = 16, .guidance = 3.5f, .init_latents = x0,
+                                   .progress = count_progress, .progress_user = &calls};
+        fx_fill_nan(out, n);
+        CHECKF(dfa_flux_generate(ctx, m, &fc, &pe, &gp, out) == DFA_OK, "%s", dfa_ctx_error(ctx));
+        CHECK(calls == 3);
+        double e = fx_rel_err(out, ref, n);
+        CHECKF(e <= SMP_TOL, "generate rel err %.3g", e);
+        /* seeded noise: same seed same latents, another seed others */
+        gp.init_latents = NULL;
+        gp.progress = NULL;
+        gp.seed = 7;
+        fx_fill_nan(out, n);
+        fx_fill_nan(out2, n);
+        CHECK(dfa_flux_generate(ctx, m, &fc, &pe, &gp, out) == DFA_OK);
+        CHECK(dfa_flux_generate(ctx, m, &fc, &pe, &gp, out2) == DFA_OK);
+        CHECK(memcmp(out, out2, n * sizeof(float)) == 0);
+        gp.seed = 8;
+        CHECK(dfa_flux_generate(ctx, m, &fc, &pe, &gp, out2) == DFA_OK);
+        CHECK(fx_rel_err(out2, out, n) > 1e-2);
+        /* under a plan: attention layers = double then single blocks, layout [text, image] */
+        const dfa_flux_config *c = dfa_flux_get_config(m);
+        dfa_attn_layout lay = {.n_vis = 48, .n_text = 7, .text_first = 1, .block = 128};
+        dfa_plan plan;
+        CHECK(dfa_plan_init(&plan, &lay, 3, dfa_flux_attn_layers(m), c->n_heads, &err) == DFA_OK);
+        plan.grid_h = 6;
+        plan.grid_w = 8;
+        CHECKF(dfa_plan_validate(&plan, "plan", &err) == DFA_OK, "%s", err.msg);
+        CHECKF(dfa_attn_set_plan(ctx, &plan) == DFA_OK, "%s", dfa_ctx_error(ctx));
+        gp.init_latents = x0;
+        fx_fill_nan(out2, n);
+        CHECKF(dfa_flux_generate(ctx, m, &fc, &pe, &gp, out2) == DFA_OK, "%s", dfa_ctx_error(ctx));
+        CHECKF(fx_rel_err(out2, ref, n) <= SMP_TOL, "all-FULL plan rel err %.3g", fx_rel_err(out2, ref, n));
+        for (int l = 0; l < plan.n_layers; l++) /* step 2 reuses step 1's attention everywhere */
+            for (int hd = 0; hd < plan.n_heads; hd++) plan.method[dfa_plan_index(&plan, 2, l, hd)] = DFA_ATTN_CACHE;
+        plan.method_set = DFA_PLAN_SET_CACHE;
+        CHECKF(dfa_plan_validate(&plan, "plan", &err) == DFA_OK, "%s", err.msg);
+        CHECK(dfa_attn_set_plan(ctx, &plan) == DFA_OK);
+        fx_fill_nan(out2, n);
+        CHECKF(dfa_flux_generate(ctx, m, &fc, &pe, &gp, out2) == DFA_OK, "%s", dfa_ctx_error(ctx));
+        e = fx_rel_err(out2, ref, n);
+        CHECKF(e > 1e-6 && e < 1.0, "CACHE plan: rel err %.3g (expected a finite change)", e);
+        gp.steps = 4; /* more steps than the plan: refused */
+        CHECK(dfa_flux_generate(ctx, m, &fc, &pe, &gp, out2) != DFA_OK);
+        dfa_attn_clear_plan(ctx);
+        dfa_plan_free(&plan);
+        /* wrong sizes are refused with the numbers */
+        gp.steps = 3;
+        gp.latent_h = 13;
+        CHECK(dfa_flux_generate(ctx, m, &fc, &pe, &gp, out2) == DFA_ERR_INVALID_ARG);
+        free(out);
+        free(out2);
+    }
+    if (st == DFA_OK) dfa_prompt_embeds_free(ctx, &pe);
+    /* a prompt file without pooled embeddings names the tensor */
+    test_tmpdir d;
+    CHECK(tmpdir_make(&d, "flux_pe") == 0);
+    char path[256];
+    tmpdir_file(&d, "pe.safetensors", path, sizeof path);
+    const int64_t shp[3] = {1, 7, 24};
+    float z[7 * 24] = {0};
+    dfa_st_item it = {.name = "prompt_embeds", .dtype = DFA_F32, .ndim = 3, .shape = shp, .data = z};
+    CHECK(dfa_st_write(path, &it, 1, NULL, NULL, 0, &err) == DFA_OK);
+    CHECK(dfa_prompt_embeds_load(ctx, path, &pe) == DFA_ERR_NOT_FOUND);
+    CHECKF(strstr(dfa_ctx_error(ctx), "pooled_prompt_embeds") != NULL, "%s", dfa_ctx_error(ctx));
+    tmpdir_remove(&d);
+    free(x0);
+    free(ref);
+    dfa_st_close(io);
+    dfa_flux_free(ctx, m);
+    dfa_ctx_free(ctx);
+}
+
+/* dfa_flux_write_random at FLUX's real head dim (128, axes 16/56/56) with two image tiles: the
+ * written checkpoint loads, the forward is finite and batch elements do not interact. */
+static void test_random_checkpoint(void) {
+    test_tmpdir d;
+    CHECK(tmpdir_make(&d, "flux_rand") == 0);
+    char p[256];
+    tmpdir_file(&d, "transformer", p, sizeof p);
+    CHECK(mkdir(p, 0755) == 0);
+    const char *cfg = "{\"_class_name\": \"FluxTransformer2DModel\", \"in_channels\": 64, \"num_layers\": 1,"
+                      " \"num_single_layers\": 1, \"attention_head_dim\": 128, \"num_attention_heads\": 1,"
+                      " \"joint_attention_dim\": 40, \"pooled_projection_dim\": 24, \"guidance_embeds\": false}";
+    CHECK(tmpdir_write(&d, "transformer/config.json", cfg, strlen(cfg), p, sizeof p) != NULL);
+    dfa_ctx *ctx = make_ctx();
+    CHECKF(dfa_flux_write_random(ctx, d.path, 3) == DFA_OK, "%s", dfa_ctx_error(ctx));
+    dfa_flux *m = NULL;
+    CHECKF(dfa_flux_load(ctx, d.path, &m) == DFA_OK, "%s", dfa_ctx_error(ctx));
+    if (m) {
+        const dfa_flux_config *c = dfa_flux_get_config(m);
+        CHECK(c->n_axes == 3 && c->axes_dims_rope[1] == 56 && c->guidance_embeds == 0);
+        const int h = 12, w = 16, n_img = h * w, n_txt = 9; /* 192 image tokens: two tiles of 128 */
+        const size_t nx = (size_t)2 * n_img * 64, nt = (size_t)2 * n_txt * 40;
+        float *x = malloc(nx * 4), *txt = malloc(nt * 4), *pooled = malloc(2 * 24 * 4), *o2 = malloc(nx * 4);
+        float *o1 = malloc(nx * 4), *img_ids = malloc((size_t)n_img * 3 * 4), txt_ids[9 * 3] = {0};
+        unsigned long long rng = 99;
+        for (size_t i = 0; i < nx; i++) x[i] = test_rng_uniform(&rng);
+        for (size_t i = 0; i < nt; i++) txt[i] = test_rng_uniform(&rng);
+        for (int i = 0; i < 48; i++) pooled[i] = test_rng_uniform(&rng);
+        dfa_flux_image_ids(h, w, img_ids);
+        const float t[2] = {0.9f, 0.2f};
+        fx_fill_nan(o2, nx);
+        CHECK(dfa_flux_forward(ctx, m, 2, n_img, n_txt, x, txt, pooled, t, NULL, txt_ids, img_ids, o2) == DFA_OK);
+        for (int b = 0; b < 2; b++)
+            CHECK(dfa_flux_forward(ctx, m, 1, n_img, n_txt, x + nx / 2 * b, txt + nt / 2 * b, pooled + 24 * b, t + b,
+                                   NULL, txt_ids, img_ids, o1 + nx / 2 * b) == DFA_OK);
+        int finite = 1;
+        for (size_t i = 0; i < nx; i++) finite &= isfinite(o2[i]);
+        CHECK(finite);
+        CHECKF(fx_rel_err(o2, o1, nx) <= 1e-5, "batch 2 vs 2 x batch 1: %.3g", fx_rel_err(o2, o1, nx));
+        CHECK(fx_rel_err(o2, o2 + nx / 2, nx / 2) > 1e-2); /* the two elements differ */
+        free(x), free(txt), free(pooled), free(o1), free(o2), free(img_ids);
+    }
+    dfa_flux_free(ctx, m);
+    dfa_ctx_free(ctx);
+    tmpdir_remove(&d);
+}
+
 static void test_broken_checkpoints(void) {
     const char *name = "single_transformer_blocks.1.attn.norm_k.weight";
     test_tmpdir d1, d2;
@@ -252,6 +400,8 @@ int main(void) {
     RUN(test_forward);
     RUN(test_pack_ids);
     RUN(test_sampling);
+    RUN(test_generate);
+    RUN(test_random_checkpoint);
     RUN(test_broken_checkpoints);
     return test_summary();
 }

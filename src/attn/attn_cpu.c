@@ -5,12 +5,19 @@
  * with ctx->n_threads. A query chunk lies inside one mask tile, so every query row of it sees
  * the same key tiles (dfa_mask_tile_keep): those merge into contiguous key runs, which are
  * processed in chunks of KC keys with two BLAS products and an online softmax (f32). */
+#if defined(__GNUC__) && !defined(__clang__)
+/* Lets GCC if-convert the clamp in exp_nonpos() so that the softmax loop vectorises; the
+ * results are the same (no code here relies on floating-point traps). */
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "attn/attn.h"
+#include "attn/attn_int.h"
 #include "core/ctx.h"
 
 enum { QC = 64, KC = 256 }; /* query rows per task (at most), keys per BLAS product */
@@ -31,10 +38,73 @@ int64_t dfa_attn_head_entries(const dfa_attn_layout *layout, int method, int win
     }
 }
 
+/* e^x for x <= 0 (a score minus its row maximum), vectorisable: Cody-Waite reduction by ln 2
+ * and a degree-6 polynomial (Cephes expf coefficients); relative error ~2e-7 over the range,
+ * which the float64 tests bound. x below -87 gives e^-87 (~1.6e-38) instead of 0. */
+static inline float exp_nonpos(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round(x / ln 2) */
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const float y = p * r * r + r + 1.0f;
+    const int32_t bits = ((int32_t)n + 127) << 23; /* 2^n, n in [-126, 0] */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return y * scale;
+}
+
+/* One row's update of the online softmax: s[c] = e^(s[c] - mx), returns the sum; *mx becomes
+ * max(*mx, s). Compiled twice on x86-64 GCC/Clang (baseline SSE2 and AVX2+FMA), picked at run
+ * time, so that the build needs no -march flags. */
+#if defined(__GNUC__)
+#define DFA_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define DFA_ALWAYS_INLINE inline
+#endif
+static DFA_ALWAYS_INLINE float row_softmax_body(float *s, int kn, float *mx_io) {
+    float mx = *mx_io;
+#pragma omp simd reduction(max : mx)
+    for (int c = 0; c < kn; c++) mx = s[c] > mx ? s[c] : mx;
+    *mx_io = mx;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int c = 0; c < kn; c++) {
+        s[c] = exp_nonpos(s[c] - mx);
+        sum += s[c];
+    }
+    return sum;
+}
+
+static float row_softmax_base(float *s, int kn, float *mx) {
+    return row_softmax_body(s, kn, mx);
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#define DFA_HAVE_AVX2_PATH 1
+__attribute__((target("avx2,fma"))) static float row_softmax_avx2(float *s, int kn, float *mx) {
+    return row_softmax_body(s, kn, mx);
+}
+#endif
+
+typedef float (*row_softmax_fn)(float *s, int kn, float *mx);
+
+static row_softmax_fn pick_row_softmax(void) {
+#ifdef DFA_HAVE_AVX2_PATH
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return row_softmax_avx2;
+#endif
+    return row_softmax_base;
+}
+
 typedef struct attn_task {
     int b, h, tile, row0, rows; /* query rows [row0, row0 + rows) lie in `tile` */
     int window;                 /* < 0: full */
-    int to_res;                 /* 1: write into the head's res_cache ([B, N, D]); 0: into out */
+    int to_res;                 /* 1: write into res_cache (then turned into the residual); 0: into out */
 } attn_task;
 
 typedef struct attn_job {
@@ -43,7 +113,9 @@ typedef struct attn_job {
     const float *Q, *K, *V;
     float *O;
     const dfa_attn_head_exec *heads;
+    float *res_cache;
     float scale;
+    row_softmax_fn row_softmax;
 } attn_job;
 
 typedef struct attn_scratch {
@@ -97,13 +169,8 @@ static void run_task(const attn_job *j, const attn_task *t, int n_tiles, attn_sc
             for (int i = 0; i < rows; i++) {
                 float *s = S + (size_t)i * KC;
                 float mx = m[i];
-                for (int c = 0; c < kn; c++) mx = s[c] > mx ? s[c] : mx;
+                float sum = j->row_softmax(s, kn, &mx);
                 float corr = expf(m[i] - mx); /* m[i] = -inf at the first chunk: corr = 0 */
-                float sum = 0.0f;
-                for (int c = 0; c < kn; c++) {
-                    s[c] = expf(s[c] - mx);
-                    sum += s[c];
-                }
                 l[i] = l[i] * corr + sum;
                 m[i] = mx;
                 if (corr != 1.0f) {
@@ -115,26 +182,21 @@ static void run_task(const attn_job *j, const attn_task *t, int n_tiles, attn_sc
                         (int)ld, 1.0f, acc, D);
         }
     }
-    float *dst;
-    size_t ldo;
-    if (t->to_res) {
-        dst = (float *)j->heads[t->h].res_cache + ((size_t)t->b * j->N + t->row0) * D;
-        ldo = (size_t)D;
-    } else {
-        dst = j->O + ((size_t)t->b * j->N + t->row0) * ld + (size_t)t->h * D;
-        ldo = ld;
-    }
+    float *dst = (t->to_res ? j->res_cache : j->O) + ((size_t)t->b * j->N + t->row0) * ld + (size_t)t->h * D;
     for (int i = 0; i < rows; i++) {
         float inv = 1.0f / l[i]; /* every row sees at least its own tile: l > 0 */
         const float *a = acc + (size_t)i * D;
-        float *o = dst + (size_t)i * ldo;
+        float *o = dst + (size_t)i * ld;
         for (int d = 0; d < D; d++) o[d] = a[d] * inv;
     }
 }
 
 static dfa_status check_args(dfa_ctx *ctx, const dfa_attn_layout *layout, const dfa_tensor *q,
                              const dfa_tensor *k, const dfa_tensor *v, const dfa_tensor *out,
-                             const dfa_attn_head_exec *heads, int asc, int cond_half) {
+                             const dfa_attn_head_exec *heads, const void *out_cache, const void *res_cache,
+                             int asc, int cond_half) {
+    if (!layout || !q || !k || !v || !out || !heads)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "attention: NULL layout, tensor or head list");
     if (dfa_layout_valid(layout))
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "attention layout invalid: n_vis=%d n_text=%d block=%d", layout->n_vis,
                      layout->n_text, layout->block);
@@ -166,14 +228,14 @@ static dfa_status check_args(dfa_ctx *ctx, const dfa_attn_layout *layout, const 
         const dfa_attn_head_exec *e = &heads[h];
         if (e->method < 0 || e->method >= DFA_ATTN_METHOD_COUNT)
             DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "attention head %d: unknown method %d", h, e->method);
-        if (e->method == DFA_ATTN_CACHE && !e->out_cache)
+        if (e->method == DFA_ATTN_CACHE && !out_cache)
             DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "attention head %d: CACHE without an output cache", h);
-        if (e->method == DFA_ATTN_ARROW_RS && !e->res_cache)
+        if (e->method == DFA_ATTN_ARROW_RS && !res_cache)
             DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "attention head %d: ARROW_RS without a residual cache", h);
-        if (e->store_out && (e->method == DFA_ATTN_CACHE || !e->out_cache))
+        if (e->store_out && (e->method == DFA_ATTN_CACHE || !out_cache))
             DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "attention head %d: store_out with method %s / no cache buffer", h,
                          dfa_attn_method_name(e->method));
-        if (e->store_res && (e->method != DFA_ATTN_FULL || !e->res_cache))
+        if (e->store_res && (e->method != DFA_ATTN_FULL || !res_cache))
             DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG,
                          "attention head %d: store_res needs method full and a residual buffer (got %s)", h,
                          dfa_attn_method_name(e->method));
@@ -183,24 +245,29 @@ static dfa_status check_args(dfa_ctx *ctx, const dfa_attn_layout *layout, const 
 
 dfa_status dfa_attn_run_heads(dfa_ctx *ctx, const dfa_attn_layout *layout, const dfa_tensor *q,
                               const dfa_tensor *k, const dfa_tensor *v, dfa_tensor *out,
-                              const dfa_attn_head_exec *heads, int asc, int cond_half) {
-    DFA_TRY(check_args(ctx, layout, q, k, v, out, heads, asc, cond_half));
-    if (q->dev == DFA_DEV_CUDA) {
-        /* Dispatch point for the CUDA kernel (src/attn/cuda/): it receives exactly these
-         * arguments (per-head method, window, store flags and cache pointers). */
-        DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED,
-                     "attention: CUDA tensors reached dfa_attn_run_heads, but the CUDA attention kernel is not "
-                     "wired in this build yet");
-    }
+                              const dfa_attn_head_exec *heads, void *out_cache, void *res_cache, int asc,
+                              int cond_half) {
+    return dfa_attn_run_heads_ex(ctx, layout, q, k, v, out, heads, out_cache, res_cache, asc, cond_half, NULL);
+}
+
+dfa_status dfa_attn_run_heads_ex(dfa_ctx *ctx, const dfa_attn_layout *layout, const dfa_tensor *q,
+                                 const dfa_tensor *k, const dfa_tensor *v, dfa_tensor *out,
+                                 const dfa_attn_head_exec *heads, void *out_cache, void *res_cache, int asc,
+                                 int cond_half, void **gpu_lists) {
+    DFA_TRY(check_args(ctx, layout, q, k, v, out, heads, out_cache, res_cache, asc, cond_half));
+    if (q->dev == DFA_DEV_CUDA) /* the fused kernel (src/attn/cuda/), same arguments: attn_gpu.c */
+        return dfa_attn_run_heads_cuda(ctx, layout, q, k, v, out, heads, out_cache, res_cache, asc, cond_half,
+                                       gpu_lists);
     if (q->dtype != DFA_F32)
         DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "attention on the CPU takes f32 tensors, got %s",
                      dfa_dtype_name(q->dtype));
 
     attn_job j = {layout, (int)q->shape[0], (int)q->shape[1], (int)q->shape[2], (int)q->shape[3],
-                  q->data,  k->data,         v->data,          out->data,        heads, 0.0f};
+                  q->data,  k->data,         v->data,          out->data,        heads, res_cache, 0.0f, NULL};
     j.scale = 1.0f / sqrtf((float)j.D);
+    j.row_softmax = pick_row_softmax();
     const int B = j.B, N = j.N, H = j.H, D = j.D;
-    const size_t ld = (size_t)H * D, NDh = (size_t)N * D;
+    const size_t ld = (size_t)H * D;
     dfa_attn_tiles tl;
     dfa_layout_tiles(layout, &tl);
 
@@ -273,42 +340,45 @@ dfa_status dfa_attn_run_heads(dfa_ctx *ctx, const dfa_attn_layout *layout, const
     free(tasks);
     if (failed) DFA_CTX_FAIL(ctx, DFA_ERR_OOM, "attention: out of host memory for per-thread scratch");
 
-    /* post passes per head: residuals, CACHE copies, ASC copies, output caches */
-    float *O = out->data;
+    /* post passes per head: residuals, CACHE copies; then ASC copies and output caches */
+    float *O = out->data, *R = res_cache;
+    const float *C = out_cache;
+    const size_t row = (size_t)D * sizeof(float);
 #pragma omp parallel for num_threads(ctx->n_threads) schedule(static)
     for (int h = 0; h < H; h++) {
         const dfa_attn_head_exec *e = &heads[h];
-        float *R = e->res_cache;
-        const int cache = e->method == DFA_ATTN_CACHE;
-        for (int b = cache ? 0 : b0; b < (cache ? B : b0 + nb); b++) { /* CACHE copies every element */
+        if (e->method == DFA_ATTN_FULL && !e->store_res) continue;
+        if (e->method == DFA_ATTN_ARROW) continue;
+        for (int b = b0; b < b0 + nb; b++)
             for (int n = 0; n < N; n++) {
-                float *o = O + ((size_t)b * N + n) * ld + (size_t)h * D;
-                size_t ci = (size_t)b * NDh + (size_t)n * D;
+                size_t ci = ((size_t)b * N + n) * ld + (size_t)h * D;
+                float *o = O + ci;
                 if (e->method == DFA_ATTN_CACHE) {
-                    memcpy(o, (const float *)e->out_cache + ci, (size_t)D * sizeof(float));
+                    memcpy(o, C + ci, row);
                 } else if (e->method == DFA_ATTN_ARROW_RS) {
                     for (int d = 0; d < D; d++) o[d] += R[ci + d];
-                } else if (e->store_res) {
-                    for (int d = 0; d < D; d++) R[ci + d] = o[d] - R[ci + d]; /* R held ARROW's output */
+                } else { /* FULL refreshing a residual: R held ARROW's output */
+                    for (int d = 0; d < D; d++) R[ci + d] = o[d] - R[ci + d];
                 }
             }
-        }
-        if (asc && !cache) {
+    }
+    const size_t half_elems = (size_t)half * N * ld;
+    if (asc) {
+        const int bu0 = (1 - cond_half) * half;
+        memcpy(O + (size_t)bu0 * N * ld, O + (size_t)b0 * N * ld, half_elems * sizeof(float));
+    }
+#pragma omp parallel for num_threads(ctx->n_threads) schedule(static)
+    for (int h = 0; h < H; h++) {
+        const dfa_attn_head_exec *e = &heads[h];
+        if (asc && e->store_res) {
             const int bu0 = (1 - cond_half) * half;
-            for (int i = 0; i < half; i++) {
-                int bc = b0 + i, bu = bu0 + i;
-                for (int n = 0; n < N; n++)
-                    memcpy(O + ((size_t)bu * N + n) * ld + (size_t)h * D, O + ((size_t)bc * N + n) * ld + (size_t)h * D,
-                           (size_t)D * sizeof(float));
-                if (e->store_res) memcpy(R + (size_t)bu * NDh, R + (size_t)bc * NDh, NDh * sizeof(float));
-            }
+            for (size_t r = 0; r < (size_t)half * N; r++)
+                memcpy(R + ((size_t)bu0 * N + r) * ld + (size_t)h * D, R + ((size_t)b0 * N + r) * ld + (size_t)h * D,
+                       row);
         }
         if (e->store_out) {
-            float *C = e->out_cache;
-            for (int b = 0; b < B; b++)
-                for (int n = 0; n < N; n++)
-                    memcpy(C + (size_t)b * NDh + (size_t)n * D, O + ((size_t)b * N + n) * ld + (size_t)h * D,
-                           (size_t)D * sizeof(float));
+            float *Cw = out_cache;
+            for (size_t r = 0; r < (size_t)B * N; r++) memcpy(Cw + r * ld + (size_t)h * D, O + r * ld + (size_t)h * D, row);
         }
     }
     return DFA_OK;

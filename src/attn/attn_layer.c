@@ -6,37 +6,43 @@
 #include <string.h>
 
 #include "attn/attn.h"
+#include "attn/attn_int.h"
 #include "attn/attn_state.h"
 #include "core/ctx.h"
 
 typedef struct dfa_attn_state dfa_attn_state;
 
 typedef struct head_cache {
-    void *out, *res;        /* [B, N, D] each, or NULL */
-    int out_step, res_step; /* step whose output / residual they hold; -1: none */
+    int out_step, res_step; /* step whose output / residual the head's slice holds; -1: none */
 } head_cache;
+
+typedef struct layer_cache {
+    void *out, *res; /* [B, N, H, D] each, or NULL */
+} layer_cache;
 
 struct dfa_attn_state {
     dfa_plan plan;
     int has_plan;
     int step;
-    head_cache *caches; /* [n_layers * n_heads] */
+    head_cache *caches;   /* [n_layers * n_heads] */
+    layer_cache *buffers; /* [n_layers] */
     /* geometry of the cache buffers, fixed by the first allocation of a run */
     int64_t cache_B, cache_D;
     dfa_device cache_dev;
     size_t elem;
     size_t bytes, peak;
     dfa_attn_head_exec *exec; /* [n_heads] scratch */
+    void **gpu_lists;         /* [n_steps * n_layers * 2] CUDA work lists, built on first use */
 };
 
 static void free_caches(dfa_ctx *ctx, dfa_attn_state *st) {
     if (!st->caches) return;
     size_t n = (size_t)st->plan.n_layers * st->plan.n_heads;
-    for (size_t i = 0; i < n; i++) {
-        dfa_ctx_mem_release(ctx, st->caches[i].out);
-        dfa_ctx_mem_release(ctx, st->caches[i].res);
-        st->caches[i].out = st->caches[i].res = NULL;
-        st->caches[i].out_step = st->caches[i].res_step = -1;
+    for (size_t i = 0; i < n; i++) st->caches[i].out_step = st->caches[i].res_step = -1;
+    for (int l = 0; l < st->plan.n_layers; l++) {
+        dfa_ctx_mem_release(ctx, st->buffers[l].out);
+        dfa_ctx_mem_release(ctx, st->buffers[l].res);
+        st->buffers[l].out = st->buffers[l].res = NULL;
     }
     st->bytes = 0;
     st->cache_B = st->cache_D = 0;
@@ -53,9 +59,17 @@ void dfa_attn_clear_plan(dfa_ctx *ctx) {
     dfa_attn_state *st = ctx->attn;
     if (!st) return;
     free_caches(ctx, st);
+    if (st->gpu_lists) {
+        for (size_t i = 0; i < (size_t)st->plan.n_steps * st->plan.n_layers * 2; i++)
+            dfa_attn_gpu_list_free(st->gpu_lists[i]);
+        free(st->gpu_lists);
+        st->gpu_lists = NULL;
+    }
     free(st->caches);
+    free(st->buffers);
     free(st->exec);
     st->caches = NULL;
+    st->buffers = NULL;
     st->exec = NULL;
     dfa_plan_free(&st->plan);
     st->has_plan = 0;
@@ -70,32 +84,49 @@ void dfa_attn_state_free(dfa_ctx *ctx) {
 }
 
 dfa_status dfa_attn_set_plan(dfa_ctx *ctx, const dfa_plan *plan) {
-    if (!ctx->attn) {
-        ctx->attn = calloc(1, sizeof *ctx->attn);
-        if (!ctx->attn) DFA_CTX_FAIL(ctx, DFA_ERR_OOM, "out of host memory for the attention state");
-    }
-    dfa_attn_state *st = ctx->attn;
-    dfa_attn_clear_plan(ctx);
-    DFA_TRY(dfa_plan_copy(&st->plan, plan, &ctx->err));
-    dfa_status s = dfa_plan_validate(&st->plan, "plan", &ctx->err);
+    /* validate a copy first: on failure the plan in use (if any) stays */
+    dfa_plan copy;
+    DFA_TRY(dfa_plan_copy(&copy, plan, &ctx->err));
+    dfa_status s = dfa_plan_validate(&copy, "plan", &ctx->err);
+    size_t n = (size_t)copy.n_layers * copy.n_heads;
+    head_cache *caches = NULL;
+    layer_cache *buffers = NULL;
+    dfa_attn_head_exec *exec = NULL;
     if (s == DFA_OK) {
-        size_t n = (size_t)plan->n_layers * plan->n_heads;
-        st->caches = calloc(n, sizeof *st->caches);
-        st->exec = calloc((size_t)plan->n_heads, sizeof *st->exec);
-        if (!st->caches || !st->exec) s = DFA_SET(&ctx->err, DFA_ERR_OOM, "out of host memory for plan caches");
-        for (size_t i = 0; st->caches && i < n; i++) st->caches[i].out_step = st->caches[i].res_step = -1;
+        caches = calloc(n, sizeof *caches);
+        buffers = calloc((size_t)copy.n_layers, sizeof *buffers);
+        exec = calloc((size_t)copy.n_heads, sizeof *exec);
+        if (!caches || !buffers || !exec) s = DFA_SET(&ctx->err, DFA_ERR_OOM, "out of host memory for plan caches");
+    }
+    if (s == DFA_OK && !ctx->attn) {
+        ctx->attn = calloc(1, sizeof *ctx->attn);
+        if (!ctx->attn) s = DFA_SET(&ctx->err, DFA_ERR_OOM, "out of host memory for the attention state");
     }
     if (s != DFA_OK) {
-        dfa_plan_free(&st->plan);
-        free(st->caches);
-        free(st->exec);
-        st->caches = NULL;
-        st->exec = NULL;
+        dfa_plan_free(&copy);
+        free(caches);
+        free(buffers);
+        free(exec);
         return s;
     }
+    dfa_attn_clear_plan(ctx);
+    dfa_attn_state *st = ctx->attn;
+    for (size_t i = 0; i < n; i++) caches[i].out_step = caches[i].res_step = -1;
+    st->plan = copy;
+    st->caches = caches;
+    st->buffers = buffers;
+    st->exec = exec;
     st->has_plan = 1;
     st->step = -1;
     return DFA_OK;
+}
+
+dfa_status dfa_attn_load_plan(dfa_ctx *ctx, const char *path) {
+    dfa_plan p;
+    DFA_TRY(dfa_plan_load(path, &p, &ctx->err));
+    dfa_status s = dfa_attn_set_plan(ctx, &p);
+    dfa_plan_free(&p);
+    return s;
 }
 
 const dfa_plan *dfa_attn_plan(const dfa_ctx *ctx) {
@@ -132,22 +163,22 @@ size_t dfa_attn_cache_peak_bytes(const dfa_ctx *ctx) {
 }
 
 size_t dfa_plan_cache_bytes(const dfa_plan *p, int batch, int head_dim, size_t elem_size) {
-    size_t per = (size_t)batch * dfa_layout_tokens(&p->layout) * head_dim * elem_size, total = 0;
-    for (int l = 0; l < p->n_layers; l++)
-        for (int h = 0; h < p->n_heads; h++) {
-            int o = 0, r = 0;
-            for (int s = 0; s < p->n_steps; s++) {
+    size_t per = (size_t)batch * dfa_layout_tokens(&p->layout) * p->n_heads * head_dim * elem_size, total = 0;
+    for (int l = 0; l < p->n_layers; l++) {
+        int o = 0, r = 0;
+        for (int s = 0; s < p->n_steps; s++)
+            for (int h = 0; h < p->n_heads; h++) {
                 size_t i = dfa_plan_index(p, s, l, h);
                 o |= p->store_out[i];
                 r |= p->store_res[i];
             }
-            total += (size_t)(o + r) * per;
-        }
+        total += (size_t)(o + r) * per;
+    }
     return total;
 }
 
 static dfa_status cache_buf(dfa_ctx *ctx, dfa_attn_state *st, const dfa_tensor *out, void **buf, int layer,
-                            int head, const char *kind) {
+                            const char *kind) {
     if (*buf) return DFA_OK;
     if (st->cache_B == 0) {
         st->cache_B = out->shape[0];
@@ -155,9 +186,10 @@ static dfa_status cache_buf(dfa_ctx *ctx, dfa_attn_state *st, const dfa_tensor *
         st->cache_dev = out->dev;
         st->elem = dfa_dtype_size(out->dtype);
     }
-    size_t bytes = (size_t)st->cache_B * dfa_layout_tokens(&st->plan.layout) * st->cache_D * st->elem;
+    size_t bytes =
+        (size_t)st->cache_B * dfa_layout_tokens(&st->plan.layout) * st->plan.n_heads * st->cache_D * st->elem;
     char what[96];
-    snprintf(what, sizeof what, "attention %s cache (layer %d head %d)", kind, layer, head);
+    snprintf(what, sizeof what, "attention %s cache (layer %d)", kind, layer);
     DFA_TRY(dfa_ctx_mem_alloc(ctx, st->cache_dev, bytes, what, buf));
     st->bytes += bytes;
     if (st->bytes > st->peak) st->peak = st->bytes;
@@ -222,13 +254,21 @@ static dfa_status plan_layer(dfa_ctx *ctx, int layer, const dfa_attn_layout *lay
                              s, layer, h, dfa_attn_method_name(e->method),
                              e->method == DFA_ATTN_CACHE ? "output" : "residual", want, have);
         }
-        if (e->store_out || e->method == DFA_ATTN_CACHE) DFA_TRY(cache_buf(ctx, st, out, &c->out, layer, h, "output"));
+        layer_cache *lb = &st->buffers[layer];
+        if (e->store_out || e->method == DFA_ATTN_CACHE) DFA_TRY(cache_buf(ctx, st, out, &lb->out, layer, "output"));
         if (e->store_res || e->method == DFA_ATTN_ARROW_RS)
-            DFA_TRY(cache_buf(ctx, st, out, &c->res, layer, h, "residual"));
-        e->out_cache = c->out;
-        e->res_cache = c->res;
+            DFA_TRY(cache_buf(ctx, st, out, &lb->res, layer, "residual"));
     }
-    DFA_TRY(dfa_attn_run_heads(ctx, layout, q, k, v, out, st->exec, asc, p->cond_half));
+    void **lists = NULL;
+    if (q->dev == DFA_DEV_CUDA) {
+        if (!st->gpu_lists) {
+            st->gpu_lists = calloc((size_t)p->n_steps * p->n_layers * 2, sizeof(void *));
+            if (!st->gpu_lists) DFA_CTX_FAIL(ctx, DFA_ERR_OOM, "out of host memory for the CUDA work lists");
+        }
+        lists = st->gpu_lists + ((size_t)s * p->n_layers + layer) * 2;
+    }
+    DFA_TRY(dfa_attn_run_heads_ex(ctx, layout, q, k, v, out, st->exec, st->buffers[layer].out,
+                                  st->buffers[layer].res, asc, p->cond_half, lists));
     for (int h = 0; h < p->n_heads; h++) {
         head_cache *c = &st->caches[(size_t)layer * p->n_heads + h];
         if (st->exec[h].store_out) c->out_step = s;
@@ -246,7 +286,7 @@ dfa_status dfa_attn_layer(dfa_ctx *ctx, int layer, const dfa_attn_layout *layout
     dfa_attn_head_exec *heads = calloc((size_t)H, sizeof *heads);
     if (!heads) DFA_CTX_FAIL(ctx, DFA_ERR_OOM, "out of host memory (attention head list)");
     for (int h = 0; h < H; h++) heads[h].method = DFA_ATTN_FULL;
-    dfa_status s = dfa_attn_run_heads(ctx, layout, q, k, v, out, heads, 0, 0);
+    dfa_status s = dfa_attn_run_heads(ctx, layout, q, k, v, out, heads, NULL, NULL, 0, 0);
     free(heads);
     (void)layer;
     return s;

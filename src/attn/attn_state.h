@@ -1,7 +1,9 @@
 /* attn_state.h - the context's attention state: the loaded plan (a copy), the current
- * denoising step, and the output / residual caches per (layer, head), allocated on the first
- * step that stores them (only those the plan will reuse, from its look-ahead store flags) on
- * the tensors' device, in the dtype of `out`, [B, N, D] each.
+ * denoising step, and the output / residual caches: per layer one output buffer and/or one
+ * residual buffer, [B, N, H, D] in the dtype of `out` on its device (the layout the CUDA kernel
+ * reads), allocated on the first step that stores them and only for layers where the plan's
+ * look-ahead store flags say a later step reuses something. Each (layer, head) slice records
+ * the step it holds.
  *
  * Use (models and the engine):
  *     dfa_attn_set_plan(ctx, &plan);          // once per run (copies the plan)
@@ -23,8 +25,11 @@
 extern "C" {
 #endif
 
-/* Validate and copy `plan` into the context (replacing any plan and its caches). */
+/* Validate and copy `plan` into the context (replacing any plan and its caches). On failure
+ * the plan in use before stays. */
 dfa_status dfa_attn_set_plan(dfa_ctx *ctx, const dfa_plan *plan);
+/* Load a plan file (dfa_plan_load) and set it; errors name the file and entry. */
+dfa_status dfa_attn_load_plan(dfa_ctx *ctx, const char *path);
 /* Drop the plan and the caches: back to every head FULL. */
 void dfa_attn_clear_plan(dfa_ctx *ctx);
 /* The plan in use (NULL if none). */

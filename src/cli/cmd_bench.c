@@ -21,37 +21,31 @@ static double now_s(void) {
 
 typedef struct bench_bufs {
     dfa_tensor q, k, v, o;
-    float **oc, **res;
+    float *oc, *res; /* [2B, N, H, D] output and residual caches */
     dfa_attn_head_exec *ex;
 } bench_bufs;
 
-/* median of reps timed runs after one warm-up; every head gets `proto` */
-static int time_method(dfa_ctx *ctx, const dfa_attn_layout *L, bench_bufs *b, int H, dfa_attn_head_exec proto,
-                       int asc, int reps, double *sec) {
-    for (int h = 0; h < H; h++) {
-        b->ex[h] = proto;
-        b->ex[h].out_cache = b->oc[h];
-        b->ex[h].res_cache = b->res[h];
+/* One timed configuration: every head gets `proto`; batch b (the CFG rows use 2 x batch). */
+typedef struct bench_cfg {
+    char name[48];
+    dfa_attn_head_exec proto;
+    int asc, cfg_batch;
+    double entries_frac; /* score entries / FULL's, per batch element computed */
+    double flops;        /* of one call */
+    int base;            /* index of the FULL row it is compared with */
+    double best;
+} bench_cfg;
+
+static int run_cfg(dfa_ctx *ctx, const dfa_attn_layout *L, bench_bufs *b, int H, int batch, bench_cfg *c) {
+    for (int h = 0; h < H; h++) b->ex[h] = c->proto;
+    b->q.shape[0] = b->k.shape[0] = b->v.shape[0] = b->o.shape[0] = c->cfg_batch ? 2 * batch : batch;
+    double t0 = now_s();
+    if (dfa_attn_run_heads(ctx, L, &b->q, &b->k, &b->v, &b->o, b->ex, b->oc, b->res, c->asc, 1) != DFA_OK) {
+        fprintf(stderr, "dfa bench attn: %s\n", dfa_ctx_error(ctx));
+        return -1;
     }
-    double *t = malloc((size_t)reps * sizeof(double));
-    if (!t) return -1;
-    for (int r = -1; r < reps; r++) {
-        double t0 = now_s();
-        if (dfa_attn_run_heads(ctx, L, &b->q, &b->k, &b->v, &b->o, b->ex, asc, 1) != DFA_OK) {
-            fprintf(stderr, "dfa bench attn: %s\n", dfa_ctx_error(ctx));
-            free(t);
-            return -1;
-        }
-        if (r >= 0) t[r] = now_s() - t0;
-    }
-    for (int i = 1; i < reps; i++) /* insertion sort, reps is small */
-        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
-            double x = t[j];
-            t[j] = t[j - 1];
-            t[j - 1] = x;
-        }
-    *sec = t[reps / 2];
-    free(t);
+    double t = now_s() - t0;
+    if (c->best == 0 || t < c->best) c->best = t;
     return 0;
 }
 
@@ -67,7 +61,7 @@ static int bench_attn(int argc, char **argv) {
         {"dim", 0, DFA_ARG_INT, &dim, "D", "head dim (default 64)", 1, 1024},
         {"block", 0, DFA_ARG_INT, &block, "B", "tile size in tokens (default 64)", 1, 1 << 16},
         {"batch", 0, DFA_ARG_INT, &batch, "B", "batch (default 1; ASC rows use 2 x this)", 1, 1024},
-        {"reps", 0, DFA_ARG_INT, &reps, "R", "timed repetitions, median reported (default 5)", 1, 1000},
+        {"reps", 0, DFA_ARG_INT, &reps, "R", "timed repetitions, the best reported (default 5)", 1, 1000},
         {"threads", 't', DFA_ARG_INT, &threads, "T", "CPU threads (default all cores)", 0, 1024},
     };
     const int ns = (int)(sizeof specs / sizeof specs[0]);
@@ -98,19 +92,15 @@ static int bench_attn(int argc, char **argv) {
     }
     dfa_attn_layout L = {n_vis, n_text, !text_after, block};
     const int N = n_vis + n_text, B2 = 2 * batch;
-    const size_t n = (size_t)B2 * N * heads * dim, cn = (size_t)B2 * N * dim;
+    const size_t n = (size_t)B2 * N * heads * dim;
     bench_bufs b;
     float *buf[4];
     int ok = 1;
     for (int i = 0; i < 4; i++) ok &= (buf[i] = malloc(n * sizeof(float))) != NULL;
-    b.oc = calloc((size_t)heads, sizeof(float *));
-    b.res = calloc((size_t)heads, sizeof(float *));
+    b.oc = calloc(n, sizeof(float));
+    b.res = calloc(n, sizeof(float));
     b.ex = calloc((size_t)heads, sizeof *b.ex);
     ok &= b.oc && b.res && b.ex;
-    for (int h = 0; ok && h < heads; h++) {
-        ok &= (b.oc[h] = calloc(cn, sizeof(float))) != NULL;
-        ok &= (b.res[h] = calloc(cn, sizeof(float))) != NULL;
-    }
     int rc = 0;
     if (!ok) {
         fprintf(stderr, "dfa bench attn: out of host memory for %d tokens x %d heads x %d\n", N, heads, dim);
@@ -131,15 +121,15 @@ static int bench_attn(int argc, char **argv) {
         dfa_tensor_init(&b.o, DFA_F32, DFA_DEV_CPU, 4, shape, buf[3], NULL);
         const double ef = (double)dfa_mask_entries(&L, -1);
         printf("dfa bench attn --cpu: batch %d, %d visual + %d text tokens (%s), %d heads, D=%d, tiles of %d "
-               "(%d visual tiles), %d threads, median of %d\n\n",
+               "(%d visual tiles), %d threads, best of %d\n\n",
                batch, n_vis, n_text, text_after ? "text after" : "text first", heads, dim, block, tl.n_vis_tiles,
                ctx->n_threads, reps);
-        printf("%-28s %10s %9s %12s %9s\n", "method", "ms", "vs FULL", "entries", "GFLOP/s");
-        double t_full = 0;
-        dfa_attn_head_exec full = {DFA_ATTN_FULL, 0, 0, 0, 0, NULL, NULL};
-        if (time_method(ctx, &L, &b, heads, full, 0, reps, &t_full)) rc = 1;
-        double flops_full = 4.0 * dim * ef * heads * batch;
-        printf("%-28s %10.3f %8.2fx %11.3f %9.1f\n", "FULL", t_full * 1e3, 1.0, 1.0, flops_full / t_full / 1e9);
+        /* configurations, timed round-robin (each rep runs every one) and the best kept, so that
+         * a disturbance on a shared machine hits all alike */
+        bench_cfg cf[20];
+        int nc = 0;
+        const double fl1 = 4.0 * dim * heads * batch; /* FLOPs per score entry, one call */
+        cf[nc++] = (bench_cfg){"FULL", {DFA_ATTN_FULL, 0, 0, 0, 0}, 0, 0, 1.0, fl1 * ef, 0, 0};
         int wv[5] = {0, 1, 2, (tl.n_vis_tiles + 15) / 16, tl.n_vis_tiles / 4}; /* last two ~ V1's 1/8, 1/4 */
         int nw = 0, ws[5];
         for (int i = 0; i < 5; i++) { /* distinct windows below FULL */
@@ -147,45 +137,40 @@ static int bench_attn(int argc, char **argv) {
             for (int j = 0; j < nw; j++) dup |= ws[j] == wv[i];
             if (!dup) ws[nw++] = wv[i];
         }
-        for (int i = 0; i < nw && !rc; i++) {
-            double t, e = (double)dfa_mask_entries(&L, ws[i]);
-            char name[64];
-            dfa_attn_head_exec ar = {DFA_ATTN_ARROW, ws[i], 0, 0, 0, NULL, NULL};
-            if (time_method(ctx, &L, &b, heads, ar, 0, reps, &t)) rc = 1;
-            snprintf(name, sizeof name, "ARROW(w=%d)", ws[i]);
-            printf("%-28s %10.3f %8.2fx %11.3f %9.1f\n", name, t * 1e3, t_full / t, e / ef,
-                   4.0 * dim * e * heads * batch / t / 1e9);
-            dfa_attn_head_exec rs = {DFA_ATTN_ARROW_RS, ws[i], 0, 0, 0, NULL, NULL};
-            if (time_method(ctx, &L, &b, heads, rs, 0, reps, &t)) rc = 1;
-            snprintf(name, sizeof name, "ARROW_RS(w=%d) reuse", ws[i]);
-            printf("%-28s %10.3f %8.2fx %11.3f %9.1f\n", name, t * 1e3, t_full / t, e / ef,
-                   4.0 * dim * e * heads * batch / t / 1e9);
-            dfa_attn_head_exec rf = {DFA_ATTN_FULL, 0, 0, 1, ws[i], NULL, NULL};
-            if (time_method(ctx, &L, &b, heads, rf, 0, reps, &t)) rc = 1;
-            snprintf(name, sizeof name, "ARROW_RS(w=%d) refresh", ws[i]);
-            printf("%-28s %10.3f %8.2fx %11.3f %9.1f\n", name, t * 1e3, t_full / t, 1.0 + e / ef,
-                   4.0 * dim * (ef + e) * heads * batch / t / 1e9);
+        for (int i = 0; i < nw; i++) {
+            double e = (double)dfa_mask_entries(&L, ws[i]);
+            bench_cfg *c = &cf[nc++];
+            *c = (bench_cfg){"", {DFA_ATTN_ARROW, ws[i], 0, 0, 0}, 0, 0, e / ef, fl1 * e, 0, 0};
+            snprintf(c->name, sizeof c->name, "ARROW(w=%d)", ws[i]);
+            c = &cf[nc++];
+            *c = (bench_cfg){"", {DFA_ATTN_ARROW_RS, ws[i], 0, 0, 0}, 0, 0, e / ef, fl1 * e, 0, 0};
+            snprintf(c->name, sizeof c->name, "ARROW_RS(w=%d) reuse", ws[i]);
+            c = &cf[nc++];
+            *c = (bench_cfg){"", {DFA_ATTN_FULL, 0, 0, 1, ws[i]}, 0, 0, 1.0 + e / ef, fl1 * (ef + e), 0, 0};
+            snprintf(c->name, sizeof c->name, "ARROW_RS(w=%d) refresh", ws[i]);
         }
-        double t;
-        dfa_attn_head_exec ca = {DFA_ATTN_CACHE, 0, 0, 0, 0, NULL, NULL};
-        if (!rc && time_method(ctx, &L, &b, heads, ca, 0, reps, &t)) rc = 1;
-        if (!rc) printf("%-28s %10.3f %8.2fx %11.3f %9s\n", "CACHE", t * 1e3, t_full / t, 0.0, "-");
-        /* ASC: a CFG batch of 2 x batch, against FULL on the same batch */
-        b.q.shape[0] = b.k.shape[0] = b.v.shape[0] = b.o.shape[0] = B2;
-        double t2 = 0;
-        if (!rc && time_method(ctx, &L, &b, heads, full, 0, reps, &t2)) rc = 1;
-        if (!rc && time_method(ctx, &L, &b, heads, full, 1, reps, &t)) rc = 1;
+        cf[nc++] = (bench_cfg){"CACHE", {DFA_ATTN_CACHE, 0, 0, 0, 0}, 0, 0, 0.0, 0.0, 0, 0};
+        const int full2 = nc;
+        cf[nc++] = (bench_cfg){"FULL, CFG batch", {DFA_ATTN_FULL, 0, 0, 0, 0}, 0, 1, 1.0, 2 * fl1 * ef, full2, 0};
+        cf[nc++] = (bench_cfg){"ASC (FULL), CFG batch", {DFA_ATTN_FULL, 0, 0, 0, 0}, 1, 1, 0.5, fl1 * ef, full2, 0};
+        for (int rep = -1; rep < reps && !rc; rep++) /* rep = -1: warm-up */
+            for (int i = 0; i < nc && !rc; i++) {
+                double keep = cf[i].best;
+                if (run_cfg(ctx, &L, &b, heads, batch, &cf[i])) rc = 1;
+                if (rep < 0) cf[i].best = keep;
+            }
         if (!rc) {
-            printf("%-28s %10.3f %8.2fx %11.3f %9.1f\n", "FULL, CFG batch", t2 * 1e3, 1.0, 1.0, 2 * flops_full / t2 / 1e9);
-            printf("%-28s %10.3f %8.2fx %11.3f %9.1f\n", "ASC (FULL), CFG batch", t * 1e3, t2 / t, 0.5,
-                   flops_full / t / 1e9);
-            printf("\n\"vs FULL\": FULL's time / the method's (same run, same batch); \"entries\": the method's "
-                   "score entries / FULL's (the ideal ratio's inverse).\n");
+            printf("%-28s %10s %9s %12s %9s\n", "method", "ms", "vs FULL", "entries", "GFLOP/s");
+            for (int i = 0; i < nc; i++) {
+                char gf[16] = "-";
+                if (cf[i].flops > 0) snprintf(gf, sizeof gf, "%.1f", cf[i].flops / cf[i].best / 1e9);
+                printf("%-28s %10.3f %8.2fx %11.3f %9s\n", cf[i].name, cf[i].best * 1e3,
+                       cf[cf[i].base].best / cf[i].best, cf[i].entries_frac, gf);
+            }
+            printf("\n\"vs FULL\": FULL's time / the method's (same run, same batch; the CFG rows against FULL on "
+                   "the CFG batch); \"entries\": the method's score entries / FULL's (per computed batch element for "
+                   "ASC: 0.5 of the batch).\n");
         }
-    }
-    for (int h = 0; b.oc && h < heads; h++) {
-        free(b.oc[h]);
-        if (b.res) free(b.res[h]);
     }
     free(b.oc);
     free(b.res);

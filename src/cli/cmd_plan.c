@@ -144,7 +144,7 @@ static int plan_show(int argc, char **argv) {
 static int plan_make(int argc, char **argv) {
     const char *out = NULL, *grid = NULL, *pattern = "full", *family = "", *config = "";
     int steps = 0, layers = 0, heads = 0, n_text = 0, text_after = 0, block = 64, window = -1, window_tokens = -1;
-    int every = 2, full_steps = 0, cfg = 0, asc = 0;
+    int every = 2, full_steps = 0, cfg = 0, asc = 0, v1_window = 0;
     long long seed = 1;
     dfa_arg_spec specs[] = {
         {"output", 'o', DFA_ARG_STRING, &out, "FILE", "plan file to write", 1, 0},
@@ -158,6 +158,7 @@ static int plan_make(int argc, char **argv) {
         {"pattern", 'p', DFA_ARG_STRING, &pattern, "P", "full | arrow | cache | rs | random (default full)", 1, 0},
         {"window", 'w', DFA_ARG_INT, &window, "TILES", "band half-width in tiles (arrow, rs, random)", 0, 1 << 24},
         {"window-tokens", 0, DFA_ARG_INT, &window_tokens, "T", "band half-width in tokens, rounded up to tiles", 0, 1 << 26},
+        {"v1-window", 0, DFA_ARG_FLAG, &v1_window, NULL, "V1's window: 1/8 of the visual tokens in total width", 1, 0},
         {"every", 0, DFA_ARG_INT, &every, "N", "cache / rs: compute (refresh) every N steps (default 2)", 1, 100000},
         {"full-steps", 0, DFA_ARG_INT, &full_steps, "K", "leading steps kept FULL (default 0)", 0, 100000},
         {"cfg", 0, DFA_ARG_FLAG, &cfg, NULL, "the model runs a CFG batch [uncond, cond]", 1, 0},
@@ -198,7 +199,8 @@ static int plan_make(int argc, char **argv) {
         return 2;
     }
     dfa_attn_layout L = {gh * gw, n_text, !text_after, block};
-    if (window_tokens >= 0) window = (window_tokens + block - 1) / block;
+    if (window_tokens >= 0) window = dfa_mask_window_from_tokens(&L, window_tokens);
+    if (v1_window) window = dfa_mask_v1_window(&L);
     if (window < 0) window = (pat == 1 || pat == 3 || pat == 4) ? -2 : 0;
     if (window == -2) {
         fprintf(stderr, "dfa plan make: pattern %s needs --window or --window-tokens\n", pattern);

@@ -10,6 +10,8 @@ static const dfa_command commands[] = {
     {"inspect", "list the tensors (name, dtype, shape, bytes) and metadata of a safetensors checkpoint", cmd_inspect},
     {"plan", "show a compression plan (FLOPs, methods, heatmap) or make one by hand", cmd_plan},
     {"bench", "time the attention methods (bench attn --cpu)", cmd_bench},
+    {"generate", "generate with FLUX.1 or SD3 from prompt embeddings (latents or PNG)", cmd_generate},
+    {"encode", "tokenize and encode a prompt with a model's text encoders into prompt embeddings", cmd_encode},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

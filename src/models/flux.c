@@ -1,44 +1,17 @@
 /* flux.c - FLUX.1 transformer forward on the CPU (f32), matching diffusers
  * FluxTransformer2DModel. See flux.h and docs/DESIGN.md "MMDiT". */
 #include "models/flux.h"
+#include "models/flux_int.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "attn/attn.h"
+#include "models/cuda/ops_cuda.h"
 #include "models/mmdit.h"
 #include "models/ops.h"
 
-#define FLUX_EPS 1e-6f
-#define FLUX_ATTN_BLOCK 128
-
-typedef struct flux_double {
-    dfa_lin norm1, norm1_ctx;        /* AdaLayerNormZero: C -> 6C */
-    dfa_lin q, k, v, aq, ak, av;     /* image / text (added) projections */
-    dfa_lin out, add_out;            /* to_out.0 / to_add_out */
-    dfa_lin ff0, ff2, ffc0, ffc2;    /* FeedForward net.0.proj / net.2, image and context */
-    float *nq, *nk, *naq, *nak;      /* RMSNorm weights [D] */
-} flux_double;
-
-typedef struct flux_single {
-    dfa_lin norm;         /* AdaLayerNormZeroSingle: C -> 3C */
-    dfa_lin q, k, v, mlp; /* proj_mlp: C -> F */
-    dfa_lin proj_out;     /* (C + F) -> C: [attn, mlp] concatenated */
-    float *nq, *nk;
-} flux_single;
-
-struct dfa_flux {
-    dfa_flux_config cfg;
-    dfa_lin t1, t2, g1, g2, p1, p2; /* time_text_embed: timestep / guidance / text embedders */
-    dfa_lin ctx_emb, x_emb, norm_out, proj_out;
-    flux_double *dbl;
-    flux_single *sgl;
-    void *weights;
-    size_t weight_bytes;
-    dfa_arena act;
-    double attn_s, total_s;
-};
 
 /* ---- config and weights ---- */
 
@@ -128,17 +101,18 @@ static void flux_register(void *model, dfa_wtab *t) {
         dfa_wtab_add(t, &b->nq, 1, dshape, "%s.%d.attn.norm_q.weight", p, i);
         dfa_wtab_add(t, &b->nk, 1, dshape, "%s.%d.attn.norm_k.weight", p, i);
         dfa_wtab_linear(t, &b->mlp, C, F, 1, "%s.%d.proj_mlp", p, i);
-        dfa_wtab_linear(t, &b->proj_out, C + F, C, 1, "%s.%d.proj_out", p, i);
+        dfa_wtab_linear_split(t, &b->proj_out, C + F, C, C, "%s.%d.proj_out", p, i);
     }
     dfa_wtab_linear(t, &m->norm_out, C, 2 * C, 1, "norm_out.linear");
     dfa_wtab_linear(t, &m->proj_out, C, c->patch_size * c->patch_size * c->out_channels, 1, "proj_out");
 }
 
-dfa_status dfa_flux_load(dfa_ctx *ctx, const char *model_dir, dfa_flux **out) {
+/* Parse the config and allocate the model and its block arrays (no weights yet). */
+static dfa_status flux_new(dfa_ctx *ctx, const char *model_dir, dfa_flux **out, char *tdir, size_t tdir_len) {
     *out = NULL;
-    char tdir[1024], cfg_path[1100];
+    char cfg_path[1100];
     cJSON *j = NULL;
-    DFA_TRY(dfa_mmdit_read_config(ctx, model_dir, &j, tdir, sizeof tdir, cfg_path, sizeof cfg_path));
+    DFA_TRY(dfa_mmdit_read_config(ctx, model_dir, &j, tdir, tdir_len, cfg_path, sizeof cfg_path));
     dfa_flux_config cfg;
     dfa_status st = flux_parse_config(ctx, j, cfg_path, &cfg);
     cJSON_Delete(j);
@@ -151,7 +125,6 @@ dfa_status dfa_flux_load(dfa_ctx *ctx, const char *model_dir, dfa_flux **out) {
     st = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, nd * sizeof(flux_double), "flux double blocks", (void **)&m->dbl);
     if (st == DFA_OK)
         st = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, ns * sizeof(flux_single), "flux single blocks", (void **)&m->sgl);
-    if (st == DFA_OK) st = dfa_wtab_load(ctx, m, flux_register, tdir, &m->weights, &m->weight_bytes);
     if (st != DFA_OK) {
         dfa_flux_free(ctx, m);
         return st;
@@ -160,10 +133,40 @@ dfa_status dfa_flux_load(dfa_ctx *ctx, const char *model_dir, dfa_flux **out) {
     return DFA_OK;
 }
 
+dfa_status dfa_flux_load(dfa_ctx *ctx, const char *model_dir, dfa_flux **out) {
+    char tdir[1024];
+    dfa_flux *m = NULL;
+    DFA_TRY(flux_new(ctx, model_dir, &m, tdir, sizeof tdir));
+    dfa_status st = DFA_OK;
+    m->dev = dfa_ctx_backend(ctx) == DFA_BACKEND_CUDA ? DFA_DEV_CUDA : DFA_DEV_CPU;
+    if (m->dev == DFA_DEV_CUDA) st = dfa_cuops_init(&m->ops, ctx->cuda, &ctx->err);
+    if (st == DFA_OK)
+        st = dfa_wtab_load(ctx, m, flux_register, tdir, m->dev, m->dev == DFA_DEV_CUDA ? DFA_BF16 : DFA_F32,
+                           &m->weights, &m->weight_bytes);
+    if (st != DFA_OK) {
+        dfa_flux_free(ctx, m);
+        return st;
+    }
+    *out = m;
+    return DFA_OK;
+}
+
+dfa_status dfa_flux_write_random(dfa_ctx *ctx, const char *model_dir, uint64_t seed) {
+    char tdir[1024], path[1100];
+    dfa_flux *m = NULL;
+    DFA_TRY(flux_new(ctx, model_dir, &m, tdir, sizeof tdir));
+    snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", tdir);
+    dfa_status st = dfa_wtab_write_random(ctx, m, flux_register, path, seed);
+    dfa_flux_free(ctx, m);
+    return st;
+}
+
 void dfa_flux_free(dfa_ctx *ctx, dfa_flux *m) {
     if (!m) return;
     if (m->act.base) dfa_arena_release(ctx, &m->act);
+    if (m->host.base) dfa_arena_release(ctx, &m->host);
     if (m->weights) dfa_ctx_mem_release(ctx, m->weights);
+    if (m->ops) dfa_cuops_free(m->ops);
     if (m->dbl) dfa_ctx_mem_release(ctx, m->dbl);
     if (m->sgl) dfa_ctx_mem_release(ctx, m->sgl);
     dfa_ctx_mem_release(ctx, m);
@@ -217,7 +220,7 @@ void dfa_flux_unpack_latents(const float *packed, int B, int C, int H, int W, fl
 
 /* ---- RoPE: interleaved pairs (x[2p], x[2p+1]) rotated by angle pos[axis] * theta^(-2j/d_axis) ---- */
 
-static void flux_rope_table(const dfa_flux_config *c, int N, const float *ids_txt, int n_txt, const float *ids_img,
+void dfa_flux_rope_table(const dfa_flux_config *c, int N, const float *ids_txt, int n_txt, const float *ids_img,
                             float *cos_t, float *sin_t) {
     const int P = c->head_dim / 2;
     for (int n = 0; n < N; n++) {
@@ -273,7 +276,7 @@ static size_t flux_arena_bytes(const dfa_flux_config *c, int B, int N) {
 static dfa_status flux_alloc(dfa_ctx *ctx, dfa_flux *m, int B, int N, flux_buf *s) {
     const dfa_flux_config *c = &m->cfg;
     const size_t C = (size_t)c->inner_dim, F = (size_t)c->mlp_hidden, BN = (size_t)B * N;
-    DFA_TRY(dfa_mmdit_arena_ensure(ctx, &m->act, flux_arena_bytes(c, B, N), "flux activations"));
+    DFA_TRY(dfa_mmdit_arena_ensure(ctx, &m->act, DFA_DEV_CPU, flux_arena_bytes(c, B, N), "flux activations"));
     dfa_status st = DFA_OK;
     dfa_arena *a = &m->act;
     s->h = dfa_mmdit_falloc(ctx, a, BN * C, &st);
@@ -297,17 +300,8 @@ static dfa_status flux_alloc(dfa_ctx *ctx, dfa_flux *m, int B, int N, flux_buf *
 
 static dfa_status flux_attention(dfa_ctx *ctx, dfa_flux *m, int layer, const dfa_attn_layout *lay, int B, int N,
                                  flux_buf *s) {
-    const dfa_flux_config *c = &m->cfg;
-    dfa_tensor tq, tk, tv, to;
-    const int64_t shp[4] = {B, N, c->n_heads, c->head_dim};
-    DFA_TRY(dfa_tensor_init(&tq, DFA_F32, DFA_DEV_CPU, 4, shp, s->q, &ctx->err));
-    DFA_TRY(dfa_tensor_init(&tk, DFA_F32, DFA_DEV_CPU, 4, shp, s->k, &ctx->err));
-    DFA_TRY(dfa_tensor_init(&tv, DFA_F32, DFA_DEV_CPU, 4, shp, s->v, &ctx->err));
-    DFA_TRY(dfa_tensor_init(&to, DFA_F32, DFA_DEV_CPU, 4, shp, s->att, &ctx->err));
-    double t0 = dfa_mmdit_now();
-    dfa_status st = dfa_attn_layer(ctx, layer, lay, &tq, &tk, &tv, &to);
-    m->attn_s += dfa_mmdit_now() - t0;
-    return st;
+    return dfa_mmdit_attention(ctx, layer, lay, B, N, m->cfg.n_heads, m->cfg.head_dim, s->q, s->k, s->v, s->att,
+                               &m->attn_s);
 }
 
 /* One stream (image or text rows of batch b) of a double block: modulated norm + q/k/v + qk-norm. */
@@ -348,6 +342,8 @@ dfa_status dfa_flux_forward(dfa_ctx *ctx, dfa_flux *m, int B, int n_img, int n_t
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "flux forward: a required input is NULL");
     if (c->guidance_embeds && !guidance)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "flux forward: this checkpoint has guidance_embeds; pass a guidance scale");
+    if (m->dev == DFA_DEV_CUDA)
+        return dfa_flux_forward_cuda(ctx, m, B, n_img, n_txt, x, txt, pooled, timestep, guidance, txt_ids, img_ids, out);
     const double t_start = dfa_mmdit_now();
     const int C = c->inner_dim, N = n_txt + n_img, F = c->mlp_hidden;
     flux_buf s;
@@ -373,7 +369,7 @@ dfa_status dfa_flux_forward(dfa_ctx *ctx, dfa_flux *m, int B, int n_img, int n_t
     }
     memcpy(s.stemb, s.temb, (size_t)B * C * sizeof(float));
     dfa_op_silu(s.stemb, (size_t)B * C);
-    flux_rope_table(c, N, txt_ids, n_txt, img_ids, s.cos_t, s.sin_t);
+    dfa_flux_rope_table(c, N, txt_ids, n_txt, img_ids, s.cos_t, s.sin_t);
 
     dfa_status st = DFA_OK;
     for (int i = 0; i < c->num_layers && st == DFA_OK; i++) {
@@ -419,10 +415,11 @@ dfa_status dfa_flux_forward(dfa_ctx *ctx, dfa_flux *m, int B, int n_img, int n_t
         flux_rope_apply(ctx, s.k, B, N, c->n_heads, c->head_dim, s.cos_t, s.sin_t);
         st = flux_attention(ctx, m, c->num_layers + i, &lay, B, N, &s);
         if (st != DFA_OK) break;
-        /* proj_out([attn, mlp]) = attn . W[:, :C]^T + mlp . W[:, C:]^T + bias, no concatenation */
+        /* proj_out([attn, mlp]) = attn . W[:, :C]^T + mlp . W[:, C:]^T + bias, no concatenation
+         * (the weight is stored split: W[:, :C] [C, C] then W[:, C:] [C, F]) */
         for (size_t r = 0; r < (size_t)B * N; r++) memcpy(s.tmp + r * C, blk->proj_out.b, (size_t)C * sizeof(float));
-        dfa_op_gemm(ctx, 1, B * N, C, C, 1.0f, s.att, C, blk->proj_out.w, C + F, 1.0f, s.tmp, C);
-        dfa_op_gemm(ctx, 1, B * N, C, F, 1.0f, s.ff, F, blk->proj_out.w + C, C + F, 1.0f, s.tmp, C);
+        dfa_op_gemm(ctx, 1, B * N, C, C, 1.0f, s.att, C, blk->proj_out.w, C, 1.0f, s.tmp, C);
+        dfa_op_gemm(ctx, 1, B * N, C, F, 1.0f, s.ff, F, blk->proj_out.w + (size_t)C * C, F, 1.0f, s.tmp, C);
         for (int b = 0; b < B; b++) {
             const size_t r0 = (size_t)b * N;
             dfa_mmdit_gate_add(ctx, s.h + r0 * C, N, C, s.mod1 + (size_t)b * 3 * C + 2 * C, s.tmp + r0 * C);

@@ -8,6 +8,8 @@
 #ifndef DFA_MODELS_FLUX_H
 #define DFA_MODELS_FLUX_H
 
+#include <stdint.h>
+
 #include "core/ctx.h"
 
 #define DFA_FLUX_MAX_AXES 4
@@ -28,9 +30,14 @@ typedef struct dfa_flux_config {
 
 typedef struct dfa_flux dfa_flux;
 
-/* model_dir: a diffusers pipeline folder (uses transformer/) or the transformer folder itself. */
+/* model_dir: a diffusers pipeline folder (uses transformer/) or the transformer folder itself.
+ * The context's backend picks the engine: CPU (f32 weights, OpenBLAS) or CUDA (bf16 weights
+ * loaded once to the GPU, cuBLASLt GEMMs, fused kernels, activations from a device arena). */
 dfa_status dfa_flux_load(dfa_ctx *ctx, const char *model_dir, dfa_flux **out);
 void dfa_flux_free(dfa_ctx *ctx, dfa_flux *m);
+/* Write random bf16 weights for the config in model_dir (config.json there or in transformer/)
+ * next to it: tests and benchmarks at real sizes without the real checkpoint. */
+dfa_status dfa_flux_write_random(dfa_ctx *ctx, const char *model_dir, uint64_t seed);
 const dfa_flux_config *dfa_flux_get_config(const dfa_flux *m);
 /* Number of attention layers (num_layers + num_single_layers). */
 int dfa_flux_attn_layers(const dfa_flux *m);

@@ -5,6 +5,7 @@
 #define DFA_MODELS_OPS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "dfa.h"
 
@@ -40,6 +41,17 @@ void dfa_op_gelu_tanh(float *x, size_t n); /* approximate="tanh" */
 void dfa_op_add(float *y, const float *x, size_t n);            /* y += x */
 void dfa_op_scale(float *y, float s, size_t n);                 /* y *= s */
 void dfa_op_softmax_rows(float *x, int M, int N);               /* stable, per row */
+
+/* Dense multi-head attention on the host, for models whose attention is not compressed (the
+ * text encoders). q: [T, H*D], k and v: [S, H*D], out: [T, H*D], all with row stride ld
+ * (>= H*D). Per head: scores = scale * q.k^T, + bias[h, t, s] if bias is not NULL (T5's
+ * relative position bias, shape [H, T, S]); keys s > t are masked when causal, keys with
+ * key_mask[s] == 0 when key_mask is not NULL (masked scores are set to -FLT_MAX like
+ * transformers' finfo.min, so a row with every key masked averages all values); softmax over
+ * s; out = p.v. scratch: T*S floats. */
+void dfa_op_attention(const dfa_ctx *ctx, const float *q, const float *k, const float *v, int T, int S, int H, int D,
+                      int ld, float scale, int causal, const float *bias, const int32_t *key_mask, float *scratch,
+                      float *out);
 
 /* Sinusoidal timestep embedding (diffusers get_timestep_embedding): out[dim] for one t.
  * flip_sin_to_cos: [cos, sin] order; shift = downscale_freq_shift; scale multiplies args. */

@@ -2,6 +2,7 @@
  * codes, attention-cost accounting. File I/O lives in plan_io.c. */
 #include "plan/plan.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,8 @@ dfa_status dfa_plan_validate(dfa_plan *p, const char *what, dfa_error *err) {
     if (p->grid_h < 1 || p->grid_w < 1 || (int64_t)p->grid_h * p->grid_w != p->layout.n_vis)
         DFA_FAIL(err, DFA_ERR_FORMAT, "%s: visual grid %d x %d does not hold n_vis = %d tokens", w, p->grid_h,
                  p->grid_w, p->layout.n_vis);
+    if (!isfinite(p->delta) || !isfinite(p->c))
+        DFA_FAIL(err, DFA_ERR_FORMAT, "%s: search delta %g and c %g must be finite numbers", w, p->delta, p->c);
     if (p->cond_half != 0 && p->cond_half != 1)
         DFA_FAIL(err, DFA_ERR_FORMAT, "%s: cfg_cond_index must be 0 or 1, got %d", w, p->cond_half);
     if (!p->method)

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "attn/attn_state.h"
 #include "io/json.h"
 
 dfa_flow_config dfa_flow_config_default(void) {
@@ -174,13 +175,18 @@ dfa_status dfa_flow_sample(dfa_ctx *ctx, int n_steps, const float *sigmas, const
                            size_t n, dfa_flow_velocity_fn velocity, dfa_flow_progress_fn progress, void *user) {
     if (n_steps < 1 || !sigmas || !timesteps || !x || !v || !velocity)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "flow sample: bad arguments (%d steps)", n_steps);
-    for (int i = 0; i < n_steps; i++) {
+    const int planned = dfa_attn_plan(ctx) != NULL;
+    dfa_status st = DFA_OK;
+    for (int i = 0; i < n_steps && st == DFA_OK; i++) {
         double t0 = flow_now();
-        DFA_TRY(velocity(user, i, timesteps[i], x, v));
+        if (planned && (st = dfa_attn_begin_step(ctx, i)) != DFA_OK) break;
+        st = velocity(user, i, timesteps[i], x, v);
+        if (st != DFA_OK) break;
         dfa_flow_euler_step(x, v, n, sigmas[i], sigmas[i + 1]);
         if (progress) progress(user, i, n_steps, flow_now() - t0);
     }
-    return DFA_OK;
+    if (planned) dfa_attn_end_run(ctx);
+    return st;
 }
 
 /* ---- RNG: xoshiro256** seeded by splitmix64 ---- */

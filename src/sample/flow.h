@@ -53,7 +53,9 @@ void dfa_flow_euler_step(float *x, const float *v, size_t n, float sigma, float 
 void dfa_flow_cfg_combine(float *out, const float *uncond, const float *cond, size_t n, float scale);
 
 /* The denoising loop. velocity(user, i, timestep[i], x, v) fills v (n floats) for the current
- * x; then x takes one Euler step. progress (may be NULL) is called after each step. */
+ * x; then x takes one Euler step. progress (may be NULL) is called after each step. With an
+ * attention plan set on ctx (attn_state.h), each step starts with dfa_attn_begin_step(ctx, i)
+ * and the run ends with dfa_attn_end_run(ctx); the plan's step count must cover n_steps. */
 typedef dfa_status (*dfa_flow_velocity_fn)(void *user, int step, float timestep, const float *x, float *v);
 typedef void (*dfa_flow_progress_fn)(void *user, int step, int n_steps, double step_seconds);
 dfa_status dfa_flow_sample(dfa_ctx *ctx, int n_steps, const float *sigmas, const float *timesteps, float *x, float *v,

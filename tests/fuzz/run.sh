@@ -1,7 +1,8 @@
 #!/bin/sh
 # run.sh SECONDS - build the libFuzzer targets with clang (ASan + UBSan) straight from the
 # sources they need, seed each corpus from a few valid inputs generated here, and fuzz for
-# SECONDS in all (2/3 for the safetensors header parser, 1/3 for the JSON helpers).
+# SECONDS in all (1/2 for the safetensors header parser, 1/4 for the JSON helpers, 1/4 for the
+# tokenizer loader + encoder).
 # Exits non-zero when a target finds a crash, a leak or undefined behaviour; the input that
 # did it is left in build-fuzz/ (crash-*, leak-*, ...). Needs clang with libFuzzer
 # (Debian: clang libclang-rt-14-dev) and libcjson-dev.
@@ -21,6 +22,8 @@ echo "fuzz: building targets into $out/"
 $CC $CFLAGS tests/fuzz/fuzz_safetensors.c src/io/st_header.c $CORE $LIBS -o "$out/fuzz_safetensors"
 # shellcheck disable=SC2086
 $CC $CFLAGS tests/fuzz/fuzz_json.c src/io/json.c $CORE $LIBS -o "$out/fuzz_json"
+# shellcheck disable=SC2086
+$CC $CFLAGS tests/fuzz/fuzz_tokenizer.c src/text/tok_*.c src/text/tokenizer.c src/text/unicode*.c $CORE $LIBS -o "$out/fuzz_tokenizer"
 
 # seeds: small valid safetensors images (8-byte little-endian header length, JSON, data)
 st_seed() { # FILE JSON DATA_BYTES
@@ -33,8 +36,9 @@ st_seed() { # FILE JSON DATA_BYTES
     } >"$1"
 }
 seeds="$out/seeds_safetensors"
-rm -rf "$seeds" "$out/seeds_json"
-mkdir -p "$seeds" "$out/seeds_json" "$out/corpus_safetensors" "$out/corpus_json"
+rm -rf "$seeds" "$out/seeds_json" "$out/seeds_tokenizer"
+mkdir -p "$seeds" "$out/seeds_json" "$out/corpus_safetensors" "$out/corpus_json" "$out/seeds_tokenizer" \
+    "$out/corpus_tokenizer"
 st_seed "$seeds/one" '{"x.weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}}' 24
 st_seed "$seeds/meta" '{"__metadata__":{"format":"pt"},"a":{"dtype":"BF16","shape":[4],"data_offsets":[0,8]},"b":{"dtype":"I64","shape":[],"data_offsets":[8,16]}}' 16
 st_seed "$seeds/empty" '{}      ' 0
@@ -44,10 +48,19 @@ printf '%s' '{"num_layers": 24, "eps": 1e-6, "name": "SD3Transformer2DModel", "f
 printf '%s' '{"weight_map": {"a": "model-00001.safetensors"}, "metadata": {"total_size": 8}}' >"$out/seeds_json/index"
 printf '%s' '[1, -2.5e3, "x\u00e9", {"a": [true, false]}]' >"$out/seeds_json/array"
 
-st_secs=$((secs * 2 / 3))
+# tokenizer seeds: each fixture tokenizer.json, a NUL, then a prompt
+for t in tests/fixtures/text/*_tok/tokenizer.json; do
+    name=$(basename "$(dirname "$t")")
+    { cat "$t"; printf '\000'; printf '%s' "A photo of a cat, caf\303\251 \346\227\245\346\234\254 I'm <|endoftext|> </s>  x"; } \
+        >"$out/seeds_tokenizer/$name"
+done
+
+st_secs=$((secs / 2))
 [ "$st_secs" -ge 1 ] || st_secs=1
-js_secs=$((secs - st_secs))
+js_secs=$((secs / 4))
 [ "$js_secs" -ge 1 ] || js_secs=1
+tk_secs=$((secs - st_secs - js_secs))
+[ "$tk_secs" -ge 1 ] || tk_secs=1
 status=0
 run() { # NAME SECONDS MAX_LEN
     echo "fuzz: $1 for $2 s"
@@ -62,5 +75,6 @@ run() { # NAME SECONDS MAX_LEN
 }
 run safetensors "$st_secs" 4096
 run json "$js_secs" 2048
+run tokenizer "$tk_secs" 65536
 [ "$status" -eq 0 ] && echo "fuzz: no crash found"
 exit "$status"

@@ -178,6 +178,8 @@ static const tcase CASES[] = {
     {"block 200 text-last", {611, 250, 0, 200}, 1, 4, {A, RS, C, F}, {0, 1, 0, 0}},
     /* tiny: fewer tokens than one tile */
     {"tiny", {7, 5, 1, 128}, 1, 3, {F, A, C}, {0, 0, 0}},
+    /* more items (156) than an H100 has SMs: persistent CTAs take several items each */
+    {"many items", {1500, 77, 1, 128}, 2, 6, {F, A, C, RS, A, F}, {0, 2, 0, 1, 5, 0}},
 };
 
 static void test_variant(int variant) {
@@ -196,6 +198,7 @@ static void test_variant(int variant) {
 
 static void test_v1(void) { test_variant(DFA_ATTN_CUDA_V_MMA); }
 static void test_v2(void) { test_variant(DFA_ATTN_CUDA_V_WGMMA); }
+static void test_v3(void) { test_variant(DFA_ATTN_CUDA_V_WGMMA_GRID); }
 
 static void test_cache_helpers(void) {
     dfa_error err = {0};
@@ -280,6 +283,7 @@ int main(void) {
     RUN(test_cache_helpers);
     RUN(test_v1);
     RUN(test_v2);
+    RUN(test_v3);
     dfa_cuda_free(g_cu);
     return test_summary();
 }

@@ -44,15 +44,20 @@ enum {
 /* Kernel variants. */
 enum {
     DFA_ATTN_CUDA_V_MMA = 1,   /* FA2-style mma.sync m16n8k16, cp.async double buffering */
-    DFA_ATTN_CUDA_V_WGMMA = 2, /* Hopper: wgmma + warp-specialised producer, FA3 design */
+    DFA_ATTN_CUDA_V_WGMMA = 2, /* Hopper: wgmma + TMA + warp-specialised producer, FA3 design,
+                                  persistent CTAs (one per SM) */
+    DFA_ATTN_CUDA_V_WGMMA_GRID = 3, /* the same kernel launched with one CTA per work item */
     DFA_ATTN_CUDA_V_DEFAULT = 0
 };
 
 typedef struct dfa_attn_cuda_plan dfa_attn_cuda_plan;
 
 /* Build the work list for one layer's per-head methods (host arrays of n_heads entries;
- * window[h] is read for ARROW / ARROW_RS heads, in tiles as in mask.h, < 0 means full) and
- * upload it to the device (synchronously, on `stream`, a cudaStream_t or NULL). */
+ * window[h] is read for ARROW / ARROW_RS heads, in tiles as in mask.h, < 0 means full;
+ * method DFA_ATTN_CUDA_NONE leaves the head's output untouched) and upload it to the device
+ * (synchronously, on `stream`, a cudaStream_t or NULL). A plan must not run on two streams
+ * at once (variants 2 and 3 keep a work counter in it). */
+#define DFA_ATTN_CUDA_NONE (-1)
 dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const dfa_attn_layout *layout, int n_heads,
                                     const int *method, const int *window, int variant, void *stream,
                                     dfa_error *err);
@@ -93,7 +98,7 @@ dfa_status dfa_attn_cuda_residual(void *dst, const void *full, const void *arrow
                                   int n_heads, int head_dim, const unsigned char *heads, void *stream,
                                   dfa_error *err);
 
-/* 1 if the current device can run `variant` (variant 2 needs compute capability 9.0). */
+/* 1 if the current device can run `variant` (variants 2 and 3 need compute capability 9.0). */
 int dfa_attn_cuda_variant_ok(int variant);
 
 #ifdef __cplusplus

@@ -58,6 +58,7 @@ __device__ __forceinline__ int acu_swz(int row, int chunk) {
     return row * D + ((chunk ^ (row & 7)) << 3);
 }
 
+
 /* CACHE item: copy rows [q0, q0+q_len) of head h from the cache into the output. */
 template <int D>
 __device__ __forceinline__ void acu_copy_item(const acu_params &p, const acu_item &it, int b, int tid, int nthr) {
@@ -72,19 +73,30 @@ __device__ __forceinline__ void acu_copy_item(const acu_params &p, const acu_ite
     }
 }
 
-/* Epilogue: the output tile (bf16/f16, swizzled rows of D in shared memory) to global memory,
- * rows < q_len only, adding the residual for ARROW_RS items. */
-template <int D, typename T>
+/* Shared-memory layouts of an output tile of BM rows x D columns (offsets in elements):
+ * ACU_LAYOUT_ROWS: rows of D, 16-byte chunk c of row r at c ^ (r & 7) (variant 1);
+ * ACU_LAYOUT_TMA: 64-column blocks of [BM][64], the 128-byte swizzle of TMA/wgmma (variant 2). */
+enum { ACU_LAYOUT_ROWS = 0, ACU_LAYOUT_TMA = 1 };
+template <int D, int LAYOUT>
+__device__ __forceinline__ int acu_tile_off(int row, int chunk) {
+    if (LAYOUT == ACU_LAYOUT_ROWS) return row * D + ((chunk ^ (row & 7)) << 3);
+    return (chunk >> 3) * ACU_BM * 64 + row * 64 + (((chunk & 7) ^ (row & 7)) << 3);
+}
+
+/* Epilogue: rows [r0, min(r1, q_len)) of the output tile (bf16/f16 in shared memory) to global
+ * memory with 16-byte stores, adding the residual for ARROW_RS items. */
+template <int D, int LAYOUT, typename T>
 __device__ __forceinline__ void acu_store_tile(const acu_params &p, const acu_item &it, int b, const T *s_o, int tid,
-                                               int nthr) {
+                                               int nthr, int r0, int r1) {
     const size_t tok = (size_t)p.n_heads * D;
     const size_t base = ((size_t)b * p.n_tokens + it.q0) * tok + (size_t)it.head * D;
     T *dst = reinterpret_cast<T *>(p.o) + base;
     const T *res = (it.flags & ACU_ITEM_RESID) ? reinterpret_cast<const T *>(p.resid) + base : nullptr;
     const int cpr = D / 8;
-    for (int i = tid; i < it.q_len * cpr; i += nthr) {
-        int r = i / cpr, c = i % cpr;
-        uint4 v = *reinterpret_cast<const uint4 *>(s_o + acu_swz<D>(r, c));
+    if (r1 > it.q_len) r1 = it.q_len;
+    for (int i = tid; i < (r1 - r0) * cpr; i += nthr) {
+        int r = r0 + i / cpr, c = i % cpr;
+        uint4 v = *reinterpret_cast<const uint4 *>(s_o + acu_tile_off<D, LAYOUT>(r, c));
         if (res) {
             uint4 rv = *reinterpret_cast<const uint4 *>(res + (size_t)r * tok + c * 8);
             uint32_t *pv = reinterpret_cast<uint32_t *>(&v);

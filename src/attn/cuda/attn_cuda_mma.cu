@@ -211,7 +211,7 @@ __global__ void __launch_bounds__(THREADS, 1) attn_mma_kernel(const acu_params p
             acu_pack<T>::two(o[nb][2] * l_r[1], o[nb][3] * l_r[1]);
     }
     __syncthreads();
-    acu_store_tile<D, T>(p, it, b, sQ, tid, THREADS);
+    acu_store_tile<D, ACU_LAYOUT_ROWS, T>(p, it, b, sQ, tid, THREADS, 0, BM);
 }
 
 template <int D, typename T>
