@@ -72,8 +72,7 @@ dfa_status dfa_gen_dit_run(dfa_ctx *ctx, const char *class_name, const dfa_gen_d
     const int png = ends_with(o->out, ".png");
     if (!png && !ends_with(o->out, ".safetensors"))
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "generate: output %s must end in .png or .safetensors", o->out);
-    if (!is_dit && !o->embeds)
-        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "generate: PixArt needs --prompt-embeds FILE");
+    if (!is_dit && !o->embeds) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "generate: PixArt needs --prompt-embeds FILE");
     char tdir[4096], vdir[4096];
     snprintf(tdir, sizeof tdir, "%s/transformer", o->model);
     snprintf(vdir, sizeof vdir, "%s/vae", o->model);
@@ -94,10 +93,10 @@ dfa_status dfa_gen_dit_run(dfa_ctx *ctx, const char *class_name, const dfa_gen_d
         else
             s = dfa_vae_load(ctx, vdir, &vae);
     }
-    const int C = is_dit ? (dm ? dfa_dit_get_config(dm)->in_channels : 0)
-                         : (pm ? dfa_pixart_get_config(pm)->in_channels : 0);
-    const int ss = is_dit ? (dm ? dfa_dit_get_config(dm)->sample_size : 0)
-                          : (pm ? dfa_pixart_get_config(pm)->sample_size : 0);
+    const int C =
+        is_dit ? (dm ? dfa_dit_get_config(dm)->in_channels : 0) : (pm ? dfa_pixart_get_config(pm)->in_channels : 0);
+    const int ss =
+        is_dit ? (dm ? dfa_dit_get_config(dm)->sample_size : 0) : (pm ? dfa_pixart_get_config(pm)->sample_size : 0);
     int up = vae ? dfa_vae_upscale(vae) : vae_upscale_from_config(vdir);
     const int W = o->width > 0 ? o->width : ss * up, H = o->height > 0 ? o->height : ss * up;
     const int w = W / up, h = H / up;
@@ -131,7 +130,8 @@ dfa_status dfa_gen_dit_run(dfa_ctx *ctx, const char *class_name, const dfa_gen_d
                                  .init_latents = init,
                                  .progress = on_step,
                                  .progress_user = &ps};
-        s = is_dit ? dfa_dit_generate(ctx, dm, o->model, &gp, lat) : dfa_pixart_generate(ctx, pm, o->model, &pe, &gp, lat);
+        s = is_dit ? dfa_dit_generate(ctx, dm, o->model, &gp, lat)
+                   : dfa_pixart_generate(ctx, pm, o->model, &pe, &gp, lat);
         if (s == DFA_OK && log) {
             double attn = 0, total = 0;
             if (is_dit)
@@ -145,7 +145,9 @@ dfa_status dfa_gen_dit_run(dfa_ctx *ctx, const char *class_name, const dfa_gen_d
     const int64_t shape[4] = {1, C, h, w};
     const dfa_st_item it = {"latents", DFA_F32, 4, shape, lat};
     if (s == DFA_OK && o->latents_out) s = dfa_st_write(o->latents_out, &it, 1, NULL, NULL, 0, &ctx->err);
-    if (s == DFA_OK) s = png ? dfa_vae_decode_png(ctx, vae, lat, h, w, o->out) : dfa_st_write(o->out, &it, 1, NULL, NULL, 0, &ctx->err);
+    if (s == DFA_OK)
+        s = png ? dfa_vae_decode_png(ctx, vae, lat, h, w, o->out)
+                : dfa_st_write(o->out, &it, 1, NULL, NULL, 0, &ctx->err);
     if (have_plan) {
         dfa_attn_clear_plan(ctx);
         dfa_plan_free(&plan);

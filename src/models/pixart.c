@@ -59,7 +59,8 @@ static dfa_status read_config(dfa_ctx *ctx, const char *path, dfa_pixart_config 
         v = cJSON_GetObjectItemCaseSensitive(root, "caption_channels");
         c->caption_channels = cJSON_IsNumber(v) ? v->valueint : 0;
         v = cJSON_GetObjectItemCaseSensitive(root, "interpolation_scale");
-        c->interpolation_scale = cJSON_IsNumber(v) ? v->valuedouble : (c->sample_size / 64 > 1 ? c->sample_size / 64 : 1);
+        c->interpolation_scale =
+            cJSON_IsNumber(v) ? v->valuedouble : (c->sample_size / 64 > 1 ? c->sample_size / 64 : 1);
         v = cJSON_GetObjectItemCaseSensitive(root, "use_additional_conditions");
         int extra = cJSON_IsBool(v) ? cJSON_IsTrue(v) : (c->sample_size == 128);
         if (extra) {
@@ -199,7 +200,7 @@ static dfa_status get_bufs(dfa_ctx *ctx, dfa_pixart *m, int B, int N, int L, int
 }
 
 static dfa_status pixart_forward_impl(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, const float *x, const float *t,
-                              int L, const float *text, const float *mask, float *out) {
+                                      int L, const float *text, const float *mask, float *out) {
     const dfa_pixart_config *c = &m->cfg;
     const int p = c->patch_size, D = c->dim;
     if (B < 1 || H < p || W < p || H % p || W % p || L < 1)
@@ -212,8 +213,7 @@ static dfa_status pixart_forward_impl(dfa_ctx *ctx, dfa_pixart *m, int B, int H,
     /* position embedding for this grid: base size = sample_size / patch, positions scaled by
      * base_size / grid and divided by interpolation_scale */
     dfa_tx_sincos_pos_embed(D, h, w, c->sample_size / p, c->interpolation_scale, b.pos);
-    dfa_tx_patch_embed(ctx, x, B, c->in_channels, H, W, p, m->pe_w, m->pe_b, D, b.pos, b.tmp, b.ws, b.ws_floats,
-                       b.hs);
+    dfa_tx_patch_embed(ctx, x, B, c->in_channels, H, W, p, m->pe_w, m->pe_b, D, b.pos, b.tmp, b.ws, b.ws_floats, b.hs);
     /* adaLN-single: embedded_timestep = temb(t); tmod = linear(silu(temb)) [B, 6D] shared by all blocks */
     dfa_tx_temb_forward(ctx, &m->temb, B, t, 0.0f, D, b.scr, b.temb);
     memcpy(b.mod, b.temb, (size_t)B * D * sizeof(float));
@@ -238,12 +238,12 @@ static dfa_status pixart_forward_impl(dfa_ctx *ctx, dfa_pixart *m, int B, int H,
             for (size_t j = 0; j < ms; j++) b.mod[bi * ms + j] = blk->sst[j] + b.tmod[bi * ms + j];
         dfa_op_layernorm(ctx, b.hs, M, D, NULL, NULL, (float)c->norm_eps, b.nh);
         dfa_tx_modulate(b.nh, B, N, D, b.mod, b.mod + D, ms);
-        DFA_TRY(dfa_tx_self_attn(ctx, l, &blk->attn1, B, N, c->heads, c->head_dim, b.nh, b.q, b.k, b.v, b.o,
-                                 b.tmp, &m->attn_s));
+        DFA_TRY(dfa_tx_self_attn(ctx, l, &blk->attn1, B, N, c->heads, c->head_dim, b.nh, b.q, b.k, b.v, b.o, b.tmp,
+                                 &m->attn_s));
         dfa_tx_gated_add(b.hs, b.tmp, B, N, D, b.mod + 2 * D, ms);
         /* cross-attention on the un-normalised hidden states (PixArt: no norm2 here) */
-        dfa_tx_cross_attn(ctx, &blk->attn2, B, N, L, c->heads, c->head_dim, Dkv, b.hs, b.txt, mask ? b.bias : NULL,
-                          b.q, b.ck, b.cv, b.o, b.s, b.tmp);
+        dfa_tx_cross_attn(ctx, &blk->attn2, B, N, L, c->heads, c->head_dim, Dkv, b.hs, b.txt, mask ? b.bias : NULL, b.q,
+                          b.ck, b.cv, b.o, b.s, b.tmp);
         dfa_op_add(b.hs, b.tmp, (size_t)M * D);
         dfa_op_layernorm(ctx, b.hs, M, D, NULL, NULL, (float)c->norm_eps, b.nh);
         dfa_tx_modulate(b.nh, B, N, D, b.mod + 3 * D, b.mod + 4 * D, ms);
@@ -263,8 +263,8 @@ static dfa_status pixart_forward_impl(dfa_ctx *ctx, dfa_pixart *m, int B, int H,
     return DFA_OK;
 }
 
-dfa_status dfa_pixart_forward(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, const float *x, const float *t,
-                              int L, const float *text, const float *mask, float *out) {
+dfa_status dfa_pixart_forward(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, const float *x, const float *t, int L,
+                              const float *text, const float *mask, float *out) {
     const double t0 = dfa_tx_now();
     dfa_status s = pixart_forward_impl(ctx, m, B, H, W, x, t, L, text, mask, out);
     m->total_s += dfa_tx_now() - t0;
@@ -278,8 +278,8 @@ void dfa_pixart_times(const dfa_pixart *m, double *attn_s, double *total_s) {
 
 void dfa_pixart_reset_times(dfa_pixart *m) { m->attn_s = m->total_s = 0; }
 
-dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, dfa_sampler *sched, float guidance, int h,
-                             int w, int L, const float *text_cond, const float *mask_cond, const float *text_uncond,
+dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, dfa_sampler *sched, float guidance, int h, int w, int L,
+                             const float *text_cond, const float *mask_cond, const float *text_uncond,
                              const float *mask_uncond, float *latents, dfa_flow_progress_fn progress, void *user) {
     const dfa_pixart_config *c = &m->cfg;
     const int cfg = guidance > 1.0f, B = cfg ? 2 : 1;
