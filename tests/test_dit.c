@@ -39,6 +39,8 @@ static void test_forward(void) {
     int labels[8];
     for (int i = 0; i < B; i++) labels[i] = (int)yf[i];
     CHECK(dfa_dit_get_config(m)->out_channels == (int)os[1]);
+    const dfa_attn_layout lay = dfa_dit_attn_layout(m, H, W);
+    CHECK(lay.n_vis == (H / 2) * (W / 2) && lay.n_text == 0 && lay.block == 128);
     const size_t n = (size_t)B * os[1] * H * W;
     float *out = malloc(n * sizeof(float));
     fixture_poison(out, n);

@@ -114,7 +114,8 @@ static void test_plan_driven(void) {
     CHECK(dfa_sampler_set_timesteps(ctx, &sch, steps, n, 0) == DFA_OK &&
           dfa_pixart_sample(ctx, m, &sch, 4.5f, h, w, L, enc + tw, mask + L, enc, mask, plain, NULL, NULL) == DFA_OK);
     const int p = c->patch_size;
-    dfa_attn_layout lay = {(h / p) * (w / p), 0, 0, 128};
+    dfa_attn_layout lay = dfa_pixart_attn_layout(m, h, w);
+    CHECK(lay.n_vis == (h / p) * (w / p) && lay.n_text == 0 && lay.block == 128);
     dfa_plan plan;
     CHECK(dfa_plan_init(&plan, &lay, steps, c->layers, c->heads, &err) == DFA_OK);
     plan.cfg = 1;

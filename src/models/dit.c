@@ -236,6 +236,12 @@ void dfa_dit_times(const dfa_dit *m, double *attn_s, double *total_s) {
     if (total_s) *total_s = m->total_s;
 }
 
+dfa_attn_layout dfa_dit_attn_layout(const dfa_dit *m, int h, int w) {
+    const int p = m->cfg.patch_size;
+    const dfa_attn_layout l = {(h / p) * (w / p), 0, 0, DFA_TX_ATTN_BLOCK};
+    return l;
+}
+
 void dfa_dit_reset_times(dfa_dit *m) { m->attn_s = m->total_s = 0; }
 
 dfa_status dfa_dit_sample(dfa_ctx *ctx, dfa_dit *m, dfa_sampler *sched, int label, float guidance, int h, int w,

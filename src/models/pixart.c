@@ -276,6 +276,12 @@ void dfa_pixart_times(const dfa_pixart *m, double *attn_s, double *total_s) {
     if (total_s) *total_s = m->total_s;
 }
 
+dfa_attn_layout dfa_pixart_attn_layout(const dfa_pixart *m, int h, int w) {
+    const int p = m->cfg.patch_size;
+    const dfa_attn_layout l = {(h / p) * (w / p), 0, 0, DFA_TX_ATTN_BLOCK};
+    return l;
+}
+
 void dfa_pixart_reset_times(dfa_pixart *m) { m->attn_s = m->total_s = 0; }
 
 dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, dfa_sampler *sched, float guidance, int h, int w, int L,

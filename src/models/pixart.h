@@ -7,6 +7,7 @@
 #ifndef DFA_MODELS_PIXART_H
 #define DFA_MODELS_PIXART_H
 
+#include "attn/mask.h"
 #include "core/ctx.h"
 #include "sample/flow.h"
 
@@ -29,6 +30,11 @@ const dfa_pixart_config *dfa_pixart_get_config(const dfa_pixart *m);
  * -> out [B, out_channels, H, W] (first in_channels channels: eps when sigma is learned). */
 dfa_status dfa_pixart_forward(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, const float *x, const float *t,
                               int L, const float *text, const float *mask, float *out);
+
+/* The self-attention token layout for a latent of h x w (what dfa_attn_layer gets, and what a
+ * plan for this model and size must be made for): n_vis = (h / p) * (w / p), no text, block
+ * 128. Layers = num_layers, heads = num_attention_heads. */
+dfa_attn_layout dfa_pixart_attn_layout(const dfa_pixart *m, int h, int w);
 
 /* Seconds spent in dfa_attn_layer and in whole forwards since load / the last reset. */
 void dfa_pixart_times(const dfa_pixart *m, double *attn_s, double *total_s);
