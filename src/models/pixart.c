@@ -27,6 +27,7 @@ struct dfa_pixart {
     dfa_pixart_config cfg;
     float *pe_w, *pe_b, *ada_w, *ada_b, *cap1_w, *cap1_b, *cap2_w, *cap2_b, *sst_out, *po_w, *po_b;
     dfa_tx_temb temb;
+    dfa_tx_temb res_emb, ar_emb; /* PixArt-Alpha size conditioning (use_additional_conditions) */
     pixart_block *blocks;
     float *weights;
     size_t n_weights;
@@ -62,13 +63,12 @@ static dfa_status read_config(dfa_ctx *ctx, const char *path, dfa_pixart_config 
         c->interpolation_scale =
             cJSON_IsNumber(v) ? v->valuedouble : (c->sample_size / 64 > 1 ? c->sample_size / 64 : 1);
         v = cJSON_GetObjectItemCaseSensitive(root, "use_additional_conditions");
-        int extra = cJSON_IsBool(v) ? cJSON_IsTrue(v) : (c->sample_size == 128);
-        if (extra) {
-            s = DFA_SET(&ctx->err, DFA_ERR_UNSUPPORTED,
-                        "%s: use_additional_conditions (PixArt-Alpha resolution/aspect embedding) is not supported",
-                        path);
-            goto done;
-        }
+        c->size_cond = cJSON_IsBool(v) ? cJSON_IsTrue(v) : (c->sample_size == 128);
+    }
+    if (c->size_cond && c->dim % 3) {
+        s = DFA_SET(&ctx->err, DFA_ERR_FORMAT, "%s: use_additional_conditions needs the inner dim %d divisible by 3",
+                    path, c->dim);
+        goto done;
     }
     if (dfa_json_string(root, "norm_type", path, &nt, NULL) == DFA_OK && strcmp(nt, "ada_norm_single") != 0) {
         s = DFA_SET(&ctx->err, DFA_ERR_UNSUPPORTED, "%s: norm_type '%s' (PixArt needs ada_norm_single)", path, nt);
@@ -94,6 +94,10 @@ static dfa_status bind_pixart(dfa_wload *wl, void *model) {
     DFA_TRY(dfa_wload_tensor(wl, &m->pe_w, 4, pe_shape, "pos_embed.proj.weight"));
     DFA_TRY(dfa_wload_vec(wl, &m->pe_b, D, "pos_embed.proj.bias"));
     DFA_TRY(dfa_tx_bind_temb(wl, &m->temb, D, PIXART_TPROJ, "adaln_single.emb.timestep_embedder"));
+    if (c->size_cond) {
+        DFA_TRY(dfa_tx_bind_temb(wl, &m->res_emb, D / 3, PIXART_TPROJ, "adaln_single.emb.resolution_embedder"));
+        DFA_TRY(dfa_tx_bind_temb(wl, &m->ar_emb, D / 3, PIXART_TPROJ, "adaln_single.emb.aspect_ratio_embedder"));
+    }
     DFA_TRY(dfa_wload_linear(wl, &m->ada_w, &m->ada_b, 6 * D, D, "adaln_single.linear"));
     if (c->caption_channels) {
         DFA_TRY(dfa_wload_linear(wl, &m->cap1_w, &m->cap1_b, D, c->caption_channels, "caption_projection.linear_1"));
@@ -216,6 +220,19 @@ static dfa_status pixart_forward_impl(dfa_ctx *ctx, dfa_pixart *m, int B, int H,
     dfa_tx_patch_embed(ctx, x, B, c->in_channels, H, W, p, m->pe_w, m->pe_b, D, b.pos, b.tmp, b.ws, b.ws_floats, b.hs);
     /* adaLN-single: embedded_timestep = temb(t); tmod = linear(silu(temb)) [B, 6D] shared by all blocks */
     dfa_tx_temb_forward(ctx, &m->temb, B, t, 0.0f, D, b.scr, b.temb);
+    if (c->size_cond) {
+        /* PixArt-Alpha: + [emb(height), emb(width), emb(height / width)] (D/3 each), pixels = latent * 8
+         * as PixArtAlphaPipeline passes them; the same sinusoidal projection as the timestep */
+        const int s3 = D / 3;
+        const float hp = (float)(H * 8), wp = (float)(W * 8), ar = (float)((double)(H * 8) / (double)(W * 8));
+        for (int bi = 0; bi < B; bi++) {
+            float *e = b.temb + (size_t)bi * D, *tmp = b.mod; /* b.mod is free until below */
+            dfa_tx_temb_forward(ctx, &m->res_emb, 1, &hp, 0.0f, s3, b.scr, tmp);
+            dfa_tx_temb_forward(ctx, &m->res_emb, 1, &wp, 0.0f, s3, b.scr, tmp + s3);
+            dfa_tx_temb_forward(ctx, &m->ar_emb, 1, &ar, 0.0f, s3, b.scr, tmp + 2 * s3);
+            dfa_op_add(e, tmp, (size_t)D);
+        }
+    }
     memcpy(b.mod, b.temb, (size_t)B * D * sizeof(float));
     dfa_op_silu(b.mod, (size_t)B * D);
     dfa_op_linear(ctx, b.mod, B, D, m->ada_w, m->ada_b, 6 * D, b.tmod);

@@ -2,8 +2,9 @@
  * cross-attention to T5 tokens under their mask, resolution-dependent sincos position
  * embedding), CPU f32, from a diffusers transformer folder. Every self-attention goes through
  * dfa_attn_layer (layer = block index); the cross-attention is computed locally (not
- * compressed). use_additional_conditions (PixArt-Alpha's size/aspect embedding) is not
- * supported: Sigma's configs set it false. */
+ * compressed). use_additional_conditions (PixArt-Alpha 1024's size / aspect-ratio embedding) is
+ * applied with the pixel size = latent size * 8, as PixArtAlphaPipeline passes it; Sigma's
+ * configs set it false. */
 #ifndef DFA_MODELS_PIXART_H
 #define DFA_MODELS_PIXART_H
 
@@ -16,6 +17,7 @@ typedef struct dfa_pixart_config {
     int cross_dim;       /* cross_attention_dim: width of the (projected) text tokens */
     int caption_channels; /* T5 width; 0 when the config has no caption projection */
     int ff_inner;
+    int size_cond; /* use_additional_conditions (PixArt-Alpha 1024): resolution / aspect-ratio embedding */
     double interpolation_scale, norm_eps;
 } dfa_pixart_config;
 
