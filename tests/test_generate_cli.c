@@ -203,7 +203,10 @@ static void test_usage_and_errors(void) {
     const char *no_model[] = {"generate", "-m", "/nonexistent", "--prompt-embeds", "x", "-o", "/tmp/x.safetensors"};
     CHECK(run(7, no_model) == 1);
     const char *dit[] = {"generate", "-m", FX "/dit", "--prompt-embeds", "x", "-o", "/tmp/x.safetensors"};
-    CHECK(run(7, dit) == 1); /* DiT is not an MMDiT: a message, exit 1 */
+    CHECK(run(7, dit) == 2); /* DiT is class-conditional: prompt embeddings are a usage error */
+    const char *dit_ok[] = {"generate", "-m", FX "/dit", "--class", "3", "--steps", "2", "-o", "/tmp/dfa_dit_cli.safetensors"};
+    CHECK(run(9, dit_ok) == 0); /* DiT through the same command */
+    remove("/tmp/dfa_dit_cli.safetensors");
     const char *odd[] = {"generate", "-m", FX "/flux_tiny", "--prompt-embeds", FX "/flux_tiny/io.safetensors", "-o",
                          "/tmp/dfa_never_written.safetensors", "-W", "104", "-H", "96"};
     CHECK(run(11, odd) == 1); /* 104 px: an odd latent width, FLUX packs 2x2 */

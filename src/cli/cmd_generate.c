@@ -13,6 +13,7 @@
 #include "attn/attn_state.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/gen_dit.h"
 #include "core/ctx.h"
 #include "io/json.h"
 #include "io/safetensors.h"
@@ -24,7 +25,7 @@
 
 typedef struct gen_opts {
     const char *model, *embeds, *out, *plan, *latents_out, *init, *prompt, *negative;
-    int steps, width, height, threads, max_len, cuda;
+    int steps, width, height, threads, max_len, cuda, class_label;
     long long seed;
     double cfg, guidance;
     char negative_buf[512]; /* negative prompt from the model's dfa.json */
@@ -144,6 +145,28 @@ static int run_generate(dfa_ctx *ctx, gen_opts *o) {
     if (apply_model_defaults(ctx, o) != DFA_OK) {
         fprintf(stderr, "dfa generate: %s\n", dfa_ctx_error(ctx));
         return 1;
+    }
+    if (dfa_gen_dit_handles(cls)) { /* DiT / PixArt: their own loop (DPM-Solver++, DDPM, DDIM) */
+        const int is_dit = strcmp(cls, "DiTTransformer2DModel") == 0;
+        if (is_dit && (o->prompt || o->embeds)) {
+            fprintf(stderr, "dfa generate: %s: DiT is class-conditional (--class N); it takes no prompt\n", o->model);
+            return 2;
+        }
+        if (o->prompt) {
+            fprintf(stderr, "dfa generate: %s: --prompt is not wired for %s yet; run `dfa encode -m %s -p TEXT -o "
+                            "embeds.safetensors` and pass --prompt-embeds\n", o->model, cls, o->model);
+            return 2;
+        }
+        dfa_gen_dit_opts d = {.model = o->model, .embeds = o->embeds, .out = o->out, .latents_out = o->latents_out,
+                              .plan = o->plan, .init = o->init, .steps = o->steps, .width = o->width,
+                              .height = o->height, .class_label = o->class_label, .seed = o->seed, .cfg = o->cfg};
+        dfa_status s = dfa_gen_dit_run(ctx, cls, &d, stderr);
+        if (s != DFA_OK) fprintf(stderr, "dfa generate: %s\n", dfa_ctx_error(ctx));
+        return s == DFA_OK ? 0 : 1;
+    }
+    if (!o->prompt && !o->embeds) {
+        fprintf(stderr, "dfa generate: %s needs --prompt TEXT or --prompt-embeds FILE\n", cls);
+        return 2;
     }
     if (!o->width) o->width = 1024;
     if (!o->height) o->height = 1024;
@@ -285,6 +308,7 @@ int cmd_generate(int argc, char **argv) {
         {"init-latents", 0, DFA_ARG_STRING, &o.init, "FILE", "initial noise: tensor 'latents' [1, C, H/8, W/8] (8: the VAE's scale)", 1, 0},
         {"threads", 't', DFA_ARG_INT, &o.threads, "T", "CPU threads (default all cores)", 0, 1024},
         {"cuda", 0, DFA_ARG_FLAG, &o.cuda, NULL, "run on the GPU (CUDA backend, device 0)", 0, -1},
+        {"class", 0, DFA_ARG_INT, &o.class_label, "N", "DiT: ImageNet class label (default 0)", 0, 999},
     };
     const int ns = (int)(sizeof specs / sizeof specs[0]);
     const char *pos[1];
@@ -293,7 +317,8 @@ int cmd_generate(int argc, char **argv) {
     int r = dfa_args_parse(argc, argv, 1, specs, ns, pos, 1, &npos, msg, sizeof msg);
     if (r == 1) {
         dfa_args_usage("generate", "-m DIR (--prompt TEXT | --prompt-embeds FILE) -o OUT [--steps N] [--seed S] [-W PX] [-H PX]",
-                       "Generate with FLUX.1 or SD3 / SD3.5 (family from transformer/config.json). Prints a\n"
+                       "Generate with FLUX.1, SD3 / SD3.5, DiT or PixArt (family from transformer/config.json;\n"
+                       "DiT is class-conditional: --class N, no prompt). Prints a\n"
                        "progress line per step and the time in attention against the rest.", specs, ns);
         return 0;
     }
@@ -301,8 +326,8 @@ int cmd_generate(int argc, char **argv) {
         snprintf(msg, sizeof msg, "takes no positional arguments (got '%s')", pos[0]);
         r = -1;
     }
-    if (r == 0 && (!o.model || !o.out || !o.embeds == !o.prompt)) {
-        snprintf(msg, sizeof msg, "needs -m DIR, -o OUT and one of --prompt TEXT / --prompt-embeds FILE");
+    if (r == 0 && (!o.model || !o.out || (o.embeds && o.prompt))) {
+        snprintf(msg, sizeof msg, "needs -m DIR, -o OUT and at most one of --prompt TEXT / --prompt-embeds FILE");
         r = -1;
     }
     if (r < 0) {
