@@ -1,75 +1,293 @@
-/* attn_layer.c - dfa_attn_layer(). FIRST SLICE: every head FULL on the CPU, plain loops.
- * The plan-driven dispatch replaces this body (attention-methods issue). */
-#include <math.h>
+/* attn_layer.c - dfa_attn_layer(): the plan-driven entry point, and the context's attention
+ * state (plan copy, current step, per-(layer, head) output and residual caches). The work per
+ * head is done by dfa_attn_run_heads() (attn_cpu.c; CUDA tensors are dispatched from there). */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "attn/attn.h"
+#include "attn/attn_int.h"
+#include "attn/attn_state.h"
 #include "core/ctx.h"
 
-static dfa_status check_qkv(dfa_ctx *ctx, const dfa_attn_layout *layout, const dfa_tensor *q, const dfa_tensor *k,
-                            const dfa_tensor *v, const dfa_tensor *out) {
-    if (dfa_layout_valid(layout))
-        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "attention layout invalid: n_vis=%d n_text=%d block=%d", layout->n_vis,
-                     layout->n_text, layout->block);
-    const dfa_tensor *all[4] = {q, k, v, out};
-    for (int i = 0; i < 4; i++) {
-        if (all[i]->ndim != 4 || !dfa_tensor_same_shape(all[i], q) || all[i]->dtype != q->dtype ||
-            all[i]->dev != q->dev) {
-            char a[96], b[96];
-            DFA_CTX_FAIL(ctx, DFA_ERR_SHAPE, "attention tensor %d: %s %s vs q %s %s (need [B, N, H, D], one dtype)", i,
-                         dfa_dtype_name(all[i]->dtype), dfa_shape_str(all[i]->ndim, all[i]->shape, a, sizeof a),
-                         dfa_dtype_name(q->dtype), dfa_shape_str(q->ndim, q->shape, b, sizeof b));
-        }
+typedef struct dfa_attn_state dfa_attn_state;
+
+typedef struct head_cache {
+    int out_step, res_step; /* step whose output / residual the head's slice holds; -1: none */
+} head_cache;
+
+typedef struct layer_cache {
+    void *out, *res; /* [B, N, H, D] each, or NULL */
+} layer_cache;
+
+struct dfa_attn_state {
+    dfa_plan plan;
+    int has_plan;
+    int step;
+    head_cache *caches;   /* [n_layers * n_heads] */
+    layer_cache *buffers; /* [n_layers] */
+    /* geometry of the cache buffers, fixed by the first allocation of a run */
+    int64_t cache_B, cache_D;
+    dfa_device cache_dev;
+    size_t elem;
+    size_t bytes, peak;
+    dfa_attn_head_exec *exec; /* [n_heads] scratch */
+    void **gpu_lists;         /* [n_steps * n_layers * 2] CUDA work lists, built on first use */
+};
+
+static void free_caches(dfa_ctx *ctx, dfa_attn_state *st) {
+    if (!st->caches) return;
+    size_t n = (size_t)st->plan.n_layers * st->plan.n_heads;
+    for (size_t i = 0; i < n; i++) st->caches[i].out_step = st->caches[i].res_step = -1;
+    for (int l = 0; l < st->plan.n_layers; l++) {
+        dfa_ctx_mem_release(ctx, st->buffers[l].out);
+        dfa_ctx_mem_release(ctx, st->buffers[l].res);
+        st->buffers[l].out = st->buffers[l].res = NULL;
     }
-    if (q->shape[1] != dfa_layout_tokens(layout))
-        DFA_CTX_FAIL(ctx, DFA_ERR_SHAPE, "attention: q has %lld tokens, layout has %d", (long long)q->shape[1],
-                     dfa_layout_tokens(layout));
+    st->bytes = 0;
+    st->cache_B = st->cache_D = 0;
+}
+
+void dfa_attn_end_run(dfa_ctx *ctx) {
+    if (ctx->attn) {
+        free_caches(ctx, ctx->attn);
+        ctx->attn->step = -1;
+    }
+}
+
+void dfa_attn_clear_plan(dfa_ctx *ctx) {
+    dfa_attn_state *st = ctx->attn;
+    if (!st) return;
+    free_caches(ctx, st);
+    if (st->gpu_lists) {
+        for (size_t i = 0; i < (size_t)st->plan.n_steps * st->plan.n_layers * 2; i++)
+            dfa_attn_gpu_list_free(st->gpu_lists[i]);
+        free(st->gpu_lists);
+        st->gpu_lists = NULL;
+    }
+    free(st->caches);
+    free(st->buffers);
+    free(st->exec);
+    st->caches = NULL;
+    st->buffers = NULL;
+    st->exec = NULL;
+    dfa_plan_free(&st->plan);
+    st->has_plan = 0;
+    st->step = -1;
+}
+
+void dfa_attn_state_free(dfa_ctx *ctx) {
+    if (!ctx->attn) return;
+    dfa_attn_clear_plan(ctx);
+    free(ctx->attn);
+    ctx->attn = NULL;
+}
+
+dfa_status dfa_attn_set_plan(dfa_ctx *ctx, const dfa_plan *plan) {
+    /* validate a copy first: on failure the plan in use (if any) stays */
+    dfa_plan copy;
+    DFA_TRY(dfa_plan_copy(&copy, plan, &ctx->err));
+    dfa_status s = dfa_plan_validate(&copy, "plan", &ctx->err);
+    size_t n = (size_t)copy.n_layers * copy.n_heads;
+    head_cache *caches = NULL;
+    layer_cache *buffers = NULL;
+    dfa_attn_head_exec *exec = NULL;
+    if (s == DFA_OK) {
+        caches = calloc(n, sizeof *caches);
+        buffers = calloc((size_t)copy.n_layers, sizeof *buffers);
+        exec = calloc((size_t)copy.n_heads, sizeof *exec);
+        if (!caches || !buffers || !exec) s = DFA_SET(&ctx->err, DFA_ERR_OOM, "out of host memory for plan caches");
+    }
+    if (s == DFA_OK && !ctx->attn) {
+        ctx->attn = calloc(1, sizeof *ctx->attn);
+        if (!ctx->attn) s = DFA_SET(&ctx->err, DFA_ERR_OOM, "out of host memory for the attention state");
+    }
+    if (s != DFA_OK) {
+        dfa_plan_free(&copy);
+        free(caches);
+        free(buffers);
+        free(exec);
+        return s;
+    }
+    dfa_attn_clear_plan(ctx);
+    dfa_attn_state *st = ctx->attn;
+    for (size_t i = 0; i < n; i++) caches[i].out_step = caches[i].res_step = -1;
+    st->plan = copy;
+    st->caches = caches;
+    st->buffers = buffers;
+    st->exec = exec;
+    st->has_plan = 1;
+    st->step = -1;
+    return DFA_OK;
+}
+
+dfa_status dfa_attn_load_plan(dfa_ctx *ctx, const char *path) {
+    dfa_plan p;
+    DFA_TRY(dfa_plan_load(path, &p, &ctx->err));
+    dfa_status s = dfa_attn_set_plan(ctx, &p);
+    dfa_plan_free(&p);
+    return s;
+}
+
+const dfa_plan *dfa_attn_plan(const dfa_ctx *ctx) {
+    return ctx->attn && ctx->attn->has_plan ? &ctx->attn->plan : NULL;
+}
+
+int dfa_attn_step(const dfa_ctx *ctx) {
+    return ctx->attn ? ctx->attn->step : -1;
+}
+
+dfa_status dfa_attn_begin_step(dfa_ctx *ctx, int step) {
+    dfa_attn_state *st = ctx->attn;
+    if (!st || !st->has_plan) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dfa_attn_begin_step(%d): no plan is set", step);
+    if (step < 0 || step >= st->plan.n_steps)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dfa_attn_begin_step: step %d outside the plan's [0, %d)", step,
+                     st->plan.n_steps);
+    if (step == 0) {
+        size_t n = (size_t)st->plan.n_layers * st->plan.n_heads;
+        for (size_t i = 0; i < n; i++) st->caches[i].out_step = st->caches[i].res_step = -1;
+    } else if (step != st->step + 1) {
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dfa_attn_begin_step: step %d after step %d (steps run in order from 0)",
+                     step, st->step);
+    }
+    st->step = step;
+    return DFA_OK;
+}
+
+size_t dfa_attn_cache_bytes(const dfa_ctx *ctx) {
+    return ctx->attn ? ctx->attn->bytes : 0;
+}
+
+size_t dfa_attn_cache_peak_bytes(const dfa_ctx *ctx) {
+    return ctx->attn ? ctx->attn->peak : 0;
+}
+
+size_t dfa_plan_cache_bytes(const dfa_plan *p, int batch, int head_dim, size_t elem_size) {
+    size_t per = (size_t)batch * dfa_layout_tokens(&p->layout) * p->n_heads * head_dim * elem_size, total = 0;
+    for (int l = 0; l < p->n_layers; l++) {
+        int o = 0, r = 0;
+        for (int s = 0; s < p->n_steps; s++)
+            for (int h = 0; h < p->n_heads; h++) {
+                size_t i = dfa_plan_index(p, s, l, h);
+                o |= p->store_out[i];
+                r |= p->store_res[i];
+            }
+        total += (size_t)(o + r) * per;
+    }
+    return total;
+}
+
+static dfa_status cache_buf(dfa_ctx *ctx, dfa_attn_state *st, const dfa_tensor *out, void **buf, int layer,
+                            const char *kind) {
+    if (*buf) return DFA_OK;
+    if (st->cache_B == 0) {
+        st->cache_B = out->shape[0];
+        st->cache_D = out->shape[3];
+        st->cache_dev = out->dev;
+        st->elem = dfa_dtype_size(out->dtype);
+    }
+    size_t bytes =
+        (size_t)st->cache_B * dfa_layout_tokens(&st->plan.layout) * st->plan.n_heads * st->cache_D * st->elem;
+    char what[96];
+    snprintf(what, sizeof what, "attention %s cache (layer %d)", kind, layer);
+    DFA_TRY(dfa_ctx_mem_alloc(ctx, st->cache_dev, bytes, what, buf));
+    st->bytes += bytes;
+    if (st->bytes > st->peak) st->peak = st->bytes;
+    return DFA_OK;
+}
+
+static int layout_equal(const dfa_attn_layout *a, const dfa_attn_layout *b) {
+    return a->n_vis == b->n_vis && a->n_text == b->n_text && a->block == b->block &&
+           (a->n_text == 0 || a->text_first == b->text_first);
+}
+
+static dfa_status plan_layer(dfa_ctx *ctx, int layer, const dfa_attn_layout *layout, const dfa_tensor *q,
+                             const dfa_tensor *k, const dfa_tensor *v, dfa_tensor *out) {
+    dfa_attn_state *st = ctx->attn;
+    const dfa_plan *p = &st->plan;
+    const int s = st->step;
+    if (s < 0) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dfa_attn_layer: a plan is set but no step was begun "
+                                                      "(call dfa_attn_begin_step first)");
+    if (layer < 0 || layer >= p->n_layers)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dfa_attn_layer: layer %d outside the plan's %d layers", layer,
+                     p->n_layers);
+    if (q->ndim != 4 || q->shape[2] != p->n_heads)
+        DFA_CTX_FAIL(ctx, DFA_ERR_SHAPE, "dfa_attn_layer: q has %lld heads, the plan has %d",
+                     q->ndim == 4 ? (long long)q->shape[2] : -1LL, p->n_heads);
+    if (!layout_equal(layout, &p->layout))
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG,
+                     "dfa_attn_layer: layout (n_text %d, text_first %d, n_vis %d, block %d) is not the plan's "
+                     "(n_text %d, text_first %d, n_vis %d, block %d): the plan was made for another model, "
+                     "resolution or prompt length",
+                     layout->n_text, layout->text_first, layout->n_vis, layout->block, p->layout.n_text,
+                     p->layout.text_first, p->layout.n_vis, p->layout.block);
+    if (st->cache_B && (out->shape[0] != st->cache_B || out->shape[3] != st->cache_D || out->dev != st->cache_dev ||
+                        dfa_dtype_size(out->dtype) != st->elem))
+        DFA_CTX_FAIL(ctx, DFA_ERR_SHAPE,
+                     "dfa_attn_layer: batch %lld / head dim %lld / device / dtype differ from the caches of this run "
+                     "(batch %lld, head dim %lld); call dfa_attn_end_run between runs",
+                     (long long)out->shape[0], (long long)out->shape[3], (long long)st->cache_B,
+                     (long long)st->cache_D);
+    const int asc = p->asc[(size_t)s * p->n_layers + layer];
+    for (int h = 0; h < p->n_heads; h++) {
+        size_t i = dfa_plan_index(p, s, layer, h);
+        head_cache *c = &st->caches[(size_t)layer * p->n_heads + h];
+        dfa_attn_head_exec *e = &st->exec[h];
+        memset(e, 0, sizeof *e);
+        e->method = p->method[i];
+        e->window = p->window[i];
+        e->store_out = p->store_out[i];
+        e->store_res = p->store_res[i];
+        e->res_window = p->res_window[i];
+        if (e->method == DFA_ATTN_CACHE || e->method == DFA_ATTN_ARROW_RS) {
+            /* the step whose result this one reuses, from the plan */
+            int want = -1;
+            for (int t = s - 1; t >= 0 && want < 0; t--) {
+                int m = p->method[dfa_plan_index(p, t, layer, h)];
+                if (e->method == DFA_ATTN_CACHE ? m != DFA_ATTN_CACHE : m == DFA_ATTN_FULL) want = t;
+            }
+            int have = e->method == DFA_ATTN_CACHE ? c->out_step : c->res_step;
+            if (have != want || want < 0)
+                DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG,
+                             "dfa_attn_layer: step %d layer %d head %d: %s needs the %s of step %d, but the cache "
+                             "holds step %d (was every layer run at every step since step 0?)",
+                             s, layer, h, dfa_attn_method_name(e->method),
+                             e->method == DFA_ATTN_CACHE ? "output" : "residual", want, have);
+        }
+        layer_cache *lb = &st->buffers[layer];
+        if (e->store_out || e->method == DFA_ATTN_CACHE) DFA_TRY(cache_buf(ctx, st, out, &lb->out, layer, "output"));
+        if (e->store_res || e->method == DFA_ATTN_ARROW_RS)
+            DFA_TRY(cache_buf(ctx, st, out, &lb->res, layer, "residual"));
+    }
+    void **lists = NULL;
+    if (q->dev == DFA_DEV_CUDA) {
+        if (!st->gpu_lists) {
+            st->gpu_lists = calloc((size_t)p->n_steps * p->n_layers * 2, sizeof(void *));
+            if (!st->gpu_lists) DFA_CTX_FAIL(ctx, DFA_ERR_OOM, "out of host memory for the CUDA work lists");
+        }
+        lists = st->gpu_lists + ((size_t)s * p->n_layers + layer) * 2;
+    }
+    DFA_TRY(dfa_attn_run_heads_ex(ctx, layout, q, k, v, out, st->exec, st->buffers[layer].out,
+                                  st->buffers[layer].res, asc, p->cond_half, lists));
+    for (int h = 0; h < p->n_heads; h++) {
+        head_cache *c = &st->caches[(size_t)layer * p->n_heads + h];
+        if (st->exec[h].store_out) c->out_step = s;
+        if (st->exec[h].store_res) c->res_step = s;
+    }
     return DFA_OK;
 }
 
 dfa_status dfa_attn_layer(dfa_ctx *ctx, int layer, const dfa_attn_layout *layout, const dfa_tensor *q,
                           const dfa_tensor *k, const dfa_tensor *v, dfa_tensor *out) {
+    if (ctx->attn && ctx->attn->has_plan) return plan_layer(ctx, layer, layout, q, k, v, out);
+    if (q->ndim != 4 || q->shape[2] < 1 || q->shape[2] > (1 << 20))
+        DFA_CTX_FAIL(ctx, DFA_ERR_SHAPE, "dfa_attn_layer: q must be [B, N, H, D]");
+    const int H = (int)q->shape[2];
+    dfa_attn_head_exec *heads = calloc((size_t)H, sizeof *heads);
+    if (!heads) DFA_CTX_FAIL(ctx, DFA_ERR_OOM, "out of host memory (attention head list)");
+    for (int h = 0; h < H; h++) heads[h].method = DFA_ATTN_FULL;
+    dfa_status s = dfa_attn_run_heads(ctx, layout, q, k, v, out, heads, NULL, NULL, 0, 0);
+    free(heads);
     (void)layer;
-    DFA_TRY(check_qkv(ctx, layout, q, k, v, out));
-    if (q->dev != DFA_DEV_CPU || q->dtype != DFA_F32)
-        DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "attention: only f32 CPU tensors in this build slice");
-    const int B = (int)q->shape[0], N = (int)q->shape[1], H = (int)q->shape[2], D = (int)q->shape[3];
-    const float scale = 1.0f / sqrtf((float)D);
-    const float *Q = q->data, *K = k->data, *V = v->data;
-    float *O = out->data;
-    const size_t rs = (size_t)H * D; /* token stride */
-#pragma omp parallel num_threads(ctx->n_threads)
-    {
-        float *s = malloc((size_t)N * sizeof(float));
-#pragma omp for collapse(2) schedule(static)
-        for (int bh = 0; bh < B * H; bh++) {
-            for (int i = 0; i < N; i++) {
-                if (!s) continue;
-                int b = bh / H, h = bh % H;
-                const float *qi = Q + ((size_t)b * N + i) * rs + (size_t)h * D;
-                float m = -INFINITY;
-                for (int j = 0; j < N; j++) {
-                    const float *kj = K + ((size_t)b * N + j) * rs + (size_t)h * D;
-                    float acc = 0;
-                    for (int d = 0; d < D; d++) acc += qi[d] * kj[d];
-                    s[j] = acc * scale;
-                    if (s[j] > m) m = s[j];
-                }
-                double sum = 0;
-                for (int j = 0; j < N; j++) {
-                    s[j] = expf(s[j] - m);
-                    sum += s[j];
-                }
-                float *oi = O + ((size_t)b * N + i) * rs + (size_t)h * D;
-                for (int d = 0; d < D; d++) oi[d] = 0;
-                for (int j = 0; j < N; j++) {
-                    const float *vj = V + ((size_t)b * N + j) * rs + (size_t)h * D;
-                    float p = (float)(s[j] / sum);
-                    for (int d = 0; d < D; d++) oi[d] += p * vj[d];
-                }
-            }
-        }
-        free(s);
-    }
-    return DFA_OK;
+    return s;
 }

@@ -103,3 +103,14 @@ int dfa_mask_full_window(const dfa_attn_layout *l) {
     int nvt = ceil_div(l->n_vis, l->block);
     return nvt > 0 ? nvt - 1 : 0;
 }
+
+int dfa_mask_window_from_tokens(const dfa_attn_layout *l, int tokens) {
+    if (tokens < 0) return -1;
+    int w = ceil_div(tokens, l->block);
+    int wf = dfa_mask_full_window(l);
+    return w > wf ? wf : w;
+}
+
+int dfa_mask_v1_window(const dfa_attn_layout *l) {
+    return dfa_mask_window_from_tokens(l, l->n_vis / 16);
+}

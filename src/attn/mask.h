@@ -62,6 +62,13 @@ int64_t dfa_mask_entries(const dfa_attn_layout *l, int window);
 /* The smallest window (in tiles) whose band covers every visual pair, i.e. equals FULL. */
 int dfa_mask_full_window(const dfa_attn_layout *l);
 
+/* A band half-width given in tokens, as a window in tiles: ceil(tokens / block), capped at
+ * dfa_mask_full_window (tokens < 0 gives -1 = FULL). */
+int dfa_mask_window_from_tokens(const dfa_attn_layout *l, int tokens);
+/* V1's default: a window of 1/8 of the visual tokens in total width, i.e. a half-width of
+ * n_vis / 16 tokens, in tiles (at least 0). */
+int dfa_mask_v1_window(const dfa_attn_layout *l);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,12 +10,12 @@
 #include "io/safetensors.h"
 #include "text/prompt.h"
 
-static int write_embeds(const char *path, const dfa_prompt_embeds *pos, const dfa_prompt_embeds *neg,
+static int write_embeds(const char *path, const dfa_text_embeds *pos, const dfa_text_embeds *neg,
                         dfa_prompt_layout layout, const char *prompt, const char *negative, int t5_len, dfa_error *err) {
     dfa_st_item items[6];
     int64_t shapes[6][3];
     int n = 0;
-    const dfa_prompt_embeds *e[2] = {pos, neg};
+    const dfa_text_embeds *e[2] = {pos, neg};
     const char *names[2][3] = {{"prompt_embeds", "pooled_prompt_embeds", "prompt_attention_mask"},
                                {"negative_prompt_embeds", "negative_pooled_prompt_embeds", "negative_prompt_attention_mask"}};
     for (int k = 0; k < 2; k++) {
@@ -94,7 +94,7 @@ int cmd_encode(int argc, char **argv) {
     }
     int rc = 1;
     dfa_prompt_encoder *pe = NULL;
-    dfa_prompt_embeds ep = {0}, en = {0};
+    dfa_text_embeds ep = {0}, en = {0};
     if (dfa_prompt_encoder_load(ctx, model, &po, &pe) == DFA_OK && dfa_prompt_encode(pe, prompt, &ep) == DFA_OK &&
         (!negative || dfa_prompt_encode(pe, negative, &en) == DFA_OK)) {
         dfa_error err = {0};
@@ -108,8 +108,8 @@ int cmd_encode(int argc, char **argv) {
     } else {
         fprintf(stderr, "dfa encode: %s\n", dfa_ctx_error(ctx));
     }
-    dfa_prompt_embeds_free(&ep);
-    dfa_prompt_embeds_free(&en);
+    dfa_text_embeds_free(&ep);
+    dfa_text_embeds_free(&en);
     dfa_prompt_encoder_free(pe);
     dfa_ctx_free(ctx);
     return rc;

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "attn/attn_state.h"
 #include "core/log.h"
 
 struct dfa_alloc_node {
@@ -69,6 +70,7 @@ dfa_status dfa_ctx_init(dfa_ctx **out, const dfa_ctx_params *params, char *err_b
 
 void dfa_ctx_free(dfa_ctx *ctx) {
     if (!ctx) return;
+    dfa_attn_state_free(ctx); /* releases its caches through the list below */
     dfa_alloc_node *n = ctx->allocs;
     while (n) {
         dfa_alloc_node *next = n->next;

@@ -11,6 +11,7 @@
 #include "dfa.h"
 
 typedef struct dfa_alloc_node dfa_alloc_node; /* one owned allocation (host or device) */
+struct dfa_attn_state;                        /* attention plan, step, caches (attn/attn_state.h) */
 
 struct dfa_ctx {
     dfa_ctx_params params;
@@ -20,6 +21,7 @@ struct dfa_ctx {
     dfa_alloc_node *allocs;
     size_t host_bytes, host_peak;     /* live bytes owned by the context */
     size_t device_bytes, device_peak;
+    struct dfa_attn_state *attn; /* NULL until a plan is set; freed by dfa_ctx_free */
 };
 
 /* Allocate memory owned by the context (64-byte aligned on the host). Freed by

@@ -16,6 +16,16 @@ void dfa_op_linear(const dfa_ctx *ctx, const float *x, int M, int K, const float
 void dfa_op_gemm(const dfa_ctx *ctx, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                  const float *B, int ldb, float beta, float *C, int ldc);
 
+/* 2-D convolution, one image, channels-first: y[Cout, Ho, Wo] = conv(x[Cin, H, W], w[Cout, Cin, k, k])
+ * + bias (may be NULL), zero padding `pad`, stride `stride` (PyTorch nn.Conv2d, groups 1).
+ * Im2col + GEMM over bands of output rows: ws is scratch of ws_floats floats, at least
+ * dfa_op_conv2d_ws_min(); more lets the bands be taller. 1x1/stride-1/pad-0 needs none. */
+size_t dfa_op_conv2d_ws_min(int Cin, int k, int Wo);
+void dfa_op_conv2d(const dfa_ctx *ctx, const float *x, int Cin, int H, int W, const float *w, const float *bias,
+                   int Cout, int k, int stride, int pad, float *y, float *ws, size_t ws_floats);
+/* Nearest-neighbour 2x upsampling: y[C, 2H, 2W] from x[C, H, W]. */
+void dfa_op_upsample2x_nearest(const float *x, int C, int H, int W, float *y);
+
 /* Per-row normalisations over the last dimension N; gamma/beta may be NULL. x == y allowed. */
 void dfa_op_layernorm(const dfa_ctx *ctx, const float *x, int M, int N, const float *gamma, const float *beta,
                       float eps, float *y);

@@ -129,7 +129,7 @@ dfa_status dfa_prompt_encoder_load(dfa_ctx *ctx, const char *dir, const dfa_prom
     return DFA_OK;
 }
 
-void dfa_prompt_embeds_free(dfa_prompt_embeds *e) {
+void dfa_text_embeds_free(dfa_text_embeds *e) {
     free(e->embeds);
     free(e->pooled);
     free(e->mask);
@@ -142,7 +142,7 @@ static dfa_status tokenize(dfa_ctx *ctx, const dfa_tokenizer *tok, const char *p
     return dfa_tok_encode(tok, prompt, strlen(prompt), &o, r, &ctx->err);
 }
 
-dfa_status dfa_prompt_encode(dfa_prompt_encoder *pe, const char *prompt, dfa_prompt_embeds *out) {
+dfa_status dfa_prompt_encode(dfa_prompt_encoder *pe, const char *prompt, dfa_text_embeds *out) {
     dfa_ctx *ctx = pe->ctx;
     memset(out, 0, sizeof *out);
     dfa_tok_result tr = {0}, cr = {0};
@@ -196,6 +196,6 @@ done:
     free(t5o);
     dfa_tok_result_free(&tr);
     dfa_tok_result_free(&cr);
-    if (s) dfa_prompt_embeds_free(out);
+    if (s) dfa_text_embeds_free(out);
     return s;
 }

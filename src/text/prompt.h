@@ -28,14 +28,14 @@ typedef struct dfa_prompt_opts {
     int clip_skip;           /* SD3: hidden_states[-(clip_skip + 2)]; 0 = penultimate */
 } dfa_prompt_opts;
 
-typedef struct dfa_prompt_embeds {
+typedef struct dfa_text_embeds {
     int T, D;          /* prompt_embeds is [T, D] (batch 1) */
     float *embeds;
     int pooled_dim;    /* 0 when the layout has no pooled embedding (PixArt) */
     float *pooled;
     int32_t *mask;     /* [T] attention mask (PixArt), NULL otherwise */
     int t5_tokens;     /* how many of the T rows are T5 tokens (the last ones) */
-} dfa_prompt_embeds;
+} dfa_text_embeds;
 
 typedef struct dfa_prompt_encoder dfa_prompt_encoder;
 
@@ -45,8 +45,8 @@ void dfa_prompt_encoder_free(dfa_prompt_encoder *pe);
 dfa_prompt_layout dfa_prompt_encoder_layout(const dfa_prompt_encoder *pe);
 const char *dfa_prompt_layout_name(dfa_prompt_layout l);
 
-/* Encode one UTF-8 prompt; out's arrays are malloc'ed (dfa_prompt_embeds_free). */
-dfa_status dfa_prompt_encode(dfa_prompt_encoder *pe, const char *prompt, dfa_prompt_embeds *out);
-void dfa_prompt_embeds_free(dfa_prompt_embeds *e);
+/* Encode one UTF-8 prompt; out's arrays are malloc'ed (dfa_text_embeds_free). */
+dfa_status dfa_prompt_encode(dfa_prompt_encoder *pe, const char *prompt, dfa_text_embeds *out);
+void dfa_text_embeds_free(dfa_text_embeds *e);
 
 #endif

@@ -1,0 +1,67 @@
+#!/bin/sh
+# One device call: build, GPU tests, compute-sanitizer (memcheck, racecheck) on a small shape,
+# time our attention kernel variants, then the PyTorch baselines (cuDNN SDPA, FA2, FlexAttention
+# dense and with our exact arrow block mask) in the same run, and print the comparison table last.
+# usage (repo root, on a GPU machine): sh bench/attn_gpu.sh [iters]     logs and JSON under $OUT
+set -u
+OUT=${OUT:-$PWD/out}
+mkdir -p "$OUT"
+export OUT
+ITERS=${1:-30}
+log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
+# at most 8 files come back from a device call: summary, build, test (+sanitizers), bench, ncu, 2 JSON, baselines
+nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv 2>&1 | tee -a "$OUT/summary.txt"
+log "build"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > "$OUT/build.log" 2>&1 &&
+    cmake --build build -j 16 --target gpu_test_attn_cuda bench_attn_gpu >> "$OUT/build.log" 2>&1
+rc=$?; log "cmake build rc=$rc"
+BIN=build
+if [ $rc -ne 0 ]; then
+    # The GPU machine may lack the CPU-side libraries (cJSON, libpng, OpenBLAS) that CMake
+    # requires: build just the attention kernel, its test and bench with gcc + nvcc.
+    tail -5 "$OUT/build.log"
+    BIN=build-gpu; mkdir -p $BIN
+    NV="nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90,code=compute_90 -Isrc -Iinclude -lineinfo"
+    CC_="gcc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -Isrc -Iinclude -I/usr/local/cuda/include"
+    { for f in src/attn/mask.c src/core/error.c src/core/tensor.c; do $CC_ -c $f -o $BIN/$(basename $f).o || exit 1; done
+      for f in src/attn/cuda/attn_cuda.cu src/attn/cuda/attn_cuda_mma.cu src/attn/cuda/attn_cuda_wgmma.cu src/core/cuda_rt.cu; do
+          $NV -c $f -o $BIN/$(basename $f).o || exit 1; done
+      $CC_ -c tests/gpu/test_attn_cuda.c -o $BIN/test.o &&
+      $NV $BIN/*.c.o $BIN/*.cu.o $BIN/test.o -o $BIN/gpu_test_attn_cuda &&
+      $NV bench/bench_attn_gpu.cu $BIN/*.c.o $BIN/*.cu.o -o $BIN/bench_attn_gpu; } >> "$OUT/build.log" 2>&1
+    rc=$?; log "direct nvcc build rc=$rc"; [ $rc -eq 0 ] || { tail -40 "$OUT/build.log"; exit 1; }
+fi
+command -v cuobjdump > /dev/null && for k in HGMMA HMMA UTMALDG; do
+    echo "SASS $k: $(cuobjdump -sass ./$BIN/bench_attn_gpu | grep -c $k)"; done | tee -a "$OUT/summary.txt"
+log "gpu tests"
+./$BIN/gpu_test_attn_cuda > "$OUT/test.log" 2>&1; rc=$?
+tail -5 "$OUT/test.log"; grep -E "CHECK failed|FAIL" "$OUT/test.log" | head -20; log "gpu tests rc=$rc"
+if command -v compute-sanitizer > /dev/null; then
+    for tool in memcheck racecheck; do
+        DFA_TEST_QUICK=1 compute-sanitizer --tool $tool --error-exitcode 9 ./$BIN/gpu_test_attn_cuda \
+            > "$OUT/san.tmp" 2>&1
+        rc=$?; cat "$OUT/san.tmp" >> "$OUT/test.log"; tail -3 "$OUT/san.tmp"; rm -f "$OUT/san.tmp"; log "compute-sanitizer $tool rc=$rc"
+    done
+fi
+log "timing our variants"
+./$BIN/bench_attn_gpu "$OUT/attn_gpu.json" "$ITERS" 2>&1 | tee "$OUT/bench.log"
+# where the time goes: Nsight Compute on single launches (dense D=128/64 at 16k, arrow w=0 at 4k)
+if command -v ncu > /dev/null && [ "${DFA_NO_NCU:-0}" != 1 ]; then
+    log "ncu"
+    for cfg in "128 16384 2 -1" "64 16384 2 -1" "128 4096 2 0" "128 4096 3 0"; do
+        echo "=== ncu D NV variant window = $cfg" >> "$OUT/ncu.log"
+        timeout 60 ncu --clock-control none --kernel-name regex:attn_ --launch-skip 1 --launch-count 1 \
+            --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+            --section Occupancy --section WarpStateStats --section LaunchStats \
+            ./$BIN/bench_attn_gpu --one $cfg >> "$OUT/ncu.log" 2>&1
+        echo "ncu rc=$?" >> "$OUT/ncu.log"
+    done
+    grep -E "===|Duration|Compute \(SM\) Throughput|Memory Throughput|L2 Cache Throughput|Issue Slots Busy|Executed Ipc Active|ncu rc" "$OUT/ncu.log" | head -60
+fi
+[ "${DFA_NO_BASELINES:-0}" = 1 ] || {
+log "baselines (same run)"
+DFA_ATTN_JSON="$OUT/attn_gpu.json" PYTHONUNBUFFERED=1 python3 bench/attn_baselines.py 128x24 64x24 \
+    > "$OUT/baselines.log" 2>&1; rc=$?
+tail -30 "$OUT/baselines.log"; log "baselines rc=$rc"
+}
+python3 bench/attn_gpu_table.py | tee -a "$OUT/summary.txt"

@@ -1,0 +1,207 @@
+/* bench_attn_gpu.cu - times the fused multi-strategy attention kernel variants at the
+ * DiTFastAttnV2 shapes (B=1, H=24, visual 4096/16384 + 512 text tokens, text first, block 128,
+ * D 128 and 64): dense, arrow at block sparsity ~25/50/75 %, and a mixed per-head plan.
+ * L2 is flushed (256 MB memset) before every timed launch; median of many, CUDA events.
+ *
+ * usage: bench_attn_gpu [out.json] [iters]     (JSON lines, one per measurement)
+ *        bench_attn_gpu --one D NV variant window  (two launches of one plan, for ncu; window < 0: dense) */
+#include <algorithm>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vector>
+
+#include "attn/attn.h"
+#include "attn/cuda/attn_cuda.h"
+#include "attn/mask.h"
+
+#define CK(call)                                                                                   \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) {                                                                   \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+#define DK(call)                                                        \
+    do {                                                                \
+        if ((call) != DFA_OK) {                                         \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, err.msg); \
+            exit(1);                                                    \
+        }                                                               \
+    } while (0)
+
+__global__ void fill_rand(__nv_bfloat16 *x, size_t n, unsigned seed, float amp) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    unsigned h = (unsigned)i * 2654435761u ^ seed;
+    h ^= h >> 16;
+    h *= 0x7feb352du;
+    h ^= h >> 15;
+    h *= 0x846ca68bu;
+    h ^= h >> 16;
+    x[i] = __float2bfloat16(amp * ((float)(h & 0xffffff) / 8388608.0f - 1.0f));
+}
+
+static dfa_error err;
+static void *g_flush;
+static const size_t FLUSH_BYTES = 256u << 20;
+
+static double time_plan(const dfa_attn_cuda_plan *p, const dfa_attn_cuda_args *a, int iters) {
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    for (int i = 0; i < 3; i++) DK(dfa_attn_cuda_run(p, a, &err));
+    CK(cudaDeviceSynchronize());
+    std::vector<float> t;
+    for (int i = 0; i < iters; i++) {
+        CK(cudaMemsetAsync(g_flush, i & 0xff, FLUSH_BYTES, 0));
+        CK(cudaEventRecord(e0, 0));
+        DK(dfa_attn_cuda_run(p, a, &err));
+        CK(cudaEventRecord(e1, 0));
+        CK(cudaEventSynchronize(e1));
+        float ms;
+        CK(cudaEventElapsedTime(&ms, e0, e1));
+        t.push_back(ms);
+    }
+    CK(cudaEventDestroy(e0));
+    CK(cudaEventDestroy(e1));
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+}
+
+static int choose_window(const dfa_attn_layout *l, double target, double *sp) {
+    const double N = dfa_layout_tokens(l);
+    int best = 0;
+    double bd = 1e9;
+    for (int w = 0; w <= dfa_mask_full_window(l); w++) {
+        double s = 1.0 - (double)dfa_mask_entries(l, w) / (N * N);
+        if (fabs(s - target) < bd) bd = fabs(s - target), best = w, *sp = s;
+    }
+    return best;
+}
+
+static int run_one(int D, int NV, int variant, int window) {
+    const int H = 24;
+    dfa_attn_layout l = {NV, 512, 1, 128};
+    const size_t n = (size_t)dfa_layout_tokens(&l) * H * D;
+    void *buf[4];
+    for (int i = 0; i < 4; i++) {
+        CK(cudaMalloc(&buf[i], n * 2));
+        fill_rand<<<(unsigned)((n + 255) / 256), 256>>>((__nv_bfloat16 *)buf[i], n, 99u + i, 1.f);
+        CK(cudaGetLastError());
+    }
+    std::vector<int> m(H, window < 0 ? (int)DFA_ATTN_FULL : (int)DFA_ATTN_ARROW), w(H, window);
+    dfa_attn_cuda_plan *p;
+    DK(dfa_attn_cuda_plan_build(&p, &l, H, m.data(), w.data(), variant, NULL, &err));
+    dfa_attn_cuda_args a = {DFA_ATTN_CUDA_BF16, 1, D, buf[0], buf[1], buf[2], buf[3], NULL, NULL, 0.f, NULL};
+    for (int i = 0; i < 2; i++) DK(dfa_attn_cuda_run(p, &a, &err));
+    CK(cudaDeviceSynchronize());
+    dfa_attn_cuda_plan_free(p);
+    for (int i = 0; i < 4; i++) CK(cudaFree(buf[i]));
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 6 && !strcmp(argv[1], "--one")) return run_one(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+    const char *path = argc > 1 ? argv[1] : "attn_gpu.json";
+    const int iters = argc > 2 ? atoi(argv[2]) : 30;
+    FILE *js = fopen(path, "w");
+    if (!js) {
+        fprintf(stderr, "cannot write %s\n", path);
+        return 1;
+    }
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    printf("device %s, %d SMs\n", prop.name, prop.multiProcessorCount);
+    CK(cudaMalloc(&g_flush, FLUSH_BYTES));
+    const int H = 24, NT = 512, B = 1;
+    const int Ds[2] = {128, 64}, NVs[2] = {4096, 16384};
+    const double targets[3] = {0.25, 0.5, 0.75};
+    for (int di = 0; di < 2; di++)
+        for (int ni = 0; ni < 2; ni++) {
+            const int D = Ds[di], NV = NVs[ni];
+            dfa_attn_layout l = {NV, NT, 1, 128};
+            const int N = dfa_layout_tokens(&l);
+            const size_t n = (size_t)B * N * H * D;
+            void *buf[6];
+            for (int i = 0; i < 6; i++) {
+                CK(cudaMalloc(&buf[i], n * 2));
+                fill_rand<<<(unsigned)((n + 255) / 256), 256>>>((__nv_bfloat16 *)buf[i], n, 1234u + 77u * i,
+                                                               i < 2 ? 2.f : 1.f);
+                CK(cudaGetLastError());
+            }
+            dfa_attn_cuda_args a = {DFA_ATTN_CUDA_BF16, B, D, buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], 0.f, NULL};
+            const double dense_flops = 4.0 * N * (double)N * D * H;
+            for (int variant = 1; variant <= 3; variant++) {
+                if (!dfa_attn_cuda_variant_ok(variant)) continue;
+                std::vector<int> m(H), w(H);
+                dfa_attn_cuda_plan *p;
+                /* dense */
+                std::fill(m.begin(), m.end(), (int)DFA_ATTN_FULL);
+                std::fill(w.begin(), w.end(), -1);
+                DK(dfa_attn_cuda_plan_build(&p, &l, H, m.data(), w.data(), variant, NULL, &err));
+                double td = time_plan(p, &a, iters);
+                dfa_attn_cuda_plan_free(p);
+                printf("D=%d N=%d+%d v%d dense: %.3f ms %.0f TFLOP/s\n", D, NV, NT, variant, td,
+                       dense_flops / td / 1e9);
+                fprintf(js, "{\"kind\":\"dense\",\"D\":%d,\"NV\":%d,\"NT\":%d,\"variant\":%d,\"ms\":%.5f,\"tflops\":%.1f}\n",
+                        D, NV, NT, variant, td, dense_flops / td / 1e9);
+                /* arrow, all heads one window */
+                for (int ti = 0; ti < 3; ti++) {
+                    double sp = 0;
+                    int win = choose_window(&l, targets[ti], &sp);
+                    std::fill(m.begin(), m.end(), (int)DFA_ATTN_ARROW);
+                    std::fill(w.begin(), w.end(), win);
+                    DK(dfa_attn_cuda_plan_build(&p, &l, H, m.data(), w.data(), variant, NULL, &err));
+                    double t = time_plan(p, &a, iters);
+                    dfa_attn_cuda_plan_free(p);
+                    double ideal = td * (1.0 - sp);
+                    printf("D=%d N=%d+%d v%d arrow w=%d sparsity %.1f%%: %.3f ms, %.2fx dense, t/(dense(1-r)) %.3f\n",
+                           D, NV, NT, variant, win, 100 * sp, t, td / t, t / ideal);
+                    fprintf(js,
+                            "{\"kind\":\"arrow\",\"D\":%d,\"NV\":%d,\"NT\":%d,\"variant\":%d,\"target\":%.2f,"
+                            "\"window\":%d,\"sparsity\":%.4f,\"ms\":%.5f,\"dense_ms\":%.5f,\"ratio_to_ideal\":%.4f}\n",
+                            D, NV, NT, variant, targets[ti], win, sp, t, td, t / ideal);
+                }
+                /* mixed V2-like plan: 6 full, 9 arrow (w 1/3/8), 3 arrow+residual (w 2), 6 cached */
+                const int mm[24] = {0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3, 3};
+                const int ww[24] = {-1, -1, -1, -1, -1, -1, 1, 1, 1, 3, 3, 3, 8, 8, 8, 2, 2, 2, 0, 0, 0, 0, 0, 0};
+                /* interleave so that costs are not grouped by head index */
+                for (int h = 0; h < H; h++) m[h] = mm[(h * 7) % 24], w[h] = ww[(h * 7) % 24];
+                DK(dfa_attn_cuda_plan_build(&p, &l, H, m.data(), w.data(), variant, NULL, &err));
+                dfa_attn_cuda_plan_info info;
+                dfa_attn_cuda_plan_get_info(p, &info);
+                double t = time_plan(p, &a, iters);
+                dfa_attn_cuda_plan_free(p);
+                const double frac = (double)info.mask_entries / ((double)N * N * H);
+                const double copy_ms = (double)info.copied_tokens * D * 2 * 2 / 3.0e12 * 1e3; /* read+write @3 TB/s */
+                const double pred = td * frac + copy_ms;
+                printf("D=%d N=%d+%d v%d mixed (6F 9A 3RS 6C): %.3f ms, predicted %.3f ms (%.1f%% of dense entries + "
+                       "copy %.3f ms): ratio %.3f\n",
+                       D, NV, NT, variant, t, pred, 100 * frac, copy_ms, t / pred);
+                fprintf(js,
+                        "{\"kind\":\"mixed\",\"D\":%d,\"NV\":%d,\"NT\":%d,\"variant\":%d,\"ms\":%.5f,\"pred_ms\":%.5f,"
+                        "\"entry_frac\":%.4f,\"dense_ms\":%.5f}\n",
+                        D, NV, NT, variant, t, pred, frac, td);
+                /* dense again: the spread between the two dense timings is the noise floor */
+                std::fill(m.begin(), m.end(), (int)DFA_ATTN_FULL);
+                std::fill(w.begin(), w.end(), -1);
+                DK(dfa_attn_cuda_plan_build(&p, &l, H, m.data(), w.data(), variant, NULL, &err));
+                double td2 = time_plan(p, &a, iters);
+                dfa_attn_cuda_plan_free(p);
+                printf("D=%d N=%d+%d v%d dense again: %.3f ms (%.1f%% from the first)\n", D, NV, NT, variant, td2,
+                       100.0 * (td2 - td) / td);
+                fprintf(js, "{\"kind\":\"dense_again\",\"D\":%d,\"NV\":%d,\"variant\":%d,\"ms\":%.5f}\n", D, NV,
+                        variant, td2);
+                fflush(js);
+            }
+            for (int i = 0; i < 6; i++) CK(cudaFree(buf[i]));
+        }
+    CK(cudaFree(g_flush));
+    fclose(js);
+    return 0;
+}

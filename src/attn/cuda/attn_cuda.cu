@@ -1,0 +1,361 @@
+/* attn_cuda.cu - work lists (host), the run entry point, and the small per-head cache
+ * kernels. The attention kernels live in attn_cuda_mma.cu (variant 1) and
+ * attn_cuda_wgmma.cu (variant 2). */
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attn/attn.h"
+#include "attn/cuda/attn_cuda_int.h"
+#include "core/cuda_check.h"
+
+struct dfa_attn_cuda_plan {
+    dfa_attn_layout layout;
+    int n_heads, variant;
+    int n_items, n_ranges;
+    void *dev;         /* items then ranges, one allocation */
+    acu_item *d_items; /* into dev */
+    int2 *d_ranges;
+    int *d_counter;
+    int has_copy, has_resid;
+    dfa_attn_cuda_plan_info info;
+};
+
+/* ---- work list ---- */
+
+struct host_item {
+    acu_item it;
+    int64_t cost; /* keys visited, then the cost bucket; -1 for copies */
+};
+
+/* Launch order: longest first by cost bucket (8 buckets of the longest item's cost, so that
+ * short items and the copies of CACHE heads fill the tail), and inside a bucket by head, then
+ * query tile, so that the CTAs running at one time read the same keys and values (L2 reuse).
+ * Measured on an H100 (bench/RESULTS.md): exact longest-first interleaves heads and ran
+ * arrow plans at 16k tokens 15-30 % slower; pure head order left long text-row items for the
+ * tail and ran short arrow plans up to 40 % slower. */
+static int cmp_items(const void *a, const void *b) {
+    const host_item *x = (const host_item *)a, *y = (const host_item *)b;
+    if (x->cost != y->cost) return x->cost > y->cost ? -1 : 1;
+    if (x->it.head != y->it.head) return x->it.head - y->it.head;
+    return x->it.q0 - y->it.q0;
+}
+
+/* Key ranges of query tile qt under window w (w < 0: full), in token order, adjacent ones
+ * merged. At most 2. Returns the count. */
+static int tile_ranges(const dfa_attn_layout *l, int w, int qt, int2 *r) {
+    const int N = dfa_layout_tokens(l);
+    dfa_attn_tiles t;
+    dfa_layout_tiles(l, &t);
+    int qi;
+    if (w < 0 || w >= dfa_mask_full_window(l) || !dfa_tile_is_visual(l, qt, &qi)) {
+        r[0] = make_int2(0, N);
+        return 1;
+    }
+    const int vs = dfa_layout_vis_start(l), ts = dfa_layout_text_start(l);
+    int j0 = qi - w < 0 ? 0 : qi - w;
+    int j1 = qi + w > t.n_vis_tiles - 1 ? t.n_vis_tiles - 1 : qi + w;
+    int b0 = vs + j0 * l->block;
+    int b1 = vs + (j1 + 1) * l->block;
+    if (b1 > vs + l->n_vis) b1 = vs + l->n_vis;
+    int n = 0;
+    int2 band = make_int2(b0, b1);
+    if (l->n_text == 0) {
+        r[n++] = band;
+    } else {
+        int2 text = make_int2(ts, ts + l->n_text);
+        int2 first = l->text_first ? text : band, second = l->text_first ? band : text;
+        if (first.y == second.x) {
+            r[n++] = make_int2(first.x, second.y);
+        } else {
+            r[n++] = first;
+            r[n++] = second;
+        }
+    }
+    return n;
+}
+
+extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const dfa_attn_layout *layout, int n_heads,
+                                               const int *method, const int *window, int variant, void *stream,
+                                               dfa_error *err) {
+    *out = NULL;
+    if (dfa_layout_valid(layout))
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: layout invalid (n_vis=%d n_text=%d block=%d)",
+                 layout->n_vis, layout->n_text, layout->block);
+    if (n_heads < 1 || n_heads > 4096) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: n_heads=%d", n_heads);
+    if (variant == DFA_ATTN_CUDA_V_DEFAULT) variant = DFA_ATTN_CUDA_V_MMA;
+    if (variant != DFA_ATTN_CUDA_V_MMA && variant != DFA_ATTN_CUDA_V_WGMMA && variant != DFA_ATTN_CUDA_V_WGMMA_GRID)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1, 2 or 3)", variant);
+    for (int h = 0; h < n_heads; h++) {
+        int m = method[h];
+        if (m < 0 || m >= DFA_ATTN_METHOD_COUNT)
+            DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: head %d method %d out of range", h, m);
+    }
+    dfa_attn_tiles t;
+    dfa_layout_tiles(layout, &t);
+    const int nq_chunks_per_tile = (layout->block + ACU_BM - 1) / ACU_BM;
+    const int64_t max_items = (int64_t)n_heads * t.n_tiles * nq_chunks_per_tile;
+    if (max_items > (1 << 30)) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: %lld items", (long long)max_items);
+    host_item *items = (host_item *)malloc((size_t)max_items * sizeof *items);
+    int2 *ranges = (int2 *)malloc((size_t)n_heads * t.n_tiles * 2 * sizeof *ranges);
+    if (!items || !ranges) {
+        free(items);
+        free(ranges);
+        DFA_FAIL(err, DFA_ERR_OOM, "attn_cuda plan: out of host memory (%lld items)", (long long)max_items);
+    }
+    dfa_attn_cuda_plan_info info;
+    memset(&info, 0, sizeof info);
+    int ni = 0, nr = 0, has_copy = 0, has_resid = 0;
+    for (int h = 0; h < n_heads; h++) {
+        const int m = method[h];
+        const int w = (m == DFA_ATTN_ARROW || m == DFA_ATTN_ARROW_RS) ? window[h] : -1;
+        if (m != DFA_ATTN_CACHE) info.mask_entries += dfa_mask_entries(layout, w);
+        for (int qt = 0; qt < t.n_tiles; qt++) {
+            int qs, ql;
+            dfa_tile_span(layout, qt, &qs, &ql);
+            int r_off = nr, n_r = 0;
+            int64_t keys = 0;
+            if (m != DFA_ATTN_CACHE) {
+                n_r = tile_ranges(layout, w, qt, ranges + nr);
+                for (int i = 0; i < n_r; i++) keys += ranges[nr + i].y - ranges[nr + i].x;
+                nr += n_r;
+            }
+            for (int c = 0; c < ql; c += ACU_BM) {
+                host_item *hi = &items[ni++];
+                hi->it.head = h;
+                hi->it.q0 = qs + c;
+                hi->it.q_len = ql - c < ACU_BM ? ql - c : ACU_BM;
+                hi->it.r_off = r_off;
+                hi->it.n_r = n_r;
+                hi->it.flags = 0;
+                if (m == DFA_ATTN_CACHE) {
+                    hi->it.flags = ACU_ITEM_COPY;
+                    hi->cost = -1; /* copies last: they fill the tail */
+                    has_copy = 1;
+                    info.n_copy_items++;
+                    info.copied_tokens += hi->it.q_len;
+                } else {
+                    if (m == DFA_ATTN_ARROW_RS) {
+                        hi->it.flags = ACU_ITEM_RESID;
+                        has_resid = 1;
+                    }
+                    hi->cost = keys;
+                    info.computed_entries += (int64_t)ACU_BM * keys;
+                }
+            }
+        }
+    }
+    int64_t max_cost = 1;
+    for (int i = 0; i < ni; i++)
+        if (items[i].cost > max_cost) max_cost = items[i].cost;
+    for (int i = 0; i < ni; i++)
+        if (items[i].cost >= 0) items[i].cost = items[i].cost * 8 / max_cost;
+    qsort(items, (size_t)ni, sizeof *items, cmp_items);
+
+    dfa_attn_cuda_plan *p = (dfa_attn_cuda_plan *)calloc(1, sizeof *p);
+    size_t items_bytes = (size_t)ni * sizeof(acu_item);
+    size_t items_pad = (items_bytes + 15) & ~(size_t)15;
+    size_t ranges_pad = ((size_t)(nr ? nr : 1) * sizeof(int2) + 15) & ~(size_t)15;
+    size_t bytes = items_pad + ranges_pad + 16; /* + the work counter */
+    acu_item *flat = (acu_item *)calloc(1, bytes);
+    if (!p || !flat) {
+        free(items);
+        free(ranges);
+        free(p);
+        free(flat);
+        DFA_FAIL(err, DFA_ERR_OOM, "attn_cuda plan: out of host memory");
+    }
+    for (int i = 0; i < ni; i++) flat[i] = items[i].it;
+    memcpy((char *)flat + items_pad, ranges, (size_t)nr * sizeof(int2));
+    free(items);
+    free(ranges);
+    cudaError_t e = cudaMalloc(&p->dev, bytes);
+    if (e == cudaSuccess)
+        e = cudaMemcpyAsync(p->dev, flat, bytes, cudaMemcpyHostToDevice, (cudaStream_t)stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize((cudaStream_t)stream);
+    free(flat);
+    if (e != cudaSuccess) {
+        if (p->dev) cudaFree(p->dev);
+        free(p);
+        DFA_FAIL(err, DFA_ERR_CUDA, "attn_cuda plan: upload of %zu bytes failed: %s", bytes, cudaGetErrorString(e));
+    }
+    p->layout = *layout;
+    p->n_heads = n_heads;
+    p->variant = variant;
+    p->n_items = ni;
+    p->n_ranges = nr;
+    p->d_items = (acu_item *)p->dev;
+    p->d_ranges = (int2 *)((char *)p->dev + items_pad);
+    p->d_counter = (int *)((char *)p->dev + items_pad + ranges_pad);
+    p->has_copy = has_copy;
+    p->has_resid = has_resid;
+    info.n_items = ni;
+    info.variant = variant;
+    p->info = info;
+    *out = p;
+    return DFA_OK;
+}
+
+extern "C" void dfa_attn_cuda_plan_free(dfa_attn_cuda_plan *p) {
+    if (!p) return;
+    if (p->dev) cudaFree(p->dev);
+    free(p);
+}
+
+extern "C" void dfa_attn_cuda_plan_get_info(const dfa_attn_cuda_plan *p, dfa_attn_cuda_plan_info *info) {
+    *info = p->info;
+}
+
+extern "C" int dfa_attn_cuda_variant_ok(int variant) {
+    if (variant == DFA_ATTN_CUDA_V_MMA || variant == DFA_ATTN_CUDA_V_DEFAULT) return 1;
+    if (variant != DFA_ATTN_CUDA_V_WGMMA && variant != DFA_ATTN_CUDA_V_WGMMA_GRID) return 0;
+    int dev = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return 0;
+    if (cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) return 0;
+    return major == 9 && minor == 0;
+}
+
+static dfa_status check_common(int dtype, int batch, int head_dim, dfa_error *err) {
+    if (dtype != DFA_ATTN_CUDA_BF16 && dtype != DFA_ATTN_CUDA_F16)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: dtype %d (expected bf16=0 or f16=1)", dtype);
+    if (head_dim != 64 && head_dim != 128)
+        DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "attn_cuda: head_dim %d (supported: 64, 128)", head_dim);
+    if (batch < 1 || batch > 65535) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: batch %d", batch);
+    return DFA_OK;
+}
+
+extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_attn_cuda_args *a, dfa_error *err) {
+    DFA_TRY(check_common(a->dtype, a->batch, a->head_dim, err));
+    if (!a->q || !a->k || !a->v || !a->out) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: NULL q/k/v/out");
+    if (p->has_copy && !a->cache)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: plan has CACHE heads but args.cache is NULL");
+    if (p->has_resid && !a->resid)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: plan has ARROW_RS heads but args.resid is NULL");
+    const void *ptrs[6] = {a->q, a->k, a->v, a->out, a->cache, a->resid};
+    for (int i = 0; i < 6; i++)
+        if (((uintptr_t)ptrs[i] & 15) != 0)
+            DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: tensor %d not 16-byte aligned", i);
+    if ((int64_t)p->n_items * a->batch > 0x7fffffffLL)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: %d items x batch %d too many", p->n_items, a->batch);
+    const int wgmma = p->variant == DFA_ATTN_CUDA_V_WGMMA || p->variant == DFA_ATTN_CUDA_V_WGMMA_GRID;
+    if (wgmma && !dfa_attn_cuda_variant_ok(p->variant))
+        DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "attn_cuda: variant %d (wgmma) needs an sm_90 GPU", p->variant);
+    acu_params prm;
+    prm.q = a->q;
+    prm.k = a->k;
+    prm.v = a->v;
+    prm.o = a->out;
+    prm.cache = a->cache;
+    prm.resid = a->resid;
+    prm.items = p->d_items;
+    prm.ranges = p->d_ranges;
+    prm.counter = p->d_counter;
+    prm.n_items = p->n_items;
+    prm.batch = a->batch;
+    prm.n_tokens = dfa_layout_tokens(&p->layout);
+    prm.n_heads = p->n_heads;
+    float scale = a->scale > 0 ? a->scale : 1.0f / sqrtf((float)a->head_dim);
+    prm.scale_log2 = scale * 1.4426950408889634f;
+    cudaStream_t st = (cudaStream_t)a->stream;
+    if (wgmma) DFA_CUDA_TRY(err, cudaMemsetAsync(p->d_counter, 0, sizeof(int), st));
+    cudaError_t e = wgmma ? acu_launch_wgmma(prm, a->head_dim, a->dtype, p->variant == DFA_ATTN_CUDA_V_WGMMA, st)
+                          : acu_launch_mma(prm, a->head_dim, a->dtype, st);
+    if (e != cudaSuccess)
+        DFA_FAIL(err, DFA_ERR_CUDA, "attn_cuda: variant %d launch (D=%d, %d items x B=%d) failed: %s", p->variant,
+                 a->head_dim, p->n_items, a->batch, cudaGetErrorString(e));
+    return DFA_OK;
+}
+
+/* ---- per-head cache kernels: 16-byte vectors (8 elements), D % 8 == 0 ---- */
+
+struct head_mask {
+    unsigned long long w[4];
+};
+
+static dfa_status make_mask(head_mask *m, const unsigned char *heads, int n_heads, dfa_error *err) {
+    if (n_heads < 1 || n_heads > 256) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: n_heads %d (1..256)", n_heads);
+    memset(m, 0, sizeof *m);
+    for (int h = 0; h < n_heads; h++)
+        if (heads[h]) m->w[h >> 6] |= 1ULL << (h & 63);
+    return DFA_OK;
+}
+
+template <typename T>
+__device__ __forceinline__ float to_f(T x);
+template <>
+__device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 x) {
+    return __bfloat162float(x);
+}
+template <>
+__device__ __forceinline__ float to_f<__half>(__half x) {
+    return __half2float(x);
+}
+template <typename T>
+__device__ __forceinline__ T from_f(float x);
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) {
+    return __float2bfloat16(x);
+}
+template <>
+__device__ __forceinline__ __half from_f<__half>(float x) {
+    return __float2half(x);
+}
+
+/* dst = a (b == NULL) or a - b, on the selected heads. One thread per 8 elements. */
+template <typename T>
+__global__ void heads_kernel(T *dst, const T *a, const T *b, int64_t n_vec, int n_heads, int dvec, head_mask m) {
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n_vec) return;
+    int h = (int)((i / dvec) % n_heads);
+    if (!((m.w[h >> 6] >> (h & 63)) & 1)) return;
+    uint4 va = reinterpret_cast<const uint4 *>(a)[i];
+    if (b) {
+        uint4 vb = reinterpret_cast<const uint4 *>(b)[i];
+        const T *xa = reinterpret_cast<const T *>(&va);
+        const T *xb = reinterpret_cast<const T *>(&vb);
+        uint4 vo;
+        T *xo = reinterpret_cast<T *>(&vo);
+#pragma unroll
+        for (int j = 0; j < 8; j++) xo[j] = from_f<T>(to_f<T>(xa[j]) - to_f<T>(xb[j]));
+        va = vo;
+    }
+    reinterpret_cast<uint4 *>(dst)[i] = va;
+}
+
+static dfa_status heads_op(void *dst, const void *a, const void *b, int dtype, int batch, int n_tokens, int n_heads,
+                           int head_dim, const unsigned char *heads, void *stream, dfa_error *err) {
+    DFA_TRY(check_common(dtype, batch, head_dim, err));
+    if (n_tokens < 1) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: n_tokens %d", n_tokens);
+    if (!dst || !a) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: NULL buffer");
+    head_mask m;
+    DFA_TRY(make_mask(&m, heads, n_heads, err));
+    const int dvec = head_dim / 8;
+    const int64_t n_vec = (int64_t)batch * n_tokens * n_heads * dvec;
+    const int threads = 256;
+    const int64_t blocks = (n_vec + threads - 1) / threads;
+    cudaStream_t st = (cudaStream_t)stream;
+    if (dtype == DFA_ATTN_CUDA_BF16)
+        heads_kernel<__nv_bfloat16><<<(unsigned)blocks, threads, 0, st>>>(
+            (__nv_bfloat16 *)dst, (const __nv_bfloat16 *)a, (const __nv_bfloat16 *)b, n_vec, n_heads, dvec, m);
+    else
+        heads_kernel<__half><<<(unsigned)blocks, threads, 0, st>>>((__half *)dst, (const __half *)a,
+                                                                    (const __half *)b, n_vec, n_heads, dvec, m);
+    DFA_CUDA_LAUNCH_TRY(err);
+    return DFA_OK;
+}
+
+extern "C" dfa_status dfa_attn_cuda_copy_heads(void *dst, const void *src, int dtype, int batch, int n_tokens,
+                                               int n_heads, int head_dim, const unsigned char *heads, void *stream,
+                                               dfa_error *err) {
+    return heads_op(dst, src, NULL, dtype, batch, n_tokens, n_heads, head_dim, heads, stream, err);
+}
+
+extern "C" dfa_status dfa_attn_cuda_residual(void *dst, const void *full, const void *arrow, int dtype, int batch,
+                                             int n_tokens, int n_heads, int head_dim, const unsigned char *heads,
+                                             void *stream, dfa_error *err) {
+    if (!arrow) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda residual: NULL arrow buffer");
+    return heads_op(dst, full, arrow, dtype, batch, n_tokens, n_heads, head_dim, heads, stream, err);
+}

@@ -1,0 +1,104 @@
+/* attn_cuda.h - the fused head-wise multi-strategy attention kernel (DiTFastAttnV2 sec. 3.3)
+ * for NVIDIA Hopper, behind a plain C interface.
+ *
+ * One launch computes one attention layer in which every head picks its own method:
+ *   FULL      softmax(Q K^T * scale) V over all N keys;
+ *   ARROW(w)  the band mask of src/attn/mask.h (visual query tile i sees visual key tiles
+ *             |i-j| <= w plus every text key; text rows full), computed tile by tile, every
+ *             computed tile dense apart from the short tile at a segment's end;
+ *   ARROW_RS  ARROW(w) + R, R a cached residual buffer (V1's window attention with residual
+ *             sharing; R = FULL - ARROW stored at the last refresh, see
+ *             dfa_attn_cuda_residual());
+ *   CACHE     no attention: the head's slice of a cached output buffer is copied in.
+ * Methods are dfa_attn_method values (attn/attn.h).
+ *
+ * Tensors q, k, v, out, cache, resid: [B, N, H, D] row-major, bf16 or fp16 (one dtype for
+ * all), token stride H*D; f32 accumulation; D = 64 or 128; non-causal; any N; text before,
+ * after, or absent (the layout).
+ *
+ * The work list (for each head and query tile: the key ranges it visits, CACHE heads as copy
+ * items) is built on the host once per plan entry by dfa_attn_cuda_plan_build(), uploaded to
+ * one device buffer, ordered longest-first, and reused by every launch.
+ *
+ * Tile sizes: the kernels' query tile is 128 rows and their key step 64 (variant 1) or 128
+ * (variant 2) keys; work items never cross a mask tile, so any mask block >= 1 gives the
+ * exact mask, and block = 128 (the plan default) makes every item one full query tile with
+ * whole key steps. Other blocks are exact but pad partial tiles. */
+#ifndef DFA_ATTN_CUDA_H
+#define DFA_ATTN_CUDA_H
+
+#include <stdint.h>
+
+#include "attn/mask.h"
+#include "core/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+    DFA_ATTN_CUDA_BF16 = 0,
+    DFA_ATTN_CUDA_F16 = 1
+};
+
+/* Kernel variants. */
+enum {
+    DFA_ATTN_CUDA_V_MMA = 1,   /* FA2-style mma.sync m16n8k16, cp.async double buffering */
+    DFA_ATTN_CUDA_V_WGMMA = 2, /* Hopper: wgmma + TMA + warp-specialised producer, FA3 design,
+                                  persistent CTAs (one per SM) */
+    DFA_ATTN_CUDA_V_WGMMA_GRID = 3, /* the same kernel launched with one CTA per work item */
+    DFA_ATTN_CUDA_V_DEFAULT = 0
+};
+
+typedef struct dfa_attn_cuda_plan dfa_attn_cuda_plan;
+
+/* Build the work list for one layer's per-head methods (host arrays of n_heads entries;
+ * window[h] is read for ARROW / ARROW_RS heads, in tiles as in mask.h, < 0 means full) and
+ * upload it to the device (synchronously, on `stream`, a cudaStream_t or NULL). */
+dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const dfa_attn_layout *layout, int n_heads,
+                                    const int *method, const int *window, int variant, void *stream,
+                                    dfa_error *err);
+void dfa_attn_cuda_plan_free(dfa_attn_cuda_plan *p);
+
+/* Statistics of a plan: items (query tiles x heads, copy items included), score entries the
+ * kernel computes (padding of short tiles included) and the mask's exact entries. */
+typedef struct dfa_attn_cuda_plan_info {
+    int n_items, n_copy_items, variant;
+    int64_t computed_entries; /* what the kernel's tiles cover */
+    int64_t mask_entries;     /* sum over computing heads of dfa_mask_entries() */
+    int64_t copied_tokens;    /* token rows copied for CACHE heads */
+} dfa_attn_cuda_plan_info;
+void dfa_attn_cuda_plan_get_info(const dfa_attn_cuda_plan *p, dfa_attn_cuda_plan_info *info);
+
+typedef struct dfa_attn_cuda_args {
+    int dtype;      /* DFA_ATTN_CUDA_BF16 / _F16 */
+    int batch;      /* B */
+    int head_dim;   /* D: 64 or 128 */
+    const void *q, *k, *v;
+    void *out;
+    const void *cache; /* [B, N, H, D]: read for CACHE heads (may be NULL if the plan has none) */
+    const void *resid; /* [B, N, H, D]: added for ARROW_RS heads (may be NULL if none) */
+    float scale;       /* softmax scale; 0 means 1/sqrt(D) */
+    void *stream;      /* cudaStream_t, NULL = default stream */
+} dfa_attn_cuda_args;
+
+/* One launch: every head of every batch element, as the plan says. Asynchronous. */
+dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_attn_cuda_args *a, dfa_error *err);
+
+/* Per-head helpers for the caches of V1/V2 (heads[h] != 0 selects head h; host array, n_heads
+ * <= 256). Same layout and dtype as above; asynchronous on `stream`.
+ *   copy_heads: dst[.., h, :] = src[.., h, :]           (store an output for later CACHE)
+ *   residual:   dst[.., h, :] = full[.., h, :] - arrow[.., h, :]   (refresh of ARROW_RS) */
+dfa_status dfa_attn_cuda_copy_heads(void *dst, const void *src, int dtype, int batch, int n_tokens, int n_heads,
+                                    int head_dim, const unsigned char *heads, void *stream, dfa_error *err);
+dfa_status dfa_attn_cuda_residual(void *dst, const void *full, const void *arrow, int dtype, int batch, int n_tokens,
+                                  int n_heads, int head_dim, const unsigned char *heads, void *stream,
+                                  dfa_error *err);
+
+/* 1 if the current device can run `variant` (variants 2 and 3 need compute capability 9.0). */
+int dfa_attn_cuda_variant_ok(int variant);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,465 @@
+/* attn_cuda_wgmma.cu - variant 2: the Hopper path (FlashAttention-3 design, sm_90a).
+ *
+ * One CTA = one work item (head, 128 query rows) of one batch element; 3 warpgroups:
+ *   warpgroup 0, producer: one thread issues TMA tensor copies (cp.async.bulk.tensor, 128-byte
+ *     swizzle) of Q and of each 128-key step of K and V into a STAGES-deep ring, completing
+ *     on mbarriers; registers handed back with setmaxnreg.dec;
+ *   warpgroups 1 and 2, consumers: 64 query rows each; S = Q K^T with wgmma (both operands in
+ *     shared memory), online softmax in registers (f32, log2 domain, the tail of a short step
+ *     masked to -inf), O += P V with wgmma (P from registers, V N-major from shared memory),
+ *     then release the stage to the producer.
+ * Keys of a step past its range's end are real data of other tiles (or zero-filled past the
+ * tensor): their scores are masked, so they contribute exactly 0. Query rows past the item's
+ * q_len are computed and not stored. Guarded so that the compute_90 PTX pass compiles an
+ * empty body (wgmma/setmaxnreg exist only on sm_90a); the host checks the device first. */
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#include <type_traits>
+
+#include "attn/cuda/attn_cuda_dev.cuh"
+
+#include "attn/cuda/attn_cuda_wgmma.inc"
+
+namespace {
+
+constexpr int BM = ACU_BM; /* 128 query rows, 64 per consumer warpgroup */
+constexpr int BN = 128;    /* keys per step */
+constexpr int THREADS = 384;
+
+template <int D>
+struct cfg {
+    static constexpr int STAGES = D == 128 ? 2 : 4;
+    static constexpr int Q_BYTES = BM * D * 2;
+    static constexpr int KV_BYTES = BN * D * 2; /* one of K or V, one stage */
+    static constexpr int TILES = 2 * Q_BYTES + 2 * STAGES * KV_BYTES; /* Q double-buffered */
+    static constexpr int SMEM = TILES + 1024 /* alignment slack */ + 256 /* barriers */;
+};
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+ACU_DEF_SS_N128(wgmma_ss_n128_bf16, "bf16")
+ACU_DEF_SS_N128(wgmma_ss_n128_f16, "f16")
+ACU_DEF_RS_N128(wgmma_rs_n128_bf16, "bf16")
+ACU_DEF_RS_N128(wgmma_rs_n128_f16, "f16")
+ACU_DEF_RS_N64(wgmma_rs_n64_bf16, "bf16")
+ACU_DEF_RS_N64(wgmma_rs_n64_f16, "f16")
+
+template <typename T>
+__device__ __forceinline__ void mma_qk(float *s, uint64_t da, uint64_t db, int acc) {
+    if constexpr (sizeof(T) == 2 && std::is_same<T, __nv_bfloat16>::value)
+        wgmma_ss_n128_bf16(s, da, db, acc);
+    else
+        wgmma_ss_n128_f16(s, da, db, acc);
+}
+template <int D, typename T>
+__device__ __forceinline__ void mma_pv(float *o, const uint32_t *a, uint64_t db) {
+    constexpr bool bf = std::is_same<T, __nv_bfloat16>::value;
+    if constexpr (D == 128) {
+        if constexpr (bf) wgmma_rs_n128_bf16(o, a, db, 1);
+        else wgmma_rs_n128_f16(o, a, db, 1);
+    } else {
+        if constexpr (bf) wgmma_rs_n64_bf16(o, a, db, 1);
+        else wgmma_rs_n64_f16(o, a, db, 1);
+    }
+}
+
+__device__ __forceinline__ void wg_fence() {
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wg_commit() {
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void wg_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+/* keep the compiler from touching accumulators between issue and wait */
+template <int N>
+__device__ __forceinline__ void reg_fence(float *r) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+f"(r[i])::"memory");
+}
+
+template <int N>
+__device__ __forceinline__ void reg_fence_u(uint32_t *r) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+r"(r[i])::"memory");
+}
+
+__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
+}
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, int parity) {
+    uint32_t done = 0;
+    while (!done) {
+        asm volatile(
+            "{\n.reg .pred p;\n"
+            "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+            "selp.u32 %0, 1, 0, p;\n}\n"
+            : "=r"(done)
+            : "r"(bar), "r"(parity)
+            : "memory");
+    }
+}
+__device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap *map, int c0, int c1, int c2, uint32_t bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
+        "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+        : "memory");
+}
+
+__device__ __forceinline__ float ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+/* wgmma shared-memory descriptor, 128-byte swizzle. */
+__device__ __forceinline__ uint64_t desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+    return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)((lbo >> 4) & 0x3FFF) << 16) |
+           ((uint64_t)((sbo >> 4) & 0x3FFF) << 32) | (1ULL << 62);
+}
+
+/* Walks an item's key ranges in steps of BN keys. */
+struct walker {
+    const int2 *r;
+    int n_r, ri, k;
+    __device__ walker(const int2 *ranges, int n) : r(ranges), n_r(n), ri(0), k(ranges[0].x) {}
+    __device__ int valid() const { return r[ri].y - k < BN ? r[ri].y - k : BN; }
+    __device__ void next() {
+        k += BN;
+        if (k >= r[ri].y && ri + 1 < n_r) k = r[++ri].x;
+    }
+};
+#endif
+
+template <int D, typename T>
+__global__ void __launch_bounds__(THREADS, 1)
+    attn_wgmma_kernel(const __grid_constant__ acu_params p, const __grid_constant__ CUtensorMap tq,
+                      const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    using C = cfg<D>;
+    constexpr int ST = C::STAGES;
+    constexpr int DH = D / 64; /* 64-element (128-byte) column blocks */
+    extern __shared__ unsigned char smem_raw[];
+    unsigned char *base = reinterpret_cast<unsigned char *>(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    const uint32_t sQ = acu_smem(base);                /* [2][DH][BM][64] */
+    const uint32_t sK = sQ + 2 * C::Q_BYTES;           /* [ST][DH][BN][64] */
+    const uint32_t sV = sK + ST * C::KV_BYTES;         /* [ST][DH][BN][64] */
+    const uint32_t bars = sQ + C::TILES;
+    /* barriers: item_full[2], q_full[2], q_empty[2], k_full[ST], v_full[ST], k_empty[ST], v_empty[ST] */
+    auto item_full = [&](int q) { return bars + 8 * q; };
+    auto q_full = [&](int q) { return bars + 8 * (2 + q); };
+    auto q_empty = [&](int q) { return bars + 8 * (4 + q); };
+    auto k_full = [&](int s) { return bars + 8 * (6 + s); };
+    auto v_full = [&](int s) { return bars + 8 * (6 + ST + s); };
+    auto k_empty = [&](int s) { return bars + 8 * (6 + 2 * ST + s); };
+    auto v_empty = [&](int s) { return bars + 8 * (6 + 3 * ST + s); };
+    int *slot = reinterpret_cast<int *>(base + C::TILES + 8 * (6 + 4 * ST)); /* item index per Q buffer */
+
+    const int tid = threadIdx.x;
+    const int total = p.n_items * p.batch;
+    if (tid == 0) {
+        for (int q = 0; q < 2; q++) {
+            mbar_init(item_full(q), 1);
+            mbar_init(q_full(q), 1);
+            mbar_init(q_empty(q), 256);
+        }
+        for (int s = 0; s < ST; s++) {
+            mbar_init(k_full(s), 1);
+            mbar_init(v_full(s), 1);
+            mbar_init(k_empty(s), 256);
+            mbar_init(v_empty(s), 256);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+    auto item_steps = [&](const acu_item &it) {
+        int n = 0;
+        for (int r = 0; r < it.n_r; r++) {
+            int2 kr = p.ranges[it.r_off + r];
+            n += (kr.y - kr.x + BN - 1) / BN;
+        }
+        return n;
+    };
+    const int wg = tid / 128;
+
+    /* Persistent CTAs: the producer takes the next item (index into the longest-first list x
+     * batch) from a global counter and hands it to the consumers through slot[] / item_full;
+     * Q is double-buffered and the K/V ring runs across items, so the next item's loads
+     * overlap the current item's last steps and epilogue. */
+    if (wg == 0) {
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+        if (tid == 0) {
+            int gstep = 0, q_par = 0; /* bit q: parity of Q buffer q's next fill */
+            for (int t = 0;; t++) {
+                const int qb = t & 1;
+                if (t >= 2) mbar_wait(q_empty(qb), ((t >> 1) - 1) & 1);
+                const int idx = atomicAdd(p.counter, 1);
+                slot[qb] = idx;
+                mbar_arrive(item_full(qb));
+                if (idx >= total) break;
+                const acu_item it = p.items[idx / p.batch];
+                if (it.flags & ACU_ITEM_COPY) continue;
+                q_par ^= 1 << qb;
+                const int row0 = (idx % p.batch) * p.n_tokens; /* batch element's first row in [B*N] */
+                const uint32_t qdst = sQ + qb * C::Q_BYTES;
+                mbar_expect_tx(q_full(qb), C::Q_BYTES);
+                for (int dh = 0; dh < DH; dh++)
+                    tma_load(qdst + dh * BM * 128, &tq, dh * 64, it.head, row0 + it.q0, q_full(qb));
+                const int n_steps = item_steps(it);
+                walker w(p.ranges + it.r_off, it.n_r);
+                for (int step = 0; step < n_steps; step++, w.next(), gstep++) {
+                    const int s = gstep % ST;
+                    const int par = ((gstep / ST) - 1) & 1;
+                    if (gstep >= ST) mbar_wait(k_empty(s), par);
+                    mbar_expect_tx(k_full(s), C::KV_BYTES);
+                    for (int dh = 0; dh < DH; dh++)
+                        tma_load(sK + s * C::KV_BYTES + dh * BN * 128, &tk, dh * 64, it.head, row0 + w.k, k_full(s));
+                    if (gstep >= ST) mbar_wait(v_empty(s), par);
+                    mbar_expect_tx(v_full(s), C::KV_BYTES);
+                    for (int dh = 0; dh < DH; dh++)
+                        tma_load(sV + s * C::KV_BYTES + dh * BN * 128, &tv, dh * 64, it.head, row0 + w.k, v_full(s));
+                }
+            }
+        }
+        return;
+    }
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+    const int ctid = tid - 128;        /* 0..255 */
+    const int cw = ctid / 128;         /* consumer warpgroup: rows 64*cw .. */
+    const int lane = tid & 31, wq = (ctid / 32) & 3; /* warp within the warpgroup: 16 rows each */
+    float o[D / 2];
+    float m_r[2], l_r[2], alpha[2];
+    uint32_t qbuf = sQ;
+    float sc[BN / 2];
+    uint32_t pa[BN / 16][4];
+    auto issue_qk = [&](int s) {
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            const uint32_t qa = qbuf + (kk / 4) * BM * 128 + cw * 64 * 128 + (kk % 4) * 32;
+            const uint32_t ka = sK + s * C::KV_BYTES + (kk / 4) * BN * 128 + (kk % 4) * 32;
+            mma_qk<T>(sc, desc(qa, 16, 1024), desc(ka, 16, 1024), kk > 0);
+        }
+        wg_commit();
+    };
+    auto issue_pv = [&](int s) {
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++) {
+            const uint32_t va = sV + s * C::KV_BYTES + kk * 16 * 128;
+            mma_pv<D, T>(o, pa[kk], desc(va, BN * 128, 1024));
+        }
+        wg_commit();
+    };
+    /* scale, mask the tail, online softmax in place on sc; rows r0 = lane/4 and r0 + 8 */
+    /* online softmax in place on sc; m_r in raw score units, one FFMA + EX2 per score; the
+     * tail of a short step masked to -inf. Rows r0 = lane/4 and r0 + 8. */
+    auto softmax = [&](int valid) {
+        if (valid < BN) {
+#pragma unroll
+            for (int j = 0; j < BN / 8; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    if (j * 8 + 2 * (lane & 3) + (e & 1) >= valid) sc[4 * j + e] = -INFINITY;
+        }
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float mx = m_r[r];
+#pragma unroll
+            for (int j = 0; j < BN / 8; j++) mx = fmaxf(mx, fmaxf(sc[4 * j + 2 * r], sc[4 * j + 2 * r + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            alpha[r] = ex2((m_r[r] - mx) * p.scale_log2);
+            m_r[r] = mx;
+            const float ms = mx * p.scale_log2;
+            float sum = 0.f;
+#pragma unroll
+            for (int j = 0; j < BN / 8; j++) {
+                sc[4 * j + 2 * r] = ex2(fmaf(sc[4 * j + 2 * r], p.scale_log2, -ms));
+                sc[4 * j + 2 * r + 1] = ex2(fmaf(sc[4 * j + 2 * r + 1], p.scale_log2, -ms));
+                sum += sc[4 * j + 2 * r] + sc[4 * j + 2 * r + 1];
+            }
+            l_r[r] = l_r[r] * alpha[r] + sum;
+        }
+    };
+    auto rescale_pack = [&]() {
+#pragma unroll
+        for (int j = 0; j < D / 8; j++) {
+            o[4 * j] *= alpha[0];
+            o[4 * j + 1] *= alpha[0];
+            o[4 * j + 2] *= alpha[1];
+            o[4 * j + 3] *= alpha[1];
+        }
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++) {
+            pa[kk][0] = acu_pack<T>::two(sc[8 * kk], sc[8 * kk + 1]);
+            pa[kk][1] = acu_pack<T>::two(sc[8 * kk + 2], sc[8 * kk + 3]);
+            pa[kk][2] = acu_pack<T>::two(sc[8 * kk + 4], sc[8 * kk + 5]);
+            pa[kk][3] = acu_pack<T>::two(sc[8 * kk + 6], sc[8 * kk + 7]);
+        }
+    };
+    /* Ping-pong (FA3): the two consumer warpgroups take turns issuing their GEMMs (named
+     * barriers 3 + cw), so that one's softmax runs under the other's tensor-core work. The
+     * turns run on across items: warpgroup 0 skips its very first wait, and takes warpgroup
+     * 1's last pass once the CTA has no more work. */
+    bool first_turn = true;
+    int issued = 0;
+    auto turn_wait = [&]() {
+        if (!(cw == 0 && first_turn)) asm volatile("bar.sync %0, 256;\n" ::"r"(3 + cw) : "memory");
+        first_turn = false;
+        issued++;
+    };
+    auto turn_pass = [&]() { asm volatile("bar.arrive %0, 256;\n" ::"r"(4 - cw) : "memory"); };
+    int gstep = 0, q_par = 0; /* bit q: parity of Q buffer q's next fill */
+    for (int t = 0;; t++) {
+        const int qb = t & 1;
+        mbar_wait(item_full(qb), (t >> 1) & 1);
+        const int idx = slot[qb];
+        if (idx >= total) break;
+        const acu_item it = p.items[idx / p.batch];
+        const int b = idx % p.batch;
+        if (it.flags & ACU_ITEM_COPY) {
+            acu_copy_item<D>(p, it, b, ctid, 256);
+            mbar_arrive(q_empty(qb));
+            continue;
+        }
+        const int n_steps = item_steps(it);
+        qbuf = sQ + qb * C::Q_BYTES;
+#pragma unroll
+        for (int i = 0; i < D / 2; i++) o[i] = 0.f;
+        m_r[0] = m_r[1] = -INFINITY;
+        l_r[0] = l_r[1] = 0.f;
+        mbar_wait(q_full(qb), (q_par >> qb) & 1);
+        q_par ^= 1 << qb;
+        walker w(p.ranges + it.r_off, it.n_r);
+        /* software pipeline (FA3's intra-warpgroup overlap): the softmax of step i runs while
+         * the tensor cores do P_{i-1} V_{i-1} */
+        {
+            const int s = gstep % ST, ph = (gstep / ST) & 1;
+            mbar_wait(k_full(s), ph);
+            turn_wait();
+            issue_qk(s);
+            turn_pass();
+            wg_wait<0>();
+            reg_fence<BN / 2>(sc);
+            mbar_arrive(k_empty(s));
+            softmax(w.valid());
+            rescale_pack();
+        }
+        for (int step = 1; step < n_steps; step++) {
+            w.next();
+            const int g = gstep + step;
+            const int s = g % ST, ph = (g / ST) & 1;
+            const int sp = (g - 1) % ST, php = ((g - 1) / ST) & 1;
+            mbar_wait(k_full(s), ph);
+            mbar_wait(v_full(sp), php);
+            turn_wait();
+            issue_qk(s);
+            issue_pv(sp);
+            turn_pass();
+            wg_wait<1>(); /* the QK^T group is done, P V may still run */
+            reg_fence<BN / 2>(sc);
+            mbar_arrive(k_empty(s));
+            softmax(w.valid());
+            wg_wait<0>();
+            reg_fence<D / 2>(o);
+            reg_fence_u<BN / 4>(&pa[0][0]);
+            mbar_arrive(v_empty(sp));
+            rescale_pack();
+        }
+        {
+            const int g = gstep + n_steps - 1;
+            const int sp = g % ST, php = (g / ST) & 1;
+            mbar_wait(v_full(sp), php);
+            turn_wait();
+            issue_pv(sp);
+            turn_pass();
+            wg_wait<0>();
+            reg_fence<D / 2>(o);
+            reg_fence_u<BN / 4>(&pa[0][0]);
+            mbar_arrive(v_empty(sp));
+        }
+        gstep += n_steps;
+        /* epilogue: normalise; each warpgroup stages its 64 rows over its own Q rows (same
+         * swizzled layout), which only its own finished wgmmas read, then stores them with
+         * 16-byte accesses; the Q buffer goes back to the producer once both are done */
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 1);
+            l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 2);
+            l_r[r] = l_r[r] > 0.f ? 1.f / l_r[r] : 0.f;
+        }
+        T *so = reinterpret_cast<T *>(base + qb * C::Q_BYTES);
+        const int row = cw * 64 + wq * 16 + (lane >> 2), c = 2 * (lane & 3);
+#pragma unroll
+        for (int j = 0; j < D / 8; j++) {
+            *reinterpret_cast<uint32_t *>(so + acu_tile_off<D, ACU_LAYOUT_TMA>(row, j) + c) =
+                acu_pack<T>::two(o[4 * j] * l_r[0], o[4 * j + 1] * l_r[0]);
+            *reinterpret_cast<uint32_t *>(so + acu_tile_off<D, ACU_LAYOUT_TMA>(row + 8, j) + c) =
+                acu_pack<T>::two(o[4 * j + 2] * l_r[1], o[4 * j + 3] * l_r[1]);
+        }
+        asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
+        acu_store_tile<D, ACU_LAYOUT_TMA, T>(p, it, b, so, ctid & 127, 128, cw * 64, cw * 64 + 64);
+        /* the staging (over Q) is read; TMA may overwrite it after this (async proxy) */
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        mbar_arrive(q_empty(qb));
+    }
+    if (cw == 0 && issued > 0) asm volatile("bar.sync 3, 256;\n" ::: "memory");
+#endif
+}
+
+typedef PFN_cuTensorMapEncodeTiled_v12000 encode_fn;
+
+cudaError_t make_map(encode_fn enc, CUtensorMap *m, const void *ptr, int dtype, int n_rows, int n_heads, int D) {
+    cuuint64_t dims[3] = {(cuuint64_t)D, (cuuint64_t)n_heads, (cuuint64_t)n_rows};
+    cuuint64_t strides[2] = {(cuuint64_t)D * 2, (cuuint64_t)n_heads * D * 2};
+    cuuint32_t box[3] = {64, 1, 128};
+    cuuint32_t estr[3] = {1, 1, 1};
+    CUresult r = enc(m, dtype == DFA_ATTN_CUDA_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+                     3, const_cast<void *>(ptr), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                     CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                     CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
+}
+
+template <int D, typename T>
+cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t st) {
+    void *fn = nullptr;
+    cudaDriverEntryPointQueryResult q;
+    cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q);
+    if (e != cudaSuccess) return e;
+    if (q != cudaDriverEntryPointSuccess || !fn) return cudaErrorNotSupported;
+    encode_fn enc = reinterpret_cast<encode_fn>(fn);
+    CUtensorMap mq, mk, mv;
+    const int rows = p.batch * p.n_tokens;
+    if ((e = make_map(enc, &mq, p.q, dtype, rows, p.n_heads, D)) != cudaSuccess) return e;
+    if ((e = make_map(enc, &mk, p.k, dtype, rows, p.n_heads, D)) != cudaSuccess) return e;
+    if ((e = make_map(enc, &mv, p.v, dtype, rows, p.n_heads, D)) != cudaSuccess) return e;
+    constexpr int smem = cfg<D>::SMEM;
+    e = cudaFuncSetAttribute(attn_wgmma_kernel<D, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e != cudaSuccess) return e;
+    int dev = 0, sms = 0;
+    if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
+    if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
+    const int total = p.n_items * p.batch;
+    const int grid = persistent && sms < total ? sms : total;
+    attn_wgmma_kernel<D, T><<<grid, THREADS, smem, st>>>(p, mq, mk, mv);
+    return cudaGetLastError();
+}
+
+} // namespace
+
+cudaError_t acu_launch_wgmma(const acu_params &p, int head_dim, int dtype, bool persistent, cudaStream_t st) {
+    if (dtype == DFA_ATTN_CUDA_BF16)
+        return head_dim == 64 ? launch<64, __nv_bfloat16>(p, dtype, persistent, st)
+                              : launch<128, __nv_bfloat16>(p, dtype, persistent, st);
+    return head_dim == 64 ? launch<64, __half>(p, dtype, persistent, st) : launch<128, __half>(p, dtype, persistent, st);
+}

@@ -1,0 +1,256 @@
+/* cmd_generate.c - `dfa generate`: prompt embeddings -> latents (-> PNG through the VAE) for the
+ * MMDiT families (FLUX.1, SD3 / SD3.5), picked from the transformer config's _class_name.
+ * Progress per step (a bar on a terminal, plain lines otherwise) and a final line with the time
+ * in attention against the rest. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "attn/attn_state.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/ctx.h"
+#include "io/json.h"
+#include "io/safetensors.h"
+#include "models/mmdit.h"
+#include "models/mmdit_pipe.h"
+#include "models/vae.h"
+#include "plan/plan.h"
+
+typedef struct gen_opts {
+    const char *model, *embeds, *out, *plan, *latents_out, *init;
+    int steps, width, height, threads;
+    long long seed;
+    double cfg, guidance;
+} gen_opts;
+
+typedef struct gen_progress_state {
+    int tty;
+    double total;
+} gen_progress_state;
+
+static void on_step(void *user, int step, int n, double secs) {
+    gen_progress_state *s = user;
+    s->total += secs;
+    if (s->tty) {
+        int filled = (int)((double)(step + 1) / n * 30.0 + 0.5);
+        fprintf(stderr, "\r[%.*s%*s] %d/%d  %.2f s/step", filled, "##############################", 30 - filled, "",
+                step + 1, n, s->total / (step + 1));
+        if (step + 1 == n) fputc('\n', stderr);
+    } else {
+        fprintf(stderr, "step %d/%d  %.3f s\n", step + 1, n, secs);
+    }
+    fflush(stderr);
+}
+
+static int ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+static int is_dir(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* "latents" [1, C, h, w] or [C, h, w] -> buf (n floats) */
+static dfa_status load_init(dfa_ctx *ctx, const char *path, int C, int h, int w, float *buf) {
+    dfa_safetensors *st = NULL;
+    DFA_TRY(dfa_st_open(&st, path, &ctx->err));
+    const dfa_st_tensor *t = dfa_st_find(st, "latents");
+    dfa_status s = DFA_OK;
+    if (!t) {
+        s = dfa_error_set(&ctx->err, DFA_ERR_NOT_FOUND, __FILE__, __LINE__, "%s: no tensor 'latents'", path);
+    } else {
+        const int64_t s4[4] = {1, C, h, w};
+        int four = t->ndim == 4;
+        s = dfa_st_load(st, "latents", DFA_F32, four ? 4 : 3, four ? s4 : s4 + 1, buf, DFA_DEV_CPU, NULL, &ctx->err);
+    }
+    dfa_st_close(st);
+    return s;
+}
+
+static dfa_status read_class(dfa_ctx *ctx, const char *model, char *cls, size_t len) {
+    char tdir[1024], cfg[1100];
+    cJSON *j = NULL;
+    DFA_TRY(dfa_mmdit_read_config(ctx, model, &j, tdir, sizeof tdir, cfg, sizeof cfg));
+    const char *name = NULL;
+    dfa_status s = dfa_json_string(j, "_class_name", cfg, &name, &ctx->err);
+    if (s == DFA_OK) snprintf(cls, len, "%s", name);
+    cJSON_Delete(j);
+    return s;
+}
+
+static int run_generate(dfa_ctx *ctx, const gen_opts *o) {
+    char cls[128];
+    if (read_class(ctx, o->model, cls, sizeof cls) != DFA_OK) {
+        fprintf(stderr, "dfa generate: %s\n", dfa_ctx_error(ctx));
+        return 1;
+    }
+    const int is_flux = strcmp(cls, "FluxTransformer2DModel") == 0, is_sd3 = strcmp(cls, "SD3Transformer2DModel") == 0;
+    if (!is_flux && !is_sd3) {
+        fprintf(stderr, "dfa generate: %s: model class %s is not handled yet (FLUX and SD3 are)\n", o->model, cls);
+        return 1;
+    }
+    dfa_flux *fm = NULL;
+    dfa_sd3 *sm = NULL;
+    dfa_prompt_embeds pe = {0};
+    dfa_vae *vae = NULL;
+    float *lat = NULL, *init = NULL;
+    dfa_plan plan;
+    int have_plan = 0, rc = 1;
+    dfa_status s = is_flux ? dfa_flux_load(ctx, o->model, &fm) : dfa_sd3_load(ctx, o->model, &sm);
+    dfa_flow_config fc;
+    if (s == DFA_OK) {
+        s = dfa_flow_config_read(ctx, o->model, &fc);
+        if (s == DFA_ERR_NOT_FOUND) { /* no scheduler/ folder: the released pipelines' schedulers */
+            fc = dfa_flow_config_default();
+            fc.shift = 3.0;
+            fc.use_dynamic_shifting = is_flux && fm && dfa_flux_get_config(fm)->guidance_embeds;
+            if (is_flux && !fc.use_dynamic_shifting) fc.shift = 1.0; /* schnell */
+            fprintf(stderr, "dfa generate: no scheduler config in %s; using %s\n", o->model,
+                    fc.use_dynamic_shifting ? "dynamic shift (FLUX-dev)" : is_flux ? "shift 1 (FLUX-schnell)" : "shift 3 (SD3)");
+            s = DFA_OK;
+        }
+    }
+    if (s == DFA_OK) s = dfa_prompt_embeds_load(ctx, o->embeds, &pe);
+    if (s == DFA_OK && ends_with(o->out, ".png")) {
+        char vdir[1100];
+        snprintf(vdir, sizeof vdir, "%s/vae", o->model);
+        if (!is_dir(vdir)) {
+            fprintf(stderr, "dfa generate: -o %s needs a VAE in %s (or write latents: -o FILE.safetensors)\n", o->out,
+                    vdir);
+            goto done;
+        }
+        s = dfa_vae_load(ctx, vdir, &vae);
+    }
+    const int C = is_flux ? (fm ? dfa_flux_latent_channels(fm) : 0) : (sm ? dfa_sd3_latent_channels(sm) : 0);
+    const int up = vae ? dfa_vae_upscale(vae) : 8; /* pixels per latent */
+    const int h = o->height / up, w = o->width / up;
+    const size_t n = (size_t)C * h * w;
+    if (s == DFA_OK && (o->height % up || o->width % up)) {
+        fprintf(stderr, "dfa generate: -W/-H must be multiples of %d pixels (got %dx%d)\n", up, o->width, o->height);
+        goto done;
+    }
+    if (s == DFA_OK && vae && dfa_vae_get_config(vae)->latent_channels != C) {
+        fprintf(stderr, "dfa generate: the VAE takes %d latent channels, the transformer makes %d\n",
+                dfa_vae_get_config(vae)->latent_channels, C);
+        goto done;
+    }
+    if (s == DFA_OK) s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, (n ? n : 1) * sizeof(float), "latents", (void **)&lat);
+    if (s == DFA_OK && o->init) {
+        s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, (n ? n : 1) * sizeof(float), "initial latents", (void **)&init);
+        if (s == DFA_OK) s = load_init(ctx, o->init, C, h, w, init);
+    }
+    if (s == DFA_OK && o->plan) {
+        s = dfa_plan_load(o->plan, &plan, &ctx->err);
+        if (s == DFA_OK) {
+            have_plan = 1;
+            s = dfa_attn_set_plan(ctx, &plan);
+        }
+    }
+    if (s == DFA_OK) {
+        gen_progress_state ps = {.tty = isatty(fileno(stderr))};
+        int steps = o->steps;
+        if (steps <= 0) steps = is_flux && !dfa_flux_get_config(fm)->guidance_embeds ? 4 : 28;
+        dfa_mmdit_gen_params gp = {.steps = steps, .latent_h = h, .latent_w = w, .cfg_scale = (float)o->cfg,
+                                   .guidance = (float)o->guidance, .seed = (uint64_t)o->seed, .init_latents = init,
+                                   .progress = on_step, .progress_user = &ps};
+        if (is_sd3 && o->cfg < 0) gp.cfg_scale = pe.neg_embeds ? 7.0f : 1.0f;
+        if (is_flux && o->cfg < 0) gp.cfg_scale = 1.0f;
+        fprintf(stderr, "dfa generate: %s, %dx%d px (latent %d x %d x %d), %d steps, %s %.2f, seed %lld%s\n",
+                is_flux ? "FLUX" : "SD3", o->width, o->height, C, h, w, steps, is_flux ? "guidance" : "cfg",
+                is_flux ? gp.guidance : gp.cfg_scale, o->seed, o->init ? " (initial latents from file)" : "");
+        s = is_flux ? dfa_flux_generate(ctx, fm, &fc, &pe, &gp, lat) : dfa_sd3_generate(ctx, sm, &fc, &pe, &gp, lat);
+        if (s == DFA_OK) {
+            double attn = 0, total = 0;
+            if (is_flux)
+                dfa_flux_times(fm, &attn, &total);
+            else
+                dfa_sd3_times(sm, &attn, &total);
+            fprintf(stderr, "done: %d steps in %.2f s; transformer %.2f s: attention %.2f s (%.1f%%), rest %.2f s\n",
+                    steps, ps.total, total, attn, total > 0 ? 100.0 * attn / total : 0.0, ps.total - attn);
+        }
+    }
+    if (s == DFA_OK) {
+        const int64_t shp[4] = {1, C, h, w};
+        dfa_st_item it = {.name = "latents", .dtype = DFA_F32, .ndim = 4, .shape = shp, .data = lat};
+        const char *lpath = vae ? o->latents_out : o->out;
+        if (lpath) s = dfa_st_write(lpath, &it, 1, NULL, NULL, 0, &ctx->err);
+        if (s == DFA_OK && vae) s = dfa_vae_decode_png(ctx, vae, lat, h, w, o->out);
+        if (s == DFA_OK) {
+            printf("%s\n", o->out);
+            rc = 0;
+        }
+    }
+done:
+    if (s != DFA_OK) fprintf(stderr, "dfa generate: %s\n", dfa_ctx_error(ctx));
+    if (have_plan) {
+        dfa_attn_clear_plan(ctx);
+        dfa_plan_free(&plan);
+    }
+    if (vae) dfa_vae_free(ctx, vae);
+    if (init) dfa_ctx_mem_release(ctx, init);
+    if (lat) dfa_ctx_mem_release(ctx, lat);
+    if (pe.embeds) dfa_prompt_embeds_free(ctx, &pe);
+    dfa_flux_free(ctx, fm);
+    dfa_sd3_free(ctx, sm);
+    return rc;
+}
+
+int cmd_generate(int argc, char **argv) {
+    gen_opts o = {.steps = 0, .width = 1024, .height = 1024, .threads = 0, .seed = 0, .cfg = -1, .guidance = 3.5};
+    dfa_arg_spec specs[] = {
+        {"model", 'm', DFA_ARG_STRING, &o.model, "DIR", "diffusers pipeline folder (transformer/, scheduler/, vae/)", 1, 0},
+        {"prompt-embeds", 0, DFA_ARG_STRING, &o.embeds, "FILE", "prompt embeddings (docs/PROMPT_EMBEDS.md)", 1, 0},
+        {"out", 'o', DFA_ARG_STRING, &o.out, "FILE", "output: .png (decoded by vae/) or .safetensors (latents)", 1, 0},
+        {"steps", 0, DFA_ARG_INT, &o.steps, "N", "denoising steps (default 28; FLUX-schnell 4)", 1, 10000},
+        {"seed", 0, DFA_ARG_INT64, &o.seed, "S", "noise seed (default 0)", 0, 9.2e18},
+        {"width", 'W', DFA_ARG_INT, &o.width, "PX", "width in pixels (default 1024)", 8, 65536},
+        {"height", 'H', DFA_ARG_INT, &o.height, "PX", "height in pixels (default 1024)", 8, 65536},
+        {"cfg-scale", 0, DFA_ARG_FLOAT, &o.cfg, "S", "SD3 classifier-free guidance (default 7 with negatives)", 0, 1000},
+        {"guidance", 0, DFA_ARG_FLOAT, &o.guidance, "G", "FLUX-dev guidance scale (default 3.5)", 0, 1000},
+        {"plan", 0, DFA_ARG_STRING, &o.plan, "FILE", "attention compression plan (dfa plan make / search)", 1, 0},
+        {"latents", 0, DFA_ARG_STRING, &o.latents_out, "FILE", "also write the final latents (with a .png -o)", 1, 0},
+        {"init-latents", 0, DFA_ARG_STRING, &o.init, "FILE", "initial noise: tensor 'latents' [1, C, H/8, W/8] (8: the VAE's scale)", 1, 0},
+        {"threads", 't', DFA_ARG_INT, &o.threads, "T", "CPU threads (default all cores)", 0, 1024},
+    };
+    const int ns = (int)(sizeof specs / sizeof specs[0]);
+    const char *pos[1];
+    int npos;
+    char msg[256];
+    int r = dfa_args_parse(argc, argv, 1, specs, ns, pos, 1, &npos, msg, sizeof msg);
+    if (r == 1) {
+        dfa_args_usage("generate", "-m DIR --prompt-embeds FILE -o OUT [--steps N] [--seed S] [-W PX] [-H PX]",
+                       "Generate with FLUX.1 or SD3 / SD3.5 (family from transformer/config.json). Prints a\n"
+                       "progress line per step and the time in attention against the rest.", specs, ns);
+        return 0;
+    }
+    if (r == 0 && npos) {
+        snprintf(msg, sizeof msg, "takes no positional arguments (got '%s')", pos[0]);
+        r = -1;
+    }
+    if (r == 0 && (!o.model || !o.embeds || !o.out)) {
+        snprintf(msg, sizeof msg, "needs -m DIR, --prompt-embeds FILE and -o OUT");
+        r = -1;
+    }
+    if (r < 0) {
+        fprintf(stderr, "dfa generate: %s\n", msg);
+        return 2;
+    }
+    dfa_ctx *ctx = NULL;
+    dfa_ctx_params cp = dfa_ctx_default_params();
+    cp.n_threads = o.threads;
+    char err[256];
+    if (dfa_ctx_init(&ctx, &cp, err, sizeof err) != DFA_OK) {
+        fprintf(stderr, "dfa generate: %s\n", err);
+        return 1;
+    }
+    int rc = run_generate(ctx, &o);
+    dfa_ctx_free(ctx);
+    return rc;
+}

@@ -1,0 +1,289 @@
+/* test_attn_cuda.c - the fused multi-strategy attention kernel against a float64 loop over
+ * the same mask (dfa_mask_keep), on the GPU. Fresh random inputs for every case, the output
+ * poisoned with NaN before each run, every element checked. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "attn/attn.h"
+#include "attn/cuda/attn_cuda.h"
+#include "attn/mask.h"
+#include "core/cuda_rt.h"
+#include "core/tensor.h"
+#include "../test.h"
+
+static dfa_cuda *g_cu;
+static unsigned long long g_seed;
+
+typedef struct {
+    const char *name;
+    dfa_attn_layout l;
+    int batch, n_heads;
+    int method[8], window[8];
+} tcase;
+
+static uint16_t to_h(float x, int dtype) {
+    return dtype == DFA_ATTN_CUDA_BF16 ? dfa_f32_to_bf16(x) : dfa_f32_to_f16(x);
+}
+static double from_h(uint16_t x, int dtype) {
+    return dtype == DFA_ATTN_CUDA_BF16 ? dfa_bf16_to_f32(x) : dfa_f16_to_f32(x);
+}
+
+/* float64 reference of one (b, h): out[N][D] */
+static void reference(const tcase *tc, int D, int dtype, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                      const uint16_t *cache, const uint16_t *resid, int b, int h, double *out) {
+    const int N = dfa_layout_tokens(&tc->l), H = tc->n_heads;
+    const int m = tc->method[h];
+    const size_t tok = (size_t)H * D;
+    const size_t base = (size_t)b * N * tok + (size_t)h * D;
+    if (m == DFA_ATTN_CACHE) {
+        for (int i = 0; i < N; i++)
+            for (int d = 0; d < D; d++) out[(size_t)i * D + d] = from_h(cache[base + i * tok + d], dtype);
+        return;
+    }
+    const int w = (m == DFA_ATTN_ARROW || m == DFA_ATTN_ARROW_RS) ? tc->window[h] : -1;
+    const double scale = 1.0 / sqrt((double)D);
+    double *s = malloc((size_t)N * sizeof *s);
+    double *kf = malloc((size_t)N * D * sizeof *kf), *vf = malloc((size_t)N * D * sizeof *vf);
+    for (int j = 0; j < N; j++)
+        for (int d = 0; d < D; d++) {
+            kf[(size_t)j * D + d] = from_h(k[base + j * tok + d], dtype);
+            vf[(size_t)j * D + d] = from_h(v[base + j * tok + d], dtype);
+        }
+    for (int i = 0; i < N; i++) {
+        double qi[128];
+        for (int d = 0; d < D; d++) qi[d] = from_h(q[base + i * tok + d], dtype);
+        double mx = -INFINITY;
+        for (int j = 0; j < N; j++) {
+            if (!dfa_mask_keep(&tc->l, w, i, j)) {
+                s[j] = -INFINITY;
+                continue;
+            }
+            double acc = 0;
+            for (int d = 0; d < D; d++) acc += qi[d] * kf[(size_t)j * D + d];
+            s[j] = acc * scale;
+            if (s[j] > mx) mx = s[j];
+        }
+        double sum = 0;
+        for (int j = 0; j < N; j++) {
+            s[j] = s[j] == -INFINITY ? 0 : exp(s[j] - mx);
+            sum += s[j];
+        }
+        double *o = out + (size_t)i * D;
+        for (int d = 0; d < D; d++) o[d] = 0;
+        for (int j = 0; j < N; j++)
+            if (s[j] != 0)
+                for (int d = 0; d < D; d++) o[d] += s[j] * vf[(size_t)j * D + d];
+        for (int d = 0; d < D; d++) {
+            o[d] /= sum;
+            if (m == DFA_ATTN_ARROW_RS) o[d] += from_h(resid[base + i * tok + d], dtype);
+        }
+    }
+    free(s);
+    free(kf);
+    free(vf);
+}
+
+static void fill(uint16_t *x, size_t n, int dtype, float amp) {
+    for (size_t i = 0; i < n; i++) x[i] = to_h(amp * test_rng_uniform(&g_seed), dtype);
+}
+
+static void run_case(const tcase *tc, int D, int dtype, int variant) {
+    dfa_error err = {0};
+    const int N = dfa_layout_tokens(&tc->l), H = tc->n_heads, B = tc->batch;
+    const size_t n = (size_t)B * N * H * D, bytes = n * 2;
+    uint16_t *hq = malloc(bytes), *hk = malloc(bytes), *hv = malloc(bytes), *hc = malloc(bytes), *hr = malloc(bytes),
+             *ho = malloc(bytes);
+    double *ref = malloc((size_t)N * D * sizeof *ref);
+    CHECK(hq && hk && hv && hc && hr && ho && ref);
+    /* q scaled up so that softmax is peaked enough for a wrong mask to show */
+    fill(hq, n, dtype, 2.0f);
+    fill(hk, n, dtype, 2.0f);
+    fill(hv, n, dtype, 1.0f);
+    fill(hc, n, dtype, 1.0f);
+    fill(hr, n, dtype, 0.5f);
+    void *d[6] = {0};
+    for (int i = 0; i < 6; i++) CHECK(dfa_cuda_malloc(g_cu, &d[i], bytes, &err) == DFA_OK);
+    CHECK(dfa_cuda_h2d(g_cu, d[0], hq, bytes, &err) == DFA_OK);
+    CHECK(dfa_cuda_h2d(g_cu, d[1], hk, bytes, &err) == DFA_OK);
+    CHECK(dfa_cuda_h2d(g_cu, d[2], hv, bytes, &err) == DFA_OK);
+    CHECK(dfa_cuda_h2d(g_cu, d[4], hc, bytes, &err) == DFA_OK);
+    CHECK(dfa_cuda_h2d(g_cu, d[5], hr, bytes, &err) == DFA_OK);
+    CHECK(dfa_cuda_memset(g_cu, d[3], 0xff, bytes, &err) == DFA_OK); /* NaN in bf16 and fp16 */
+    dfa_attn_cuda_plan *plan = NULL;
+    dfa_status st = dfa_attn_cuda_plan_build(&plan, &tc->l, H, tc->method, tc->window, variant,
+                                             dfa_cuda_stream(g_cu), &err);
+    CHECKF(st == DFA_OK, "%s", err.msg);
+    dfa_attn_cuda_args a = {dtype, B, D, d[0], d[1], d[2], d[3], d[4], d[5], 0.f, dfa_cuda_stream(g_cu)};
+    if (st == DFA_OK) {
+        st = dfa_attn_cuda_run(plan, &a, &err);
+        CHECKF(st == DFA_OK, "%s", err.msg);
+    }
+    CHECKF(dfa_cuda_sync(g_cu, &err) == DFA_OK, "%s", err.msg);
+    CHECK(dfa_cuda_d2h(g_cu, ho, d[3], bytes, &err) == DFA_OK);
+    double worst = 0;
+    int nonfinite = 0;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            reference(tc, D, dtype, hq, hk, hv, hc, hr, b, h, ref);
+            double e2 = 0, r2 = 0;
+            int exact = 1;
+            for (int i = 0; i < N; i++)
+                for (int dd = 0; dd < D; dd++) {
+                    size_t gi = (((size_t)b * N + i) * H + h) * D + dd;
+                    double o = from_h(ho[gi], dtype), rr = ref[(size_t)i * D + dd];
+                    if (!isfinite(o)) nonfinite++;
+                    e2 += (o - rr) * (o - rr);
+                    r2 += rr * rr;
+                    if (ho[gi] != hc[gi]) exact = 0;
+                }
+            double rel = sqrt(e2 / (r2 > 0 ? r2 : 1));
+            if (rel > worst || rel != rel) worst = rel;
+            CHECKF(rel < 1e-2, "%s D=%d %s v%d b=%d head %d (method %d window %d): rel err %.3g", tc->name, D,
+                   dtype ? "f16" : "bf16", variant, b, h, tc->method[h], tc->window[h], rel);
+            if (tc->method[h] == DFA_ATTN_CACHE)
+                CHECKF(exact, "%s head %d: CACHE copy not bit-exact", tc->name, h);
+        }
+    CHECKF(nonfinite == 0, "%s: %d outputs not written / not finite", tc->name, nonfinite);
+    printf("  %-28s D=%3d %-4s v%d N=%4d: worst head rel err %.2e\n", tc->name, D, dtype ? "f16" : "bf16", variant, N,
+           worst);
+
+    /* second launch of the same plan on fresh poison: the work list is reusable */
+    CHECK(dfa_cuda_memset(g_cu, d[3], 0xff, bytes, &err) == DFA_OK);
+    if (st == DFA_OK) CHECK(dfa_attn_cuda_run(plan, &a, &err) == DFA_OK);
+    CHECK(dfa_cuda_sync(g_cu, &err) == DFA_OK);
+    uint16_t *ho2 = malloc(bytes);
+    CHECK(dfa_cuda_d2h(g_cu, ho2, d[3], bytes, &err) == DFA_OK);
+    CHECKF(memcmp(ho, ho2, bytes) == 0, "%s: second launch differs (race?)", tc->name);
+    free(ho2);
+    dfa_attn_cuda_plan_free(plan);
+    for (int i = 0; i < 6; i++) dfa_cuda_dealloc(g_cu, d[i]);
+    free(hq), free(hk), free(hv), free(hc), free(hr), free(ho), free(ref);
+}
+
+enum { F = DFA_ATTN_FULL, A = DFA_ATTN_ARROW, RS = DFA_ATTN_ARROW_RS, C = DFA_ATTN_CACHE };
+
+static const tcase CASES[] = {
+    /* FLUX-like: text first, odd N */
+    {"text-first mixed", {300, 77, 1, 128}, 2, 6, {F, A, A, C, RS, A}, {0, 0, 1, 0, 1, 9}},
+    /* SD3-like: text last */
+    {"text-last mixed", {517, 45, 0, 128}, 1, 6, {A, F, C, A, RS, A}, {1, 0, 0, 0, 2, 3}},
+    /* DiT/PixArt: no text */
+    {"no-text mixed", {389, 0, 1, 128}, 1, 5, {A, F, A, C, RS}, {0, 0, 2, 0, 1}},
+    /* blocks other than the kernel tile: smaller (64) and larger (200, two items a tile) */
+    {"block 64 text-first", {333, 31, 1, 64}, 1, 4, {A, A, F, RS}, {0, 2, 0, 1}},
+    {"block 200 text-last", {611, 250, 0, 200}, 1, 4, {A, RS, C, F}, {0, 1, 0, 0}},
+    /* tiny: fewer tokens than one tile */
+    {"tiny", {7, 5, 1, 128}, 1, 3, {F, A, C}, {0, 0, 0}},
+    /* more items (156) than an H100 has SMs: persistent CTAs take several items each */
+    {"many items", {1500, 77, 1, 128}, 2, 6, {F, A, C, RS, A, F}, {0, 2, 0, 1, 5, 0}},
+};
+
+static void test_variant(int variant) {
+    if (!dfa_attn_cuda_variant_ok(variant)) {
+        printf("  variant %d not supported on this GPU: skipped\n", variant);
+        return;
+    }
+    for (size_t c = 0; c < sizeof CASES / sizeof CASES[0]; c++)
+        for (int D = 64; D <= 128; D += 64)
+            for (int dt = 0; dt < 2; dt++) {
+                /* keep it quick: fp16 on the first three cases only */
+                if (dt == DFA_ATTN_CUDA_F16 && c >= 3) continue;
+                run_case(&CASES[c], D, dt, variant);
+            }
+}
+
+static void test_v1(void) { test_variant(DFA_ATTN_CUDA_V_MMA); }
+static void test_v2(void) { test_variant(DFA_ATTN_CUDA_V_WGMMA); }
+static void test_v3(void) { test_variant(DFA_ATTN_CUDA_V_WGMMA_GRID); }
+
+static void test_cache_helpers(void) {
+    dfa_error err = {0};
+    const int B = 2, N = 99, H = 5, D = 64;
+    const size_t n = (size_t)B * N * H * D, bytes = n * 2;
+    uint16_t *ha = malloc(bytes), *hb = malloc(bytes), *ho = malloc(bytes), *hd = malloc(bytes);
+    fill(ha, n, DFA_ATTN_CUDA_BF16, 1.f);
+    fill(hb, n, DFA_ATTN_CUDA_BF16, 1.f);
+    fill(hd, n, DFA_ATTN_CUDA_BF16, 1.f);
+    void *da, *db, *dd;
+    CHECK(dfa_cuda_malloc(g_cu, &da, bytes, &err) == DFA_OK);
+    CHECK(dfa_cuda_malloc(g_cu, &db, bytes, &err) == DFA_OK);
+    CHECK(dfa_cuda_malloc(g_cu, &dd, bytes, &err) == DFA_OK);
+    CHECK(dfa_cuda_h2d(g_cu, da, ha, bytes, &err) == DFA_OK);
+    CHECK(dfa_cuda_h2d(g_cu, db, hb, bytes, &err) == DFA_OK);
+    const unsigned char sel[5] = {1, 0, 1, 1, 0};
+    for (int op = 0; op < 2; op++) {
+        CHECK(dfa_cuda_h2d(g_cu, dd, hd, bytes, &err) == DFA_OK);
+        if (op == 0)
+            CHECK(dfa_attn_cuda_copy_heads(dd, da, DFA_ATTN_CUDA_BF16, B, N, H, D, sel, dfa_cuda_stream(g_cu), &err) ==
+                  DFA_OK);
+        else
+            CHECK(dfa_attn_cuda_residual(dd, da, db, DFA_ATTN_CUDA_BF16, B, N, H, D, sel, dfa_cuda_stream(g_cu),
+                                         &err) == DFA_OK);
+        CHECK(dfa_cuda_sync(g_cu, &err) == DFA_OK);
+        CHECK(dfa_cuda_d2h(g_cu, ho, dd, bytes, &err) == DFA_OK);
+        int bad = 0;
+        for (size_t i = 0; i < n; i++) {
+            int h = (int)((i / D) % H);
+            double want = !sel[h] ? dfa_bf16_to_f32(hd[i])
+                          : op == 0 ? dfa_bf16_to_f32(ha[i])
+                                    : dfa_bf16_to_f32(dfa_f32_to_bf16(dfa_bf16_to_f32(ha[i]) - dfa_bf16_to_f32(hb[i])));
+            if (dfa_bf16_to_f32(ho[i]) != want) bad++;
+        }
+        CHECKF(bad == 0, "cache helper op %d: %d wrong elements", op, bad);
+    }
+    dfa_cuda_dealloc(g_cu, da), dfa_cuda_dealloc(g_cu, db), dfa_cuda_dealloc(g_cu, dd);
+    free(ha), free(hb), free(ho), free(hd);
+}
+
+static void test_bad_args(void) {
+    dfa_error err = {0};
+    dfa_attn_cuda_plan *p = NULL;
+    dfa_attn_layout l = {100, 10, 1, 128};
+    int m[2] = {F, 7}, w[2] = {0, 0};
+    CHECK(dfa_attn_cuda_plan_build(&p, &l, 2, m, w, 1, NULL, &err) == DFA_ERR_INVALID_ARG);
+    CHECK(p == NULL);
+    dfa_attn_layout bad = {100, 10, 1, 0};
+    m[1] = F;
+    CHECK(dfa_attn_cuda_plan_build(&p, &bad, 2, m, w, 1, NULL, &err) == DFA_ERR_INVALID_ARG);
+    m[1] = C;
+    CHECK(dfa_attn_cuda_plan_build(&p, &l, 2, m, w, 1, NULL, &err) == DFA_OK);
+    int dummy;
+    dfa_attn_cuda_args a = {DFA_ATTN_CUDA_BF16, 1, 128, &dummy, &dummy, &dummy, &dummy, NULL, NULL, 0.f, NULL};
+    CHECK(dfa_attn_cuda_run(p, &a, &err) == DFA_ERR_INVALID_ARG); /* CACHE head, no cache buffer */
+    a.head_dim = 96;
+    CHECK(dfa_attn_cuda_run(p, &a, &err) == DFA_ERR_UNSUPPORTED);
+    dfa_attn_cuda_plan_free(p);
+}
+
+int main(void) {
+    dfa_error err = {0};
+    if (dfa_cuda_init(&g_cu, 0, &err) != DFA_OK) {
+        fprintf(stderr, "no GPU: %s\n", err.msg);
+        return 1;
+    }
+    g_seed = (unsigned long long)time(NULL) * 2654435761ULL | 1ULL;
+    const char *env = getenv("DFA_TEST_SEED");
+    if (env) g_seed = strtoull(env, NULL, 10) | 1ULL;
+    printf("device %s, seed %llu\n", dfa_cuda_device_name(g_cu), g_seed);
+    const char *only = getenv("DFA_TEST_QUICK"); /* for compute-sanitizer: one small case */
+    if (only) {
+        run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_MMA);
+        if (dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA)) {
+            run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA);
+            run_case(&CASES[1], 128, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA);
+        }
+        dfa_cuda_free(g_cu);
+        return test_summary();
+    }
+    RUN(test_bad_args);
+    RUN(test_cache_helpers);
+    RUN(test_v1);
+    RUN(test_v2);
+    RUN(test_v3);
+    dfa_cuda_free(g_cu);
+    return test_summary();
+}

@@ -1,0 +1,147 @@
+/* test_plan.c - plan files: round trip, and bad files rejected with messages that name the
+ * step / layer / head and the problem. */
+#include <unistd.h>
+
+#include "plan/plan.h"
+#include "test.h"
+
+static const char *good =
+    "{\n"
+    "  \"format\": \"dfa-plan\",\n"
+    "  \"version\": 1,\n"
+    "  \"model\": {\"family\": \"sd3\", \"config\": \"tiny\"},\n"
+    "  \"layout\": {\"n_text\": 5, \"text_first\": false, \"n_vis\": 24, \"grid_h\": 4, \"grid_w\": 6, \"block\": 4},\n"
+    "  \"steps\": 3,\n"
+    "  \"layers\": 2,\n"
+    "  \"heads\": 3,\n"
+    "  \"cfg\": true,\n"
+    "  \"cfg_cond_index\": 1,\n"
+    "  \"method_set\": [\"full\", \"arrow\", \"arrow_rs\", \"cache\", \"asc\"],\n"
+    "  \"search\": {\"method\": \"v2\", \"delta\": 0.25, \"c\": 1.5},\n"
+    "  \"entries\": [\n"
+    "    {\"step\": 0, \"layer\": 0, \"asc\": false, \"heads\": \"F F A1\"},\n"
+    "    {\"step\": 0, \"layer\": 1, \"asc\": false, \"heads\": \"F A2 F\"},\n"
+    "    {\"step\": 1, \"layer\": 0, \"asc\": true, \"heads\": \"C R2 A1\"},\n"
+    "    {\"step\": 1, \"layer\": 1, \"asc\": false, \"heads\": \"F C R5\"},\n"
+    "    {\"step\": 2, \"layer\": 0, \"asc\": false, \"heads\": \"A0 R2 C\"},\n"
+    "    {\"step\": 2, \"layer\": 1, \"asc\": true, \"heads\": \"C C C\"}\n"
+    "  ]\n"
+    "}\n";
+
+static char *replace(const char *s, const char *from, const char *to) {
+    const char *at = strstr(s, from);
+    if (!at) {
+        fprintf(stderr, "test bug: '%s' not in the good plan\n", from);
+        exit(1);
+    }
+    size_t n = strlen(s) - strlen(from) + strlen(to) + 1;
+    char *r = malloc(n);
+    memcpy(r, s, (size_t)(at - s));
+    strcpy(r + (at - s), to);
+    strcat(r, at + strlen(from));
+    return r;
+}
+
+static void test_parse_good_and_round_trip(void) {
+    dfa_plan p, q;
+    dfa_error err;
+    dfa_status st = dfa_plan_parse(good, strlen(good), "good.json", &p, &err);
+    CHECKF(st == DFA_OK, "%s", err.msg);
+    if (st) return;
+    CHECK(strcmp(p.family, "sd3") == 0 && strcmp(p.config_id, "tiny") == 0 && strcmp(p.search, "v2") == 0);
+    CHECK(p.layout.n_text == 5 && p.layout.text_first == 0 && p.layout.n_vis == 24 && p.layout.block == 4);
+    CHECK(p.n_steps == 3 && p.n_layers == 2 && p.n_heads == 3 && p.cfg == 1 && p.cond_half == 1);
+    CHECK(p.delta == 0.25 && p.c == 1.5);
+    size_t i = dfa_plan_index(&p, 1, 1, 2);
+    CHECK(p.method[i] == DFA_ATTN_ARROW_RS && p.window[i] == 5);
+    CHECK(p.asc[1 * 2 + 0] == 1 && p.asc[2 * 2 + 1] == 1 && p.asc[0] == 0);
+    CHECK(p.store_res[dfa_plan_index(&p, 0, 0, 1)] == 1 && p.res_window[dfa_plan_index(&p, 0, 0, 1)] == 2);
+    CHECK(p.store_out[dfa_plan_index(&p, 0, 0, 0)] == 1 && p.store_out[dfa_plan_index(&p, 1, 0, 2)] == 1);
+    char *text;
+    CHECK(dfa_plan_to_json(&p, &text, &err) == DFA_OK);
+    CHECKF(strcmp(text, good) == 0, "written:\n%s", text);
+    char path[] = "/tmp/dfa_test_plan_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK(dfa_plan_save(path, &p, &err) == DFA_OK);
+    st = dfa_plan_load(path, &q, &err);
+    CHECKF(st == DFA_OK, "%s", err.msg);
+    if (st == DFA_OK) {
+        size_t n = (size_t)3 * 2 * 3;
+        CHECK(memcmp(p.method, q.method, n) == 0 && memcmp(p.window, q.window, n * 4) == 0 &&
+              memcmp(p.asc, q.asc, 6) == 0 && memcmp(p.store_out, q.store_out, n) == 0);
+        dfa_plan_free(&q);
+    }
+    unlink(path);
+    free(text);
+    dfa_plan_free(&p);
+    CHECK(dfa_plan_load("/nonexistent/plan.json", &q, &err) == DFA_ERR_IO);
+    CHECK(strstr(err.msg, "/nonexistent/plan.json: cannot open") != NULL);
+}
+
+static void test_bad_files(void) {
+    static const struct {
+        const char *from, *to, *msg;
+    } bad[] = {
+        {"\"version\": 1", "\"version\": 2", "plan format version 2, this build reads version 1"},
+        {"\"dfa-plan\"", "\"plan\"", "\"format\" is \"plan\", expected \"dfa-plan\""},
+        {"\"heads\": \"F F A1\"", "\"heads\": \"F X A1\"",
+         "step 0 layer 0 head 1: unknown method code 'X' (expected F, A<window>, R<window> or C)"},
+        {"\"heads\": \"F F A1\"", "\"heads\": \"F F A6\"", "step 0 layer 0 head 2: window 6 out of range [0, 5]"},
+        {"\"heads\": \"F F A1\"", "\"heads\": \"C F A1\"",
+         "step 0 layer 0 head 0: CACHE (C) but no earlier step computes this head"},
+        {"\"heads\": \"F A2 F\"", "\"heads\": \"F A2 A2\"",
+         "step 1 layer 1 head 2: ARROW_RS (R5) but no earlier FULL step refreshes the residual"},
+        {"\"heads\": \"A0 R2 C\"", "\"heads\": \"A0 R1 C\"",
+         "step 2 layer 0 head 1: ARROW_RS window 1 differs from window 2 of the residual refreshed at step 0"},
+        {"\"heads\": \"F F A1\"", "\"heads\": \"F F\"", "step 0 layer 0: 2 head codes, expected 3"},
+        {"\"heads\": \"F F A1\"", "\"heads\": \"F F A1 F\"", "step 0 layer 0: more than 3 head codes"},
+        {"\"step\": 2, \"layer\": 1", "\"step\": 2, \"layer\": 0", "step 2 layer 0 appears twice"},
+        {"\"step\": 2, \"layer\": 1", "\"step\": 3, \"layer\": 1", "\"step\" in entries[5] = 3 out of range [0, 2]"},
+        {"\"steps\": 3", "\"steps\": 4", "6 entries, expected steps x layers = 4 x 2 = 8"},
+        {"\"cfg\": true", "\"cfg\": false", "step 1 layer 0: ASC but the plan has no CFG"},
+        {", \"cache\"", "", "step 1 layer 0 head 0: method cache (C) is not in the method set"},
+        {"\"asc\"]", "\"ascc\"]", "method_set: unknown method ascc"},
+        {"\"grid_w\": 6", "\"grid_w\": 5", "visual grid 4 x 5 does not hold n_vis = 24 tokens"},
+        {"\"block\": 4", "\"block\": 0", "\"block\" in layout = 0 out of range"},
+        {"\"steps\": 3,", "\"stpes\": 3,", "unknown key \"stpes\""},
+        {"\"cfg_cond_index\": 1,", "\"cfg_cond_index\": 1, \"extra\": 0,", "unknown key \"extra\""},
+        {"\"cfg_cond_index\": 1,", "", "missing key \"cfg_cond_index\""},
+        {"\"heads\": 3", "\"heads\": \"3\"", "\"heads\" must be an integer"},
+        {"\"entries\": [", "\"entries\": [}", "bad.json: invalid JSON at line 13"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *text = replace(good, bad[i].from, bad[i].to);
+        dfa_plan p;
+        dfa_error err;
+        dfa_error_clear(&err);
+        dfa_status st = dfa_plan_parse(text, strlen(text), "bad.json", &p, &err);
+        CHECKF(st == DFA_ERR_FORMAT, "case %zu accepted (status %d)", i, (int)st);
+        CHECKF(strstr(err.msg, bad[i].msg) != NULL && strstr(err.msg, "bad.json") != NULL,
+               "case %zu: message '%s' lacks '%s'", i, err.msg, bad[i].msg);
+        if (st == DFA_OK) dfa_plan_free(&p);
+        free(text);
+    }
+}
+
+static void test_codes(void) {
+    int m, w;
+    CHECK(dfa_plan_parse_code("A12", &m, &w) == 0 && m == DFA_ATTN_ARROW && w == 12);
+    CHECK(dfa_plan_parse_code("R0", &m, &w) == 0 && m == DFA_ATTN_ARROW_RS && w == 0);
+    CHECK(dfa_plan_parse_code("A", &m, &w) != 0);
+    CHECK(dfa_plan_parse_code("A-1", &m, &w) != 0);
+    CHECK(dfa_plan_parse_code("F1", &m, &w) != 0);
+    CHECK(dfa_plan_parse_code("c", &m, &w) != 0);
+    CHECK(dfa_plan_parse_code("A99999999999", &m, &w) != 0);
+    unsigned bits;
+    CHECK(dfa_plan_parse_method_set("arrow,cache", &bits) == 0 && bits == (DFA_PLAN_SET_ARROW | DFA_PLAN_SET_CACHE));
+    CHECK(dfa_plan_parse_method_set("arrow,nope", &bits) != 0);
+}
+
+int main(void) {
+    RUN(test_codes);
+    RUN(test_parse_good_and_round_trip);
+    RUN(test_bad_files);
+    return test_summary();
+}
