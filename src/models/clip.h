@@ -13,7 +13,7 @@
 /* hidden-state selector: last_hidden_state (after the final layer norm) */
 #define DFA_TEXT_LAST_HIDDEN 1000000
 
-typedef enum dfa_text_act { DFA_ACT_QUICK_GELU, DFA_ACT_GELU, DFA_ACT_GELU_TANH, DFA_ACT_RELU } dfa_text_act;
+typedef enum dfa_text_act { DFA_TEXT_ACT_QUICK_GELU, DFA_TEXT_ACT_GELU, DFA_TEXT_ACT_GELU_TANH, DFA_TEXT_ACT_RELU } dfa_text_act;
 
 typedef struct dfa_clip_config {
     int vocab_size, hidden, intermediate, heads, layers, max_pos;
