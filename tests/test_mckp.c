@@ -6,7 +6,7 @@
 #include "core/ctx.h"
 #include "plan/mckp.h"
 
-#define MAXH 7
+#define MAXH 10
 #define MAXM 5
 
 typedef struct bf_result {
@@ -118,6 +118,34 @@ static void test_against_brute_force(void) {
     dfa_ctx_free(ctx);
 }
 
+/* Deeper instances (H = 10, M = 3 and H = 8, M = 4), where the bounds prune most. */
+static void test_larger_against_brute_force(void) {
+    dfa_ctx *ctx = NULL;
+    CHECK(dfa_ctx_init(&ctx, NULL, NULL, 0) == DFA_OK);
+    unsigned long long s = 4242;
+    int bad = 0, feasible = 0;
+    for (int t = 0; t < 24; t++) {
+        inst in;
+        in.H = t % 2 ? 10 : 8, in.M = t % 2 ? 3 : 4;
+        for (int i = 0; i < in.H * in.M; i++) {
+            in.cost[i] = i % in.M == 0 ? 1.0 : (t % 3 == 0 ? 0.25 * (double)(test_rng_next(&s) % 4) : rnd01(&s));
+            in.infl[i] = i % in.M == 0 ? 0.0 : (t % 3 == 0 ? 0.125 * (double)(test_rng_next(&s) % 4) : 0.2 * rnd01(&s));
+        }
+        in.p = (dfa_mckp_problem){in.H, in.M, in.cost, in.infl, NULL, 0.05 * (t % 8) * in.H / 4, t % 4 ? 1.5 : 0};
+        bf_result bf = brute_force(&in.p);
+        int ch[MAXH];
+        dfa_mckp_solution sol;
+        CHECK(dfa_mckp_solve(ctx, &in.p, NULL, ch, &sol) == DFA_OK);
+        int d = sol.feasible != bf.feasible || (bf.feasible && (sol.cost != bf.cost || sol.influence != bf.infl));
+        for (int h = 0; bf.feasible && h < in.H; h++) d |= ch[h] != bf.choice[h];
+        bad += d;
+        feasible += bf.feasible;
+    }
+    CHECKF(bad == 0, "%d of 24 differ", bad);
+    CHECK(feasible == 24);
+    dfa_ctx_free(ctx);
+}
+
 /* delta = 0: only influence-0 choices; FULL unless a cheaper method has exactly 0 influence. */
 static void test_delta_zero(void) {
     dfa_ctx *ctx = NULL;
@@ -200,6 +228,7 @@ static void test_bad_input(void) {
 
 int main(void) {
     RUN(test_against_brute_force);
+    RUN(test_larger_against_brute_force);
     RUN(test_delta_zero);
     RUN(test_monotone_in_delta);
     RUN(test_bad_input);

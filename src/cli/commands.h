@@ -13,9 +13,9 @@ typedef struct dfa_command {
 
 int cmd_version(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
-int cmd_encode(int argc, char **argv);
 int cmd_plan(int argc, char **argv);  /* cmd_plan.c: plan show / plan make */
 int cmd_bench(int argc, char **argv); /* cmd_bench.c: bench attn --cpu */
 int cmd_generate(int argc, char **argv); /* cmd_generate.c: FLUX / SD3 generation */
+int cmd_encode(int argc, char **argv);
 
 #endif

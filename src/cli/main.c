@@ -8,10 +8,10 @@
 static const dfa_command commands[] = {
     {"version", "print the version and whether CUDA is compiled in", cmd_version},
     {"inspect", "list the tensors (name, dtype, shape, bytes) and metadata of a safetensors checkpoint", cmd_inspect},
-    {"encode", "tokenize and encode a prompt with a model's text encoders into prompt embeddings", cmd_encode},
     {"plan", "show a compression plan (FLOPs, methods, heatmap) or make one by hand", cmd_plan},
     {"bench", "time the attention methods (bench attn --cpu)", cmd_bench},
     {"generate", "generate with FLUX.1 or SD3 from prompt embeddings (latents or PNG)", cmd_generate},
+    {"encode", "tokenize and encode a prompt with a model's text encoders into prompt embeddings", cmd_encode},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

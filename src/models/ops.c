@@ -139,25 +139,6 @@ void dfa_op_timestep_embedding(float t, int dim, int flip_sin_to_cos, float shif
     if (dim % 2) out[dim - 1] = 0.0f;
 }
 
-void dfa_op_attention(const dfa_ctx *ctx, const float *q, const float *k, const float *v, int T, int S, int H, int D,
-                      int ld, float scale, int causal, const float *bias, const int32_t *key_mask, float *scratch,
-                      float *out) {
-    for (int h = 0; h < H; h++) {
-        dfa_op_gemm(ctx, 1, T, S, D, scale, q + (size_t)h * D, ld, k + (size_t)h * D, ld, 0.0f, scratch, S);
-        const float *bh = bias ? bias + (size_t)h * T * S : NULL;
-#pragma omp parallel for num_threads(ctx->n_threads) schedule(static)
-        for (int t = 0; t < T; t++) {
-            float *r = scratch + (size_t)t * S;
-            if (bh)
-                for (int s = 0; s < S; s++) r[s] += bh[(size_t)t * S + s];
-            for (int s = 0; s < S; s++)
-                if ((causal && s > t) || (key_mask && key_mask[s] == 0)) r[s] = -FLT_MAX;
-            dfa_op_softmax_rows(r, 1, S);
-        }
-        dfa_op_gemm(ctx, 0, T, D, S, 1.0f, scratch, S, v + (size_t)h * D, ld, 0.0f, out + (size_t)h * D, ld);
-    }
-}
-
 size_t dfa_op_conv2d_ws_min(int Cin, int k, int Wo) { return (size_t)Cin * k * k * Wo; }
 
 void dfa_op_conv2d(const dfa_ctx *ctx, const float *x, int Cin, int H, int W, const float *w, const float *bias,
@@ -212,5 +193,24 @@ void dfa_op_upsample2x_nearest(const float *x, int C, int H, int W, float *y) {
             float *yr = yc + (size_t)i * 2 * W;
             for (int j = 0; j < 2 * W; j++) yr[j] = xr[j / 2];
         }
+    }
+}
+
+void dfa_op_attention(const dfa_ctx *ctx, const float *q, const float *k, const float *v, int T, int S, int H, int D,
+                      int ld, float scale, int causal, const float *bias, const int32_t *key_mask, float *scratch,
+                      float *out) {
+    for (int h = 0; h < H; h++) {
+        dfa_op_gemm(ctx, 1, T, S, D, scale, q + (size_t)h * D, ld, k + (size_t)h * D, ld, 0.0f, scratch, S);
+        const float *bh = bias ? bias + (size_t)h * T * S : NULL;
+#pragma omp parallel for num_threads(ctx->n_threads) schedule(static)
+        for (int t = 0; t < T; t++) {
+            float *r = scratch + (size_t)t * S;
+            if (bh)
+                for (int s = 0; s < S; s++) r[s] += bh[(size_t)t * S + s];
+            for (int s = 0; s < S; s++)
+                if ((causal && s > t) || (key_mask && key_mask[s] == 0)) r[s] = -FLT_MAX;
+            dfa_op_softmax_rows(r, 1, S);
+        }
+        dfa_op_gemm(ctx, 0, T, D, S, 1.0f, scratch, S, v + (size_t)h * D, ld, 0.0f, out + (size_t)h * D, ld);
     }
 }

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define MCKP_LAMBDAS 16
+
 typedef struct mckp_state {
     double cost, infl;
     int64_t parent; /* index into the pool of the previous level, -1 at level 1 */
@@ -149,7 +151,7 @@ dfa_status dfa_mckp_solve(dfa_ctx *ctx, const dfa_mckp_problem *p, const dfa_mck
     dfa_status st = DFA_OK;
     mckp_buf pool = {NULL, 0, sizeof(mckp_state)}, gen = {NULL, 0, sizeof(mckp_state)},
              keys = {NULL, 0, sizeof(mckp_key)}, keep = {NULL, 0, 1}, suf = {NULL, 0, sizeof(double)},
-             inc = {NULL, 0, sizeof(int)};
+             inc = {NULL, 0, sizeof(int)}, lag = {NULL, 0, sizeof(double)};
     /* suffix lower bounds: suf[2h] = min cost of heads h.., suf[2h+1] = min influence of heads h.. */
     if ((st = buf_reserve(ctx, &suf, 2 * (size_t)H + 2, "mckp suffix bounds")) != DFA_OK) goto done;
     if ((st = buf_reserve(ctx, &inc, (size_t)H, "mckp incumbent")) != DFA_OK) goto done;
@@ -170,6 +172,45 @@ dfa_status dfa_mckp_solve(dfa_ctx *ctx, const dfa_mckp_problem *p, const dfa_mck
     double ub = INFINITY;
     if (!incumbent(p, cap, inc.p, &ub)) goto done; /* infeasible */
     if (!use_bound) ub = INFINITY;
+    /* Lagrangian bounds: for any lam >= 0 a completion of heads h.. within the remaining budget b
+     * costs at least S_lam[h] - lam * b, S_lam[h] = sum over heads h.. of min_m (L + lam * I).
+     * A geometric grid of lam around the instance's cost-per-influence scale. */
+    double *lam = NULL, *sl = NULL;
+    int n_lam = 0;
+    if (use_bound && p->delta > 0) {
+        if ((st = buf_reserve(ctx, &lag, (size_t)MCKP_LAMBDAS * (H + 2), "mckp lagrangian bounds")) != DFA_OK) goto done;
+        lam = lag.p;
+        sl = lam + MCKP_LAMBDAS;
+        double range = 0;
+        for (int h = 0; h < H; h++) {
+            double lo = INFINITY, hi = 0;
+            for (int m = 0; m < M; m++)
+                if (usable(p, cap, h, m)) {
+                    double c = p->cost[(size_t)h * M + m];
+                    lo = c < lo ? c : lo, hi = c > hi ? c : hi;
+                }
+            range += hi - lo;
+        }
+        double scale = range / p->delta;
+        if (scale > 0 && isfinite(scale)) {
+            n_lam = MCKP_LAMBDAS;
+            for (int k = 0; k < n_lam; k++) {
+                lam[k] = scale * ldexp(1.0, k - n_lam / 2);
+                double *S = sl + (size_t)k * (H + 1);
+                S[H] = 0;
+                for (int h = H - 1; h >= 0; h--) {
+                    double mn = INFINITY;
+                    for (int m = 0; m < M; m++)
+                        if (usable(p, cap, h, m)) {
+                            size_t i = (size_t)h * M + m;
+                            double t = p->cost[i] + lam[k] * p->influence[i];
+                            mn = t < mn ? t : mn;
+                        }
+                    S[h] = S[h + 1] + mn;
+                }
+            }
+        }
+    }
     /* Slack so that rounding in the bound sums never prunes an optimal or tied state: the bound
      * sums are grouped differently from the head-order sums they estimate. */
     const double ub_slack = ub * 1e-9, infl_lim = p->delta * (1 + 1e-9);
@@ -199,6 +240,16 @@ dfa_status dfa_mckp_solve(dfa_ctx *ctx, const dfa_mckp_problem *p, const dfa_mck
                 sol->stats.generated++;
                 if (v > p->delta || v + sb[2 * h + 3] > infl_lim) continue;
                 if (c + sb[2 * h + 2] > ub + ub_slack) {
+                    sol->stats.pruned_bound++;
+                    continue;
+                }
+                int cut = 0;
+                for (int k = 0; k < n_lam && !cut; k++) {
+                    double S = sl[(size_t)k * (H + 1) + h + 1], rest = lam[k] * (p->delta - v);
+                    /* rounding of the bound's own terms: never prune on them */
+                    cut = c + S - rest - 1e-12 * (fabs(S) + fabs(rest) + c) > ub + ub_slack;
+                }
+                if (cut) {
                     sol->stats.pruned_bound++;
                     continue;
                 }
@@ -251,5 +302,6 @@ done:
     dfa_ctx_mem_release(ctx, keep.p);
     dfa_ctx_mem_release(ctx, suf.p);
     dfa_ctx_mem_release(ctx, inc.p);
+    dfa_ctx_mem_release(ctx, lag.p);
     return st;
 }

@@ -12,8 +12,9 @@
  * Exact: a DP over the Pareto frontier of (cost, influence) per prefix of heads, with no
  * discretisation of the real influences. States are dropped only when another state is at
  * least as good in both coordinates (dominance), when their influence already exceeds delta,
- * or (branch and bound, on by default) when a lower bound on their completed cost exceeds a
- * feasible incumbent. Sums are accumulated head 0, 1, 2, ... in double, exactly as a brute force
+ * or (branch and bound, on by default) when a lower bound on their completed cost (the remaining
+ * heads' least costs, or a Lagrangian bound sum_h min_m (L + lam I) - lam * remaining budget)
+ * exceeds a feasible incumbent. Sums are accumulated head 0, 1, 2, ... in double, exactly as a brute force
  * over assignments accumulates them, so the comparisons against delta agree bit for bit.
  *
  * Tie-breaking (deterministic): among feasible assignments the solver returns the one with the

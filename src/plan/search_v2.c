@@ -1,0 +1,177 @@
+/* search_v2.c - DiTFastAttnV2's progressive head-wise plan search (sec. 3.4, Alg. 1).
+ *
+ * One engine pass per step (commit = 1). At each attention layer the hook computes, for every
+ * row and head, the FULL output and the ARROW output of every candidate window, forms each
+ * candidate's output (CACHE: the layer's output at the previous step; ARROW_RS: ARROW + the
+ * residual of the head's latest FULL step), takes its RSE against FULL per head averaged over
+ * the rows, solves the knapsack, hands the chosen per-head outputs to the engine and updates the
+ * caches with them. */
+#include <string.h>
+
+#include "plan/search_state.h"
+
+#define V2_MAX_CANDS 32
+
+typedef struct v2_run {
+    search_state st;
+    dfa_search_cand cands[V2_MAX_CANDS];
+    int n_cands;
+    double *cost, *infl; /* [H * C] */
+    uint8_t *allowed;    /* [H * C] */
+    int *choice;         /* [H] */
+} v2_run;
+
+/* Candidate c's output for head h of every row into dst (which may be the engine's out). */
+static dfa_status cand_output(v2_run *run, int layer, int c, int h, void *dst) {
+    search_state *st = &run->st;
+    const dfa_search_cand *cd = &run->cands[c];
+    switch (cd->method) {
+    case DFA_ATTN_FULL: return search_head_op(st, h, 0, st->R, dst, st->full, NULL, 0);
+    case DFA_ATTN_ARROW: return search_head_op(st, h, 0, st->R, dst, st->arrow[search_win_index(st, cd->window)], NULL, 0);
+    case DFA_ATTN_CACHE: return search_head_op(st, h, 0, st->R, dst, st->cache[layer], NULL, 0);
+    default: /* ARROW_RS */
+        return search_head_op(st, h, 0, st->R, dst, st->arrow[search_win_index(st, cd->window)],
+                              st->resid[layer * st->n_rs + search_rs_index(st, cd->window)], 1);
+    }
+}
+
+static int cand_available(v2_run *run, int layer, int c, int h) {
+    search_state *st = &run->st;
+    const dfa_search_cand *cd = &run->cands[c];
+    if (cd->method == DFA_ATTN_CACHE) return st->cache_valid[layer];
+    if (cd->method == DFA_ATTN_ARROW_RS) {
+        int lock = st->rs_lock[layer * st->H + h];
+        if (lock >= 0 && lock != cd->window) return 0; /* one window per refresh (plan.h) */
+        int i = search_rs_index(st, cd->window);
+        for (int r = 0; r < st->R; r++)
+            if (!*search_resid_valid(st, layer, i, r, h)) return 0;
+    }
+    return 1;
+}
+
+static dfa_status v2_hook(void *user, int layer, const void *q, const void *k, const void *v, void *out) {
+    v2_run *run = user;
+    search_state *st = &run->st;
+    DFA_TRY(search_hook_enter(st, layer));
+    const int H = st->H, C = run->n_cands, R = st->R;
+    DFA_TRY(search_compute(st, q, k, v, -1, 0, R, st->full));
+    for (int i = 0; i < st->n_win; i++) DFA_TRY(search_compute(st, q, k, v, st->win[i], 0, R, st->arrow[i]));
+    for (int c = 0; c < C; c++) {
+        const dfa_search_cand *cd = &run->cands[c];
+        int any = 0;
+        for (int h = 0; h < H; h++) {
+            size_t x = (size_t)h * C + c;
+            run->cost[x] = search_head_cost(st, cd->method, cd->window) * R;
+            run->allowed[x] = (uint8_t)cand_available(run, layer, c, h);
+            run->infl[x] = 0;
+            any |= run->allowed[x] && cd->method != DFA_ATTN_FULL;
+        }
+        if (!any) continue;
+        /* the candidate's output for every row and head, then RSE per (row, head) in one call */
+        const void *approx = cd->method == DFA_ATTN_ARROW ? st->arrow[search_win_index(st, cd->window)]
+                             : cd->method == DFA_ATTN_CACHE ? st->cache[layer]
+                                                            : st->tmp;
+        if (cd->method == DFA_ATTN_ARROW_RS)
+            for (int h = 0; h < H; h++)
+                if (run->allowed[(size_t)h * C + c]) DFA_TRY(cand_output(run, layer, c, h, st->tmp));
+        DFA_TRY(search_rse(st, st->full, approx));
+        for (int h = 0; h < H; h++) {
+            size_t x = (size_t)h * C + c;
+            if (!run->allowed[x]) continue;
+            double sum = 0;
+            for (int r = 0; r < R; r++) sum += st->rse[(size_t)r * H + h];
+            run->infl[x] = sum / R;
+        }
+    }
+    dfa_mckp_problem p = {H, C, run->cost, run->infl, run->allowed, st->o->delta, st->o->c};
+    dfa_mckp_solution sol;
+    dfa_status s = dfa_mckp_solve(st->ctx, &p, &st->o->mckp, run->choice, &sol);
+    if (s != DFA_OK) {
+        dfa_error_wrap(&st->ctx->err, "search v2 step %d layer %d", st->step, layer);
+        return s;
+    }
+    if (!sol.feasible) /* FULL (influence 0, always allowed) makes every instance feasible */
+        DFA_CTX_FAIL(st->ctx, DFA_ERR_INTERNAL, "search v2 step %d layer %d: knapsack infeasible", st->step, layer);
+    size_t sl = (size_t)st->step * st->L + layer;
+    for (int h = 0; h < H; h++) {
+        const dfa_search_cand *cd = &run->cands[run->choice[h]];
+        DFA_TRY(cand_output(run, layer, run->choice[h], h, out));
+        st->plan->method[sl * H + h] = (uint8_t)cd->method;
+        st->plan->window[sl * H + h] = cd->method == DFA_ATTN_ARROW || cd->method == DFA_ATTN_ARROW_RS ? cd->window : -1;
+        if (cd->method == DFA_ATTN_FULL) {
+            for (int i = 0; i < st->n_rs; i++) DFA_TRY(search_refresh_resid(st, layer, i, h, 0, R));
+            st->rs_lock[layer * H + h] = -1;
+        } else if (cd->method == DFA_ATTN_ARROW_RS) {
+            st->rs_lock[layer * H + h] = cd->window;
+        }
+    }
+    st->plan->influence[sl] = sol.influence;
+    st->plan->cost_ns[sl] = sol.cost;
+    DFA_TRY(search_copy_rows(st, st->cache[layer], out, 0, R));
+    st->cache_valid[layer] = 1;
+    if (st->o->on_layer) st->o->on_layer(st->o->on_layer_user, st->step, layer, &p, run->choice);
+    return DFA_OK;
+}
+
+static dfa_status build_cands(dfa_ctx *ctx, const dfa_search_opts *o, v2_run *run) {
+    if (o->n_cands < 0 || o->n_cands >= V2_MAX_CANDS || (o->n_cands > 0 && !o->cands))
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search v2: %d candidates (at most %d, array required)", o->n_cands,
+                     V2_MAX_CANDS - 1);
+    run->cands[0] = (dfa_search_cand){DFA_ATTN_FULL, -1};
+    run->n_cands = 1;
+    for (int i = 0; i < o->n_cands; i++) {
+        dfa_search_cand c = o->cands[i];
+        if (c.method == DFA_ATTN_FULL) continue;
+        if (c.method != DFA_ATTN_ARROW && c.method != DFA_ATTN_ARROW_RS && c.method != DFA_ATTN_CACHE)
+            DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search v2: candidate %d has unknown method %d", i, (int)c.method);
+        if (c.method == DFA_ATTN_CACHE) c.window = -1;
+        else if (c.window < 0)
+            DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search v2: candidate %d (%s) needs a window >= 0, got %d", i,
+                         c.method == DFA_ATTN_ARROW ? "arrow" : "arrow_rs", c.window);
+        for (int j = 0; j < run->n_cands; j++)
+            if (run->cands[j].method == c.method && run->cands[j].window == c.window)
+                DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search v2: candidate %d repeats method %d window %d", i,
+                             (int)c.method, c.window);
+        run->cands[run->n_cands++] = c;
+    }
+    return DFA_OK;
+}
+
+dfa_status dfa_search_v2(dfa_ctx *ctx, const dfa_search_engine *eng, const dfa_search_opts *o, dfa_search_plan *plan) {
+    v2_run run;
+    memset(&run, 0, sizeof run);
+    memset(plan, 0, sizeof *plan);
+    DFA_TRY(build_cands(ctx, o, &run));
+    int wins[V2_MAX_CANDS], rs[V2_MAX_CANDS], nw = 0, nr = 0;
+    for (int c = 1; c < run.n_cands; c++) {
+        if (run.cands[c].method == DFA_ATTN_ARROW || run.cands[c].method == DFA_ATTN_ARROW_RS)
+            wins[nw++] = run.cands[c].window;
+        if (run.cands[c].method == DFA_ATTN_ARROW_RS) rs[nr++] = run.cands[c].window;
+    }
+    dfa_status s = search_state_init(&run.st, ctx, eng, o, plan, wins, nw, rs, nr, 0);
+    for (int c = 1; !s && c < run.n_cands; c++)
+        if (run.cands[c].window > dfa_mask_full_window(&eng->layout))
+            s = DFA_SET(&ctx->err, DFA_ERR_INVALID_ARG,
+                        "search v2: candidate %s window %d is beyond the full band %d (%d visual tiles)",
+                        dfa_attn_method_name(run.cands[c].method), run.cands[c].window,
+                        dfa_mask_full_window(&eng->layout), dfa_mask_full_window(&eng->layout) + 1);
+    size_t hc = (size_t)eng->n_heads * run.n_cands;
+    if (!s) s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, hc * sizeof(double), "search v2 costs", (void **)&run.cost);
+    if (!s) s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, hc * sizeof(double), "search v2 influences", (void **)&run.infl);
+    if (!s) s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, hc, "search v2 flags", (void **)&run.allowed);
+    if (!s) s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, sizeof(int) * eng->n_heads, "search v2 choice", (void **)&run.choice);
+    for (int step = 0; !s && step < eng->n_steps; step++) {
+        run.st.step = step;
+        run.st.next_layer = 0;
+        s = eng->run_step(eng->user, step, 1, v2_hook, &run, NULL);
+        if (s) dfa_error_wrap(&ctx->err, "search v2 step %d", step);
+        else s = search_step_check(&run.st, step);
+    }
+    dfa_ctx_mem_release(ctx, run.cost);
+    dfa_ctx_mem_release(ctx, run.infl);
+    dfa_ctx_mem_release(ctx, run.allowed);
+    dfa_ctx_mem_release(ctx, run.choice);
+    search_state_free(&run.st);
+    if (s) dfa_search_plan_free(ctx, plan);
+    return s;
+}
