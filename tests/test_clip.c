@@ -53,7 +53,7 @@ static void test_clip_text_model(void) {
     CHECKF(st == DFA_OK, "%s", dfa_ctx_error(ctx));
     if (st) return;
     const dfa_clip_config *c = dfa_clip_get_config(m);
-    CHECK(c->hidden == 32 && c->layers == 2 && c->heads == 2 && c->projection_dim == 0 && c->act == DFA_ACT_QUICK_GELU);
+    CHECK(c->hidden == 32 && c->layers == 2 && c->heads == 2 && c->projection_dim == 0 && c->act == DFA_TEXT_ACT_QUICK_GELU);
     for (int p = 0; p < N_PROMPTS; p++) {
         int32_t ids[77];
         char name[64];
@@ -82,7 +82,7 @@ static void test_clip_with_projection(void) {
     CHECKF(st == DFA_OK, "%s", dfa_ctx_error(ctx));
     if (st) return;
     const dfa_clip_config *c = dfa_clip_get_config(m);
-    CHECK(c->projection_dim == 24 && c->eos_token_id == 2 && c->act == DFA_ACT_GELU && c->hidden == 16);
+    CHECK(c->projection_dim == 24 && c->eos_token_id == 2 && c->act == DFA_TEXT_ACT_GELU && c->hidden == 16);
     for (int p = 0; p < N_PROMPTS; p++) {
         int32_t ids[77];
         char name[64];
