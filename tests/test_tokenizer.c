@@ -88,6 +88,77 @@ static void test_t5_byte_fallback(void) { check_tokenizer("t5bf", FIX "t5bf_tok"
 
 static void test_gpt2_bytelevel(void) { check_tokenizer("gpt2", FIX "gpt2_tok"); }
 
+/* Older tokenizer.json spellings give the same ids: merges as "a b" strings (CLIP files made
+ * before tokenizers 0.20), Metaspace with add_prefix_space instead of prepend_scheme. */
+static dfa_tokenizer *load_variant(const char *path, void (*edit)(cJSON *)) {
+    size_t len;
+    char *text = slurp(path, &len);
+    if (!text) return NULL;
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!root) return NULL;
+    edit(root);
+    char *out = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    dfa_tokenizer *tok = NULL;
+    dfa_error err = {0};
+    if (out && dfa_tok_load_json(&tok, out, strlen(out), "variant.json", &err) != DFA_OK) fprintf(stderr, "%s\n", err.msg);
+    free(out);
+    return tok;
+}
+
+static void merges_to_strings(cJSON *root) {
+    cJSON *merges = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "model"), "merges"), *m;
+    cJSON *strs = cJSON_CreateArray();
+    cJSON_ArrayForEach(m, merges) {
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s %s", cJSON_GetArrayItem(m, 0)->valuestring, cJSON_GetArrayItem(m, 1)->valuestring);
+        cJSON_AddItemToArray(strs, cJSON_CreateString(buf));
+    }
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(root, "model"), "merges", strs);
+}
+
+static void metaspace_legacy(cJSON *root) {
+    cJSON *pt = cJSON_GetObjectItem(root, "pre_tokenizer");
+    cJSON_DeleteItemFromObject(pt, "prepend_scheme");
+    cJSON_DeleteItemFromObject(pt, "split");
+    cJSON_AddBoolToObject(pt, "add_prefix_space", 1);
+}
+
+static void same_ids(const char *name, const char *dir, void (*edit)(cJSON *)) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    dfa_tokenizer *a = NULL, *b = load_variant(path, edit);
+    dfa_error err = {0};
+    CHECK(dfa_tok_load(&a, dir, &err) == DFA_OK);
+    CHECKF(b != NULL, "%s variant did not load", name);
+    if (!a || !b) {
+        dfa_tok_free(a), dfa_tok_free(b);
+        return;
+    }
+    const cJSON *c;
+    int n = 0, ok = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(cases_root, "cases")) {
+        const char *text = cJSON_GetObjectItem(c, "text")->valuestring;
+        dfa_tok_result ra, rb;
+        dfa_tok_opts o = {.add_special_tokens = 1};
+        if (dfa_tok_encode(a, text, strlen(text), &o, &ra, &err) || dfa_tok_encode(b, text, strlen(text), &o, &rb, &err)) {
+            CHECK(0);
+            break;
+        }
+        n++;
+        ok += ra.n == rb.n && memcmp(ra.ids, rb.ids, (size_t)ra.n * sizeof(int32_t)) == 0;
+        dfa_tok_result_free(&ra), dfa_tok_result_free(&rb);
+    }
+    CHECKF(n > 100 && ok == n, "%s: %d of %d strings identical", name, ok, n);
+    dfa_tok_free(a), dfa_tok_free(b);
+}
+
+static void test_format_variants(void) {
+    same_ids("merges as strings", FIX "clip_tok", merges_to_strings);
+    same_ids("Metaspace add_prefix_space", FIX "t5_tok", metaspace_legacy);
+}
+
 static void test_config_defaults(void) {
     dfa_error err = {0};
     dfa_tokenizer *tok = NULL;
@@ -253,6 +324,7 @@ int main(void) {
     RUN(test_t5_tokenizer);
     RUN(test_t5_byte_fallback);
     RUN(test_gpt2_bytelevel);
+    RUN(test_format_variants);
     RUN(test_config_defaults);
     RUN(test_invalid_utf8);
     RUN(test_broken_files);

@@ -444,7 +444,7 @@ dfa_status dfa_tok_encode(const dfa_tokenizer *tok, const char *text, size_t len
     memset(out, 0, sizeof *out);
     dfa_tok_opts o = opts ? *opts : dfa_tok_default_opts();
     int max_len = o.max_length > 0 ? o.max_length : tok->model_max_length;
-    if ((o.pad || o.truncation) && max_len <= 0 && o.max_length <= 0 && (o.pad))
+    if (o.pad && max_len <= 0)
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "tokenizer: padding asked for but no max_length given and the tokenizer files name none");
     if (o.pad && tok->pad_id < 0)
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "tokenizer: padding asked for but the tokenizer files name no pad token");
