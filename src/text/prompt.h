@@ -5,7 +5,8 @@
  *          pooled [d_clip] = CLIPTextModel pooler_output
  *   SD3    (text_encoder = CLIP-L, text_encoder_2 = CLIP-G, both with projection, text_encoder_3 = T5):
  *          prompt_embeds [77 + T5 tokens, d_t5] = cat_seq(pad_features(cat_feat(L[-2], G[-2]), d_t5), T5)
- *          pooled [pL + pG] = cat(text_embeds L, text_embeds G)
+ *          pooled [pL + pG] = cat(text_embeds L, text_embeds G); without text_encoder_3 the T5
+ *          rows are zeros of transformer/config.json's joint_attention_dim (diffusers' choice)
  *   PixArt (text_encoder = T5 only): prompt_embeds = T5(ids, attention_mask) + the mask.
  * The file format `dfa encode` writes: docs/DESIGN.md, "Prompt embeddings". */
 #ifndef DFA_TEXT_PROMPT_H
