@@ -55,6 +55,7 @@ static void check_tokenizer(const char *name, const char *dir) {
     dfa_status st = dfa_tok_load(&tok, dir, &err);
     CHECKF(st == DFA_OK, "%s: %s", dir, err.msg);
     if (st) return;
+    if (strcmp(name, "t5hf") == 0) CHECKF(dfa_tok_use_transformers_t5(tok, &err) == DFA_OK, "%s", err.msg);
     int ml = cJSON_GetObjectItem(cJSON_GetObjectItem(cases_root, "max_length"), name)->valueint;
     int pad_id = cJSON_GetObjectItem(cJSON_GetObjectItem(cases_root, "pad_id"), name)->valueint;
     char kp[32];
@@ -85,29 +86,17 @@ static void check_tokenizer(const char *name, const char *dir) {
 static void test_clip_tokenizer(void) { check_tokenizer("clip", FIX "clip_tok"); }
 static void test_t5_tokenizer(void) { check_tokenizer("t5", FIX "t5_tok"); }
 static void test_t5_byte_fallback(void) { check_tokenizer("t5bf", FIX "t5bf_tok"); }
+/* the same file as transformers 5's T5Tokenizer rebuilds it (what diffusers pipelines run) */
+static void test_t5_transformers(void) { check_tokenizer("t5hf", FIX "t5_tok"); }
 
 static void test_gpt2_bytelevel(void) { check_tokenizer("gpt2", FIX "gpt2_tok"); }
 
 /* Older tokenizer.json spellings give the same ids: merges as "a b" strings (CLIP files made
- * before tokenizers 0.20), Metaspace with add_prefix_space instead of prepend_scheme. */
-static dfa_tokenizer *load_variant(const char *path, void (*edit)(cJSON *)) {
-    size_t len;
-    char *text = slurp(path, &len);
-    if (!text) return NULL;
+ * before tokenizers 0.20), Metaspace with add_prefix_space instead of prepend_scheme. Edits are
+ * textual where the file holds Unigram scores: a cJSON print would move their last bits. */
+static char *merges_to_strings(const char *text, size_t len) {
     cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
     if (!root) return NULL;
-    edit(root);
-    char *out = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    dfa_tokenizer *tok = NULL;
-    dfa_error err = {0};
-    if (out && dfa_tok_load_json(&tok, out, strlen(out), "variant.json", &err) != DFA_OK) fprintf(stderr, "%s\n", err.msg);
-    free(out);
-    return tok;
-}
-
-static void merges_to_strings(cJSON *root) {
     cJSON *merges = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "model"), "merges"), *m;
     cJSON *strs = cJSON_CreateArray();
     cJSON_ArrayForEach(m, merges) {
@@ -116,22 +105,35 @@ static void merges_to_strings(cJSON *root) {
         cJSON_AddItemToArray(strs, cJSON_CreateString(buf));
     }
     cJSON_ReplaceItemInObject(cJSON_GetObjectItem(root, "model"), "merges", strs);
+    char *out = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return out;
 }
 
-static void metaspace_legacy(cJSON *root) {
-    cJSON *pt = cJSON_GetObjectItem(root, "pre_tokenizer");
-    cJSON_DeleteItemFromObject(pt, "prepend_scheme");
-    cJSON_DeleteItemFromObject(pt, "split");
-    cJSON_AddBoolToObject(pt, "add_prefix_space", 1);
+static char *metaspace_legacy(const char *text, size_t len) {
+    const char *from = "\"prepend_scheme\": \"always\",\n    \"split\": true", *to = "\"add_prefix_space\": true";
+    const char *at = strstr(text, from);
+    if (!at) return NULL;
+    char *out = malloc(len + 1);
+    size_t a = (size_t)(at - text);
+    memcpy(out, text, a);
+    strcpy(out + a, to);
+    strcat(out + a, at + strlen(from));
+    return out;
 }
 
-static void same_ids(const char *name, const char *dir, void (*edit)(cJSON *)) {
+static void same_ids(const char *name, const char *dir, char *(*edit)(const char *, size_t)) {
     char path[512];
+    size_t len;
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    dfa_tokenizer *a = NULL, *b = load_variant(path, edit);
+    char *text = slurp(path, &len), *edited = text ? edit(text, len) : NULL;
+    free(text);
+    dfa_tokenizer *a = NULL, *b = NULL;
     dfa_error err = {0};
+    CHECKF(edited != NULL, "%s: could not make the variant", name);
+    if (edited) CHECKF(dfa_tok_load_json(&b, edited, strlen(edited), "variant.json", &err) == DFA_OK, "%s", err.msg);
+    free(edited);
     CHECK(dfa_tok_load(&a, dir, &err) == DFA_OK);
-    CHECKF(b != NULL, "%s variant did not load", name);
     if (!a || !b) {
         dfa_tok_free(a), dfa_tok_free(b);
         return;
@@ -139,15 +141,17 @@ static void same_ids(const char *name, const char *dir, void (*edit)(cJSON *)) {
     const cJSON *c;
     int n = 0, ok = 0;
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(cases_root, "cases")) {
-        const char *text = cJSON_GetObjectItem(c, "text")->valuestring;
+        const char *t = cJSON_GetObjectItem(c, "text")->valuestring;
         dfa_tok_result ra, rb;
         dfa_tok_opts o = {.add_special_tokens = 1};
-        if (dfa_tok_encode(a, text, strlen(text), &o, &ra, &err) || dfa_tok_encode(b, text, strlen(text), &o, &rb, &err)) {
+        if (dfa_tok_encode(a, t, strlen(t), &o, &ra, &err) || dfa_tok_encode(b, t, strlen(t), &o, &rb, &err)) {
             CHECK(0);
             break;
         }
         n++;
-        ok += ra.n == rb.n && memcmp(ra.ids, rb.ids, (size_t)ra.n * sizeof(int32_t)) == 0;
+        int same = ra.n == rb.n && memcmp(ra.ids, rb.ids, (size_t)ra.n * sizeof(int32_t)) == 0;
+        if (!same) fprintf(stderr, "%s: differs on \"%s\"\n", name, t);
+        ok += same;
         dfa_tok_result_free(&ra), dfa_tok_result_free(&rb);
     }
     CHECKF(n > 100 && ok == n, "%s: %d of %d strings identical", name, ok, n);
@@ -323,6 +327,7 @@ int main(void) {
     RUN(test_clip_tokenizer);
     RUN(test_t5_tokenizer);
     RUN(test_t5_byte_fallback);
+    RUN(test_t5_transformers);
     RUN(test_gpt2_bytelevel);
     RUN(test_format_variants);
     RUN(test_config_defaults);

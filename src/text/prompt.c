@@ -126,6 +126,7 @@ dfa_status dfa_prompt_encoder_load(dfa_ctx *ctx, const char *dir, const dfa_prom
         }
     } else {
         if (!s) s = load_tok(ctx, dir, t5_tok, &pe->tok_t5);
+        if (!s && !pe->opts.t5_file_pipeline) s = dfa_tok_use_transformers_t5(pe->tok_t5, &ctx->err);
         if (!s) {
             char p[4096];
             snprintf(p, sizeof p, "%s/%s", dir, t5_enc);

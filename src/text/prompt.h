@@ -27,6 +27,8 @@ typedef struct dfa_prompt_opts {
     dfa_prompt_layout layout;
     int max_sequence_length; /* T5 tokens; 0: the pipeline's default (FLUX 512, SD3 256, PixArt 300) */
     int clip_skip;           /* SD3: hidden_states[-(clip_skip + 2)]; 0 = penultimate */
+    int t5_file_pipeline;    /* 0: T5 tokenized as transformers 5 rebuilds it (what diffusers runs,
+                                dfa_tok_use_transformers_t5); 1: tokenizer.json's own pipeline */
 } dfa_prompt_opts;
 
 typedef struct dfa_text_embeds {

@@ -315,6 +315,25 @@ dfa_tok_opts dfa_tok_default_opts(void) {
     return o;
 }
 
+dfa_status dfa_tok_use_transformers_t5(dfa_tokenizer *t, dfa_error *err) {
+    if (t->is_bpe) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "tokenizer: the transformers T5 pipeline needs a Unigram model, not BPE");
+    int k = 0;
+    for (int i = 0; i < t->n_norms; i++) {
+        if (t->norms[i].kind == NORM_PRECOMPILED) t->norms[k++] = t->norms[i];
+        else tok_norm_free_one(&t->norms[i]);
+    }
+    t->n_norms = k;
+    tok_pretok *p = calloc(2, sizeof *p);
+    if (!p) DFA_FAIL(err, DFA_ERR_OOM, "tokenizer: out of memory");
+    tok_pretok_free(t->pretoks, t->n_pretoks);
+    p[0].kind = PRE_WHITESPACE_SPLIT;
+    p[1].kind = PRE_METASPACE, p[1].replacement = 0x2581, p[1].prepend = PREPEND_ALWAYS, p[1].split = 1;
+    t->pretoks = p;
+    t->n_pretoks = 2;
+    t->uni.byte_fallback = 0;
+    return DFA_OK;
+}
+
 int dfa_tok_vocab_size(const dfa_tokenizer *tok) { return tok->vocab_size; }
 int dfa_tok_model_max_length(const dfa_tokenizer *tok) { return tok->model_max_length; }
 int dfa_tok_pad_id(const dfa_tokenizer *tok) { return tok->pad_id; }
