@@ -121,7 +121,9 @@ typedef struct tok_bpe {
 } tok_bpe;
 
 typedef struct tok_unigram {
-    double *scores; /* per id */
+    double *scores; /* per id, as the tokenizers library parses them (serde_f64) */
+    double *exact;  /* per id, correctly rounded (what Python's json gives transformers) */
+    int n;
     int32_t unk_id; /* -1 none */
     int byte_fallback;
     double min_score;

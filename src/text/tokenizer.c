@@ -168,6 +168,7 @@ void dfa_tok_free(dfa_tokenizer *t) {
     free(t->bpe.cont_prefix);
     free(t->bpe.eow_suffix);
     free(t->uni.scores);
+    free(t->uni.exact);
     tok_norm_free(t->norms, t->n_norms);
     tok_pretok_free(t->pretoks, t->n_pretoks);
     for (int i = 0; i < t->n_added; i++) dfa_cpbuf_free(&t->added[i].content);
@@ -331,6 +332,14 @@ dfa_status dfa_tok_use_transformers_t5(dfa_tokenizer *t, dfa_error *err) {
     t->pretoks = p;
     t->n_pretoks = 2;
     t->uni.byte_fallback = 0;
+    if (t->uni.n > 2) t->uni.unk_id = 2; /* T5Tokenizer hard-codes T5's layout: <pad> 0, </s> 1, <unk> 2 */
+    /* transformers reads the vocabulary with Python's json (correctly rounded) and hands the
+     * floats to the library: no serde rounding there */
+    t->uni.min_score = t->uni.n ? t->uni.exact[0] : 0;
+    for (int i = 0; i < t->uni.n; i++) {
+        t->uni.scores[i] = t->uni.exact[i];
+        if (t->uni.exact[i] < t->uni.min_score) t->uni.min_score = t->uni.exact[i];
+    }
     return DFA_OK;
 }
 

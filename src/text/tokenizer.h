@@ -45,7 +45,8 @@ void dfa_tok_result_free(dfa_tok_result *r);
 /* Re-shape a T5 (Unigram) tokenizer the way transformers 5's T5Tokenizer rebuilds it from
  * tokenizer.json, which is what diffusers pipelines get today: the file's Precompiled charsmap
  * is kept and its other normalizers (Strip, Replace " {2,}") dropped; the pre-tokenizer becomes
- * WhitespaceSplit + Metaspace("▁", prepend always, split); no byte fallback. Differs from the
+ * WhitespaceSplit + Metaspace("▁", prepend always, split); no byte fallback; unk id 2 (T5's
+ * layout, hard-coded there); scores as Python's json reads them. Differs from the
  * file's own pipeline only around runs of whitespace (tabs, newlines, repeated spaces). */
 dfa_status dfa_tok_use_transformers_t5(dfa_tokenizer *tok, dfa_error *err);
 
