@@ -23,8 +23,8 @@ if [ $rc -ne 0 ]; then
     BIN=build-gpu; mkdir -p $BIN
     NV="nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90,code=compute_90 -Isrc -Iinclude -lineinfo"
     CC_="gcc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -Isrc -Iinclude -I/usr/local/cuda/include"
-    { for f in src/attn/mask.c src/core/error.c src/core/tensor.c; do $CC_ -c $f -o $BIN/$(basename $f).o || exit 1; done
-      for f in src/attn/cuda/attn_cuda.cu src/attn/cuda/attn_cuda_mma.cu src/attn/cuda/attn_cuda_wgmma.cu src/core/cuda_rt.cu; do
+    { for f in src/attn/mask.c src/attn/cuda/*.c src/core/error.c src/core/tensor.c; do $CC_ -c $f -o $BIN/$(basename $f).o || exit 1; done
+      for f in src/attn/cuda/*.cu src/core/cuda_rt.cu; do
           $NV -c $f -o $BIN/$(basename $f).o || exit 1; done
       $CC_ -c tests/gpu/test_attn_cuda.c -o $BIN/test.o &&
       $NV $BIN/*.c.o $BIN/*.cu.o $BIN/test.o -o $BIN/gpu_test_attn_cuda &&

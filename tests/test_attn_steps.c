@@ -33,12 +33,11 @@ static void make_random_plan(dfa_plan *p, const dfa_attn_layout *L, int S, int L
     CHECKF(dfa_plan_validate(p, "test", &err) == DFA_OK, "%s", err.msg);
 }
 
-static void test_steps_match_definitions(void) {
+static void steps_case(dfa_attn_layout L, int D, unsigned long long seed) {
     dfa_ctx *ctx = make_ctx();
-    const int S = 8, Ly = 3, H = 4, B = 2, D = 64;
-    dfa_attn_layout L = {40, 7, 0, 8};
+    const int S = 8, Ly = 3, H = 4, B = 2;
     dfa_plan p;
-    make_random_plan(&p, &L, S, Ly, H, 2024);
+    make_random_plan(&p, &L, S, Ly, H, seed);
     /* the plan must exercise every method and ASC */
     dfa_plan_cost cost;
     dfa_plan_cost_compute(&p, D, &cost, NULL);
@@ -106,6 +105,12 @@ static void test_steps_match_definitions(void) {
     free(now);
     dfa_plan_free(&p);
     dfa_ctx_free(ctx); /* with the plan still set: everything freed (ASan checks) */
+}
+
+static void test_steps_match_definitions(void) {
+    steps_case((dfa_attn_layout){40, 7, 0, 8}, 64, 2024);  /* text after the image (SD3) */
+    steps_case((dfa_attn_layout){33, 9, 1, 5}, 128, 77);   /* text first (FLUX), odd tiles, D = 128 */
+    steps_case((dfa_attn_layout){36, 0, 1, 6}, 64, 5);     /* no text (DiT / PixArt) */
 }
 
 /* only what a later step reuses is kept */

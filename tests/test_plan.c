@@ -109,6 +109,8 @@ static void test_bad_files(void) {
         {"\"cfg_cond_index\": 1,", "\"cfg_cond_index\": 1, \"extra\": 0,", "unknown key \"extra\""},
         {"\"cfg_cond_index\": 1,", "", "missing key \"cfg_cond_index\""},
         {"\"heads\": 3", "\"heads\": \"3\"", "\"heads\" must be an integer"},
+        {"\"heads\": 3", "\"heads\": 3e38", "\"heads\" = 3e+38 out of range [1, 100000]"},
+        {"\"heads\": 3", "\"heads\": 2.5", "\"heads\" must be an integer"},
         {"\"entries\": [", "\"entries\": [}", "bad.json: invalid JSON at line 13"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -22,22 +22,6 @@
 
 enum { QC = 64, KC = 256 }; /* query rows per task (at most), keys per BLAS product */
 
-const char *dfa_attn_method_name(int method) {
-    static const char *const names[] = {"full", "arrow", "arrow_rs", "cache"};
-    return method >= 0 && method < DFA_ATTN_METHOD_COUNT ? names[method] : "?";
-}
-
-int64_t dfa_attn_head_entries(const dfa_attn_layout *layout, int method, int window, int store_res,
-                              int res_window) {
-    switch (method) {
-    case DFA_ATTN_FULL:
-        return dfa_mask_entries(layout, -1) + (store_res ? dfa_mask_entries(layout, res_window) : 0);
-    case DFA_ATTN_ARROW:
-    case DFA_ATTN_ARROW_RS: return dfa_mask_entries(layout, window);
-    default: return 0;
-    }
-}
-
 /* e^x for x <= 0 (a score minus its row maximum), vectorisable: Cody-Waite reduction by ln 2
  * and a degree-6 polynomial (Cephes expf coefficients); relative error ~2e-7 over the range,
  * which the float64 tests bound. x below -87 gives e^-87 (~1.6e-38) instead of 0. */

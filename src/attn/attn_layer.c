@@ -33,6 +33,10 @@ struct dfa_attn_state {
     size_t bytes, peak;
     dfa_attn_head_exec *exec; /* [n_heads] scratch */
     void **gpu_lists;         /* [n_steps * n_layers * 2] CUDA work lists, built on first use */
+    /* without a plan (every head FULL) on CUDA: the work lists of the last layout and head count */
+    void *full_lists[2];
+    dfa_attn_layout full_layout;
+    int full_heads;
 };
 
 static void free_caches(dfa_ctx *ctx, dfa_attn_state *st) {
@@ -79,6 +83,8 @@ void dfa_attn_clear_plan(dfa_ctx *ctx) {
 void dfa_attn_state_free(dfa_ctx *ctx) {
     if (!ctx->attn) return;
     dfa_attn_clear_plan(ctx);
+    dfa_attn_gpu_list_free(ctx->attn->full_lists[0]);
+    dfa_attn_gpu_list_free(ctx->attn->full_lists[1]);
     free(ctx->attn);
     ctx->attn = NULL;
 }
@@ -286,7 +292,23 @@ dfa_status dfa_attn_layer(dfa_ctx *ctx, int layer, const dfa_attn_layout *layout
     dfa_attn_head_exec *heads = calloc((size_t)H, sizeof *heads);
     if (!heads) DFA_CTX_FAIL(ctx, DFA_ERR_OOM, "out of host memory (attention head list)");
     for (int h = 0; h < H; h++) heads[h].method = DFA_ATTN_FULL;
-    dfa_status s = dfa_attn_run_heads(ctx, layout, q, k, v, out, heads, NULL, NULL, 0, 0);
+    void **lists = NULL;
+    if (q->dev == DFA_DEV_CUDA && layout) { /* keep the all-FULL work list across layers and steps */
+        if (!ctx->attn && (ctx->attn = calloc(1, sizeof *ctx->attn)) != NULL) ctx->attn->step = -1;
+        dfa_attn_state *st = ctx->attn;
+        if (st) {
+            if (st->full_heads != H || !layout_equal(&st->full_layout, layout) ||
+                st->full_layout.text_first != layout->text_first) {
+                dfa_attn_gpu_list_free(st->full_lists[0]);
+                dfa_attn_gpu_list_free(st->full_lists[1]);
+                st->full_lists[0] = st->full_lists[1] = NULL;
+                st->full_layout = *layout;
+                st->full_heads = H;
+            }
+            lists = st->full_lists;
+        }
+    }
+    dfa_status s = dfa_attn_run_heads_ex(ctx, layout, q, k, v, out, heads, NULL, NULL, 0, 0, lists);
     free(heads);
     (void)layer;
     return s;

@@ -143,7 +143,7 @@ static int plan_show(int argc, char **argv) {
 
 static int plan_make(int argc, char **argv) {
     const char *out = NULL, *grid = NULL, *pattern = "full", *family = "", *config = "";
-    int steps = 0, layers = 0, heads = 0, n_text = 0, text_after = 0, block = 64, window = -1, window_tokens = -1;
+    int steps = 0, layers = 0, heads = 0, n_text = 0, text_after = 0, block = DFA_PLAN_DEFAULT_BLOCK, window = -1, window_tokens = -1;
     int every = 2, full_steps = 0, cfg = 0, asc = 0, v1_window = 0;
     long long seed = 1;
     dfa_arg_spec specs[] = {
@@ -154,7 +154,7 @@ static int plan_make(int argc, char **argv) {
         {"grid", 0, DFA_ARG_STRING, &grid, "HxW", "visual token grid, e.g. 64x64", 1, 0},
         {"text", 0, DFA_ARG_INT, &n_text, "N", "text tokens in the joint attention (0: none)", 0, 1 << 24},
         {"text-after", 0, DFA_ARG_FLAG, &text_after, NULL, "text after the image tokens (SD3); default before (FLUX)", 1, 0},
-        {"block", 0, DFA_ARG_INT, &block, "N", "tile size in tokens (default 64)", 1, 65536},
+        {"block", 0, DFA_ARG_INT, &block, "N", "tile size in tokens (default 128, the CUDA kernel's tile)", 1, 65536},
         {"pattern", 'p', DFA_ARG_STRING, &pattern, "P", "full | arrow | cache | rs | random (default full)", 1, 0},
         {"window", 'w', DFA_ARG_INT, &window, "TILES", "band half-width in tiles (arrow, rs, random)", 0, 1 << 24},
         {"window-tokens", 0, DFA_ARG_INT, &window_tokens, "T", "band half-width in tokens, rounded up to tiles", 0, 1 << 26},

@@ -29,6 +29,9 @@ extern "C" {
 
 #define DFA_PLAN_FORMAT "dfa-plan"
 #define DFA_PLAN_VERSION 1
+/* Tile size plans use unless told otherwise: the CUDA kernel's query tile (every work item one
+ * full tile; src/attn/cuda/attn_cuda.h) and the cost table's block. */
+#define DFA_PLAN_DEFAULT_BLOCK 128
 
 /* method_set bits: which methods the search could choose (FULL is always allowed). */
 enum {

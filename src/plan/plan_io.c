@@ -4,6 +4,7 @@
  * file reading go through io/json.h. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,10 +135,10 @@ static dfa_status get_int(const cJSON *o, const char *key, const char *what, con
                           int *v, dfa_error *err) {
     const cJSON *it;
     DFA_TRY(get_item(o, key, what, ctxs, &it, err));
-    if (!cJSON_IsNumber(it) || it->valuedouble != (double)(long long)it->valuedouble)
+    if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || it->valuedouble != floor(it->valuedouble))
         DFA_FAIL(err, DFA_ERR_FORMAT, "%s: \"%s\"%s must be an integer", what, key, ctxs);
     if (it->valuedouble < lo || it->valuedouble > hi)
-        DFA_FAIL(err, DFA_ERR_FORMAT, "%s: \"%s\"%s = %.0f out of range [%d, %d]", what, key, ctxs, it->valuedouble,
+        DFA_FAIL(err, DFA_ERR_FORMAT, "%s: \"%s\"%s = %.15g out of range [%d, %d]", what, key, ctxs, it->valuedouble,
                  lo, hi);
     *v = (int)it->valuedouble;
     return DFA_OK;

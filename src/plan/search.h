@@ -111,6 +111,19 @@ typedef struct dfa_search_backend {
 /* The CPU backend: f32 host memory owned by ctx, attention by dfa_search_attn_cpu. */
 void dfa_search_backend_cpu(dfa_ctx *ctx, dfa_search_backend *b);
 
+/* The CUDA backend: bf16 buffers (elem_size 2) on the context's device, everything enqueued on
+ * its stream; attention by dfa_attn_run_heads on CUDA tensors; compose and metrics by the kernels
+ * of src/plan/cuda/search_cuda.cu (metrics in double; only H x rows doubles per candidate come
+ * back). `state` holds the metric scratch: keep it alive while the backend is used, then
+ * dfa_search_cuda_free. A build without CUDA or a CPU context: DFA_ERR_UNSUPPORTED. */
+typedef struct dfa_search_cuda {
+    dfa_ctx *ctx;
+    double *dev, *host; /* metric scratch, cap doubles each */
+    size_t cap;
+} dfa_search_cuda;
+dfa_status dfa_search_backend_cuda(dfa_ctx *ctx, dfa_search_cuda *state, dfa_search_backend *b);
+void dfa_search_cuda_free(dfa_search_cuda *state);
+
 typedef struct dfa_search_engine {
     void *user;
     int n_steps, n_layers, n_heads, head_dim;

@@ -1,8 +1,8 @@
 #!/bin/sh
 # run.sh SECONDS - build the libFuzzer targets with clang (ASan + UBSan) straight from the
 # sources they need, seed each corpus from a few valid inputs generated here, and fuzz for
-# SECONDS in all (1/2 for the safetensors header parser, 1/4 for the JSON helpers, 1/4 for the
-# tokenizer loader + encoder).
+# SECONDS in all (1/2 for the safetensors header parser, 1/6 each for the JSON helpers, the
+# tokenizer loader + encoder, and plan files).
 # Exits non-zero when a target finds a crash, a leak or undefined behaviour; the input that
 # did it is left in build-fuzz/ (crash-*, leak-*, ...). Needs clang with libFuzzer
 # (Debian: clang libclang-rt-14-dev) and libcjson-dev.
@@ -24,6 +24,9 @@ $CC $CFLAGS tests/fuzz/fuzz_safetensors.c src/io/st_header.c $CORE $LIBS -o "$ou
 $CC $CFLAGS tests/fuzz/fuzz_json.c src/io/json.c $CORE $LIBS -o "$out/fuzz_json"
 # shellcheck disable=SC2086
 $CC $CFLAGS tests/fuzz/fuzz_tokenizer.c src/text/tok_*.c src/text/tokenizer.c src/text/unicode*.c $CORE $LIBS -o "$out/fuzz_tokenizer"
+# shellcheck disable=SC2086
+$CC $CFLAGS tests/fuzz/fuzz_plan.c src/plan/plan.c src/plan/plan_io.c src/io/json.c src/attn/mask.c \
+    src/attn/attn_cost.c $CORE $LIBS -o "$out/fuzz_plan"
 
 # seeds: small valid safetensors images (8-byte little-endian header length, JSON, data)
 st_seed() { # FILE JSON DATA_BYTES
@@ -36,9 +39,9 @@ st_seed() { # FILE JSON DATA_BYTES
     } >"$1"
 }
 seeds="$out/seeds_safetensors"
-rm -rf "$seeds" "$out/seeds_json" "$out/seeds_tokenizer"
+rm -rf "$seeds" "$out/seeds_json" "$out/seeds_tokenizer" "$out/seeds_plan"
 mkdir -p "$seeds" "$out/seeds_json" "$out/corpus_safetensors" "$out/corpus_json" "$out/seeds_tokenizer" \
-    "$out/corpus_tokenizer"
+    "$out/corpus_tokenizer" "$out/seeds_plan" "$out/corpus_plan"
 st_seed "$seeds/one" '{"x.weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}}' 24
 st_seed "$seeds/meta" '{"__metadata__":{"format":"pt"},"a":{"dtype":"BF16","shape":[4],"data_offsets":[0,8]},"b":{"dtype":"I64","shape":[],"data_offsets":[8,16]}}' 16
 st_seed "$seeds/empty" '{}      ' 0
@@ -55,12 +58,16 @@ for t in tests/fixtures/text/*_tok/tokenizer.json; do
         >"$out/seeds_tokenizer/$name"
 done
 
+printf '%s' '{"format": "dfa-plan", "version": 1, "model": {"family": "sd3", "config": "t"}, "layout": {"n_text": 5, "text_first": false, "n_vis": 24, "grid_h": 4, "grid_w": 6, "block": 4}, "steps": 2, "layers": 1, "heads": 3, "cfg": true, "cfg_cond_index": 1, "method_set": ["full", "arrow", "arrow_rs", "cache", "asc"], "search": {"method": "v2", "delta": 0.1, "c": 1.5}, "entries": [{"step": 0, "layer": 0, "asc": false, "heads": "F F A1"}, {"step": 1, "layer": 0, "asc": true, "heads": "C R2 A0"}]}' >"$out/seeds_plan/small"
+
 st_secs=$((secs / 2))
 [ "$st_secs" -ge 1 ] || st_secs=1
-js_secs=$((secs / 4))
+js_secs=$((secs / 6))
 [ "$js_secs" -ge 1 ] || js_secs=1
-tk_secs=$((secs - st_secs - js_secs))
+tk_secs=$((secs / 6))
 [ "$tk_secs" -ge 1 ] || tk_secs=1
+pl_secs=$((secs - st_secs - js_secs - tk_secs))
+[ "$pl_secs" -ge 1 ] || pl_secs=1
 status=0
 run() { # NAME SECONDS MAX_LEN
     echo "fuzz: $1 for $2 s"
@@ -76,5 +83,6 @@ run() { # NAME SECONDS MAX_LEN
 run safetensors "$st_secs" 4096
 run json "$js_secs" 2048
 run tokenizer "$tk_secs" 65536
+run plan "$pl_secs" 4096
 [ "$status" -eq 0 ] && echo "fuzz: no crash found"
 exit "$status"

@@ -12,7 +12,7 @@ cat > $B/stub.c <<'X'
 #include "plan/plan.h"
 dfa_status dfa_plan_load(const char *path, dfa_plan *p, dfa_error *err) { (void)path; (void)p; return dfa_error_set(err, DFA_ERR_UNSUPPORTED, __FILE__, __LINE__, "no cJSON here"); }
 X
-for f in src/attn/mask.c src/attn/attn_cpu.c src/attn/attn_layer.c src/attn/attn_gpu.c src/plan/plan.c src/plan/plan_make.c src/core/error.c src/core/tensor.c src/core/ctx.c src/core/log.c $B/stub.c tests/gpu/test_attn_dispatch.c; do
+for f in src/attn/*.c src/plan/plan.c src/plan/plan_make.c src/core/error.c src/core/tensor.c src/core/ctx.c src/core/log.c $B/stub.c tests/gpu/test_attn_dispatch.c; do
   $CC_ -c $f -o $B/$(basename $f).o &
 done
 for f in src/attn/cuda/attn_cuda.cu src/attn/cuda/attn_cuda_mma.cu src/attn/cuda/attn_cuda_wgmma.cu src/core/cuda_rt.cu; do

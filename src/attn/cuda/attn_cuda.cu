@@ -1,6 +1,6 @@
-/* attn_cuda.cu - work lists (host), the run entry point, and the small per-head cache
- * kernels. The attention kernels live in attn_cuda_mma.cu (variant 1) and
- * attn_cuda_wgmma.cu (variant 2). */
+/* attn_cuda.cu - plans (work lists from attn_worklist.c, uploaded), the run entry point, and
+ * the small per-head cache kernels. The attention kernels live in attn_cuda_mma.cu (variant 1)
+ * and attn_cuda_wgmma.cu (variants 2, 3). */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <math.h>
@@ -23,160 +23,35 @@ struct dfa_attn_cuda_plan {
     dfa_attn_cuda_plan_info info;
 };
 
-/* ---- work list ---- */
-
-struct host_item {
-    acu_item it;
-    int64_t cost; /* keys visited, then the cost bucket; -1 for copies */
-};
-
-/* Launch order: longest first by cost bucket (8 buckets of the longest item's cost, so that
- * short items and the copies of CACHE heads fill the tail), and inside a bucket by head, then
- * query tile, so that the CTAs running at one time read the same keys and values (L2 reuse).
- * Measured on an H100 (bench/RESULTS.md): exact longest-first interleaves heads and ran
- * arrow plans at 16k tokens 15-30 % slower; pure head order left long text-row items for the
- * tail and ran short arrow plans up to 40 % slower. */
-static int cmp_items(const void *a, const void *b) {
-    const host_item *x = (const host_item *)a, *y = (const host_item *)b;
-    if (x->cost != y->cost) return x->cost > y->cost ? -1 : 1;
-    if (x->it.head != y->it.head) return x->it.head - y->it.head;
-    return x->it.q0 - y->it.q0;
-}
-
-/* Key ranges of query tile qt under window w (w < 0: full), in token order, adjacent ones
- * merged. At most 2. Returns the count. */
-static int tile_ranges(const dfa_attn_layout *l, int w, int qt, int2 *r) {
-    const int N = dfa_layout_tokens(l);
-    dfa_attn_tiles t;
-    dfa_layout_tiles(l, &t);
-    int qi;
-    if (w < 0 || w >= dfa_mask_full_window(l) || !dfa_tile_is_visual(l, qt, &qi)) {
-        r[0] = make_int2(0, N);
-        return 1;
-    }
-    const int vs = dfa_layout_vis_start(l), ts = dfa_layout_text_start(l);
-    int j0 = qi - w < 0 ? 0 : qi - w;
-    int j1 = qi + w > t.n_vis_tiles - 1 ? t.n_vis_tiles - 1 : qi + w;
-    int b0 = vs + j0 * l->block;
-    int b1 = vs + (j1 + 1) * l->block;
-    if (b1 > vs + l->n_vis) b1 = vs + l->n_vis;
-    int n = 0;
-    int2 band = make_int2(b0, b1);
-    if (l->n_text == 0) {
-        r[n++] = band;
-    } else {
-        int2 text = make_int2(ts, ts + l->n_text);
-        int2 first = l->text_first ? text : band, second = l->text_first ? band : text;
-        if (first.y == second.x) {
-            r[n++] = make_int2(first.x, second.y);
-        } else {
-            r[n++] = first;
-            r[n++] = second;
-        }
-    }
-    return n;
-}
-
 extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const dfa_attn_layout *layout, int n_heads,
                                                const int *method, const int *window, int variant, void *stream,
                                                dfa_error *err) {
     *out = NULL;
-    if (dfa_layout_valid(layout))
-        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: layout invalid (n_vis=%d n_text=%d block=%d)",
-                 layout->n_vis, layout->n_text, layout->block);
-    if (n_heads < 1 || n_heads > 4096) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: n_heads=%d", n_heads);
     if (variant == DFA_ATTN_CUDA_V_DEFAULT) variant = DFA_ATTN_CUDA_V_MMA;
     if (variant != DFA_ATTN_CUDA_V_MMA && variant != DFA_ATTN_CUDA_V_WGMMA && variant != DFA_ATTN_CUDA_V_WGMMA_GRID)
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1, 2 or 3)", variant);
-    for (int h = 0; h < n_heads; h++) {
-        int m = method[h];
-        if (m < 0 || m >= DFA_ATTN_METHOD_COUNT)
-            DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: head %d method %d out of range", h, m);
-    }
-    dfa_attn_tiles t;
-    dfa_layout_tiles(layout, &t);
-    const int nq_chunks_per_tile = (layout->block + ACU_BM - 1) / ACU_BM;
-    const int64_t max_items = (int64_t)n_heads * t.n_tiles * nq_chunks_per_tile;
-    if (max_items > (1 << 30)) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: %lld items", (long long)max_items);
-    host_item *items = (host_item *)malloc((size_t)max_items * sizeof *items);
-    int2 *ranges = (int2 *)malloc((size_t)n_heads * t.n_tiles * 2 * sizeof *ranges);
-    if (!items || !ranges) {
-        free(items);
-        free(ranges);
-        DFA_FAIL(err, DFA_ERR_OOM, "attn_cuda plan: out of host memory (%lld items)", (long long)max_items);
-    }
-    dfa_attn_cuda_plan_info info;
-    memset(&info, 0, sizeof info);
-    int ni = 0, nr = 0, has_copy = 0, has_resid = 0;
-    for (int h = 0; h < n_heads; h++) {
-        const int m = method[h];
-        const int w = (m == DFA_ATTN_ARROW || m == DFA_ATTN_ARROW_RS) ? window[h] : -1;
-        if (m != DFA_ATTN_CACHE) info.mask_entries += dfa_mask_entries(layout, w);
-        for (int qt = 0; qt < t.n_tiles; qt++) {
-            int qs, ql;
-            dfa_tile_span(layout, qt, &qs, &ql);
-            int r_off = nr, n_r = 0;
-            int64_t keys = 0;
-            if (m != DFA_ATTN_CACHE) {
-                n_r = tile_ranges(layout, w, qt, ranges + nr);
-                for (int i = 0; i < n_r; i++) keys += ranges[nr + i].y - ranges[nr + i].x;
-                nr += n_r;
-            }
-            for (int c = 0; c < ql; c += ACU_BM) {
-                host_item *hi = &items[ni++];
-                hi->it.head = h;
-                hi->it.q0 = qs + c;
-                hi->it.q_len = ql - c < ACU_BM ? ql - c : ACU_BM;
-                hi->it.r_off = r_off;
-                hi->it.n_r = n_r;
-                hi->it.flags = 0;
-                if (m == DFA_ATTN_CACHE) {
-                    hi->it.flags = ACU_ITEM_COPY;
-                    hi->cost = -1; /* copies last: they fill the tail */
-                    has_copy = 1;
-                    info.n_copy_items++;
-                    info.copied_tokens += hi->it.q_len;
-                } else {
-                    if (m == DFA_ATTN_ARROW_RS) {
-                        hi->it.flags = ACU_ITEM_RESID;
-                        has_resid = 1;
-                    }
-                    hi->cost = keys;
-                    info.computed_entries += (int64_t)ACU_BM * keys;
-                }
-            }
-        }
-    }
-    int64_t max_cost = 1;
-    for (int i = 0; i < ni; i++)
-        if (items[i].cost > max_cost) max_cost = items[i].cost;
-    for (int i = 0; i < ni; i++)
-        if (items[i].cost >= 0) items[i].cost = items[i].cost * 8 / max_cost;
-    qsort(items, (size_t)ni, sizeof *items, cmp_items);
-
+    dfa_acu_worklist wl;
+    DFA_TRY(dfa_acu_worklist_build(&wl, layout, n_heads, method, window, err));
+    static_assert(sizeof(dfa_acu_range) == sizeof(int2), "ranges are read as int2 on the device");
+    const size_t items_pad = ((size_t)wl.n_items * sizeof(acu_item) + 15) & ~(size_t)15;
+    const size_t ranges_pad = ((size_t)(wl.n_ranges ? wl.n_ranges : 1) * sizeof(int2) + 15) & ~(size_t)15;
+    const size_t bytes = items_pad + ranges_pad + 16; /* + the work counter */
     dfa_attn_cuda_plan *p = (dfa_attn_cuda_plan *)calloc(1, sizeof *p);
-    size_t items_bytes = (size_t)ni * sizeof(acu_item);
-    size_t items_pad = (items_bytes + 15) & ~(size_t)15;
-    size_t ranges_pad = ((size_t)(nr ? nr : 1) * sizeof(int2) + 15) & ~(size_t)15;
-    size_t bytes = items_pad + ranges_pad + 16; /* + the work counter */
-    acu_item *flat = (acu_item *)calloc(1, bytes);
+    char *flat = (char *)calloc(1, bytes);
     if (!p || !flat) {
-        free(items);
-        free(ranges);
+        dfa_acu_worklist_free(&wl);
         free(p);
         free(flat);
         DFA_FAIL(err, DFA_ERR_OOM, "attn_cuda plan: out of host memory");
     }
-    for (int i = 0; i < ni; i++) flat[i] = items[i].it;
-    memcpy((char *)flat + items_pad, ranges, (size_t)nr * sizeof(int2));
-    free(items);
-    free(ranges);
+    memcpy(flat, wl.items, (size_t)wl.n_items * sizeof(acu_item));
+    memcpy(flat + items_pad, wl.ranges, (size_t)wl.n_ranges * sizeof(dfa_acu_range));
     cudaError_t e = cudaMalloc(&p->dev, bytes);
-    if (e == cudaSuccess)
-        e = cudaMemcpyAsync(p->dev, flat, bytes, cudaMemcpyHostToDevice, (cudaStream_t)stream);
+    if (e == cudaSuccess) e = cudaMemcpyAsync(p->dev, flat, bytes, cudaMemcpyHostToDevice, (cudaStream_t)stream);
     if (e == cudaSuccess) e = cudaStreamSynchronize((cudaStream_t)stream);
     free(flat);
     if (e != cudaSuccess) {
+        dfa_acu_worklist_free(&wl);
         if (p->dev) cudaFree(p->dev);
         free(p);
         DFA_FAIL(err, DFA_ERR_CUDA, "attn_cuda plan: upload of %zu bytes failed: %s", bytes, cudaGetErrorString(e));
@@ -184,16 +59,16 @@ extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const d
     p->layout = *layout;
     p->n_heads = n_heads;
     p->variant = variant;
-    p->n_items = ni;
-    p->n_ranges = nr;
+    p->n_items = wl.n_items;
+    p->n_ranges = wl.n_ranges;
     p->d_items = (acu_item *)p->dev;
     p->d_ranges = (int2 *)((char *)p->dev + items_pad);
     p->d_counter = (int *)((char *)p->dev + items_pad + ranges_pad);
-    p->has_copy = has_copy;
-    p->has_resid = has_resid;
-    info.n_items = ni;
-    info.variant = variant;
-    p->info = info;
+    p->has_copy = wl.has_copy;
+    p->has_resid = wl.has_resid;
+    p->info = wl.info;
+    p->info.variant = variant;
+    dfa_acu_worklist_free(&wl);
     *out = p;
     return DFA_OK;
 }
@@ -218,7 +93,7 @@ extern "C" int dfa_attn_cuda_variant_ok(int variant) {
     return major == 9 && minor == 0;
 }
 
-static dfa_status check_common(int dtype, int batch, int head_dim, dfa_error *err) {
+dfa_status acu_check_common(int dtype, int batch, int head_dim, dfa_error *err) {
     if (dtype != DFA_ATTN_CUDA_BF16 && dtype != DFA_ATTN_CUDA_F16)
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: dtype %d (expected bf16=0 or f16=1)", dtype);
     if (head_dim != 64 && head_dim != 128)
@@ -228,7 +103,7 @@ static dfa_status check_common(int dtype, int batch, int head_dim, dfa_error *er
 }
 
 extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_attn_cuda_args *a, dfa_error *err) {
-    DFA_TRY(check_common(a->dtype, a->batch, a->head_dim, err));
+    DFA_TRY(acu_check_common(a->dtype, a->batch, a->head_dim, err));
     if (!a->q || !a->k || !a->v || !a->out) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: NULL q/k/v/out");
     if (p->has_copy && !a->cache)
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: plan has CACHE heads but args.cache is NULL");
@@ -260,6 +135,7 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
     float scale = a->scale > 0 ? a->scale : 1.0f / sqrtf((float)a->head_dim);
     prm.scale_log2 = scale * 1.4426950408889634f;
     cudaStream_t st = (cudaStream_t)a->stream;
+    if (p->n_items == 0) return DFA_OK; /* every head DFA_ATTN_CUDA_NONE */
     if (wgmma) DFA_CUDA_TRY(err, cudaMemsetAsync(p->d_counter, 0, sizeof(int), st));
     cudaError_t e = wgmma ? acu_launch_wgmma(prm, a->head_dim, a->dtype, p->variant == DFA_ATTN_CUDA_V_WGMMA, st)
                           : acu_launch_mma(prm, a->head_dim, a->dtype, st);
@@ -327,7 +203,7 @@ __global__ void heads_kernel(T *dst, const T *a, const T *b, int64_t n_vec, int 
 
 static dfa_status heads_op(void *dst, const void *a, const void *b, int dtype, int batch, int n_tokens, int n_heads,
                            int head_dim, const unsigned char *heads, void *stream, dfa_error *err) {
-    DFA_TRY(check_common(dtype, batch, head_dim, err));
+    DFA_TRY(acu_check_common(dtype, batch, head_dim, err));
     if (n_tokens < 1) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: n_tokens %d", n_tokens);
     if (!dst || !a) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: NULL buffer");
     head_mask m;

@@ -53,8 +53,11 @@ enum {
 typedef struct dfa_attn_cuda_plan dfa_attn_cuda_plan;
 
 /* Build the work list for one layer's per-head methods (host arrays of n_heads entries;
- * window[h] is read for ARROW / ARROW_RS heads, in tiles as in mask.h, < 0 means full) and
- * upload it to the device (synchronously, on `stream`, a cudaStream_t or NULL). */
+ * window[h] is read for ARROW / ARROW_RS heads, in tiles as in mask.h, < 0 means full;
+ * method DFA_ATTN_CUDA_NONE leaves the head's output untouched) and upload it to the device
+ * (synchronously, on `stream`, a cudaStream_t or NULL). A plan must not run on two streams
+ * at once (variants 2 and 3 keep a work counter in it). */
+#define DFA_ATTN_CUDA_NONE (-1)
 dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const dfa_attn_layout *layout, int n_heads,
                                     const int *method, const int *window, int variant, void *stream,
                                     dfa_error *err);

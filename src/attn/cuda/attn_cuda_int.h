@@ -7,25 +7,25 @@
 
 #include "attn/cuda/attn_cuda.h"
 
-/* One work item: one head, up to ATTN_BM query rows inside one mask tile, the key ranges
- * [k0, k1) it visits (ranges[r_off .. r_off + n_r)), or a copy from the cache. */
-enum { ACU_ITEM_COPY = 1, ACU_ITEM_RESID = 2 };
-#define ACU_BM 128 /* query rows per item (both variants) */
-
-struct acu_item {
-    int head, q0, q_len, flags, r_off, n_r;
-};
+/* Work items (attn_worklist.h): one head, up to ACU_BM query rows inside one mask tile, the
+ * key ranges [k0, k1) it visits (read as int2 on the device), or a copy from the cache. */
+#include "attn/cuda/attn_worklist.h"
+enum { ACU_ITEM_COPY = DFA_ACU_ITEM_COPY, ACU_ITEM_RESID = DFA_ACU_ITEM_RESID };
+#define ACU_BM DFA_ACU_BM
+typedef dfa_acu_item acu_item;
 
 struct acu_params {
     const void *q, *k, *v;
     void *o;
-    const void *cache, *resid;
+    const void *cache, *resid; /* [B, N, H, D] like o: CACHE source, ARROW_RS residual */
     const acu_item *items;
     const int2 *ranges;
     int *counter; /* variant 2's work counter (persistent CTAs), zeroed before each launch */
     int n_items, batch, n_tokens, n_heads;
     float scale_log2; /* softmax scale * log2(e) */
 };
+
+dfa_status acu_check_common(int dtype, int batch, int head_dim, dfa_error *err);
 
 /* Launchers (one per variant), called by dfa_attn_cuda_run after checks. */
 cudaError_t acu_launch_mma(const acu_params &p, int head_dim, int dtype, cudaStream_t st);

@@ -1,0 +1,151 @@
+/* attn_worklist.c - the CUDA attention kernel's work list (see attn_worklist.h). */
+#include "attn/cuda/attn_worklist.h"
+
+#include "attn/attn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct host_item {
+    dfa_acu_item it;
+    int64_t cost; /* keys visited, then the cost bucket; -1 for copies */
+} host_item;
+
+/* Launch order: longest first by cost bucket (8 buckets of the longest item's cost, so that
+ * short items and the copies of CACHE heads fill the tail), and inside a bucket by head, then
+ * query tile, so that the CTAs running at one time read the same keys and values (L2 reuse).
+ * Measured on an H100 (bench/RESULTS.md): exact longest-first interleaves heads and ran
+ * arrow plans at 16k tokens 15-30 % slower; pure head order left long text-row items for the
+ * tail and ran short arrow plans up to 40 % slower. */
+static int cmp_items(const void *a, const void *b) {
+    const host_item *x = (const host_item *)a, *y = (const host_item *)b;
+    if (x->cost != y->cost) return x->cost > y->cost ? -1 : 1;
+    if (x->it.head != y->it.head) return x->it.head - y->it.head;
+    return x->it.q0 - y->it.q0;
+}
+
+static dfa_acu_range range(int k0, int k1) {
+    dfa_acu_range r = {k0, k1};
+    return r;
+}
+
+/* Key ranges of query tile qt under window w (w < 0: full), in token order, adjacent ones
+ * merged. At most 2. Returns the count. */
+static int tile_ranges(const dfa_attn_layout *l, int w, int qt, dfa_acu_range *r) {
+    const int N = dfa_layout_tokens(l);
+    dfa_attn_tiles t;
+    dfa_layout_tiles(l, &t);
+    int qi;
+    if (w < 0 || w >= dfa_mask_full_window(l) || !dfa_tile_is_visual(l, qt, &qi)) {
+        r[0] = range(0, N);
+        return 1;
+    }
+    const int vs = dfa_layout_vis_start(l), ts = dfa_layout_text_start(l);
+    const int j0 = qi - w < 0 ? 0 : qi - w;
+    const int j1 = qi + w > t.n_vis_tiles - 1 ? t.n_vis_tiles - 1 : qi + w;
+    int b1 = vs + (j1 + 1) * l->block;
+    if (b1 > vs + l->n_vis) b1 = vs + l->n_vis;
+    const dfa_acu_range band = range(vs + j0 * l->block, b1);
+    if (l->n_text == 0) {
+        r[0] = band;
+        return 1;
+    }
+    const dfa_acu_range text = range(ts, ts + l->n_text);
+    const dfa_acu_range first = l->text_first ? text : band, second = l->text_first ? band : text;
+    if (first.k1 == second.k0) {
+        r[0] = range(first.k0, second.k1);
+        return 1;
+    }
+    r[0] = first;
+    r[1] = second;
+    return 2;
+}
+
+void dfa_acu_worklist_free(dfa_acu_worklist *wl) {
+    if (!wl) return;
+    free(wl->items);
+    free(wl->ranges);
+    memset(wl, 0, sizeof *wl);
+}
+
+dfa_status dfa_acu_worklist_build(dfa_acu_worklist *wl, const dfa_attn_layout *layout, int n_heads,
+                                  const int *method, const int *window, dfa_error *err) {
+    memset(wl, 0, sizeof *wl);
+    if (dfa_layout_valid(layout))
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda work list: layout invalid (n_vis=%d n_text=%d block=%d)",
+                 layout->n_vis, layout->n_text, layout->block);
+    if (n_heads < 1 || n_heads > 4096) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda work list: n_heads=%d", n_heads);
+    for (int h = 0; h < n_heads; h++)
+        if (method[h] < DFA_ATTN_CUDA_NONE || method[h] >= DFA_ATTN_METHOD_COUNT)
+            DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda work list: head %d method %d out of range", h, method[h]);
+    dfa_attn_tiles t;
+    dfa_layout_tiles(layout, &t);
+    const int chunks_per_tile = (layout->block + DFA_ACU_BM - 1) / DFA_ACU_BM;
+    const int64_t max_items = (int64_t)n_heads * t.n_tiles * chunks_per_tile;
+    if (max_items > (1 << 30))
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda work list: %lld items", (long long)max_items);
+    host_item *items = malloc((size_t)max_items * sizeof *items);
+    dfa_acu_range *ranges = malloc((size_t)n_heads * t.n_tiles * 2 * sizeof *ranges);
+    wl->items = malloc((size_t)max_items * sizeof *wl->items);
+    if (!items || !ranges || !wl->items) {
+        free(items);
+        free(ranges);
+        dfa_acu_worklist_free(wl);
+        DFA_FAIL(err, DFA_ERR_OOM, "attn_cuda work list: out of host memory (%lld items)", (long long)max_items);
+    }
+    dfa_attn_cuda_plan_info *info = &wl->info;
+    int ni = 0, nr = 0;
+    for (int h = 0; h < n_heads; h++) {
+        const int m = method[h];
+        if (m == DFA_ATTN_CUDA_NONE) continue;
+        const int w = (m == DFA_ATTN_ARROW || m == DFA_ATTN_ARROW_RS) ? window[h] : -1;
+        if (m != DFA_ATTN_CACHE) info->mask_entries += dfa_mask_entries(layout, w);
+        for (int qt = 0; qt < t.n_tiles; qt++) {
+            int qs, ql;
+            dfa_tile_span(layout, qt, &qs, &ql);
+            int r_off = nr, n_r = 0;
+            int64_t keys = 0;
+            if (m != DFA_ATTN_CACHE) {
+                n_r = tile_ranges(layout, w, qt, ranges + nr);
+                for (int i = 0; i < n_r; i++) keys += ranges[nr + i].k1 - ranges[nr + i].k0;
+                nr += n_r;
+            }
+            for (int c = 0; c < ql; c += DFA_ACU_BM) {
+                host_item *hi = &items[ni++];
+                hi->it.head = h;
+                hi->it.q0 = qs + c;
+                hi->it.q_len = ql - c < DFA_ACU_BM ? ql - c : DFA_ACU_BM;
+                hi->it.r_off = r_off;
+                hi->it.n_r = n_r;
+                hi->it.flags = 0;
+                if (m == DFA_ATTN_CACHE) {
+                    hi->it.flags = DFA_ACU_ITEM_COPY;
+                    hi->cost = -1; /* copies last: they fill the tail */
+                    wl->has_copy = 1;
+                    info->n_copy_items++;
+                    info->copied_tokens += hi->it.q_len;
+                } else {
+                    if (m == DFA_ATTN_ARROW_RS) {
+                        hi->it.flags = DFA_ACU_ITEM_RESID;
+                        wl->has_resid = 1;
+                    }
+                    hi->cost = keys;
+                    info->computed_entries += (int64_t)DFA_ACU_BM * keys;
+                }
+            }
+        }
+    }
+    int64_t max_cost = 1;
+    for (int i = 0; i < ni; i++)
+        if (items[i].cost > max_cost) max_cost = items[i].cost;
+    for (int i = 0; i < ni; i++)
+        if (items[i].cost >= 0) items[i].cost = items[i].cost * 8 / max_cost;
+    qsort(items, (size_t)ni, sizeof *items, cmp_items);
+    for (int i = 0; i < ni; i++) wl->items[i] = items[i].it;
+    free(items);
+    wl->ranges = ranges;
+    wl->n_items = ni;
+    wl->n_ranges = nr;
+    info->n_items = ni;
+    return DFA_OK;
+}

@@ -1,0 +1,45 @@
+/* attn_worklist.h - the CUDA attention kernel's work list, built on the host (plain C, so that
+ * the CPU tests check it against the mask definition without a GPU).
+ *
+ * One item = one head and up to DFA_ACU_BM query rows inside one mask tile, with the key ranges
+ * [k0, k1) that every one of those rows sees (at most 2: the text segment and the visual band,
+ * merged when adjacent), or a copy of the head's cache (CACHE). Items come ordered for launch:
+ * 8 cost buckets longest first, inside a bucket by head then query position; copies last. */
+#ifndef DFA_ATTN_CUDA_WORKLIST_H
+#define DFA_ATTN_CUDA_WORKLIST_H
+
+#include "attn/cuda/attn_cuda.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DFA_ACU_BM 128 /* query rows per item: the kernels' query tile */
+enum { DFA_ACU_ITEM_COPY = 1, DFA_ACU_ITEM_RESID = 2 };
+
+typedef struct dfa_acu_item {
+    int head, q0, q_len, flags, r_off, n_r; /* ranges[r_off .. r_off + n_r) */
+} dfa_acu_item;
+
+typedef struct dfa_acu_range {
+    int k0, k1;
+} dfa_acu_range;
+
+typedef struct dfa_acu_worklist {
+    dfa_acu_item *items;
+    dfa_acu_range *ranges;
+    int n_items, n_ranges;
+    int has_copy, has_resid;
+    dfa_attn_cuda_plan_info info; /* variant left 0 */
+} dfa_acu_worklist;
+
+/* method[h]: dfa_attn_method or DFA_ATTN_CUDA_NONE (no items); window[h] read for ARROW and
+ * ARROW_RS (tiles, < 0 = full). */
+dfa_status dfa_acu_worklist_build(dfa_acu_worklist *wl, const dfa_attn_layout *layout, int n_heads,
+                                  const int *method, const int *window, dfa_error *err);
+void dfa_acu_worklist_free(dfa_acu_worklist *wl);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

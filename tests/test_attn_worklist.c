@@ -1,0 +1,152 @@
+/* test_attn_worklist.c - the CUDA kernel's work lists (built on the host) against the mask
+ * definition: for random layouts (text first / last / none, odd sizes, blocks smaller and
+ * larger than the kernel tile) and random per-head methods, every query row of every head is in
+ * exactly one item, and the keys an item visits are exactly those dfa_mask_keep() keeps for
+ * each of its rows. Runs without a GPU. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "attn/attn.h"
+#include "attn/cuda/attn_worklist.h"
+#include "attn/mask.h"
+#include "test.h"
+
+static unsigned long long g_seed = 0x9e3779b97f4a7c15ULL;
+
+static int rnd(int n) { return (int)(test_rng_next(&g_seed) % (unsigned long long)n); }
+
+static void check_one(const dfa_attn_layout *l, int H, const int *method, const int *window) {
+    dfa_error err = {0};
+    dfa_acu_worklist wl;
+    dfa_status st = dfa_acu_worklist_build(&wl, l, H, method, window, &err);
+    CHECKF(st == DFA_OK, "%s", err.msg);
+    if (st != DFA_OK) return;
+    const int N = dfa_layout_tokens(l);
+    int *seen = calloc((size_t)H * N, sizeof *seen);
+    unsigned char *keep = malloc((size_t)N);
+    int bad_keys = 0, bad_rows = 0, bad_flags = 0, bad_order = 0;
+    int64_t entries = 0;
+    int last_bucket_copy = 0;
+    for (int i = 0; i < wl.n_items; i++) {
+        const dfa_acu_item *it = &wl.items[i];
+        const int m = method[it->head];
+        const int w = (m == DFA_ATTN_ARROW || m == DFA_ATTN_ARROW_RS) ? window[it->head] : -1;
+        if (it->q_len < 1 || it->q_len > DFA_ACU_BM || it->q0 < 0 || it->q0 + it->q_len > N) bad_rows++;
+        /* rows of one item lie in one mask tile */
+        int vs = dfa_layout_vis_start(l);
+        int a_vis = it->q0 >= vs && it->q0 < vs + l->n_vis, b_vis = it->q0 + it->q_len - 1 >= vs &&
+                                                                   it->q0 + it->q_len - 1 < vs + l->n_vis;
+        if (a_vis != b_vis) bad_rows++;
+        if (a_vis && (it->q0 - vs) / l->block != (it->q0 + it->q_len - 1 - vs) / l->block) bad_rows++;
+        for (int r = it->q0; r < it->q0 + it->q_len && r < N && r >= 0; r++) seen[(size_t)it->head * N + r]++;
+        if (m == DFA_ATTN_CACHE) {
+            if (it->flags != DFA_ACU_ITEM_COPY || it->n_r != 0) bad_flags++;
+            last_bucket_copy = 1;
+            continue;
+        }
+        if (last_bucket_copy) bad_order++; /* copies come last */
+        if (it->flags != (m == DFA_ATTN_ARROW_RS ? DFA_ACU_ITEM_RESID : 0)) bad_flags++;
+        if (it->n_r < 1 || it->n_r > 2) {
+            bad_keys++;
+            continue;
+        }
+        memset(keep, 0, (size_t)N);
+        int prev_end = -1;
+        for (int j = 0; j < it->n_r; j++) {
+            const dfa_acu_range *rg = &wl.ranges[it->r_off + j];
+            if (rg->k0 < 0 || rg->k1 > N || rg->k0 >= rg->k1 || rg->k0 <= prev_end) bad_keys++;
+            prev_end = rg->k1;
+            for (int k = rg->k0 < 0 ? 0 : rg->k0; k < rg->k1 && k < N; k++) keep[k] = 1;
+        }
+        for (int r = it->q0; r < it->q0 + it->q_len && r < N; r++) {
+            for (int k = 0; k < N; k++) {
+                int want = dfa_mask_keep(l, w, r, k);
+                if (want != keep[k]) bad_keys++;
+                entries += want;
+            }
+        }
+    }
+    int64_t want_entries = 0;
+    for (int h = 0; h < H; h++) {
+        const int m = method[h];
+        for (int r = 0; r < N; r++) {
+            int expect = m == DFA_ATTN_CUDA_NONE ? 0 : 1;
+            if (seen[(size_t)h * N + r] != expect) bad_rows++;
+        }
+        if (m != DFA_ATTN_CUDA_NONE && m != DFA_ATTN_CACHE)
+            want_entries += dfa_mask_entries(l, (m == DFA_ATTN_ARROW || m == DFA_ATTN_ARROW_RS) ? window[h] : -1);
+    }
+    CHECKF(bad_rows == 0, "layout vis=%d text=%d first=%d block=%d: %d row errors", l->n_vis, l->n_text, l->text_first,
+           l->block, bad_rows);
+    CHECKF(bad_keys == 0, "layout vis=%d text=%d first=%d block=%d: %d key errors", l->n_vis, l->n_text, l->text_first,
+           l->block, bad_keys);
+    CHECKF(bad_flags == 0, "%d flag errors", bad_flags);
+    CHECKF(bad_order == 0, "%d copy items before computing items", bad_order);
+    CHECKF(entries == want_entries && wl.info.mask_entries == want_entries, "entries %lld / info %lld vs mask %lld",
+           (long long)entries, (long long)wl.info.mask_entries, (long long)want_entries);
+    free(seen);
+    free(keep);
+    dfa_acu_worklist_free(&wl);
+}
+
+static void test_random_layouts(void) {
+    for (int rep = 0; rep < 60; rep++) {
+        dfa_attn_layout l;
+        l.n_vis = 1 + rnd(420);
+        l.n_text = rnd(4) == 0 ? 0 : rnd(200);
+        l.text_first = rnd(2);
+        const int blocks[6] = {1, 7, 64, 128, 200, 333};
+        l.block = blocks[rnd(6)];
+        const int H = 1 + rnd(6);
+        int method[8], window[8];
+        for (int h = 0; h < H; h++) {
+            method[h] = rnd(5) - 1; /* NONE, FULL, ARROW, ARROW_RS, CACHE */
+            window[h] = rnd(6) - 1;
+        }
+        check_one(&l, H, method, window);
+    }
+}
+
+static void test_paper_shape_order(void) {
+    /* FLUX-like 4096 + 512: buckets longest first, copies last, every item of a bucket grouped
+     * by head (the launch order the kernel relies on for L2 reuse) */
+    dfa_attn_layout l = {4096, 512, 1, 128};
+    int method[6] = {DFA_ATTN_FULL, DFA_ATTN_ARROW, DFA_ATTN_CACHE, DFA_ATTN_ARROW, DFA_ATTN_ARROW_RS, DFA_ATTN_FULL};
+    int window[6] = {0, 0, 0, 5, 2, 0};
+    check_one(&l, 6, method, window);
+    dfa_error err = {0};
+    dfa_acu_worklist wl;
+    CHECK(dfa_acu_worklist_build(&wl, &l, 6, method, window, &err) == DFA_OK);
+    CHECK(wl.n_items == 6 * 36);
+    int longest_first = 1;
+    for (int i = 1; i < wl.n_items; i++) {
+        const dfa_acu_item *a = &wl.items[i - 1], *b = &wl.items[i];
+        if (a->flags & DFA_ACU_ITEM_COPY && !(b->flags & DFA_ACU_ITEM_COPY)) longest_first = 0;
+    }
+    CHECK(longest_first);
+    /* the first items are the full-length ones (text rows and FULL heads) */
+    int64_t k0 = 0;
+    for (int j = 0; j < wl.items[0].n_r; j++) k0 += wl.ranges[wl.items[0].r_off + j].k1 - wl.ranges[wl.items[0].r_off + j].k0;
+    CHECK(k0 == 4608);
+    CHECK(wl.info.copied_tokens == 4608);
+    dfa_acu_worklist_free(&wl);
+}
+
+static void test_bad_input(void) {
+    dfa_error err = {0};
+    dfa_acu_worklist wl;
+    dfa_attn_layout l = {100, 10, 1, 0};
+    int m[1] = {DFA_ATTN_FULL}, w[1] = {0};
+    CHECK(dfa_acu_worklist_build(&wl, &l, 1, m, w, &err) == DFA_ERR_INVALID_ARG);
+    l.block = 128;
+    m[0] = 9;
+    CHECK(dfa_acu_worklist_build(&wl, &l, 1, m, w, &err) == DFA_ERR_INVALID_ARG);
+    CHECK(strstr(err.msg, "method 9") != NULL);
+}
+
+int main(void) {
+    RUN(test_random_layouts);
+    RUN(test_paper_shape_order);
+    RUN(test_bad_input);
+    return test_summary();
+}
