@@ -123,6 +123,8 @@ static void test_clip_errors(void) {
     CHECK(dfa_clip_encode(m, ids, 5, -1, out, NULL, NULL) == DFA_ERR_INVALID_ARG);
     CHECK(strstr(dfa_ctx_error(ctx), "position 2") != NULL);
     dfa_clip_free(m);
+    /* the GPU loader on a CPU context */
+    CHECK(dfa_clip_load_cuda(ctx, FIX "clip", &m) == DFA_ERR_UNSUPPORTED && m == NULL);
     /* a folder without weights: the error names it */
     CHECK(dfa_clip_load(ctx, FIX "clip_tok", &m) != DFA_OK);
     CHECK(strstr(dfa_ctx_error(ctx), "clip_tok") != NULL);

@@ -105,7 +105,7 @@ static dfa_status read_config(dfa_ctx *ctx, const char *dir, const dfa_safetenso
     return s;
 }
 
-dfa_status dfa_clip_load(dfa_ctx *ctx, const char *dir, dfa_clip **out) {
+static dfa_status load_impl(dfa_ctx *ctx, const char *dir, int gpu, dfa_clip **out) {
     *out = NULL;
     dfa_safetensors *st = NULL;
     DFA_TRY(dfa_st_open(&st, dir, &ctx->err));
@@ -166,7 +166,7 @@ dfa_status dfa_clip_load(dfa_ctx *ctx, const char *dir, dfa_clip **out) {
 #undef W
         nw = n;
         /* CPU: f32 host weights; CUDA: bf16 device weights */
-        m->gpu = ctx->cuda != NULL;
+        m->gpu = gpu;
         dfa_device dev = m->gpu ? DFA_DEV_CUDA : DFA_DEV_CPU;
         size_t esz = m->gpu ? 2 : 4, total = 0;
         for (int i = 0; i < nw; i++) total += (size_t)ws[i].shape[0] * (ws[i].ndim == 2 ? (size_t)ws[i].shape[1] : 1);
@@ -198,6 +198,14 @@ dfa_status dfa_clip_load(dfa_ctx *ctx, const char *dir, dfa_clip **out) {
     }
     *out = m;
     return DFA_OK;
+}
+
+dfa_status dfa_clip_load(dfa_ctx *ctx, const char *dir, dfa_clip **out) { return load_impl(ctx, dir, 0, out); }
+
+dfa_status dfa_clip_load_cuda(dfa_ctx *ctx, const char *dir, dfa_clip **out) {
+    *out = NULL;
+    if (!ctx->cuda) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "clip: the CUDA load needs a context with the CUDA backend");
+    return load_impl(ctx, dir, 1, out);
 }
 
 void dfa_clip_free(dfa_clip *m) {

@@ -100,7 +100,7 @@ typedef struct wspec {
     int64_t shape[2];
 } wspec;
 
-dfa_status dfa_t5_load(dfa_ctx *ctx, const char *dir, dfa_t5 **out) {
+static dfa_status load_impl(dfa_ctx *ctx, const char *dir, int gpu, dfa_t5 **out) {
     *out = NULL;
     dfa_safetensors *st = NULL;
     DFA_TRY(dfa_st_open(&st, dir, &ctx->err));
@@ -150,7 +150,7 @@ dfa_status dfa_t5_load(dfa_ctx *ctx, const char *dir, dfa_t5 **out) {
         }
 #undef W
         /* CPU: f32 host weights; CUDA: bf16 device weights (T5-XXL: 9.5 GB) */
-        m->gpu = ctx->cuda != NULL;
+        m->gpu = gpu;
         dfa_device dev = m->gpu ? DFA_DEV_CUDA : DFA_DEV_CPU;
         size_t esz = m->gpu ? 2 : 4, total = 0;
         for (int i = 0; i < n; i++) total += (size_t)ws[i].shape[0] * (ws[i].ndim == 2 ? (size_t)ws[i].shape[1] : 1);
@@ -178,6 +178,14 @@ dfa_status dfa_t5_load(dfa_ctx *ctx, const char *dir, dfa_t5 **out) {
     }
     *out = m;
     return DFA_OK;
+}
+
+dfa_status dfa_t5_load(dfa_ctx *ctx, const char *dir, dfa_t5 **out) { return load_impl(ctx, dir, 0, out); }
+
+dfa_status dfa_t5_load_cuda(dfa_ctx *ctx, const char *dir, dfa_t5 **out) {
+    *out = NULL;
+    if (!ctx->cuda) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "t5: the CUDA load needs a context with the CUDA backend");
+    return load_impl(ctx, dir, 1, out);
 }
 
 void dfa_t5_free(dfa_t5 *m) {

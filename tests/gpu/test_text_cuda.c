@@ -74,7 +74,7 @@ static void cmp(const char *what, const float *got, const char *refname, size_t 
 
 static void test_clip(dfa_ctx *gpu, const char *dir, int proj_model) {
     dfa_clip *m = NULL;
-    CHECKF(dfa_clip_load(gpu, dir, &m) == DFA_OK, "%s", dfa_ctx_error(gpu));
+    CHECKF(dfa_clip_load_cuda(gpu, dir, &m) == DFA_OK, "%s", dfa_ctx_error(gpu));
     if (!m) return;
     int D = dfa_clip_get_config(m)->hidden, P = dfa_clip_get_config(m)->projection_dim;
     for (int p = 0; p < 3; p++) {
@@ -107,7 +107,7 @@ static void test_clip(dfa_ctx *gpu, const char *dir, int proj_model) {
 
 static void test_t5(dfa_ctx *gpu, dfa_ctx *cpu) {
     dfa_t5 *m = NULL, *mc = NULL;
-    CHECKF(dfa_t5_load(gpu, FIX "t5", &m) == DFA_OK, "%s", dfa_ctx_error(gpu));
+    CHECKF(dfa_t5_load_cuda(gpu, FIX "t5", &m) == DFA_OK, "%s", dfa_ctx_error(gpu));
     CHECKF(dfa_t5_load(cpu, FIX "t5", &mc) == DFA_OK, "%s", dfa_ctx_error(cpu));
     if (!m || !mc) return;
     int D = dfa_t5_get_config(m)->d_model;
