@@ -53,7 +53,7 @@ static void test_clip_text_model(void) {
     CHECKF(st == DFA_OK, "%s", dfa_ctx_error(ctx));
     if (st) return;
     const dfa_clip_config *c = dfa_clip_get_config(m);
-    CHECK(c->hidden == 32 && c->layers == 2 && c->heads == 2 && c->projection_dim == 0 && c->act == DFA_ACT_QUICK_GELU);
+    CHECK(c->hidden == 32 && c->layers == 2 && c->heads == 2 && c->projection_dim == 0 && c->act == DFA_TEXT_ACT_QUICK_GELU);
     for (int p = 0; p < N_PROMPTS; p++) {
         int32_t ids[77];
         char name[64];
@@ -82,7 +82,7 @@ static void test_clip_with_projection(void) {
     CHECKF(st == DFA_OK, "%s", dfa_ctx_error(ctx));
     if (st) return;
     const dfa_clip_config *c = dfa_clip_get_config(m);
-    CHECK(c->projection_dim == 24 && c->eos_token_id == 2 && c->act == DFA_ACT_GELU && c->hidden == 16);
+    CHECK(c->projection_dim == 24 && c->eos_token_id == 2 && c->act == DFA_TEXT_ACT_GELU && c->hidden == 16);
     for (int p = 0; p < N_PROMPTS; p++) {
         int32_t ids[77];
         char name[64];
@@ -123,6 +123,8 @@ static void test_clip_errors(void) {
     CHECK(dfa_clip_encode(m, ids, 5, -1, out, NULL, NULL) == DFA_ERR_INVALID_ARG);
     CHECK(strstr(dfa_ctx_error(ctx), "position 2") != NULL);
     dfa_clip_free(m);
+    /* the GPU loader on a CPU context */
+    CHECK(dfa_clip_load_cuda(ctx, FIX "clip", &m) == DFA_ERR_UNSUPPORTED && m == NULL);
     /* a folder without weights: the error names it */
     CHECK(dfa_clip_load(ctx, FIX "clip_tok", &m) != DFA_OK);
     CHECK(strstr(dfa_ctx_error(ctx), "clip_tok") != NULL);

@@ -39,6 +39,8 @@ static void test_forward(void) {
     int labels[8];
     for (int i = 0; i < B; i++) labels[i] = (int)yf[i];
     CHECK(dfa_dit_get_config(m)->out_channels == (int)os[1]);
+    const dfa_attn_layout lay = dfa_dit_attn_layout(m, H, W);
+    CHECK(lay.n_vis == (H / 2) * (W / 2) && lay.n_text == 0 && lay.block == 128);
     const size_t n = (size_t)B * os[1] * H * W;
     float *out = malloc(n * sizeof(float));
     fixture_poison(out, n);
@@ -189,7 +191,43 @@ out:
     dfa_ctx_free(ctx);
 }
 
+/* Config problems: a missing key and an unsupported norm_type are named with the file. */
+static void test_bad_config(void) {
+    char src[1024];
+    fixture_path("dit/transformer/config.json", src, sizeof src);
+    FILE *f = fopen(src, "rb");
+    char cfg[8192] = {0};
+    size_t len = f ? fread(cfg, 1, sizeof cfg - 1, f) : 0;
+    if (f) fclose(f);
+    CHECK(len > 0);
+    const char *cases[2][3] = {{"\"num_layers\"", "\"num_layerz\"", "num_layers"},
+                               {"\"ada_norm_zero\"", "\"ada_norm_single\"", "ada_norm_single"}};
+    for (int c = 0; c < 2; c++) {
+        test_tmpdir t;
+        if (tmpdir_make(&t, "ditcfg") != 0) return;
+        char buf[8192], out[256];
+        const char *hit = strstr(cfg, cases[c][0]);
+        CHECK(hit != NULL);
+        if (!hit) {
+            tmpdir_remove(&t);
+            continue;
+        }
+        size_t pre = (size_t)(hit - cfg);
+        snprintf(buf, sizeof buf, "%.*s%s%s", (int)pre, cfg, cases[c][1], hit + strlen(cases[c][0]));
+        CHECK(tmpdir_write(&t, "config.json", buf, strlen(buf), out, sizeof out) != NULL);
+        dfa_ctx *ctx = new_ctx();
+        dfa_dit *m = NULL;
+        dfa_status s = dfa_dit_load(ctx, t.path, &m);
+        CHECK(s != DFA_OK && m == NULL);
+        CHECKF(strstr(dfa_ctx_error(ctx), cases[c][2]) && strstr(dfa_ctx_error(ctx), "config.json"), "%s",
+               dfa_ctx_error(ctx));
+        dfa_ctx_free(ctx);
+        tmpdir_remove(&t);
+    }
+}
+
 int main(void) {
+    RUN(test_bad_config);
     RUN(test_generate);
     RUN(test_broken_checkpoint);
     RUN(test_forward);

@@ -9,6 +9,7 @@
 #include "sample/dpm.h"
 #include "sample/sampler.h"
 #include "test.h"
+#include "tmpdir.h"
 
 static dfa_ctx *new_ctx(void) {
     dfa_ctx_params p = dfa_ctx_default_params();
@@ -154,7 +155,34 @@ static void test_ddim_timesteps(void) {
     }
 }
 
+/* scheduler_config.json as Python writes it: -Infinity outside strings becomes -inf, inside
+ * strings it stays text; NaN is still refused. */
+static void test_sched_json_infinity(void) {
+    test_tmpdir t;
+    if (tmpdir_make(&t, "schedjson") != 0) return;
+    const char *good = "{\"lambda_min_clipped\": -Infinity, \"note\": \"x -Infinity \\\" Infinity\", \"beta_end\": 0.02}";
+    char path[256];
+    CHECK(tmpdir_write(&t, "a.json", good, strlen(good), path, sizeof path) != NULL);
+    cJSON *root = NULL;
+    dfa_error err = {0};
+    CHECKF(dfa_sched_json_read(path, &root, &err) == DFA_OK, "%s", err.msg);
+    if (root) {
+        const cJSON *l = cJSON_GetObjectItemCaseSensitive(root, "lambda_min_clipped");
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(root, "note");
+        CHECK(cJSON_IsNumber(l) && isinf(l->valuedouble) && l->valuedouble < 0);
+        CHECK(cJSON_IsString(n) && strcmp(n->valuestring, "x -Infinity \" Infinity") == 0);
+        cJSON_Delete(root);
+    }
+    const char *bad = "{\"beta_end\": NaN}";
+    CHECK(tmpdir_write(&t, "b.json", bad, strlen(bad), path, sizeof path) != NULL);
+    root = NULL;
+    CHECK(dfa_sched_json_read(path, &root, &err) == DFA_ERR_FORMAT && root == NULL);
+    CHECK(dfa_sched_json_read("/nonexistent/s.json", &root, &err) == DFA_ERR_IO);
+    tmpdir_remove(&t);
+}
+
 int main(void) {
+    RUN(test_sched_json_infinity);
     RUN(test_dpm_linspace7);
     RUN(test_dpm_leading20);
     RUN(test_dpm_trailing5v);

@@ -114,6 +114,38 @@ static void test_sd3(void) {
     dfa_st_close(st);
 }
 
+/* SD3 without text_encoder_3: the T5 rows are zeros of the transformer's joint_attention_dim */
+static void test_sd3_without_t5(void) {
+    const char *pairs[] = {"text_encoder", "clip_proj", "tokenizer", "clip_tok", "text_encoder_2", "clip_proj",
+                           "tokenizer_2", "clip_tok"};
+    char dir[256], out[300], p[400];
+    make_model("sd3_no_t5", pairs, 4, dir, sizeof dir);
+    snprintf(p, sizeof p, "%s/transformer", dir);
+    CHECK(mkdir(p, 0700) == 0);
+    const char *cfg = "{\"joint_attention_dim\": 40}", *idx = "{\"_class_name\": \"StableDiffusion3Pipeline\"}";
+    CHECK(tmpdir_write(&tmp, "sd3_no_t5/transformer/config.json", cfg, strlen(cfg), p, sizeof p) != NULL);
+    CHECK(tmpdir_write(&tmp, "sd3_no_t5/model_index.json", idx, strlen(idx), p, sizeof p) != NULL);
+    tmpdir_file(&tmp, "sd3_no_t5.safetensors", out, sizeof out);
+    CHECK(ENCODE("encode", "-m", dir, "-p", P0, "-o", out, "--max-sequence-length", "20") == 0);
+    dfa_safetensors *st = NULL;
+    dfa_error err = {0};
+    CHECKF(dfa_st_open(&st, out, &err) == DFA_OK, "%s", err.msg);
+    if (!st) return;
+    const int64_t se[3] = {1, 97, 40}, rh[2] = {77, 16};
+    float *e = load(st, "prompt_embeds", 3, se, 97 * 40), *h = load(ref, "clip_proj.0.hidden_m2", 2, rh, 77 * 16);
+    if (e && h) {
+        double m = 0;
+        for (int r = 0; r < 97; r++)
+            for (int c = 0; c < 40; c++) {
+                double want = (r < 77 && c < 32) ? h[r * 16 + c % 16] : 0.0;
+                m = fmax(m, fabs(e[r * 40 + c] - want));
+            }
+        CHECKF(m < 1e-4, "SD3 without T5: prompt_embeds off by %g", m);
+    }
+    free(e), free(h);
+    dfa_st_close(st);
+}
+
 static void test_pixart(void) {
     const char *pairs[] = {"text_encoder", "t5", "tokenizer", "t5_tok"};
     char dir[256], out[300];
@@ -156,6 +188,7 @@ int main(void) {
     if (ref) {
         RUN(test_flux);
         RUN(test_sd3);
+        RUN(test_sd3_without_t5);
         RUN(test_pixart);
         RUN(test_errors);
         dfa_st_close(ref);

@@ -315,6 +315,56 @@ static void test_generate(void) {
     dfa_ctx_free(ctx);
 }
 
+/* FLUX with true CFG (FluxPipeline's true_cfg_scale + negative prompt): the batch [negative,
+ * positive] and noise = neg + s (pos - neg) equal diffusers' two-pass loop (gen_flux_cfg.py);
+ * a cfg scale without a negative prompt is refused naming what is missing. */
+static void test_true_cfg(void) {
+    dfa_ctx *ctx = make_ctx();
+    dfa_flux *m = NULL;
+    CHECKF(dfa_flux_load(ctx, FLUX_DIR, &m) == DFA_OK, "%s", dfa_ctx_error(ctx));
+    dfa_flow_config fc;
+    CHECK(dfa_flow_config_read(ctx, FLUX_DIR, &fc) == DFA_OK);
+    dfa_prompt_embeds pe;
+    dfa_status st = dfa_prompt_embeds_load(ctx, FLUX_DIR "/cfg.safetensors", &pe);
+    CHECKF(st == DFA_OK && pe.neg_embeds && pe.neg_pooled, "%s", dfa_ctx_error(ctx));
+    dfa_safetensors *io = NULL;
+    dfa_error err = {0};
+    CHECK(dfa_st_open(&io, FLUX_DIR "/cfg.safetensors", &err) == DFA_OK);
+    size_t n = 0;
+    float *x0 = io ? fx_load(io, "cfg_latents0", &n) : NULL, *ref = io ? fx_load(io, "cfg_final", NULL) : NULL;
+    float *scale = io ? fx_load(io, "cfg_scale", NULL) : NULL;
+    if (m && st == DFA_OK && x0 && ref && scale) {
+        float *out = malloc(n * sizeof(float));
+        dfa_mmdit_gen_params gp = {.steps = 3, .latent_h = 12, .latent_w = 16, .guidance = 3.5f, .init_latents = x0,
+                                   .cfg_scale = scale[0]};
+        fx_fill_nan(out, n);
+        CHECKF(dfa_flux_generate(ctx, m, &fc, &pe, &gp, out) == DFA_OK, "%s", dfa_ctx_error(ctx));
+        double e = fx_rel_err(out, ref, n);
+        CHECKF(e <= SMP_TOL, "true CFG rel err %.3g", e);
+        /* without CFG the result differs (the negative matters) */
+        gp.cfg_scale = 1.0f;
+        CHECK(dfa_flux_generate(ctx, m, &fc, &pe, &gp, out) == DFA_OK);
+        CHECK(fx_rel_err(out, ref, n) > 1e-3);
+        /* CFG without a negative prompt: a clear error */
+        float *keep_e = pe.neg_embeds, *keep_p = pe.neg_pooled;
+        pe.neg_embeds = NULL;
+        pe.neg_pooled = NULL;
+        gp.cfg_scale = 4.0f;
+        CHECK(dfa_flux_generate(ctx, m, &fc, &pe, &gp, out) == DFA_ERR_NOT_FOUND);
+        CHECKF(strstr(dfa_ctx_error(ctx), "negative") != NULL, "%s", dfa_ctx_error(ctx));
+        pe.neg_embeds = keep_e;
+        pe.neg_pooled = keep_p;
+        free(out);
+    }
+    if (st == DFA_OK) dfa_prompt_embeds_free(ctx, &pe);
+    free(x0);
+    free(ref);
+    free(scale);
+    dfa_st_close(io);
+    dfa_flux_free(ctx, m);
+    dfa_ctx_free(ctx);
+}
+
 /* dfa_flux_write_random at FLUX's real head dim (128, axes 16/56/56) with two image tiles: the
  * written checkpoint loads, the forward is finite and batch elements do not interact. */
 static void test_random_checkpoint(void) {
@@ -401,6 +451,7 @@ int main(void) {
     RUN(test_pack_ids);
     RUN(test_sampling);
     RUN(test_generate);
+    RUN(test_true_cfg);
     RUN(test_random_checkpoint);
     RUN(test_broken_checkpoints);
     return test_summary();

@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "core/ctx.h"
 #include "io/png.h"
+#include "models/flux.h"
 #include "mmdit_fixture.h"
 #include "plan/plan.h"
 #include "test.h"
@@ -133,6 +135,64 @@ static void test_png(void) {
     tmpdir_remove(&d);
 }
 
+/* --prompt runs the folder's text encoders (tiny CLIP + T5 fixtures, a random FLUX transformer
+ * sized to them): the latents equal `dfa encode` + `--prompt-embeds` bit for bit. */
+static void test_prompt_text(void) {
+    test_tmpdir d;
+    CHECK(tmpdir_make(&d, "gen_text") == 0);
+    char p[256], pe[256], o1[256], o2[256];
+    const char *links[][2] = {{"text_encoder", FX "/text/clip"}, {"tokenizer", FX "/text/clip_tok"},
+                              {"text_encoder_2", FX "/text/t5"}, {"tokenizer_2", FX "/text/t5_tok"},
+                              {"scheduler", FX "/flux_tiny/scheduler"}};
+    for (int i = 0; i < 5; i++) {
+        tmpdir_file(&d, links[i][0], p, sizeof p);
+        CHECK(symlink(links[i][1], p) == 0);
+    }
+    tmpdir_file(&d, "transformer", p, sizeof p);
+    CHECK(mkdir(p, 0755) == 0);
+    const char *cfg = "{\"_class_name\": \"FluxTransformer2DModel\", \"in_channels\": 16, \"num_layers\": 1,"
+                      " \"num_single_layers\": 1, \"attention_head_dim\": 16, \"num_attention_heads\": 2,"
+                      " \"joint_attention_dim\": 48, \"pooled_projection_dim\": 32, \"guidance_embeds\": true,"
+                      " \"axes_dims_rope\": [4, 6, 6]}";
+    CHECK(tmpdir_write(&d, "transformer/config.json", cfg, strlen(cfg), p, sizeof p) != NULL);
+    dfa_ctx_params cp = dfa_ctx_default_params();
+    cp.n_threads = 2;
+    dfa_ctx *ctx = NULL;
+    char err[256];
+    CHECK(dfa_ctx_init(&ctx, &cp, err, sizeof err) == DFA_OK);
+    CHECKF(ctx && dfa_flux_write_random(ctx, d.path, 9) == DFA_OK, "%s", ctx ? dfa_ctx_error(ctx) : err);
+    dfa_ctx_free(ctx);
+    tmpdir_file(&d, "pe.safetensors", pe, sizeof pe);
+    tmpdir_file(&d, "o1.safetensors", o1, sizeof o1);
+    tmpdir_file(&d, "o2.safetensors", o2, sizeof o2);
+    const char *enc[] = {"encode", "-m", d.path, "-p", "a red cube on a table", "-o", pe, "--max-sequence-length", "16"};
+    CHECK(cmd_encode(9, (char **)enc) == 0);
+    const char *g1[] = {"generate", "-m", d.path, "--prompt-embeds", pe, "-o", o1, "-W", "64", "-H", "32", "--steps",
+                        "2", "--seed", "4"};
+    CHECK(run(15, g1) == 0);
+    const char *g2[] = {"generate", "-m", d.path, "--prompt", "a red cube on a table", "--max-sequence-length", "16",
+                        "-o", o2, "-W", "64", "-H", "32", "--steps", "2", "--seed", "4"};
+    CHECK(run(17, g2) == 0);
+    dfa_safetensors *a = NULL, *b = NULL;
+    dfa_error e = {0};
+    size_t n1 = 0, n2 = 0;
+    CHECK(dfa_st_open(&a, o1, &e) == DFA_OK && dfa_st_open(&b, o2, &e) == DFA_OK);
+    float *x1 = a ? fx_load(a, "latents", &n1) : NULL, *x2 = b ? fx_load(b, "latents", &n2) : NULL;
+    CHECK(x1 && x2 && n1 == n2 && n1 == 4 * 4 * 8 && memcmp(x1, x2, n1 * sizeof(float)) == 0);
+    free(x1);
+    free(x2);
+    dfa_st_close(a);
+    dfa_st_close(b);
+    /* both --prompt and --prompt-embeds: usage error */
+    const char *both[] = {"generate", "-m", d.path, "--prompt", "x", "--prompt-embeds", pe, "-o", o2};
+    CHECK(run(9, both) == 2);
+    for (int i = 0; i < 5; i++) {
+        tmpdir_file(&d, links[i][0], p, sizeof p);
+        unlink(p);
+    }
+    tmpdir_remove(&d);
+}
+
 static void test_usage_and_errors(void) {
     const char *no_out[] = {"generate", "-m", FX "/flux_tiny", "--prompt-embeds", FX "/flux_tiny/io.safetensors"};
     CHECK(run(5, no_out) == 2);
@@ -143,7 +203,10 @@ static void test_usage_and_errors(void) {
     const char *no_model[] = {"generate", "-m", "/nonexistent", "--prompt-embeds", "x", "-o", "/tmp/x.safetensors"};
     CHECK(run(7, no_model) == 1);
     const char *dit[] = {"generate", "-m", FX "/dit", "--prompt-embeds", "x", "-o", "/tmp/x.safetensors"};
-    CHECK(run(7, dit) == 1); /* DiT is not an MMDiT: a message, exit 1 */
+    CHECK(run(7, dit) == 2); /* DiT is class-conditional: prompt embeddings are a usage error */
+    const char *dit_ok[] = {"generate", "-m", FX "/dit", "--class", "3", "--steps", "2", "-o", "/tmp/dfa_dit_cli.safetensors"};
+    CHECK(run(9, dit_ok) == 0); /* DiT through the same command */
+    remove("/tmp/dfa_dit_cli.safetensors");
     const char *odd[] = {"generate", "-m", FX "/flux_tiny", "--prompt-embeds", FX "/flux_tiny/io.safetensors", "-o",
                          "/tmp/dfa_never_written.safetensors", "-W", "104", "-H", "96"};
     CHECK(run(11, odd) == 1); /* 104 px: an odd latent width, FLUX packs 2x2 */
@@ -153,6 +216,7 @@ int main(void) {
     RUN(test_flux_latents);
     RUN(test_sd3_latents_cfg);
     RUN(test_png);
+    RUN(test_prompt_text);
     RUN(test_usage_and_errors);
     return test_summary();
 }

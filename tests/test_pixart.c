@@ -114,7 +114,8 @@ static void test_plan_driven(void) {
     CHECK(dfa_sampler_set_timesteps(ctx, &sch, steps, n, 0) == DFA_OK &&
           dfa_pixart_sample(ctx, m, &sch, 4.5f, h, w, L, enc + tw, mask + L, enc, mask, plain, NULL, NULL) == DFA_OK);
     const int p = c->patch_size;
-    dfa_attn_layout lay = {(h / p) * (w / p), 0, 0, 128};
+    dfa_attn_layout lay = dfa_pixart_attn_layout(m, h, w);
+    CHECK(lay.n_vis == (h / p) * (w / p) && lay.n_text == 0 && lay.block == 128);
     dfa_plan plan;
     CHECK(dfa_plan_init(&plan, &lay, steps, c->layers, c->heads, &err) == DFA_OK);
     plan.cfg = 1;
@@ -243,7 +244,39 @@ out:
     dfa_ctx_free(ctx);
 }
 
+/* PixArt-Alpha style config (use_additional_conditions): resolution / aspect-ratio embedding. */
+static void test_alpha_forward(void) {
+    dfa_ctx *ctx = new_ctx();
+    char dir[1024];
+    fixture_path("pixart_alpha/transformer", dir, sizeof dir);
+    dfa_pixart *m = NULL;
+    dfa_status s = dfa_pixart_load(ctx, dir, &m);
+    CHECKF(s == DFA_OK, "load: %s", dfa_ctx_error(ctx));
+    dfa_safetensors *io = fixture_open("pixart_alpha/io.safetensors");
+    if (!m || !io) goto out;
+    CHECK(dfa_pixart_get_config(m)->size_cond == 1);
+    int64_t xs[8], os[8], es[8];
+    float *x = fixture_f32(io, "x", NULL, xs), *t = fixture_f32(io, "t", NULL, NULL);
+    float *enc = fixture_f32(io, "enc", NULL, es), *mask = fixture_f32(io, "mask", NULL, NULL);
+    float *ref = fixture_f32(io, "out", NULL, os);
+    const int B = (int)xs[0], H = (int)xs[2], W = (int)xs[3], L = (int)es[1];
+    const size_t n = (size_t)B * os[1] * H * W;
+    float *out = malloc(n * sizeof(float));
+    fixture_poison(out, n);
+    s = dfa_pixart_forward(ctx, m, B, H, W, x, t, L, enc, mask, out);
+    CHECKF(s == DFA_OK, "forward: %s", dfa_ctx_error(ctx));
+    double e = fixture_rel_err(out, ref, n);
+    printf("     pixart-alpha (size conditioning) forward rel err %.3g (bound 1e-4)\n", e);
+    CHECKF(e <= 1e-4, "rel err %g", e);
+    free(x), free(t), free(enc), free(mask), free(ref), free(out);
+out:
+    dfa_st_close(io);
+    dfa_pixart_free(ctx, m);
+    dfa_ctx_free(ctx);
+}
+
 int main(void) {
+    RUN(test_alpha_forward);
     RUN(test_generate);
     RUN(test_broken_checkpoint);
     RUN(test_plan_driven);

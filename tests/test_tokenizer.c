@@ -55,6 +55,7 @@ static void check_tokenizer(const char *name, const char *dir) {
     dfa_status st = dfa_tok_load(&tok, dir, &err);
     CHECKF(st == DFA_OK, "%s: %s", dir, err.msg);
     if (st) return;
+    if (strcmp(name, "t5hf") == 0) CHECKF(dfa_tok_use_transformers_t5(tok, &err) == DFA_OK, "%s", err.msg);
     int ml = cJSON_GetObjectItem(cJSON_GetObjectItem(cases_root, "max_length"), name)->valueint;
     int pad_id = cJSON_GetObjectItem(cJSON_GetObjectItem(cases_root, "pad_id"), name)->valueint;
     char kp[32];
@@ -85,8 +86,82 @@ static void check_tokenizer(const char *name, const char *dir) {
 static void test_clip_tokenizer(void) { check_tokenizer("clip", FIX "clip_tok"); }
 static void test_t5_tokenizer(void) { check_tokenizer("t5", FIX "t5_tok"); }
 static void test_t5_byte_fallback(void) { check_tokenizer("t5bf", FIX "t5bf_tok"); }
+/* the same file as transformers 5's T5Tokenizer rebuilds it (what diffusers pipelines run) */
+static void test_t5_transformers(void) { check_tokenizer("t5hf", FIX "t5_tok"); }
 
 static void test_gpt2_bytelevel(void) { check_tokenizer("gpt2", FIX "gpt2_tok"); }
+
+/* Older tokenizer.json spellings give the same ids: merges as "a b" strings (CLIP files made
+ * before tokenizers 0.20), Metaspace with add_prefix_space instead of prepend_scheme. Edits are
+ * textual where the file holds Unigram scores: a cJSON print would move their last bits. */
+static char *merges_to_strings(const char *text, size_t len) {
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    if (!root) return NULL;
+    cJSON *merges = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "model"), "merges"), *m;
+    cJSON *strs = cJSON_CreateArray();
+    cJSON_ArrayForEach(m, merges) {
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s %s", cJSON_GetArrayItem(m, 0)->valuestring, cJSON_GetArrayItem(m, 1)->valuestring);
+        cJSON_AddItemToArray(strs, cJSON_CreateString(buf));
+    }
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(root, "model"), "merges", strs);
+    char *out = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return out;
+}
+
+static char *metaspace_legacy(const char *text, size_t len) {
+    const char *from = "\"prepend_scheme\": \"always\",\n    \"split\": true", *to = "\"add_prefix_space\": true";
+    const char *at = strstr(text, from);
+    if (!at) return NULL;
+    char *out = malloc(len + 1);
+    size_t a = (size_t)(at - text);
+    memcpy(out, text, a);
+    strcpy(out + a, to);
+    strcat(out + a, at + strlen(from));
+    return out;
+}
+
+static void same_ids(const char *name, const char *dir, char *(*edit)(const char *, size_t)) {
+    char path[512];
+    size_t len;
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    char *text = slurp(path, &len), *edited = text ? edit(text, len) : NULL;
+    free(text);
+    dfa_tokenizer *a = NULL, *b = NULL;
+    dfa_error err = {0};
+    CHECKF(edited != NULL, "%s: could not make the variant", name);
+    if (edited) CHECKF(dfa_tok_load_json(&b, edited, strlen(edited), "variant.json", &err) == DFA_OK, "%s", err.msg);
+    free(edited);
+    CHECK(dfa_tok_load(&a, dir, &err) == DFA_OK);
+    if (!a || !b) {
+        dfa_tok_free(a), dfa_tok_free(b);
+        return;
+    }
+    const cJSON *c;
+    int n = 0, ok = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(cases_root, "cases")) {
+        const char *t = cJSON_GetObjectItem(c, "text")->valuestring;
+        dfa_tok_result ra, rb;
+        dfa_tok_opts o = {.add_special_tokens = 1};
+        if (dfa_tok_encode(a, t, strlen(t), &o, &ra, &err) || dfa_tok_encode(b, t, strlen(t), &o, &rb, &err)) {
+            CHECK(0);
+            break;
+        }
+        n++;
+        int same = ra.n == rb.n && memcmp(ra.ids, rb.ids, (size_t)ra.n * sizeof(int32_t)) == 0;
+        if (!same) fprintf(stderr, "%s: differs on \"%s\"\n", name, t);
+        ok += same;
+        dfa_tok_result_free(&ra), dfa_tok_result_free(&rb);
+    }
+    CHECKF(n > 100 && ok == n, "%s: %d of %d strings identical", name, ok, n);
+    dfa_tok_free(a), dfa_tok_free(b);
+}
+
+static void test_format_variants(void) {
+    same_ids("merges as strings", FIX "clip_tok", merges_to_strings);
+    same_ids("Metaspace add_prefix_space", FIX "t5_tok", metaspace_legacy);
+}
 
 static void test_config_defaults(void) {
     dfa_error err = {0};
@@ -222,20 +297,26 @@ static void test_extra(void) {
     dfa_error err = {0};
     dfa_tokenizer *tok = NULL;
     CHECKF(dfa_tok_load(&tok, dir, &err) == DFA_OK, "%s", err.msg);
-    int n = 0, ok = 0;
-    const cJSON *c;
-    cJSON_ArrayForEach(c, root) {
-        const char *s = cJSON_GetObjectItem(c, "text")->valuestring;
-        dfa_tok_result r;
-        dfa_tok_opts o = {.add_special_tokens = 1};
-        n++;
-        if (tok && dfa_tok_encode(tok, s, strlen(s), &o, &r, &err) == DFA_OK) {
-            ok += compare_ids("extra", s, &r, cJSON_GetObjectItem(c, "ids"), 0, 0);
-            dfa_tok_result_free(&r);
+    for (int pass = 0; pass < 2 && tok; pass++) { /* the file's pipeline, then transformers' ("ids_hf") */
+        const char *key = pass ? "ids_hf" : "ids";
+        if (pass && (!cJSON_GetObjectItem(cJSON_GetArrayItem(root, 0), key) ||
+                     dfa_tok_use_transformers_t5(tok, &err) != DFA_OK))
+            break;
+        int n = 0, ok = 0;
+        const cJSON *c;
+        cJSON_ArrayForEach(c, root) {
+            const char *s = cJSON_GetObjectItem(c, "text")->valuestring;
+            dfa_tok_result r;
+            dfa_tok_opts o = {.add_special_tokens = 1};
+            n++;
+            if (dfa_tok_encode(tok, s, strlen(s), &o, &r, &err) == DFA_OK) {
+                ok += compare_ids(key, s, &r, cJSON_GetObjectItem(c, key), 0, 0);
+                dfa_tok_result_free(&r);
+            }
         }
+        printf("extra (%s): %d of %d strings match\n", key, ok, n);
+        CHECK(n > 0 && ok == n);
     }
-    printf("extra: %d of %d strings match\n", ok, n);
-    CHECK(n > 0 && ok == n);
     dfa_tok_free(tok);
     cJSON_Delete(root);
 }
@@ -252,7 +333,9 @@ int main(void) {
     RUN(test_clip_tokenizer);
     RUN(test_t5_tokenizer);
     RUN(test_t5_byte_fallback);
+    RUN(test_t5_transformers);
     RUN(test_gpt2_bytelevel);
+    RUN(test_format_variants);
     RUN(test_config_defaults);
     RUN(test_invalid_utf8);
     RUN(test_broken_files);

@@ -64,6 +64,7 @@ def main(out):
             d = dict(fields(sub))
             vocab.append((d[1].decode(), struct.unpack("<f", d[2])[0] if 2 in d else 0.0))
     tok = Tokenizer(models.Unigram(vocab, unk_id=0))
+    tok.add_special_tokens(["<unk>", "<s>", "</s>", "<pad>"])
     tok.normalizer = normalizers.Sequence([normalizers.Precompiled(charsmap), normalizers.Replace(Regex(" {2,}"), " ")])
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     tok.save(os.path.join(out, "tokenizer.json"))
@@ -73,8 +74,12 @@ def main(out):
     cps = [c for c in range(0x20, 0x30000) if not 0xD800 <= c <= 0xDFFF]
     strs += ["".join(chr(c) for c in cps[i:i + 97]) for i in range(0, len(cps), 97)]
     strs += ["".join(chr(rng.choice(cps)) for _ in range(rng.randint(1, 30))) for _ in range(300)]
-    json.dump([{"text": s, "ids": tok.encode(s).ids} for s in strs], open(os.path.join(out, "cases.json"), "w"),
-              ensure_ascii=False)
+    # transformers 5's T5Tokenizer over the same file (what diffusers pipelines run)
+    from transformers import T5TokenizerFast
+    tok.post_processor = None
+    hf = T5TokenizerFast.from_pretrained(out, extra_ids=0)
+    json.dump([{"text": s, "ids": tok.encode(s).ids, "ids_hf": hf(s, add_special_tokens=False)["input_ids"]}
+               for s in strs], open(os.path.join(out, "cases.json"), "w"), ensure_ascii=False)
     print("%s: tokenizer.json (charsmap %d bytes) and %d cases" % (out, len(charsmap), len(strs)))
 
 

@@ -43,7 +43,7 @@ static int write_embeds(const char *path, const dfa_text_embeds *pos, const dfa_
 
 int cmd_encode(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *negative = NULL, *outp = NULL, *layout_s = "auto";
-    int max_len = 0, clip_skip = 0, threads = 0;
+    int max_len = 0, clip_skip = 0, threads = 0, t5_file = 0;
     const dfa_arg_spec specs[] = {
         {"model", 'm', DFA_ARG_STRING, &model, "DIR", "diffusers model folder (text_encoder*/, tokenizer*/)", 0, -1},
         {"prompt", 'p', DFA_ARG_STRING, &prompt, "TEXT", "the prompt (UTF-8)", 0, -1},
@@ -52,6 +52,8 @@ int cmd_encode(int argc, char **argv) {
         {"layout", 0, DFA_ARG_STRING, &layout_s, "NAME", "auto (default), flux, sd3 or pixart", 0, -1},
         {"max-sequence-length", 0, DFA_ARG_INT, &max_len, "N", "T5 tokens (default: FLUX 512, SD3 256, PixArt 300)", 1, 4096},
         {"clip-skip", 0, DFA_ARG_INT, &clip_skip, "N", "SD3: CLIP hidden state -(N+2) (default 0: penultimate)", 0, 64},
+        {"t5-file-pipeline", 0, DFA_ARG_FLAG, &t5_file, NULL,
+         "tokenize T5 with tokenizer.json's own normalizer/pre-tokenizer (default: as transformers 5 rebuilds it)", 0, -1},
         {"threads", 't', DFA_ARG_INT, &threads, "N", "CPU threads (default: all cores)", 0, 4096},
     };
     const int n_specs = (int)(sizeof specs / sizeof specs[0]);
@@ -75,7 +77,7 @@ int cmd_encode(int argc, char **argv) {
         fprintf(stderr, "dfa encode: -m, -p and -o are required (see dfa encode --help)\n");
         return 2;
     }
-    dfa_prompt_opts po = {.max_sequence_length = max_len, .clip_skip = clip_skip};
+    dfa_prompt_opts po = {.max_sequence_length = max_len, .clip_skip = clip_skip, .t5_file_pipeline = t5_file};
     if (strcmp(layout_s, "auto") == 0) po.layout = DFA_LAYOUT_AUTO;
     else if (strcmp(layout_s, "flux") == 0) po.layout = DFA_LAYOUT_FLUX;
     else if (strcmp(layout_s, "sd3") == 0) po.layout = DFA_LAYOUT_SD3;

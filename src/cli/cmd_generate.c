@@ -13,6 +13,7 @@
 #include "attn/attn_state.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/gen_dit.h"
 #include "core/ctx.h"
 #include "io/json.h"
 #include "io/safetensors.h"
@@ -22,12 +23,14 @@
 #include "plan/engine_mmdit.h"
 #include "plan/plan.h"
 #include "plan/plan_target.h"
+#include "text/prompt.h"
 
 typedef struct gen_opts {
-    const char *model, *embeds, *out, *plan, *latents_out, *init;
-    int steps, width, height, threads;
+    const char *model, *embeds, *out, *plan, *latents_out, *init, *prompt, *negative;
+    int steps, width, height, threads, max_len, cuda, class_label;
     long long seed;
     double cfg, guidance;
+    char negative_buf[512]; /* negative prompt from the model's dfa.json */
 } gen_opts;
 
 typedef struct gen_progress_state {
@@ -91,7 +94,7 @@ static dfa_status read_class(dfa_ctx *ctx, const char *model, char *cls, size_t 
 static dfa_status check_plan(dfa_ctx *ctx, const dfa_plan *plan, const char *path, const dfa_flux *fm,
                              const dfa_sd3 *sm, const dfa_prompt_embeds *pe, int h, int w, int steps, int cfg) {
     char cid[128];
-    dfa_plan_target t = {.n_steps = steps, .cfg = fm ? 0 : cfg};
+    dfa_plan_target t = {.n_steps = steps, .cfg = cfg};
     if (fm) {
         const dfa_flux_config *c = dfa_flux_get_config(fm);
         dfa_engine_flux_config_id(fm, cid, sizeof cid);
@@ -112,12 +115,88 @@ static dfa_status check_plan(dfa_ctx *ctx, const dfa_plan *plan, const char *pat
     return dfa_plan_check_target(plan, &t, path, &ctx->err);
 }
 
-static int run_generate(dfa_ctx *ctx, const gen_opts *o) {
+/* --prompt: run the text encoders of the model folder (text/prompt.h) as `dfa encode` does; the
+ * negative prompt ("" unless given) is encoded too for SD3 with CFG. Encoders are freed before
+ * the transformer loads. */
+static dfa_status encode_prompts(dfa_ctx *ctx, const gen_opts *o, int want_negative, dfa_prompt_embeds *pe) {
+    dfa_prompt_opts po = {.layout = DFA_LAYOUT_AUTO, .max_sequence_length = o->max_len};
+    dfa_prompt_encoder *enc = NULL;
+    DFA_TRY(dfa_prompt_encoder_load(ctx, o->model, &po, &enc));
+    dfa_text_embeds pos = {0}, neg = {0};
+    dfa_status s = dfa_prompt_encode(enc, o->prompt, &pos);
+    if (s == DFA_OK && want_negative) s = dfa_prompt_encode(enc, o->negative ? o->negative : "", &neg);
+    dfa_prompt_encoder_free(enc);
+    if (s == DFA_OK) s = dfa_prompt_embeds_from_text(ctx, &pos, want_negative ? &neg : NULL, pe);
+    dfa_text_embeds_free(&pos);
+    dfa_text_embeds_free(&neg);
+    return s;
+}
+
+/* MODEL/dfa.json, when the folder has one (dfa's own models ship it): the size, steps, T5 length,
+ * true-CFG scale and negative prompt the model was trained for; used only where no flag was given. */
+static dfa_status apply_model_defaults(dfa_ctx *ctx, gen_opts *o) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/dfa.json", o->model);
+    if (access(path, F_OK) != 0) return DFA_OK;
+    cJSON *j = NULL;
+    DFA_TRY(dfa_json_read_file(path, &j, &ctx->err));
+    dfa_status s = DFA_OK;
+    double cfg = o->cfg;
+    if (!o->width) s = dfa_json_int_or(j, "width", path, 0, &o->width, &ctx->err);
+    if (s == DFA_OK && !o->height) s = dfa_json_int_or(j, "height", path, 0, &o->height, &ctx->err);
+    if (s == DFA_OK && !o->steps) s = dfa_json_int_or(j, "num_inference_steps", path, 0, &o->steps, &ctx->err);
+    if (s == DFA_OK && !o->max_len) s = dfa_json_int_or(j, "max_sequence_length", path, 0, &o->max_len, &ctx->err);
+    if (s == DFA_OK && o->cfg < 0) s = dfa_json_double_or(j, "true_cfg_scale", path, -1.0, &cfg, &ctx->err);
+    if (s == DFA_OK && cfg > 1.0 && !o->negative && cJSON_GetObjectItemCaseSensitive(j, "negative_prompt")) {
+        const char *neg = NULL;
+        s = dfa_json_string(j, "negative_prompt", path, &neg, &ctx->err);
+        if (s == DFA_OK) {
+            snprintf(o->negative_buf, sizeof o->negative_buf, "%s", neg);
+            o->negative = o->negative_buf;
+        }
+    }
+    if (s == DFA_OK && (o->width < 0 || o->height < 0 || o->steps < 0 || o->max_len < 0 || o->width > 65536 ||
+                        o->height > 65536 || o->steps > 10000 || o->max_len > 4096))
+        s = DFA_SET(&ctx->err, DFA_ERR_FORMAT, "%s: width/height/steps/max_sequence_length out of range", path);
+    if (s == DFA_OK) o->cfg = cfg;
+    cJSON_Delete(j);
+    return s;
+}
+
+static int run_generate(dfa_ctx *ctx, gen_opts *o) {
     char cls[128];
     if (read_class(ctx, o->model, cls, sizeof cls) != DFA_OK) {
         fprintf(stderr, "dfa generate: %s\n", dfa_ctx_error(ctx));
         return 1;
     }
+    if (apply_model_defaults(ctx, o) != DFA_OK) {
+        fprintf(stderr, "dfa generate: %s\n", dfa_ctx_error(ctx));
+        return 1;
+    }
+    if (dfa_gen_dit_handles(cls)) { /* DiT / PixArt: their own loop (DPM-Solver++, DDPM, DDIM) */
+        const int is_dit = strcmp(cls, "DiTTransformer2DModel") == 0;
+        if (is_dit && (o->prompt || o->embeds)) {
+            fprintf(stderr, "dfa generate: %s: DiT is class-conditional (--class N); it takes no prompt\n", o->model);
+            return 2;
+        }
+        if (o->prompt) {
+            fprintf(stderr, "dfa generate: %s: --prompt is not wired for %s yet; run `dfa encode -m %s -p TEXT -o "
+                            "embeds.safetensors` and pass --prompt-embeds\n", o->model, cls, o->model);
+            return 2;
+        }
+        dfa_gen_dit_opts d = {.model = o->model, .embeds = o->embeds, .out = o->out, .latents_out = o->latents_out,
+                              .plan = o->plan, .init = o->init, .steps = o->steps, .width = o->width,
+                              .height = o->height, .class_label = o->class_label, .seed = o->seed, .cfg = o->cfg};
+        dfa_status s = dfa_gen_dit_run(ctx, cls, &d, stderr);
+        if (s != DFA_OK) fprintf(stderr, "dfa generate: %s\n", dfa_ctx_error(ctx));
+        return s == DFA_OK ? 0 : 1;
+    }
+    if (!o->prompt && !o->embeds) {
+        fprintf(stderr, "dfa generate: %s needs --prompt TEXT or --prompt-embeds FILE\n", cls);
+        return 2;
+    }
+    if (!o->width) o->width = 1024;
+    if (!o->height) o->height = 1024;
     const int is_flux = strcmp(cls, "FluxTransformer2DModel") == 0, is_sd3 = strcmp(cls, "SD3Transformer2DModel") == 0;
     if (!is_flux && !is_sd3) {
         fprintf(stderr, "dfa generate: %s: model class %s is not handled yet (FLUX and SD3 are)\n", o->model, cls);
@@ -130,7 +209,14 @@ static int run_generate(dfa_ctx *ctx, const gen_opts *o) {
     float *lat = NULL, *init = NULL;
     dfa_plan plan;
     int have_plan = 0, rc = 1;
-    dfa_status s = is_flux ? dfa_flux_load(ctx, o->model, &fm) : dfa_sd3_load(ctx, o->model, &sm);
+    dfa_status s = DFA_OK;
+    if (o->prompt) { /* text encoders first: they are freed before the transformer loads */
+        fprintf(stderr, "dfa generate: encoding the prompt with %s's text encoders\n", o->model);
+        s = encode_prompts(ctx, o, (is_sd3 && o->cfg != 0.0 && o->cfg != 1.0) || (is_flux && o->cfg > 1.0), &pe);
+    } else {
+        s = dfa_prompt_embeds_load(ctx, o->embeds, &pe);
+    }
+    if (s == DFA_OK) s = is_flux ? dfa_flux_load(ctx, o->model, &fm) : dfa_sd3_load(ctx, o->model, &sm);
     dfa_flow_config fc;
     if (s == DFA_OK) {
         s = dfa_flow_config_read(ctx, o->model, &fc);
@@ -144,7 +230,6 @@ static int run_generate(dfa_ctx *ctx, const gen_opts *o) {
             s = DFA_OK;
         }
     }
-    if (s == DFA_OK) s = dfa_prompt_embeds_load(ctx, o->embeds, &pe);
     if (s == DFA_OK && ends_with(o->out, ".png")) {
         char vdir[1100];
         snprintf(vdir, sizeof vdir, "%s/vae", o->model);
@@ -191,9 +276,9 @@ static int run_generate(dfa_ctx *ctx, const gen_opts *o) {
         dfa_mmdit_gen_params gp = {.steps = steps, .latent_h = h, .latent_w = w, .cfg_scale = cfg_scale,
                                    .guidance = (float)o->guidance, .seed = (uint64_t)o->seed, .init_latents = init,
                                    .progress = on_step, .progress_user = &ps};
-        fprintf(stderr, "dfa generate: %s, %dx%d px (latent %d x %d x %d), %d steps, %s %.2f, seed %lld%s\n",
-                is_flux ? "FLUX" : "SD3", o->width, o->height, C, h, w, steps, is_flux ? "guidance" : "cfg",
-                is_flux ? gp.guidance : gp.cfg_scale, o->seed, o->init ? " (initial latents from file)" : "");
+        fprintf(stderr, "dfa generate: %s, %dx%d px (latent %d x %d x %d), %d steps, guidance %.2f, cfg %.2f, seed %lld%s\n",
+                is_flux ? "FLUX" : "SD3", o->width, o->height, C, h, w, steps, gp.guidance, gp.cfg_scale, o->seed,
+                o->init ? " (initial latents from file)" : "");
         s = is_flux ? dfa_flux_generate(ctx, fm, &fc, &pe, &gp, lat) : dfa_sd3_generate(ctx, sm, &fc, &pe, &gp, lat);
         if (s == DFA_OK) {
             double attn = 0, total = 0;
@@ -232,21 +317,27 @@ done:
 }
 
 int cmd_generate(int argc, char **argv) {
-    gen_opts o = {.steps = 0, .width = 1024, .height = 1024, .threads = 0, .seed = 0, .cfg = -1, .guidance = 3.5};
+    gen_opts o = {.steps = 0, .width = 0, .height = 0, .threads = 0, .seed = 0, .cfg = -1, .guidance = 3.5};
     dfa_arg_spec specs[] = {
         {"model", 'm', DFA_ARG_STRING, &o.model, "DIR", "diffusers pipeline folder (transformer/, scheduler/, vae/)", 1, 0},
         {"prompt-embeds", 0, DFA_ARG_STRING, &o.embeds, "FILE", "prompt embeddings (docs/PROMPT_EMBEDS.md)", 1, 0},
+        {"prompt", 'p', DFA_ARG_STRING, &o.prompt, "TEXT", "encode TEXT with the folder's text encoders instead", 1, 0},
+        {"negative-prompt", 'n', DFA_ARG_STRING, &o.negative, "TEXT", "negative prompt for CFG (default \"\")", 1, 0},
+        {"max-sequence-length", 0, DFA_ARG_INT, &o.max_len, "N", "T5 tokens with --prompt (default FLUX 512, SD3 256)",
+         1, 4096},
         {"out", 'o', DFA_ARG_STRING, &o.out, "FILE", "output: .png (decoded by vae/) or .safetensors (latents)", 1, 0},
         {"steps", 0, DFA_ARG_INT, &o.steps, "N", "denoising steps (default 28; FLUX-schnell 4)", 1, 10000},
         {"seed", 0, DFA_ARG_INT64, &o.seed, "S", "noise seed (default 0)", 0, 9.2e18},
-        {"width", 'W', DFA_ARG_INT, &o.width, "PX", "width in pixels (default 1024)", 8, 65536},
-        {"height", 'H', DFA_ARG_INT, &o.height, "PX", "height in pixels (default 1024)", 8, 65536},
-        {"cfg-scale", 0, DFA_ARG_FLOAT, &o.cfg, "S", "SD3 classifier-free guidance (default 7 with negatives)", 0, 1000},
+        {"width", 'W', DFA_ARG_INT, &o.width, "PX", "width in pixels (default: the model's dfa.json, else 1024)", 8, 65536},
+        {"height", 'H', DFA_ARG_INT, &o.height, "PX", "height in pixels (default: the model's dfa.json, else 1024)", 8, 65536},
+        {"cfg-scale", 0, DFA_ARG_FLOAT, &o.cfg, "S", "classifier-free guidance (SD3 default 7; FLUX: true CFG, default off)", 0, 1000},
         {"guidance", 0, DFA_ARG_FLOAT, &o.guidance, "G", "FLUX-dev guidance scale (default 3.5)", 0, 1000},
         {"plan", 0, DFA_ARG_STRING, &o.plan, "FILE", "attention compression plan (dfa plan make / search)", 1, 0},
         {"latents", 0, DFA_ARG_STRING, &o.latents_out, "FILE", "also write the final latents (with a .png -o)", 1, 0},
         {"init-latents", 0, DFA_ARG_STRING, &o.init, "FILE", "initial noise: tensor 'latents' [1, C, H/8, W/8] (8: the VAE's scale)", 1, 0},
         {"threads", 't', DFA_ARG_INT, &o.threads, "T", "CPU threads (default all cores)", 0, 1024},
+        {"cuda", 0, DFA_ARG_FLAG, &o.cuda, NULL, "run on the GPU (CUDA backend, device 0)", 0, -1},
+        {"class", 0, DFA_ARG_INT, &o.class_label, "N", "DiT: ImageNet class label (default 0)", 0, 999},
     };
     const int ns = (int)(sizeof specs / sizeof specs[0]);
     const char *pos[1];
@@ -254,8 +345,9 @@ int cmd_generate(int argc, char **argv) {
     char msg[256];
     int r = dfa_args_parse(argc, argv, 1, specs, ns, pos, 1, &npos, msg, sizeof msg);
     if (r == 1) {
-        dfa_args_usage("generate", "-m DIR --prompt-embeds FILE -o OUT [--steps N] [--seed S] [-W PX] [-H PX]",
-                       "Generate with FLUX.1 or SD3 / SD3.5 (family from transformer/config.json). Prints a\n"
+        dfa_args_usage("generate", "-m DIR (--prompt TEXT | --prompt-embeds FILE) -o OUT [--steps N] [--seed S] [-W PX] [-H PX]",
+                       "Generate with FLUX.1, SD3 / SD3.5, DiT or PixArt (family from transformer/config.json;\n"
+                       "DiT is class-conditional: --class N, no prompt). Prints a\n"
                        "progress line per step and the time in attention against the rest.", specs, ns);
         return 0;
     }
@@ -263,8 +355,8 @@ int cmd_generate(int argc, char **argv) {
         snprintf(msg, sizeof msg, "takes no positional arguments (got '%s')", pos[0]);
         r = -1;
     }
-    if (r == 0 && (!o.model || !o.embeds || !o.out)) {
-        snprintf(msg, sizeof msg, "needs -m DIR, --prompt-embeds FILE and -o OUT");
+    if (r == 0 && (!o.model || !o.out || (o.embeds && o.prompt))) {
+        snprintf(msg, sizeof msg, "needs -m DIR, -o OUT and at most one of --prompt TEXT / --prompt-embeds FILE");
         r = -1;
     }
     if (r < 0) {
@@ -274,6 +366,7 @@ int cmd_generate(int argc, char **argv) {
     dfa_ctx *ctx = NULL;
     dfa_ctx_params cp = dfa_ctx_default_params();
     cp.n_threads = o.threads;
+    if (o.cuda) cp.backend = DFA_BACKEND_CUDA;
     char err[256];
     if (dfa_ctx_init(&ctx, &cp, err, sizeof err) != DFA_OK) {
         fprintf(stderr, "dfa generate: %s\n", err);

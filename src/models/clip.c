@@ -13,6 +13,8 @@
 #include "core/ctx.h"
 #include "io/json.h"
 #include "io/safetensors.h"
+#include "models/cuda/ops_cuda.h"
+#include "models/cuda/text_cuda.h"
 #include "models/ops.h"
 
 typedef struct clip_layer {
@@ -20,6 +22,7 @@ typedef struct clip_layer {
     float *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
 } clip_layer;
 
+/* On the CUDA backend the weight pointers hold bf16 DEVICE memory (read through BF()). */
 struct dfa_clip {
     dfa_ctx *ctx;
     dfa_clip_config cfg;
@@ -27,27 +30,30 @@ struct dfa_clip {
     clip_layer *L;
     void *block; /* every weight, one context-owned block */
     dfa_arena act;
+    int gpu;
+    dfa_cuops *ops;
 };
+#define BF(p) ((const uint16_t *)(const void *)(p))
 
 const dfa_clip_config *dfa_clip_get_config(const dfa_clip *m) { return &m->cfg; }
 
 static dfa_status parse_act(dfa_ctx *ctx, const char *s, const char *what, dfa_text_act *out) {
-    if (strcmp(s, "quick_gelu") == 0) *out = DFA_ACT_QUICK_GELU;
-    else if (strcmp(s, "gelu") == 0) *out = DFA_ACT_GELU;
-    else if (strcmp(s, "gelu_new") == 0 || strcmp(s, "gelu_pytorch_tanh") == 0) *out = DFA_ACT_GELU_TANH;
-    else if (strcmp(s, "relu") == 0) *out = DFA_ACT_RELU;
+    if (strcmp(s, "quick_gelu") == 0) *out = DFA_TEXT_ACT_QUICK_GELU;
+    else if (strcmp(s, "gelu") == 0) *out = DFA_TEXT_ACT_GELU;
+    else if (strcmp(s, "gelu_new") == 0 || strcmp(s, "gelu_pytorch_tanh") == 0) *out = DFA_TEXT_ACT_GELU_TANH;
+    else if (strcmp(s, "relu") == 0) *out = DFA_TEXT_ACT_RELU;
     else DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (quick_gelu, gelu, gelu_new, relu)", what, s);
     return DFA_OK;
 }
 
 static void apply_act(dfa_text_act a, float *x, size_t n) {
     switch (a) {
-    case DFA_ACT_QUICK_GELU:
+    case DFA_TEXT_ACT_QUICK_GELU:
         for (size_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
         break;
-    case DFA_ACT_GELU: dfa_op_gelu_erf(x, n); break;
-    case DFA_ACT_GELU_TANH: dfa_op_gelu_tanh(x, n); break;
-    case DFA_ACT_RELU:
+    case DFA_TEXT_ACT_GELU: dfa_op_gelu_erf(x, n); break;
+    case DFA_TEXT_ACT_GELU_TANH: dfa_op_gelu_tanh(x, n); break;
+    case DFA_TEXT_ACT_RELU:
         for (size_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : 0;
         break;
     }
@@ -99,7 +105,7 @@ static dfa_status read_config(dfa_ctx *ctx, const char *dir, const dfa_safetenso
     return s;
 }
 
-dfa_status dfa_clip_load(dfa_ctx *ctx, const char *dir, dfa_clip **out) {
+static dfa_status load_impl(dfa_ctx *ctx, const char *dir, int gpu, dfa_clip **out) {
     *out = NULL;
     dfa_safetensors *st = NULL;
     DFA_TRY(dfa_st_open(&st, dir, &ctx->err));
@@ -159,21 +165,29 @@ dfa_status dfa_clip_load(dfa_ctx *ctx, const char *dir, dfa_clip **out) {
         }
 #undef W
         nw = n;
-        size_t total = 0;
+        /* CPU: f32 host weights; CUDA: bf16 device weights */
+        m->gpu = gpu;
+        dfa_device dev = m->gpu ? DFA_DEV_CUDA : DFA_DEV_CPU;
+        size_t esz = m->gpu ? 2 : 4, total = 0;
         for (int i = 0; i < nw; i++) total += (size_t)ws[i].shape[0] * (ws[i].ndim == 2 ? (size_t)ws[i].shape[1] : 1);
-        s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, total * sizeof(float), "clip weights", &m->block);
-        float *p = m->block;
+        if (m->gpu) s = dfa_cuops_init(&m->ops, ctx->cuda, &ctx->err);
+        if (!s) s = dfa_ctx_mem_alloc(ctx, dev, total * esz, "clip weights", &m->block);
+        char *p = m->block;
         for (int i = 0; i < nw && !s; i++) {
-            *ws[i].dst = p;
-            s = dfa_st_load(st, ws[i].name, DFA_F32, ws[i].ndim, ws[i].shape, p, DFA_DEV_CPU, NULL, &ctx->err);
-            p += (size_t)ws[i].shape[0] * (ws[i].ndim == 2 ? (size_t)ws[i].shape[1] : 1);
+            *ws[i].dst = (float *)(void *)p;
+            s = dfa_st_load(st, ws[i].name, m->gpu ? DFA_BF16 : DFA_F32, ws[i].ndim, ws[i].shape, p, dev, ctx->cuda,
+                            &ctx->err);
+            p += esz * (size_t)ws[i].shape[0] * (ws[i].ndim == 2 ? (size_t)ws[i].shape[1] : 1);
         }
     }
     if (!s) {
-        /* activations for max_pos tokens: x, h, q, k, v, a [T, D]; mlp [T, I]; scores [T, T] */
+        /* activations for max_pos tokens: x, h, q, k, v, a [T, D]; mlp [T, I]; scores [T, T]
+         * (CUDA: bf16 x .. f, ids, an f32 staging [T, D] and the projection) */
         size_t T = (size_t)c->max_pos, D = (size_t)c->hidden, I = (size_t)c->intermediate;
-        size_t bytes = (6 * T * D + T * I + T * T) * sizeof(float) + 16 * 256;
-        s = dfa_arena_init(ctx, &m->act, DFA_DEV_CPU, bytes, "clip activations");
+        size_t P = (size_t)c->projection_dim;
+        size_t bytes = m->gpu ? (6 * T * D + T * I + P + 1) * 2 + T * 4 + (T * D + P + 1) * 4 + 16 * 256
+                              : (6 * T * D + T * I + T * T) * sizeof(float) + 16 * 256;
+        s = dfa_arena_init(ctx, &m->act, m->gpu ? DFA_DEV_CUDA : DFA_DEV_CPU, bytes, "clip activations");
     }
     free(ws);
     dfa_st_close(st);
@@ -186,12 +200,96 @@ dfa_status dfa_clip_load(dfa_ctx *ctx, const char *dir, dfa_clip **out) {
     return DFA_OK;
 }
 
+dfa_status dfa_clip_load(dfa_ctx *ctx, const char *dir, dfa_clip **out) { return load_impl(ctx, dir, 0, out); }
+
+dfa_status dfa_clip_load_cuda(dfa_ctx *ctx, const char *dir, dfa_clip **out) {
+    *out = NULL;
+    if (!ctx->cuda) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "clip: the CUDA load needs a context with the CUDA backend");
+    return load_impl(ctx, dir, 1, out);
+}
+
 void dfa_clip_free(dfa_clip *m) {
     if (!m) return;
     if (m->block) dfa_ctx_mem_release(m->ctx, m->block);
     if (m->act.base) dfa_arena_release(m->ctx, &m->act);
+    dfa_cuops_free(m->ops);
     free(m->L);
     free(m);
+}
+
+static int eos_position(const dfa_clip_config *c, const int32_t *ids, int T) {
+    int eos = 0;
+    if (c->eos_token_id == 2) {
+        for (int t = 1; t < T; t++)
+            if (ids[t] > ids[eos]) eos = t;
+    } else {
+        for (int t = 0; t < T; t++)
+            if (ids[t] == c->eos_token_id) {
+                eos = t;
+                break;
+            }
+    }
+    return eos;
+}
+
+/* device bf16 [n] -> host f32 [n] through the f32 staging buffer */
+static dfa_status download(dfa_clip *m, const uint16_t *src, size_t n, float *stage, float *dst) {
+    DFA_TRY(dfa_cuops_bf16_to_f32(m->ops, src, stage, n, &m->ctx->err));
+    return dfa_cuda_d2h(m->ctx->cuda, dst, stage, n * sizeof(float), &m->ctx->err);
+}
+
+/* The same forward on the GPU: bf16 weights and activations (f32 inside the kernels). */
+static dfa_status clip_encode_cuda(dfa_clip *m, const int32_t *ids, int T, int want, int last, float *hidden,
+                                   float *pooled, float *proj) {
+    dfa_ctx *ctx = m->ctx;
+    dfa_error *e = &ctx->err;
+    const dfa_clip_config *c = &m->cfg;
+    int D = c->hidden, I = c->intermediate, H = c->heads, L = c->layers, P = c->projection_dim;
+    dfa_arena_reset(&m->act);
+    uint16_t *x, *h, *q, *k, *v, *a, *f, *pb;
+    int32_t *ids_d;
+    float *stage;
+    size_t TD = (size_t)T * D * 2;
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, TD, (void **)&x));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, TD, (void **)&h));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, TD, (void **)&q));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, TD, (void **)&k));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, TD, (void **)&v));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, TD, (void **)&a));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, (size_t)T * I * 2, (void **)&f));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, (size_t)(P + 1) * 2, (void **)&pb));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, (size_t)T * 4, (void **)&ids_d));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, ((size_t)T * D + P + 1) * 4, (void **)&stage));
+    DFA_TRY(dfa_cuda_h2d(ctx->cuda, ids_d, ids, (size_t)T * 4, e));
+    DFA_TRY(dfa_textk_embed(ctx->cuda, ids_d, T, BF(m->tok_emb), BF(m->pos_emb), D, x, e));
+    if (hidden && want == 0) DFA_TRY(download(m, x, (size_t)T * D, stage, hidden));
+    float scale = 1.0f / sqrtf((float)(D / H));
+    for (int l = 0; l < L; l++) {
+        const clip_layer *y = &m->L[l];
+        DFA_TRY(dfa_cuops_layernorm(m->ops, x, T, D, BF(y->ln1_w), BF(y->ln1_b), c->eps, h, e));
+        DFA_TRY(dfa_cuops_linear(m->ops, h, T, D, BF(y->q_w), BF(y->q_b), D, 0, q, e));
+        DFA_TRY(dfa_cuops_linear(m->ops, h, T, D, BF(y->k_w), BF(y->k_b), D, 0, k, e));
+        DFA_TRY(dfa_cuops_linear(m->ops, h, T, D, BF(y->v_w), BF(y->v_b), D, 0, v, e));
+        DFA_TRY(dfa_textk_attention(ctx->cuda, q, k, v, T, H, D / H, D, scale, 1, NULL, NULL, a, e));
+        DFA_TRY(dfa_cuops_linear(m->ops, a, T, D, BF(y->o_w), BF(y->o_b), D, 1, x, e));
+        DFA_TRY(dfa_cuops_layernorm(m->ops, x, T, D, BF(y->ln2_w), BF(y->ln2_b), c->eps, h, e));
+        DFA_TRY(dfa_cuops_linear(m->ops, h, T, D, BF(y->fc1_w), BF(y->fc1_b), I, 0, f, e));
+        size_t nf = (size_t)T * I;
+        if (c->act == DFA_TEXT_ACT_QUICK_GELU) DFA_TRY(dfa_textk_act(ctx->cuda, f, nf, DFA_TEXTK_QUICK_GELU, e));
+        else if (c->act == DFA_TEXT_ACT_RELU) DFA_TRY(dfa_textk_act(ctx->cuda, f, nf, DFA_TEXTK_RELU, e));
+        else DFA_TRY(dfa_cuops_act(m->ops, f, nf, c->act == DFA_TEXT_ACT_GELU ? DFA_ACT_GELU_ERF : DFA_ACT_GELU_TANH, e));
+        DFA_TRY(dfa_cuops_linear(m->ops, f, T, I, BF(y->fc2_w), BF(y->fc2_b), D, 1, x, e));
+        if (hidden && want == l + 1) DFA_TRY(download(m, x, (size_t)T * D, stage, hidden));
+    }
+    DFA_TRY(dfa_cuops_layernorm(m->ops, x, T, D, BF(m->fln_w), BF(m->fln_b), c->eps, h, e));
+    if (hidden && last) DFA_TRY(download(m, h, (size_t)T * D, stage, hidden));
+    const uint16_t *row = h + (size_t)eos_position(c, ids, T) * D;
+    if (pooled) DFA_TRY(download(m, row, (size_t)D, stage, pooled));
+    if (proj) {
+        DFA_TRY(dfa_cuops_linear(m->ops, row, 1, D, BF(m->proj_w), NULL, P, 0, pb, e));
+        DFA_TRY(download(m, pb, (size_t)P, stage, proj));
+    }
+    return DFA_OK;
 }
 
 dfa_status dfa_clip_encode(dfa_clip *m, const int32_t *ids, int T, int layer, float *hidden, float *pooled, float *proj) {
@@ -209,6 +307,7 @@ dfa_status dfa_clip_encode(dfa_clip *m, const int32_t *ids, int T, int layer, fl
     for (int t = 0; t < T; t++)
         if (ids[t] < 0 || ids[t] >= c->vocab_size)
             DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "clip: token id %d at position %d outside the vocabulary (%d)", ids[t], t, c->vocab_size);
+    if (m->gpu) return clip_encode_cuda(m, ids, T, want, layer == DFA_TEXT_LAST_HIDDEN, hidden, pooled, proj);
     dfa_arena_reset(&m->act);
     float *x, *h, *q, *k, *v, *a, *f, *sc;
     size_t TD = (size_t)T * D * sizeof(float);
@@ -243,17 +342,7 @@ dfa_status dfa_clip_encode(dfa_clip *m, const int32_t *ids, int T, int layer, fl
     }
     dfa_op_layernorm(ctx, x, T, D, m->fln_w, m->fln_b, c->eps, h); /* last_hidden_state */
     if (hidden && layer == DFA_TEXT_LAST_HIDDEN) memcpy(hidden, h, TD);
-    int eos = 0;
-    if (c->eos_token_id == 2) {
-        for (int t = 1; t < T; t++)
-            if (ids[t] > ids[eos]) eos = t;
-    } else {
-        for (int t = 0; t < T; t++)
-            if (ids[t] == c->eos_token_id) {
-                eos = t;
-                break;
-            }
-    }
+    int eos = eos_position(c, ids, T);
     if (pooled) memcpy(pooled, h + (size_t)eos * D, (size_t)D * sizeof(float));
     if (proj) dfa_op_linear(ctx, h + (size_t)eos * D, 1, D, m->proj_w, NULL, c->projection_dim, proj);
     return DFA_OK;

@@ -13,7 +13,7 @@
 /* hidden-state selector: last_hidden_state (after the final layer norm) */
 #define DFA_TEXT_LAST_HIDDEN 1000000
 
-typedef enum dfa_text_act { DFA_ACT_QUICK_GELU, DFA_ACT_GELU, DFA_ACT_GELU_TANH, DFA_ACT_RELU } dfa_text_act;
+typedef enum dfa_text_act { DFA_TEXT_ACT_QUICK_GELU, DFA_TEXT_ACT_GELU, DFA_TEXT_ACT_GELU_TANH, DFA_TEXT_ACT_RELU } dfa_text_act;
 
 typedef struct dfa_clip_config {
     int vocab_size, hidden, intermediate, heads, layers, max_pos;
@@ -25,8 +25,12 @@ typedef struct dfa_clip_config {
 
 typedef struct dfa_clip dfa_clip;
 
-/* dir: a transformers text-encoder folder (config.json + model.safetensors[.index.json]). */
+/* dir: a transformers text-encoder folder (config.json + model.safetensors[.index.json]).
+ * dfa_clip_load: f32 host weights, CPU forward (whatever the context's backend).
+ * dfa_clip_load_cuda: bf16 device weights, GPU forward (CUDA context). Written and compiled but
+ * NOT yet run on a GPU: tests/gpu/test_text_cuda.c must pass before callers switch to it. */
 dfa_status dfa_clip_load(dfa_ctx *ctx, const char *dir, dfa_clip **out);
+dfa_status dfa_clip_load_cuda(dfa_ctx *ctx, const char *dir, dfa_clip **out);
 void dfa_clip_free(dfa_clip *m);
 const dfa_clip_config *dfa_clip_get_config(const dfa_clip *m);
 

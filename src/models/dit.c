@@ -17,8 +17,8 @@
 #define DIT_TPROJ 256 /* Timesteps(num_channels=256, flip_sin_to_cos=True, downscale_freq_shift=1) */
 
 typedef struct dit_block {
-    dfa_tx_temb temb;  /* norm1.emb.timestep_embedder */
-    float *class_table; /* norm1.emb.class_embedder.embedding_table [num_classes + 1, D] */
+    dfa_tx_temb temb;     /* norm1.emb.timestep_embedder */
+    float *class_table;   /* norm1.emb.class_embedder.embedding_table [num_classes + 1, D] */
     float *ada_w, *ada_b; /* norm1.linear [6D, D] */
     dfa_tx_attn attn;
     dfa_tx_ff ff;
@@ -143,10 +143,19 @@ static dfa_status get_bufs(dfa_ctx *ctx, dfa_dit *m, int B, int N, int C, int W,
     struct {
         float **p;
         size_t n;
-    } req[] = {{&b->hs, M * D},        {&b->nh, M * D},      {&b->q, M * D},         {&b->k, M * D},
-               {&b->v, M * D},         {&b->o, M * D},       {&b->tmp, M * (D > P ? D : P)},
-               {&b->mid, M * c->ff_inner}, {&b->pos, (size_t)N * D}, {&b->emb, (size_t)B * D},
-               {&b->mod, (size_t)B * 6 * D}, {&b->scr, DIT_TPROJ + 2 * D}, {&b->ws, ws}};
+    } req[] = {{&b->hs, M * D},
+               {&b->nh, M * D},
+               {&b->q, M * D},
+               {&b->k, M * D},
+               {&b->v, M * D},
+               {&b->o, M * D},
+               {&b->tmp, M * (D > P ? D : P)},
+               {&b->mid, M * c->ff_inner},
+               {&b->pos, (size_t)N * D},
+               {&b->emb, (size_t)B * D},
+               {&b->mod, (size_t)B * 6 * D},
+               {&b->scr, DIT_TPROJ + 2 * D},
+               {&b->ws, ws}};
     const int nreq = (int)(sizeof req / sizeof req[0]);
     size_t total = 0;
     for (int i = 0; i < nreq; i++) total += req[i].n * sizeof(float) + 256;
@@ -171,12 +180,12 @@ static void block_cond(const dfa_ctx *ctx, const dfa_dit *m, const dit_block *bl
 }
 
 static dfa_status dit_forward_impl(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W, const float *x, const float *t,
-                           const int *labels, float *out) {
+                                   const int *labels, float *out) {
     const dfa_dit_config *c = &m->cfg;
     const int p = c->patch_size, D = c->dim;
     if (B < 1 || H < p || W < p || H % p || W % p)
-        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dit: input %dx%d (batch %d) is not a positive multiple of patch %d",
-                     H, W, B, p);
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dit: input %dx%d (batch %d) is not a positive multiple of patch %d", H,
+                     W, B, p);
     for (int i = 0; i < B; i++)
         if (labels[i] < 0 || labels[i] > c->num_classes)
             DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dit: class label %d out of range 0..%d (%d = null class)",
@@ -185,8 +194,7 @@ static dfa_status dit_forward_impl(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W
     dit_bufs b;
     DFA_TRY(get_bufs(ctx, m, B, N, c->in_channels, W, &b));
     dfa_tx_sincos_pos_embed(D, h, w, c->sample_size / p, 1.0, b.pos);
-    dfa_tx_patch_embed(ctx, x, B, c->in_channels, H, W, p, m->pe_w, m->pe_b, D, b.pos, b.tmp, b.ws, b.ws_floats,
-                       b.hs);
+    dfa_tx_patch_embed(ctx, x, B, c->in_channels, H, W, p, m->pe_w, m->pe_b, D, b.pos, b.tmp, b.ws, b.ws_floats, b.hs);
     const size_t ms = 6 * (size_t)D; /* chunk order: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp */
     for (int l = 0; l < c->layers; l++) {
         const dit_block *blk = &m->blocks[l];
@@ -195,7 +203,8 @@ static dfa_status dit_forward_impl(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W
         dfa_op_linear(ctx, b.emb, B, D, blk->ada_w, blk->ada_b, 6 * D, b.mod);
         dfa_op_layernorm(ctx, b.hs, M, D, NULL, NULL, 1e-6f, b.nh);
         dfa_tx_modulate(b.nh, B, N, D, b.mod, b.mod + D, ms);
-        DFA_TRY(dfa_tx_self_attn(ctx, l, &blk->attn, B, N, c->heads, c->head_dim, b.nh, b.q, b.k, b.v, b.o, b.tmp, &m->attn_s));
+        DFA_TRY(dfa_tx_self_attn(ctx, l, &blk->attn, B, N, c->heads, c->head_dim, b.nh, b.q, b.k, b.v, b.o, b.tmp,
+                                 &m->attn_s));
         dfa_tx_gated_add(b.hs, b.tmp, B, N, D, b.mod + 2 * D, ms);
         dfa_op_layernorm(ctx, b.hs, M, D, NULL, NULL, (float)c->norm_eps, b.nh);
         dfa_tx_modulate(b.nh, B, N, D, b.mod + 3 * D, b.mod + 4 * D, ms);
@@ -225,6 +234,12 @@ dfa_status dfa_dit_forward(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W, const 
 void dfa_dit_times(const dfa_dit *m, double *attn_s, double *total_s) {
     if (attn_s) *attn_s = m->attn_s;
     if (total_s) *total_s = m->total_s;
+}
+
+dfa_attn_layout dfa_dit_attn_layout(const dfa_dit *m, int h, int w) {
+    const int p = m->cfg.patch_size;
+    const dfa_attn_layout l = {(h / p) * (w / p), 0, 0, DFA_TX_ATTN_BLOCK};
+    return l;
 }
 
 void dfa_dit_reset_times(dfa_dit *m) { m->attn_s = m->total_s = 0; }

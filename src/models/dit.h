@@ -4,6 +4,7 @@
 #ifndef DFA_MODELS_DIT_H
 #define DFA_MODELS_DIT_H
 
+#include "attn/mask.h"
 #include "core/ctx.h"
 #include "sample/flow.h"
 
@@ -26,6 +27,11 @@ const dfa_dit_config *dfa_dit_get_config(const dfa_dit *m);
  * in_channels) the first in_channels channels are eps, the rest the variance values. */
 dfa_status dfa_dit_forward(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W, const float *x, const float *t,
                            const int *labels, float *out);
+
+/* The self-attention token layout for a latent of h x w (what dfa_attn_layer gets, and what a
+ * plan for this model and size must be made for): n_vis = (h / p) * (w / p), no text, block
+ * 128. Layers = num_layers, heads = num_attention_heads. */
+dfa_attn_layout dfa_dit_attn_layout(const dfa_dit *m, int h, int w);
 
 /* Seconds spent in dfa_attn_layer and in whole forwards since load / the last reset. */
 void dfa_dit_times(const dfa_dit *m, double *attn_s, double *total_s);

@@ -76,14 +76,14 @@ void dfa_tx_sincos_pos_embed(int D, int gh, int gw, int base_size, double interp
 }
 
 void dfa_tx_patch_embed(const dfa_ctx *ctx, const float *x, int B, int C, int H, int W, int p, const float *w,
-                        const float *b, int D, const float *pos, float *tmp, float *ws, size_t ws_floats,
-                        float *out) {
+                        const float *b, int D, const float *pos, float *tmp, float *ws, size_t ws_floats, float *out) {
     const int h = H / p, wd = W / p, N = h * wd;
     for (int bi = 0; bi < B; bi++) {
         dfa_op_conv2d(ctx, x + (size_t)bi * C * H * W, C, H, W, w, b, D, p, p, 0, tmp, ws, ws_floats);
         float *o = out + (size_t)bi * N * D;
         for (int n = 0; n < N; n++)
-            for (int d = 0; d < D; d++) o[(size_t)n * D + d] = tmp[(size_t)d * N + n] + (pos ? pos[(size_t)n * D + d] : 0);
+            for (int d = 0; d < D; d++)
+                o[(size_t)n * D + d] = tmp[(size_t)d * N + n] + (pos ? pos[(size_t)n * D + d] : 0);
     }
 }
 
@@ -96,8 +96,7 @@ void dfa_tx_unpatchify(const float *y, int B, int h, int w, int p, int C, float 
                 for (int py = 0; py < p; py++)
                     for (int px = 0; px < p; px++)
                         for (int c = 0; c < C; c++)
-                            out[(((size_t)b * C + c) * HH + hy * p + py) * WW + wx * p + px] =
-                                t[(py * p + px) * C + c];
+                            out[(((size_t)b * C + c) * HH + hy * p + py) * WW + wx * p + px] = t[(py * p + px) * C + c];
             }
 }
 
@@ -125,8 +124,8 @@ void dfa_tx_gated_add(float *h, const float *x, int B, int N, int D, const float
     }
 }
 
-dfa_status dfa_tx_self_attn(dfa_ctx *ctx, int layer, const dfa_tx_attn *a, int B, int N, int H, int Dh,
-                            const float *in, float *q, float *k, float *v, float *o, float *out, double *attn_s) {
+dfa_status dfa_tx_self_attn(dfa_ctx *ctx, int layer, const dfa_tx_attn *a, int B, int N, int H, int Dh, const float *in,
+                            float *q, float *k, float *v, float *o, float *out, double *attn_s) {
     const int D = H * Dh, M = B * N;
     dfa_op_linear(ctx, in, M, D, a->qw, a->qb, D, q);
     dfa_op_linear(ctx, in, M, D, a->kw, a->kb, D, k);
@@ -137,7 +136,7 @@ dfa_status dfa_tx_self_attn(dfa_ctx *ctx, int layer, const dfa_tx_attn *a, int B
     DFA_TRY(dfa_tensor_init(&tk, DFA_F32, DFA_DEV_CPU, 4, shape, k, &ctx->err));
     DFA_TRY(dfa_tensor_init(&tv, DFA_F32, DFA_DEV_CPU, 4, shape, v, &ctx->err));
     DFA_TRY(dfa_tensor_init(&to, DFA_F32, DFA_DEV_CPU, 4, shape, o, &ctx->err));
-    const dfa_attn_layout layout = {N, 0, 0, 128};
+    const dfa_attn_layout layout = {N, 0, 0, DFA_TX_ATTN_BLOCK};
     const double t0 = dfa_tx_now();
     DFA_TRY(dfa_attn_layer(ctx, layer, &layout, &tq, &tk, &tv, &to));
     if (attn_s) *attn_s += dfa_tx_now() - t0;
@@ -146,8 +145,8 @@ dfa_status dfa_tx_self_attn(dfa_ctx *ctx, int layer, const dfa_tx_attn *a, int B
 }
 
 void dfa_tx_cross_attn(const dfa_ctx *ctx, const dfa_tx_attn *a, int B, int N, int L, int H, int Dh, int Dkv,
-                       const float *in, const float *kv_in, const float *bias, float *q, float *k, float *v,
-                       float *o, float *s, float *out) {
+                       const float *in, const float *kv_in, const float *bias, float *q, float *k, float *v, float *o,
+                       float *s, float *out) {
     const int D = H * Dh;
     const float scale = 1.0f / sqrtf((float)Dh);
     dfa_op_linear(ctx, in, B * N, D, a->qw, a->qb, D, q);
@@ -170,8 +169,7 @@ void dfa_tx_cross_attn(const dfa_ctx *ctx, const dfa_tx_attn *a, int B, int N, i
     dfa_op_linear(ctx, o, B * N, D, a->ow, a->ob, D, out);
 }
 
-void dfa_tx_ff_forward(const dfa_ctx *ctx, const dfa_tx_ff *f, int M, int D, const float *in, float *mid,
-                       float *out) {
+void dfa_tx_ff_forward(const dfa_ctx *ctx, const dfa_tx_ff *f, int M, int D, const float *in, float *mid, float *out) {
     dfa_op_linear(ctx, in, M, D, f->w1, f->b1, f->inner, mid);
     dfa_op_gelu_tanh(mid, (size_t)M * f->inner);
     dfa_op_linear(ctx, mid, M, f->inner, f->w2, f->b2, D, out);

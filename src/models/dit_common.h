@@ -56,6 +56,9 @@ void dfa_tx_modulate(float *x, int B, int N, int D, const float *shift, const fl
 /* h[b, n, :] += gate[b] * x[b, n, :] (gate NULL: plain add). */
 void dfa_tx_gated_add(float *h, const float *x, int B, int N, int D, const float *gate, size_t mod_stride);
 
+/* Tile size of the self-attention layout (the CUDA kernel's query tile and plan make's default). */
+#define DFA_TX_ATTN_BLOCK 128
+
 /* Self-attention through dfa_attn_layer (plan-driven): in [B*N, D] -> out [B*N, D].
  * q, k, v, o: scratch [B*N, D] each. The seconds spent in dfa_attn_layer are added to *attn_s
  * (may be NULL). */

@@ -63,7 +63,7 @@ dfa_status dfa_dit_generate(dfa_ctx *ctx, dfa_dit *m, const char *model_dir, con
     const size_t n = (size_t)c->in_channels * p->latent_h * p->latent_w;
     dfa_sampler s;
     /* facebook/DiT-XL-2-*: DDIM, linear betas 1e-4..0.02, no clipping */
-    DFA_TRY(open_sampler(ctx, model_dir, DFA_SAMPLER_DDIM, "{\"clip_sample\": false}", p->steps > 0 ? p->steps : 250,
+    DFA_TRY(open_sampler(ctx, model_dir, DFA_SAMPLER_DDIM, "{\"clip_sample\": false}", p->steps > 0 ? p->steps : 50,
                          n, p->seed, &s));
     init_latents(p, c->in_channels, latents_out);
     dfa_status st = dfa_dit_sample(ctx, m, &s, p->class_label, p->cfg_scale, p->latent_h, p->latent_w, latents_out,

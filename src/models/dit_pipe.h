@@ -31,7 +31,7 @@ dfa_status dfa_pixart_embeds_load(dfa_ctx *ctx, const char *path, dfa_pixart_emb
 void dfa_pixart_embeds_free(dfa_ctx *ctx, dfa_pixart_embeds *pe);
 
 typedef struct dfa_dit_gen_params {
-    int steps;                 /* <= 0: 250 for DiT (the paper's count), 20 for PixArt (the pipeline's) */
+    int steps;                 /* <= 0: the pipelines' defaults, DiT 50, PixArt 20 */
     int latent_h, latent_w;    /* latent grid = pixels / 8, multiples of patch_size */
     float cfg_scale;           /* classifier-free guidance when > 1 */
     int class_label;           /* DiT: ImageNet class 0..num_classes-1 */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "io/safetensors.h"
+#include "text/prompt.h"
 
 /* ---- prompt embeddings ---- */
 
@@ -74,6 +75,34 @@ void dfa_prompt_embeds_free(dfa_ctx *ctx, dfa_prompt_embeds *pe) {
     memset(pe, 0, sizeof *pe);
 }
 
+static dfa_status copy_floats(dfa_ctx *ctx, const float *src, size_t n, const char *what, float **dst) {
+    DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, (n ? n : 1) * sizeof(float), what, (void **)dst));
+    memcpy(*dst, src, n * sizeof(float));
+    return DFA_OK;
+}
+
+dfa_status dfa_prompt_embeds_from_text(dfa_ctx *ctx, const struct dfa_text_embeds *pos,
+                                       const struct dfa_text_embeds *neg, dfa_prompt_embeds *pe) {
+    memset(pe, 0, sizeof *pe);
+    if (!pos || !pos->embeds || !pos->pooled || pos->pooled_dim < 1)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "prompt embeddings: the text encoders gave no pooled embedding "
+                     "(FLUX and SD3 need one)");
+    if (neg && (neg->T != pos->T || neg->D != pos->D || neg->pooled_dim != pos->pooled_dim))
+        DFA_CTX_FAIL(ctx, DFA_ERR_SHAPE, "prompt embeddings: negative [%d, %d] / [%d] differ from positive [%d, %d] / [%d]",
+                     neg->T, neg->D, neg->pooled_dim, pos->T, pos->D, pos->pooled_dim);
+    pe->n_txt = pos->T;
+    pe->dim = pos->D;
+    pe->pooled_dim = pos->pooled_dim;
+    dfa_status s = copy_floats(ctx, pos->embeds, (size_t)pos->T * pos->D, "prompt_embeds", &pe->embeds);
+    if (s == DFA_OK) s = copy_floats(ctx, pos->pooled, (size_t)pos->pooled_dim, "pooled_prompt_embeds", &pe->pooled);
+    if (s == DFA_OK && neg)
+        s = copy_floats(ctx, neg->embeds, (size_t)neg->T * neg->D, "negative_prompt_embeds", &pe->neg_embeds);
+    if (s == DFA_OK && neg)
+        s = copy_floats(ctx, neg->pooled, (size_t)neg->pooled_dim, "negative_pooled_prompt_embeds", &pe->neg_pooled);
+    if (s != DFA_OK) dfa_prompt_embeds_free(ctx, pe);
+    return s;
+}
+
 /* ---- shared ---- */
 
 static dfa_status pe_check(dfa_ctx *ctx, const dfa_prompt_embeds *pe, int joint_dim, int pooled_dim, const char *model) {
@@ -111,14 +140,29 @@ typedef struct flux_run {
     const float *txt_ids, *img_ids;
     int n_img;
     float guidance;
+    /* true CFG (FluxPipeline's true_cfg_scale): batch [negative, positive] */
+    const float *txt2, *pooled2; /* [2, T, J], [2, P] */
+    float *xin, *vout;           /* [2, n] */
+    size_t n;
 } flux_run;
 
 static dfa_status flux_velocity(void *user, int step, float timestep, const float *x, float *v) {
     flux_run *r = user;
     (void)step;
-    const float t = timestep / 1000.0f;
-    return dfa_flux_forward(r->ctx, r->m, 1, r->n_img, r->pe->n_txt, x, r->pe->embeds, r->pe->pooled, &t,
-                            dfa_flux_get_config(r->m)->guidance_embeds ? &r->guidance : NULL, r->txt_ids, r->img_ids, v);
+    const int guided = dfa_flux_get_config(r->m)->guidance_embeds;
+    if (!r->txt2) {
+        const float t = timestep / 1000.0f;
+        return dfa_flux_forward(r->ctx, r->m, 1, r->n_img, r->pe->n_txt, x, r->pe->embeds, r->pe->pooled, &t,
+                                guided ? &r->guidance : NULL, r->txt_ids, r->img_ids, v);
+    }
+    const float t[2] = {timestep / 1000.0f, timestep / 1000.0f}, g[2] = {r->guidance, r->guidance};
+    memcpy(r->xin, x, r->n * sizeof(float));
+    memcpy(r->xin + r->n, x, r->n * sizeof(float));
+    DFA_TRY(dfa_flux_forward(r->ctx, r->m, 2, r->n_img, r->pe->n_txt, r->xin, r->txt2, r->pooled2, t,
+                             guided ? g : NULL, r->txt_ids, r->img_ids, r->vout));
+    /* noise = neg + scale * (pos - neg), as FluxPipeline with true_cfg_scale > 1 */
+    dfa_flow_cfg_combine(v, r->vout, r->vout + r->n, r->n, r->p->cfg_scale);
+    return DFA_OK;
 }
 
 static void gen_progress(void *user, int step, int n, double secs) {
@@ -137,13 +181,16 @@ dfa_status dfa_flux_generate(dfa_ctx *ctx, dfa_flux *m, const dfa_flow_config *s
     if (h < 2 || w < 2 || h % 2 || w % 2 || p->steps < 1)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "flux: latent %dx%d must be even and >= 2 (pixels multiple of 16), "
                      "%d steps", h, w, p->steps);
-    if (p->cfg_scale > 1.0f)
-        DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "flux: classifier-free guidance (cfg scale %g) is not implemented; "
-                     "FLUX-dev uses the distilled guidance scale", p->cfg_scale);
+    const int cfg = p->cfg_scale > 1.0f;
+    if (cfg && !pe->neg_embeds)
+        DFA_CTX_FAIL(ctx, DFA_ERR_NOT_FOUND, "flux: cfg scale %g (true CFG) needs a negative prompt "
+                     "(negative_prompt_embeds / negative_pooled_prompt_embeds)", p->cfg_scale);
     const int n_img = (h / 2) * (w / 2), n_txt = pe->n_txt;
     const size_t n = (size_t)C * h * w;
     /* one allocation for the run: packed x, v, ids, schedule */
-    const size_t floats = 2 * n + n + (size_t)3 * (n_img + n_txt) + 2 * ((size_t)p->steps + 1);
+    const size_t J = (size_t)pe->dim, P = (size_t)pe->pooled_dim;
+    const size_t cfg_floats = cfg ? 4 * n + 2 * (size_t)n_txt * J + 2 * P : 0;
+    const size_t floats = 2 * n + n + (size_t)3 * (n_img + n_txt) + 2 * ((size_t)p->steps + 1) + cfg_floats;
     float *buf = NULL;
     DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, floats * sizeof(float), "flux generate buffers", (void **)&buf));
     float *x = buf, *v = x + n, *lat = v + n, *img_ids = lat + n, *txt_ids = img_ids + (size_t)3 * n_img;
@@ -161,7 +208,19 @@ dfa_status dfa_flux_generate(dfa_ctx *ctx, dfa_flux *m, const dfa_flow_config *s
     }
     if (s == DFA_OK) {
         flux_run r = {.p = p, .ctx = ctx, .m = m, .pe = pe, .txt_ids = txt_ids, .img_ids = img_ids, .n_img = n_img,
-                      .guidance = p->guidance};
+                      .guidance = p->guidance, .n = n};
+        if (cfg) { /* [negative, positive], as SD3's batch */
+            float *c0 = ts + p->steps + 1;
+            r.xin = c0;
+            r.vout = c0 + 2 * n;
+            float *txt2 = c0 + 4 * n, *pooled2 = txt2 + 2 * (size_t)n_txt * J;
+            memcpy(txt2, pe->neg_embeds, (size_t)n_txt * J * sizeof(float));
+            memcpy(txt2 + (size_t)n_txt * J, pe->embeds, (size_t)n_txt * J * sizeof(float));
+            memcpy(pooled2, pe->neg_pooled, P * sizeof(float));
+            memcpy(pooled2 + P, pe->pooled, P * sizeof(float));
+            r.txt2 = txt2;
+            r.pooled2 = pooled2;
+        }
         s = dfa_flow_sample(ctx, p->steps, sig, ts, x, v, n, flux_velocity, gen_progress, &r);
     }
     if (s == DFA_OK) dfa_flux_unpack_latents(x, 1, C, h, w, latents_out);

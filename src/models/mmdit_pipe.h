@@ -29,6 +29,10 @@ typedef struct dfa_prompt_embeds {
 /* Load (context-owned memory). Missing prompt_embeds / pooled_prompt_embeds, a bad rank, or
  * negatives whose shapes differ from the positives give an error naming the tensor. */
 dfa_status dfa_prompt_embeds_load(dfa_ctx *ctx, const char *path, dfa_prompt_embeds *pe);
+/* From the text encoders' output (text/prompt.h); neg may be NULL. Copies (context memory). */
+struct dfa_text_embeds;
+dfa_status dfa_prompt_embeds_from_text(dfa_ctx *ctx, const struct dfa_text_embeds *pos,
+                                       const struct dfa_text_embeds *neg, dfa_prompt_embeds *pe);
 void dfa_prompt_embeds_free(dfa_ctx *ctx, dfa_prompt_embeds *pe);
 
 typedef struct dfa_mmdit_gen_params {

@@ -27,6 +27,7 @@ struct dfa_pixart {
     dfa_pixart_config cfg;
     float *pe_w, *pe_b, *ada_w, *ada_b, *cap1_w, *cap1_b, *cap2_w, *cap2_b, *sst_out, *po_w, *po_b;
     dfa_tx_temb temb;
+    dfa_tx_temb res_emb, ar_emb; /* PixArt-Alpha size conditioning (use_additional_conditions) */
     pixart_block *blocks;
     float *weights;
     size_t n_weights;
@@ -59,15 +60,15 @@ static dfa_status read_config(dfa_ctx *ctx, const char *path, dfa_pixart_config 
         v = cJSON_GetObjectItemCaseSensitive(root, "caption_channels");
         c->caption_channels = cJSON_IsNumber(v) ? v->valueint : 0;
         v = cJSON_GetObjectItemCaseSensitive(root, "interpolation_scale");
-        c->interpolation_scale = cJSON_IsNumber(v) ? v->valuedouble : (c->sample_size / 64 > 1 ? c->sample_size / 64 : 1);
+        c->interpolation_scale =
+            cJSON_IsNumber(v) ? v->valuedouble : (c->sample_size / 64 > 1 ? c->sample_size / 64 : 1);
         v = cJSON_GetObjectItemCaseSensitive(root, "use_additional_conditions");
-        int extra = cJSON_IsBool(v) ? cJSON_IsTrue(v) : (c->sample_size == 128);
-        if (extra) {
-            s = DFA_SET(&ctx->err, DFA_ERR_UNSUPPORTED,
-                        "%s: use_additional_conditions (PixArt-Alpha resolution/aspect embedding) is not supported",
-                        path);
-            goto done;
-        }
+        c->size_cond = cJSON_IsBool(v) ? cJSON_IsTrue(v) : (c->sample_size == 128);
+    }
+    if (c->size_cond && c->dim % 3) {
+        s = DFA_SET(&ctx->err, DFA_ERR_FORMAT, "%s: use_additional_conditions needs the inner dim %d divisible by 3",
+                    path, c->dim);
+        goto done;
     }
     if (dfa_json_string(root, "norm_type", path, &nt, NULL) == DFA_OK && strcmp(nt, "ada_norm_single") != 0) {
         s = DFA_SET(&ctx->err, DFA_ERR_UNSUPPORTED, "%s: norm_type '%s' (PixArt needs ada_norm_single)", path, nt);
@@ -93,6 +94,10 @@ static dfa_status bind_pixart(dfa_wload *wl, void *model) {
     DFA_TRY(dfa_wload_tensor(wl, &m->pe_w, 4, pe_shape, "pos_embed.proj.weight"));
     DFA_TRY(dfa_wload_vec(wl, &m->pe_b, D, "pos_embed.proj.bias"));
     DFA_TRY(dfa_tx_bind_temb(wl, &m->temb, D, PIXART_TPROJ, "adaln_single.emb.timestep_embedder"));
+    if (c->size_cond) {
+        DFA_TRY(dfa_tx_bind_temb(wl, &m->res_emb, D / 3, PIXART_TPROJ, "adaln_single.emb.resolution_embedder"));
+        DFA_TRY(dfa_tx_bind_temb(wl, &m->ar_emb, D / 3, PIXART_TPROJ, "adaln_single.emb.aspect_ratio_embedder"));
+    }
     DFA_TRY(dfa_wload_linear(wl, &m->ada_w, &m->ada_b, 6 * D, D, "adaln_single.linear"));
     if (c->caption_channels) {
         DFA_TRY(dfa_wload_linear(wl, &m->cap1_w, &m->cap1_b, D, c->caption_channels, "caption_projection.linear_1"));
@@ -199,7 +204,7 @@ static dfa_status get_bufs(dfa_ctx *ctx, dfa_pixart *m, int B, int N, int L, int
 }
 
 static dfa_status pixart_forward_impl(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, const float *x, const float *t,
-                              int L, const float *text, const float *mask, float *out) {
+                                      int L, const float *text, const float *mask, float *out) {
     const dfa_pixart_config *c = &m->cfg;
     const int p = c->patch_size, D = c->dim;
     if (B < 1 || H < p || W < p || H % p || W % p || L < 1)
@@ -212,10 +217,22 @@ static dfa_status pixart_forward_impl(dfa_ctx *ctx, dfa_pixart *m, int B, int H,
     /* position embedding for this grid: base size = sample_size / patch, positions scaled by
      * base_size / grid and divided by interpolation_scale */
     dfa_tx_sincos_pos_embed(D, h, w, c->sample_size / p, c->interpolation_scale, b.pos);
-    dfa_tx_patch_embed(ctx, x, B, c->in_channels, H, W, p, m->pe_w, m->pe_b, D, b.pos, b.tmp, b.ws, b.ws_floats,
-                       b.hs);
+    dfa_tx_patch_embed(ctx, x, B, c->in_channels, H, W, p, m->pe_w, m->pe_b, D, b.pos, b.tmp, b.ws, b.ws_floats, b.hs);
     /* adaLN-single: embedded_timestep = temb(t); tmod = linear(silu(temb)) [B, 6D] shared by all blocks */
     dfa_tx_temb_forward(ctx, &m->temb, B, t, 0.0f, D, b.scr, b.temb);
+    if (c->size_cond) {
+        /* PixArt-Alpha: + [emb(height), emb(width), emb(height / width)] (D/3 each), pixels = latent * 8
+         * as PixArtAlphaPipeline passes them; the same sinusoidal projection as the timestep */
+        const int s3 = D / 3;
+        const float hp = (float)(H * 8), wp = (float)(W * 8), ar = (float)((double)(H * 8) / (double)(W * 8));
+        for (int bi = 0; bi < B; bi++) {
+            float *e = b.temb + (size_t)bi * D, *tmp = b.mod; /* b.mod is free until below */
+            dfa_tx_temb_forward(ctx, &m->res_emb, 1, &hp, 0.0f, s3, b.scr, tmp);
+            dfa_tx_temb_forward(ctx, &m->res_emb, 1, &wp, 0.0f, s3, b.scr, tmp + s3);
+            dfa_tx_temb_forward(ctx, &m->ar_emb, 1, &ar, 0.0f, s3, b.scr, tmp + 2 * s3);
+            dfa_op_add(e, tmp, (size_t)D);
+        }
+    }
     memcpy(b.mod, b.temb, (size_t)B * D * sizeof(float));
     dfa_op_silu(b.mod, (size_t)B * D);
     dfa_op_linear(ctx, b.mod, B, D, m->ada_w, m->ada_b, 6 * D, b.tmod);
@@ -238,12 +255,12 @@ static dfa_status pixart_forward_impl(dfa_ctx *ctx, dfa_pixart *m, int B, int H,
             for (size_t j = 0; j < ms; j++) b.mod[bi * ms + j] = blk->sst[j] + b.tmod[bi * ms + j];
         dfa_op_layernorm(ctx, b.hs, M, D, NULL, NULL, (float)c->norm_eps, b.nh);
         dfa_tx_modulate(b.nh, B, N, D, b.mod, b.mod + D, ms);
-        DFA_TRY(dfa_tx_self_attn(ctx, l, &blk->attn1, B, N, c->heads, c->head_dim, b.nh, b.q, b.k, b.v, b.o,
-                                 b.tmp, &m->attn_s));
+        DFA_TRY(dfa_tx_self_attn(ctx, l, &blk->attn1, B, N, c->heads, c->head_dim, b.nh, b.q, b.k, b.v, b.o, b.tmp,
+                                 &m->attn_s));
         dfa_tx_gated_add(b.hs, b.tmp, B, N, D, b.mod + 2 * D, ms);
         /* cross-attention on the un-normalised hidden states (PixArt: no norm2 here) */
-        dfa_tx_cross_attn(ctx, &blk->attn2, B, N, L, c->heads, c->head_dim, Dkv, b.hs, b.txt, mask ? b.bias : NULL,
-                          b.q, b.ck, b.cv, b.o, b.s, b.tmp);
+        dfa_tx_cross_attn(ctx, &blk->attn2, B, N, L, c->heads, c->head_dim, Dkv, b.hs, b.txt, mask ? b.bias : NULL, b.q,
+                          b.ck, b.cv, b.o, b.s, b.tmp);
         dfa_op_add(b.hs, b.tmp, (size_t)M * D);
         dfa_op_layernorm(ctx, b.hs, M, D, NULL, NULL, (float)c->norm_eps, b.nh);
         dfa_tx_modulate(b.nh, B, N, D, b.mod + 3 * D, b.mod + 4 * D, ms);
@@ -263,8 +280,8 @@ static dfa_status pixart_forward_impl(dfa_ctx *ctx, dfa_pixart *m, int B, int H,
     return DFA_OK;
 }
 
-dfa_status dfa_pixart_forward(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, const float *x, const float *t,
-                              int L, const float *text, const float *mask, float *out) {
+dfa_status dfa_pixart_forward(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, const float *x, const float *t, int L,
+                              const float *text, const float *mask, float *out) {
     const double t0 = dfa_tx_now();
     dfa_status s = pixart_forward_impl(ctx, m, B, H, W, x, t, L, text, mask, out);
     m->total_s += dfa_tx_now() - t0;
@@ -276,10 +293,16 @@ void dfa_pixart_times(const dfa_pixart *m, double *attn_s, double *total_s) {
     if (total_s) *total_s = m->total_s;
 }
 
+dfa_attn_layout dfa_pixart_attn_layout(const dfa_pixart *m, int h, int w) {
+    const int p = m->cfg.patch_size;
+    const dfa_attn_layout l = {(h / p) * (w / p), 0, 0, DFA_TX_ATTN_BLOCK};
+    return l;
+}
+
 void dfa_pixart_reset_times(dfa_pixart *m) { m->attn_s = m->total_s = 0; }
 
-dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, dfa_sampler *sched, float guidance, int h,
-                             int w, int L, const float *text_cond, const float *mask_cond, const float *text_uncond,
+dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, dfa_sampler *sched, float guidance, int h, int w, int L,
+                             const float *text_cond, const float *mask_cond, const float *text_uncond,
                              const float *mask_uncond, float *latents, dfa_flow_progress_fn progress, void *user) {
     const dfa_pixart_config *c = &m->cfg;
     const int cfg = guidance > 1.0f, B = cfg ? 2 : 1;

@@ -2,11 +2,13 @@
  * cross-attention to T5 tokens under their mask, resolution-dependent sincos position
  * embedding), CPU f32, from a diffusers transformer folder. Every self-attention goes through
  * dfa_attn_layer (layer = block index); the cross-attention is computed locally (not
- * compressed). use_additional_conditions (PixArt-Alpha's size/aspect embedding) is not
- * supported: Sigma's configs set it false. */
+ * compressed). use_additional_conditions (PixArt-Alpha 1024's size / aspect-ratio embedding) is
+ * applied with the pixel size = latent size * 8, as PixArtAlphaPipeline passes it; Sigma's
+ * configs set it false. */
 #ifndef DFA_MODELS_PIXART_H
 #define DFA_MODELS_PIXART_H
 
+#include "attn/mask.h"
 #include "core/ctx.h"
 #include "sample/flow.h"
 
@@ -15,6 +17,7 @@ typedef struct dfa_pixart_config {
     int cross_dim;       /* cross_attention_dim: width of the (projected) text tokens */
     int caption_channels; /* T5 width; 0 when the config has no caption projection */
     int ff_inner;
+    int size_cond; /* use_additional_conditions (PixArt-Alpha 1024): resolution / aspect-ratio embedding */
     double interpolation_scale, norm_eps;
 } dfa_pixart_config;
 
@@ -29,6 +32,11 @@ const dfa_pixart_config *dfa_pixart_get_config(const dfa_pixart *m);
  * -> out [B, out_channels, H, W] (first in_channels channels: eps when sigma is learned). */
 dfa_status dfa_pixart_forward(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, const float *x, const float *t,
                               int L, const float *text, const float *mask, float *out);
+
+/* The self-attention token layout for a latent of h x w (what dfa_attn_layer gets, and what a
+ * plan for this model and size must be made for): n_vis = (h / p) * (w / p), no text, block
+ * 128. Layers = num_layers, heads = num_attention_heads. */
+dfa_attn_layout dfa_pixart_attn_layout(const dfa_pixart *m, int h, int w);
 
 /* Seconds spent in dfa_attn_layer and in whole forwards since load / the last reset. */
 void dfa_pixart_times(const dfa_pixart *m, double *attn_s, double *total_s);

@@ -1,46 +1,17 @@
 /* sd3.c - SD3 / SD3.5 transformer forward on the CPU (f32), matching diffusers
  * SD3Transformer2DModel. See sd3.h and docs/DESIGN.md "MMDiT". */
 #include "models/sd3.h"
+#include "models/sd3_int.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "attn/attn.h"
+#include "models/cuda/ops_cuda.h"
 #include "models/mmdit.h"
 #include "models/ops.h"
 
-#define SD3_EPS 1e-6f
-#define SD3_ATTN_BLOCK 128
-
-typedef struct sd3_attn {
-    dfa_lin q, k, v, out;
-    float *nq, *nk; /* RMSNorm weights [D] (qk_norm "rms_norm"), else NULL */
-} sd3_attn;
-
-typedef struct sd3_block {
-    int pre_only; /* context_pre_only: the last block */
-    int dual;     /* has attn2 */
-    int attn_index;
-    dfa_lin norm1;      /* AdaLayerNormZero: C -> 6C (SD35AdaLayerNormZeroX: 9C) */
-    dfa_lin norm1_ctx;  /* AdaLayerNormZero: C -> 6C, or AdaLayerNormContinuous C -> 2C when pre_only */
-    sd3_attn a;         /* image side of the joint attention */
-    dfa_lin aq, ak, av, add_out; /* text side (add_out absent when pre_only) */
-    float *naq, *nak;
-    sd3_attn a2;        /* dual attention (image only) */
-    dfa_lin ff0, ff2, ffc0, ffc2;
-} sd3_block;
-
-struct dfa_sd3 {
-    dfa_sd3_config cfg;
-    float *patch_w, *patch_b, *pos; /* proj [C, Cin, p, p], bias [C], pos_embed [1, M*M, C] */
-    dfa_lin t1, t2, p1, p2, ctx_emb, norm_out, proj_out;
-    sd3_block *blk;
-    void *weights;
-    size_t weight_bytes;
-    dfa_arena act;
-    double attn_s, total_s;
-};
 
 /* ---- config and weights ---- */
 
@@ -142,11 +113,12 @@ static void sd3_register(void *model, dfa_wtab *t) {
     dfa_wtab_linear(t, &m->proj_out, C, p * p * c->out_channels, 1, "proj_out");
 }
 
-dfa_status dfa_sd3_load(dfa_ctx *ctx, const char *model_dir, dfa_sd3 **out) {
+/* Parse the config and allocate the model and its blocks (no weights yet). */
+static dfa_status sd3_new(dfa_ctx *ctx, const char *model_dir, dfa_sd3 **out, char *tdir, size_t tdir_len) {
     *out = NULL;
-    char tdir[1024], cfg_path[1100];
+    char cfg_path[1100];
     cJSON *j = NULL;
-    DFA_TRY(dfa_mmdit_read_config(ctx, model_dir, &j, tdir, sizeof tdir, cfg_path, sizeof cfg_path));
+    DFA_TRY(dfa_mmdit_read_config(ctx, model_dir, &j, tdir, tdir_len, cfg_path, sizeof cfg_path));
     dfa_sd3 *m = NULL;
     dfa_status st = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, sizeof *m, "sd3 model", (void **)&m);
     if (st != DFA_OK) {
@@ -159,10 +131,25 @@ dfa_status dfa_sd3_load(dfa_ctx *ctx, const char *model_dir, dfa_sd3 **out) {
     if (st == DFA_OK)
         st = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, (size_t)m->cfg.num_layers * sizeof(sd3_block), "sd3 blocks",
                                (void **)&m->blk);
-    if (st == DFA_OK) {
-        memset(m->blk, 0, (size_t)m->cfg.num_layers * sizeof(sd3_block));
-        st = dfa_wtab_load(ctx, m, sd3_register, tdir, DFA_DEV_CPU, DFA_F32, &m->weights, &m->weight_bytes);
+    if (st != DFA_OK) {
+        dfa_sd3_free(ctx, m);
+        return st;
     }
+    memset(m->blk, 0, (size_t)m->cfg.num_layers * sizeof(sd3_block));
+    *out = m;
+    return DFA_OK;
+}
+
+dfa_status dfa_sd3_load(dfa_ctx *ctx, const char *model_dir, dfa_sd3 **out) {
+    char tdir[1024];
+    dfa_sd3 *m = NULL;
+    DFA_TRY(sd3_new(ctx, model_dir, &m, tdir, sizeof tdir));
+    dfa_status st = DFA_OK;
+    m->dev = dfa_ctx_backend(ctx) == DFA_BACKEND_CUDA ? DFA_DEV_CUDA : DFA_DEV_CPU;
+    if (m->dev == DFA_DEV_CUDA) st = dfa_cuops_init(&m->ops, ctx->cuda, &ctx->err);
+    if (st == DFA_OK)
+        st = dfa_wtab_load(ctx, m, sd3_register, tdir, m->dev, m->dev == DFA_DEV_CUDA ? DFA_BF16 : DFA_F32,
+                           &m->weights, &m->weight_bytes);
     if (st != DFA_OK) {
         dfa_sd3_free(ctx, m);
         return st;
@@ -175,10 +162,22 @@ dfa_status dfa_sd3_load(dfa_ctx *ctx, const char *model_dir, dfa_sd3 **out) {
     return DFA_OK;
 }
 
+dfa_status dfa_sd3_write_random(dfa_ctx *ctx, const char *model_dir, uint64_t seed) {
+    char tdir[1024], path[1100];
+    dfa_sd3 *m = NULL;
+    DFA_TRY(sd3_new(ctx, model_dir, &m, tdir, sizeof tdir));
+    snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", tdir);
+    dfa_status st = dfa_wtab_write_random(ctx, m, sd3_register, path, seed);
+    dfa_sd3_free(ctx, m);
+    return st;
+}
+
 void dfa_sd3_free(dfa_ctx *ctx, dfa_sd3 *m) {
     if (!m) return;
     if (m->act.base) dfa_arena_release(ctx, &m->act);
+    if (m->host.base) dfa_arena_release(ctx, &m->host);
     if (m->weights) dfa_ctx_mem_release(ctx, m->weights);
+    if (m->ops) dfa_cuops_free(m->ops);
     if (m->blk) dfa_ctx_mem_release(ctx, m->blk);
     dfa_ctx_mem_release(ctx, m);
 }
@@ -308,6 +307,7 @@ dfa_status dfa_sd3_forward(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, int n_
                      "pos_embed_max_size %d", H, W, hp, wp, M);
     if (!x || !txt || !pooled || !timestep || !out)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "sd3 forward: a required input is NULL");
+    if (m->dev == DFA_DEV_CUDA) return dfa_sd3_forward_cuda(ctx, m, B, H, W, n_txt, x, txt, pooled, timestep, out);
     const double t_start = dfa_mmdit_now();
     sd3_buf s;
     DFA_TRY(sd3_alloc(ctx, m, B, Ni, N, &s));

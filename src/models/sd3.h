@@ -11,6 +11,8 @@
 #ifndef DFA_MODELS_SD3_H
 #define DFA_MODELS_SD3_H
 
+#include <stdint.h>
+
 #include "core/ctx.h"
 
 #define DFA_SD3_MAX_LAYERS 256
@@ -27,9 +29,13 @@ typedef struct dfa_sd3_config {
 
 typedef struct dfa_sd3 dfa_sd3;
 
-/* model_dir: a diffusers pipeline folder (uses transformer/) or the transformer folder itself. */
+/* model_dir: a diffusers pipeline folder (uses transformer/) or the transformer folder itself.
+ * The context's backend picks the engine: CPU (f32) or CUDA (bf16 weights on the GPU). */
 dfa_status dfa_sd3_load(dfa_ctx *ctx, const char *model_dir, dfa_sd3 **out);
 void dfa_sd3_free(dfa_ctx *ctx, dfa_sd3 *m);
+/* Random bf16 weights for the config in model_dir, written next to it (tests, benchmarks). The
+ * random pos_embed is not the sincos table: fine for timing, not for images. */
+dfa_status dfa_sd3_write_random(dfa_ctx *ctx, const char *model_dir, uint64_t seed);
 const dfa_sd3_config *dfa_sd3_get_config(const dfa_sd3 *m);
 int dfa_sd3_attn_layers(const dfa_sd3 *m); /* num_layers + number of dual-attention blocks */
 void dfa_sd3_times(const dfa_sd3 *m, double *attn_s, double *total_s);

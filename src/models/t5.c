@@ -14,21 +14,29 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "models/clip.h"
+#include "models/cuda/ops_cuda.h"
+#include "models/cuda/text_cuda.h"
 #include "models/ops.h"
 
 typedef struct t5_layer {
     float *ln1, *q, *k, *v, *o, *ln2, *wi0, *wi1, *wo;
 } t5_layer;
 
+/* On the CUDA backend the weight pointers hold bf16 DEVICE memory (read through BF()), except
+ * rel_bias_host, the f32 table the bias is built from on the host. */
 struct dfa_t5 {
     dfa_ctx *ctx;
     dfa_t5_config cfg;
     float *emb, *rel_bias, *final_ln;
     t5_layer *L;
     void *block;
-    dfa_arena act;
-    int act_T; /* tokens the arena is sized for */
+    dfa_arena act, hact; /* activations (host or device); host scratch for the GPU path */
+    int act_T;           /* tokens the arenas are sized for */
+    int gpu;
+    dfa_cuops *ops;
+    float *rel_bias_host;
 };
+#define BF(p) ((const uint16_t *)(const void *)(p))
 
 const dfa_t5_config *dfa_t5_get_config(const dfa_t5 *m) { return &m->cfg; }
 
@@ -72,9 +80,9 @@ static dfa_status read_config(dfa_ctx *ctx, const char *dir, dfa_t5_config *c) {
         c->gated = strncmp(ffp, "gated-", 6) == 0;
         const char *a = act ? act : (c->gated ? ffp + 6 : ffp);
         if (strcmp(a, "gelu") == 0 && !act) a = "gelu_new"; /* "gated-gelu" means gelu_new */
-        if (strcmp(a, "gelu_new") == 0 || strcmp(a, "gelu_pytorch_tanh") == 0) c->act = DFA_ACT_GELU_TANH;
-        else if (strcmp(a, "gelu") == 0) c->act = DFA_ACT_GELU;
-        else if (strcmp(a, "relu") == 0) c->act = DFA_ACT_RELU;
+        if (strcmp(a, "gelu_new") == 0 || strcmp(a, "gelu_pytorch_tanh") == 0) c->act = DFA_TEXT_ACT_GELU_TANH;
+        else if (strcmp(a, "gelu") == 0) c->act = DFA_TEXT_ACT_GELU;
+        else if (strcmp(a, "relu") == 0) c->act = DFA_TEXT_ACT_RELU;
         else s = DFA_SET(e, DFA_ERR_UNSUPPORTED, "%s: feed-forward activation '%s' is not supported (gelu_new, gelu, relu)", path, a);
     }
     if (!s && (c->d_model <= 0 || c->d_kv <= 0 || c->heads <= 0 || c->d_ff <= 0 || c->layers <= 0 || c->vocab_size <= 0 ||
@@ -92,7 +100,7 @@ typedef struct wspec {
     int64_t shape[2];
 } wspec;
 
-dfa_status dfa_t5_load(dfa_ctx *ctx, const char *dir, dfa_t5 **out) {
+static dfa_status load_impl(dfa_ctx *ctx, const char *dir, int gpu, dfa_t5 **out) {
     *out = NULL;
     dfa_safetensors *st = NULL;
     DFA_TRY(dfa_st_open(&st, dir, &ctx->err));
@@ -141,14 +149,24 @@ dfa_status dfa_t5_load(dfa_ctx *ctx, const char *dir, dfa_t5 **out) {
             W(y->wo, 2, D, F, "encoder.block.%d.layer.1.DenseReluDense.wo.weight", l);
         }
 #undef W
-        size_t total = 0;
+        /* CPU: f32 host weights; CUDA: bf16 device weights (T5-XXL: 9.5 GB) */
+        m->gpu = gpu;
+        dfa_device dev = m->gpu ? DFA_DEV_CUDA : DFA_DEV_CPU;
+        size_t esz = m->gpu ? 2 : 4, total = 0;
         for (int i = 0; i < n; i++) total += (size_t)ws[i].shape[0] * (ws[i].ndim == 2 ? (size_t)ws[i].shape[1] : 1);
-        s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, total * sizeof(float), "t5 weights", &m->block);
-        float *p = m->block;
+        if (m->gpu) s = dfa_cuops_init(&m->ops, ctx->cuda, &ctx->err);
+        if (!s) s = dfa_ctx_mem_alloc(ctx, dev, total * esz, "t5 weights", &m->block);
+        char *p = m->block;
         for (int i = 0; i < n && !s; i++) {
-            *ws[i].dst = p;
-            s = dfa_st_load(st, ws[i].name, DFA_F32, ws[i].ndim, ws[i].shape, p, DFA_DEV_CPU, NULL, &ctx->err);
-            p += (size_t)ws[i].shape[0] * (ws[i].ndim == 2 ? (size_t)ws[i].shape[1] : 1);
+            *ws[i].dst = (float *)(void *)p;
+            s = dfa_st_load(st, ws[i].name, m->gpu ? DFA_BF16 : DFA_F32, ws[i].ndim, ws[i].shape, p, dev, ctx->cuda,
+                            &ctx->err);
+            p += esz * (size_t)ws[i].shape[0] * (ws[i].ndim == 2 ? (size_t)ws[i].shape[1] : 1);
+        }
+        if (!s && m->gpu) {
+            size_t nb = (size_t)c->num_buckets * c->heads;
+            s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, nb * sizeof(float), "t5 bias table", (void **)&m->rel_bias_host);
+            if (!s) s = dfa_st_load(st, ws[1].name, DFA_F32, 2, ws[1].shape, m->rel_bias_host, DFA_DEV_CPU, NULL, &ctx->err);
         }
     }
     free(ws);
@@ -162,12 +180,95 @@ dfa_status dfa_t5_load(dfa_ctx *ctx, const char *dir, dfa_t5 **out) {
     return DFA_OK;
 }
 
+dfa_status dfa_t5_load(dfa_ctx *ctx, const char *dir, dfa_t5 **out) { return load_impl(ctx, dir, 0, out); }
+
+dfa_status dfa_t5_load_cuda(dfa_ctx *ctx, const char *dir, dfa_t5 **out) {
+    *out = NULL;
+    if (!ctx->cuda) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "t5: the CUDA load needs a context with the CUDA backend");
+    return load_impl(ctx, dir, 1, out);
+}
+
 void dfa_t5_free(dfa_t5 *m) {
     if (!m) return;
     if (m->block) dfa_ctx_mem_release(m->ctx, m->block);
     if (m->act.base) dfa_arena_release(m->ctx, &m->act);
+    if (m->hact.base) dfa_arena_release(m->ctx, &m->hact);
+    if (m->rel_bias_host) dfa_ctx_mem_release(m->ctx, m->rel_bias_host);
+    dfa_cuops_free(m->ops);
     free(m->L);
     free(m);
+}
+
+/* bias[h, t, s] = table[bucket(s - t), h] */
+static void build_bias(const dfa_t5_config *c, const float *table, int T, float *bias) {
+    int H = c->heads;
+    for (int t = 0; t < T; t++)
+        for (int s = 0; s < T; s++) {
+            int b = dfa_t5_bucket(s - t, c->num_buckets, c->max_distance);
+            for (int hh = 0; hh < H; hh++) bias[((size_t)hh * T + t) * T + s] = table[(size_t)b * H + hh];
+        }
+}
+
+/* The same forward on the GPU: bf16 weights and activations (f32 inside the kernels). */
+static dfa_status t5_encode_cuda(dfa_t5 *m, const int32_t *ids, const int32_t *mask, int T, float *out) {
+    dfa_ctx *ctx = m->ctx;
+    dfa_error *e = &ctx->err;
+    const dfa_t5_config *c = &m->cfg;
+    int D = c->d_model, I = c->heads * c->d_kv, F = c->d_ff, H = c->heads;
+    size_t Ts = (size_t)T;
+    if (T > m->act_T) {
+        if (m->act.base) dfa_arena_release(ctx, &m->act);
+        if (m->hact.base) dfa_arena_release(ctx, &m->hact);
+        size_t bytes = (2 * Ts * D + 4 * Ts * I + 2 * Ts * F) * 2 + ((size_t)H * Ts * Ts + Ts * D) * 4 + 2 * Ts * 4 + 16 * 256;
+        m->act_T = 0;
+        DFA_TRY(dfa_arena_init(ctx, &m->act, DFA_DEV_CUDA, bytes, "t5 activations (device)"));
+        DFA_TRY(dfa_arena_init(ctx, &m->hact, DFA_DEV_CPU, (size_t)H * Ts * Ts * 4 + 256, "t5 bias (host)"));
+        m->act_T = T;
+    }
+    dfa_arena_reset(&m->act);
+    dfa_arena_reset(&m->hact);
+    uint16_t *x, *h, *q, *k, *v, *a, *f0, *f1;
+    float *bias_d, *bias_h, *stage;
+    int32_t *ids_d, *mask_d = NULL;
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, Ts * D * 2, (void **)&x));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, Ts * D * 2, (void **)&h));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, Ts * I * 2, (void **)&q));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, Ts * I * 2, (void **)&k));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, Ts * I * 2, (void **)&v));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, Ts * I * 2, (void **)&a));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, Ts * F * 2, (void **)&f0));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, Ts * F * 2, (void **)&f1));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, (size_t)H * Ts * Ts * 4, (void **)&bias_d));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, Ts * D * 4, (void **)&stage));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, Ts * 4, (void **)&ids_d));
+    if (mask) DFA_TRY(dfa_arena_alloc(ctx, &m->act, Ts * 4, (void **)&mask_d));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->hact, (size_t)H * Ts * Ts * 4, (void **)&bias_h));
+    build_bias(c, m->rel_bias_host, T, bias_h);
+    DFA_TRY(dfa_cuda_h2d(ctx->cuda, bias_d, bias_h, (size_t)H * Ts * Ts * 4, e));
+    DFA_TRY(dfa_cuda_h2d(ctx->cuda, ids_d, ids, Ts * 4, e));
+    if (mask) DFA_TRY(dfa_cuda_h2d(ctx->cuda, mask_d, mask, Ts * 4, e));
+    DFA_TRY(dfa_textk_embed(ctx->cuda, ids_d, T, BF(m->emb), NULL, D, x, e));
+    for (int l = 0; l < c->layers; l++) {
+        const t5_layer *y = &m->L[l];
+        DFA_TRY(dfa_cuops_rmsnorm(m->ops, x, T, D, BF(y->ln1), c->eps, h, e));
+        DFA_TRY(dfa_cuops_linear(m->ops, h, T, D, BF(y->q), NULL, I, 0, q, e));
+        DFA_TRY(dfa_cuops_linear(m->ops, h, T, D, BF(y->k), NULL, I, 0, k, e));
+        DFA_TRY(dfa_cuops_linear(m->ops, h, T, D, BF(y->v), NULL, I, 0, v, e));
+        DFA_TRY(dfa_textk_attention(ctx->cuda, q, k, v, T, H, c->d_kv, I, 1.0f, 0, bias_d, mask_d, a, e));
+        DFA_TRY(dfa_cuops_linear(m->ops, a, T, I, BF(y->o), NULL, D, 1, x, e));
+        DFA_TRY(dfa_cuops_rmsnorm(m->ops, x, T, D, BF(y->ln2), c->eps, h, e));
+        DFA_TRY(dfa_cuops_linear(m->ops, h, T, D, BF(y->wi0), NULL, F, 0, f0, e));
+        if (c->act == DFA_TEXT_ACT_RELU) DFA_TRY(dfa_textk_act(ctx->cuda, f0, Ts * F, DFA_TEXTK_RELU, e));
+        else DFA_TRY(dfa_cuops_act(m->ops, f0, Ts * F, c->act == DFA_TEXT_ACT_GELU ? DFA_ACT_GELU_ERF : DFA_ACT_GELU_TANH, e));
+        if (c->gated) {
+            DFA_TRY(dfa_cuops_linear(m->ops, h, T, D, BF(y->wi1), NULL, F, 0, f1, e));
+            DFA_TRY(dfa_textk_mul(ctx->cuda, f0, f1, Ts * F, e));
+        }
+        DFA_TRY(dfa_cuops_linear(m->ops, f0, T, F, BF(y->wo), NULL, D, 1, x, e));
+    }
+    DFA_TRY(dfa_cuops_rmsnorm(m->ops, x, T, D, BF(m->final_ln), c->eps, h, e));
+    DFA_TRY(dfa_cuops_bf16_to_f32(m->ops, h, stage, Ts * D, e));
+    return dfa_cuda_d2h(ctx->cuda, out, stage, Ts * D * sizeof(float), e);
 }
 
 dfa_status dfa_t5_encode(dfa_t5 *m, const int32_t *ids, const int32_t *mask, int T, float *out) {
@@ -178,9 +279,11 @@ dfa_status dfa_t5_encode(dfa_t5 *m, const int32_t *ids, const int32_t *mask, int
     for (int t = 0; t < T; t++)
         if (ids[t] < 0 || ids[t] >= c->vocab_size)
             DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "t5: token id %d at position %d outside the vocabulary (%d)", ids[t], t, c->vocab_size);
+    if (m->gpu) return t5_encode_cuda(m, ids, mask, T, out);
     size_t Ts = (size_t)T;
     if (T > m->act_T) { /* x, h [T, D]; q, k, v, a [T, I]; f0, f1 [T, F]; bias [H, T, T]; scores [T, T] */
         if (m->act.base) dfa_arena_release(ctx, &m->act);
+        m->act_T = 0;
         size_t bytes = (2 * Ts * D + 4 * Ts * I + 2 * Ts * F + (size_t)H * Ts * Ts + Ts * Ts) * sizeof(float) + 16 * 256;
         DFA_TRY(dfa_arena_init(ctx, &m->act, DFA_DEV_CPU, bytes, "t5 activations"));
         m->act_T = T;
@@ -198,11 +301,7 @@ dfa_status dfa_t5_encode(dfa_t5 *m, const int32_t *ids, const int32_t *mask, int
     DFA_TRY(dfa_arena_alloc(ctx, &m->act, (size_t)H * Ts * Ts * sizeof(float), (void **)&bias));
     DFA_TRY(dfa_arena_alloc(ctx, &m->act, Ts * Ts * sizeof(float), (void **)&sc));
     for (int t = 0; t < T; t++) memcpy(x + (size_t)t * D, m->emb + (size_t)ids[t] * D, (size_t)D * sizeof(float));
-    for (int t = 0; t < T; t++)
-        for (int s = 0; s < T; s++) {
-            int b = dfa_t5_bucket(s - t, c->num_buckets, c->max_distance);
-            for (int hh = 0; hh < H; hh++) bias[((size_t)hh * T + t) * T + s] = m->rel_bias[(size_t)b * H + hh];
-        }
+    build_bias(c, m->rel_bias, T, bias);
     for (int l = 0; l < c->layers; l++) {
         const t5_layer *y = &m->L[l];
         dfa_op_rmsnorm(ctx, x, T, D, y->ln1, c->eps, h);
@@ -214,8 +313,8 @@ dfa_status dfa_t5_encode(dfa_t5 *m, const int32_t *ids, const int32_t *mask, int
         dfa_op_add(x, h, Ts * D);
         dfa_op_rmsnorm(ctx, x, T, D, y->ln2, c->eps, h);
         dfa_op_linear(ctx, h, T, D, y->wi0, NULL, F, f0);
-        if (c->act == DFA_ACT_GELU_TANH) dfa_op_gelu_tanh(f0, Ts * F);
-        else if (c->act == DFA_ACT_GELU) dfa_op_gelu_erf(f0, Ts * F);
+        if (c->act == DFA_TEXT_ACT_GELU_TANH) dfa_op_gelu_tanh(f0, Ts * F);
+        else if (c->act == DFA_TEXT_ACT_GELU) dfa_op_gelu_erf(f0, Ts * F);
         else
             for (size_t i = 0; i < Ts * F; i++) f0[i] = f0[i] > 0 ? f0[i] : 0;
         if (c->gated) {

@@ -22,9 +22,9 @@ static dfa_status read_config(dfa_ctx *ctx, const char *path, dfa_vae_config *c)
     DFA_TRY(dfa_json_read_file(path, &root, err));
     dfa_status s = DFA_OK;
     memset(c, 0, sizeof *c);
-#define GET(call)                      \
-    do {                               \
-        if ((s = (call)) != DFA_OK) goto done; \
+#define GET(call)                                                                                                      \
+    do {                                                                                                               \
+        if ((s = (call)) != DFA_OK) goto done;                                                                         \
     } while (0)
     GET(dfa_json_int_or(root, "latent_channels", path, 4, &c->latent_channels, err));
     GET(dfa_json_int_or(root, "out_channels", path, 3, &c->out_channels, err));
@@ -294,7 +294,8 @@ static dfa_status ensure_arena(dfa_ctx *ctx, dfa_vae *v, int h, int w, vae_bufs 
         if (i != nb - 1) {
             const size_t HW2 = HW * 4;
             if ((size_t)out * HW2 > act) act = (size_t)out * HW2;
-            if (dfa_op_conv2d_ws_min(out, 3, w << (i + 1)) > ws_min) ws_min = dfa_op_conv2d_ws_min(out, 3, w << (i + 1));
+            if (dfa_op_conv2d_ws_min(out, 3, w << (i + 1)) > ws_min)
+                ws_min = dfa_op_conv2d_ws_min(out, 3, w << (i + 1));
             if ((size_t)out * 9 * HW2 > ws_full) ws_full = (size_t)out * 9 * HW2;
         }
         prev = out;

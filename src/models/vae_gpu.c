@@ -16,10 +16,10 @@ typedef uint16_t bf;
 struct vae_gpu {
     dfa_cuops *ops;
     void *stream;
-    bf *w;          /* device copy of v->weights as bf16 */
+    bf *w;           /* device copy of v->weights as bf16 */
     bf *outw, *outb; /* conv_out padded to a multiple of 8 output channels (zero rows) */
     int cout_pad;
-    bf *act;        /* device activations block */
+    bf *act; /* device activations block */
     size_t act_elems;
     int act_h, act_w;
     bf *cur, *nxt, *t1, *t2, *col, *q, *k, *vv, *vt, *o, *s, *out;
@@ -44,7 +44,8 @@ static dfa_status gpu_init(dfa_ctx *ctx, dfa_vae *v) {
     const size_t pad_elems = (size_t)g->cout_pad * K + g->cout_pad;
     void *stage = NULL;
     dfa_status s = dfa_cuops_init(&g->ops, ctx->cuda, &ctx->err);
-    if (s == DFA_OK) s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, (v->n_weights + pad_elems) * 2, "vae bf16 staging", &stage);
+    if (s == DFA_OK)
+        s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, (v->n_weights + pad_elems) * 2, "vae bf16 staging", &stage);
     if (s == DFA_OK) s = dfa_convert(stage, DFA_BF16, v->weights, DFA_F32, v->n_weights, &ctx->err);
     if (s == DFA_OK) {
         uint16_t *pw = (uint16_t *)stage + v->n_weights;
@@ -113,10 +114,10 @@ static dfa_status gpu_buffers(dfa_ctx *ctx, dfa_vae *v, int h, int w) {
         DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CUDA, 2 * 1024 * sizeof(double), "vae gpu groupnorm stats",
                                   (void **)&g->stats));
     bf *p = g->act;
-#define TAKE(dst, n)                        \
-    do {                                    \
-        (dst) = p;                          \
-        p += (((n) + 63) & ~(size_t)63);    \
+#define TAKE(dst, n)                                                                                                   \
+    do {                                                                                                               \
+        (dst) = p;                                                                                                     \
+        p += (((n) + 63) & ~(size_t)63);                                                                               \
     } while (0)
     TAKE(g->cur, act);
     TAKE(g->nxt, act);
@@ -155,8 +156,8 @@ static dfa_status conv3(dfa_ctx *ctx, dfa_vae *v, const bf *x, int cin, int H, i
     for (int r0 = 0; r0 < H; r0 += band) {
         const int nr = r0 + band <= H ? band : H - r0;
         DFA_TRY(dfa_vaecu_im2col3(g->stream, x, H, W, cin, r0, nr, g->col, &ctx->err));
-        DFA_TRY(dfa_cuops_linear(g->ops, g->col, nr * W, cin * 9, DW(g, v, wt), bias ? DW(g, v, bias) : NULL, cout,
-                                 0, y + (size_t)r0 * W * cout, &ctx->err));
+        DFA_TRY(dfa_cuops_linear(g->ops, g->col, nr * W, cin * 9, DW(g, v, wt), bias ? DW(g, v, bias) : NULL, cout, 0,
+                                 y + (size_t)r0 * W * cout, &ctx->err));
     }
     return DFA_OK;
 }
@@ -166,8 +167,8 @@ static dfa_status gn(dfa_ctx *ctx, dfa_vae *v, const bf *x, int HW, int C, const
     struct vae_gpu *g = v->gpu;
     if (v->cfg.norm_groups > 1024)
         DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "vae gpu: %d groups (1024 max)", v->cfg.norm_groups);
-    return dfa_vaecu_groupnorm(g->stream, x, HW, C, v->cfg.norm_groups, DW(g, v, gamma), DW(g, v, beta), VAE_EPS,
-                               silu, y, g->stats, &ctx->err);
+    return dfa_vaecu_groupnorm(g->stream, x, HW, C, v->cfg.norm_groups, DW(g, v, gamma), DW(g, v, beta), VAE_EPS, silu,
+                               y, g->stats, &ctx->err);
 }
 
 static dfa_status resnet(dfa_ctx *ctx, dfa_vae *v, const vae_resnet *r, int H, int W) {
@@ -226,9 +227,9 @@ dfa_status dfa_vae_decode_gpu(dfa_ctx *ctx, dfa_vae *v, const float *latents, in
         for (int p = 0; p < h * w; p++) f[(size_t)p * L + ch] = latents[(size_t)ch * h * w + p] * inv + sh;
     dfa_status s = dfa_convert(hb, DFA_BF16, f, DFA_F32, n0, &ctx->err);
     if (s == DFA_OK) s = dfa_cuda_h2d(ctx->cuda, g->cur, hb, n0 * 2, &ctx->err);
-#define RUN(x)                                 \
-    do {                                       \
-        if (s == DFA_OK) s = (x);              \
+#define RUN(x)                                                                                                         \
+    do {                                                                                                               \
+        if (s == DFA_OK) s = (x);                                                                                      \
     } while (0)
     if (c->post_quant_conv) {
         RUN(dfa_cuops_linear(g->ops, g->cur, h * w, L, DW(g, v, v->pqc_w), DW(g, v, v->pqc_b), L, 0, g->nxt,
@@ -270,8 +271,7 @@ dfa_status dfa_vae_decode_gpu(dfa_ctx *ctx, dfa_vae *v, const float *latents, in
     if (s == DFA_OK) s = dfa_cuda_d2h(ctx->cuda, ob, g->out, nout * 2, &ctx->err);
     if (s == DFA_OK) {
         for (size_t p = 0; p < (size_t)Ho * Wo; p++)
-            for (int ch = 0; ch < oc; ch++)
-                image[(size_t)ch * Ho * Wo + p] = dfa_bf16_to_f32(ob[p * g->cout_pad + ch]);
+            for (int ch = 0; ch < oc; ch++) image[(size_t)ch * Ho * Wo + p] = dfa_bf16_to_f32(ob[p * g->cout_pad + ch]);
     }
     dfa_ctx_mem_release(ctx, stage);
     return s;

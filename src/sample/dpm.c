@@ -33,7 +33,8 @@ dfa_status dfa_dpm_init_json(dfa_dpm *s, const cJSON *cfg, const char *what, dfa
     static const char *const refused[] = {"use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas",
                                           "use_flow_sigmas", "use_lu_lambdas"};
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
-        if (bool_or(cfg, refused[i], 0)) DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "%s: %s is not supported", what, refused[i]);
+        if (bool_or(cfg, refused[i], 0))
+            DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "%s: %s is not supported", what, refused[i]);
     const cJSON *vt = cJSON_GetObjectItemCaseSensitive(cfg, "variance_type");
     if (vt && !cJSON_IsNull(vt))
         DFA_FAIL(err, DFA_ERR_UNSUPPORTED,
@@ -117,7 +118,8 @@ dfa_status dfa_dpm_step(dfa_ctx *ctx, dfa_dpm *s, const float *model_out, float 
     const int i = s->step_index, N = s->n_steps;
     if (i >= N || !s->prev_x0)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dpm: step %d of %d (call dfa_dpm_set_timesteps first)", i, N);
-    const int lower_final = i == N - 1 && (s->euler_at_final || (s->lower_order_final && N < 15) || s->final_sigma_zero);
+    const int lower_final =
+        i == N - 1 && (s->euler_at_final || (s->lower_order_final && N < 15) || s->final_sigma_zero);
     const int first = s->order == 1 || s->lower_order_nums < 1 || lower_final;
     double a_s0, s_s0, a_t, s_t;
     alpha_sigma(s->sigmas[i], &a_s0, &s_s0);

@@ -17,13 +17,16 @@ dfa_status dfa_sampler_init_json(dfa_ctx *ctx, dfa_sampler *s, const cJSON *cfg,
             s->kind = DFA_SAMPLER_DDPM;
         else
             DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED,
-                         "%s: scheduler %s (DDIMScheduler, DPMSolverMultistepScheduler, DDPMScheduler supported)",
-                         what, c->valuestring);
+                         "%s: scheduler %s (DDIMScheduler, DPMSolverMultistepScheduler, DDPMScheduler supported)", what,
+                         c->valuestring);
     }
     switch (s->kind) {
-    case DFA_SAMPLER_DDIM: return dfa_ddim_init_json(&s->ddim, cfg, what, &ctx->err);
-    case DFA_SAMPLER_DPM: return dfa_dpm_init_json(&s->dpm, cfg, what, &ctx->err);
-    default: return dfa_ddpm_init_json(&s->ddpm, cfg, what, &ctx->err);
+    case DFA_SAMPLER_DDIM:
+        return dfa_ddim_init_json(&s->ddim, cfg, what, &ctx->err);
+    case DFA_SAMPLER_DPM:
+        return dfa_dpm_init_json(&s->dpm, cfg, what, &ctx->err);
+    default:
+        return dfa_ddpm_init_json(&s->ddpm, cfg, what, &ctx->err);
     }
 }
 
@@ -38,8 +41,12 @@ dfa_status dfa_sampler_init_file(dfa_ctx *ctx, dfa_sampler *s, const char *path,
 
 dfa_status dfa_sampler_set_timesteps(dfa_ctx *ctx, dfa_sampler *s, int n_steps, size_t n, uint64_t seed) {
     switch (s->kind) {
-    case DFA_SAMPLER_DDIM: DFA_TRY(dfa_ddim_set_timesteps(&s->ddim, n_steps, &ctx->err)); break;
-    case DFA_SAMPLER_DPM: DFA_TRY(dfa_dpm_set_timesteps(ctx, &s->dpm, n_steps, n)); break;
+    case DFA_SAMPLER_DDIM:
+        DFA_TRY(dfa_ddim_set_timesteps(&s->ddim, n_steps, &ctx->err));
+        break;
+    case DFA_SAMPLER_DPM:
+        DFA_TRY(dfa_dpm_set_timesteps(ctx, &s->dpm, n_steps, n));
+        break;
     default:
         DFA_TRY(dfa_ddpm_set_timesteps(&s->ddpm, n_steps, &ctx->err));
         if (s->n != n || !s->noise) {
@@ -54,23 +61,29 @@ dfa_status dfa_sampler_set_timesteps(dfa_ctx *ctx, dfa_sampler *s, int n_steps, 
 }
 
 int dfa_sampler_n_steps(const dfa_sampler *s) {
-    return s->kind == DFA_SAMPLER_DDIM ? s->ddim.n_steps : s->kind == DFA_SAMPLER_DPM ? s->dpm.n_steps : s->ddpm.n_steps;
+    return s->kind == DFA_SAMPLER_DDIM  ? s->ddim.n_steps
+           : s->kind == DFA_SAMPLER_DPM ? s->dpm.n_steps
+                                        : s->ddpm.n_steps;
 }
 
 int dfa_sampler_timestep(const dfa_sampler *s, int i) {
-    return s->kind == DFA_SAMPLER_DDIM ? s->ddim.timesteps[i]
+    return s->kind == DFA_SAMPLER_DDIM  ? s->ddim.timesteps[i]
            : s->kind == DFA_SAMPLER_DPM ? s->dpm.timesteps[i]
                                         : s->ddpm.timesteps[i];
 }
 
-int dfa_sampler_needs_var(const dfa_sampler *s) { return s->kind == DFA_SAMPLER_DDPM && dfa_ddpm_needs_model_var(&s->ddpm); }
+int dfa_sampler_needs_var(const dfa_sampler *s) {
+    return s->kind == DFA_SAMPLER_DDPM && dfa_ddpm_needs_model_var(&s->ddpm);
+}
 
 dfa_status dfa_sampler_step(dfa_ctx *ctx, dfa_sampler *s, int i, const float *model_out, const float *model_var,
                             float *sample) {
     if (i < 0 || i >= dfa_sampler_n_steps(s))
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "sampler: step %d of %d", i, dfa_sampler_n_steps(s));
     switch (s->kind) {
-    case DFA_SAMPLER_DDIM: dfa_ddim_step(&s->ddim, i, model_out, sample, s->n); return DFA_OK;
+    case DFA_SAMPLER_DDIM:
+        dfa_ddim_step(&s->ddim, i, model_out, sample, s->n);
+        return DFA_OK;
     case DFA_SAMPLER_DPM:
         if (s->dpm.step_index != i)
             DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "sampler: DPM-Solver++ step %d after step %d (steps run in order)",

@@ -19,7 +19,8 @@ struct dfa_prompt_encoder {
     int t5_len;
     dfa_tokenizer *tok_clip[2], *tok_t5;
     dfa_clip *clip[2];
-    dfa_t5 *t5;
+    dfa_t5 *t5;  /* NULL: SD3 loaded without text_encoder_3 -> zeros, as diffusers does */
+    int t5_width; /* d_model of T5, or the transformer's joint_attention_dim when there is none */
 };
 
 const char *dfa_prompt_layout_name(dfa_prompt_layout l) {
@@ -109,17 +110,35 @@ dfa_status dfa_prompt_encoder_load(dfa_ctx *ctx, const char *dir, const dfa_prom
             s = DFA_SET(&ctx->err, DFA_ERR_FORMAT, "%s/%s: SD3 needs CLIPTextModelWithProjection (no text_projection.weight)",
                         dir, i ? "text_encoder_2" : "text_encoder");
     }
-    if (!s) s = load_tok(ctx, dir, t5_tok, &pe->tok_t5);
-    if (!s) {
+    int no_t5 = pe->layout == DFA_LAYOUT_SD3 && !is_dir(dir, "text_encoder_3");
+    if (!s && no_t5) { /* SD3 without T5: zeros of the transformer's joint_attention_dim */
         char p[4096];
-        snprintf(p, sizeof p, "%s/%s", dir, t5_enc);
-        s = dfa_t5_load(ctx, p, &pe->t5);
+        struct stat sb;
+        pe->t5_width = 4096;
+        snprintf(p, sizeof p, "%s/transformer/config.json", dir);
+        if (stat(p, &sb) == 0) {
+            cJSON *cfg;
+            s = dfa_json_read_file(p, &cfg, &ctx->err);
+            if (!s) {
+                s = dfa_json_int_or(cfg, "joint_attention_dim", p, 4096, &pe->t5_width, &ctx->err);
+                cJSON_Delete(cfg);
+            }
+        }
+    } else {
+        if (!s) s = load_tok(ctx, dir, t5_tok, &pe->tok_t5);
+        if (!s && !pe->opts.t5_file_pipeline) s = dfa_tok_use_transformers_t5(pe->tok_t5, &ctx->err);
+        if (!s) {
+            char p[4096];
+            snprintf(p, sizeof p, "%s/%s", dir, t5_enc);
+            s = dfa_t5_load(ctx, p, &pe->t5);
+        }
+        if (!s) pe->t5_width = dfa_t5_get_config(pe->t5)->d_model;
     }
     if (!s && pe->layout == DFA_LAYOUT_SD3) {
         int w = dfa_clip_get_config(pe->clip[0])->hidden + dfa_clip_get_config(pe->clip[1])->hidden;
-        if (w > dfa_t5_get_config(pe->t5)->d_model)
-            s = DFA_SET(&ctx->err, DFA_ERR_SHAPE, "%s: CLIP features (%d) wider than T5's d_model (%d)", dir, w,
-                        dfa_t5_get_config(pe->t5)->d_model);
+        if (w > pe->t5_width)
+            s = DFA_SET(&ctx->err, DFA_ERR_SHAPE, "%s: CLIP features (%d) wider than T5's width (%d)", dir, w,
+                        pe->t5_width);
     }
     if (s) {
         dfa_prompt_encoder_free(pe);
@@ -146,13 +165,13 @@ dfa_status dfa_prompt_encode(dfa_prompt_encoder *pe, const char *prompt, dfa_tex
     dfa_ctx *ctx = pe->ctx;
     memset(out, 0, sizeof *out);
     dfa_tok_result tr = {0}, cr = {0};
-    dfa_status s = tokenize(ctx, pe->tok_t5, prompt, pe->t5_len, &tr);
+    dfa_status s = pe->t5 ? tokenize(ctx, pe->tok_t5, prompt, pe->t5_len, &tr) : DFA_OK;
     if (s) return s;
-    int Dt = dfa_t5_get_config(pe->t5)->d_model, Tt = tr.n;
-    float *t5o = malloc((size_t)Tt * Dt * sizeof(float));
+    int Dt = pe->t5_width, Tt = pe->t5 ? tr.n : pe->t5_len;
+    float *t5o = calloc((size_t)Tt * Dt, sizeof(float));
     if (!t5o) s = DFA_SET(&ctx->err, DFA_ERR_OOM, "prompt: out of memory");
     /* FLUX and SD3 run T5 without the attention mask; PixArt passes it */
-    if (!s) s = dfa_t5_encode(pe->t5, tr.ids, pe->layout == DFA_LAYOUT_PIXART ? tr.mask : NULL, Tt, t5o);
+    if (!s && pe->t5) s = dfa_t5_encode(pe->t5, tr.ids, pe->layout == DFA_LAYOUT_PIXART ? tr.mask : NULL, Tt, t5o);
     if (s) goto done;
     if (pe->layout == DFA_LAYOUT_PIXART) {
         out->T = Tt, out->D = Dt, out->embeds = t5o, t5o = NULL;

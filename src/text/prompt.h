@@ -5,7 +5,8 @@
  *          pooled [d_clip] = CLIPTextModel pooler_output
  *   SD3    (text_encoder = CLIP-L, text_encoder_2 = CLIP-G, both with projection, text_encoder_3 = T5):
  *          prompt_embeds [77 + T5 tokens, d_t5] = cat_seq(pad_features(cat_feat(L[-2], G[-2]), d_t5), T5)
- *          pooled [pL + pG] = cat(text_embeds L, text_embeds G)
+ *          pooled [pL + pG] = cat(text_embeds L, text_embeds G); without text_encoder_3 the T5
+ *          rows are zeros of transformer/config.json's joint_attention_dim (diffusers' choice)
  *   PixArt (text_encoder = T5 only): prompt_embeds = T5(ids, attention_mask) + the mask.
  * The file format `dfa encode` writes: docs/DESIGN.md, "Prompt embeddings". */
 #ifndef DFA_TEXT_PROMPT_H
@@ -26,6 +27,8 @@ typedef struct dfa_prompt_opts {
     dfa_prompt_layout layout;
     int max_sequence_length; /* T5 tokens; 0: the pipeline's default (FLUX 512, SD3 256, PixArt 300) */
     int clip_skip;           /* SD3: hidden_states[-(clip_skip + 2)]; 0 = penultimate */
+    int t5_file_pipeline;    /* 0: T5 tokenized as transformers 5 rebuilds it (what diffusers runs,
+                                dfa_tok_use_transformers_t5); 1: tokenizer.json's own pipeline */
 } dfa_prompt_opts;
 
 typedef struct dfa_text_embeds {

@@ -69,6 +69,7 @@ typedef struct tok_normalizer {
 /* Parse `node` (null, one normalizer or a Sequence) appending to the list. */
 dfa_status tok_norm_parse(const cJSON *node, const char *what, tok_normalizer **list, int *n, dfa_error *err);
 void tok_norm_free(tok_normalizer *list, int n);
+void tok_norm_free_one(tok_normalizer *nz); /* its contents, not the struct */
 /* Run the normalizers over s in place (s is replaced). 0 or -1 OOM. */
 int tok_norm_run(const tok_normalizer *list, int n, dfa_cpbuf *s);
 
@@ -120,7 +121,9 @@ typedef struct tok_bpe {
 } tok_bpe;
 
 typedef struct tok_unigram {
-    double *scores; /* per id */
+    double *scores; /* per id, as the tokenizers library parses them (serde_f64) */
+    double *exact;  /* per id, correctly rounded (what Python's json gives transformers) */
+    int n;
     int32_t unk_id; /* -1 none */
     int byte_fallback;
     double min_score;

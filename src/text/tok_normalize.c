@@ -79,13 +79,16 @@ static dfa_status parse_one(const cJSON *node, const char *what, tok_normalizer 
     return DFA_OK;
 }
 
+void tok_norm_free_one(tok_normalizer *nz) {
+    tok_pattern_free(&nz->pat);
+    dfa_cpbuf_free(&nz->content);
+    free(nz->trie);
+    free(nz->norm);
+    nz->trie = NULL, nz->norm = NULL;
+}
+
 void tok_norm_free(tok_normalizer *list, int n) {
-    for (int i = 0; i < n; i++) {
-        tok_pattern_free(&list[i].pat);
-        dfa_cpbuf_free(&list[i].content);
-        free(list[i].trie);
-        free(list[i].norm);
-    }
+    for (int i = 0; i < n; i++) tok_norm_free_one(&list[i]);
     free(list);
 }
 

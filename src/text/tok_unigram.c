@@ -60,7 +60,9 @@ dfa_status tok_unigram_load(dfa_tokenizer *t, const cJSON *model, const char *wh
     int n = cJSON_GetArraySize(vocab);
     if (n <= 0) DFA_FAIL(err, DFA_ERR_FORMAT, "%s: Unigram model.vocab is empty", what);
     u->scores = malloc((size_t)n * sizeof(double));
-    if (!u->scores) DFA_FAIL(err, DFA_ERR_OOM, "%s: out of memory", what);
+    u->exact = malloc((size_t)n * sizeof(double));
+    if (!u->scores || !u->exact) DFA_FAIL(err, DFA_ERR_OOM, "%s: out of memory", what);
+    u->n = n;
     u->min_score = DBL_MAX;
     int i = 0;
     const cJSON *it;
@@ -72,6 +74,7 @@ dfa_status tok_unigram_load(dfa_tokenizer *t, const cJSON *model, const char *wh
         if (dfa_strmap_put(&t->vocab, p->valuestring, l, i)) DFA_FAIL(err, DFA_ERR_OOM, "%s: out of memory", what);
         if (l > u->max_piece_bytes) u->max_piece_bytes = l;
         u->scores[i] = serde_f64(s->valuedouble);
+        u->exact[i] = s->valuedouble;
         if (u->scores[i] < u->min_score) u->min_score = u->scores[i];
         i++;
     }

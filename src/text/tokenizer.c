@@ -168,6 +168,7 @@ void dfa_tok_free(dfa_tokenizer *t) {
     free(t->bpe.cont_prefix);
     free(t->bpe.eow_suffix);
     free(t->uni.scores);
+    free(t->uni.exact);
     tok_norm_free(t->norms, t->n_norms);
     tok_pretok_free(t->pretoks, t->n_pretoks);
     for (int i = 0; i < t->n_added; i++) dfa_cpbuf_free(&t->added[i].content);
@@ -315,6 +316,33 @@ dfa_tok_opts dfa_tok_default_opts(void) {
     return o;
 }
 
+dfa_status dfa_tok_use_transformers_t5(dfa_tokenizer *t, dfa_error *err) {
+    if (t->is_bpe) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "tokenizer: the transformers T5 pipeline needs a Unigram model, not BPE");
+    int k = 0;
+    for (int i = 0; i < t->n_norms; i++) {
+        if (t->norms[i].kind == NORM_PRECOMPILED) t->norms[k++] = t->norms[i];
+        else tok_norm_free_one(&t->norms[i]);
+    }
+    t->n_norms = k;
+    tok_pretok *p = calloc(2, sizeof *p);
+    if (!p) DFA_FAIL(err, DFA_ERR_OOM, "tokenizer: out of memory");
+    tok_pretok_free(t->pretoks, t->n_pretoks);
+    p[0].kind = PRE_WHITESPACE_SPLIT;
+    p[1].kind = PRE_METASPACE, p[1].replacement = 0x2581, p[1].prepend = PREPEND_ALWAYS, p[1].split = 1;
+    t->pretoks = p;
+    t->n_pretoks = 2;
+    t->uni.byte_fallback = 0;
+    if (t->uni.n > 2) t->uni.unk_id = 2; /* T5Tokenizer hard-codes T5's layout: <pad> 0, </s> 1, <unk> 2 */
+    /* transformers reads the vocabulary with Python's json (correctly rounded) and hands the
+     * floats to the library: no serde rounding there */
+    t->uni.min_score = t->uni.n ? t->uni.exact[0] : 0;
+    for (int i = 0; i < t->uni.n; i++) {
+        t->uni.scores[i] = t->uni.exact[i];
+        if (t->uni.exact[i] < t->uni.min_score) t->uni.min_score = t->uni.exact[i];
+    }
+    return DFA_OK;
+}
+
 int dfa_tok_vocab_size(const dfa_tokenizer *tok) { return tok->vocab_size; }
 int dfa_tok_model_max_length(const dfa_tokenizer *tok) { return tok->model_max_length; }
 int dfa_tok_pad_id(const dfa_tokenizer *tok) { return tok->pad_id; }
@@ -444,7 +472,7 @@ dfa_status dfa_tok_encode(const dfa_tokenizer *tok, const char *text, size_t len
     memset(out, 0, sizeof *out);
     dfa_tok_opts o = opts ? *opts : dfa_tok_default_opts();
     int max_len = o.max_length > 0 ? o.max_length : tok->model_max_length;
-    if ((o.pad || o.truncation) && max_len <= 0 && o.max_length <= 0 && (o.pad))
+    if (o.pad && max_len <= 0)
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "tokenizer: padding asked for but no max_length given and the tokenizer files name none");
     if (o.pad && tok->pad_id < 0)
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "tokenizer: padding asked for but the tokenizer files name no pad token");

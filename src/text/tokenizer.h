@@ -42,6 +42,14 @@ dfa_status dfa_tok_encode(const dfa_tokenizer *tok, const char *text, size_t len
                           dfa_tok_result *out, dfa_error *err);
 void dfa_tok_result_free(dfa_tok_result *r);
 
+/* Re-shape a T5 (Unigram) tokenizer the way transformers 5's T5Tokenizer rebuilds it from
+ * tokenizer.json, which is what diffusers pipelines get today: the file's Precompiled charsmap
+ * is kept and its other normalizers (Strip, Replace " {2,}") dropped; the pre-tokenizer becomes
+ * WhitespaceSplit + Metaspace("▁", prepend always, split); no byte fallback; unk id 2 (T5's
+ * layout, hard-coded there); scores as Python's json reads them. Differs from the
+ * file's own pipeline only around runs of whitespace (tabs, newlines, repeated spaces). */
+dfa_status dfa_tok_use_transformers_t5(dfa_tokenizer *tok, dfa_error *err);
+
 int dfa_tok_vocab_size(const dfa_tokenizer *tok);
 int dfa_tok_model_max_length(const dfa_tokenizer *tok); /* 0 if the files do not say */
 int dfa_tok_pad_id(const dfa_tokenizer *tok);           /* -1 if there is none */

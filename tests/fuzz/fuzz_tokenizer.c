@@ -1,7 +1,8 @@
 /* fuzz_tokenizer.c - libFuzzer target for the tokenizer loader and encoder. The input is
  * JSON, a NUL byte, then text: the JSON is loaded as a tokenizer.json (seeds: the fixture
  * tokenizers) and, when it loads, the text is encoded with and without truncation + padding
- * (and with the special tokens). Built by tests/fuzz/run.sh. */
+ * (and with the special tokens), then once more reshaped by dfa_tok_use_transformers_t5 (Unigram).
+ * Built by tests/fuzz/run.sh. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,8 +25,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (tok || !err.msg[0]) abort();
         return 0;
     }
-    const dfa_tok_opts opts[3] = {{1, 0, 0, 0}, {1, 16, 1, 0}, {0, 8, 1, 0}};
-    for (int i = 0; i < 3; i++) {
+    const dfa_tok_opts opts[4] = {{1, 0, 0, 0}, {1, 16, 1, 0}, {0, 8, 1, 0}, {1, 0, 0, 0}};
+    for (int i = 0; i < 4; i++) {
+        /* last round: a Unigram model reshaped as transformers' T5Tokenizer */
+        if (i == 3 && dfa_tok_use_transformers_t5(tok, &err) != DFA_OK) break;
         dfa_tok_result r;
         if (dfa_tok_encode(tok, text, tlen, &opts[i], &r, &err) == DFA_OK) {
             for (int k = 0; k < r.n; k++)

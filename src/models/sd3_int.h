@@ -1,0 +1,51 @@
+/* sd3_int.h - SD3 model internals shared by sd3.c (CPU) and sd3_cuda.c (CUDA). On CUDA the
+ * float* weight pointers hold device addresses of bf16 data. */
+#ifndef DFA_MODELS_SD3_INT_H
+#define DFA_MODELS_SD3_INT_H
+
+#include "core/ctx.h"
+#include "models/mmdit.h"
+#include "models/sd3.h"
+
+#define SD3_EPS 1e-6f
+#define SD3_ATTN_BLOCK 128
+
+struct dfa_cuops;
+
+typedef struct sd3_attn {
+    dfa_lin q, k, v, out;
+    float *nq, *nk; /* RMSNorm weights [D] (qk_norm "rms_norm"), else NULL */
+} sd3_attn;
+
+typedef struct sd3_block {
+    int pre_only; /* context_pre_only: the last block */
+    int dual;     /* has attn2 */
+    int attn_index;
+    dfa_lin norm1;      /* AdaLayerNormZero: C -> 6C (SD35AdaLayerNormZeroX: 9C) */
+    dfa_lin norm1_ctx;  /* AdaLayerNormZero: C -> 6C, or AdaLayerNormContinuous C -> 2C when pre_only */
+    sd3_attn a;         /* image side of the joint attention */
+    dfa_lin aq, ak, av, add_out; /* text side (add_out absent when pre_only) */
+    float *naq, *nak;
+    sd3_attn a2;        /* dual attention (image only) */
+    dfa_lin ff0, ff2, ffc0, ffc2;
+} sd3_block;
+
+struct dfa_sd3 {
+    dfa_sd3_config cfg;
+    dfa_device dev;        /* CPU: f32 host weights; CUDA: bf16 device weights */
+    struct dfa_cuops *ops; /* CUDA only */
+    dfa_arena host;        /* CUDA only: host staging */
+    float *patch_w, *patch_b, *pos; /* proj [C, Cin, p, p], bias [C], pos_embed [1, M*M, C] */
+    dfa_lin t1, t2, p1, p2, ctx_emb, norm_out, proj_out;
+    sd3_block *blk;
+    void *weights;
+    size_t weight_bytes;
+    dfa_arena act;
+    double attn_s, total_s;
+};
+
+/* The CUDA forward (sd3_cuda.c): same contract as dfa_sd3_forward (host f32 in and out). */
+dfa_status dfa_sd3_forward_cuda(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, int n_txt, const float *x,
+                                const float *txt, const float *pooled, const float *timestep, float *out);
+
+#endif
