@@ -242,6 +242,22 @@ static void test_cli(void) {
     free(x);
     free(y);
     CHECK(plan_compressed(p1, "dit", &steps) > 0);
+    /* `dfa generate` runs it and refuses it for another step count, resolution or CFG setting */
+    char out[256];
+    tmpdir_file(&d, "out.safetensors", out, sizeof out);
+    const char *ga[] = {"generate", "-m", FX "/dit", "--class", "2", "-W", "64", "-H", "64", "--steps", "4", "--plan",
+                       p1, "-o", out, "-t", "1"};
+    const int ng = (int)(sizeof ga / sizeof *ga);
+    CHECK(cmd_generate(ng, (char **)ga) == 0);
+    ga[10] = "5";
+    CHECK(cmd_generate(ng, (char **)ga) == 1);
+    ga[10] = "4";
+    ga[6] = "48";
+    CHECK(cmd_generate(ng, (char **)ga) == 1);
+    ga[6] = "64";
+    const char *g1[] = {"generate", "-m", FX "/dit", "--class", "2", "-W", "64", "-H", "64", "--steps", "4",
+                        "--plan", p1, "-o", out, "--cfg-scale", "1", "-t", "1"};
+    CHECK(cmd_generate((int)(sizeof g1 / sizeof *g1), (char **)g1) == 1);
     /* the plan runs dfa_dit_generate (CFG, 4 steps, 8x8 latents) */
     dfa_ctx *ctx = make_ctx();
     dfa_dit *dm = NULL;

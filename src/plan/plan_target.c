@@ -6,9 +6,9 @@
 
 static void grid_str(int gh, int gw, int px, char *buf, size_t n) {
     if (px > 0)
-        snprintf(buf, n, "%d x %d tokens (%dx%d px, W x H)", gh, gw, gw * px, gh * px);
+        snprintf(buf, n, "%dx%d px (W x H; %d x %d tokens)", gw * px, gh * px, gw, gh);
     else
-        snprintf(buf, n, "%d x %d tokens", gh, gw);
+        snprintf(buf, n, "%d x %d tokens (W x H)", gw, gh);
 }
 
 dfa_status dfa_plan_check_target(const dfa_plan *p, const dfa_plan_target *t, const char *what, dfa_error *err) {
