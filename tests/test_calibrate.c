@@ -2,7 +2,8 @@
  * on the tiny fixtures:
  *   - with every layer FULL (the hook runs the CPU reference attention), the batched engine's
  *     latents of prompt p equal dfa_flux_generate / dfa_sd3_generate run alone with seed + p
- *     (FLUX with guidance; SD3 with CFG), and a trial step (commit 0) changes nothing;
+ *     (FLUX with guidance, with and without true CFG; SD3 with CFG), and a trial step (commit 0)
+ *     changes nothing;
  *   - a searched plan (V2 with FLUX, V1 with SD3 + CFG, compressed) run by `dfa generate --plan`
  *     for prompt 0 reproduces the search's own trajectory of prompt 0;
  *   - calibrate: delta 0 gives an all-FULL plan; the same seed gives the same file (V1 and V2);
@@ -87,7 +88,7 @@ static dfa_status hook_full(void *user, int layer, const void *q, const void *k,
     return dfa_search_attn_cpu(h->ctx, &e->layout, e->n_rows, e->n_heads, e->head_dim, -1, q, k, v, out);
 }
 
-static void engine_full_case(int sd3) {
+static void engine_full_case(int sd3, float cfg) {
     dfa_ctx *ctx = make_ctx();
     dfa_flux *fm = NULL;
     dfa_sd3 *sm = NULL;
@@ -97,8 +98,8 @@ static void engine_full_case(int sd3) {
     CHECKF(dfa_flow_config_read(ctx, dir, &fc) == DFA_OK, "%s", dfa_ctx_error(ctx));
     enum { P = 2, S = 3, LH = 12, LW = 16 };
     dfa_prompt_embeds pe[P];
-    for (int i = 0; i < P; i++) pe_random(&pe[i], NT, sd3, 100 + i);
-    dfa_engine_mmdit_params ep = {.steps = S, .latent_h = LH, .latent_w = LW, .cfg_scale = sd3 ? 4.5f : 1.0f,
+    for (int i = 0; i < P; i++) pe_random(&pe[i], NT, cfg > 1.0f, 100 + i);
+    dfa_engine_mmdit_params ep = {.steps = S, .latent_h = LH, .latent_w = LW, .cfg_scale = cfg,
                                   .guidance = 3.5f, .seed = 11};
     dfa_engine_mmdit *em = NULL;
     dfa_search_engine e;
@@ -106,7 +107,7 @@ static void engine_full_case(int sd3) {
                        : dfa_engine_flux_init(ctx, fm, &fc, pe, P, &ep, &em, &e);
     CHECKF(s == DFA_OK, "%s", dfa_ctx_error(ctx));
     if (s != DFA_OK) goto out;
-    CHECK(e.n_steps == S && e.n_rows == (sd3 ? 2 * P : P) && e.cfg == sd3 && e.n_heads == 2 && e.head_dim == 16);
+    CHECK(e.n_steps == S && e.n_rows == (cfg > 1 ? 2 * P : P) && e.cfg == (cfg > 1) && e.n_heads == 2 && e.head_dim == 16);
     CHECK(e.n_layers == (sd3 ? 2 : 4) && e.layout.n_text == NT && e.layout.text_first == !sd3);
     CHECK(e.grid_h == 6 && e.grid_w == 8 && e.layout.n_vis == 48);
     full_hook h = {.ctx = ctx, .e = &e};
@@ -139,7 +140,7 @@ static void engine_full_case(int sd3) {
         s = sd3 ? dfa_sd3_generate(ctx, sm, &fc, &pe[p], &gp, b) : dfa_flux_generate(ctx, fm, &fc, &pe[p], &gp, b);
         CHECKF(s == DFA_OK, "%s", dfa_ctx_error(ctx));
         double err = fx_rel_err(a, b, n);
-        CHECKF(err <= 1e-5, "%s prompt %d: engine vs generate rel err %.3g", sd3 ? "sd3" : "flux", p, err);
+        CHECKF(err <= 1e-5, "%s cfg %g prompt %d: engine vs generate rel err %.3g", sd3 ? "sd3" : "flux", cfg, p, err);
     }
     free(a);
     free(b);
@@ -153,8 +154,9 @@ out:
     dfa_ctx_free(ctx);
 }
 
-static void test_engine_flux_full(void) { engine_full_case(0); }
-static void test_engine_sd3_full(void) { engine_full_case(1); }
+static void test_engine_flux_full(void) { engine_full_case(0, 1.0f); }
+static void test_engine_flux_true_cfg(void) { engine_full_case(0, 3.0f); }
+static void test_engine_sd3_full(void) { engine_full_case(1, 4.5f); }
 
 static void test_engine_errors(void) {
     dfa_ctx *ctx = make_ctx();
@@ -406,6 +408,7 @@ static void test_cli_errors(void) {
 
 int main(void) {
     RUN(test_engine_flux_full);
+    RUN(test_engine_flux_true_cfg);
     RUN(test_engine_sd3_full);
     RUN(test_engine_errors);
     RUN(test_replay_flux_v2);

@@ -41,21 +41,19 @@ static dfa_status eng_run_step(void *user, int step, int commit, dfa_search_hook
     dfa_engine_hook hk;
     DFA_TRY(dfa_engine_hook_begin(&hk, ctx, &e->eng, step, e->step, hook, hook_user));
     const int R = e->R;
+    for (int r = 0; r < R; r++) e->tvec[r] = e->kind == ENG_FLUX ? e->ts[step] / 1000.0f : e->ts[step];
+    if (e->cfg) { /* latent_model_input = cat([latents] * 2) */
+        memcpy(e->xin, e->x, (size_t)e->P * e->n * sizeof(float));
+        memcpy(e->xin + (size_t)e->P * e->n, e->x, (size_t)e->P * e->n * sizeof(float));
+    }
+    const float *xin = e->cfg ? e->xin : e->x;
     dfa_status s;
-    if (e->kind == ENG_FLUX) {
-        for (int r = 0; r < R; r++) e->tvec[r] = e->ts[step] / 1000.0f;
-        s = dfa_flux_forward(ctx, e->flux, R, e->n_img, e->n_txt, e->x, e->txt, e->pooled, e->tvec,
+    if (e->kind == ENG_FLUX)
+        s = dfa_flux_forward(ctx, e->flux, R, e->n_img, e->n_txt, xin, e->txt, e->pooled, e->tvec,
                              dfa_flux_get_config(e->flux)->guidance_embeds ? e->gvec : NULL, e->txt_ids, e->img_ids,
                              e->vout);
-    } else {
-        for (int r = 0; r < R; r++) e->tvec[r] = e->ts[step];
-        if (e->cfg) { /* latent_model_input = cat([latents] * 2) */
-            memcpy(e->xin, e->x, (size_t)e->P * e->n * sizeof(float));
-            memcpy(e->xin + (size_t)e->P * e->n, e->x, (size_t)e->P * e->n * sizeof(float));
-        }
-        s = dfa_sd3_forward(ctx, e->sd3, R, e->h, e->w, e->n_txt, e->cfg ? e->xin : e->x, e->txt, e->pooled, e->tvec,
-                            e->vout);
-    }
+    else
+        s = dfa_sd3_forward(ctx, e->sd3, R, e->h, e->w, e->n_txt, xin, e->txt, e->pooled, e->tvec, e->vout);
     DFA_TRY(dfa_engine_hook_end(&hk, s, step));
     if (model_out) memcpy(model_out, e->vout, (size_t)R * e->out_row * sizeof(float));
     if (commit) {
@@ -200,13 +198,11 @@ dfa_status dfa_engine_flux_init(dfa_ctx *ctx, dfa_flux *m, const dfa_flow_config
     if (h < 2 || w < 2 || h % 2 || w % 2)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "flux search engine: latent %dx%d must be even and >= 2 (pixels a "
                      "multiple of 16)", h, w);
-    if (p->cfg_scale > 1.0f)
-        DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "flux search engine: classifier-free guidance (cfg scale %g) is not "
-                     "implemented; FLUX-dev uses the distilled guidance scale", p->cfg_scale);
     DFA_TRY(eng_alloc(ctx, out));
     dfa_engine_mmdit *e = *out;
     e->kind = ENG_FLUX, e->flux = m;
-    e->P = e->R = n_prompts, e->cfg = 0;
+    e->cfg = p->cfg_scale > 1.0f, e->cfg_scale = p->cfg_scale; /* true CFG: rows as SD3's */
+    e->P = n_prompts, e->R = n_prompts * (e->cfg ? 2 : 1);
     e->C = c->in_channels / 4, e->h = h, e->w = w;
     e->n_img = (h / 2) * (w / 2);
     e->n = (size_t)e->C * h * w;

@@ -3,9 +3,9 @@
  * attention override (attn_state.h) handing every attention layer's q, k, v, out to the
  * search's hook.
  *
- * Rows (the batch every attention layer sees): FLUX: the prompts, in order. SD3 with CFG
- * (cfg_scale > 1): [uncond of every prompt, cond of every prompt] (cfg = 1, cond_half = 1),
- * each prompt's latents duplicated as the pipeline does; without CFG: the prompts.
+ * Rows (the batch every attention layer sees): without CFG the prompts, in order; with CFG
+ * (cfg_scale > 1: SD3's CFG, FLUX's true CFG) [uncond of every prompt, cond of every prompt]
+ * (cfg = 1, cond_half = 1), each prompt's latents duplicated as the pipelines do.
  * Noise: prompt p starts from dfa_rng_normal seeded with seed + p over [C, h, w], so prompt 0 has
  * the noise of `dfa generate --seed seed`. Schedules, timesteps, guidance and the Euler update
  * are those of dfa_flux_generate / dfa_sd3_generate (mmdit_pipe.h), so with every layer FULL the
@@ -28,7 +28,7 @@
 typedef struct dfa_engine_mmdit_params {
     int steps;
     int latent_h, latent_w; /* latent grid (pixels / 8) */
-    float cfg_scale;        /* SD3: CFG when > 1 (needs the negative embeds of every prompt) */
+    float cfg_scale;        /* CFG when > 1 (SD3; FLUX true CFG): needs every prompt's negative embeds */
     float guidance;         /* FLUX-dev distilled guidance */
     uint64_t seed;          /* prompt p: seed + p */
 } dfa_engine_mmdit_params;
