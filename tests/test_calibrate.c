@@ -382,6 +382,35 @@ static void cli_case(int sd3) {
 static void test_cli_flux(void) { cli_case(0); }
 static void test_cli_sd3(void) { cli_case(1); }
 
+/* MODEL/dfa.json: calibrate and generate take the same defaults (size, steps), so the plan fits */
+static void test_cli_model_defaults(void) {
+    test_tmpdir d;
+    CHECK(tmpdir_make(&d, "cal_defaults") == 0);
+    char p[256], plan[256], out[256];
+    CHECK(symlink(FX "/flux_tiny/transformer", tmpdir_file(&d, "transformer", p, sizeof p)) == 0);
+    CHECK(symlink(FX "/flux_tiny/scheduler", tmpdir_file(&d, "scheduler", p, sizeof p)) == 0);
+    const char *js = "{\"width\": 128, \"height\": 96, \"num_inference_steps\": 3}";
+    CHECK(tmpdir_write(&d, "dfa.json", js, strlen(js), p, sizeof p) != NULL);
+    tmpdir_file(&d, "plan.json", plan, sizeof plan);
+    tmpdir_file(&d, "out.safetensors", out, sizeof out);
+    const char *a[] = {"calibrate", "-m", d.path, "--prompt-embeds", FX "/flux_tiny/io.safetensors", "--delta", "1",
+                       "-o", plan, "-q", "-t", "1"};
+    CHECK(cal((int)(sizeof a / sizeof *a), a) == 0);
+    dfa_plan pl;
+    dfa_error err = {0};
+    CHECKF(dfa_plan_load(plan, &pl, &err) == DFA_OK, "%s", err.msg);
+    if (!err.msg[0]) {
+        CHECK(pl.n_steps == 3 && pl.grid_h == 6 && pl.grid_w == 8);
+        dfa_plan_free(&pl);
+    }
+    const char *g[] = {"generate", "-m", d.path, "--prompt-embeds", FX "/flux_tiny/io.safetensors", "--plan", plan,
+                       "-o", out, "-t", "1"};
+    CHECK(gen((int)(sizeof g / sizeof *g), g) == 0);
+    unlink(tmpdir_file(&d, "transformer", p, sizeof p));
+    unlink(tmpdir_file(&d, "scheduler", p, sizeof p));
+    tmpdir_remove(&d);
+}
+
 static void test_cli_errors(void) {
     const char *help[] = {"calibrate", "--help"};
     CHECK(cal(2, help) == 0);
@@ -415,6 +444,7 @@ int main(void) {
     RUN(test_replay_sd3_v1);
     RUN(test_cli_flux);
     RUN(test_cli_sd3);
+    RUN(test_cli_model_defaults);
     RUN(test_cli_errors);
     return test_summary();
 }

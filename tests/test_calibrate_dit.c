@@ -289,6 +289,12 @@ static void test_cli(void) {
                         "--steps", "3", "--methods", "cache,rs", "-o", p0, "-q", "-t", "1"};
     CHECK(cal((int)(sizeof a2 / sizeof *a2), a2) == 0);
     CHECK(plan_compressed(p0, "pixart", &steps) > 0 && steps == 3);
+    /* defaults (no -W / -H / --steps): calibrate and generate agree (64 px = sample size, 50 steps) */
+    const char *a3[] = {"calibrate", "-m", FX "/dit", "--labels", "4", "--delta", "0.2", "-o", p2, "-q", "-t", "1"};
+    CHECK(cal((int)(sizeof a3 / sizeof *a3), a3) == 0);
+    CHECK(plan_compressed(p2, "dit", &steps) >= 0 && steps == 50);
+    const char *g3[] = {"generate", "-m", FX "/dit", "--class", "4", "--plan", p2, "-o", out, "-t", "1"};
+    CHECK(cmd_generate((int)(sizeof g3 / sizeof *g3), (char **)g3) == 0);
     /* misuse */
     const char *b0[] = {"calibrate", "-m", FX "/dit", "--prompt-embeds", pe_path, "--delta", "1", "-o", p0, "-t", "1"};
     CHECK(cal((int)(sizeof b0 / sizeof *b0), b0) == 2);

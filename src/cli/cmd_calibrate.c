@@ -18,6 +18,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/model_defaults.h"
 #include "core/ctx.h"
 #include "io/json.h"
 #include "models/mmdit.h"
@@ -163,16 +164,26 @@ typedef struct cal_run {
 } cal_run;
 
 /* DiT / PixArt: the rows (class labels, or prompt embeddings), the model, the engine. */
-static dfa_status dit_engine(dfa_ctx *ctx, const cal_opts *o, cal_run *r, int pixart, char **paths, int n_paths,
+static dfa_status dit_engine(dfa_ctx *ctx, cal_opts *o, cal_run *r, int pixart, char **paths, int n_paths,
                              dfa_search_engine *eng, char *cid, size_t cid_len) {
     char tdir[1100];
     struct stat sb;
     snprintf(tdir, sizeof tdir, "%s/transformer", o->model);
     const char *dir = stat(tdir, &sb) == 0 && S_ISDIR(sb.st_mode) ? tdir : o->model;
+    if (pixart)
+        DFA_TRY(dfa_pixart_load(ctx, dir, &r->pm));
+    else
+        DFA_TRY(dfa_dit_load(ctx, dir, &r->dm));
+    /* dfa generate's defaults: the model's sample size, DiT 50 / PixArt 20 steps */
+    const int ss = pixart ? dfa_pixart_get_config(r->pm)->sample_size : dfa_dit_get_config(r->dm)->sample_size;
+    if (!o->width) o->width = 8 * ss;
+    if (!o->height) o->height = 8 * ss;
+    if (!o->steps) o->steps = pixart ? 20 : 50;
+    if (o->width % 8 || o->height % 8)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "-W/-H must be multiples of 8 pixels (got %dx%d)", o->width, o->height);
     dfa_engine_dit_params ep = {.steps = o->steps, .latent_h = o->height / 8, .latent_w = o->width / 8,
                                 .seed = (uint64_t)o->seed};
     if (pixart) {
-        DFA_TRY(dfa_pixart_load(ctx, dir, &r->pm));
         for (int i = 0; i < n_paths; i++) {
             DFA_TRY(dfa_pixart_embeds_load(ctx, paths[i], &r->xe[i]));
             r->n_xe++;
@@ -182,7 +193,6 @@ static dfa_status dit_engine(dfa_ctx *ctx, const cal_opts *o, cal_run *r, int pi
         dfa_engine_pixart_config_id(r->pm, cid, cid_len);
         return DFA_OK;
     }
-    DFA_TRY(dfa_dit_load(ctx, dir, &r->dm));
     const int nc = dfa_dit_get_config(r->dm)->num_classes;
     if (!o->labels) { /* spread over the classes */
         r->n_labels = o->n_prompts;
@@ -205,7 +215,8 @@ static dfa_status dit_engine(dfa_ctx *ctx, const cal_opts *o, cal_run *r, int pi
     return DFA_OK;
 }
 
-static int run_calibrate(dfa_ctx *ctx, const cal_opts *o, char **paths, int n_paths) {
+static int run_calibrate(dfa_ctx *ctx, const cal_opts *o_in, char **paths, int n_paths) {
+    cal_opts ov = *o_in, *o = &ov; /* defaults filled in below */
     cal_run r;
     memset(&r, 0, sizeof r);
     int rc = 1;
@@ -232,15 +243,24 @@ static int run_calibrate(dfa_ctx *ctx, const cal_opts *o, char **paths, int n_pa
     }
     dfa_search_engine eng;
     dfa_flow_config fc;
+    dfa_model_defaults md; /* MODEL/dfa.json, as dfa generate uses it */
+    if (s == DFA_OK) s = dfa_model_defaults_read(ctx, o->model, &md);
+    if (s == DFA_OK) {
+        if (!o->width) o->width = md.width;
+        if (!o->height) o->height = md.height;
+        if (!o->steps) o->steps = md.steps;
+        if (o->cfg < 0) o->cfg = md.true_cfg_scale;
+    }
     if (s == DFA_OK && (is_dit || is_pixart)) {
-        if (o->width % 8 || o->height % 8) {
-            fprintf(stderr, "dfa calibrate: -W/-H must be multiples of 8 pixels (got %dx%d)\n", o->width, o->height);
-            return 2;
-        }
         s = dit_engine(ctx, o, &r, is_pixart, paths, n_paths, &eng, cid, sizeof cid);
         goto search;
     }
     if (s == DFA_OK) s = is_flux ? dfa_flux_load(ctx, o->model, &r.fm) : dfa_sd3_load(ctx, o->model, &r.sm);
+    if (s == DFA_OK) { /* dfa generate's defaults: 1024 px, 28 steps (FLUX-schnell 4) */
+        if (!o->width) o->width = 1024;
+        if (!o->height) o->height = 1024;
+        if (!o->steps) o->steps = is_flux && !dfa_flux_get_config(r.fm)->guidance_embeds ? 4 : 28;
+    }
     if (s == DFA_OK) {
         s = dfa_flow_config_read(ctx, o->model, &fc);
         if (s == DFA_ERR_NOT_FOUND) { /* as dfa generate: the released pipelines' schedulers */
@@ -339,8 +359,7 @@ done:
 }
 
 int cmd_calibrate(int argc, char **argv) {
-    cal_opts o = {.method = "v2", .methods = "arrow,cache", .n_prompts = 8, .steps = 50, .width = 1024,
-                  .height = 1024, .v1_window = -1, .delta = -1, .c = 1.5, .cfg = -1, .guidance = 3.5};
+    cal_opts o = {.method = "v2", .methods = "arrow,cache", .n_prompts = 8, .v1_window = -1, .delta = -1, .c = 1.5, .cfg = -1, .guidance = 3.5};
     dfa_arg_spec specs[] = {
         {"model", 'm', DFA_ARG_STRING, &o.model, "DIR", "diffusers pipeline folder (transformer/, scheduler/)", 1, 0},
         {"method", 0, DFA_ARG_STRING, &o.method, "v1|v2", "search: v1 (DiTFastAttn greedy) or v2 (head-wise knapsack, "
@@ -358,9 +377,10 @@ int cmd_calibrate(int argc, char **argv) {
          "spread over the classes)", 1, 0},
         {"n-prompts", 0, DFA_ARG_INT, &o.n_prompts, "N", "calibration prompts used from the list (default 8)", 1,
          CAL_MAX_PROMPTS},
-        {"steps", 0, DFA_ARG_INT, &o.steps, "N", "denoising steps (default 50)", 1, 10000},
-        {"width", 'W', DFA_ARG_INT, &o.width, "PX", "width in pixels (default 1024)", 8, 65536},
-        {"height", 'H', DFA_ARG_INT, &o.height, "PX", "height in pixels (default 1024)", 8, 65536},
+        {"steps", 0, DFA_ARG_INT, &o.steps, "N", "denoising steps (default: as dfa generate - MODEL/dfa.json, else FLUX-dev / SD3 28, "
+         "schnell 4, DiT 50, PixArt 20)", 1, 10000},
+        {"width", 'W', DFA_ARG_INT, &o.width, "PX", "width in pixels (default as dfa generate: dfa.json, 1024, DiT/PixArt sample size)", 8, 65536},
+        {"height", 'H', DFA_ARG_INT, &o.height, "PX", "height in pixels (default as dfa generate)", 8, 65536},
         {"seed", 0, DFA_ARG_INT64, &o.seed, "S", "noise seed of prompt 0 (prompt p: S + p; default 0)", 0, 9.2e18},
         {"cfg-scale", 0, DFA_ARG_FLOAT, &o.cfg, "S", "classifier-free guidance (default: SD3 7 / PixArt 4.5 with "
          "negatives, DiT 4)", 0, 1000},

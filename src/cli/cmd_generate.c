@@ -14,6 +14,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/gen_dit.h"
+#include "cli/model_defaults.h"
 #include "core/ctx.h"
 #include "io/json.h"
 #include "io/safetensors.h"
@@ -135,32 +136,18 @@ static dfa_status encode_prompts(dfa_ctx *ctx, const gen_opts *o, int want_negat
 /* MODEL/dfa.json, when the folder has one (dfa's own models ship it): the size, steps, T5 length,
  * true-CFG scale and negative prompt the model was trained for; used only where no flag was given. */
 static dfa_status apply_model_defaults(dfa_ctx *ctx, gen_opts *o) {
-    char path[1100];
-    snprintf(path, sizeof path, "%s/dfa.json", o->model);
-    if (access(path, F_OK) != 0) return DFA_OK;
-    cJSON *j = NULL;
-    DFA_TRY(dfa_json_read_file(path, &j, &ctx->err));
-    dfa_status s = DFA_OK;
-    double cfg = o->cfg;
-    if (!o->width) s = dfa_json_int_or(j, "width", path, 0, &o->width, &ctx->err);
-    if (s == DFA_OK && !o->height) s = dfa_json_int_or(j, "height", path, 0, &o->height, &ctx->err);
-    if (s == DFA_OK && !o->steps) s = dfa_json_int_or(j, "num_inference_steps", path, 0, &o->steps, &ctx->err);
-    if (s == DFA_OK && !o->max_len) s = dfa_json_int_or(j, "max_sequence_length", path, 0, &o->max_len, &ctx->err);
-    if (s == DFA_OK && o->cfg < 0) s = dfa_json_double_or(j, "true_cfg_scale", path, -1.0, &cfg, &ctx->err);
-    if (s == DFA_OK && cfg > 1.0 && !o->negative && cJSON_GetObjectItemCaseSensitive(j, "negative_prompt")) {
-        const char *neg = NULL;
-        s = dfa_json_string(j, "negative_prompt", path, &neg, &ctx->err);
-        if (s == DFA_OK) {
-            snprintf(o->negative_buf, sizeof o->negative_buf, "%s", neg);
-            o->negative = o->negative_buf;
-        }
+    dfa_model_defaults d;
+    DFA_TRY(dfa_model_defaults_read(ctx, o->model, &d));
+    if (!o->width) o->width = d.width;
+    if (!o->height) o->height = d.height;
+    if (!o->steps) o->steps = d.steps;
+    if (!o->max_len) o->max_len = d.max_len;
+    if (o->cfg < 0) o->cfg = d.true_cfg_scale;
+    if (o->cfg > 1.0 && !o->negative && d.has_negative) {
+        snprintf(o->negative_buf, sizeof o->negative_buf, "%s", d.negative);
+        o->negative = o->negative_buf;
     }
-    if (s == DFA_OK && (o->width < 0 || o->height < 0 || o->steps < 0 || o->max_len < 0 || o->width > 65536 ||
-                        o->height > 65536 || o->steps > 10000 || o->max_len > 4096))
-        s = DFA_SET(&ctx->err, DFA_ERR_FORMAT, "%s: width/height/steps/max_sequence_length out of range", path);
-    if (s == DFA_OK) o->cfg = cfg;
-    cJSON_Delete(j);
-    return s;
+    return DFA_OK;
 }
 
 static int run_generate(dfa_ctx *ctx, gen_opts *o) {
