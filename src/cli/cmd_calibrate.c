@@ -34,7 +34,7 @@
 
 typedef struct cal_opts {
     const char *model, *method, *methods, *prompts, *embeds, *out, *windows, *labels;
-    int n_prompts, steps, width, height, threads, v1_window, quiet;
+    int n_prompts, steps, width, height, threads, v1_window, quiet, cuda;
     long long seed;
     double delta, c, cfg, guidance;
 } cal_opts;
@@ -157,6 +157,7 @@ typedef struct cal_run {
     int n_pe, n_xe, n_labels;
     dfa_engine_mmdit *eng;
     dfa_engine_dit *deng;
+    dfa_search_cuda cuda_state;
     dfa_search_plan sp;
     int have_sp;
     dfa_plan plan;
@@ -302,7 +303,10 @@ search:
     }
     dfa_search_progress pr;
     dfa_search_progress_init(&pr, o->quiet ? NULL : stderr, eng.n_steps, eng.n_layers);
+    dfa_search_backend cuda_be;
+    if (ctx->cuda && (s = dfa_search_backend_cuda(ctx, &r.cuda_state, &cuda_be)) != DFA_OK) goto done;
     dfa_search_opts so = {.delta = o->delta, .c = o->c, .cands = cands, .n_cands = nc, .v1_window = o->v1_window,
+                          .backend = ctx->cuda ? &cuda_be : NULL,
                           .on_layer = dfa_search_progress_on_layer, .on_layer_user = &pr};
     const size_t bytes = dfa_search_host_bytes(&eng, &so, v1);
     fprintf(stderr, "dfa calibrate: %s (%s), %dx%d px: %d visual + %d text tokens, %d layers x %d heads; %d steps, "
@@ -321,7 +325,8 @@ search:
                                                  sizeof code));
         }
     }
-    fprintf(stderr, "; %.1f MiB of search buffers\n", bytes / 1048576.0);
+    fprintf(stderr, "; %.1f MiB of search buffers%s\n", (ctx->cuda ? 0.5 : 1.0) * bytes / 1048576.0,
+            ctx->cuda ? " (bf16, on the GPU)" : "");
     const double t0 = now_s();
     s = v1 ? dfa_search_v1(ctx, &eng, &so, &r.sp) : dfa_search_v2(ctx, &eng, &so, &r.sp);
     const double secs = now_s() - t0;
@@ -347,6 +352,7 @@ done:
     if (s != DFA_OK) fprintf(stderr, "dfa calibrate: %s\n", dfa_ctx_error(ctx));
     if (r.have_plan) dfa_plan_free(&r.plan);
     if (r.have_sp) dfa_search_plan_free(ctx, &r.sp);
+    if (ctx->cuda) dfa_search_cuda_free(&r.cuda_state);
     dfa_engine_mmdit_free(ctx, r.eng);
     dfa_engine_dit_free(ctx, r.deng);
     for (int i = 0; i < r.n_pe; i++) dfa_prompt_embeds_free(ctx, &r.pe[i]);
@@ -387,6 +393,7 @@ int cmd_calibrate(int argc, char **argv) {
         {"guidance", 0, DFA_ARG_FLOAT, &o.guidance, "G", "FLUX-dev guidance scale (default 3.5)", 0, 1000},
         {"output", 'o', DFA_ARG_STRING, &o.out, "FILE", "plan file to write (JSON)", 1, 0},
         {"quiet", 'q', DFA_ARG_FLAG, &o.quiet, NULL, "no progress bar", 1, 0},
+        {"cuda", 0, DFA_ARG_FLAG, &o.cuda, NULL, "FLUX / SD3 on the GPU, search on the GPU (bf16; device 0)", 0, -1},
         {"threads", 't', DFA_ARG_INT, &o.threads, "T", "CPU threads (default all cores)", 0, 1024},
     };
     const int ns = (int)(sizeof specs / sizeof specs[0]);
@@ -441,6 +448,7 @@ int cmd_calibrate(int argc, char **argv) {
     dfa_ctx *ctx = NULL;
     dfa_ctx_params cp = dfa_ctx_default_params();
     cp.n_threads = o.threads;
+    if (o.cuda) cp.backend = DFA_BACKEND_CUDA;
     char err[256];
     int rc = 1;
     if (dfa_ctx_init(&ctx, &cp, err, sizeof err) != DFA_OK) {

@@ -1,7 +1,8 @@
 /* engine_hook.h - shared by the search engines (engine_mmdit.c, engine_dit.c): install the
  * attention override for one run_step so that every dfa_attn_layer() call of the model goes to
- * the search hook, after checking the layer order, the layout and the [rows, N, H, D] f32 host
- * shape against the engine; then restore the override that was there before. */
+ * the search hook, after checking the layer order, the layout and the [rows, N, H, D] shape
+ * against the engine, in the search backend's memory (f32 host on a CPU context, bf16 on the
+ * device on a CUDA one); then restore the override that was there before. */
 #ifndef DFA_PLAN_ENGINE_HOOK_H
 #define DFA_PLAN_ENGINE_HOOK_H
 
@@ -14,6 +15,7 @@ typedef struct dfa_engine_hook {
     dfa_search_hook_fn hook;
     void *hook_user;
     int next_layer;
+    int cuda; /* the context is on CUDA: the layers come as bf16 device tensors */
     dfa_attn_override_fn prev;
     void *prev_user;
 } dfa_engine_hook;

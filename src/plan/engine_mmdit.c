@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/cuda_rt.h"
 #include "plan/engine_hook.h"
 
 enum { ENG_FLUX = 1, ENG_SD3 = 2 };
@@ -32,6 +33,7 @@ struct dfa_engine_mmdit {
     float *txt_ids, *img_ids; /* FLUX RoPE ids */
     float *sig, *ts;        /* [steps + 1], [steps] */
     void *block;
+    uint16_t *stage; /* CUDA: [R, out_row] bf16 */
 };
 
 static dfa_status eng_run_step(void *user, int step, int commit, dfa_search_hook_fn hook, void *hook_user,
@@ -55,7 +57,15 @@ static dfa_status eng_run_step(void *user, int step, int commit, dfa_search_hook
     else
         s = dfa_sd3_forward(ctx, e->sd3, R, e->h, e->w, e->n_txt, xin, e->txt, e->pooled, e->tvec, e->vout);
     DFA_TRY(dfa_engine_hook_end(&hk, s, step));
-    if (model_out) memcpy(model_out, e->vout, (size_t)R * e->out_row * sizeof(float));
+    if (model_out) {
+        const size_t no = (size_t)R * e->out_row;
+        if (!ctx->cuda) {
+            memcpy(model_out, e->vout, no * sizeof(float));
+        } else { /* the CUDA search backend keeps V1's outputs on the device in bf16 */
+            DFA_TRY(dfa_convert(e->stage, DFA_BF16, e->vout, DFA_F32, no, &ctx->err));
+            DFA_TRY(dfa_cuda_h2d(ctx->cuda, model_out, e->stage, no * 2, &ctx->err));
+        }
+    }
     if (commit) {
         const size_t pn = (size_t)e->P * e->n;
         const float *v = e->vout;
@@ -76,9 +86,6 @@ static dfa_status eng_init(dfa_engine_mmdit *e, const dfa_flow_config *sched, co
                            const dfa_engine_mmdit_params *p, int joint_dim, int pooled_dim, int n_layers, int n_heads,
                            int head_dim, const char *model) {
     dfa_ctx *ctx = e->ctx;
-    if (ctx->cuda)
-        DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "%s search engine: CPU models only for now (the context is on CUDA)",
-                     model);
     if (e->P < 1 || !pes) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "%s search engine: no calibration prompts", model);
     for (int i = 0; i < e->P; i++) {
         const dfa_prompt_embeds *pe = &pes[i];
@@ -107,6 +114,9 @@ static dfa_status eng_init(dfa_engine_mmdit *e, const dfa_flow_config *sched, co
                           + (size_t)R * (T + Pd) + 2 * (size_t)R /* txt, pooled, tvec, gvec */
                           + (e->kind == ENG_FLUX ? (size_t)3 * (e->n_img + e->n_txt) : 0) + 2 * ((size_t)S + 1);
     DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, floats * sizeof(float), "search engine buffers", &e->block));
+    if (ctx->cuda) /* bf16 staging of the model output (V1 on the CUDA search backend) */
+        DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, (size_t)R * e->out_row * 2, "search engine bf16 staging",
+                                  (void **)&e->stage));
     float *f = e->block;
     e->x = f, f += (size_t)P * n;
     if (e->cfg) e->xin = f, f += (size_t)R * n;
@@ -254,6 +264,7 @@ dfa_status dfa_engine_sd3_init(dfa_ctx *ctx, dfa_sd3 *m, const dfa_flow_config *
 void dfa_engine_mmdit_free(dfa_ctx *ctx, dfa_engine_mmdit *e) {
     if (!e) return;
     if (e->block) dfa_ctx_mem_release(ctx, e->block);
+    if (e->stage) dfa_ctx_mem_release(ctx, e->stage);
     dfa_ctx_mem_release(ctx, e);
 }
 

@@ -12,9 +12,11 @@
  * engine reproduces their latents.
  * Model output (V1's metric): the transformer outputs of every row of the step (FLUX: packed
  * [P, n_img, 4C]; SD3: [R, C, h, w]), before the CFG combination and the scheduler update.
- * CPU f32 models only for now (the hook's buffers are then f32 host memory, the default search
- * backend); CUDA models are refused. SD3.5 dual-attention blocks are refused (their second
- * attention has another layout than the plan's single one). */
+ * Memory: on a CPU context the hook gets f32 host buffers (the default search backend); on a
+ * CUDA context (models on the GPU) it gets the model's bf16 device buffers, for the CUDA search
+ * backend (dfa_search_backend_cuda), and V1's model output is converted to bf16 and uploaded.
+ * SD3.5 dual-attention blocks are refused (their second attention has another layout than the
+ * plan's single one). */
 #ifndef DFA_PLAN_ENGINE_MMDIT_H
 #define DFA_PLAN_ENGINE_MMDIT_H
 
