@@ -226,8 +226,9 @@ def run_vae(args, meta, hp, cfg, dev, deadline):
         restore_rng(meta, gen, cgen)
     step0 = meta["step"]
     restart = step0 if resume == "compact" else None
-    if args.compile:
-        vae.compile()
+    if args.compile:   # encode / decode do not go through forward(): compile the halves
+        vae.encoder.compile()
+        vae.decoder.compile()
     size, crop, bsz = cfg["image_size"], hp["crop"], hp["batch"]
     it = stream(hp, meta["cursor"], bsz, False, 0, workers(args, dev))
     return train_loop(args, meta, hp, dev, deadline, opt, {"vae": vae}, resume, restart, it,
