@@ -73,7 +73,6 @@ def parse():
     ap.add_argument("--no-preview", action="store_true")
     ap.add_argument("--compile", action="store_true", help="torch.compile the transformer / VAE")
     ap.add_argument("--workers", type=int, default=None, help="scene sampling processes (0: inline)")
-    ap.add_argument("--cudnn-sdp", action="store_true", help="keep the cuDNN attention backend (off by default)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 on a busy machine)")
     ap.add_argument("--max-steps", type=int, default=None, help="stop this call after N steps (tests)")
     # hyper-parameters: fixed on creation (preset defaults), overridable later
@@ -512,11 +511,6 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     if dev.type == "cuda":
-        if not args.cudnn_sdp:
-            # torch 2.11's default cuDNN attention backend has backward bugs on H100/H200 (NaN dQ
-            # when seq_len % 128 == 64 with an attention mask: T5 here passes its position bias as
-            # a float mask over 64 tokens; pytorch/pytorch#196678): flash / efficient instead.
-            torch.backends.cuda.enable_cudnn_sdp(False)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
