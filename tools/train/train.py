@@ -226,8 +226,9 @@ def run_vae(args, meta, hp, cfg, dev, deadline):
         restore_rng(meta, gen, cgen)
     step0 = meta["step"]
     restart = step0 if resume == "compact" else None
-    if args.compile:
-        vae.compile()
+    if args.compile:   # encode / decode do not go through forward(): compile the halves
+        vae.encoder.compile()
+        vae.decoder.compile()
     size, crop, bsz = cfg["image_size"], hp["crop"], hp["batch"]
     it = stream(hp, meta["cursor"], bsz, False, 0, workers(args, dev))
     return train_loop(args, meta, hp, dev, deadline, opt, {"vae": vae}, resume, restart, it,
@@ -290,6 +291,12 @@ class DiT:
         return ((z.float() - self.vae.config.shift_factor) * self.vae.config.scaling_factor).to(torch.bfloat16)
 
     def add(self, chunk):
+        # an out-of-range id would be a device-side assert on the GPU, reported later by an
+        # unrelated kernel (e.g. a cuBLAS call in backward): check on the CPU, where it is cheap
+        for key, enc in (("clip", self.clip), ("t5", self.t5)):
+            top, vocab = int(chunk[key].max()), enc.config.vocab_size
+            if top >= vocab or int(chunk[key].min()) < 0:
+                raise SystemExit(f"[dit] {key} token id {top} outside the encoder's vocabulary of {vocab}")
         z = self.encode(chunk["params"], self.cfg["image_size"])
         n = z.shape[0]
         if self.pool is None:
