@@ -370,6 +370,9 @@ class DiT:
             rows.append([step, split, "fm_loss", f"{loss:.5f}"])
         ckpt.append_csv(os.path.join(d, "eval.csv"), ["step", "split", "metric", "value"], rows)
         print("[dit] eval " + "  ".join(f"{r[1]} {r[3]}" for r in rows))
+        if not all(math.isfinite(float(r[3])) for r in rows):
+            print("[dit] WARNING: non-finite eval loss", flush=True)
+            STOP["nonfinite"] = True
         for m in self.modules().values():
             m.train()
         return {r[1]: float(r[3]) for r in rows}
@@ -486,6 +489,7 @@ def train_loop(args, meta, hp, dev, deadline, opt, modules, resume, restart, it,
                 diag_fn()
             if skipped >= 20 or bad:
                 print("[train] too many non-finite steps: stopping this call early", flush=True)
+                STOP["nonfinite"] = True
                 break
             continue
         opt.step()
@@ -535,6 +539,15 @@ def main():
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
+        # The T5 encoder hands its trainable relative-position bias, shape (1, heads, L, L) and
+        # broadcast over the batch, to SDPA as an additive float mask. On the device (torch 2.11,
+        # H100) that goes to the memory-efficient / cuDNN kernels, whose backward with a bias
+        # that needs a gradient is fragile (pytorch/pytorch#148476 and relatives): the first
+        # device call died in its first backward with CUBLAS_STATUS_EXECUTION_FAILED, and the
+        # tiny smoke run trained silently to NaN. Masked attention (T5, CLIP: L <= 77) now takes
+        # the math kernel; the transformer's unmasked attention still takes flash.
+        torch.backends.cuda.enable_mem_efficient_sdp(False)
+        torch.backends.cuda.enable_cudnn_sdp(False)
     for s in (signal.SIGTERM, signal.SIGINT):
         signal.signal(s, lambda *_: STOP.__setitem__("flag", True))
     meta = ckpt.read_meta(args.ckpt)
@@ -575,6 +588,8 @@ def main():
     deadline = T_START + 60.0 * args.minutes - reserve
     torch.manual_seed(hp["seed"])
     (run_vae if args.stage == "vae" else run_dit)(args, meta, hp, cfg, dev, deadline)
+    if STOP.get("nonfinite"):
+        raise SystemExit("[train] stopped on non-finite gradients (weights saved are the last finite ones)")
 
 
 def tokenizer_sha():
