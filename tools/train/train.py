@@ -542,10 +542,11 @@ def main():
         # The T5 encoder hands its trainable relative-position bias, shape (1, heads, L, L) and
         # broadcast over the batch, to SDPA as an additive float mask. On the device (torch 2.11,
         # H100) that goes to the memory-efficient / cuDNN kernels, whose backward with a bias
-        # that needs a gradient is fragile (pytorch/pytorch#148476 and relatives): the first
-        # device call died in its first backward with CUBLAS_STATUS_EXECUTION_FAILED, and the
-        # tiny smoke run trained silently to NaN. Masked attention (T5, CLIP: L <= 77) now takes
-        # the math kernel; the transformer's unmasked attention still takes flash.
+        # that needs a gradient is fragile (cf. pytorch/pytorch#148476). Prime suspect (unproven)
+        # of the first device DiT call dying in its first backward with
+        # CUBLAS_STATUS_EXECUTION_FAILED and of the tiny smoke DiT silently training to NaN
+        # (tools/train/RUNS.md). Masked attention (T5, CLIP: L <= 77) now takes the math
+        # kernel; the transformer's unmasked attention still takes flash.
         torch.backends.cuda.enable_mem_efficient_sdp(False)
         torch.backends.cuda.enable_cudnn_sdp(False)
     for s in (signal.SIGTERM, signal.SIGINT):
