@@ -10,6 +10,8 @@ S=$T/out/smoke
 VM=${1:-1.0}
 DM=${2:-1.5}
 rm -rf $S
+python3 $T/dataset.py --selftest
+python3 $T/tokenizer.py --out $S/tokenizers    # retraining works and agrees with transformers (ids differ run to run)
 common=(--preset tiny --threads 1 --log-every 25 --reserve-s 10)
 python3 $T/train.py --stage vae --ckpt $S/vae --minutes "$VM" "${common[@]}"
 python3 $T/train.py --stage vae --ckpt $S/vae --minutes 0.5 "${common[@]}"            # resume (full state)

@@ -13,8 +13,10 @@ transformers v5's CLIPTokenizer and T5Tokenizer build for themselves (they ignor
 of tokenizer.json), so tokenizer.json alone (what the C engine reads) and FluxPipeline agree;
 check() verifies that on a set of strings. Both are written in the diffusers FLUX layout (tokenizer.json, tokenizer_config.json,
 special_tokens_map.json) and load with transformers' CLIPTokenizer / T5TokenizerFast.
-Deterministic: the corpus is dataset.caption_corpus(seed=0, n) and the trainers are
-single-pass given it. Committed output lives in tools/train/tokenizers/.
+The corpus is deterministic (dataset.caption_corpus(seed=0, n)) but the trainers are not
+bit-reproducible (hash-map order decides ids among equal counts), so the committed files in
+tools/train/tokenizers/ are the reference: the models' vocabulary sizes and every trained
+checkpoint depend on them (a dit checkpoint records their hash). Regenerate only on purpose.
 
     python3 tools/train/tokenizer.py [--out tools/train/tokenizers] [--n 20000]
 """

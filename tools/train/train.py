@@ -226,8 +226,9 @@ def run_vae(args, meta, hp, cfg, dev, deadline):
         restore_rng(meta, gen, cgen)
     step0 = meta["step"]
     restart = step0 if resume == "compact" else None
-    if args.compile:
-        vae.compile()
+    if args.compile:   # encode / decode do not go through forward(): compile the halves
+        vae.encoder.compile()
+        vae.decoder.compile()
     size, crop, bsz = cfg["image_size"], hp["crop"], hp["batch"]
     it = stream(hp, meta["cursor"], bsz, False, 0, workers(args, dev))
     return train_loop(args, meta, hp, dev, deadline, opt, {"vae": vae}, resume, restart, it,
@@ -290,6 +291,12 @@ class DiT:
         return ((z.float() - self.vae.config.shift_factor) * self.vae.config.scaling_factor).to(torch.bfloat16)
 
     def add(self, chunk):
+        # an out-of-range id would be a device-side assert on the GPU, reported later by an
+        # unrelated kernel (e.g. a cuBLAS call in backward): check on the CPU, where it is cheap
+        for key, enc in (("clip", self.clip), ("t5", self.t5)):
+            top, vocab = int(chunk[key].max()), enc.config.vocab_size
+            if top >= vocab or int(chunk[key].min()) < 0:
+                raise SystemExit(f"[dit] {key} token id {top} outside the encoder's vocabulary of {vocab}")
         z = self.encode(chunk["params"], self.cfg["image_size"])
         n = z.shape[0]
         if self.pool is None:
@@ -333,7 +340,20 @@ class DiT:
         noise = torch.randn(z.shape, generator=self.gen, device=self.dev)
         u = torch.sigmoid(torch.randn(b, generator=self.gen, device=self.dev))
         t = self.sample_t(u.clamp(1e-5, 1 - 1e-5))
+        self.last = (z, cids, tids, noise, t)
         return self.loss(z, cids, tids, noise, t), {}
+
+    @torch.no_grad()
+    def diagnose(self):
+        """Which part of the last step's forward is non-finite (printed when a step is skipped)."""
+        z, cids, tids, noise, t = self.last
+        fin = lambda x: bool(torch.isfinite(x.float()).all())  # noqa: E731
+        with autocast(self.dev):
+            pooled = self.clip(input_ids=cids).pooler_output
+            enc = self.t5(input_ids=tids).last_hidden_state
+        loss = self.loss(z, cids, tids, noise, t)
+        print(f"[dit] finite: latents {fin(z)} noise {fin(noise)} t {fin(t)} clip {fin(pooled)} t5 {fin(enc)} "
+              f"loss {fin(loss)}; t range {float(t.min()):.4g}..{float(t.max()):.4g}", flush=True)
 
     @torch.no_grad()
     def evaluate(self, step, d):
@@ -357,6 +377,9 @@ class DiT:
             rows.append([step, split, "fm_loss", f"{loss:.5f}"])
         ckpt.append_csv(os.path.join(d, "eval.csv"), ["step", "split", "metric", "value"], rows)
         print("[dit] eval " + "  ".join(f"{r[1]} {r[3]}" for r in rows))
+        if not all(math.isfinite(float(r[3])) for r in rows):
+            print("[dit] WARNING: non-finite eval loss", flush=True)
+            STOP["nonfinite"] = True
         for m in self.modules().values():
             m.train()
         return {r[1]: float(r[3]) for r in rows}
@@ -414,7 +437,8 @@ def run_dit(args, meta, hp, cfg, dev, deadline):
             dit.preview(os.path.join(d, "preview.png"))
 
     return train_loop(args, meta, hp, dev, deadline, opt, dit.modules(), resume, restart, it,
-                      dit.step, finish, [], (dit.gen, dit.cgen), eval_fn=lambda s: dit.evaluate(s, d))
+                      dit.step, finish, [], (dit.gen, dit.cgen), eval_fn=lambda s: dit.evaluate(s, d),
+                      diag_fn=dit.diagnose)
 
 
 # ------------------------------------------------------------------------------------------ loop
@@ -437,7 +461,7 @@ def restore_rng(meta, gen, cgen):
 
 
 def train_loop(args, meta, hp, dev, deadline, opt, modules, resume, restart, it, step_fn, finish, extra,
-               gens, eval_fn=None):
+               gens, eval_fn=None, diag_fn=None):
     d = args.ckpt
     params = [p for m in modules.values() for p in m.parameters()]
     print(f"[train] {args.stage}: resume={resume} step={meta['step']} "
@@ -445,6 +469,7 @@ def train_loop(args, meta, hp, dev, deadline, opt, modules, resume, restart, it,
     call = {"start": now(), "resume": resume, "step0": meta["step"], "device": device_name(dev)}
     log_rows, acc, acc_extra, n_acc, t_log = [], 0.0, {k: 0.0 for k in extra}, 0, time.time()
     steps_this_call, samples0 = 0, meta["step"]
+    skipped = 0
     t_train0 = time.time()
     train_s0 = meta["train_s"]
     while not STOP["flag"] and time.time() < deadline:
@@ -460,6 +485,20 @@ def train_loop(args, meta, hp, dev, deadline, opt, modules, resume, restart, it,
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
+        if not bool(torch.isfinite(gn)):   # one sync per step; a NaN step must never reach the weights
+            skipped += 1
+            bad = [n for mn, m in modules.items() for n, p in m.named_parameters()
+                   if not bool(torch.isfinite(p).all())]
+            print(f"[train] step {step}: loss {float(loss.detach()):.4g} grad norm {float(gn):.4g}: update skipped "
+                  f"({skipped} so far; non-finite weights: {bad[:4] or 'none'})", flush=True)
+            opt.zero_grad(set_to_none=True)
+            if diag_fn and skipped <= 3:
+                diag_fn()
+            if skipped >= 20 or bad:
+                print("[train] too many non-finite steps: stopping this call early", flush=True)
+                STOP["nonfinite"] = True
+                break
+            continue
         opt.step()
         meta["step"] += 1
         steps_this_call += 1
@@ -507,6 +546,16 @@ def main():
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
+        # The T5 encoder hands its trainable relative-position bias, shape (1, heads, L, L) and
+        # broadcast over the batch, to SDPA as an additive float mask. On the device (torch 2.11,
+        # H100) that goes to the memory-efficient / cuDNN kernels, whose backward with a bias
+        # that needs a gradient is fragile (cf. pytorch/pytorch#148476). Prime suspect (unproven)
+        # of the first device DiT call dying in its first backward with
+        # CUBLAS_STATUS_EXECUTION_FAILED and of the tiny smoke DiT silently training to NaN
+        # (tools/train/RUNS.md). Masked attention (T5, CLIP: L <= 77) now takes the math
+        # kernel; the transformer's unmasked attention still takes flash.
+        torch.backends.cuda.enable_mem_efficient_sdp(False)
+        torch.backends.cuda.enable_cudnn_sdp(False)
     for s in (signal.SIGTERM, signal.SIGINT):
         signal.signal(s, lambda *_: STOP.__setitem__("flag", True))
     meta = ckpt.read_meta(args.ckpt)
@@ -547,6 +596,8 @@ def main():
     deadline = T_START + 60.0 * args.minutes - reserve
     torch.manual_seed(hp["seed"])
     (run_vae if args.stage == "vae" else run_dit)(args, meta, hp, cfg, dev, deadline)
+    if STOP.get("nonfinite"):
+        raise SystemExit("[train] stopped on non-finite gradients (weights saved are the last finite ones)")
 
 
 def tokenizer_sha():
