@@ -14,6 +14,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/gen_dit.h"
+#include "cli/gen_mmdit.h"
 #include "cli/model_defaults.h"
 #include "core/ctx.h"
 #include "io/json.h"
@@ -80,7 +81,7 @@ static dfa_status load_init(dfa_ctx *ctx, const char *path, int C, int h, int w,
     return s;
 }
 
-static dfa_status read_class(dfa_ctx *ctx, const char *model, char *cls, size_t len) {
+dfa_status dfa_gen_read_class(dfa_ctx *ctx, const char *model, char *cls, size_t len) {
     char tdir[1024], cfg[1100];
     cJSON *j = NULL;
     DFA_TRY(dfa_mmdit_read_config(ctx, model, &j, tdir, sizeof tdir, cfg, sizeof cfg));
@@ -91,9 +92,8 @@ static dfa_status read_class(dfa_ctx *ctx, const char *model, char *cls, size_t 
     return s;
 }
 
-/* Refuse a plan made for another model, resolution, step count or prompt length (plan_target.h). */
-static dfa_status check_plan(dfa_ctx *ctx, const dfa_plan *plan, const char *path, const dfa_flux *fm,
-                             const dfa_sd3 *sm, const dfa_prompt_embeds *pe, int h, int w, int steps, int cfg) {
+dfa_status dfa_gen_check_plan(dfa_ctx *ctx, const dfa_plan *plan, const char *path, const dfa_flux *fm,
+                              const dfa_sd3 *sm, const dfa_prompt_embeds *pe, int h, int w, int steps, int cfg) {
     char cid[128];
     dfa_plan_target t = {.n_steps = steps, .cfg = cfg};
     if (fm) {
@@ -114,6 +114,20 @@ static dfa_status check_plan(dfa_ctx *ctx, const dfa_plan *plan, const char *pat
     }
     t.config_id = cid;
     return dfa_plan_check_target(plan, &t, path, &ctx->err);
+}
+
+dfa_status dfa_gen_flow_config(dfa_ctx *ctx, const char *model, const dfa_flux *fm, dfa_flow_config *fc, FILE *log) {
+    dfa_status s = dfa_flow_config_read(ctx, model, fc);
+    if (s != DFA_ERR_NOT_FOUND) return s;
+    /* no scheduler/ folder: the released pipelines' schedulers */
+    *fc = dfa_flow_config_default();
+    fc->shift = 3.0;
+    fc->use_dynamic_shifting = fm && dfa_flux_get_config(fm)->guidance_embeds;
+    if (fm && !fc->use_dynamic_shifting) fc->shift = 1.0; /* schnell */
+    if (log)
+        fprintf(log, "no scheduler config in %s; using %s\n", model,
+                fc->use_dynamic_shifting ? "dynamic shift (FLUX-dev)" : fm ? "shift 1 (FLUX-schnell)" : "shift 3 (SD3)");
+    return DFA_OK;
 }
 
 /* --prompt: run the text encoders of the model folder (text/prompt.h) as `dfa encode` does; the
@@ -152,7 +166,7 @@ static dfa_status apply_model_defaults(dfa_ctx *ctx, gen_opts *o) {
 
 static int run_generate(dfa_ctx *ctx, gen_opts *o) {
     char cls[128];
-    if (read_class(ctx, o->model, cls, sizeof cls) != DFA_OK) {
+    if (dfa_gen_read_class(ctx, o->model, cls, sizeof cls) != DFA_OK) {
         fprintf(stderr, "dfa generate: %s\n", dfa_ctx_error(ctx));
         return 1;
     }
@@ -205,18 +219,7 @@ static int run_generate(dfa_ctx *ctx, gen_opts *o) {
     }
     if (s == DFA_OK) s = is_flux ? dfa_flux_load(ctx, o->model, &fm) : dfa_sd3_load(ctx, o->model, &sm);
     dfa_flow_config fc;
-    if (s == DFA_OK) {
-        s = dfa_flow_config_read(ctx, o->model, &fc);
-        if (s == DFA_ERR_NOT_FOUND) { /* no scheduler/ folder: the released pipelines' schedulers */
-            fc = dfa_flow_config_default();
-            fc.shift = 3.0;
-            fc.use_dynamic_shifting = is_flux && fm && dfa_flux_get_config(fm)->guidance_embeds;
-            if (is_flux && !fc.use_dynamic_shifting) fc.shift = 1.0; /* schnell */
-            fprintf(stderr, "dfa generate: no scheduler config in %s; using %s\n", o->model,
-                    fc.use_dynamic_shifting ? "dynamic shift (FLUX-dev)" : is_flux ? "shift 1 (FLUX-schnell)" : "shift 3 (SD3)");
-            s = DFA_OK;
-        }
-    }
+    if (s == DFA_OK) s = dfa_gen_flow_config(ctx, o->model, fm, &fc, stderr);
     if (s == DFA_OK && ends_with(o->out, ".png")) {
         char vdir[1100];
         snprintf(vdir, sizeof vdir, "%s/vae", o->model);
@@ -254,7 +257,7 @@ static int run_generate(dfa_ctx *ctx, gen_opts *o) {
         s = dfa_plan_load(o->plan, &plan, &ctx->err);
         if (s == DFA_OK) {
             have_plan = 1;
-            s = check_plan(ctx, &plan, o->plan, fm, sm, &pe, h, w, steps, cfg_scale > 1.0f);
+            s = dfa_gen_check_plan(ctx, &plan, o->plan, fm, sm, &pe, h, w, steps, cfg_scale > 1.0f);
         }
         if (s == DFA_OK) s = dfa_attn_set_plan(ctx, &plan);
     }

@@ -18,5 +18,6 @@ int cmd_bench(int argc, char **argv); /* cmd_bench.c: bench attn --cpu */
 int cmd_generate(int argc, char **argv); /* cmd_generate.c: FLUX / SD3 generation */
 int cmd_encode(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv); /* cmd_calibrate.c: plan search (V1 / V2) */
+int cmd_eval(int argc, char **argv);      /* cmd_eval.c: fidelity harness (plans vs uncompressed) */
 
 #endif

@@ -12,6 +12,7 @@ static const dfa_command commands[] = {
     {"bench", "time the attention methods (bench attn --cpu)", cmd_bench},
     {"generate", "generate with FLUX.1 or SD3 from prompt embeddings (latents or PNG)", cmd_generate},
     {"calibrate", "search a compression plan (V1 / V2) for FLUX.1 or SD3 over calibration prompts", cmd_calibrate},
+    {"eval", "fidelity harness: SSIM / PSNR / latent error and attention FLOPs of plans vs uncompressed", cmd_eval},
     {"encode", "tokenize and encode a prompt with a model's text encoders into prompt embeddings", cmd_encode},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
