@@ -15,6 +15,7 @@
 #include "cli/commands.h"
 #include "cli/gen_dit.h"
 #include "cli/model_defaults.h"
+#include "cli/prompt_text.h"
 #include "core/ctx.h"
 #include "io/json.h"
 #include "io/safetensors.h"
@@ -116,21 +117,13 @@ static dfa_status check_plan(dfa_ctx *ctx, const dfa_plan *plan, const char *pat
     return dfa_plan_check_target(plan, &t, path, &ctx->err);
 }
 
-/* --prompt: run the text encoders of the model folder (text/prompt.h) as `dfa encode` does; the
- * negative prompt ("" unless given) is encoded too for SD3 with CFG. Encoders are freed before
+/* --prompt: run the text encoders of the model folder (cli/prompt_text.h) as `dfa encode` does; the
+ * negative prompt ("" unless given) is encoded too when CFG needs it. Encoders are freed before
  * the transformer loads. */
 static dfa_status encode_prompts(dfa_ctx *ctx, const gen_opts *o, int want_negative, dfa_prompt_embeds *pe) {
-    dfa_prompt_opts po = {.layout = DFA_LAYOUT_AUTO, .max_sequence_length = o->max_len};
-    dfa_prompt_encoder *enc = NULL;
-    DFA_TRY(dfa_prompt_encoder_load(ctx, o->model, &po, &enc));
-    dfa_text_embeds pos = {0}, neg = {0};
-    dfa_status s = dfa_prompt_encode(enc, o->prompt, &pos);
-    if (s == DFA_OK && want_negative) s = dfa_prompt_encode(enc, o->negative ? o->negative : "", &neg);
-    dfa_prompt_encoder_free(enc);
-    if (s == DFA_OK) s = dfa_prompt_embeds_from_text(ctx, &pos, want_negative ? &neg : NULL, pe);
-    dfa_text_embeds_free(&pos);
-    dfa_text_embeds_free(&neg);
-    return s;
+    const char *p = o->prompt;
+    return dfa_cli_encode_text(ctx, o->model, o->max_len, 0, &p, 1,
+                               want_negative ? (o->negative ? o->negative : "") : NULL, pe, NULL);
 }
 
 /* MODEL/dfa.json, when the folder has one (dfa's own models ship it): the size, steps, T5 length,
@@ -166,16 +159,22 @@ static int run_generate(dfa_ctx *ctx, gen_opts *o) {
             fprintf(stderr, "dfa generate: %s: DiT is class-conditional (--class N); it takes no prompt\n", o->model);
             return 2;
         }
-        if (o->prompt) {
-            fprintf(stderr, "dfa generate: %s: --prompt is not wired for %s yet; run `dfa encode -m %s -p TEXT -o "
-                            "embeds.safetensors` and pass --prompt-embeds\n", o->model, cls, o->model);
-            return 2;
+        dfa_pixart_embeds xe = {0};
+        dfa_status s = DFA_OK;
+        if (o->prompt) { /* PixArt: T5 (+ the negative, "" unless given, for CFG; default scale 4.5) */
+            fprintf(stderr, "dfa generate: encoding the prompt with %s's text encoder\n", o->model);
+            const char *p = o->prompt;
+            const int want_neg = o->cfg < 0 || o->cfg > 1.0;
+            s = dfa_cli_encode_text(ctx, o->model, o->max_len, 1, &p, 1,
+                                    want_neg ? (o->negative ? o->negative : "") : NULL, NULL, &xe);
         }
-        dfa_gen_dit_opts d = {.model = o->model, .embeds = o->embeds, .out = o->out, .latents_out = o->latents_out,
-                              .plan = o->plan, .init = o->init, .steps = o->steps, .width = o->width,
-                              .height = o->height, .class_label = o->class_label, .seed = o->seed, .cfg = o->cfg};
-        dfa_status s = dfa_gen_dit_run(ctx, cls, &d, stderr);
+        dfa_gen_dit_opts d = {.model = o->model, .embeds = o->embeds, .pixart_embeds = o->prompt ? &xe : NULL,
+                              .out = o->out, .latents_out = o->latents_out, .plan = o->plan, .init = o->init,
+                              .steps = o->steps, .width = o->width, .height = o->height,
+                              .class_label = o->class_label, .seed = o->seed, .cfg = o->cfg};
+        if (s == DFA_OK) s = dfa_gen_dit_run(ctx, cls, &d, stderr);
         if (s != DFA_OK) fprintf(stderr, "dfa generate: %s\n", dfa_ctx_error(ctx));
+        if (xe.embeds) dfa_pixart_embeds_free(ctx, &xe);
         return s == DFA_OK ? 0 : 1;
     }
     if (!o->prompt && !o->embeds) {
@@ -310,7 +309,7 @@ int cmd_generate(int argc, char **argv) {
         {"prompt-embeds", 0, DFA_ARG_STRING, &o.embeds, "FILE", "prompt embeddings (docs/PROMPT_EMBEDS.md)", 1, 0},
         {"prompt", 'p', DFA_ARG_STRING, &o.prompt, "TEXT", "encode TEXT with the folder's text encoders instead", 1, 0},
         {"negative-prompt", 'n', DFA_ARG_STRING, &o.negative, "TEXT", "negative prompt for CFG (default \"\")", 1, 0},
-        {"max-sequence-length", 0, DFA_ARG_INT, &o.max_len, "N", "T5 tokens with --prompt (default FLUX 512, SD3 256)",
+        {"max-sequence-length", 0, DFA_ARG_INT, &o.max_len, "N", "T5 tokens with --prompt (default FLUX 512, SD3 256, PixArt 300)",
          1, 4096},
         {"out", 'o', DFA_ARG_STRING, &o.out, "FILE", "output: .png (decoded by vae/) or .safetensors (latents)", 1, 0},
         {"steps", 0, DFA_ARG_INT, &o.steps, "N", "denoising steps (default 28; FLUX-schnell 4)", 1, 10000},

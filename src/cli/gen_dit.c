@@ -93,7 +93,8 @@ dfa_status dfa_gen_dit_run(dfa_ctx *ctx, const char *class_name, const dfa_gen_d
     const int png = ends_with(o->out, ".png");
     if (!png && !ends_with(o->out, ".safetensors"))
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "generate: output %s must end in .png or .safetensors", o->out);
-    if (!is_dit && !o->embeds) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "generate: PixArt needs --prompt-embeds FILE");
+    if (!is_dit && !o->embeds && !o->pixart_embeds)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "generate: PixArt needs --prompt TEXT or --prompt-embeds FILE");
     char tdir[4096], vdir[4096];
     snprintf(tdir, sizeof tdir, "%s/transformer", o->model);
     snprintf(vdir, sizeof vdir, "%s/vae", o->model);
@@ -105,7 +106,8 @@ dfa_status dfa_gen_dit_run(dfa_ctx *ctx, const char *class_name, const dfa_gen_d
     int have_plan = 0;
     float *lat = NULL, *init = NULL;
     dfa_status s = is_dit ? dfa_dit_load(ctx, tdir, &dm) : dfa_pixart_load(ctx, tdir, &pm);
-    if (s == DFA_OK && !is_dit) s = dfa_pixart_embeds_load(ctx, o->embeds, &pe);
+    if (s == DFA_OK && !is_dit && !o->pixart_embeds) s = dfa_pixart_embeds_load(ctx, o->embeds, &pe);
+    const dfa_pixart_embeds *pep = o->pixart_embeds ? o->pixart_embeds : &pe;
     struct stat sb;
     if (s == DFA_OK && png) {
         if (stat(vdir, &sb) != 0)
@@ -155,7 +157,7 @@ dfa_status dfa_gen_dit_run(dfa_ctx *ctx, const char *class_name, const dfa_gen_d
                                  .progress = on_step,
                                  .progress_user = &ps};
         s = is_dit ? dfa_dit_generate(ctx, dm, o->model, &gp, lat)
-                   : dfa_pixart_generate(ctx, pm, o->model, &pe, &gp, lat);
+                   : dfa_pixart_generate(ctx, pm, o->model, pep, &gp, lat);
         if (s == DFA_OK && log) {
             double attn = 0, total = 0;
             if (is_dit)
