@@ -18,7 +18,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "cli/model_defaults.h"
+#include "api/model_defaults.h"
 #include "core/ctx.h"
 #include "io/json.h"
 #include "models/mmdit.h"

@@ -10,20 +10,19 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/run_target.h"
 #include "attn/attn_state.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/gen_dit.h"
-#include "cli/model_defaults.h"
+#include "api/model_defaults.h"
 #include "core/ctx.h"
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "models/mmdit.h"
 #include "models/mmdit_pipe.h"
 #include "models/vae.h"
-#include "plan/engine_mmdit.h"
 #include "plan/plan.h"
-#include "plan/plan_target.h"
 #include "text/prompt.h"
 
 typedef struct gen_opts {
@@ -89,31 +88,6 @@ static dfa_status read_class(dfa_ctx *ctx, const char *model, char *cls, size_t 
     if (s == DFA_OK) snprintf(cls, len, "%s", name);
     cJSON_Delete(j);
     return s;
-}
-
-/* Refuse a plan made for another model, resolution, step count or prompt length (plan_target.h). */
-static dfa_status check_plan(dfa_ctx *ctx, const dfa_plan *plan, const char *path, const dfa_flux *fm,
-                             const dfa_sd3 *sm, const dfa_prompt_embeds *pe, int h, int w, int steps, int cfg) {
-    char cid[128];
-    dfa_plan_target t = {.n_steps = steps, .cfg = cfg};
-    if (fm) {
-        const dfa_flux_config *c = dfa_flux_get_config(fm);
-        dfa_engine_flux_config_id(fm, cid, sizeof cid);
-        t.family = "flux", t.grid_h = h / 2, t.grid_w = w / 2, t.px_per_token = 16;
-        t.n_layers = dfa_flux_attn_layers(fm), t.n_heads = c->n_heads;
-        t.layout = (dfa_attn_layout){.n_vis = t.grid_h * t.grid_w, .n_text = pe->n_txt, .text_first = 1,
-                                     .block = DFA_PLAN_DEFAULT_BLOCK};
-    } else {
-        const dfa_sd3_config *c = dfa_sd3_get_config(sm);
-        const int ps = c->patch_size;
-        dfa_engine_sd3_config_id(sm, cid, sizeof cid);
-        t.family = "sd3", t.grid_h = h / ps, t.grid_w = w / ps, t.px_per_token = 8 * ps;
-        t.n_layers = dfa_sd3_attn_layers(sm), t.n_heads = c->n_heads;
-        t.layout = (dfa_attn_layout){.n_vis = t.grid_h * t.grid_w, .n_text = pe->n_txt, .text_first = 0,
-                                     .block = DFA_PLAN_DEFAULT_BLOCK};
-    }
-    t.config_id = cid;
-    return dfa_plan_check_target(plan, &t, path, &ctx->err);
 }
 
 /* --prompt: run the text encoders of the model folder (text/prompt.h) as `dfa encode` does; the
@@ -254,7 +228,7 @@ static int run_generate(dfa_ctx *ctx, gen_opts *o) {
         s = dfa_plan_load(o->plan, &plan, &ctx->err);
         if (s == DFA_OK) {
             have_plan = 1;
-            s = check_plan(ctx, &plan, o->plan, fm, sm, &pe, h, w, steps, cfg_scale > 1.0f);
+            s = dfa_run_check_plan(ctx, &plan, o->plan, fm, sm, NULL, NULL, pe.n_txt, h, w, up, steps, cfg_scale > 1.0f);
         }
         if (s == DFA_OK) s = dfa_attn_set_plan(ctx, &plan);
     }

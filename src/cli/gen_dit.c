@@ -5,14 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "api/run_target.h"
 #include "attn/attn_state.h"
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "models/dit_pipe.h"
 #include "models/vae.h"
-#include "plan/engine_dit.h"
 #include "plan/plan.h"
-#include "plan/plan_target.h"
 
 typedef struct progress_state {
     FILE *log;
@@ -65,25 +64,6 @@ static int vae_upscale_from_config(const char *vdir) {
     const int nb = cJSON_IsArray(bo) ? cJSON_GetArraySize(bo) : 4;
     cJSON_Delete(root);
     return nb >= 1 && nb <= 8 ? 1 << (nb - 1) : 8;
-}
-
-/* Refuse a plan made for another model, resolution, step count or CFG setting (plan_target.h). */
-static dfa_status check_plan(dfa_ctx *ctx, const dfa_plan *plan, const char *path, const dfa_dit *dm,
-                             const dfa_pixart *pm, int h, int w, int up, int steps, int cfg) {
-    char cid[128];
-    const int ps = dm ? dfa_dit_get_config(dm)->patch_size : dfa_pixart_get_config(pm)->patch_size;
-    dfa_plan_target t = {.family = dm ? "dit" : "pixart", .config_id = cid, .grid_h = h / ps, .grid_w = w / ps,
-                         .px_per_token = up * ps, .n_steps = steps, .cfg = cfg};
-    if (dm) {
-        dfa_engine_dit_config_id(dm, cid, sizeof cid);
-        t.layout = dfa_dit_attn_layout(dm, h, w);
-        t.n_layers = dfa_dit_get_config(dm)->layers, t.n_heads = dfa_dit_get_config(dm)->heads;
-    } else {
-        dfa_engine_pixart_config_id(pm, cid, sizeof cid);
-        t.layout = dfa_pixart_attn_layout(pm, h, w);
-        t.n_layers = dfa_pixart_get_config(pm)->layers, t.n_heads = dfa_pixart_get_config(pm)->heads;
-    }
-    return dfa_plan_check_target(plan, &t, path, &ctx->err);
 }
 
 dfa_status dfa_gen_dit_run(dfa_ctx *ctx, const char *class_name, const dfa_gen_dit_opts *o, FILE *log) {
@@ -139,7 +119,7 @@ dfa_status dfa_gen_dit_run(dfa_ctx *ctx, const char *class_name, const dfa_gen_d
         s = dfa_plan_load(o->plan, &plan, &ctx->err);
         if (s == DFA_OK) {
             have_plan = 1;
-            s = check_plan(ctx, &plan, o->plan, dm, pm, h, w, up, steps, cfg_scale > 1.0f);
+            s = dfa_run_check_plan(ctx, &plan, o->plan, NULL, NULL, dm, pm, 0, h, w, up, steps, cfg_scale > 1.0f);
         }
         if (s == DFA_OK) s = dfa_attn_set_plan(ctx, &plan);
     }
