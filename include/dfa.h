@@ -163,6 +163,10 @@ dfa_status dfa_generate_latent_shape(dfa_ctx *ctx, dfa_model *model, const dfa_g
 dfa_status dfa_generate(dfa_ctx *ctx, dfa_model *model, const dfa_generate_params *params, dfa_image *out_image,
                         float *out_latents, size_t n_latents);
 
+/* Decode latents [C, h, w] (as dfa_generate returns them) through the folder's vae/ into an
+ * RGB8 image (h * s by w * s, s = the VAE's upscale, 8 for released VAEs). */
+dfa_status dfa_decode(dfa_ctx *ctx, dfa_model *model, const float *latents, int h, int w, dfa_image *out_image);
+
 /* Read a named tensor of a .safetensors file as f32 (e.g. latents to start from or compare
  * with). *data is malloc'ed (free with dfa_free); shape gets up to 8 dims. */
 dfa_status dfa_tensor_read_f32(dfa_ctx *ctx, const char *path, const char *name, float **data, int64_t shape[8],

@@ -245,9 +245,70 @@ out:
     dfa_ctx_free(ctx);
 }
 
+/* A DiT folder with a VAE (the dit fixture's transformer/scheduler + the vae4 fixture's tiny VAE,
+ * 2 pixels per latent): dfa_decode equals diffusers' decode (vae4's image_u8), and an image from
+ * dfa_generate is the decode of the latents it returns. */
+static void test_image(void) {
+    dfa_ctx *ctx = new_ctx();
+    test_tmpdir t;
+    if (tmpdir_make(&t, "api_img") != 0) return;
+    char a[256], b[256], c2[256];
+    CHECK(symlink(DIT_DIR "/transformer", tmpdir_file(&t, "transformer", a, sizeof a)) == 0);
+    CHECK(symlink(DIT_DIR "/scheduler", tmpdir_file(&t, "scheduler", b, sizeof b)) == 0);
+    CHECK(symlink(DFA_SOURCE_DIR "/tests/fixtures/vae4/vae", tmpdir_file(&t, "vae", c2, sizeof c2)) == 0);
+    dfa_model *m = NULL;
+    float *lat = NULL, *ref = NULL;
+    int64_t ls[8], rs[8];
+    CHECKF(dfa_model_load(ctx, t.path, &m) == DFA_OK, "%s", dfa_ctx_error(ctx));
+    CHECK(dfa_tensor_read_f32(ctx, DFA_SOURCE_DIR "/tests/fixtures/vae4/io.safetensors", "latents", &lat, ls, NULL) ==
+          DFA_OK);
+    CHECK(dfa_tensor_read_f32(ctx, DFA_SOURCE_DIR "/tests/fixtures/vae4/io.safetensors", "image_u8", &ref, rs, NULL) ==
+          DFA_OK);
+    if (!m || !lat || !ref) goto out;
+    dfa_image im = {0};
+    const int h = (int)ls[2], w = (int)ls[3], H = (int)rs[2], W = (int)rs[3];
+    CHECKF(dfa_decode(ctx, m, lat, h, w, &im) == DFA_OK, "%s", dfa_ctx_error(ctx));
+    CHECK(im.width == W && im.height == H && im.channels == 3 && im.data);
+    int worst = 0;
+    for (int y = 0; im.data && y < H; y++)
+        for (int x = 0; x < W; x++)
+            for (int ch = 0; ch < 3; ch++) {
+                const int d = abs((int)im.data[(y * W + x) * 3 + ch] - (int)ref[((size_t)ch * H + y) * W + x]);
+                worst = d > worst ? d : worst;
+            }
+    CHECKF(worst <= 1, "decode vs diffusers: worst pixel difference %d", worst);
+    dfa_image_free(&im);
+    CHECK(im.data == NULL);
+    CHECK(dfa_decode(ctx, m, lat, 0, w, &im) == DFA_ERR_INVALID_ARG);
+
+    /* generate: image + latents in one call; defaults: sample_size 8 x 2 px = 16 x 16 */
+    dfa_generate_params p = dfa_generate_default_params();
+    p.steps = 3;
+    p.class_label = 3;
+    float out[4 * 8 * 8];
+    poison(out, 256);
+    dfa_image gi = {0}, di = {0};
+    CHECKF(dfa_generate(ctx, m, &p, &gi, out, 256) == DFA_OK, "%s", dfa_ctx_error(ctx));
+    CHECK(gi.width == 16 && gi.height == 16 && gi.channels == 3);
+    CHECK(dfa_decode(ctx, m, out, 8, 8, &di) == DFA_OK);
+    CHECK(gi.data && di.data && memcmp(gi.data, di.data, 16 * 16 * 3) == 0);
+    char png[256];
+    CHECKF(dfa_image_save_png(ctx, &gi, tmpdir_file(&t, "out.png", png, sizeof png)) == DFA_OK, "%s",
+           dfa_ctx_error(ctx));
+    struct stat sb;
+    CHECK(stat(png, &sb) == 0 && sb.st_size > 0);
+    dfa_image_free(&gi), dfa_image_free(&di);
+out:
+    dfa_free(lat), dfa_free(ref);
+    dfa_model_free(m);
+    tmpdir_remove(&t);
+    dfa_ctx_free(ctx);
+}
+
 int main(void) {
     RUN(test_model_errors);
     RUN(test_flux);
     RUN(test_dit);
+    RUN(test_image);
     return test_summary();
 }

@@ -347,6 +347,14 @@ static dfa_status decode(dfa_ctx *ctx, dfa_model *m, const float *lat, int h, in
     return s;
 }
 
+dfa_status dfa_decode(dfa_ctx *ctx, dfa_model *m, const float *latents, int h, int w, dfa_image *out_image) {
+    if (!m || !latents || !out_image) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dfa_decode: model, latents and out_image needed");
+    memset(out_image, 0, sizeof *out_image);
+    if (h < 1 || w < 1 || h > 8192 || w > 8192)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dfa_decode: latent grid %d x %d out of range (1..8192)", h, w);
+    return decode(ctx, m, latents, h, w, out_image);
+}
+
 dfa_status dfa_generate(dfa_ctx *ctx, dfa_model *m, const dfa_generate_params *p, dfa_image *out_image,
                         float *out_latents, size_t n_latents) {
     if (out_image) memset(out_image, 0, sizeof *out_image);
