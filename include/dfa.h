@@ -114,6 +114,29 @@ void dfa_plan_file_free(dfa_plan_file *plan);
 dfa_status dfa_plan_file_save(dfa_ctx *ctx, const dfa_plan_file *plan, const char *path);
 /* The plan's attention FLOPs over the uncompressed run's (1 = no compression). */
 double dfa_plan_file_attn_fraction(const dfa_plan_file *plan);
+/* Search a plan for `model` over calibration prompts (DiTFastAttn V1 greedy, or V2's head-wise
+ * knapsack), as `dfa calibrate` does. The plan records family, config, resolution and steps:
+ * use it with the same width / height / steps (dfa_ctx_set_plan checks at each dfa_generate). */
+typedef struct dfa_calibrate_params {
+    const char *method;               /* "v2" (default) or "v1" */
+    double delta;                     /* threshold: V2 layer influence budget, V1 MRAE scale (>= 0) */
+    double c;                         /* V2 per-head coefficient (default 1.5; 0: no per-head cap) */
+    const char *methods;              /* V2 candidates "arrow,cache,rs" (NULL: "arrow,cache") */
+    const char *windows;              /* V2 ARROW windows in tiles, "1,2" (NULL: 1/8, 1/4, 1/2 band) */
+    int v1_window;                    /* V1 WA-RS window in tiles (< 0: 1/8 of the visual tokens) */
+    const char *const *prompt_embeds; /* FLUX / SD3 / PixArt: prompt-embeddings files */
+    int n_prompts;
+    const int *class_labels;          /* DiT: labels (NULL: 8 spread over the classes) */
+    int n_class_labels;
+    int steps, width, height;         /* <= 0: as dfa_generate's defaults */
+    float cfg_scale;                  /* < 0: as dfa_generate's default */
+    float guidance;                   /* FLUX-dev (3.5) */
+    uint64_t seed;                    /* prompt p's noise: seed + p */
+} dfa_calibrate_params;
+
+dfa_calibrate_params dfa_calibrate_default_params(void);
+dfa_status dfa_calibrate(dfa_ctx *ctx, dfa_model *model, const dfa_calibrate_params *params, dfa_plan_file **out);
+
 /* Use `plan` (a copy) for the following dfa_generate calls on this context; dfa_generate checks
  * that it was made for the run (family, config, resolution, steps, prompt length, CFG) and
  * fails with DFA_ERR_INVALID_ARG otherwise. */

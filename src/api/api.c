@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "api/api_int.h"
 #include "api/run_target.h"
 #include "attn/attn_state.h"
 #include "api/model_defaults.h"
@@ -19,24 +20,6 @@
 #include "models/vae.h"
 #include "plan/plan.h"
 #include "text/prompt.h"
-
-struct dfa_model {
-    dfa_ctx *ctx;
-    dfa_family family;
-    char dir[4096];
-    dfa_flux *flux;
-    dfa_sd3 *sd3;
-    dfa_dit *dit;
-    dfa_pixart *pixart;
-    dfa_flow_config flow; /* FLUX / SD3 */
-    dfa_model_defaults defaults;
-    int vae_up;           /* pixels per latent (vae/config.json, else 8) */
-    dfa_vae *vae;         /* loaded by the first dfa_generate with an image */
-};
-
-struct dfa_plan_file {
-    dfa_plan plan;
-};
 
 static int is_dir(const char *p) {
     struct stat sb;
