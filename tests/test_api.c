@@ -2,7 +2,8 @@
  * header alone: a model loads and reports its family and sizes; dfa_generate gives what
  * diffusers gives (FLUX: the fixture's smp_final from its smp_latents0; DiT: final from noise);
  * plans load, report their attention fraction, are checked against the run, change it when
- * compressed and leave it alone when all FULL; bad calls fail with a status and a message. */
+ * compressed and leave it alone when all FULL; dfa_calibrate makes plans that fit their run;
+ * bad calls fail with a status and a message. */
 #include "dfa.h"
 #include "test.h"
 #include "tmpdir.h"
@@ -305,10 +306,69 @@ out:
     dfa_ctx_free(ctx);
 }
 
+/* dfa_calibrate on flux_tiny: a plan for this run (it passes the target check and generates),
+ * compressed at a loose threshold, all FULL at delta 0, deterministic; bad parameters refused. */
+static void test_calibrate(void) {
+    dfa_ctx *ctx = new_ctx();
+    dfa_model *m = NULL;
+    CHECKF(dfa_model_load(ctx, FLUX_DIR, &m) == DFA_OK, "%s", dfa_ctx_error(ctx));
+    if (!m) goto out;
+    const char *pes[1] = {FLUX_IO};
+    dfa_calibrate_params cp = dfa_calibrate_default_params();
+    CHECK(strcmp(cp.method, "v2") == 0 && cp.c == 1.5 && cp.cfg_scale < 0 && cp.v1_window < 0);
+    cp.prompt_embeds = pes, cp.n_prompts = 1;
+    cp.width = 128, cp.height = 96, cp.steps = 3;
+    cp.delta = 1.0;
+    dfa_plan_file *a = NULL, *b = NULL, *z = NULL, *v1 = NULL;
+    CHECKF(dfa_calibrate(ctx, m, &cp, &a) == DFA_OK, "%s", dfa_ctx_error(ctx));
+    CHECK(dfa_calibrate(ctx, m, &cp, &b) == DFA_OK);
+    const double fa = dfa_plan_file_attn_fraction(a), fb = dfa_plan_file_attn_fraction(b);
+    CHECKF(a && fa < 1.0 && fa > 0.0 && fa == fb, "fraction %g / %g", fa, fb);
+    cp.delta = 0.0;
+    CHECK(dfa_calibrate(ctx, m, &cp, &z) == DFA_OK);
+    CHECK(z && fabs(dfa_plan_file_attn_fraction(z) - 1.0) < 1e-12);
+    cp.delta = 1.0, cp.method = "v1";
+    CHECKF(dfa_calibrate(ctx, m, &cp, &v1) == DFA_OK, "%s", dfa_ctx_error(ctx));
+    CHECK(v1 && dfa_plan_file_attn_fraction(v1) <= 1.0);
+    if (a) { /* the plan fits the run it was calibrated for */
+        dfa_generate_params p = dfa_generate_default_params();
+        p.prompt_embeds = FLUX_IO, p.width = 128, p.height = 96, p.steps = 3;
+        float out[768];
+        poison(out, 768);
+        CHECK(dfa_ctx_set_plan(ctx, a) == DFA_OK);
+        CHECKF(dfa_generate(ctx, m, &p, NULL, out, 768) == DFA_OK, "%s", dfa_ctx_error(ctx));
+        int finite = 1;
+        for (int i = 0; i < 768; i++) finite &= isfinite(out[i]) != 0;
+        CHECK(finite);
+        p.width = 64; /* another resolution: refused, naming both */
+        CHECK(dfa_generate(ctx, m, &p, NULL, out, 768) == DFA_ERR_INVALID_ARG);
+        CHECKF(has(ctx, "the context's plan"), "%s", dfa_ctx_error(ctx));
+        dfa_ctx_clear_plan(ctx);
+    }
+    dfa_plan_file *bad = (dfa_plan_file *)&bad;
+    cp.method = "v3";
+    CHECK(dfa_calibrate(ctx, m, &cp, &bad) == DFA_ERR_INVALID_ARG && bad == NULL);
+    CHECKF(has(ctx, "v3"), "%s", dfa_ctx_error(ctx));
+    cp.method = "v2", cp.methods = "arrow,bogus";
+    CHECK(dfa_calibrate(ctx, m, &cp, &bad) == DFA_ERR_INVALID_ARG && bad == NULL);
+    CHECKF(has(ctx, "bogus"), "%s", dfa_ctx_error(ctx));
+    cp.methods = NULL, cp.n_prompts = 0;
+    CHECK(dfa_calibrate(ctx, m, &cp, &bad) == DFA_ERR_INVALID_ARG);
+    CHECKF(has(ctx, "prompt-embeddings"), "%s", dfa_ctx_error(ctx));
+    cp.n_prompts = 1, cp.delta = -1;
+    CHECK(dfa_calibrate(ctx, m, &cp, &bad) == DFA_ERR_INVALID_ARG);
+    CHECKF(has(ctx, "delta"), "%s", dfa_ctx_error(ctx));
+    dfa_plan_file_free(a), dfa_plan_file_free(b), dfa_plan_file_free(z), dfa_plan_file_free(v1);
+out:
+    dfa_model_free(m);
+    dfa_ctx_free(ctx);
+}
+
 int main(void) {
     RUN(test_model_errors);
     RUN(test_flux);
     RUN(test_dit);
     RUN(test_image);
+    RUN(test_calibrate);
     return test_summary();
 }
