@@ -342,7 +342,7 @@ static void test_calibrate(void) {
         CHECK(finite);
         p.width = 64; /* another resolution: refused, naming both */
         CHECK(dfa_generate(ctx, m, &p, NULL, out, 768) == DFA_ERR_INVALID_ARG);
-        CHECKF(has(ctx, "the context's plan"), "%s", dfa_ctx_error(ctx));
+        CHECKF(has(ctx, "the plan in use"), "%s", dfa_ctx_error(ctx));
         dfa_ctx_clear_plan(ctx);
     }
     dfa_plan_file *bad = (dfa_plan_file *)&bad;

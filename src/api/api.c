@@ -163,6 +163,14 @@ int dfa_model_latent_channels(const dfa_model *m) {
     return m->pixart ? dfa_pixart_get_config(m->pixart)->in_channels : 0;
 }
 
+void dfa_api_model_times(const dfa_model *m, double *attn_s, double *total_s) {
+    *attn_s = *total_s = 0;
+    if (m && m->flux) dfa_flux_times(m->flux, attn_s, total_s);
+    if (m && m->sd3) dfa_sd3_times(m->sd3, attn_s, total_s);
+    if (m && m->dit) dfa_dit_times(m->dit, attn_s, total_s);
+    if (m && m->pixart) dfa_pixart_times(m->pixart, attn_s, total_s);
+}
+
 /* ---- plans ---- */
 
 dfa_status dfa_plan_file_load(dfa_ctx *ctx, const char *path, dfa_plan_file **out) {
@@ -300,7 +308,8 @@ static dfa_status mmdit_embeds(dfa_ctx *ctx, const dfa_model *m, const dfa_gener
     return s;
 }
 
-static dfa_status decode(dfa_ctx *ctx, dfa_model *m, const float *lat, int h, int w, dfa_image *im) {
+/* Load vae/ once and check it fits the transformer (called before a run that wants an image). */
+static dfa_status ensure_vae(dfa_ctx *ctx, dfa_model *m) {
     if (!m->vae) {
         char vdir[4200];
         snprintf(vdir, sizeof vdir, "%s/vae", m->dir);
@@ -313,6 +322,11 @@ static dfa_status decode(dfa_ctx *ctx, dfa_model *m, const float *lat, int h, in
     if (vc->latent_channels != dfa_model_latent_channels(m) || vc->out_channels != 3)
         DFA_CTX_FAIL(ctx, DFA_ERR_SHAPE, "%s/vae: takes %d latent channels and makes %d (need %d and 3)", m->dir,
                      vc->latent_channels, vc->out_channels, dfa_model_latent_channels(m));
+    return DFA_OK;
+}
+
+static dfa_status decode(dfa_ctx *ctx, dfa_model *m, const float *lat, int h, int w, dfa_image *im) {
+    DFA_TRY(ensure_vae(ctx, m));
     const int up = dfa_vae_upscale(m->vae), H = h * up, W = w * up;
     float *img = NULL;
     DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, (size_t)3 * H * W * sizeof(float), "decoded image", (void **)&img));
@@ -349,6 +363,7 @@ dfa_status dfa_generate(dfa_ctx *ctx, dfa_model *m, const dfa_generate_params *p
     if (out_latents && n_latents < n)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dfa_generate: out_latents holds %zu floats, the run makes %zu (%d x %d x %d)",
                      n_latents, n, r.C, r.h, r.w);
+    if (out_image) DFA_TRY(ensure_vae(ctx, m)); /* before the run, not after it */
     float *lat = out_latents;
     if (!lat) DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, (n ? n : 1) * sizeof(float), "latents", (void **)&lat));
     dfa_status s = DFA_OK;
@@ -360,7 +375,7 @@ dfa_status dfa_generate(dfa_ctx *ctx, dfa_model *m, const dfa_generate_params *p
         s = mmdit_embeds(ctx, m, p, &r, want_neg, &pe);
         if (cfg < 0) cfg = m->sd3 && pe.neg_embeds ? 7.0f : 1.0f;
         if (s == DFA_OK && plan)
-            s = dfa_run_check_plan(ctx, plan, "the context's plan", m->flux, m->sd3, NULL, NULL, pe.n_txt, r.h, r.w,
+            s = dfa_run_check_plan(ctx, plan, "the plan in use", m->flux, m->sd3, NULL, NULL, pe.n_txt, r.h, r.w,
                                    m->vae_up, r.steps, cfg > 1.0f);
         if (s == DFA_OK) {
             dfa_mmdit_gen_params gp = {.steps = r.steps, .latent_h = r.h, .latent_w = r.w, .cfg_scale = cfg,
@@ -375,7 +390,7 @@ dfa_status dfa_generate(dfa_ctx *ctx, dfa_model *m, const dfa_generate_params *p
         dfa_pixart_embeds pe = {0};
         if (m->pixart) s = dfa_pixart_embeds_load(ctx, p->prompt_embeds, &pe);
         if (s == DFA_OK && plan)
-            s = dfa_run_check_plan(ctx, plan, "the context's plan", NULL, NULL, m->dit, m->pixart, 0, r.h, r.w,
+            s = dfa_run_check_plan(ctx, plan, "the plan in use", NULL, NULL, m->dit, m->pixart, 0, r.h, r.w,
                                    m->vae_up, r.steps, cfg > 1.0f);
         if (s == DFA_OK) {
             dfa_dit_gen_params gp = {.steps = r.steps, .latent_h = r.h, .latent_w = r.w, .cfg_scale = cfg,

@@ -31,4 +31,7 @@ struct dfa_plan_file {
     dfa_plan plan;
 };
 
+/* Seconds the model's transformer spent in attention and in all, since it was loaded. */
+void dfa_api_model_times(const dfa_model *m, double *attn_s, double *total_s);
+
 #endif
