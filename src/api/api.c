@@ -100,6 +100,7 @@ dfa_status dfa_model_load(dfa_ctx *ctx, const char *dir, dfa_model **out) {
     snprintf(m->dir, sizeof m->dir, "%s", dir);
     char tdir[4200];
     snprintf(tdir, sizeof tdir, "%s/transformer", dir);
+    if (!is_dir(tdir)) snprintf(tdir, sizeof tdir, "%s", dir); /* DiT / PixArt: a bare transformer folder */
     dfa_status s = dfa_model_defaults_read(ctx, dir, &m->defaults);
     if (s == DFA_OK) {
         switch (fam) {
