@@ -11,7 +11,6 @@
 typedef struct dfa_gen_dit_opts {
     const char *model;       /* pipeline folder */
     const char *embeds;      /* PixArt: prompt embeddings file (models/dit_pipe.h) */
-    const struct dfa_pixart_embeds *pixart_embeds; /* PixArt: embeddings in memory instead (caller's) */
     const char *out;         /* *.png (decoded through vae/) or a latents .safetensors ("latents" [1, C, h, w]) */
     const char *latents_out; /* also write the latents here (NULL: no) */
     const char *plan;        /* attention plan file (NULL: every head FULL) */

@@ -1,11 +1,11 @@
-/* prompt_text.c - see prompt_text.h. */
-#include "cli/prompt_text.h"
+/* pipe_prompts.c - see pipe_prompts.h. */
+#include "models/pipe_prompts.h"
 
 #include <string.h>
 
 #include "text/prompt.h"
 
-dfa_status dfa_cli_encode_text(dfa_ctx *ctx, const char *model, int max_len, int pixart, const char *const *prompts,
+dfa_status dfa_pipe_encode_prompts(dfa_ctx *ctx, const char *model, int max_len, int pixart, const char *const *prompts,
                                int n, const char *negative, dfa_prompt_embeds *pe, dfa_pixart_embeds *xe) {
     dfa_prompt_opts po = {.layout = pixart ? DFA_LAYOUT_PIXART : DFA_LAYOUT_AUTO, .max_sequence_length = max_len};
     dfa_prompt_encoder *enc = NULL;
