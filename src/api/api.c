@@ -17,6 +17,7 @@
 #include "models/dit_pipe.h"
 #include "models/mmdit.h"
 #include "models/mmdit_pipe.h"
+#include "models/pipe_prompts.h"
 #include "models/vae.h"
 #include "plan/plan.h"
 #include "text/prompt.h"
@@ -275,10 +276,6 @@ static dfa_status resolve(dfa_ctx *ctx, const dfa_model *m, const dfa_generate_p
     if (!m->dit && !!p->prompt == !!p->prompt_embeds)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dfa_generate: %s needs exactly one of prompt / prompt_embeds",
                      dfa_family_name(m->family));
-    if (m->pixart && p->prompt)
-        DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED,
-                     "dfa_generate: PixArt takes prompt_embeds (`dfa encode -m %s -p TEXT -o FILE`), not prompt text",
-                     m->dir);
     return DFA_OK;
 }
 
@@ -389,7 +386,11 @@ dfa_status dfa_generate(dfa_ctx *ctx, dfa_model *m, const dfa_generate_params *p
     } else {
         const float cfg = r.cfg >= 0 ? r.cfg : (m->dit ? 4.0f : 4.5f);
         dfa_pixart_embeds pe = {0};
-        if (m->pixart) s = dfa_pixart_embeds_load(ctx, p->prompt_embeds, &pe);
+        if (m->pixart && p->prompt) /* T5 through the folder's encoder; the negative when CFG is on */
+            s = dfa_pipe_encode_prompts(ctx, m->dir, r.max_len, 1, &p->prompt, 1, cfg > 1.0f ? r.negative : NULL,
+                                        NULL, &pe);
+        else if (m->pixart)
+            s = dfa_pixart_embeds_load(ctx, p->prompt_embeds, &pe);
         if (s == DFA_OK && plan)
             s = dfa_run_check_plan(ctx, plan, "the plan in use", NULL, NULL, m->dit, m->pixart, 0, r.h, r.w,
                                    m->vae_up, r.steps, cfg > 1.0f);

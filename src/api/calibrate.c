@@ -8,6 +8,7 @@
 #include "api/api_int.h"
 #include "models/dit_pipe.h"
 #include "models/mmdit_pipe.h"
+#include "models/pipe_prompts.h"
 #include "plan/engine_dit.h"
 #include "plan/engine_mmdit.h"
 #include "plan/search.h"
@@ -91,13 +92,15 @@ static dfa_status open_engine(dfa_ctx *ctx, dfa_model *m, const dfa_calib_opts *
                               dfa_search_engine *eng, char *cid, size_t cid_len, int *W, int *H) {
     const dfa_model_defaults *d = &m->defaults;
     const int is_dit = m->dit != NULL, mmdit = m->flux || m->sd3;
-    if (is_dit && o->n_embeds)
+    if (o->n_embeds && o->n_texts)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "calibrate: prompt-embeddings files or text prompts, not both");
+    if (is_dit && (o->n_embeds || o->n_texts))
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "calibrate: DiT is class-conditional: it takes class labels, not prompts");
     if (!is_dit && o->n_labels)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "calibrate: class labels are for DiT; this model takes prompts");
-    if (!is_dit && o->n_embeds < 1)
-        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "calibrate: needs at least one prompt-embeddings file");
-    if (o->n_embeds > CAL_MAX_ROWS || o->n_labels > CAL_MAX_ROWS || o->n_default_labels > CAL_MAX_ROWS)
+    if (!is_dit && o->n_embeds + o->n_texts < 1)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "calibrate: needs at least one prompt-embeddings file or text prompt");
+    if (o->n_embeds > CAL_MAX_ROWS || o->n_texts > CAL_MAX_ROWS || o->n_labels > CAL_MAX_ROWS || o->n_default_labels > CAL_MAX_ROWS)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "calibrate: at most %d calibration prompts / labels", CAL_MAX_ROWS);
     int ss = 0;
     if (m->dit) ss = dfa_dit_get_config(m->dit)->sample_size;
@@ -114,6 +117,15 @@ static dfa_status open_engine(dfa_ctx *ctx, dfa_model *m, const dfa_calib_opts *
     if (*W % up || *H % up || *W < up || *H < up)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "calibrate: width/height must be positive multiples of %d pixels (got %dx%d)",
                      up, *W, *H);
+    if (!is_dit && o->n_texts) { /* as dfa_generate with prompt text: the negative when CFG is on */
+        const int want_neg = m->pixart ? (cfg_in < 0 || cfg_in > 1.0)
+                             : m->sd3  ? (cfg_in < 0 || (cfg_in != 0.0 && cfg_in != 1.0))
+                                       : cfg_in > 1.0;
+        DFA_TRY(dfa_pipe_encode_prompts(ctx, m->dir, o->max_len > 0 ? o->max_len : d->max_len, m->pixart != NULL,
+                                        o->texts, o->n_texts, want_neg ? (d->has_negative ? d->negative : "") : NULL,
+                                        r->pe, r->xe));
+        *(m->pixart ? &r->n_xe : &r->n_pe) = o->n_texts;
+    }
     if (!mmdit) {
         dfa_engine_dit_params ep = {.steps = steps, .latent_h = *H / up, .latent_w = *W / up, .seed = o->seed};
         if (m->pixart) {

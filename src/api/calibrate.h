@@ -18,6 +18,9 @@ typedef struct dfa_calib_opts {
     int v1_window;             /* V1 WA-RS window in tiles (< 0: 1/8 of the visual tokens) */
     const char *const *embeds; /* FLUX / SD3 / PixArt: prompt-embeddings files */
     int n_embeds;
+    const char *const *texts;  /* or text prompts, encoded by the folder's text encoders (not both) */
+    int n_texts;
+    int max_len;               /* T5 tokens for texts; 0: dfa.json, else the pipeline's */
     const int *labels;         /* DiT: class labels (NULL: n_default_labels spread over the classes) */
     int n_labels, n_default_labels;
     int steps, width, height;  /* <= 0: defaults */

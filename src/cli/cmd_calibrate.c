@@ -4,10 +4,14 @@
  * `dfa generate --plan` refuses it for another model, resolution or step count) and prints its
  * attention-FLOPs fraction and the search time.
  *
- * Calibration prompts: --prompts FILE lists one prompt-embeddings safetensors per line (blank
- * lines and '#' comments skipped; a relative path is taken from the working directory, else
- * from the list file's folder), the first --n-prompts are used; or one --prompt-embeds FILE.
- * They run as one batch (same text length each). Prompt p's noise: seed + p. */
+ * Calibration prompts: --prompts FILE, one entry per line (blank lines and '#' comments skipped),
+ * the first --n-prompts used. When every entry ends in ".safetensors" the list names prompt-
+ * embeddings files (a relative path is taken from the working directory, else from the list
+ * file's folder); when none does, the entries are text prompts, encoded with the model folder's
+ * text encoders as `dfa generate --prompt` does (negative "" or dfa.json's when CFG is on; T5
+ * length --max-sequence-length, else dfa.json's, else the pipeline's); a list mixing both is an
+ * error. Or one --prompt-embeds FILE. They run as one batch (same text length each). Prompt p's
+ * noise: seed + p. */
 #include <errno.h>
 #include <sys/stat.h>
 #include <stdio.h>
@@ -25,13 +29,19 @@
 
 typedef struct cal_opts {
     const char *model, *method, *methods, *prompts, *embeds, *out, *windows, *labels;
-    int n_prompts, steps, width, height, threads, v1_window, quiet, cuda;
+    int n_prompts, steps, width, height, threads, v1_window, quiet, cuda, max_len;
     long long seed;
     double delta, c, cfg, guidance;
 } cal_opts;
 
-/* Paths of the prompt list (malloc'ed strings into paths[], count returned; -1 on error). */
-static int read_prompt_list(const char *file, char **paths, int max, char *msg, size_t msg_len) {
+static int ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+/* Entries of the prompt list (malloc'ed strings into entries[], count returned; -1 on error).
+ * *texts: 1 when they are text prompts, 0 when they are prompt-embeddings files (paths resolved). */
+static int read_prompt_list(const char *file, char **entries, int max, int *texts, char *msg, size_t msg_len) {
     FILE *f = fopen(file, "r");
     if (!f) {
         snprintf(msg, msg_len, "%s: cannot open the prompt list (%s)", file, strerror(errno));
@@ -40,30 +50,38 @@ static int read_prompt_list(const char *file, char **paths, int max, char *msg, 
     const char *slash = strrchr(file, '/');
     const int dir_len = slash ? (int)(slash - file) : 0;
     char line[4096];
-    int n = 0, lineno = 0;
+    int n = 0, n_st = 0;
     while (fgets(line, sizeof line, f)) {
-        lineno++;
         char *s = line, *e = line + strlen(line);
         while (e > s && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) *--e = 0;
         while (*s == ' ' || *s == '\t') s++;
         if (!*s || *s == '#') continue;
         if (n == max) break;
+        const int is_st = ends_with(s, ".safetensors");
         size_t len = strlen(s) + (size_t)dir_len + 2;
         char *p = malloc(len);
         if (!p) {
             snprintf(msg, msg_len, "out of memory reading %s", file);
-            while (n > 0) free(paths[--n]);
-            n = -1;
-            break;
+            while (n > 0) free(entries[--n]);
+            fclose(f);
+            return -1;
         }
-        if (s[0] != '/' && access(s, R_OK) != 0 && slash)
+        if (is_st && s[0] != '/' && access(s, R_OK) != 0 && slash)
             snprintf(p, len, "%.*s/%s", dir_len, file, s);
         else
             snprintf(p, len, "%s", s);
-        paths[n++] = p;
+        entries[n++] = p;
+        n_st += is_st;
     }
     fclose(f);
-    if (n == 0) snprintf(msg, msg_len, "%s: no prompt-embeddings paths in the list", file);
+    *texts = n_st == 0;
+    if (n == 0) snprintf(msg, msg_len, "%s: no prompts in the list", file);
+    if (n_st && n_st != n) {
+        snprintf(msg, msg_len, "%s mixes %d prompt-embeddings paths (*.safetensors) with %d text prompts; use one kind",
+                 file, n_st, n - n_st);
+        while (n > 0) free(entries[--n]);
+        return -1;
+    }
     return n;
 }
 
@@ -82,7 +100,7 @@ static dfa_status parse_labels(dfa_ctx *ctx, const char *list, int *labels, int 
     return DFA_OK;
 }
 
-static int run_calibrate(dfa_ctx *ctx, const cal_opts *o, char **paths, int n_paths) {
+static int run_calibrate(dfa_ctx *ctx, const cal_opts *o, char **paths, int n_paths, int texts) {
     dfa_model *m = NULL;
     dfa_plan plan;
     int have_plan = 0, rc = 1;
@@ -102,8 +120,9 @@ static int run_calibrate(dfa_ctx *ctx, const cal_opts *o, char **paths, int n_pa
     }
     if (s == DFA_OK && o->labels) s = parse_labels(ctx, o->labels, labels, CAL_MAX_PROMPTS, &n_labels);
     dfa_calib_opts co = {.v1 = strcmp(o->method, "v1") == 0, .delta = o->delta, .c = o->c, .methods = o->methods,
-                         .windows = o->windows, .v1_window = o->v1_window, .embeds = (const char *const *)paths,
-                         .n_embeds = n_paths, .labels = n_labels ? labels : NULL, .n_labels = n_labels,
+                         .windows = o->windows, .v1_window = o->v1_window, .embeds = texts ? NULL : (const char *const *)paths,
+                         .n_embeds = texts ? 0 : n_paths, .texts = texts ? (const char *const *)paths : NULL,
+                         .n_texts = texts ? n_paths : 0, .max_len = o->max_len, .labels = n_labels ? labels : NULL, .n_labels = n_labels,
                          .n_default_labels = o->n_prompts, .steps = o->steps, .width = o->width, .height = o->height,
                          .cfg = o->cfg, .guidance = o->guidance, .seed = (uint64_t)o->seed,
                          .log = o->quiet ? NULL : stderr};
@@ -143,7 +162,10 @@ int cmd_calibrate(int argc, char **argv) {
          "visual tiles as band width)", 1, 0},
         {"window", 0, DFA_ARG_INT, &o.v1_window, "W", "V1 WA-RS window in tiles (default 1/8 of the visual tokens)", 0,
          1e6},
-        {"prompts", 0, DFA_ARG_STRING, &o.prompts, "FILE", "list of prompt-embeddings files, one per line", 1, 0},
+        {"prompts", 0, DFA_ARG_STRING, &o.prompts, "FILE", "calibration prompts, one per line: text prompts (encoded "
+         "with the folder's text encoders) or prompt-embeddings .safetensors files", 1, 0},
+        {"max-sequence-length", 0, DFA_ARG_INT, &o.max_len, "N", "T5 tokens for text prompts (default: dfa.json, else "
+         "FLUX 512, SD3 256, PixArt 300)", 1, 4096},
         {"prompt-embeds", 0, DFA_ARG_STRING, &o.embeds, "FILE", "one prompt-embeddings file instead of a list", 1, 0},
         {"labels", 0, DFA_ARG_STRING, &o.labels, "LIST", "DiT: class labels, one row each (default: --n-prompts labels "
          "spread over the classes)", 1, 0},
@@ -195,9 +217,9 @@ int cmd_calibrate(int argc, char **argv) {
         return 2;
     }
     char *paths[CAL_MAX_PROMPTS];
-    int n_paths = 0;
+    int n_paths = 0, texts = 0;
     if (o.prompts) {
-        n_paths = read_prompt_list(o.prompts, paths, o.n_prompts, msg, sizeof msg);
+        n_paths = read_prompt_list(o.prompts, paths, o.n_prompts, &texts, msg, sizeof msg);
         if (n_paths < 0 || n_paths == 0) {
             fprintf(stderr, "dfa calibrate: %s\n", msg);
             for (int i = 0; i < n_paths; i++) free(paths[i]);
@@ -220,7 +242,7 @@ int cmd_calibrate(int argc, char **argv) {
     if (dfa_ctx_init(&ctx, &cp, err, sizeof err) != DFA_OK) {
         fprintf(stderr, "dfa calibrate: %s\n", err);
     } else {
-        rc = run_calibrate(ctx, &o, paths, n_paths);
+        rc = run_calibrate(ctx, &o, paths, n_paths, texts);
         dfa_ctx_free(ctx);
     }
     for (int i = 0; i < n_paths; i++) free(paths[i]);

@@ -28,9 +28,6 @@ static int run_generate(dfa_ctx *ctx, gen_opts *o) {
     const dfa_family f = dfa_model_family(m);
     const char *usage = f == DFA_FAMILY_DIT && (o->prompt || o->embeds)
                             ? "DiT is class-conditional (--class N); it takes no prompt"
-                        : f == DFA_FAMILY_PIXART && o->prompt
-                            ? "--prompt is not wired for PixArt yet; run `dfa encode -m MODEL -p TEXT -o "
-                              "embeds.safetensors` and pass --prompt-embeds"
                         : f != DFA_FAMILY_DIT && !o->prompt && !o->embeds ? "needs --prompt TEXT or --prompt-embeds FILE"
                                                                           : NULL;
     if (usage) {
@@ -68,7 +65,7 @@ int cmd_generate(int argc, char **argv) {
         {"prompt-embeds", 0, DFA_ARG_STRING, &o.embeds, "FILE", "prompt embeddings (docs/PROMPT_EMBEDS.md)", 1, 0},
         {"prompt", 'p', DFA_ARG_STRING, &o.prompt, "TEXT", "encode TEXT with the folder's text encoders instead", 1, 0},
         {"negative-prompt", 'n', DFA_ARG_STRING, &o.negative, "TEXT", "negative prompt for CFG (default \"\")", 1, 0},
-        {"max-sequence-length", 0, DFA_ARG_INT, &o.max_len, "N", "T5 tokens with --prompt (default FLUX 512, SD3 256)",
+        {"max-sequence-length", 0, DFA_ARG_INT, &o.max_len, "N", "T5 tokens with --prompt (default FLUX 512, SD3 256, PixArt 300)",
          1, 4096},
         {"out", 'o', DFA_ARG_STRING, &o.out, "FILE", "output: .png (decoded by vae/) or .safetensors (latents)", 1, 0},
         {"steps", 0, DFA_ARG_INT, &o.steps, "N", "denoising steps (default 28; FLUX-schnell 4)", 1, 10000},
