@@ -281,7 +281,7 @@ static dfa_status resolve(dfa_ctx *ctx, const dfa_model *m, const dfa_generate_p
 
 dfa_status dfa_generate_latent_shape(dfa_ctx *ctx, dfa_model *m, const dfa_generate_params *p, int *c, int *h,
                                      int *w) {
-    run_cfg r;
+    run_cfg r = {0};
     DFA_TRY(resolve(ctx, m, p, &r));
     if (c) *c = r.C;
     if (h) *h = r.h;
@@ -353,7 +353,7 @@ dfa_status dfa_decode(dfa_ctx *ctx, dfa_model *m, const float *latents, int h, i
 dfa_status dfa_generate(dfa_ctx *ctx, dfa_model *m, const dfa_generate_params *p, dfa_image *out_image,
                         float *out_latents, size_t n_latents) {
     if (out_image) memset(out_image, 0, sizeof *out_image);
-    run_cfg r;
+    run_cfg r = {0};
     DFA_TRY(resolve(ctx, m, p, &r));
     if (!out_image && !out_latents)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dfa_generate: neither out_image nor out_latents given");
