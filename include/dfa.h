@@ -150,7 +150,7 @@ void dfa_ctx_clear_plan(dfa_ctx *ctx);
 typedef void (*dfa_progress_fn)(void *user, int step, int n_steps, double step_seconds);
 
 typedef struct dfa_generate_params {
-    const char *prompt;          /* FLUX / SD3: encoded with the folder's text encoders */
+    const char *prompt;          /* FLUX / SD3 / PixArt: encoded with the folder's text encoders */
     const char *prompt_embeds;   /* or: a prompt embeddings .safetensors (FLUX, SD3, PixArt) */
     const char *negative_prompt; /* CFG; NULL: dfa.json's, else "" */
     int steps;                   /* <= 0: dfa.json, else FLUX-dev 28 / schnell 4, SD3 28, DiT 50, PixArt 20 */
