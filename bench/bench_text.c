@@ -37,16 +37,19 @@ static double err_vs(dfa_safetensors *ref, const char *name, const float *a, siz
     return sqrt(num / den);
 }
 
-/* seconds of cblas_sgemm for M x K x N, best of 3 */
-static double gemm_time(int M, int K, int N) {
+/* seconds of cblas_sgemm for M x K x N with OpenBLAS's own `threads` threads (no OpenMP around
+ * it: the speed of light), best of 3; OpenBLAS goes back to one thread (dfa's policy, ctx.c) */
+static double gemm_time(int M, int K, int N, int threads) {
     float *a = calloc((size_t)M * K, 4), *b = calloc((size_t)K * N, 4), *c = calloc((size_t)M * N, 4);
     double best = 1e9;
+    openblas_set_num_threads(threads);
     for (int r = 0; r < 3; r++) {
         double t0 = now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
         double dt = now() - t0;
         if (dt < best) best = dt;
     }
+    openblas_set_num_threads(1);
     free(a), free(b), free(c);
     return best;
 }
@@ -82,7 +85,7 @@ int main(int argc, char **argv) {
     dfa_clip_encode(c, ids, 77, -2, h, NULL, te);
     double tc = now() - t0;
     double flops = 2.0 * 77 * 12 * (4.0 * 768 * 768 + 2.0 * 768 * 3072);
-    double base = gemm_time(77, 768, 3072) * flops / (2.0 * 77 * 768 * 3072);
+    double base = gemm_time(77, 768, 3072, ctx->n_threads) * flops / (2.0 * 77 * 768 * 3072);
     printf("clip  77 tokens: load %.2f s, encode %.3f s = %.1f GFLOP/s; sgemm baseline %.1f GFLOP/s (ratio %.2f); "
            "rel L2 hidden[-2] %.2g, text_embeds %.2g\n", tl, tc, flops / tc / 1e9, flops / base / 1e9, base / tc,
            err_vs(ref, "clip.hm2", h, 77 * 768), err_vs(ref, "clip.te", te, 768));
@@ -98,7 +101,7 @@ int main(int argc, char **argv) {
     dfa_t5_encode(t, ids, NULL, 512, o);
     double tt = now() - t0;
     flops = 2.0 * 512 * 8 * (4.0 * 768 * 768 + 3.0 * 768 * 2048) + 8 * 12 * 4.0 * 512 * 512 * 64;
-    base = gemm_time(512, 768, 2048) * flops / (2.0 * 512 * 768 * 2048);
+    base = gemm_time(512, 768, 2048, ctx->n_threads) * flops / (2.0 * 512 * 768 * 2048);
     double e1 = err_vs(ref, "t5.out", o, 512 * 768);
     dfa_t5_encode(t, ids, mask, 512, o);
     printf("t5   512 tokens: load %.2f s, encode %.3f s = %.1f GFLOP/s; sgemm baseline %.1f GFLOP/s (ratio %.2f); "

@@ -76,6 +76,126 @@ const char *dfa_version(void);
 /* 1 when this build has CUDA code compiled in (it may still find no GPU at run time). */
 int dfa_has_cuda(void);
 
+/* ---- models ----
+ * A diffusers pipeline folder (transformer/config.json + weights, optional scheduler/, vae/,
+ * text encoders, dfa.json). The family comes from transformer/config.json's _class_name. A model
+ * keeps a pointer to the context it was loaded with: free the model before the context. */
+typedef enum dfa_family {
+    DFA_FAMILY_FLUX = 1,   /* FluxTransformer2DModel (FLUX.1-dev / -schnell) */
+    DFA_FAMILY_SD3 = 2,    /* SD3Transformer2DModel (SD3 / SD3.5) */
+    DFA_FAMILY_DIT = 3,    /* DiTTransformer2DModel (class-conditional) */
+    DFA_FAMILY_PIXART = 4  /* PixArtTransformer2DModel (PixArt-Sigma / -Alpha) */
+} dfa_family;
+
+typedef struct dfa_model dfa_model;
+
+/* Load the transformer (and read the scheduler config and dfa.json). The VAE is loaded on the
+ * first dfa_generate that asks for an image. On failure *out is NULL and dfa_ctx_error says why
+ * (missing folder, unknown _class_name, bad weights). */
+dfa_status dfa_model_load(dfa_ctx *ctx, const char *dir, dfa_model **out);
+void dfa_model_free(dfa_model *model);
+
+dfa_family dfa_model_family(const dfa_model *model);
+/* "flux", "sd3", "dit", "pixart" ("?" for anything else). */
+const char *dfa_family_name(dfa_family family);
+/* Attention layers in forward order (FLUX: double + single blocks), heads per layer, head
+ * width, and the channels of the unpacked latents. */
+int dfa_model_n_layers(const dfa_model *model);
+int dfa_model_n_heads(const dfa_model *model);
+int dfa_model_head_dim(const dfa_model *model);
+int dfa_model_latent_channels(const dfa_model *model);
+
+/* ---- attention plans (docs/PLAN_FORMAT.md; made by `dfa plan` / `dfa calibrate`) ---- */
+typedef struct dfa_plan_file dfa_plan_file;
+
+/* Load and validate a plan file. */
+dfa_status dfa_plan_file_load(dfa_ctx *ctx, const char *path, dfa_plan_file **out);
+void dfa_plan_file_free(dfa_plan_file *plan);
+dfa_status dfa_plan_file_save(dfa_ctx *ctx, const dfa_plan_file *plan, const char *path);
+/* The plan's attention FLOPs over the uncompressed run's (1 = no compression). */
+double dfa_plan_file_attn_fraction(const dfa_plan_file *plan);
+/* Search a plan for `model` over calibration prompts (DiTFastAttn V1 greedy, or V2's head-wise
+ * knapsack), as `dfa calibrate` does. The plan records family, config, resolution and steps:
+ * use it with the same width / height / steps (dfa_ctx_set_plan checks at each dfa_generate). */
+typedef struct dfa_calibrate_params {
+    const char *method;               /* "v2" (default) or "v1" */
+    double delta;                     /* threshold: V2 layer influence budget, V1 MRAE scale (>= 0) */
+    double c;                         /* V2 per-head coefficient (default 1.5; 0: no per-head cap) */
+    const char *methods;              /* V2 candidates "arrow,cache,rs" (NULL: "arrow,cache") */
+    const char *windows;              /* V2 ARROW windows in tiles, "1,2" (NULL: 1/8, 1/4, 1/2 band) */
+    int v1_window;                    /* V1 WA-RS window in tiles (< 0: 1/8 of the visual tokens) */
+    const char *const *prompt_embeds; /* FLUX / SD3 / PixArt: prompt-embeddings files */
+    int n_prompts;
+    const int *class_labels;          /* DiT: labels (NULL: 8 spread over the classes) */
+    int n_class_labels;
+    int steps, width, height;         /* <= 0: as dfa_generate's defaults */
+    float cfg_scale;                  /* < 0: as dfa_generate's default */
+    float guidance;                   /* FLUX-dev (3.5) */
+    uint64_t seed;                    /* prompt p's noise: seed + p */
+} dfa_calibrate_params;
+
+dfa_calibrate_params dfa_calibrate_default_params(void);
+dfa_status dfa_calibrate(dfa_ctx *ctx, dfa_model *model, const dfa_calibrate_params *params, dfa_plan_file **out);
+
+/* Use `plan` (a copy) for the following dfa_generate calls on this context; dfa_generate checks
+ * that it was made for the run (family, config, resolution, steps, prompt length, CFG) and
+ * fails with DFA_ERR_INVALID_ARG otherwise. */
+dfa_status dfa_ctx_set_plan(dfa_ctx *ctx, const dfa_plan_file *plan);
+/* Back to every head FULL. */
+void dfa_ctx_clear_plan(dfa_ctx *ctx);
+
+/* ---- generation ---- */
+
+/* Called after each denoising step (step counts from 0). */
+typedef void (*dfa_progress_fn)(void *user, int step, int n_steps, double step_seconds);
+
+typedef struct dfa_generate_params {
+    const char *prompt;          /* FLUX / SD3 / PixArt: encoded with the folder's text encoders */
+    const char *prompt_embeds;   /* or: a prompt embeddings .safetensors (FLUX, SD3, PixArt) */
+    const char *negative_prompt; /* CFG; NULL: dfa.json's, else "" */
+    int steps;                   /* <= 0: dfa.json, else FLUX-dev 28 / schnell 4, SD3 28, DiT 50, PixArt 20 */
+    int width, height;           /* pixels; <= 0: dfa.json, else FLUX/SD3 1024, DiT/PixArt sample_size*8 */
+    int max_sequence_length;     /* T5 tokens with `prompt`; 0: dfa.json, else the pipeline's */
+    uint64_t seed;               /* initial noise seed */
+    float cfg_scale;             /* < 0: dfa.json, else SD3 7 (1 without negatives), FLUX 1 (off), DiT 4, PixArt 4.5 */
+    float guidance;              /* FLUX-dev distilled guidance (default 3.5) */
+    int class_label;             /* DiT: ImageNet class */
+    const float *init_latents;   /* [C, h, w] initial noise instead of the seeded one (NULL: seeded) */
+    dfa_progress_fn progress;    /* NULL: none */
+    void *progress_user;
+} dfa_generate_params;
+
+dfa_generate_params dfa_generate_default_params(void);
+
+/* 8-bit interleaved RGB, data[(y * width + x) * 3 + c]; free with dfa_image_free. */
+typedef struct dfa_image {
+    int width, height, channels;
+    uint8_t *data;
+} dfa_image;
+
+void dfa_image_free(dfa_image *image);
+dfa_status dfa_image_save_png(dfa_ctx *ctx, const dfa_image *image, const char *path);
+
+/* The latent shape [C, h, w] dfa_generate would produce for these parameters. */
+dfa_status dfa_generate_latent_shape(dfa_ctx *ctx, dfa_model *model, const dfa_generate_params *params, int *c,
+                                     int *h, int *w);
+
+/* Run the pipeline. out_image (NULL: no decode) receives the decoded image (needs the folder's
+ * vae/); out_latents (NULL: not wanted) receives the final latents [C, h, w] as handed to the
+ * VAE, n_latents floats of room (dfa_generate_latent_shape). At least one output is needed. */
+dfa_status dfa_generate(dfa_ctx *ctx, dfa_model *model, const dfa_generate_params *params, dfa_image *out_image,
+                        float *out_latents, size_t n_latents);
+
+/* Decode latents [C, h, w] (as dfa_generate returns them) through the folder's vae/ into an
+ * RGB8 image (h * s by w * s, s = the VAE's upscale, 8 for released VAEs). */
+dfa_status dfa_decode(dfa_ctx *ctx, dfa_model *model, const float *latents, int h, int w, dfa_image *out_image);
+
+/* Read a named tensor of a .safetensors file as f32 (e.g. latents to start from or compare
+ * with). *data is malloc'ed (free with dfa_free); shape gets up to 8 dims. */
+dfa_status dfa_tensor_read_f32(dfa_ctx *ctx, const char *path, const char *name, float **data, int64_t shape[8],
+                               int *ndim);
+void dfa_free(void *p);
+
 #ifdef __cplusplus
 }
 #endif

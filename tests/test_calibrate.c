@@ -21,6 +21,7 @@
 #include "plan/plan.h"
 #include "plan/search.h"
 #include "test.h"
+#include "text_model_fixture.h"
 
 #define FX DFA_SOURCE_DIR "/tests/fixtures"
 #define NT 7  /* text tokens of the fixtures */
@@ -411,6 +412,59 @@ static void test_cli_model_defaults(void) {
     tmpdir_remove(&d);
 }
 
+/* --prompts with text prompts (PixArt with its default CFG, FLUX): the same plan as the list of
+ * `dfa encode` files of those prompts; a list mixing both kinds is refused */
+static void prompt_text_case(int pixart) {
+    test_tmpdir d;
+    CHECK(tmpdir_make(&d, pixart ? "cal_text_pixart" : "cal_text_flux") == 0);
+    CHECK((pixart ? text_model_pixart(&d) : text_model_flux(&d)) == 0);
+    static const char *const prompts[2] = {"a red cube on a table", "two cats"};
+    char pe[2][256], txt[256], emb[256], mixed[256], p1[256], p2[256];
+    FILE *ft = fopen(tmpdir_file(&d, "text.txt", txt, sizeof txt), "w");
+    FILE *fe = fopen(tmpdir_file(&d, "embeds.txt", emb, sizeof emb), "w");
+    FILE *fm = fopen(tmpdir_file(&d, "mixed.txt", mixed, sizeof mixed), "w");
+    CHECK(ft && fe && fm);
+    if (!ft || !fe || !fm) return;
+    fprintf(ft, "# text prompts\n\n");
+    for (int i = 0; i < 2; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "p%d.safetensors", i);
+        tmpdir_file(&d, name, pe[i], sizeof pe[i]);
+        const char *enc[] = {"encode", "-m", d.path, "-p", prompts[i], "-o", pe[i], "--max-sequence-length", "16",
+                             "-t", "1", "-n", ""};
+        CHECK(cmd_encode(pixart ? 13 : 11, (char **)enc) == 0);
+        fprintf(ft, "%s\n", prompts[i]);
+        fprintf(fe, "%s\n", pe[i]);
+        fprintf(fm, "%s\n", i ? prompts[i] : pe[i]);
+    }
+    fclose(ft), fclose(fe), fclose(fm);
+    tmpdir_file(&d, "p1.json", p1, sizeof p1);
+    tmpdir_file(&d, "p2.json", p2, sizeof p2);
+    const char *a[] = {"calibrate", "-m", d.path, "--prompts", txt, "--delta", "4", "-W", "64", "-H", "64",
+                       "--steps", "2", "--max-sequence-length", "16", "-o", p1, "-q", "-t", "1"};
+    const int na = (int)(sizeof a / sizeof *a);
+    CHECK(cal(na, a) == 0);
+    a[4] = emb;
+    a[16] = p2;
+    CHECK(cal(na, a) == 0);
+    CHECKF(same_file(p1, p2), "%s: text prompts and their embeddings files gave two plans", pixart ? "pixart" : "flux");
+    dfa_plan p;
+    dfa_error err = {0};
+    CHECKF(dfa_plan_load(p1, &p, &err) == DFA_OK, "%s", err.msg);
+    if (!err.msg[0]) {
+        CHECK(p.layout.n_text == (pixart ? 0 : 16) && p.cfg == pixart); /* PixArt: text in cross-attention */
+        CHECKF(count_compressed(&p) > 0, "the plan compresses nothing: comparing it says little");
+        dfa_plan_free(&p);
+    }
+    a[4] = mixed;
+    CHECK(cal(na, a) == 1);
+    text_model_cleanup(&d);
+    tmpdir_remove(&d);
+}
+
+static void test_cli_prompt_text_pixart(void) { prompt_text_case(1); }
+static void test_cli_prompt_text_flux(void) { prompt_text_case(0); }
+
 static void test_cli_errors(void) {
     const char *help[] = {"calibrate", "--help"};
     CHECK(cal(2, help) == 0);
@@ -445,6 +499,8 @@ int main(void) {
     RUN(test_cli_flux);
     RUN(test_cli_sd3);
     RUN(test_cli_model_defaults);
+    RUN(test_cli_prompt_text_pixart);
+    RUN(test_cli_prompt_text_flux);
     RUN(test_cli_errors);
     return test_summary();
 }

@@ -11,6 +11,7 @@
 #include "mmdit_fixture.h"
 #include "plan/plan.h"
 #include "test.h"
+#include "text_model_fixture.h"
 
 #define FX DFA_SOURCE_DIR "/tests/fixtures"
 
@@ -193,6 +194,46 @@ static void test_prompt_text(void) {
     tmpdir_remove(&d);
 }
 
+/* PixArt --prompt: the same latents as `dfa encode` (with the negative "" for the default CFG)
+ * followed by --prompt-embeds; another prompt gives other latents */
+static void test_pixart_prompt_text(void) {
+    test_tmpdir d;
+    CHECK(tmpdir_make(&d, "gen_pixart_text") == 0);
+    CHECK(text_model_pixart(&d) == 0);
+    char pe[256], o1[256], o2[256], o3[256];
+    tmpdir_file(&d, "pe.safetensors", pe, sizeof pe);
+    tmpdir_file(&d, "o1.safetensors", o1, sizeof o1);
+    tmpdir_file(&d, "o2.safetensors", o2, sizeof o2);
+    tmpdir_file(&d, "o3.safetensors", o3, sizeof o3);
+    const char *enc[] = {"encode", "-m", d.path, "-p", "a red cube", "-n", "", "-o", pe, "--max-sequence-length",
+                         "16", "-t", "1"};
+    CHECK(cmd_encode(13, (char **)enc) == 0);
+    const char *g1[] = {"generate", "-m", d.path, "--prompt-embeds", pe, "-o", o1, "--steps", "2", "--seed", "4",
+                        "-t", "1"};
+    CHECK(run(13, g1) == 0);
+    const char *g2[] = {"generate", "-m", d.path, "--prompt", "a red cube", "--max-sequence-length", "16", "-o", o2,
+                        "--steps", "2", "--seed", "4", "-t", "1"};
+    CHECK(run(15, g2) == 0);
+    g2[4] = "a blue sphere";
+    g2[8] = o3;
+    CHECK(run(15, g2) == 0);
+    dfa_safetensors *a = NULL, *b = NULL, *c = NULL;
+    dfa_error e = {0};
+    size_t n1 = 0, n2 = 0, n3 = 0;
+    CHECK(dfa_st_open(&a, o1, &e) == DFA_OK && dfa_st_open(&b, o2, &e) == DFA_OK && dfa_st_open(&c, o3, &e) == DFA_OK);
+    float *x1 = a ? fx_load(a, "latents", &n1) : NULL, *x2 = b ? fx_load(b, "latents", &n2) : NULL;
+    float *x3 = c ? fx_load(c, "latents", &n3) : NULL;
+    CHECK(x1 && x2 && n1 == n2 && n1 == 4 * 8 * 8 && memcmp(x1, x2, n1 * sizeof(float)) == 0);
+    CHECK(x1 && x3 && n3 == n1 && memcmp(x1, x3, n1 * sizeof(float)) != 0);
+    free(x1), free(x2), free(x3);
+    dfa_st_close(a), dfa_st_close(b), dfa_st_close(c);
+    /* no text encoder in the folder: a clear error, exit 1 */
+    const char *fx[] = {"generate", "-m", FX "/pixart", "--prompt", "x", "-o", o3, "--steps", "1"};
+    CHECK(run(9, fx) == 1);
+    text_model_cleanup(&d);
+    tmpdir_remove(&d);
+}
+
 static void test_usage_and_errors(void) {
     const char *no_out[] = {"generate", "-m", FX "/flux_tiny", "--prompt-embeds", FX "/flux_tiny/io.safetensors"};
     CHECK(run(5, no_out) == 2);
@@ -217,6 +258,7 @@ int main(void) {
     RUN(test_sd3_latents_cfg);
     RUN(test_png);
     RUN(test_prompt_text);
+    RUN(test_pixart_prompt_text);
     RUN(test_usage_and_errors);
     return test_summary();
 }

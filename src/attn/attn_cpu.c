@@ -289,13 +289,8 @@ dfa_status dfa_attn_run_heads_ex(dfa_ctx *ctx, const dfa_attn_layout *layout, co
     }
 
     int failed = 0;
-    /* The tile products are small and run inside our own OpenMP threads: OpenBLAS's thread
-     * pool on top of them oversubscribes the cores (measured 6x slower on 2 cores). BLAS runs
-     * single-threaded during the call and gets its setting back afterwards. */
-#ifdef OPENBLAS_VERSION
-    const int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
-#endif
+    /* The tile products are small and run inside our own OpenMP threads, one single-threaded
+     * sgemm each: dfa_ctx_init made OpenBLAS single-threaded (the CPU thread policy, models/ops.c). */
 #pragma omp parallel num_threads(ctx->n_threads)
     {
         attn_scratch sc;
@@ -318,9 +313,6 @@ dfa_status dfa_attn_run_heads_ex(dfa_ctx *ctx, const dfa_attn_layout *layout, co
         free(sc.l);
         free(sc.runs);
     }
-#ifdef OPENBLAS_VERSION
-    openblas_set_num_threads(blas_threads);
-#endif
     free(tasks);
     if (failed) DFA_CTX_FAIL(ctx, DFA_ERR_OOM, "attention: out of host memory for per-thread scratch");
 

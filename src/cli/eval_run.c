@@ -11,8 +11,10 @@
 #include <time.h>
 
 #include "attn/attn_state.h"
-#include "cli/gen_mmdit.h"
-#include "cli/model_defaults.h"
+#include "api/model_defaults.h"
+#include "api/run_target.h"
+#include "io/json.h"
+#include "models/mmdit.h"
 #include "eval/fidelity.h"
 #include "models/mmdit_pipe.h"
 #include "models/vae.h"
@@ -70,6 +72,30 @@ static dfa_status load_prompts(dfa_ctx *ctx, const dfa_eval_opts *o, int want_ne
     }
     dfa_prompt_encoder_free(enc);
     return s;
+}
+
+static dfa_status read_class(dfa_ctx *ctx, const char *model, char *cls, size_t len) {
+    char tdir[1024], cfg[1100];
+    cJSON *j = NULL;
+    DFA_TRY(dfa_mmdit_read_config(ctx, model, &j, tdir, sizeof tdir, cfg, sizeof cfg));
+    const char *name = NULL;
+    dfa_status s = dfa_json_string(j, "_class_name", cfg, &name, &ctx->err);
+    if (s == DFA_OK) snprintf(cls, len, "%s", name);
+    cJSON_Delete(j);
+    return s;
+}
+
+/* MODEL/scheduler, else the released pipelines' schedulers (as dfa generate / the API). */
+static dfa_status flow_config(dfa_ctx *ctx, const char *model, const dfa_flux *fm, dfa_flow_config *fc) {
+    dfa_status s = dfa_flow_config_read(ctx, model, fc);
+    if (s != DFA_ERR_NOT_FOUND) return s;
+    *fc = dfa_flow_config_default();
+    fc->shift = 3.0;
+    fc->use_dynamic_shifting = fm && dfa_flux_get_config(fm)->guidance_embeds;
+    if (fm && !fc->use_dynamic_shifting) fc->shift = 1.0; /* schnell */
+    ctx->err.code = DFA_OK;
+    ctx->err.msg[0] = '\0';
+    return DFA_OK;
 }
 
 static int is_dir(const char *p) {
@@ -152,7 +178,7 @@ dfa_status dfa_eval_run(dfa_ctx *ctx, const dfa_eval_opts *o_in, dfa_eval_result
     static const long long seed0 = 0;
     if (!o->seeds || o->n_seeds < 1) o->seeds = &seed0, o->n_seeds = 1;
     char cls[128];
-    DFA_TRY(dfa_gen_read_class(ctx, o->model, cls, sizeof cls));
+    DFA_TRY(read_class(ctx, o->model, cls, sizeof cls));
     const int is_flux = strcmp(cls, "FluxTransformer2DModel") == 0, is_sd3 = strcmp(cls, "SD3Transformer2DModel") == 0;
     if (!is_flux && !is_sd3)
         DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "%s: eval handles FLUX and SD3 models; this one is %s", o->model, cls);
@@ -171,7 +197,7 @@ dfa_status dfa_eval_run(dfa_ctx *ctx, const dfa_eval_opts *o_in, dfa_eval_result
     const int want_neg = (is_sd3 && o->cfg != 0.0 && o->cfg != 1.0) || (is_flux && o->cfg > 1.0);
     dfa_status s = load_prompts(ctx, o, want_neg, negative, &st);
     if (s == DFA_OK) s = is_flux ? dfa_flux_load(ctx, o->model, &st.fm) : dfa_sd3_load(ctx, o->model, &st.sm);
-    if (s == DFA_OK) s = dfa_gen_flow_config(ctx, o->model, st.fm, &st.fc, log);
+    if (s == DFA_OK) s = flow_config(ctx, o->model, st.fm, &st.fc);
     char vdir[1100];
     snprintf(vdir, sizeof vdir, "%s/vae", o->model);
     res->has_images = is_dir(vdir);
@@ -211,7 +237,8 @@ dfa_status dfa_eval_run(dfa_ctx *ctx, const dfa_eval_opts *o_in, dfa_eval_result
         if (s != DFA_OK) break;
         st.n_plans_loaded++;
         for (int p = 0; s == DFA_OK && p < st.n_pe; p++)
-            s = dfa_gen_check_plan(ctx, &st.plans[i], o->plans[i], st.fm, st.sm, &st.pe[p], h, w, o->steps, cfg > 1.0f);
+            s = dfa_run_check_plan(ctx, &st.plans[i], o->plans[i], st.fm, st.sm, NULL, NULL, st.pe[p].n_txt, h, w, up,
+                                   o->steps, cfg > 1.0f);
         dfa_plan_cost pc;
         dfa_plan_cost_compute(&st.plans[i], head_dim, &pc, NULL);
         res->rows[i].name = o->plans[i];

@@ -1,5 +1,6 @@
 #include "core/ctx.h"
 
+#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,12 @@ dfa_status dfa_ctx_init(dfa_ctx **out, const dfa_ctx_params *params, char *err_b
         ctx->params = p;
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         ctx->n_threads = p.n_threads > 0 ? p.n_threads : (ncpu > 0 ? (int)ncpu : 1);
+        /* CPU thread policy: OpenBLAS runs single-threaded and dfa parallelises every loop, GEMMs
+         * included (models/ops.c dfa_op_gemm), in one OpenMP pool of n_threads. OpenBLAS's setting is
+         * process-wide; it is set here once, never per call. */
+#ifdef OPENBLAS_VERSION
+        openblas_set_num_threads(1);
+#endif
         if (p.backend == DFA_BACKEND_CUDA) s = dfa_cuda_init(&ctx->cuda, p.cuda_device, &err);
     }
     if (s != DFA_OK) {

@@ -8,6 +8,7 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "sample/sampler.h"
+#include "text/prompt.h"
 
 /* The sampler of model_dir/scheduler/scheduler_config.json, or the hub default (`dflt_json`,
  * kind dflt) when the folder has none; timesteps set for n values. */
@@ -167,4 +168,30 @@ void dfa_pixart_embeds_free(dfa_ctx *ctx, dfa_pixart_embeds *pe) {
     dfa_ctx_mem_release(ctx, pe->neg_embeds);
     dfa_ctx_mem_release(ctx, pe->neg_mask);
     memset(pe, 0, sizeof *pe);
+}
+
+/* embeds [T, D] and the int mask [T] (all ones when NULL) into context memory */
+static dfa_status copy_text(dfa_ctx *ctx, const struct dfa_text_embeds *t, const char *what, float **emb,
+                            float **mask) {
+    DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, (size_t)t->T * t->D * sizeof(float), what, (void **)emb));
+    memcpy(*emb, t->embeds, (size_t)t->T * t->D * sizeof(float));
+    DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, (size_t)t->T * sizeof(float), what, (void **)mask));
+    for (int i = 0; i < t->T; i++) (*mask)[i] = t->mask ? (float)(t->mask[i] != 0) : 1.0f;
+    return DFA_OK;
+}
+
+dfa_status dfa_pixart_embeds_from_text(dfa_ctx *ctx, const struct dfa_text_embeds *pos,
+                                       const struct dfa_text_embeds *neg, dfa_pixart_embeds *pe) {
+    memset(pe, 0, sizeof *pe);
+    if (!pos || !pos->embeds || pos->T < 1 || pos->D < 1)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "PixArt prompt embeddings: the text encoder gave no embeddings");
+    if (neg && (!neg->embeds || neg->T != pos->T || neg->D != pos->D))
+        DFA_CTX_FAIL(ctx, DFA_ERR_SHAPE, "PixArt prompt embeddings: negative [%d, %d] differs from positive [%d, %d]",
+                     neg->T, neg->D, pos->T, pos->D);
+    pe->n_txt = pos->T;
+    pe->dim = pos->D;
+    dfa_status s = copy_text(ctx, pos, "prompt_embeds", &pe->embeds, &pe->mask);
+    if (s == DFA_OK && neg) s = copy_text(ctx, neg, "negative_prompt_embeds", &pe->neg_embeds, &pe->neg_mask);
+    if (s != DFA_OK) dfa_pixart_embeds_free(ctx, pe);
+    return s;
 }

@@ -29,6 +29,11 @@ typedef struct dfa_pixart_embeds {
 
 dfa_status dfa_pixart_embeds_load(dfa_ctx *ctx, const char *path, dfa_pixart_embeds *pe);
 void dfa_pixart_embeds_free(dfa_ctx *ctx, dfa_pixart_embeds *pe);
+/* From the text encoders' output (text/prompt.h, PixArt layout: embeds + mask): pos, and neg
+ * (NULL: none) for CFG; copied into context memory. */
+struct dfa_text_embeds;
+dfa_status dfa_pixart_embeds_from_text(dfa_ctx *ctx, const struct dfa_text_embeds *pos,
+                                       const struct dfa_text_embeds *neg, dfa_pixart_embeds *pe);
 
 typedef struct dfa_dit_gen_params {
     int steps;                 /* <= 0: the pipelines' defaults, DiT 50, PixArt 20 */

@@ -3,15 +3,55 @@
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "core/ctx.h"
 
-void dfa_op_gemm(const dfa_ctx *ctx, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
-                 const float *B, int ldb, float beta, float *C, int ldc) {
-    (void)ctx;
+/* CPU threading policy (docs/DESIGN.md "CPU threads"): dfa_ctx_init makes OpenBLAS single-threaded,
+ * and every parallel loop, GEMMs included, runs in the one OpenMP pool of ctx->n_threads. OpenBLAS's
+ * own pthreads next to OpenMP workers that spin-wait between regions starved each other (a CLIP
+ * forward at 9% of plain sgemm speed on 2 cores). A GEMM is split here into up to ctx->n_threads
+ * row (or, for few rows, column) blocks, each a single-threaded sgemm of at least GEMM_SPLIT_MIN
+ * multiply-adds: far above OpenBLAS's small-matrix kernels (<= 64^3), so every block takes the
+ * same kernels in the same K order as one call and results do not depend on the split
+ * (tests/test_gemm_threads.c). Smaller GEMMs, calls inside a parallel region, or a raised
+ * OpenBLAS thread count: one sgemm call. */
+#define GEMM_SPLIT_MIN 2097152.0 /* 128^3 */
+
+static void gemm_block(int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                       int ldb, float beta, float *C, int ldc) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb,
                 beta, C, ldc);
+}
+
+void dfa_op_gemm(const dfa_ctx *ctx, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc) {
+    const double work = (double)M * N * K;
+    int nt = ctx ? ctx->n_threads : 1;
+    if (nt > (int)(work / GEMM_SPLIT_MIN)) nt = (int)(work / GEMM_SPLIT_MIN);
+#ifdef OPENBLAS_VERSION
+    if (openblas_get_num_threads() > 1) nt = 1;
+#endif
+    if (nt <= 1 || omp_in_parallel()) {
+        gemm_block(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    /* rows when there are enough of them, else columns (multiples of 16 keep the kernels' full tiles) */
+    const int by_rows = M >= 4 * nt || M >= N;
+    const int len = by_rows ? M : N;
+    int step = (len + nt - 1) / nt;
+    if (!by_rows) step = (step + 15) / 16 * 16;
+    const int nb = (len + step - 1) / step;
+#pragma omp parallel for num_threads(nb) schedule(static, 1)
+    for (int b = 0; b < nb; b++) {
+        const int s = b * step, n = len - s < step ? len - s : step;
+        if (by_rows)
+            gemm_block(trans_b, n, N, K, alpha, A + (size_t)s * lda, lda, B, ldb, beta, C + (size_t)s * ldc, ldc);
+        else
+            gemm_block(trans_b, M, n, K, alpha, A, lda, trans_b ? B + (size_t)s * ldb : B + s, ldb, beta, C + s,
+                       ldc);
+    }
 }
 
 void dfa_op_linear(const dfa_ctx *ctx, const float *x, int M, int K, const float *W, const float *bias, int N,

@@ -1,5 +1,5 @@
 /* model_defaults.c - MODEL/dfa.json (model_defaults.h). */
-#include "cli/model_defaults.h"
+#include "api/model_defaults.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -2,8 +2,8 @@
  * steps, T5 length, true-CFG scale, negative prompt). `dfa generate` and `dfa calibrate` fill
  * the flags the user did not give from it, so that a plan calibrated with the defaults matches a
  * generation with the defaults. */
-#ifndef DFA_CLI_MODEL_DEFAULTS_H
-#define DFA_CLI_MODEL_DEFAULTS_H
+#ifndef DFA_API_MODEL_DEFAULTS_H
+#define DFA_API_MODEL_DEFAULTS_H
 
 #include "core/ctx.h"
 
