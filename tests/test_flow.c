@@ -4,6 +4,7 @@
  * and CFG, and the seeded RNG. */
 #include <math.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/ctx.h"
 #include "io/json.h"
@@ -141,6 +142,30 @@ static void on_progress(void *user, int step, int n, double secs) {
     s->progress++;
 }
 
+/* A pipeline folder without scheduler/: the released pipelines' schedulers by family; a folder
+ * whose config is broken is still an error, not a silent default. */
+static void test_config_default_by_family(void) {
+    dfa_ctx *ctx = make_ctx();
+    test_tmpdir d;
+    CHECK(tmpdir_make(&d, "flow_dflt") == 0);
+    dfa_flow_config c;
+    CHECKF(dfa_flow_config_read_or_default(ctx, d.path, 1, 1, &c) == DFA_OK, "%s", dfa_ctx_error(ctx));
+    CHECK(c.use_dynamic_shifting == 1 && c.shift == 3.0); /* FLUX-dev */
+    CHECK(dfa_flow_config_read_or_default(ctx, d.path, 1, 0, &c) == DFA_OK);
+    CHECK(c.use_dynamic_shifting == 0 && c.shift == 1.0); /* FLUX-schnell */
+    CHECK(dfa_flow_config_read_or_default(ctx, d.path, 0, 0, &c) == DFA_OK);
+    CHECK(c.use_dynamic_shifting == 0 && c.shift == 3.0); /* SD3 */
+    CHECK(strlen(dfa_ctx_error(ctx)) == 0);
+    char path[256];
+    tmpdir_file(&d, "scheduler", path, sizeof path);
+    CHECK(mkdir(path, 0755) == 0);
+    const char *bad = "{\"shift\": 3.0, \"use_karras_sigmas\": true}";
+    CHECK(tmpdir_write(&d, "scheduler/scheduler_config.json", bad, strlen(bad), path, sizeof path) != NULL);
+    CHECK(dfa_flow_config_read_or_default(ctx, d.path, 0, 0, &c) == DFA_ERR_UNSUPPORTED);
+    tmpdir_remove(&d);
+    dfa_ctx_free(ctx);
+}
+
 static void test_loop_and_cfg(void) {
     dfa_ctx *ctx = make_ctx();
     float sig[5] = {1.0f, 0.75f, 0.5f, 0.25f, 0.0f}, ts[4] = {1000, 750, 500, 250};
@@ -205,6 +230,7 @@ int main(void) {
     RUN(test_schedules_match_diffusers);
     RUN(test_calculate_shift);
     RUN(test_config_read);
+    RUN(test_config_default_by_family);
     RUN(test_loop_and_cfg);
     RUN(test_rng);
     return test_summary();

@@ -74,16 +74,9 @@ static dfa_status read_family(dfa_ctx *ctx, const char *dir, dfa_family *fam) {
 
 /* The folder's flow-matching scheduler, else the released pipelines' (as `dfa generate`). */
 static dfa_status read_flow(dfa_ctx *ctx, dfa_model *m) {
-    dfa_status s = dfa_flow_config_read(ctx, m->dir, &m->flow);
-    if (s != DFA_ERR_NOT_FOUND) return s;
     const int flux = m->family == DFA_FAMILY_FLUX;
-    m->flow = dfa_flow_config_default();
-    m->flow.shift = 3.0;
-    m->flow.use_dynamic_shifting = flux && dfa_flux_get_config(m->flux)->guidance_embeds;
-    if (flux && !m->flow.use_dynamic_shifting) m->flow.shift = 1.0; /* schnell */
-    ctx->err.code = DFA_OK;
-    ctx->err.msg[0] = '\0';
-    return DFA_OK;
+    return dfa_flow_config_read_or_default(ctx, m->dir, flux, flux && dfa_flux_get_config(m->flux)->guidance_embeds,
+                                           &m->flow);
 }
 
 dfa_status dfa_model_load(dfa_ctx *ctx, const char *dir, dfa_model **out) {

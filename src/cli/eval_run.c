@@ -87,15 +87,7 @@ static dfa_status read_class(dfa_ctx *ctx, const char *model, char *cls, size_t 
 
 /* MODEL/scheduler, else the released pipelines' schedulers (as dfa generate / the API). */
 static dfa_status flow_config(dfa_ctx *ctx, const char *model, const dfa_flux *fm, dfa_flow_config *fc) {
-    dfa_status s = dfa_flow_config_read(ctx, model, fc);
-    if (s != DFA_ERR_NOT_FOUND) return s;
-    *fc = dfa_flow_config_default();
-    fc->shift = 3.0;
-    fc->use_dynamic_shifting = fm && dfa_flux_get_config(fm)->guidance_embeds;
-    if (fm && !fc->use_dynamic_shifting) fc->shift = 1.0; /* schnell */
-    ctx->err.code = DFA_OK;
-    ctx->err.msg[0] = '\0';
-    return DFA_OK;
+    return dfa_flow_config_read_or_default(ctx, model, fm != NULL, fm && dfa_flux_get_config(fm)->guidance_embeds, fc);
 }
 
 static int is_dir(const char *p) {

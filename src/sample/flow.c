@@ -27,6 +27,18 @@ static int flow_is_file(const char *p) {
     return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
+dfa_status dfa_flow_config_read_or_default(dfa_ctx *ctx, const char *model_dir, int flux, int guidance_embeds,
+                                           dfa_flow_config *cfg) {
+    dfa_status s = dfa_flow_config_read(ctx, model_dir, cfg);
+    if (s != DFA_ERR_NOT_FOUND) return s;
+    *cfg = dfa_flow_config_default();
+    cfg->shift = 3.0;
+    cfg->use_dynamic_shifting = flux && guidance_embeds;
+    if (flux && !guidance_embeds) cfg->shift = 1.0; /* schnell */
+    dfa_error_clear(&ctx->err);
+    return DFA_OK;
+}
+
 dfa_status dfa_flow_config_read(dfa_ctx *ctx, const char *path, dfa_flow_config *cfg) {
     char file[1100];
     const char *cands[3] = {"%s", "%s/scheduler_config.json", "%s/scheduler/scheduler_config.json"};

@@ -34,6 +34,11 @@ dfa_flow_config dfa_flow_config_default(void);
  * scheduler/). Options this sampler does not implement (karras / exponential / beta sigmas,
  * shift_terminal, invert_sigmas, stochastic_sampling) give DFA_ERR_UNSUPPORTED naming the key. */
 dfa_status dfa_flow_config_read(dfa_ctx *ctx, const char *path, dfa_flow_config *cfg);
+/* As dfa_flow_config_read on a pipeline folder, but a folder without a scheduler config gets the
+ * released pipelines' scheduler: FLUX-dev (flux && guidance_embeds) dynamic shift, FLUX-schnell
+ * shift 1, SD3 shift 3. Other errors (a broken config) are returned. */
+dfa_status dfa_flow_config_read_or_default(dfa_ctx *ctx, const char *model_dir, int flux, int guidance_embeds,
+                                           dfa_flow_config *cfg);
 
 /* FLUX's calculate_shift (also the SD3 pipeline's when the scheduler shifts dynamically). */
 double dfa_flow_calculate_shift(const dfa_flow_config *cfg, int image_seq_len);
