@@ -10,8 +10,8 @@ static const dfa_command commands[] = {
     {"inspect", "list the tensors (name, dtype, shape, bytes) and metadata of a safetensors checkpoint", cmd_inspect},
     {"plan", "show a compression plan (FLOPs, methods, heatmap) or make one by hand", cmd_plan},
     {"bench", "time the attention methods (bench attn --cpu)", cmd_bench},
-    {"generate", "generate with FLUX.1 or SD3 from prompt embeddings (latents or PNG)", cmd_generate},
-    {"calibrate", "search a compression plan (V1 / V2) for FLUX.1 or SD3 over calibration prompts", cmd_calibrate},
+    {"generate", "generate an image or latents (FLUX.1, SD3, PixArt from a prompt; DiT from a class)", cmd_generate},
+    {"calibrate", "search a compression plan (V1 greedy / V2 head-wise) over calibration prompts", cmd_calibrate},
     {"eval", "fidelity harness: SSIM / PSNR / latent error and attention FLOPs of plans vs uncompressed", cmd_eval},
     {"encode", "tokenize and encode a prompt with a model's text encoders into prompt embeddings", cmd_encode},
 };
