@@ -16,6 +16,7 @@
 #include "models/cuda/ops_cuda.h"
 #include "models/cuda/text_cuda.h"
 #include "models/ops.h"
+#include "models/wload.h"
 
 typedef struct clip_layer {
     float *ln1_w, *ln1_b, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
@@ -58,14 +59,6 @@ static void apply_act(dfa_text_act a, float *x, size_t n) {
         break;
     }
 }
-
-/* One weight: its slot in the block, its name and shape. */
-typedef struct wspec {
-    float **dst;
-    char name[128];
-    int ndim;
-    int64_t shape[2];
-} wspec;
 
 static dfa_status read_config(dfa_ctx *ctx, const char *dir, const dfa_safetensors *st, dfa_clip_config *c) {
     char path[4096];
@@ -110,7 +103,7 @@ static dfa_status load_impl(dfa_ctx *ctx, const char *dir, int gpu, dfa_clip **o
     dfa_safetensors *st = NULL;
     DFA_TRY(dfa_st_open(&st, dir, &ctx->err));
     dfa_clip *m = calloc(1, sizeof *m);
-    wspec *ws = NULL;
+    dfa_wspec *ws = NULL;
     dfa_status s = DFA_OK;
     if (!m) {
         dfa_st_close(st);
@@ -167,18 +160,8 @@ static dfa_status load_impl(dfa_ctx *ctx, const char *dir, int gpu, dfa_clip **o
         nw = n;
         /* CPU: f32 host weights; CUDA: bf16 device weights */
         m->gpu = gpu;
-        dfa_device dev = m->gpu ? DFA_DEV_CUDA : DFA_DEV_CPU;
-        size_t esz = m->gpu ? 2 : 4, total = 0;
-        for (int i = 0; i < nw; i++) total += (size_t)ws[i].shape[0] * (ws[i].ndim == 2 ? (size_t)ws[i].shape[1] : 1);
         if (m->gpu) s = dfa_cuops_init(&m->ops, ctx->cuda, &ctx->err);
-        if (!s) s = dfa_ctx_mem_alloc(ctx, dev, total * esz, "clip weights", &m->block);
-        char *p = m->block;
-        for (int i = 0; i < nw && !s; i++) {
-            *ws[i].dst = (float *)(void *)p;
-            s = dfa_st_load(st, ws[i].name, m->gpu ? DFA_BF16 : DFA_F32, ws[i].ndim, ws[i].shape, p, dev, ctx->cuda,
-                            &ctx->err);
-            p += esz * (size_t)ws[i].shape[0] * (ws[i].ndim == 2 ? (size_t)ws[i].shape[1] : 1);
-        }
+        if (!s) s = dfa_wspec_place(ctx, st, ws, nw, m->gpu, "clip weights", &m->block);
     }
     if (!s) {
         /* activations for max_pos tokens: x, h, q, k, v, a [T, D]; mlp [T, I]; scores [T, T]

@@ -17,6 +17,7 @@
 #include "models/cuda/ops_cuda.h"
 #include "models/cuda/text_cuda.h"
 #include "models/ops.h"
+#include "models/wload.h"
 
 typedef struct t5_layer {
     float *ln1, *q, *k, *v, *o, *ln2, *wi0, *wi1, *wo;
@@ -93,19 +94,12 @@ static dfa_status read_config(dfa_ctx *ctx, const char *dir, dfa_t5_config *c) {
     return s;
 }
 
-typedef struct wspec {
-    float **dst;
-    char name[128];
-    int ndim;
-    int64_t shape[2];
-} wspec;
-
 static dfa_status load_impl(dfa_ctx *ctx, const char *dir, int gpu, dfa_t5 **out) {
     *out = NULL;
     dfa_safetensors *st = NULL;
     DFA_TRY(dfa_st_open(&st, dir, &ctx->err));
     dfa_t5 *m = calloc(1, sizeof *m);
-    wspec *ws = NULL;
+    dfa_wspec *ws = NULL;
     if (!m) {
         dfa_st_close(st);
         DFA_CTX_FAIL(ctx, DFA_ERR_OOM, "t5: out of memory");
@@ -151,18 +145,8 @@ static dfa_status load_impl(dfa_ctx *ctx, const char *dir, int gpu, dfa_t5 **out
 #undef W
         /* CPU: f32 host weights; CUDA: bf16 device weights (T5-XXL: 9.5 GB) */
         m->gpu = gpu;
-        dfa_device dev = m->gpu ? DFA_DEV_CUDA : DFA_DEV_CPU;
-        size_t esz = m->gpu ? 2 : 4, total = 0;
-        for (int i = 0; i < n; i++) total += (size_t)ws[i].shape[0] * (ws[i].ndim == 2 ? (size_t)ws[i].shape[1] : 1);
         if (m->gpu) s = dfa_cuops_init(&m->ops, ctx->cuda, &ctx->err);
-        if (!s) s = dfa_ctx_mem_alloc(ctx, dev, total * esz, "t5 weights", &m->block);
-        char *p = m->block;
-        for (int i = 0; i < n && !s; i++) {
-            *ws[i].dst = (float *)(void *)p;
-            s = dfa_st_load(st, ws[i].name, m->gpu ? DFA_BF16 : DFA_F32, ws[i].ndim, ws[i].shape, p, dev, ctx->cuda,
-                            &ctx->err);
-            p += esz * (size_t)ws[i].shape[0] * (ws[i].ndim == 2 ? (size_t)ws[i].shape[1] : 1);
-        }
+        if (!s) s = dfa_wspec_place(ctx, st, ws, n, m->gpu, "t5 weights", &m->block);
         if (!s && m->gpu) {
             size_t nb = (size_t)c->num_buckets * c->heads;
             s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, nb * sizeof(float), "t5 bias table", (void **)&m->rel_bias_host);

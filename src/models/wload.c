@@ -80,3 +80,20 @@ dfa_status dfa_wload_run(dfa_ctx *ctx, const dfa_safetensors *st, dfa_wload_bind
     if (n_floats) *n_floats = total;
     return DFA_OK;
 }
+
+dfa_status dfa_wspec_place(dfa_ctx *ctx, const dfa_safetensors *st, dfa_wspec *ws, int n, int gpu, const char *what,
+                           void **block) {
+    const dfa_device dev = gpu ? DFA_DEV_CUDA : DFA_DEV_CPU;
+    const size_t esz = gpu ? 2 : 4;
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += (size_t)ws[i].shape[0] * (ws[i].ndim == 2 ? (size_t)ws[i].shape[1] : 1);
+    DFA_TRY(dfa_ctx_mem_alloc(ctx, dev, total * esz, what, block));
+    char *p = *block;
+    for (int i = 0; i < n; i++) {
+        *ws[i].dst = (float *)(void *)p;
+        DFA_TRY(dfa_st_load(st, ws[i].name, gpu ? DFA_BF16 : DFA_F32, ws[i].ndim, ws[i].shape, p, dev, ctx->cuda,
+                            &ctx->err));
+        p += esz * (size_t)ws[i].shape[0] * (ws[i].ndim == 2 ? (size_t)ws[i].shape[1] : 1);
+    }
+    return DFA_OK;
+}

@@ -41,4 +41,18 @@ typedef dfa_status (*dfa_wload_bind_fn)(dfa_wload *wl, void *model);
 dfa_status dfa_wload_run(dfa_ctx *ctx, const dfa_safetensors *st, dfa_wload_bind_fn bind, void *model,
                          const char *what, float **block, size_t *n_floats);
 
+
+/* A flat weight list (the text encoders): each entry's slot, name and shape (rank 1 or 2). */
+typedef struct dfa_wspec {
+    float **dst;
+    char name[128];
+    int ndim;
+    int64_t shape[2];
+} dfa_wspec;
+
+/* Allocate one context-owned block for all of ws (f32 on the host, or bf16 on the device when
+ * gpu), load every tensor into it with its shape checked, and point each *dst at its slice. */
+dfa_status dfa_wspec_place(dfa_ctx *ctx, const dfa_safetensors *st, dfa_wspec *ws, int n, int gpu, const char *what,
+                           void **block);
+
 #endif
