@@ -1,7 +1,8 @@
 #!/bin/sh
 # One device call: build, GPU tests, compute-sanitizer (memcheck, racecheck) on a small shape,
-# time our attention kernel variants, then the PyTorch baselines (cuDNN SDPA, FA2, FlexAttention
-# dense and with our exact arrow block mask) in the same run, and print the comparison table last.
+# time our attention kernel variants, check dense outputs against PyTorch SDPA and time D=72, then
+# the PyTorch baselines (cuDNN SDPA, FA2, FlexAttention dense and with our exact arrow block mask)
+# in the same run, and print the comparison table last.
 # usage (repo root, on a GPU machine): sh bench/attn_gpu.sh [iters]     logs and JSON under $OUT
 set -u
 OUT=${OUT:-$PWD/out}
@@ -45,6 +46,15 @@ if command -v compute-sanitizer > /dev/null; then
 fi
 log "timing our variants"
 ./$BIN/bench_attn_gpu "$OUT/attn_gpu.json" "$ITERS" 2>&1 | tee "$OUT/bench.log"
+# head dims beyond 64/128 (D=72: DiT-XL-2, PixArt-Sigma) and the dense check against PyTorch SDPA
+# (issue #4): our dense outputs (D 64, 128, 72, 24, every variant) dumped to a scratch folder and
+# compared there with SDPA; D=72 dense timed next to cuDNN / FA2 at the same shapes (~30 s)
+log "head dims + dense check vs PyTorch SDPA"
+CHK=$(mktemp -d)
+./$BIN/bench_attn_gpu --extra "$CHK" "$OUT/attn_gpu.json" "$ITERS" 2>&1 | tee -a "$OUT/bench.log"
+PYTHONUNBUFFERED=1 python3 bench/attn_sdpa.py "$CHK" "$OUT/attn_gpu.json" 2>&1 | tee -a "$OUT/bench.log" | tail -14
+rc=$(grep -c "SDPA checks: 0 failed" "$OUT/bench.log"); rm -rf "$CHK"
+[ "$rc" = 1 ] && log "SDPA dense check ok" || log "SDPA dense check FAILED or did not run (bench.log)"
 # where the time goes: Nsight Compute on single launches (dense D=128/64 at 16k, arrow w=0 at 4k)
 if command -v ncu > /dev/null && [ "${DFA_NO_NCU:-0}" != 1 ]; then
     log "ncu"

@@ -4,7 +4,11 @@
  * L2 is flushed (256 MB memset) before every timed launch; median of many, CUDA events.
  *
  * usage: bench_attn_gpu [out.json] [iters]     (JSON lines, one per measurement)
- *        bench_attn_gpu --one D NV variant window  (two launches of one plan, for ncu; window < 0: dense) */
+ *        bench_attn_gpu --one D NV variant window  (two launches of one plan, for ncu; window < 0: dense)
+ *        bench_attn_gpu --extra DIR out.json [iters]  head dims beyond the paper's: dense outputs of
+ *            every variant at a few shapes (D 64, 128, 72; inputs and outputs as raw bf16 files in
+ *            DIR, listed in DIR/manifest.jsonl) for bench/attn_sdpa.py to check against PyTorch
+ *            SDPA, and dense timings at DiT-XL-2 / PixArt-Sigma shapes (D=72) appended to out.json */
 #include <algorithm>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -12,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <string>
 #include <vector>
 
 #include "attn/attn.h"
@@ -105,8 +110,102 @@ static int run_one(int D, int NV, int variant, int window) {
     return 0;
 }
 
+static void dump(const char *path, const void *dev, size_t bytes) {
+    std::vector<char> h(bytes);
+    CK(cudaMemcpy(h.data(), dev, bytes, cudaMemcpyDeviceToHost));
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(h.data(), 1, bytes, f) != bytes) {
+        fprintf(stderr, "cannot write %s\n", path);
+        exit(1);
+    }
+    fclose(f);
+}
+
+/* dense (all heads FULL, no text) at [B, N, H, D]: optional dump of q, k, v and every variant's
+ * output under DIR/<tag>_*.bin, optional timing of variant 1 (and 2 for D 64/128) */
+static void dense_extra(const char *dir, FILE *js, int D, int N, int H, int B, int iters, const char *what) {
+    dfa_attn_layout l = {N, 0, 1, 128};
+    const size_t n = (size_t)B * N * H * D, bytes = n * 2;
+    void *buf[4];
+    for (int i = 0; i < 4; i++) {
+        CK(cudaMalloc(&buf[i], bytes));
+        fill_rand<<<(unsigned)((n + 255) / 256), 256>>>((__nv_bfloat16 *)buf[i], n, 4321u + 31u * i + D * N,
+                                                       i < 2 ? 2.f : 1.f);
+        CK(cudaGetLastError());
+    }
+    char tag[64], path[1024];
+    snprintf(tag, sizeof tag, "D%d_N%d_H%d_B%d", D, N, H, B);
+    std::vector<int> m(H, (int)DFA_ATTN_FULL), w(H, -1);
+    dfa_attn_cuda_args a = {DFA_ATTN_CUDA_BF16, B, D, buf[0], buf[1], buf[2], buf[3], NULL, NULL, 0.f, NULL};
+    std::string variants;
+    for (int variant = 1; variant <= 3; variant++) {
+        if (!dfa_attn_cuda_variant_ok(variant)) continue;
+        dfa_attn_cuda_plan *p;
+        DK(dfa_attn_cuda_plan_build(&p, &l, H, m.data(), w.data(), variant, NULL, &err));
+        if (dir) {
+            CK(cudaMemset(buf[3], 0xff, bytes)); /* NaN: every element must be written */
+            DK(dfa_attn_cuda_run(p, &a, &err));
+            CK(cudaDeviceSynchronize());
+            snprintf(path, sizeof path, "%s/%s_out_v%d.bin", dir, tag, variant);
+            dump(path, buf[3], bytes);
+            variants += (variants.empty() ? "" : ",") + std::to_string(variant);
+        }
+        /* variants 2/3 at D other than 64/128 run variant 1's kernel: timed once, as v1 */
+        if (js && (variant == 1 || (variant == 2 && (D == 64 || D == 128)))) {
+            double t = time_plan(p, &a, iters);
+            const double flops = 4.0 * N * (double)N * D * H * B;
+            printf("%s D=%d N=%d H=%d B=%d v%d dense: %.3f ms %.0f TFLOP/s\n", what, D, N, H, B, variant, t,
+                   flops / t / 1e9);
+            fprintf(js,
+                    "{\"kind\":\"dense_extra\",\"what\":\"%s\",\"D\":%d,\"N\":%d,\"H\":%d,\"B\":%d,"
+                    "\"variant\":%d,\"ms\":%.5f,\"tflops\":%.1f}\n",
+                    what, D, N, H, B, variant, t, flops / t / 1e9);
+            fflush(js);
+        }
+        dfa_attn_cuda_plan_free(p);
+    }
+    if (dir) {
+        for (int i = 0; i < 3; i++) {
+            snprintf(path, sizeof path, "%s/%s_%c.bin", dir, tag, "qkv"[i]);
+            dump(path, buf[i], bytes);
+        }
+        snprintf(path, sizeof path, "%s/manifest.jsonl", dir);
+        FILE *f = fopen(path, "a");
+        if (!f) {
+            fprintf(stderr, "cannot write %s\n", path);
+            exit(1);
+        }
+        fprintf(f, "{\"tag\":\"%s\",\"D\":%d,\"N\":%d,\"H\":%d,\"B\":%d,\"variants\":[%s]}\n", tag, D, N, H, B,
+                variants.c_str());
+        fclose(f);
+    }
+    for (int i = 0; i < 4; i++) CK(cudaFree(buf[i]));
+}
+
+static int run_extra(const char *dir, const char *json, int iters) {
+    FILE *js = fopen(json, "a");
+    if (!js) {
+        fprintf(stderr, "cannot write %s\n", json);
+        return 1;
+    }
+    CK(cudaMalloc(&g_flush, FLUSH_BYTES));
+    /* correctness dumps: odd N, two batch elements */
+    const int check_D[4] = {64, 128, 72, 24};
+    for (int i = 0; i < 4; i++) dense_extra(dir, NULL, check_D[i], 1153, 4, 2, 0, "check");
+    /* timings: DiT-XL-2 at 512^2 (32x32 patches, 16 heads of 72, CFG batch 2), PixArt-Sigma at
+     * 1024^2 (64x64 patches); the same shapes at D=64 and 128 for reference */
+    dense_extra(NULL, js, 72, 1024, 16, 2, iters, "DiT-XL-2-512");
+    dense_extra(NULL, js, 72, 4096, 16, 2, iters, "PixArt-Sigma-1024");
+    dense_extra(NULL, js, 64, 4096, 16, 2, iters, "PixArt-shape-D64");
+    dense_extra(NULL, js, 128, 4096, 16, 2, iters, "PixArt-shape-D128");
+    CK(cudaFree(g_flush));
+    fclose(js);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 6 && !strcmp(argv[1], "--one")) return run_one(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+    if (argc >= 4 && !strcmp(argv[1], "--extra")) return run_extra(argv[2], argv[3], argc > 4 ? atoi(argv[4]) : 30);
     const char *path = argc > 1 ? argv[1] : "attn_gpu.json";
     const int iters = argc > 2 ? atoi(argv[2]) : 30;
     FILE *js = fopen(path, "w");

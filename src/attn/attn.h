@@ -60,7 +60,7 @@ typedef struct dfa_attn_head_exec {
 
 /* heads: H entries (H = q->shape[2]). out_cache / res_cache: [B, N, H, D] buffers of out's
  * dtype on out's device, or NULL when no head reads or writes them. CPU: f32 tensors. CUDA
- * tensors (q->dev == DFA_DEV_CUDA; bf16 or f16, D = 64 or 128) take the same arguments and run
+ * tensors (q->dev == DFA_DEV_CUDA; bf16 or f16, D a multiple of 8 up to 256) take the same arguments and run
  * on the fused kernel of src/attn/cuda/ (dispatch: attn_gpu.c). */
 dfa_status dfa_attn_run_heads(dfa_ctx *ctx, const dfa_attn_layout *layout, const dfa_tensor *q,
                               const dfa_tensor *k, const dfa_tensor *v, dfa_tensor *out,

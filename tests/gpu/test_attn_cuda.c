@@ -54,7 +54,7 @@ static void reference(const tcase *tc, int D, int dtype, const uint16_t *q, cons
             vf[(size_t)j * D + d] = from_h(v[base + j * tok + d], dtype);
         }
     for (int i = 0; i < N; i++) {
-        double qi[128];
+        double qi[256];
         for (int d = 0; d < D; d++) qi[d] = from_h(q[base + i * tok + d], dtype);
         double mx = -INFINITY;
         for (int j = 0; j < N; j++) {
@@ -196,6 +196,26 @@ static void test_variant(int variant) {
             }
 }
 
+/* Head dims other than 64 and 128 (variant 1's padded kernels): DiT-XL-2 / PixArt (72), the
+ * tiny diffusers fixtures (16, 24) and the rest of 8..256. The listed ones run every case but
+ * "many items" (72 that one too), the others text-first in bf16 and no-text in fp16. */
+static void test_head_dims(void) {
+    static const int listed[] = {16, 24, 32, 40, 48, 72, 80, 96};
+    for (int D = 8; D <= 256; D += 8) {
+        if (D == 64 || D == 128) continue;
+        int main_dim = D == 72;
+        for (size_t i = 0; i < sizeof listed / sizeof listed[0]; i++) main_dim |= listed[i] == D;
+        const size_t n_cases = D == 72 ? sizeof CASES / sizeof CASES[0] : main_dim ? 6 : 1;
+        for (size_t c = 0; c < n_cases; c++) run_case(&CASES[c], D, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_MMA);
+        for (size_t c = main_dim ? 0 : 2; c < 3; c++) run_case(&CASES[c], D, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_MMA);
+    }
+    /* a plan built for the wgmma variants runs such head dims on variant 1's kernel */
+    if (dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA)) {
+        run_case(&CASES[0], 72, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA);
+        run_case(&CASES[1], 24, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA_GRID);
+    }
+}
+
 static void test_v1(void) { test_variant(DFA_ATTN_CUDA_V_MMA); }
 static void test_v2(void) { test_variant(DFA_ATTN_CUDA_V_WGMMA); }
 static void test_v3(void) { test_variant(DFA_ATTN_CUDA_V_WGMMA_GRID); }
@@ -254,8 +274,11 @@ static void test_bad_args(void) {
     int dummy;
     dfa_attn_cuda_args a = {DFA_ATTN_CUDA_BF16, 1, 128, &dummy, &dummy, &dummy, &dummy, NULL, NULL, 0.f, NULL};
     CHECK(dfa_attn_cuda_run(p, &a, &err) == DFA_ERR_INVALID_ARG); /* CACHE head, no cache buffer */
-    a.head_dim = 96;
-    CHECK(dfa_attn_cuda_run(p, &a, &err) == DFA_ERR_UNSUPPORTED);
+    const int bad_d[4] = {0, 4, 100, 264}; /* not a multiple of 8, or outside 8..256 */
+    for (int i = 0; i < 4; i++) {
+        a.head_dim = bad_d[i];
+        CHECK(dfa_attn_cuda_run(p, &a, &err) == DFA_ERR_UNSUPPORTED);
+    }
     dfa_attn_cuda_plan_free(p);
 }
 
@@ -272,6 +295,9 @@ int main(void) {
     const char *only = getenv("DFA_TEST_QUICK"); /* for compute-sanitizer: one small case */
     if (only) {
         run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_MMA);
+        run_case(&CASES[0], 72, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_MMA); /* padded kernels */
+        run_case(&CASES[5], 24, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_MMA);
+        run_case(&CASES[3], 200, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_MMA);
         if (dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA)) {
             run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA);
             run_case(&CASES[1], 128, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA);
@@ -282,6 +308,7 @@ int main(void) {
     RUN(test_bad_args);
     RUN(test_cache_helpers);
     RUN(test_v1);
+    RUN(test_head_dims);
     RUN(test_v2);
     RUN(test_v3);
     dfa_cuda_free(g_cu);

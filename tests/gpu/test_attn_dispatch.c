@@ -79,14 +79,14 @@ static void tensors(dfa_tensor t[4], void *q, void *k, void *v, void *o, dfa_dty
 
 static void test_mixed_heads(void) {
     const int B = 2, H = 6;
-    const int Ds[2] = {64, 128};
+    const int Ds[4] = {64, 128, 72, 24}; /* 72: DiT-XL-2 / PixArt; 24: the tiny DiT fixture */
     const dfa_attn_layout Ls[3] = {{300, 77, 0, 128}, {256, 40, 1, 64}, {197, 0, 1, 128}};
     const dfa_attn_head_exec ex[6] = {
         {DFA_ATTN_FULL, 0, 1, 0, 0}, {DFA_ATTN_ARROW, 1, 0, 0, 0}, {DFA_ATTN_ARROW_RS, 1, 0, 0, 0},
         {DFA_ATTN_CACHE, 0, 0, 0, 0}, {DFA_ATTN_FULL, 0, 0, 1, 0}, {DFA_ATTN_ARROW, 0, 1, 0, 0},
     };
     for (int li = 0; li < 3; li++)
-        for (int di = 0; di < 2; di++)
+        for (int di = 0; di < 4; di++)
             for (int asc = 0; asc < 2; asc++) {
                 const dfa_attn_layout *L = &Ls[li];
                 const int N = dfa_layout_tokens(L), D = Ds[di];

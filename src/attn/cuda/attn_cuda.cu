@@ -96,8 +96,9 @@ extern "C" int dfa_attn_cuda_variant_ok(int variant) {
 dfa_status acu_check_common(int dtype, int batch, int head_dim, dfa_error *err) {
     if (dtype != DFA_ATTN_CUDA_BF16 && dtype != DFA_ATTN_CUDA_F16)
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: dtype %d (expected bf16=0 or f16=1)", dtype);
-    if (head_dim != 64 && head_dim != 128)
-        DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "attn_cuda: head_dim %d (supported: 64, 128)", head_dim);
+    if (head_dim < 8 || head_dim > 256 || head_dim % 8 != 0)
+        DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "attn_cuda: head_dim %d (supported: multiples of 8 from 8 to 256)",
+                 head_dim);
     if (batch < 1 || batch > 65535) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: batch %d", batch);
     return DFA_OK;
 }
@@ -115,7 +116,10 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
             DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: tensor %d not 16-byte aligned", i);
     if ((int64_t)p->n_items * a->batch > 0x7fffffffLL)
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: %d items x batch %d too many", p->n_items, a->batch);
-    const int wgmma = p->variant == DFA_ATTN_CUDA_V_WGMMA || p->variant == DFA_ATTN_CUDA_V_WGMMA_GRID;
+    /* the wgmma kernel exists for D = 64 and 128; other head dims run variant 1 on the same work
+     * list (it does not depend on the variant) */
+    const int wgmma = (p->variant == DFA_ATTN_CUDA_V_WGMMA || p->variant == DFA_ATTN_CUDA_V_WGMMA_GRID) &&
+                      (a->head_dim == 64 || a->head_dim == 128);
     if (wgmma && !dfa_attn_cuda_variant_ok(p->variant))
         DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "attn_cuda: variant %d (wgmma) needs an sm_90 GPU", p->variant);
     acu_params prm;
@@ -132,6 +136,7 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
     prm.batch = a->batch;
     prm.n_tokens = dfa_layout_tokens(&p->layout);
     prm.n_heads = p->n_heads;
+    prm.head_dim = a->head_dim;
     float scale = a->scale > 0 ? a->scale : 1.0f / sqrtf((float)a->head_dim);
     prm.scale_log2 = scale * 1.4426950408889634f;
     cudaStream_t st = (cudaStream_t)a->stream;

@@ -13,8 +13,10 @@
  * Methods are dfa_attn_method values (attn/attn.h).
  *
  * Tensors q, k, v, out, cache, resid: [B, N, H, D] row-major, bf16 or fp16 (one dtype for
- * all), token stride H*D; f32 accumulation; D = 64 or 128; non-causal; any N; text before,
- * after, or absent (the layout).
+ * all), token stride H*D; f32 accumulation; D any multiple of 8 from 8 to 256; non-causal;
+ * any N; text before, after, or absent (the layout). Variant 1 runs every D (64 and 128 on
+ * exact kernels, others on kernels padded to 32/64/80/128/256 columns); variants 2 and 3 (wgmma)
+ * exist for D = 64 and 128, and a plan built for them runs other D on variant 1's kernel.
  *
  * The work list (for each head and query tile: the key ranges it visits, CACHE heads as copy
  * items) is built on the host once per plan entry by dfa_attn_cuda_plan_build(), uploaded to
@@ -76,7 +78,7 @@ void dfa_attn_cuda_plan_get_info(const dfa_attn_cuda_plan *p, dfa_attn_cuda_plan
 typedef struct dfa_attn_cuda_args {
     int dtype;      /* DFA_ATTN_CUDA_BF16 / _F16 */
     int batch;      /* B */
-    int head_dim;   /* D: 64 or 128 */
+    int head_dim;   /* D: a multiple of 8, 8..256 */
     const void *q, *k, *v;
     void *out;
     const void *cache; /* [B, N, H, D]: read for CACHE heads (may be NULL if the plan has none) */

@@ -22,12 +22,14 @@ struct acu_params {
     const int2 *ranges;
     int *counter; /* variant 2's work counter (persistent CTAs), zeroed before each launch */
     int n_items, batch, n_tokens, n_heads;
+    int head_dim; /* read by variant 1's padded kernels (D other than 64, 128) */
     float scale_log2; /* softmax scale * log2(e) */
 };
 
 dfa_status acu_check_common(int dtype, int batch, int head_dim, dfa_error *err);
 
-/* Launchers (one per variant), called by dfa_attn_cuda_run after checks. */
+/* Launchers (one per variant), called by dfa_attn_cuda_run after checks. Variant 1 takes any
+ * head dim that acu_check_common accepts; variants 2 and 3 only 64 and 128. */
 cudaError_t acu_launch_mma(const acu_params &p, int head_dim, int dtype, cudaStream_t st);
 /* persistent: one CTA per SM taking items from the counter; else one CTA per item */
 cudaError_t acu_launch_wgmma(const acu_params &p, int head_dim, int dtype, bool persistent, cudaStream_t st);

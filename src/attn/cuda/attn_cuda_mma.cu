@@ -4,7 +4,16 @@
  * query rows. The key ranges of the item are walked in steps of 64 keys, K/V double-buffered
  * with cp.async (zero-filled past the range end, where scores are also masked to -inf).
  * Online softmax in the log2 domain, f32 accumulators; P stays in registers as the A
- * operand of the PV product. Grid = items x batch, items ordered longest-first. */
+ * operand of the PV product. Grid = items x batch, items ordered longest-first.
+ *
+ * Head dims: any multiple of 8 in [8, 256]. D = 64 and 128 have their own exact kernels
+ * (PAD = false). Every other D runs a padded kernel of width DP (32, 64, 80, 128 or 256, the
+ * smallest >= D): Q/K/V tiles are loaded with their columns D..DP-1 zero-filled, both products
+ * loop over the first NK = ceil(D/16) 16-column blocks only (the zero columns of the last block
+ * add exactly 0 to Q K^T; of P V only the real D columns are stored). DP not a multiple of 64
+ * (32, 80) has no room for the XOR swizzle within a row: its shared tiles use a row stride of
+ * DP + 8 elements (an odd number of 16-byte chunks, so ldmatrix's 8 rows hit 8 distinct bank
+ * groups). */
 #include "attn/cuda/attn_cuda_dev.cuh"
 
 namespace {
@@ -14,9 +23,20 @@ constexpr int BN = 64;     /* keys per step */
 constexpr int WARPS = 8;
 constexpr int THREADS = WARPS * 32;
 
-template <int D>
+/* Shared tiles of DP columns: DP % 64 == 0 uses the XOR swizzle of acu_swz (16-byte chunk c of
+ * row r at c ^ (r & 7)); other DP a plain row stride of DP + 8 elements. Offsets in elements. */
+template <int DP>
+struct mma_tile {
+    static constexpr bool XOR = DP % 64 == 0;
+    static constexpr int STRIDE = XOR ? DP : DP + 8;
+    static __device__ __forceinline__ int off(int row, int chunk) {
+        return XOR ? acu_swz<DP>(row, chunk) : row * STRIDE + (chunk << 3);
+    }
+};
+
+template <int DP>
 constexpr int smem_bytes() {
-    return (BM * D + 4 * BN * D) * 2; /* Q + 2 x (K, V) */
+    return (BM + 4 * BN) * mma_tile<DP>::STRIDE * 2; /* Q + 2 x (K, V) */
 }
 
 __device__ __forceinline__ void ldsm_x4(uint32_t *r, uint32_t addr) {
@@ -49,32 +69,78 @@ __device__ __forceinline__ void mma16816<__half>(float *c, const uint32_t *a, ui
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-/* Load `rows` (<= R) rows of one head starting at token tok0 into a swizzled [R][D] tile;
- * rows >= nvalid are zero-filled. */
-template <int D, int R>
+/* Load `rows` (<= R) rows of one head starting at token tok0 into a [R][DP] tile: chunks
+ * [0, nch) of each row, rows >= nvalid and chunks >= dch (PAD: past the real head dim) zero-filled. */
+template <int DP, bool PAD, int R>
 __device__ __forceinline__ void load_tile(uint32_t s_base, const uint16_t *g, size_t tok_stride, int tok0, int nvalid,
-                                          int tid) {
-    constexpr int CPR = D / 8;
+                                          int nch, int dch, int tid) {
 #pragma unroll
-    for (int i = tid; i < R * CPR; i += THREADS) {
-        int r = i / CPR, c = i % CPR;
-        bool ok = r < nvalid;
-        const uint16_t *src = g + (size_t)(tok0 + (ok ? r : 0)) * tok_stride + c * 8;
-        acu_cp16(s_base + acu_swz<D>(r, c) * 2, src, ok);
+    for (int i = tid; i < R * nch; i += THREADS) {
+        int r = i / nch, c = i % nch;
+        bool ok = r < nvalid && (!PAD || c < dch);
+        const uint16_t *src = g + (size_t)(tok0 + (ok ? r : 0)) * tok_stride + (PAD && !ok ? 0 : c) * 8;
+        acu_cp16(s_base + mma_tile<DP>::off(r, c) * 2, src, ok);
     }
 }
 
-template <int D, typename T>
+/* PAD kernels' CACHE item and epilogue: acu_copy_item / acu_store_tile with a runtime head dim d
+ * (token stride n_heads * d) and the shared layout of mma_tile<DP>. */
+__device__ __forceinline__ void copy_item_rt(const acu_params &p, const acu_item &it, int b, int tid, int d) {
+    const size_t tok = (size_t)p.n_heads * d;
+    const size_t base = ((size_t)b * p.n_tokens + it.q0) * tok + (size_t)it.head * d;
+    const uint4 *src = reinterpret_cast<const uint4 *>(reinterpret_cast<const uint16_t *>(p.cache) + base);
+    uint4 *dst = reinterpret_cast<uint4 *>(reinterpret_cast<uint16_t *>(p.o) + base);
+    const int cpr = d / 8, tokv = (int)(tok / 8);
+    for (int i = tid; i < it.q_len * cpr; i += THREADS) {
+        int r = i / cpr, c = i % cpr;
+        dst[(size_t)r * tokv + c] = src[(size_t)r * tokv + c];
+    }
+}
+
+template <int DP, typename T>
+__device__ __forceinline__ void store_tile_rt(const acu_params &p, const acu_item &it, int b, const T *s_o, int tid,
+                                              int d) {
+    const size_t tok = (size_t)p.n_heads * d;
+    const size_t base = ((size_t)b * p.n_tokens + it.q0) * tok + (size_t)it.head * d;
+    T *dst = reinterpret_cast<T *>(p.o) + base;
+    const T *res = (it.flags & ACU_ITEM_RESID) ? reinterpret_cast<const T *>(p.resid) + base : nullptr;
+    const int cpr = d / 8;
+    for (int i = tid; i < it.q_len * cpr; i += THREADS) {
+        int r = i / cpr, c = i % cpr;
+        uint4 v = *reinterpret_cast<const uint4 *>(s_o + mma_tile<DP>::off(r, c));
+        if (res) {
+            uint4 rv = *reinterpret_cast<const uint4 *>(res + (size_t)r * tok + c * 8);
+            uint32_t *pv = reinterpret_cast<uint32_t *>(&v);
+            const uint32_t *pr = reinterpret_cast<const uint32_t *>(&rv);
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                float2 x = acu_pack<T>::unpack(pv[j]), y = acu_pack<T>::unpack(pr[j]);
+                pv[j] = acu_pack<T>::two(x.x + y.x, x.y + y.y);
+            }
+        }
+        *reinterpret_cast<uint4 *>(dst + (size_t)r * tok + c * 8) = v;
+    }
+}
+
+/* DP: the tile width (the head dim itself when !PAD); PAD: the head dim is p.head_dim <= DP. */
+template <int DP, bool PAD, typename T>
 __global__ void __launch_bounds__(THREADS, 1) attn_mma_kernel(const acu_params p) {
     extern __shared__ __align__(128) unsigned char smem_raw[];
+    constexpr int S = mma_tile<DP>::STRIDE; /* elements per shared row */
     T *sQ = reinterpret_cast<T *>(smem_raw);
-    T *sK = sQ + BM * D;      /* [2][BN][D] */
-    T *sV = sK + 2 * BN * D;  /* [2][BN][D] */
+    T *sK = sQ + BM * S;      /* [2][BN][S] */
+    T *sV = sK + 2 * BN * S;  /* [2][BN][S] */
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int b = blockIdx.x % p.batch;
     const acu_item it = p.items[blockIdx.x / p.batch];
+    const int D = PAD ? p.head_dim : DP;           /* the real head dim (a multiple of 8) */
+    const int NK = PAD ? (D + 15) >> 4 : DP / 16;  /* 16-column blocks of both products */
+    const int NCH = 2 * NK, DCH = D >> 3;          /* chunks loaded per row, real chunks */
     if (it.flags & ACU_ITEM_COPY) {
-        acu_copy_item<D>(p, it, b, tid, THREADS);
+        if constexpr (PAD)
+            copy_item_rt(p, it, b, tid, D);
+        else
+            acu_copy_item<DP>(p, it, b, tid, THREADS);
         return;
     }
     const size_t tok = (size_t)p.n_heads * D;
@@ -94,8 +160,8 @@ __global__ void __launch_bounds__(THREADS, 1) attn_mma_kernel(const acu_params p
     auto issue_kv = [&](int buf, int &valid) {
         int2 kr = p.ranges[it.r_off + ld_r];
         valid = kr.y - ld_k < BN ? kr.y - ld_k : BN;
-        load_tile<D, BN>(sKa + buf * BN * D * 2, gk, tok, ld_k, valid, tid);
-        load_tile<D, BN>(sVa + buf * BN * D * 2, gv, tok, ld_k, valid, tid);
+        load_tile<DP, PAD, BN>(sKa + buf * BN * S * 2, gk, tok, ld_k, valid, NCH, DCH, tid);
+        load_tile<DP, PAD, BN>(sVa + buf * BN * S * 2, gv, tok, ld_k, valid, NCH, DCH, tid);
         ld_k += BN;
         if (ld_k >= kr.y && ld_r + 1 < it.n_r) {
             ld_r++;
@@ -103,14 +169,14 @@ __global__ void __launch_bounds__(THREADS, 1) attn_mma_kernel(const acu_params p
         }
     };
 
-    load_tile<D, BM>(sQa, gq, tok, it.q0, it.q_len, tid);
+    load_tile<DP, PAD, BM>(sQa, gq, tok, it.q0, it.q_len, NCH, DCH, tid);
     int valid_cur, valid_next = 0;
     issue_kv(0, valid_cur);
     acu_cp_commit();
 
-    float o[D / 8][4];
+    float o[DP / 8][4];
 #pragma unroll
-    for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    for (int i = 0; i < DP / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
     float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.f, 0.f};
     const int qrow = warp * 16;
 
@@ -124,19 +190,20 @@ __global__ void __launch_bounds__(THREADS, 1) attn_mma_kernel(const acu_params p
             acu_cp_wait<0>();
         }
         __syncthreads();
-        const uint32_t kb = sKa + buf * BN * D * 2, vb = sVa + buf * BN * D * 2;
+        const uint32_t kb = sKa + buf * BN * S * 2, vb = sVa + buf * BN * S * 2;
 
         float s[BN / 8][4];
 #pragma unroll
         for (int i = 0; i < BN / 8; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
 #pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
+        for (int kk = 0; kk < DP / 16; kk++) {
+            if (PAD && kk >= NK) break; /* the rest of the tile is zero padding */
             uint32_t a[4];
-            ldsm_x4(a, sQa + acu_swz<D>(qrow + ((lane >> 3) & 1) * 8 + (lane & 7), kk * 2 + (lane >> 4)) * 2);
+            ldsm_x4(a, sQa + mma_tile<DP>::off(qrow + ((lane >> 3) & 1) * 8 + (lane & 7), kk * 2 + (lane >> 4)) * 2);
 #pragma unroll
             for (int nb = 0; nb < BN / 16; nb++) {
                 uint32_t bb[4];
-                ldsm_x4(bb, kb + acu_swz<D>(nb * 16 + (lane >> 4) * 8 + (lane & 7), kk * 2 + ((lane >> 3) & 1)) * 2);
+                ldsm_x4(bb, kb + mma_tile<DP>::off(nb * 16 + (lane >> 4) * 8 + (lane & 7), kk * 2 + ((lane >> 3) & 1)) * 2);
                 mma16816<T>(s[2 * nb], a, bb[0], bb[1]);
                 mma16816<T>(s[2 * nb + 1], a, bb[2], bb[3]);
             }
@@ -170,7 +237,7 @@ __global__ void __launch_bounds__(THREADS, 1) attn_mma_kernel(const acu_params p
             l_r[r] = l_r[r] * alpha[r] + sum;
         }
 #pragma unroll
-        for (int i = 0; i < D / 8; i++) {
+        for (int i = 0; i < DP / 8; i++) {
             o[i][0] *= alpha[0];
             o[i][1] *= alpha[0];
             o[i][2] *= alpha[1];
@@ -184,9 +251,10 @@ __global__ void __launch_bounds__(THREADS, 1) attn_mma_kernel(const acu_params p
             a[2] = acu_pack<T>::two(s[2 * kk + 1][0], s[2 * kk + 1][1]);
             a[3] = acu_pack<T>::two(s[2 * kk + 1][2], s[2 * kk + 1][3]);
 #pragma unroll
-            for (int db = 0; db < D / 16; db++) {
+            for (int db = 0; db < DP / 16; db++) {
+                if (PAD && db >= NK) break; /* output columns >= 16 NK stay 0 and are not stored */
                 uint32_t bb[4];
-                ldsm_x4_t(bb, vb + acu_swz<D>(kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7), db * 2 + (lane >> 4)) * 2);
+                ldsm_x4_t(bb, vb + mma_tile<DP>::off(kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7), db * 2 + (lane >> 4)) * 2);
                 mma16816<T>(o[2 * db], a, bb[0], bb[1]);
                 mma16816<T>(o[2 * db + 1], a, bb[2], bb[3]);
             }
@@ -203,30 +271,46 @@ __global__ void __launch_bounds__(THREADS, 1) attn_mma_kernel(const acu_params p
         l_r[r] = l_r[r] > 0.f ? 1.f / l_r[r] : 0.f;
     }
 #pragma unroll
-    for (int nb = 0; nb < D / 8; nb++) {
+    for (int nb = 0; nb < DP / 8; nb++) {
+        if (PAD && nb >= NCH) break;
         int row = qrow + (lane >> 2), c = 2 * (lane & 3);
-        *reinterpret_cast<uint32_t *>(sQ + acu_swz<D>(row, nb) + c) =
+        *reinterpret_cast<uint32_t *>(sQ + mma_tile<DP>::off(row, nb) + c) =
             acu_pack<T>::two(o[nb][0] * l_r[0], o[nb][1] * l_r[0]);
-        *reinterpret_cast<uint32_t *>(sQ + acu_swz<D>(row + 8, nb) + c) =
+        *reinterpret_cast<uint32_t *>(sQ + mma_tile<DP>::off(row + 8, nb) + c) =
             acu_pack<T>::two(o[nb][2] * l_r[1], o[nb][3] * l_r[1]);
     }
     __syncthreads();
-    acu_store_tile<D, ACU_LAYOUT_ROWS, T>(p, it, b, sQ, tid, THREADS, 0, BM);
+    if constexpr (PAD)
+        store_tile_rt<DP, T>(p, it, b, sQ, tid, D);
+    else
+        acu_store_tile<DP, ACU_LAYOUT_ROWS, T>(p, it, b, sQ, tid, THREADS, 0, BM);
 }
 
-template <int D, typename T>
+template <int DP, bool PAD, typename T>
 cudaError_t launch(const acu_params &p, cudaStream_t st) {
-    constexpr int smem = smem_bytes<D>();
-    cudaError_t e = cudaFuncSetAttribute(attn_mma_kernel<D, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    constexpr int smem = smem_bytes<DP>();
+    cudaError_t e =
+        cudaFuncSetAttribute(attn_mma_kernel<DP, PAD, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
-    attn_mma_kernel<D, T><<<p.n_items * p.batch, THREADS, smem, st>>>(p);
+    attn_mma_kernel<DP, PAD, T><<<p.n_items * p.batch, THREADS, smem, st>>>(p);
     return cudaGetLastError();
+}
+
+/* head_dim: a multiple of 8 in [8, 256] (acu_check_common) */
+template <typename T>
+cudaError_t launch_d(const acu_params &p, int head_dim, cudaStream_t st) {
+    if (head_dim == 64) return launch<64, false, T>(p, st);
+    if (head_dim == 128) return launch<128, false, T>(p, st);
+    if (head_dim <= 32) return launch<32, true, T>(p, st);
+    if (head_dim <= 64) return launch<64, true, T>(p, st);
+    if (head_dim <= 80) return launch<80, true, T>(p, st);
+    if (head_dim <= 128) return launch<128, true, T>(p, st);
+    return launch<256, true, T>(p, st);
 }
 
 } // namespace
 
 cudaError_t acu_launch_mma(const acu_params &p, int head_dim, int dtype, cudaStream_t st) {
-    if (dtype == DFA_ATTN_CUDA_BF16)
-        return head_dim == 64 ? launch<64, __nv_bfloat16>(p, st) : launch<128, __nv_bfloat16>(p, st);
-    return head_dim == 64 ? launch<64, __half>(p, st) : launch<128, __half>(p, st);
+    if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16>(p, head_dim, st);
+    return launch_d<__half>(p, head_dim, st);
 }
