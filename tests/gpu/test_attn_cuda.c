@@ -296,8 +296,8 @@ int main(void) {
     if (only) {
         run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_MMA);
         run_case(&CASES[0], 72, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_MMA); /* padded kernels */
-        run_case(&CASES[5], 24, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_MMA);
-        run_case(&CASES[3], 200, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_MMA);
+        run_case(&CASES[3], 24, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_MMA);
+        run_case(&CASES[5], 200, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_MMA);
         if (dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA)) {
             run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA);
             run_case(&CASES[1], 128, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA);
