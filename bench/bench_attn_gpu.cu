@@ -150,8 +150,8 @@ static void dense_extra(const char *dir, FILE *js, int D, int N, int H, int B, i
             dump(path, buf[3], bytes);
             variants += (variants.empty() ? "" : ",") + std::to_string(variant);
         }
-        /* variants 2/3 at D other than 64/128 run variant 1's kernel: timed once, as v1 */
-        if (js && (variant == 1 || (variant == 2 && (D == 64 || D == 128)))) {
+        /* v1, and v2 (for 72..120 the D=128 wgmma kernel on TMA-zero-padded tiles) */
+        if (js && variant <= 2) {
             double t = time_plan(p, &a, iters);
             const double flops = 4.0 * N * (double)N * D * H * B;
             printf("%s D=%d N=%d H=%d B=%d v%d dense: %.3f ms %.0f TFLOP/s\n", what, D, N, H, B, variant, t,

@@ -196,9 +196,10 @@ static void test_variant(int variant) {
             }
 }
 
-/* Head dims other than 64 and 128 (variant 1's padded kernels): DiT-XL-2 / PixArt (72), the
- * tiny diffusers fixtures (16, 24) and the rest of 8..256. The listed ones run every case but
- * "many items" (72 that one too), the others text-first in bf16 and no-text in fp16. */
+/* Head dims other than 64 and 128 (variant 1's padded kernels, and wgmma's padded D=128 kernel
+ * for 72..120): DiT-XL-2 / PixArt (72), the tiny diffusers fixtures (16, 24) and the rest of
+ * 8..256. On variant 1 the listed ones run every case but "many items" (72 that one too), the
+ * others text-first in bf16 and no-text in fp16. */
 static void test_head_dims(void) {
     static const int listed[] = {16, 24, 32, 40, 48, 72, 80, 96};
     for (int D = 8; D <= 256; D += 8) {
@@ -209,11 +210,22 @@ static void test_head_dims(void) {
         for (size_t c = 0; c < n_cases; c++) run_case(&CASES[c], D, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_MMA);
         for (size_t c = main_dim ? 0 : 2; c < 3; c++) run_case(&CASES[c], D, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_MMA);
     }
-    /* a plan built for the wgmma variants runs such head dims on variant 1's kernel */
-    if (dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA)) {
-        run_case(&CASES[0], 72, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA);
-        run_case(&CASES[1], 24, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA_GRID);
+    if (!dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA)) {
+        printf("  wgmma variants not supported on this GPU: skipped\n");
+        return;
     }
+    /* wgmma: 72..120 on the D=128 kernel with TMA zero fill as padding */
+    static const int wg_dims[5] = {72, 80, 96, 104, 120};
+    for (int i = 0; i < 5; i++) {
+        const int D = wg_dims[i];
+        const size_t n_cases = D == 72 ? sizeof CASES / sizeof CASES[0] : 3;
+        for (size_t c = 0; c < n_cases; c++) run_case(&CASES[c], D, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA);
+        run_case(&CASES[0], D, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA);
+        run_case(&CASES[D == 72 ? 4 : 1], D, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA_GRID);
+    }
+    /* other head dims on a plan built for the wgmma variants run variant 1's kernel */
+    run_case(&CASES[1], 24, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA_GRID);
+    run_case(&CASES[0], 200, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA);
 }
 
 static void test_v1(void) { test_variant(DFA_ATTN_CUDA_V_MMA); }
@@ -301,6 +313,7 @@ int main(void) {
         if (dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA)) {
             run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA);
             run_case(&CASES[1], 128, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA);
+            run_case(&CASES[0], 72, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA); /* padded to 128 */
         }
         dfa_cuda_free(g_cu);
         return test_summary();

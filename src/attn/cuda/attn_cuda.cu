@@ -116,10 +116,11 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
             DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: tensor %d not 16-byte aligned", i);
     if ((int64_t)p->n_items * a->batch > 0x7fffffffLL)
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: %d items x batch %d too many", p->n_items, a->batch);
-    /* the wgmma kernel exists for D = 64 and 128; other head dims run variant 1 on the same work
-     * list (it does not depend on the variant) */
+    /* the wgmma kernel exists for D = 64 and 128, and 72..120 on the D=128 kernel with TMA's zero
+     * fill as padding; other head dims run variant 1 on the same work list (it does not depend on
+     * the variant) */
     const int wgmma = (p->variant == DFA_ATTN_CUDA_V_WGMMA || p->variant == DFA_ATTN_CUDA_V_WGMMA_GRID) &&
-                      (a->head_dim == 64 || a->head_dim == 128);
+                      a->head_dim >= 64 && a->head_dim <= 128;
     if (wgmma && !dfa_attn_cuda_variant_ok(p->variant))
         DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "attn_cuda: variant %d (wgmma) needs an sm_90 GPU", p->variant);
     acu_params prm;

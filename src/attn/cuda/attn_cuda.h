@@ -15,8 +15,9 @@
  * Tensors q, k, v, out, cache, resid: [B, N, H, D] row-major, bf16 or fp16 (one dtype for
  * all), token stride H*D; f32 accumulation; D any multiple of 8 from 8 to 256; non-causal;
  * any N; text before, after, or absent (the layout). Variant 1 runs every D (64 and 128 on
- * exact kernels, others on kernels padded to 32/64/80/128/256 columns); variants 2 and 3 (wgmma)
- * exist for D = 64 and 128, and a plan built for them runs other D on variant 1's kernel.
+ * exact kernels, others on kernels zero-padded to 32/64/80/128/256 columns); variants 2 and 3
+ * (wgmma) run D = 64 and 128, and 72..120 on the D=128 kernel (TMA zero-fills the columns past
+ * D); a plan built for them runs any other D on variant 1's kernel.
  *
  * The work list (for each head and query tile: the key ranges it visits, CACHE heads as copy
  * items) is built on the host once per plan entry by dfa_attn_cuda_plan_build(), uploaded to

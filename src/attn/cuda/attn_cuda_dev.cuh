@@ -59,16 +59,19 @@ __device__ __forceinline__ int acu_swz(int row, int chunk) {
 }
 
 
-/* CACHE item: copy rows [q0, q0+q_len) of head h from the cache into the output. */
+/* CACHE item: copy rows [q0, q0+q_len) of head h from the cache into the output. d: the head
+ * dim of the tensors (a kernel padded to D columns passes the real one). */
 template <int D>
-__device__ __forceinline__ void acu_copy_item(const acu_params &p, const acu_item &it, int b, int tid, int nthr) {
-    const size_t tok = (size_t)p.n_heads * D;
-    const size_t base = ((size_t)b * p.n_tokens + it.q0) * tok + (size_t)it.head * D;
+__device__ __forceinline__ void acu_copy_item(const acu_params &p, const acu_item &it, int b, int tid, int nthr,
+                                              int d = D) {
+    const size_t tok = (size_t)p.n_heads * d;
+    const size_t base = ((size_t)b * p.n_tokens + it.q0) * tok + (size_t)it.head * d;
     const uint4 *src = reinterpret_cast<const uint4 *>(reinterpret_cast<const uint16_t *>(p.cache) + base);
     uint4 *dst = reinterpret_cast<uint4 *>(reinterpret_cast<uint16_t *>(p.o) + base);
-    const int cpr = D / 8, tokv = (int)(tok / 8);
+    const int cpr = D / 8, tokv = (int)(tok / 8); /* compile-time division; chunks >= d/8 skipped */
     for (int i = tid; i < it.q_len * cpr; i += nthr) {
         int r = i / cpr, c = i % cpr;
+        if (c >= d / 8) continue;
         dst[(size_t)r * tokv + c] = src[(size_t)r * tokv + c];
     }
 }
@@ -83,19 +86,21 @@ __device__ __forceinline__ int acu_tile_off(int row, int chunk) {
     return (chunk >> 3) * ACU_BM * 64 + row * 64 + (((chunk & 7) ^ (row & 7)) << 3);
 }
 
-/* Epilogue: rows [r0, min(r1, q_len)) of the output tile (bf16/f16 in shared memory) to global
- * memory with 16-byte stores, adding the residual for ARROW_RS items. */
+/* Epilogue: rows [r0, min(r1, q_len)) of the output tile (bf16/f16 in shared memory, D columns)
+ * to global memory with 16-byte stores, adding the residual for ARROW_RS items. d <= D: the head
+ * dim of the tensors; only its columns are stored. */
 template <int D, int LAYOUT, typename T>
 __device__ __forceinline__ void acu_store_tile(const acu_params &p, const acu_item &it, int b, const T *s_o, int tid,
-                                               int nthr, int r0, int r1) {
-    const size_t tok = (size_t)p.n_heads * D;
-    const size_t base = ((size_t)b * p.n_tokens + it.q0) * tok + (size_t)it.head * D;
+                                               int nthr, int r0, int r1, int d = D) {
+    const size_t tok = (size_t)p.n_heads * d;
+    const size_t base = ((size_t)b * p.n_tokens + it.q0) * tok + (size_t)it.head * d;
     T *dst = reinterpret_cast<T *>(p.o) + base;
     const T *res = (it.flags & ACU_ITEM_RESID) ? reinterpret_cast<const T *>(p.resid) + base : nullptr;
-    const int cpr = D / 8;
+    const int cpr = D / 8; /* compile-time division; chunks >= d/8 (padding) skipped */
     if (r1 > it.q_len) r1 = it.q_len;
     for (int i = tid; i < (r1 - r0) * cpr; i += nthr) {
         int r = r0 + i / cpr, c = i % cpr;
+        if (c >= d / 8) continue;
         uint4 v = *reinterpret_cast<const uint4 *>(s_o + acu_tile_off<D, LAYOUT>(r, c));
         if (res) {
             uint4 rv = *reinterpret_cast<const uint4 *>(res + (size_t)r * tok + c * 8);

@@ -139,7 +139,10 @@ struct walker {
 };
 #endif
 
-template <int D, typename T>
+/* PAD: the tensors' head dim is p.head_dim < D; the tensor maps have that inner size, so TMA
+ * zero-fills columns p.head_dim..D-1 of every Q/K/V tile (exact: zero columns add 0 to Q K^T, and
+ * give output columns that are not stored). */
+template <int D, bool PAD, typename T>
 __global__ void __launch_bounds__(THREADS, 1)
     attn_wgmma_kernel(const __grid_constant__ acu_params p, const __grid_constant__ CUtensorMap tq,
                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv) {
@@ -327,7 +330,7 @@ __global__ void __launch_bounds__(THREADS, 1)
         const acu_item it = p.items[idx / p.batch];
         const int b = idx % p.batch;
         if (it.flags & ACU_ITEM_COPY) {
-            acu_copy_item<D>(p, it, b, ctid, 256);
+            acu_copy_item<D>(p, it, b, ctid, 256, PAD ? p.head_dim : D);
             mbar_arrive(q_empty(qb));
             continue;
         }
@@ -407,7 +410,8 @@ __global__ void __launch_bounds__(THREADS, 1)
                 acu_pack<T>::two(o[4 * j + 2] * l_r[1], o[4 * j + 3] * l_r[1]);
         }
         asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
-        acu_store_tile<D, ACU_LAYOUT_TMA, T>(p, it, b, so, ctid & 127, 128, cw * 64, cw * 64 + 64);
+        acu_store_tile<D, ACU_LAYOUT_TMA, T>(p, it, b, so, ctid & 127, 128, cw * 64, cw * 64 + 64,
+                                             PAD ? p.head_dim : D); /* the tensors' head dim */
         /* the staging (over Q) is read; TMA may overwrite it after this (async proxy) */
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         mbar_arrive(q_empty(qb));
@@ -430,8 +434,9 @@ cudaError_t make_map(encode_fn enc, CUtensorMap *m, const void *ptr, int dtype, 
     return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
-template <int D, typename T>
+template <int D, bool PAD, typename T>
 cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t st) {
+    const int dg = PAD ? p.head_dim : D;
     void *fn = nullptr;
     cudaDriverEntryPointQueryResult q;
     cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q);
@@ -440,26 +445,32 @@ cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t
     encode_fn enc = reinterpret_cast<encode_fn>(fn);
     CUtensorMap mq, mk, mv;
     const int rows = p.batch * p.n_tokens;
-    if ((e = make_map(enc, &mq, p.q, dtype, rows, p.n_heads, D)) != cudaSuccess) return e;
-    if ((e = make_map(enc, &mk, p.k, dtype, rows, p.n_heads, D)) != cudaSuccess) return e;
-    if ((e = make_map(enc, &mv, p.v, dtype, rows, p.n_heads, D)) != cudaSuccess) return e;
+    if ((e = make_map(enc, &mq, p.q, dtype, rows, p.n_heads, dg)) != cudaSuccess) return e;
+    if ((e = make_map(enc, &mk, p.k, dtype, rows, p.n_heads, dg)) != cudaSuccess) return e;
+    if ((e = make_map(enc, &mv, p.v, dtype, rows, p.n_heads, dg)) != cudaSuccess) return e;
     constexpr int smem = cfg<D>::SMEM;
-    e = cudaFuncSetAttribute(attn_wgmma_kernel<D, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    e = cudaFuncSetAttribute(attn_wgmma_kernel<D, PAD, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
     int dev = 0, sms = 0;
     if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
     if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
     const int total = p.n_items * p.batch;
     const int grid = persistent && sms < total ? sms : total;
-    attn_wgmma_kernel<D, T><<<grid, THREADS, smem, st>>>(p, mq, mk, mv);
+    attn_wgmma_kernel<D, PAD, T><<<grid, THREADS, smem, st>>>(p, mq, mk, mv);
     return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t launch_d(const acu_params &p, int head_dim, int dtype, bool persistent, cudaStream_t st) {
+    if (head_dim == 64) return launch<64, false, T>(p, dtype, persistent, st);
+    if (head_dim == 128) return launch<128, false, T>(p, dtype, persistent, st);
+    return launch<128, true, T>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
 }
 
 } // namespace
 
+/* head_dim 64, 128, or a multiple of 8 between them (the D=128 kernel on zero-padded tiles) */
 cudaError_t acu_launch_wgmma(const acu_params &p, int head_dim, int dtype, bool persistent, cudaStream_t st) {
-    if (dtype == DFA_ATTN_CUDA_BF16)
-        return head_dim == 64 ? launch<64, __nv_bfloat16>(p, dtype, persistent, st)
-                              : launch<128, __nv_bfloat16>(p, dtype, persistent, st);
-    return head_dim == 64 ? launch<64, __half>(p, dtype, persistent, st) : launch<128, __half>(p, dtype, persistent, st);
+    if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16>(p, head_dim, dtype, persistent, st);
+    return launch_d<__half>(p, head_dim, dtype, persistent, st);
 }
