@@ -27,7 +27,10 @@ extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const d
                                                const int *method, const int *window, int variant, void *stream,
                                                dfa_error *err) {
     *out = NULL;
-    if (variant == DFA_ATTN_CUDA_V_DEFAULT) variant = DFA_ATTN_CUDA_V_MMA;
+    /* default: the persistent wgmma kernel on sm_90 (it serves D 64..128 and hands other head
+     * dims to variant 1 at run time), variant 1 elsewhere */
+    if (variant == DFA_ATTN_CUDA_V_DEFAULT)
+        variant = dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA) ? DFA_ATTN_CUDA_V_WGMMA : DFA_ATTN_CUDA_V_MMA;
     if (variant != DFA_ATTN_CUDA_V_MMA && variant != DFA_ATTN_CUDA_V_WGMMA && variant != DFA_ATTN_CUDA_V_WGMMA_GRID)
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1, 2 or 3)", variant);
     dfa_acu_worklist wl;
