@@ -4,9 +4,12 @@
  *     CPU tests: tiny random models, 77 / 32 tokens, T5 with and without its mask),
  *   - the CPU path on fresh random token sequences (CLIP 77 tokens, EOS at a random place; T5 1..512
  *     tokens, with and without padding masked),
+ *   - the CPU path on the same T5 with its embeddings x64 (exact in bf16): a residual stream far
+ *     larger than the branches, as real T5s have; a bf16 residual stream rounds the branches away
+ *     (replay: 3.3e-3..3.8e-3), the f32 one keeps them (replay max 1.1e-4; bound 4e-4),
  *   - the prompt encoder on a CUDA context (what dfa generate / encode --cuda run) vs a CPU one;
  * every output poisoned (NaN) first.
- * Bounds (relative L2), 2x the largest error of an honest bf16 replay of this path on the CPU
+ * Bounds (relative L2), about 2x the largest error of an honest bf16 replay of this path on the CPU
  * (tests/fixtures/text_bf16_error.py: the same roundings in f32 torch, 20 T5 cases, 33 per CLIP):
  *   T5 output                         1.2e-2  (replay max 5.9e-3; transformers' own bf16 T5: 9.0e-3)
  *   CLIP hidden states [T, D]         2.5e-2  (replay max 1.2e-2)
@@ -29,6 +32,7 @@
 #define TOL_T5 1.2e-2
 #define TOL_HID 2.5e-2
 #define TOL_ROW 5e-2
+#define TOL_T5_LARGE 4e-4
 
 static dfa_safetensors *ref;
 
@@ -103,15 +107,16 @@ static int clip_run(dfa_ctx *ctx, dfa_clip *m, const int32_t *ids, clip_out *o) 
     size_t TD = 77 * (size_t)c->hidden;
     o->hid = poisoned(TD), o->last = poisoned(TD), o->pooled = poisoned((size_t)c->hidden);
     o->proj = poisoned(c->projection_dim ? (size_t)c->projection_dim : 1);
-    int ok = dfa_clip_encode(m, ids, 77, -2, o->hid, o->pooled, c->projection_dim ? o->proj : NULL) == DFA_OK &&
-             dfa_clip_encode(m, ids, 77, DFA_TEXT_LAST_HIDDEN, o->last, NULL, NULL) == DFA_OK;
+    int ok = dfa_clip_encode(m, ids, 77, -2, o->hid, NULL, NULL) == DFA_OK &&
+             dfa_clip_encode(m, ids, 77, DFA_TEXT_LAST_HIDDEN, o->last, o->pooled, c->projection_dim ? o->proj : NULL) ==
+                 DFA_OK;
     CHECKF(ok, "clip encode: %s", dfa_ctx_error(ctx));
     return ok;
 }
 
 static void clip_out_free(clip_out *o) { free(o->hid), free(o->last), free(o->pooled), free(o->proj); }
 
-/* pooled must be the last hidden state's EOS row, bit for bit (the same buffer on the GPU) */
+/* pooled must be the last hidden state's EOS row of the same call, bit for bit (one buffer on the GPU) */
 static void check_pooled_row(const dfa_clip_config *c, const int32_t *ids, const clip_out *o) {
     int eos = 0;
     for (int t = 0; t < 77; t++)
@@ -194,6 +199,89 @@ static void test_clip(dfa_ctx *gpu, dfa_ctx *cpu, const char *name, int proj_mod
     dfa_clip_free(mc);
 }
 
+/* GPU vs CPU on fresh token sequences of several lengths, without and with padding masked */
+static void t5_fresh(dfa_ctx *gpu, dfa_ctx *cpu, dfa_t5 *m, dfa_t5 *mc, const char *label, double tol) {
+    /* 300 and 512 tokens need several passes of the attention kernel's 256 threads; a shorter call
+     * after a longer one reuses the arenas */
+    static const int lens[] = {300, 1, 77, 512, 32};
+    unsigned long long rng = 99;
+    int V = dfa_t5_get_config(m)->vocab_size, D = dfa_t5_get_config(m)->d_model;
+    printf("%s (GPU vs CPU, fresh token ids):\n", label);
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+        int T = lens[li];
+        int32_t *ids = malloc((size_t)T * sizeof *ids), *mask = malloc((size_t)T * sizeof *mask);
+        for (int t = 0; t < T; t++) ids[t] = (int)(test_rng_next(&rng) % (unsigned)V), mask[t] = t < (T * 2 + 2) / 3;
+        for (int masked = 0; masked < 2; masked++) {
+            float *g = poisoned((size_t)T * D), *c = poisoned((size_t)T * D);
+            CHECKF(dfa_t5_encode(m, ids, masked ? mask : NULL, T, g) == DFA_OK, "%s", dfa_ctx_error(gpu));
+            CHECKF(dfa_t5_encode(mc, ids, masked ? mask : NULL, T, c) == DFA_OK, "%s", dfa_ctx_error(cpu));
+            char w[64];
+            snprintf(w, sizeof w, "%s %d tokens%s", label, T, masked ? " masked" : "");
+            bound(w, g, c, (size_t)T * D, tol);
+            free(g), free(c);
+        }
+        free(ids), free(mask);
+    }
+}
+
+/* dir/config.json and dir/model.safetensors: the T5 fixture with shared.weight * scale; 0 on success */
+static int write_scaled_t5(const char *dir, float scale) {
+    char p[512];
+    dfa_error err = {0};
+    dfa_safetensors *st = NULL;
+    FILE *in = fopen(FIX "t5/config.json", "rb"), *out = NULL;
+    char cfg[8192];
+    size_t n = in ? fread(cfg, 1, sizeof cfg, in) : 0;
+    if (in) fclose(in);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    int ok = n > 0 && n < sizeof cfg && (out = fopen(p, "wb")) != NULL && fwrite(cfg, 1, n, out) == n;
+    if (out) ok = (fclose(out) == 0) && ok;
+    ok = ok && dfa_st_open(&st, FIX "t5/model.safetensors", &err) == DFA_OK;
+    int nt = st ? dfa_st_count(st) : 0, found = 0;
+    dfa_st_item *items = calloc((size_t)nt + 1, sizeof *items);
+    float **data = calloc((size_t)nt + 1, sizeof *data);
+    ok = ok && items && data;
+    for (int i = 0; ok && i < nt; i++) {
+        const dfa_st_tensor *t = dfa_st_at(st, i);
+        size_t numel = 1;
+        for (int j = 0; j < t->ndim; j++) numel *= (size_t)t->shape[j];
+        ok = (data[i] = malloc(numel * sizeof(float))) != NULL &&
+             dfa_st_load(st, t->name, DFA_F32, -1, NULL, data[i], DFA_DEV_CPU, NULL, &err) == DFA_OK;
+        if (ok && strcmp(t->name, "shared.weight") == 0) {
+            found = 1;
+            for (size_t j = 0; j < numel; j++) data[i][j] *= scale;
+        }
+        items[i] = (dfa_st_item){.name = t->name, .dtype = DFA_F32, .ndim = t->ndim, .shape = t->shape, .data = data[i]};
+    }
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    ok = ok && found && dfa_st_write(p, items, nt, NULL, NULL, 0, &err) == DFA_OK;
+    CHECKF(ok, "writing the scaled T5 in %s: %s", dir, err.msg);
+    for (int i = 0; data && i < nt; i++) free(data[i]);
+    free(data), free(items);
+    if (st) dfa_st_close(st);
+    return ok ? 0 : -1;
+}
+
+/* a residual stream 64x larger than the branches: only an f32 stream keeps the branches */
+static void test_t5_large(dfa_ctx *gpu, dfa_ctx *cpu) {
+    test_tmpdir d;
+    if (tmpdir_make(&d, "t5large") != 0) {
+        CHECK(0);
+        return;
+    }
+    if (write_scaled_t5(d.path, 64.0f) != 0) {
+        tmpdir_remove(&d);
+        return;
+    }
+    dfa_t5 *m = NULL, *mc = NULL;
+    CHECKF(dfa_t5_load_cuda(gpu, d.path, &m) == DFA_OK, "%s", dfa_ctx_error(gpu));
+    CHECKF(dfa_t5_load(cpu, d.path, &mc) == DFA_OK, "%s", dfa_ctx_error(cpu));
+    if (m && mc) t5_fresh(gpu, cpu, m, mc, "t5 x64", TOL_T5_LARGE);
+    dfa_t5_free(m);
+    dfa_t5_free(mc);
+    tmpdir_remove(&d);
+}
+
 static void test_t5(dfa_ctx *gpu, dfa_ctx *cpu) {
     dfa_t5 *m = NULL, *mc = NULL;
     CHECKF(dfa_t5_load_cuda(gpu, FIX "t5", &m) == DFA_OK, "%s", dfa_ctx_error(gpu));
@@ -223,27 +311,7 @@ static void test_t5(dfa_ctx *gpu, dfa_ctx *cpu) {
         cmp_ref("t5 masked", o, n, (size_t)T * D, TOL_T5);
         free(o);
     }
-    /* fresh sequences, GPU vs CPU: 300 and 512 tokens need several passes of the attention kernel's
-     * 256 threads; masked runs pad the last third; a shorter call after a longer one reuses the arenas */
-    printf("t5 (GPU vs CPU, fresh token ids):\n");
-    static const int lens[] = {300, 1, 77, 512, 32};
-    unsigned long long rng = 99;
-    int V = dfa_t5_get_config(m)->vocab_size;
-    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
-        int T = lens[li];
-        int32_t *ids = malloc((size_t)T * sizeof *ids), *mask = malloc((size_t)T * sizeof *mask);
-        for (int t = 0; t < T; t++) ids[t] = (int)(test_rng_next(&rng) % (unsigned)V), mask[t] = t < (T * 2 + 2) / 3;
-        for (int masked = 0; masked < 2; masked++) {
-            float *g = poisoned((size_t)T * D), *c = poisoned((size_t)T * D);
-            CHECKF(dfa_t5_encode(m, ids, masked ? mask : NULL, T, g) == DFA_OK, "%s", dfa_ctx_error(gpu));
-            CHECKF(dfa_t5_encode(mc, ids, masked ? mask : NULL, T, c) == DFA_OK, "%s", dfa_ctx_error(cpu));
-            char w[64];
-            snprintf(w, sizeof w, "t5 %d tokens%s", T, masked ? " masked" : "");
-            bound(w, g, c, (size_t)T * D, TOL_T5);
-            free(g), free(c);
-        }
-        free(ids), free(mask);
-    }
+    t5_fresh(gpu, cpu, m, mc, "t5", TOL_T5);
     dfa_t5_free(m);
     dfa_t5_free(mc);
 }
@@ -299,6 +367,7 @@ int main(void) {
         test_clip(gpu, cpu, "clip", 0);
         test_clip(gpu, cpu, "clip_proj", 1);
         test_t5(gpu, cpu);
+        test_t5_large(gpu, cpu);
         test_prompt_encoder(gpu, cpu);
     }
     if (ref) dfa_st_close(ref);
