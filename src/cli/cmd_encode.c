@@ -43,7 +43,7 @@ static int write_embeds(const char *path, const dfa_text_embeds *pos, const dfa_
 
 int cmd_encode(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *negative = NULL, *outp = NULL, *layout_s = "auto";
-    int max_len = 0, clip_skip = 0, threads = 0, t5_file = 0;
+    int max_len = 0, clip_skip = 0, threads = 0, t5_file = 0, cuda = 0;
     const dfa_arg_spec specs[] = {
         {"model", 'm', DFA_ARG_STRING, &model, "DIR", "diffusers model folder (text_encoder*/, tokenizer*/)", 0, -1},
         {"prompt", 'p', DFA_ARG_STRING, &prompt, "TEXT", "the prompt (UTF-8)", 0, -1},
@@ -55,10 +55,11 @@ int cmd_encode(int argc, char **argv) {
         {"t5-file-pipeline", 0, DFA_ARG_FLAG, &t5_file, NULL,
          "tokenize T5 with tokenizer.json's own normalizer/pre-tokenizer (default: as transformers 5 rebuilds it)", 0, -1},
         {"threads", 't', DFA_ARG_INT, &threads, "N", "CPU threads (default: all cores)", 0, 4096},
+        {"cuda", 0, DFA_ARG_FLAG, &cuda, NULL, "run the encoders on the GPU (bf16 weights; device 0)", 0, -1},
     };
     const int n_specs = (int)(sizeof specs / sizeof specs[0]);
     const char *usage = "-m MODEL_DIR -p PROMPT -o embeds.safetensors [options]";
-    const char *desc = "Tokenize and encode a prompt with the model's own text encoders (CPU), writing\n"
+    const char *desc = "Tokenize and encode a prompt with the model's own text encoders (CPU f32, or --cuda), writing\n"
                        "prompt_embeds [1, T, D] and pooled_prompt_embeds [1, P] (FLUX, SD3) or\n"
                        "prompt_attention_mask [1, T] (PixArt), as diffusers' encode_prompt computes them.";
     const char *pos[1];
@@ -88,6 +89,7 @@ int cmd_encode(int argc, char **argv) {
     }
     dfa_ctx_params cp = dfa_ctx_default_params();
     cp.n_threads = threads;
+    if (cuda) cp.backend = DFA_BACKEND_CUDA;
     dfa_ctx *ctx = NULL;
     char ebuf[1024];
     if (dfa_ctx_init(&ctx, &cp, ebuf, sizeof ebuf) != DFA_OK) {

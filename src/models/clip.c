@@ -165,10 +165,11 @@ static dfa_status load_impl(dfa_ctx *ctx, const char *dir, int gpu, dfa_clip **o
     }
     if (!s) {
         /* activations for max_pos tokens: x, h, q, k, v, a [T, D]; mlp [T, I]; scores [T, T]
-         * (CUDA: bf16 x .. f, ids, an f32 staging [T, D] and the projection) */
+         * (CUDA: f32 x, y [T, D] and the projection; bf16 h, q, k, v, a [T, D], f [T, I], the
+         * projection's input; ids) */
         size_t T = (size_t)c->max_pos, D = (size_t)c->hidden, I = (size_t)c->intermediate;
         size_t P = (size_t)c->projection_dim;
-        size_t bytes = m->gpu ? (6 * T * D + T * I + P + 1) * 2 + T * 4 + (T * D + P + 1) * 4 + 16 * 256
+        size_t bytes = m->gpu ? (5 * T * D + T * I + P + 1) * 2 + T * 4 + (2 * T * D + P + 1) * 4 + 16 * 256
                               : (6 * T * D + T * I + T * T) * sizeof(float) + 16 * 256;
         s = dfa_arena_init(ctx, &m->act, m->gpu ? DFA_DEV_CUDA : DFA_DEV_CPU, bytes, "clip activations");
     }
@@ -215,62 +216,63 @@ static int eos_position(const dfa_clip_config *c, const int32_t *ids, int T) {
     return eos;
 }
 
-/* device bf16 [n] -> host f32 [n] through the f32 staging buffer */
-static dfa_status download(dfa_clip *m, const uint16_t *src, size_t n, float *stage, float *dst) {
-    DFA_TRY(dfa_cuops_bf16_to_f32(m->ops, src, stage, n, &m->ctx->err));
-    return dfa_cuda_d2h(m->ctx->cuda, dst, stage, n * sizeof(float), &m->ctx->err);
-}
-
-/* The same forward on the GPU: bf16 weights and activations (f32 inside the kernels). */
+/* The same forward on the GPU: f32 residual stream x (so the hidden states the pipelines take are
+ * not rounded), norms and output; bf16 only where a GEMM reads or writes (weights, normed input,
+ * q / k / v, attention output, act(fc1), each branch's output before it is added to x). */
 static dfa_status clip_encode_cuda(dfa_clip *m, const int32_t *ids, int T, int want, int last, float *hidden,
                                    float *pooled, float *proj) {
     dfa_ctx *ctx = m->ctx;
     dfa_error *e = &ctx->err;
     const dfa_clip_config *c = &m->cfg;
     int D = c->hidden, I = c->intermediate, H = c->heads, L = c->layers, P = c->projection_dim;
+    size_t TD = (size_t)T * D;
     dfa_arena_reset(&m->act);
-    uint16_t *x, *h, *q, *k, *v, *a, *f, *pb;
+    uint16_t *h, *q, *k, *v, *a, *f, *pb;
     int32_t *ids_d;
-    float *stage;
-    size_t TD = (size_t)T * D * 2;
-    DFA_TRY(dfa_arena_alloc(ctx, &m->act, TD, (void **)&x));
-    DFA_TRY(dfa_arena_alloc(ctx, &m->act, TD, (void **)&h));
-    DFA_TRY(dfa_arena_alloc(ctx, &m->act, TD, (void **)&q));
-    DFA_TRY(dfa_arena_alloc(ctx, &m->act, TD, (void **)&k));
-    DFA_TRY(dfa_arena_alloc(ctx, &m->act, TD, (void **)&v));
-    DFA_TRY(dfa_arena_alloc(ctx, &m->act, TD, (void **)&a));
+    float *x, *y, *pf;
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, TD * 4, (void **)&x));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, TD * 4, (void **)&y));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, TD * 2, (void **)&h));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, TD * 2, (void **)&q));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, TD * 2, (void **)&k));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, TD * 2, (void **)&v));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, TD * 2, (void **)&a));
     DFA_TRY(dfa_arena_alloc(ctx, &m->act, (size_t)T * I * 2, (void **)&f));
     DFA_TRY(dfa_arena_alloc(ctx, &m->act, (size_t)(P + 1) * 2, (void **)&pb));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->act, (size_t)(P + 1) * 4, (void **)&pf));
     DFA_TRY(dfa_arena_alloc(ctx, &m->act, (size_t)T * 4, (void **)&ids_d));
-    DFA_TRY(dfa_arena_alloc(ctx, &m->act, ((size_t)T * D + P + 1) * 4, (void **)&stage));
     DFA_TRY(dfa_cuda_h2d(ctx->cuda, ids_d, ids, (size_t)T * 4, e));
     DFA_TRY(dfa_textk_embed(ctx->cuda, ids_d, T, BF(m->tok_emb), BF(m->pos_emb), D, x, e));
-    if (hidden && want == 0) DFA_TRY(download(m, x, (size_t)T * D, stage, hidden));
+    if (hidden && want == 0) DFA_TRY(dfa_cuda_d2h(ctx->cuda, hidden, x, TD * 4, e));
     float scale = 1.0f / sqrtf((float)(D / H));
+    dfa_textk_act_kind act = c->act == DFA_TEXT_ACT_QUICK_GELU ? DFA_TEXTK_QUICK_GELU
+                             : c->act == DFA_TEXT_ACT_RELU     ? DFA_TEXTK_RELU
+                             : c->act == DFA_TEXT_ACT_GELU     ? DFA_TEXTK_GELU_ERF
+                                                               : DFA_TEXTK_GELU_TANH;
     for (int l = 0; l < L; l++) {
-        const clip_layer *y = &m->L[l];
-        DFA_TRY(dfa_cuops_layernorm(m->ops, x, T, D, BF(y->ln1_w), BF(y->ln1_b), c->eps, h, e));
-        DFA_TRY(dfa_cuops_linear(m->ops, h, T, D, BF(y->q_w), BF(y->q_b), D, 0, q, e));
-        DFA_TRY(dfa_cuops_linear(m->ops, h, T, D, BF(y->k_w), BF(y->k_b), D, 0, k, e));
-        DFA_TRY(dfa_cuops_linear(m->ops, h, T, D, BF(y->v_w), BF(y->v_b), D, 0, v, e));
+        const clip_layer *w = &m->L[l];
+        DFA_TRY(dfa_textk_norm(ctx->cuda, x, T, D, BF(w->ln1_w), BF(w->ln1_b), c->eps, 0, h, NULL, e));
+        DFA_TRY(dfa_cuops_linear(m->ops, h, T, D, BF(w->q_w), BF(w->q_b), D, 0, q, e));
+        DFA_TRY(dfa_cuops_linear(m->ops, h, T, D, BF(w->k_w), BF(w->k_b), D, 0, k, e));
+        DFA_TRY(dfa_cuops_linear(m->ops, h, T, D, BF(w->v_w), BF(w->v_b), D, 0, v, e));
         DFA_TRY(dfa_textk_attention(ctx->cuda, q, k, v, T, H, D / H, D, scale, 1, NULL, NULL, a, e));
-        DFA_TRY(dfa_cuops_linear(m->ops, a, T, D, BF(y->o_w), BF(y->o_b), D, 1, x, e));
-        DFA_TRY(dfa_cuops_layernorm(m->ops, x, T, D, BF(y->ln2_w), BF(y->ln2_b), c->eps, h, e));
-        DFA_TRY(dfa_cuops_linear(m->ops, h, T, D, BF(y->fc1_w), BF(y->fc1_b), I, 0, f, e));
-        size_t nf = (size_t)T * I;
-        if (c->act == DFA_TEXT_ACT_QUICK_GELU) DFA_TRY(dfa_textk_act(ctx->cuda, f, nf, DFA_TEXTK_QUICK_GELU, e));
-        else if (c->act == DFA_TEXT_ACT_RELU) DFA_TRY(dfa_textk_act(ctx->cuda, f, nf, DFA_TEXTK_RELU, e));
-        else DFA_TRY(dfa_cuops_act(m->ops, f, nf, c->act == DFA_TEXT_ACT_GELU ? DFA_ACT_GELU_ERF : DFA_ACT_GELU_TANH, e));
-        DFA_TRY(dfa_cuops_linear(m->ops, f, T, I, BF(y->fc2_w), BF(y->fc2_b), D, 1, x, e));
-        if (hidden && want == l + 1) DFA_TRY(download(m, x, (size_t)T * D, stage, hidden));
+        DFA_TRY(dfa_cuops_linear(m->ops, a, T, D, BF(w->o_w), BF(w->o_b), D, 0, h, e)); /* h: the branch */
+        DFA_TRY(dfa_textk_add(ctx->cuda, x, h, TD, e));
+        DFA_TRY(dfa_textk_norm(ctx->cuda, x, T, D, BF(w->ln2_w), BF(w->ln2_b), c->eps, 0, h, NULL, e));
+        DFA_TRY(dfa_cuops_linear(m->ops, h, T, D, BF(w->fc1_w), BF(w->fc1_b), I, 0, f, e));
+        DFA_TRY(dfa_textk_act(ctx->cuda, f, NULL, (size_t)T * I, act, e));
+        DFA_TRY(dfa_cuops_linear(m->ops, f, T, I, BF(w->fc2_w), BF(w->fc2_b), D, 0, h, e));
+        DFA_TRY(dfa_textk_add(ctx->cuda, x, h, TD, e));
+        if (hidden && want == l + 1) DFA_TRY(dfa_cuda_d2h(ctx->cuda, hidden, x, TD * 4, e));
     }
-    DFA_TRY(dfa_cuops_layernorm(m->ops, x, T, D, BF(m->fln_w), BF(m->fln_b), c->eps, h, e));
-    if (hidden && last) DFA_TRY(download(m, h, (size_t)T * D, stage, hidden));
-    const uint16_t *row = h + (size_t)eos_position(c, ids, T) * D;
-    if (pooled) DFA_TRY(download(m, row, (size_t)D, stage, pooled));
+    DFA_TRY(dfa_textk_norm(ctx->cuda, x, T, D, BF(m->fln_w), BF(m->fln_b), c->eps, 0, h, y, e));
+    if (hidden && last) DFA_TRY(dfa_cuda_d2h(ctx->cuda, hidden, y, TD * 4, e));
+    size_t eos = (size_t)eos_position(c, ids, T) * D;
+    if (pooled) DFA_TRY(dfa_cuda_d2h(ctx->cuda, pooled, y + eos, (size_t)D * 4, e));
     if (proj) {
-        DFA_TRY(dfa_cuops_linear(m->ops, row, 1, D, BF(m->proj_w), NULL, P, 0, pb, e));
-        DFA_TRY(download(m, pb, (size_t)P, stage, proj));
+        DFA_TRY(dfa_cuops_linear(m->ops, h + eos, 1, D, BF(m->proj_w), NULL, P, 0, pb, e));
+        DFA_TRY(dfa_cuops_bf16_to_f32(m->ops, pb, pf, (size_t)P, e));
+        DFA_TRY(dfa_cuda_d2h(ctx->cuda, proj, pf, (size_t)P * 4, e));
     }
     return DFA_OK;
 }

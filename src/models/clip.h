@@ -27,8 +27,8 @@ typedef struct dfa_clip dfa_clip;
 
 /* dir: a transformers text-encoder folder (config.json + model.safetensors[.index.json]).
  * dfa_clip_load: f32 host weights, CPU forward (whatever the context's backend).
- * dfa_clip_load_cuda: bf16 device weights, GPU forward (CUDA context). Written and compiled but
- * NOT yet run on a GPU: tests/gpu/test_text_cuda.c must pass before callers switch to it. */
+ * dfa_clip_load_cuda: bf16 device weights, GPU forward (CUDA context): f32 residual stream and
+ * outputs, bf16 GEMM inputs (tests/gpu/test_text_cuda.c; the prompt encoder uses it on CUDA contexts). */
 dfa_status dfa_clip_load(dfa_ctx *ctx, const char *dir, dfa_clip **out);
 dfa_status dfa_clip_load_cuda(dfa_ctx *ctx, const char *dir, dfa_clip **out);
 void dfa_clip_free(dfa_clip *m);

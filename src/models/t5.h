@@ -20,8 +20,9 @@ typedef struct dfa_t5_config {
 typedef struct dfa_t5 dfa_t5;
 
 /* dfa_t5_load: f32 host weights, CPU forward (whatever the context's backend).
- * dfa_t5_load_cuda: bf16 device weights, GPU forward (CUDA context); NOT yet run on a GPU:
- * tests/gpu/test_text_cuda.c must pass before callers switch to it. */
+ * dfa_t5_load_cuda: bf16 device weights, GPU forward (CUDA context): f32 residual stream, norms,
+ * softmax and output, bf16 GEMM inputs (tests/gpu/test_text_cuda.c; the prompt encoder uses it on
+ * CUDA contexts). */
 dfa_status dfa_t5_load(dfa_ctx *ctx, const char *dir, dfa_t5 **out);
 dfa_status dfa_t5_load_cuda(dfa_ctx *ctx, const char *dir, dfa_t5 **out);
 void dfa_t5_free(dfa_t5 *m);

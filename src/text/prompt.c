@@ -71,10 +71,12 @@ static dfa_status load_tok(dfa_ctx *ctx, const char *dir, const char *sub, dfa_t
     return s;
 }
 
+/* On a CUDA context the encoders run on the GPU (bf16 weights, f32 residual stream;
+ * tests/gpu/test_text_cuda.c), on a CPU context in f32 on the host. */
 static dfa_status load_clip(dfa_ctx *ctx, const char *dir, const char *sub, dfa_clip **out) {
     char p[4096];
     snprintf(p, sizeof p, "%s/%s", dir, sub);
-    return dfa_clip_load(ctx, p, out);
+    return ctx->cuda ? dfa_clip_load_cuda(ctx, p, out) : dfa_clip_load(ctx, p, out);
 }
 
 void dfa_prompt_encoder_free(dfa_prompt_encoder *pe) {
@@ -130,7 +132,7 @@ dfa_status dfa_prompt_encoder_load(dfa_ctx *ctx, const char *dir, const dfa_prom
         if (!s) {
             char p[4096];
             snprintf(p, sizeof p, "%s/%s", dir, t5_enc);
-            s = dfa_t5_load(ctx, p, &pe->t5);
+            s = ctx->cuda ? dfa_t5_load_cuda(ctx, p, &pe->t5) : dfa_t5_load(ctx, p, &pe->t5);
         }
         if (!s) pe->t5_width = dfa_t5_get_config(pe->t5)->d_model;
     }

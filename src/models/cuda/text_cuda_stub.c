@@ -4,8 +4,17 @@
 #define NO_CUDA(err) DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "this build of dfa has no CUDA support")
 
 dfa_status dfa_textk_embed(dfa_cuda *cu, const int32_t *ids, int T, const uint16_t *tok, const uint16_t *pos, int D,
-                           uint16_t *out, dfa_error *err) {
+                           float *out, dfa_error *err) {
     (void)cu, (void)ids, (void)T, (void)tok, (void)pos, (void)D, (void)out;
+    NO_CUDA(err);
+}
+dfa_status dfa_textk_norm(dfa_cuda *cu, const float *x, int M, int N, const uint16_t *gamma, const uint16_t *beta,
+                          float eps, int rms, uint16_t *y16, float *y32, dfa_error *err) {
+    (void)cu, (void)x, (void)M, (void)N, (void)gamma, (void)beta, (void)eps, (void)rms, (void)y16, (void)y32;
+    NO_CUDA(err);
+}
+dfa_status dfa_textk_add(dfa_cuda *cu, float *x, const uint16_t *b, size_t n, dfa_error *err) {
+    (void)cu, (void)x, (void)b, (void)n;
     NO_CUDA(err);
 }
 dfa_status dfa_textk_attention(dfa_cuda *cu, const uint16_t *q, const uint16_t *k, const uint16_t *v, int T, int H,
@@ -15,11 +24,8 @@ dfa_status dfa_textk_attention(dfa_cuda *cu, const uint16_t *q, const uint16_t *
         (void)key_mask, (void)out;
     NO_CUDA(err);
 }
-dfa_status dfa_textk_act(dfa_cuda *cu, uint16_t *x, size_t n, dfa_textk_act_kind act, dfa_error *err) {
-    (void)cu, (void)x, (void)n, (void)act;
-    NO_CUDA(err);
-}
-dfa_status dfa_textk_mul(dfa_cuda *cu, uint16_t *a, const uint16_t *b, size_t n, dfa_error *err) {
-    (void)cu, (void)a, (void)b, (void)n;
+dfa_status dfa_textk_act(dfa_cuda *cu, uint16_t *x, const uint16_t *gate, size_t n, dfa_textk_act_kind act,
+                         dfa_error *err) {
+    (void)cu, (void)x, (void)gate, (void)n, (void)act;
     NO_CUDA(err);
 }
