@@ -71,6 +71,23 @@ static int cmp_d(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* ||a - ref|| / ||ref|| in double; optionally max |a - ref| / max |ref| and the non-finite count of a */
+static double rel_l2(const float *a, const float *ref, size_t n, double *max_rel, size_t *nonfinite) {
+    double md = 0, mr = 0, num = 0, den = 0;
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i])) bad++;
+        double d = fabs((double)a[i] - ref[i]);
+        if (!(d <= md)) md = d;
+        if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    if (max_rel) *max_rel = md / (mr > 0 ? mr : 1);
+    if (nonfinite) *nonfinite = bad;
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
 static void times(const bench *b, double *attn, double *tot) {
     if (b->flux) dfa_flux_times(b->fm, attn, tot);
     else dfa_sd3_times(b->sm, attn, tot);
@@ -110,7 +127,7 @@ static int run_res(bench *b, int res, int steps) {
     /* FLUX: packed [B, n_img, in_ch]; SD3: [B, in_ch, lat, lat] */
     const size_t nx = b->flux ? (size_t)B * n_img * in_ch : (size_t)B * in_ch * lat * lat, nt = (size_t)B * txt * J;
     float *x = malloc(nx * 4), *t = malloc(nt * 4), *pool = malloc((size_t)B * P * 4), *out = malloc(nx * 4);
-    float *img_ids = malloc((size_t)n_img * 3 * 4), *txt_ids = calloc((size_t)txt * 3, 4), *ref = NULL;
+    float *img_ids = malloc((size_t)n_img * 3 * 4), *txt_ids = calloc((size_t)txt * 3, 4), *ref = NULL, *ref32 = NULL;
     float *lat_out = malloc((size_t)lat_c * lat * lat * 4);
     double *tm = malloc((size_t)b->reps * sizeof(double));
     if (!x || !t || !pool || !out || !img_ids || !txt_ids || !lat_out || !tm) return fprintf(stderr, "out of memory\n"), 1;
@@ -138,6 +155,11 @@ static int run_res(bench *b, int res, int steps) {
         if (s == DFA_OK && dfa_st_find(st, "guidance"))
             s = dfa_st_load(st, "guidance", DFA_F32, 1, sb, gs, DFA_DEV_CPU, NULL, &e);
         if (s == DFA_OK) s = dfa_st_load(st, "out", DFA_F32, b->flux ? 3 : 4, sx, ref, DFA_DEV_CPU, NULL, &e);
+        if (s == DFA_OK && dfa_st_find(st, "out_f32")) { /* diffusers in f32: the bf16 noise level */
+            ref32 = malloc(nx * 4);
+            if (!ref32) return fprintf(stderr, "out of memory\n"), 1;
+            s = dfa_st_load(st, "out_f32", DFA_F32, b->flux ? 3 : 4, sx, ref32, DFA_DEV_CPU, NULL, &e);
+        }
         dfa_st_close(st);
         if (s != DFA_OK) return fprintf(stderr, "bench_mmdit --check %s: %s\n", io, e.msg), 1;
     }
@@ -155,22 +177,18 @@ static int run_res(bench *b, int res, int steps) {
         if (s != DFA_OK) return fail(b, "forward");
         times(b, &a1, &t1);
         if (k >= 0) tm[k] = w1 - w0, attn_tot += a1 - a0, fwd_tot += t1 - t0;
-        if (k == -1 && ref) { /* the first forward on the saved inputs against diffusers' output */
-            double md = 0, mr = 0, num = 0, den = 0;
+        if (k == -1 && ref) { /* the first forward on the saved inputs against diffusers' outputs */
             size_t bad = 0;
-            for (size_t i = 0; i < nx; i++) {
-                if (!isfinite(out[i])) bad++;
-                double d = fabs((double)out[i] - ref[i]);
-                if (!(d <= md)) md = d;
-                if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
-                num += d * d;
-                den += (double)ref[i] * ref[i];
-            }
-            const double rel = sqrt(num / (den > 0 ? den : 1));
-            printf("check against %s: rel L2 %.3g, max abs err / max |ref| %.3g, %zu non-finite\n", io, rel,
-                   md / (mr > 0 ? mr : 1), bad);
+            double mrel = 0;
+            const double rel = rel_l2(out, ref, nx, &mrel, &bad), rel32 = ref32 ? rel_l2(out, ref32, nx, NULL, NULL) : -1;
+            const double ref_noise = ref32 ? rel_l2(ref, ref32, nx, NULL, NULL) : -1;
+            printf("check against %s: rel L2 %.3g vs diffusers bf16 (max abs err / max |ref| %.3g, %zu non-finite)", io,
+                   rel, mrel, bad);
+            if (ref32) printf("; vs diffusers f32: dfa %.3g, diffusers bf16 %.3g", rel32, ref_noise);
+            printf("\n");
             printf("RESULT {\"kind\": \"check\", \"model\": \"%s\", \"res\": %d, \"rel_l2\": %.6g, \"max_rel\": %.6g, "
-                   "\"nonfinite\": %zu}\n", b->pname, res, isfinite(rel) ? rel : -1.0, md / (mr > 0 ? mr : 1), bad);
+                   "\"nonfinite\": %zu, \"rel_l2_f32\": %.6g, \"diffusers_bf16_vs_f32\": %.6g}\n", b->pname, res,
+                   isfinite(rel) ? rel : -1.0, mrel, bad, isfinite(rel32) ? rel32 : -1.0, ref_noise);
         }
     }
     qsort(tm, (size_t)b->reps, sizeof *tm, cmp_d);
@@ -207,7 +225,7 @@ static int run_res(bench *b, int res, int steps) {
            "%.3f, \"loop_attn\": %.4f}\n", b->pname, res, B, n_img + txt, 1e3 * fwd, fwd_attn, steps, loop_s,
            steps > 0 ? 1e3 * loop_s / steps : 0.0, loop_attn);
     fflush(stdout);
-    free(x), free(t), free(pool), free(out), free(img_ids), free(txt_ids), free(ref), free(lat_out), free(tm);
+    free(x), free(t), free(pool), free(out), free(img_ids), free(txt_ids), free(ref), free(ref32), free(lat_out), free(tm);
     return 0;
 }
 

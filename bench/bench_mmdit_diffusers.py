@@ -14,7 +14,9 @@ Per resolution: the median of --reps forwards after one warm-up; attention's sha
 forward with every torch.nn.functional.scaled_dot_product_attention call timed (CUDA events); a
 --steps N sampling loop (flow-matching Euler as the pipelines run it: FLUX-dev guidance 3.5 batch
 1, SD3 CFG 7 on the batch [uncond, cond]). --save-io writes DIR/io_<res>.safetensors: the
-forward's inputs (as the model saw them, in f32) and its output, for `bench_mmdit --check`.
+forward's inputs (as the model saw them, in f32) and its output, for `bench_mmdit --check`; with
+--f32-ref RES the model is then converted to f32 and its output at RES added (out_f32): the check
+then compares dfa and diffusers' bf16 outputs with that f32 reference (bf16 noise level).
 Prints `RESULT {json}` lines for bench/engines_table.py.
 """
 import argparse
@@ -245,6 +247,51 @@ def run_res(a, model, cfg, flux, res, steps):
     print("RESULT " + json.dumps(r), flush=True)
 
 
+def rel_l2(a, b):
+    a, b = a.double(), b.double()
+    return float((a - b).norm() / b.norm().clamp_min(1e-300))
+
+
+def f32_reference(a, model, cfg, flux, res):
+    """The bf16 noise level: the same model in f32 (no TF32) on the inputs saved in io_<res>; adds
+    out_f32 to that file and prints rel L2 of diffusers' bf16 output against it. Converts the
+    model block by block (empty_cache between) so that FLUX-dev fits beside its bf16 copy."""
+    from safetensors.torch import load_file, save_file
+
+    dev = a.device
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    t0 = time.perf_counter()
+    for m in model.children():
+        for sm in (m if isinstance(m, torch.nn.ModuleList) else [m]):
+            sm.float()
+            if dev.startswith("cuda"):
+                torch.cuda.empty_cache()
+    model.float()
+    path = os.path.join(a.dir, f"io_{res}.safetensors")
+    io = load_file(path)
+    d = {k: v.to(dev) for k, v in io.items()}
+    lat = res // 8
+    with torch.no_grad():
+        if flux:
+            ids = torch.zeros(lat // 2, lat // 2, 3)
+            ids[..., 1] += torch.arange(lat // 2)[:, None]
+            ids[..., 2] += torch.arange(lat // 2)[None, :]
+            y = model(hidden_states=d["x"], encoder_hidden_states=d["enc"], pooled_projections=d["pooled"],
+                      timestep=d["timestep"], img_ids=ids.reshape(-1, 3).to(dev),
+                      txt_ids=torch.zeros(d["enc"].shape[1], 3, device=dev), guidance=d.get("guidance"),
+                      return_dict=False)[0]
+        else:
+            y = model(hidden_states=d["x"], encoder_hidden_states=d["enc"], pooled_projections=d["pooled"],
+                      timestep=d["timestep"], return_dict=False)[0]
+    io["out_f32"] = y.float().cpu().contiguous()
+    save_file(io, path)
+    r = rel_l2(io["out"], io["out_f32"])
+    log(f"diffusers {a.preset} {res}x{res} px: f32 reference forward (no TF32) in {time.perf_counter() - t0:.1f} s "
+        f"with the conversion; diffusers bf16 vs f32: rel L2 {r:.3g}")
+    print("RESULT " + json.dumps({"kind": "check_ref", "model": a.preset, "res": res, "rel_l2": r}), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", required=True, choices=sorted(PRESETS))
@@ -257,6 +304,9 @@ def main():
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     ap.add_argument("--save-io", action="store_true")
+    ap.add_argument("--f32-ref", type=int, default=0, metavar="RES",
+                    help="with --save-io: after the timings, convert the model to f32 and add its output at RES to "
+                         "io_<RES> (the bf16 noise level for the check)")
     a = ap.parse_args()
     res = [int(r) for r in a.res.split(",")]
     steps = [int(s) for s in a.steps.split(",")]
@@ -280,6 +330,8 @@ def main():
         model = make_random(cls, cfg, tdir, a.device, dt)
     for r, s in zip(res, steps):
         run_res(a, model, cfg, flux, r, s)
+    if a.save_io and a.f32_ref in res and a.dtype != "float32":
+        f32_reference(a, model, cfg, flux, a.f32_ref)
 
 
 if __name__ == "__main__":

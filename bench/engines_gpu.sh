@@ -110,11 +110,12 @@ phase build 300 bash -c build || { [ "$DRY" = 1 ] || { tail -30 "$OUT/build.log"
 
 # ---- issue 5: dfa dense vs diffusers, same weights and inputs ----
 PY="env LD_LIBRARY_PATH=$PY_LD python3 bench/bench_mmdit_diffusers.py $PYDEV --reps $REPS --save-io"
-phase "5: $FLUX diffusers" 200 $PY --preset $FLUX --dir "$W/flux" --res "$FLUX_RES" --steps "$FLUX_STEPS"
+phase "5: $FLUX diffusers" 200 $PY --preset $FLUX --dir "$W/flux" --res "$FLUX_RES" --steps "$FLUX_STEPS" \
+    --f32-ref "${FLUX_RES%%,*}"
 CHK=""; [ -f "$W/flux/io_${FLUX_RES%%,*}.safetensors" ] || [ "$DRY" = 1 ] && CHK="--check"
 phase "5: $FLUX dfa" 200 ./$BUILD/bench_mmdit --preset $FLUX --dir "$W/flux" --res "$FLUX_RES" --steps "$FLUX_STEPS" \
     --reps $REPS $CUDA $CHK $THREADS
-phase "5: $SD3 diffusers" 90 $PY --preset $SD3 --dir "$W/sd3" --res $SD3_RES --steps "$SD3_STEPS"
+phase "5: $SD3 diffusers" 90 $PY --preset $SD3 --dir "$W/sd3" --res $SD3_RES --steps "$SD3_STEPS" --f32-ref $SD3_RES
 CHK=""; [ -f "$W/sd3/io_${SD3_RES}.safetensors" ] || [ "$DRY" = 1 ] && CHK="--check"
 phase "5: $SD3 dfa" 90 ./$BUILD/bench_mmdit --preset $SD3 --dir "$W/sd3" --res $SD3_RES --steps "$SD3_STEPS" \
     --reps $REPS $CUDA $CHK $THREADS
