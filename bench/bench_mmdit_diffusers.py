@@ -314,7 +314,13 @@ def main():
         steps = steps * len(res)
     if len(steps) != len(res) or any(r % 16 for r in res):
         raise SystemExit("--steps: one value or one per resolution; --res: multiples of 16")
+    import diffusers
     from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
+
+    log(f"torch {torch.__version__}, diffusers {diffusers.__version__}, device {a.device}"
+        f"{' (' + torch.cuda.get_device_name() + ')' if a.device.startswith('cuda') else ''}, SDPA backends: flash "
+        f"{torch.backends.cuda.flash_sdp_enabled()}, cuDNN {torch.backends.cuda.cudnn_sdp_enabled()}, "
+        f"mem-efficient {torch.backends.cuda.mem_efficient_sdp_enabled()}")
 
     cfg = dict(PRESETS[a.preset])
     flux = cfg["_class_name"] == "FluxTransformer2DModel"

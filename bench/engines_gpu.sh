@@ -15,7 +15,8 @@
 #   SMOKE=1 bash bench/engines_gpu.sh       here: tiny presets on the CPU (build-cpu), same flow
 #   DRY=1 bash bench/engines_gpu.sh         print the phases and commands, run nothing
 # knobs: FLUX_RES (1024,2048) FLUX_STEPS (50,10) SD3_STEPS (50) CAL_RES (1024,2048) CAL_PROMPTS (2)
-#        CAL_STEPS (4) V1_STEPS (2; 0: no V1) DEADLINE (560) DFA_BENCH_DIR (/tmp/dfa_engines)
+#        CAL_STEPS (4) V1_STEPS (2; 0: no V1) DEADLINE (560) DFA_BENCH_DIR (/tmp/dfa_engines, emptied
+#        first unless KEEP_WEIGHTS=1)
 set -u
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
@@ -90,7 +91,7 @@ if [ "$SMOKE" != 1 ] && [ "$DRY" != 1 ]; then
     eval "$(sh scripts/device-deps.sh env)"
 fi
 say "GPU: $GPU"
-say "python: $(python3 -c 'import torch, diffusers; print("torch", torch.__version__, "diffusers", diffusers.__version__)' 2>&1 | tail -1)"
+[ "${KEEP_WEIGHTS:-0}" = 1 ] || [ "$DRY" = 1 ] || rm -rf "$W" # fresh weights and io files each run
 mkdir -p "$W"
 
 # ---- build ----
