@@ -32,7 +32,7 @@ TMP=$(mktemp /tmp/engines_phase.XXXXXX)
 START=$SECONDS
 export PYTHONUNBUFFERED=1
 if [ "$SMOKE" = 1 ]; then
-    BUILD=build-cpu; CMAKE_EXTRA="-DDFA_CUDA=OFF"; CUDA=""; PYDEV="--device cpu --dtype float32"
+    BUILD=build-cpu; CMAKE_EXTRA="-DDFA_CUDA=OFF"; CUDA=""; PYDEV="--device cpu --dtype bfloat16"
     FLUX=flux-small; SD3=sd3-small; FLUX_RES=${FLUX_RES:-128,256}; FLUX_STEPS=${FLUX_STEPS:-3,2}
     SD3_RES=128; SD3_STEPS=${SD3_STEPS:-2}; CAL_RES=${CAL_RES:-128,256}; CAL_PROMPTS=${CAL_PROMPTS:-2}
     CAL_STEPS=${CAL_STEPS:-2}; V1_STEPS=${V1_STEPS:-2}; REPS=1; JOBS=2; THREADS="--threads 2"
