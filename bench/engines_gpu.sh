@@ -16,13 +16,16 @@
 #   DRY=1 bash bench/engines_gpu.sh         print the phases and commands, run nothing
 # knobs: FLUX_RES (1024,2048) FLUX_STEPS (50,10) SD3_STEPS (50) CAL_RES (1024,2048) CAL_PROMPTS (2)
 #        CAL_STEPS (4) V1_STEPS (2; 0: no V1) DEADLINE (560) DFA_BENCH_DIR (/tmp/dfa_engines, emptied
-#        first unless KEEP_WEIGHTS=1)
+#        first unless KEEP_WEIGHTS=1) PHASES ("flux sd3 cal": which parts run after the build; cal
+#        needs the flux weights, so alone it needs KEEP_WEIGHTS=1 on a warm machine or runs flux first)
 set -u
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
 SMOKE=${SMOKE:-0}
 DRY=${DRY:-0}
 DEADLINE=${DEADLINE:-560}
+PHASES=" ${PHASES:-flux sd3 cal} "
+want() { case "$PHASES" in *" $1 "*) return 0 ;; esac; return 1; }
 W=${DFA_BENCH_DIR:-/tmp/dfa_engines}
 LOG=$OUT/log.txt
 J=$OUT/results.jsonl
@@ -111,20 +114,28 @@ phase build 300 bash -c build || { [ "$DRY" = 1 ] || { tail -30 "$OUT/build.log"
 
 # ---- issue 5: dfa dense vs diffusers, same weights and inputs ----
 PY="env LD_LIBRARY_PATH=$PY_LD python3 bench/bench_mmdit_diffusers.py $PYDEV --reps $REPS --save-io"
-phase "5: $FLUX diffusers" 200 $PY --preset $FLUX --dir "$W/flux" --res "$FLUX_RES" --steps "$FLUX_STEPS" \
-    --f32-ref "${FLUX_RES%%,*}"
-CHK=""; [ -f "$W/flux/io_${FLUX_RES%%,*}.safetensors" ] || [ "$DRY" = 1 ] && CHK="--check"
-phase "5: $FLUX dfa" 200 ./$BUILD/bench_mmdit --preset $FLUX --dir "$W/flux" --res "$FLUX_RES" --steps "$FLUX_STEPS" \
-    --reps $REPS $CUDA $CHK $THREADS
-phase "5: $SD3 diffusers" 90 $PY --preset $SD3 --dir "$W/sd3" --res $SD3_RES --steps "$SD3_STEPS" --f32-ref $SD3_RES
-CHK=""; [ -f "$W/sd3/io_${SD3_RES}.safetensors" ] || [ "$DRY" = 1 ] && CHK="--check"
-phase "5: $SD3 dfa" 90 ./$BUILD/bench_mmdit --preset $SD3 --dir "$W/sd3" --res $SD3_RES --steps "$SD3_STEPS" \
-    --reps $REPS $CUDA $CHK $THREADS
+if want flux; then
+    phase "5: $FLUX diffusers" 200 $PY --preset $FLUX --dir "$W/flux" --res "$FLUX_RES" --steps "$FLUX_STEPS" \
+        --f32-ref "${FLUX_RES%%,*}"
+    CHK=""; [ -f "$W/flux/io_${FLUX_RES%%,*}.safetensors" ] || [ "$DRY" = 1 ] && CHK="--check"
+    phase "5: $FLUX dfa" 200 ./$BUILD/bench_mmdit --preset $FLUX --dir "$W/flux" --res "$FLUX_RES" --steps "$FLUX_STEPS" \
+        --reps $REPS $CUDA $CHK $THREADS
+fi
+if want sd3; then
+    phase "5: $SD3 diffusers" 90 $PY --preset $SD3 --dir "$W/sd3" --res $SD3_RES --steps "$SD3_STEPS" --f32-ref $SD3_RES
+    CHK=""; [ -f "$W/sd3/io_${SD3_RES}.safetensors" ] || [ "$DRY" = 1 ] && CHK="--check"
+    phase "5: $SD3 dfa" 90 ./$BUILD/bench_mmdit --preset $SD3 --dir "$W/sd3" --res $SD3_RES --steps "$SD3_STEPS" \
+        --reps $REPS $CUDA $CHK $THREADS
+fi
 
 # ---- issue 8: calibration search time vs the floor (V2 at every CAL_RES, then V1 at the first) ----
-V1=""; [ "$V1_STEPS" -gt 0 ] && V1="--v1 --v1-res ${CAL_RES%%,*} --v1-steps $V1_STEPS"
-phase "8: calibrate V2 (+V1)" 300 ./$BUILD/bench_calibrate --dir "$W/flux" --res "$CAL_RES" --prompts "$CAL_PROMPTS" \
-    --steps "$CAL_STEPS" --target-prompts 8 --target-steps 50 $CUDA $V1 $THREADS
+if want cal; then
+    [ -f "$W/flux/transformer/diffusion_pytorch_model.safetensors" ] || [ "$DRY" = 1 ] ||
+        phase "8: $FLUX weights (no flux phase ran)" 150 $PY --preset $FLUX --dir "$W/flux" --res "${CAL_RES%%,*}" --reps 1
+    V1=""; [ "$V1_STEPS" -gt 0 ] && V1="--v1 --v1-res ${CAL_RES%%,*} --v1-steps $V1_STEPS"
+    phase "8: calibrate V2 (+V1)" 300 ./$BUILD/bench_calibrate --dir "$W/flux" --res "$CAL_RES" --prompts "$CAL_PROMPTS" \
+        --steps "$CAL_STEPS" --target-prompts 8 --target-steps 50 $CUDA $V1 $THREADS
+fi
 
 # ---- tables ----
 {
