@@ -8,7 +8,10 @@
 #      (reduced prompts x steps, extrapolated to 8 x 50), then V1 at 1024^2 over fewer steps;
 #   results.md (one table per issue, GPU name, per-phase wall times) under $OUT, printed at the end.
 # Every phase has a timeout, and all end before DEADLINE seconds (default 560) after the start:
-# a phase that would start with too little time left is skipped and marked so.
+# a phase that would start with too little time left is skipped and marked so; a phase killed at
+# its timeout keeps the RESULT lines it printed. Expected on an H100 (estimate, never run):
+# build ~1 min, FLUX diffusers ~1.3 min (incl. writing 24 GB of weights), FLUX dfa ~1 min, SD3
+# ~0.7 min, calibration ~1.8 min (V1 ~45 s of it): ~5.5-6 min; the call should use timeout_s 600.
 #
 # usage (repo root):
 #   OUT=$OUT bash bench/engines_gpu.sh      device: carry .devdeps and .whl (diffusers 0.42.1 wheel)
