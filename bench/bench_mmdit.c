@@ -1,14 +1,20 @@
-/* bench_mmdit.c - time one MMDiT transformer forward (FLUX.1 or SD3) and its attention share,
- * on random bf16 weights written once to a folder (the same folder bench/bench_mmdit_diffusers.py
- * loads into diffusers, so both time the same weights and shapes).
+/* bench_mmdit.c - time MMDiT transformer forwards (FLUX.1 or SD3) and a sampling loop, with
+ * attention's share, on random bf16 weights in a diffusers-layout folder shared with
+ * bench/bench_mmdit_diffusers.py, so both sides time the same weights, shapes and inputs.
  *
- *   bench_mmdit --preset flux-dev --res 1024 --dir /tmp/fluxdev [--cuda] [--reps 3] [--txt 512]
- *   bench_mmdit --preset sd3-medium --res 1024 --dir /tmp/sd3m
- *   presets: flux-dev (19 + 38 blocks, 24 x 128), sd3-medium (24 blocks, 24 x 64), flux-small,
- *   sd3-small (2-4 blocks, for a quick CPU run).
- * Prints the median forward time over --reps runs after one warm-up, and the attention share
- * (papers: V2 Fig. 8, V1 Fig. 1). --check FILE (from bench_mmdit_diffusers.py --save FILE) runs
- * on that file's inputs and prints the relative error against diffusers' output. */
+ *   bench_mmdit --preset flux-dev --dir DIR --res 1024,2048 --steps 50,10 [--cuda] [--reps 3] [--check]
+ *   bench_mmdit --preset sd3-medium --dir DIR --res 1024 --steps 50 --cuda --check
+ *   presets: flux-dev (19 + 38 blocks, 24 x 128, T5 512 tokens), sd3-medium (24 blocks, 24 x 64,
+ *   CFG batch 2, 333 tokens), flux-small, sd3-small (2-4 blocks, for a quick CPU run).
+ * Weights: DIR/transformer/{config.json, diffusion_pytorch_model.safetensors}; written here with
+ * random bf16 values when absent (the device script lets the diffusers side write them).
+ * Per resolution: the median of --reps forwards after one warm-up and attention's share of them
+ * (the model's attention timer; papers: V2 Fig. 8, V1 Fig. 1); with --steps N > 0 a whole N-step
+ * sampling loop (dfa_flux_generate / dfa_sd3_generate: FLUX-dev guidance 3.5, SD3 CFG 7 on the
+ * batch [uncond, cond]) and its attention share. --check: inputs from DIR/io_<res>.safetensors
+ * (bench_mmdit_diffusers.py --save-io) and the relative error of the forward against diffusers'
+ * output saved there; without it, seeded random inputs.
+ * Besides the human lines, one `RESULT {json}` line per resolution (bench/engines_table.py). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +25,11 @@
 #include "io/safetensors.h"
 #include "models/flux.h"
 #include "models/mmdit.h"
+#include "models/mmdit_pipe.h"
 #include "models/sd3.h"
+#include "sample/flow.h"
+
+#define MAX_RES 8
 
 typedef struct preset {
     const char *name, *family, *config;
@@ -46,6 +56,14 @@ static const preset presets[] = {
      " \"pos_embed_max_size\": 192}"},
 };
 
+typedef struct bench {
+    dfa_ctx *ctx;
+    dfa_flux *fm;
+    dfa_sd3 *sm;
+    const char *dir, *pname;
+    int flux, batch, txt, reps, cuda, check;
+} bench;
+
 static double now(void) { return dfa_mmdit_now(); }
 
 static int cmp_d(const void *a, const void *b) {
@@ -53,145 +71,238 @@ static int cmp_d(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* ||a - ref|| / ||ref|| in double; optionally max |a - ref| / max |ref| and the non-finite count of a */
+static double rel_l2(const float *a, const float *ref, size_t n, double *max_rel, size_t *nonfinite) {
+    double md = 0, mr = 0, num = 0, den = 0;
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i])) bad++;
+        double d = fabs((double)a[i] - ref[i]);
+        if (!(d <= md)) md = d;
+        if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    if (max_rel) *max_rel = md / (mr > 0 ? mr : 1);
+    if (nonfinite) *nonfinite = bad;
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+static void times(const bench *b, double *attn, double *tot) {
+    if (b->flux) dfa_flux_times(b->fm, attn, tot);
+    else dfa_sd3_times(b->sm, attn, tot);
+}
+
+static int parse_list(const char *s, int *out, int max) {
+    int n = 0;
+    for (const char *p = s; *p && n < max;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p) return -1;
+        out[n++] = (int)v;
+        p = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') return -1;
+    }
+    return n;
+}
+
+static int fail(bench *b, const char *what) {
+    fprintf(stderr, "bench_mmdit: %s: %s\n", what, dfa_ctx_error(b->ctx));
+    return 1;
+}
+
+/* One resolution: forwards (timed, optional check) and an optional sampling loop. */
+static int run_res(bench *b, int res, int steps) {
+    const int lat = res / 8, B = b->batch, txt = b->txt;
+    int n_img, in_ch, J, P, lat_c;
+    if (b->flux) {
+        const dfa_flux_config *c = dfa_flux_get_config(b->fm);
+        n_img = (lat / 2) * (lat / 2), in_ch = c->in_channels, J = c->joint_attention_dim, P = c->pooled_projection_dim;
+        lat_c = dfa_flux_latent_channels(b->fm);
+    } else {
+        const dfa_sd3_config *c = dfa_sd3_get_config(b->sm);
+        n_img = (lat / c->patch_size) * (lat / c->patch_size), in_ch = c->in_channels, J = c->joint_attention_dim;
+        P = c->pooled_projection_dim, lat_c = dfa_sd3_latent_channels(b->sm);
+    }
+    /* FLUX: packed [B, n_img, in_ch]; SD3: [B, in_ch, lat, lat] */
+    const size_t nx = b->flux ? (size_t)B * n_img * in_ch : (size_t)B * in_ch * lat * lat, nt = (size_t)B * txt * J;
+    float *x = malloc(nx * 4), *t = malloc(nt * 4), *pool = malloc((size_t)B * P * 4), *out = malloc(nx * 4);
+    float *img_ids = malloc((size_t)n_img * 3 * 4), *txt_ids = calloc((size_t)txt * 3, 4), *ref = NULL, *ref32 = NULL;
+    float *lat_out = malloc((size_t)lat_c * lat * lat * 4);
+    double *tm = malloc((size_t)b->reps * sizeof(double));
+    if (!x || !t || !pool || !out || !img_ids || !txt_ids || !lat_out || !tm) return fprintf(stderr, "out of memory\n"), 1;
+    unsigned long long r = 88172645463325252ULL;
+    for (size_t i = 0; i < nx; i++) r ^= r << 13, r ^= r >> 7, r ^= r << 17, x[i] = (float)((r >> 11) * 0x1p-53 * 2 - 1);
+    for (size_t i = 0; i < nt; i++) r ^= r << 13, r ^= r >> 7, r ^= r << 17, t[i] = (float)((r >> 11) * 0x1p-53 * 2 - 1);
+    for (int i = 0; i < B * P; i++) pool[i] = 0.1f * (float)(i % 7);
+    if (b->flux) dfa_flux_image_ids(lat / 2, lat / 2, img_ids);
+    float ts[64], gs[64];
+    for (int i = 0; i < B && i < 64; i++) ts[i] = b->flux ? 0.5f : 500.0f, gs[i] = 3.5f;
+    char io[1200] = "";
+    if (b->check) { /* inputs and the reference output from the diffusers side; shapes must agree */
+        snprintf(io, sizeof io, "%s/io_%d.safetensors", b->dir, res);
+        dfa_safetensors *st = NULL;
+        dfa_error e = {0};
+        const int64_t sx[4] = {B, b->flux ? n_img : in_ch, b->flux ? in_ch : lat, lat}, se[3] = {B, txt, J},
+                      sp[2] = {B, P}, sb[1] = {B};
+        ref = malloc(nx * 4);
+        if (!ref) return fprintf(stderr, "out of memory\n"), 1;
+        dfa_status s = dfa_st_open(&st, io, &e);
+        if (s == DFA_OK) s = dfa_st_load(st, "x", DFA_F32, b->flux ? 3 : 4, sx, x, DFA_DEV_CPU, NULL, &e);
+        if (s == DFA_OK) s = dfa_st_load(st, "enc", DFA_F32, 3, se, t, DFA_DEV_CPU, NULL, &e);
+        if (s == DFA_OK) s = dfa_st_load(st, "pooled", DFA_F32, 2, sp, pool, DFA_DEV_CPU, NULL, &e);
+        if (s == DFA_OK) s = dfa_st_load(st, "timestep", DFA_F32, 1, sb, ts, DFA_DEV_CPU, NULL, &e);
+        if (s == DFA_OK && dfa_st_find(st, "guidance"))
+            s = dfa_st_load(st, "guidance", DFA_F32, 1, sb, gs, DFA_DEV_CPU, NULL, &e);
+        if (s == DFA_OK) s = dfa_st_load(st, "out", DFA_F32, b->flux ? 3 : 4, sx, ref, DFA_DEV_CPU, NULL, &e);
+        if (s == DFA_OK && dfa_st_find(st, "out_f32")) { /* diffusers in f32: the bf16 noise level */
+            ref32 = malloc(nx * 4);
+            if (!ref32) return fprintf(stderr, "out of memory\n"), 1;
+            s = dfa_st_load(st, "out_f32", DFA_F32, b->flux ? 3 : 4, sx, ref32, DFA_DEV_CPU, NULL, &e);
+        }
+        dfa_st_close(st);
+        if (s != DFA_OK) return fprintf(stderr, "bench_mmdit --check %s: %s\n", io, e.msg), 1;
+    }
+    const int guid = b->flux && dfa_flux_get_config(b->fm)->guidance_embeds;
+    double attn_tot = 0, fwd_tot = 0;
+    for (int k = -1; k < b->reps; k++) {
+        double a0 = 0, t0 = 0, a1 = 0, t1 = 0;
+        times(b, &a0, &t0);
+        for (size_t i = 0; i < nx; i++) out[i] = NAN; /* poisoned: the forward must write every element */
+        const double w0 = now();
+        dfa_status s = b->flux ? dfa_flux_forward(b->ctx, b->fm, B, n_img, txt, x, t, pool, ts, guid ? gs : NULL,
+                                                  txt_ids, img_ids, out)
+                               : dfa_sd3_forward(b->ctx, b->sm, B, lat, lat, txt, x, t, pool, ts, out);
+        const double w1 = now();
+        if (s != DFA_OK) return fail(b, "forward");
+        times(b, &a1, &t1);
+        if (k >= 0) tm[k] = w1 - w0, attn_tot += a1 - a0, fwd_tot += t1 - t0;
+        if (k == -1 && ref) { /* the first forward on the saved inputs against diffusers' outputs */
+            size_t bad = 0;
+            double mrel = 0;
+            const double rel = rel_l2(out, ref, nx, &mrel, &bad), rel32 = ref32 ? rel_l2(out, ref32, nx, NULL, NULL) : -1;
+            const double ref_noise = ref32 ? rel_l2(ref, ref32, nx, NULL, NULL) : -1;
+            printf("check against %s: rel L2 %.3g vs diffusers bf16 (max abs err / max |ref| %.3g, %zu non-finite)", io,
+                   rel, mrel, bad);
+            if (ref32) printf("; vs diffusers f32: dfa %.3g, diffusers bf16 %.3g", rel32, ref_noise);
+            printf("\n");
+            printf("RESULT {\"kind\": \"check\", \"model\": \"%s\", \"res\": %d, \"rel_l2\": %.6g, \"max_rel\": %.6g, "
+                   "\"nonfinite\": %zu, \"rel_l2_f32\": %.6g, \"diffusers_bf16_vs_f32\": %.6g}\n", b->pname, res,
+                   isfinite(rel) ? rel : -1.0, mrel, bad, isfinite(rel32) ? rel32 : -1.0, ref_noise);
+        }
+    }
+    qsort(tm, (size_t)b->reps, sizeof *tm, cmp_d);
+    const double fwd = tm[b->reps / 2], fwd_attn = fwd_tot > 0 ? attn_tot / fwd_tot : 0;
+    printf("%s %s %dx%d px: %d image + %d text tokens, batch %d: forward %.1f ms (median of %d), attention %.1f%% "
+           "of the forward\n", b->pname, b->cuda ? "CUDA" : "CPU", res, res, n_img, txt, B, 1e3 * fwd, b->reps,
+           100.0 * fwd_attn);
+    double loop_s = 0, loop_attn = 0;
+    if (steps > 0) {
+        dfa_prompt_embeds pe = {.n_txt = txt, .dim = J, .pooled_dim = P, .embeds = t, .pooled = pool};
+        if (!b->flux && B == 2) /* SD3 CFG batch [uncond, cond] */
+            pe.neg_embeds = t, pe.neg_pooled = pool, pe.embeds = t + (size_t)txt * J, pe.pooled = pool + P;
+        dfa_flow_config fc;
+        if (dfa_flow_config_read_or_default(b->ctx, b->dir, b->flux, guid, &fc) != DFA_OK) return fail(b, "scheduler");
+        dfa_mmdit_gen_params gp = {.steps = steps, .latent_h = lat, .latent_w = lat, .cfg_scale = B == 2 ? 7.0f : 1.0f,
+                                   .guidance = 3.5f, .seed = 1};
+        double a0 = 0, t0 = 0, a1 = 0, t1 = 0;
+        times(b, &a0, &t0);
+        const double w0 = now();
+        dfa_status s = b->flux ? dfa_flux_generate(b->ctx, b->fm, &fc, &pe, &gp, lat_out)
+                               : dfa_sd3_generate(b->ctx, b->sm, &fc, &pe, &gp, lat_out);
+        loop_s = now() - w0;
+        if (s != DFA_OK) return fail(b, "sampling loop");
+        times(b, &a1, &t1);
+        loop_attn = t1 - t0 > 0 ? (a1 - a0) / (t1 - t0) : 0;
+        size_t bad = 0;
+        for (size_t i = 0; i < (size_t)lat_c * lat * lat; i++) bad += !isfinite(lat_out[i]);
+        printf("%s %s %dx%d px: %d-step loop %.2f s = %.1f ms/step, attention %.1f%% of the transformer time%s\n",
+               b->pname, b->cuda ? "CUDA" : "CPU", res, res, steps, loop_s, 1e3 * loop_s / steps, 100.0 * loop_attn,
+               bad ? " (NON-FINITE LATENTS)" : "");
+    }
+    printf("RESULT {\"kind\": \"engine\", \"side\": \"dfa\", \"model\": \"%s\", \"res\": %d, \"batch\": %d, "
+           "\"tokens\": %d, \"fwd_ms\": %.3f, \"fwd_attn\": %.4f, \"steps\": %d, \"loop_s\": %.4f, \"loop_ms_step\": "
+           "%.3f, \"loop_attn\": %.4f}\n", b->pname, res, B, n_img + txt, 1e3 * fwd, fwd_attn, steps, loop_s,
+           steps > 0 ? 1e3 * loop_s / steps : 0.0, loop_attn);
+    fflush(stdout);
+    free(x), free(t), free(pool), free(out), free(img_ids), free(txt_ids), free(ref), free(ref32), free(lat_out), free(tm);
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    const char *pname = "flux-small", *dir = "/tmp/dfa_bench_mmdit", *check = NULL;
-    int res = 512, txt = -1, reps = 3, cuda = 0, threads = 0, batch = -1;
+    const char *pname = "flux-small", *dir = "/tmp/dfa_bench_mmdit", *res_s = "512", *steps_s = "0";
+    int txt = -1, reps = 3, cuda = 0, threads = 0, batch = -1, check = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--preset") && v) pname = argv[++i];
         else if (!strcmp(a, "--dir") && v) dir = argv[++i];
-        else if (!strcmp(a, "--res") && v) res = atoi(argv[++i]);
+        else if (!strcmp(a, "--res") && v) res_s = argv[++i];
+        else if (!strcmp(a, "--steps") && v) steps_s = argv[++i];
         else if (!strcmp(a, "--txt") && v) txt = atoi(argv[++i]);
         else if (!strcmp(a, "--reps") && v) reps = atoi(argv[++i]);
         else if (!strcmp(a, "--threads") && v) threads = atoi(argv[++i]);
         else if (!strcmp(a, "--batch") && v) batch = atoi(argv[++i]);
-        else if (!strcmp(a, "--check") && v) check = argv[++i];
+        else if (!strcmp(a, "--check")) check = 1;
         else if (!strcmp(a, "--cuda")) cuda = 1;
         else {
-            fprintf(stderr, "usage: bench_mmdit [--preset flux-dev|flux-small|sd3-medium|sd3-small] [--res PX] "
-                            "[--txt T] [--reps R] [--batch B] [--dir DIR] [--cuda] [--threads T] [--check FILE]\n");
+            fprintf(stderr, "usage: bench_mmdit [--preset flux-dev|flux-small|sd3-medium|sd3-small] [--res PX[,PX..]] "
+                            "[--steps N[,N..]] [--txt T] [--reps R] [--batch B] [--dir DIR] [--cuda] [--threads T] "
+                            "[--check]\n");
             return 2;
         }
     }
     const preset *p = NULL;
     for (size_t i = 0; i < sizeof presets / sizeof *presets; i++)
         if (!strcmp(presets[i].name, pname)) p = &presets[i];
-    if (!p || res < 16 || res % 16 || reps < 1) {
-        fprintf(stderr, "bench_mmdit: unknown preset '%s' or bad --res %d / --reps %d\n", pname, res, reps);
+    int res[MAX_RES], steps[MAX_RES];
+    const int nres = parse_list(res_s, res, MAX_RES), nsteps = parse_list(steps_s, steps, MAX_RES);
+    int ok = p && nres > 0 && reps >= 1 && (nsteps == 1 || nsteps == nres);
+    for (int i = 0; ok && i < nres; i++) ok = res[i] >= 16 && res[i] % 16 == 0;
+    if (!ok) {
+        fprintf(stderr, "bench_mmdit: unknown preset '%s', bad --res '%s' (multiples of 16), --steps '%s' (one value "
+                        "or one per resolution) or --reps %d\n", pname, res_s, steps_s, reps);
         return 2;
     }
-    const int flux = !strcmp(p->family, "flux");
-    if (txt < 0) txt = flux ? 512 : 333;
-    if (batch < 1) batch = flux ? 1 : 2; /* SD3 runs its CFG pair in one batch */
-    char path[1200], cfg_path[1300];
+    bench b = {.dir = dir, .pname = pname, .flux = !strcmp(p->family, "flux"), .reps = reps, .cuda = cuda,
+               .check = check};
+    b.txt = txt > 0 ? txt : b.flux ? 512 : 333;
+    b.batch = batch > 0 ? batch : b.flux ? 1 : 2; /* SD3 runs its CFG pair in one batch */
+    if (b.batch > 64) return fprintf(stderr, "bench_mmdit: batch %d > 64\n", b.batch), 2;
+    char path[1200], cfg_path[1300], wpath[1300];
     snprintf(path, sizeof path, "%s/transformer", dir);
-    mkdir(dir, 0755);
-    mkdir(path, 0755);
     snprintf(cfg_path, sizeof cfg_path, "%s/config.json", path);
+    snprintf(wpath, sizeof wpath, "%s/diffusion_pytorch_model.safetensors", path);
     dfa_ctx_params cp = dfa_ctx_default_params();
     cp.n_threads = threads;
     cp.log_level = DFA_LOG_WARN;
-    dfa_ctx *cpu = NULL, *ctx = NULL;
+    dfa_ctx *cpu = NULL;
     char err[256];
     if (dfa_ctx_init(&cpu, &cp, err, sizeof err) != DFA_OK) return fprintf(stderr, "%s\n", err), 1;
     cp.backend = cuda ? DFA_BACKEND_CUDA : DFA_BACKEND_CPU;
-    if (dfa_ctx_init(&ctx, &cp, err, sizeof err) != DFA_OK) return fprintf(stderr, "%s\n", err), 1;
-    /* write config + random weights once per folder (kept for the diffusers side) */
-    char wpath[1300];
-    snprintf(wpath, sizeof wpath, "%s/diffusion_pytorch_model.safetensors", path);
+    if (dfa_ctx_init(&b.ctx, &cp, err, sizeof err) != DFA_OK) return fprintf(stderr, "%s\n", err), 1;
     struct stat sb;
-    if (stat(wpath, &sb) != 0) {
+    if (stat(wpath, &sb) != 0) { /* config + random weights, once per folder */
+        mkdir(dir, 0755);
+        mkdir(path, 0755);
         FILE *f = fopen(cfg_path, "w");
         if (!f) return fprintf(stderr, "cannot write %s\n", cfg_path), 1;
         fputs(p->config, f);
         fclose(f);
         double t0 = now();
-        dfa_status s = flux ? dfa_flux_write_random(cpu, dir, 1) : dfa_sd3_write_random(cpu, dir, 1);
+        dfa_status s = b.flux ? dfa_flux_write_random(cpu, dir, 1) : dfa_sd3_write_random(cpu, dir, 1);
         if (s != DFA_OK) return fprintf(stderr, "bench_mmdit: %s\n", dfa_ctx_error(cpu)), 1;
         fprintf(stderr, "wrote random weights to %s (%.1f s)\n", wpath, now() - t0);
     }
-    dfa_flux *fm = NULL;
-    dfa_sd3 *sm = NULL;
-    dfa_status s = flux ? dfa_flux_load(ctx, dir, &fm) : dfa_sd3_load(ctx, dir, &sm);
-    if (s != DFA_OK) return fprintf(stderr, "bench_mmdit: %s\n", dfa_ctx_error(ctx)), 1;
-    const int lat = res / 8;
-    int n_img, in_ch, J, P;
-    if (flux) {
-        const dfa_flux_config *c = dfa_flux_get_config(fm);
-        n_img = (lat / 2) * (lat / 2), in_ch = c->in_channels, J = c->joint_attention_dim, P = c->pooled_projection_dim;
-    } else {
-        const dfa_sd3_config *c = dfa_sd3_get_config(sm);
-        n_img = (lat / c->patch_size) * (lat / c->patch_size), in_ch = c->in_channels, J = c->joint_attention_dim;
-        P = c->pooled_projection_dim;
-    }
-    const size_t nx = (size_t)batch * n_img * in_ch * (flux ? 1 : 4 / 4), nt = (size_t)batch * txt * J;
-    const size_t nlat = flux ? nx : (size_t)batch * in_ch * lat * lat;
-    float *x = malloc(nlat * 4), *t = malloc(nt * 4), *pool = malloc((size_t)batch * P * 4), *out = malloc(nlat * 4);
-    float *img_ids = malloc((size_t)n_img * 3 * 4), *txt_ids = calloc((size_t)txt * 3, 4);
-    if (!x || !t || !pool || !out || !img_ids || !txt_ids) return fprintf(stderr, "out of memory\n"), 1;
-    unsigned long long r = 88172645463325252ULL;
-    for (size_t i = 0; i < nlat; i++) r ^= r << 13, r ^= r >> 7, r ^= r << 17, x[i] = (float)((r >> 11) * 0x1p-53 * 2 - 1);
-    for (size_t i = 0; i < nt; i++) r ^= r << 13, r ^= r >> 7, r ^= r << 17, t[i] = (float)((r >> 11) * 0x1p-53 * 2 - 1);
-    for (int i = 0; i < batch * P; i++) pool[i] = 0.1f * (float)(i % 7);
-    if (flux) dfa_flux_image_ids(lat / 2, lat / 2, img_ids);
-    float ts[64], gs[64];
-    for (int b = 0; b < batch && b < 64; b++) ts[b] = flux ? 0.5f : 500.0f, gs[b] = 3.5f;
-    float *ref = NULL;
-    if (check) { /* inputs (and the reference output) from diffusers' side; shapes must agree */
-        dfa_safetensors *st = NULL;
-        dfa_error e = {0};
-        const int64_t sx[4] = {batch, flux ? n_img : in_ch, flux ? in_ch : lat, lat}, se[3] = {batch, txt, J},
-                      sp[2] = {batch, P}, sb[1] = {batch};
-        ref = malloc(nlat * 4);
-        s = dfa_st_open(&st, check, &e);
-        if (s == DFA_OK) s = dfa_st_load(st, "x", DFA_F32, flux ? 3 : 4, sx, x, DFA_DEV_CPU, NULL, &e);
-        if (s == DFA_OK) s = dfa_st_load(st, "enc", DFA_F32, 3, se, t, DFA_DEV_CPU, NULL, &e);
-        if (s == DFA_OK) s = dfa_st_load(st, "pooled", DFA_F32, 2, sp, pool, DFA_DEV_CPU, NULL, &e);
-        if (s == DFA_OK) s = dfa_st_load(st, "timestep", DFA_F32, 1, sb, ts, DFA_DEV_CPU, NULL, &e);
-        if (s == DFA_OK && dfa_st_find(st, "guidance")) s = dfa_st_load(st, "guidance", DFA_F32, 1, sb, gs, DFA_DEV_CPU, NULL, &e);
-        if (s == DFA_OK) s = dfa_st_load(st, "out", DFA_F32, flux ? 3 : 4, sx, ref, DFA_DEV_CPU, NULL, &e);
-        dfa_st_close(st);
-        if (s != DFA_OK) return fprintf(stderr, "bench_mmdit --check: %s\n", e.msg), 1;
-    }
-    double *tm = malloc((size_t)(reps + 1) * sizeof(double)), attn_tot = 0, fwd_tot = 0;
-    for (int k = -1; k < reps; k++) {
-        double a0 = 0, t0 = 0;
-        if (flux) dfa_flux_times(fm, &a0, &t0); else dfa_sd3_times(sm, &a0, &t0);
-        double w0 = now();
-        s = flux ? dfa_flux_forward(ctx, fm, batch, n_img, txt, x, t, pool, ts,
-                                    dfa_flux_get_config(fm)->guidance_embeds ? gs : NULL, txt_ids, img_ids, out)
-                 : dfa_sd3_forward(ctx, sm, batch, lat, lat, txt, x, t, pool, ts, out);
-        double w1 = now();
-        if (s != DFA_OK) return fprintf(stderr, "bench_mmdit: %s\n", dfa_ctx_error(ctx)), 1;
-        double a1 = 0, t1 = 0;
-        if (flux) dfa_flux_times(fm, &a1, &t1); else dfa_sd3_times(sm, &a1, &t1);
-        if (k >= 0) {
-            tm[k] = w1 - w0;
-            attn_tot += a1 - a0;
-            fwd_tot += t1 - t0;
-        }
-    }
-    qsort(tm, (size_t)reps, sizeof *tm, cmp_d);
-    if (ref) {
-        double md = 0, mr = 0, num = 0, den = 0;
-        for (size_t i = 0; i < nlat; i++) {
-            double d = fabs((double)out[i] - ref[i]);
-            if (!(d <= md)) md = d;
-            if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
-            num += d * d;
-            den += (double)ref[i] * ref[i];
-        }
-        printf("check against %s: max rel err %.3g, rel L2 %.3g\n", check, md / (mr > 0 ? mr : 1),
-               sqrt(num / (den > 0 ? den : 1)));
-        free(ref);
-    }
-    printf("%s %s %dx%d px: %d image + %d text tokens, batch %d: forward %.3f s (median of %d), attention %.1f%% "
-           "of the forward\n", pname, cuda ? "CUDA" : "CPU", res, res, n_img, txt, batch, tm[reps / 2], reps,
-           fwd_tot > 0 ? 100.0 * attn_tot / fwd_tot : 0.0);
-    free(x), free(t), free(pool), free(out), free(img_ids), free(txt_ids), free(tm);
-    dfa_flux_free(ctx, fm);
-    dfa_sd3_free(ctx, sm);
-    dfa_ctx_free(ctx);
+    double t0 = now();
+    dfa_status s = b.flux ? dfa_flux_load(b.ctx, dir, &b.fm) : dfa_sd3_load(b.ctx, dir, &b.sm);
+    if (s != DFA_OK) return fail(&b, "load");
+    printf("%s: loaded %s in %.1f s\n", pname, dir, now() - t0);
+    fflush(stdout);
+    int rc = 0;
+    for (int i = 0; i < nres && !rc; i++) rc = run_res(&b, res[i], steps[nsteps == 1 ? 0 : i]);
+    dfa_flux_free(b.ctx, b.fm);
+    dfa_sd3_free(b.ctx, b.sm);
+    dfa_ctx_free(b.ctx);
     dfa_ctx_free(cpu);
-    return 0;
+    return rc;
 }

@@ -106,6 +106,8 @@ static dfa_status attention(dfa_ctx *ctx, dfa_flux *m, int layer, const dfa_attn
     DFA_TRY(dfa_tensor_init(&tk, DFA_BF16, DFA_DEV_CUDA, 4, shp, s->k, &ctx->err));
     DFA_TRY(dfa_tensor_init(&tv, DFA_BF16, DFA_DEV_CUDA, 4, shp, s->v, &ctx->err));
     DFA_TRY(dfa_tensor_init(&to, DFA_BF16, DFA_DEV_CUDA, 4, shp, s->att, &ctx->err));
+    /* drain the queue first: the q/k/v GEMMs still running would otherwise count as attention */
+    DFA_TRY(dfa_cuda_sync(ctx->cuda, &ctx->err));
     double t0 = dfa_mmdit_now();
     dfa_status st = dfa_attn_layer(ctx, layer, lay, &tq, &tk, &tv, &to);
     if (st == DFA_OK) st = dfa_cuda_sync(ctx->cuda, &ctx->err); /* attribute the time to attention */
