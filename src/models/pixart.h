@@ -8,6 +8,8 @@
 #ifndef DFA_MODELS_PIXART_H
 #define DFA_MODELS_PIXART_H
 
+#include <stdint.h>
+
 #include "attn/mask.h"
 #include "core/ctx.h"
 #include "sample/flow.h"
@@ -25,6 +27,9 @@ typedef struct dfa_pixart dfa_pixart;
 
 dfa_status dfa_pixart_load(dfa_ctx *ctx, const char *dir, dfa_pixart **out);
 void dfa_pixart_free(dfa_ctx *ctx, dfa_pixart *m);
+/* Write a random bf16 checkpoint (dir/diffusion_pytorch_model.safetensors) for the config in
+ * dir/config.json: tests and benchmarks at real sizes without real weights. */
+dfa_status dfa_pixart_write_random(dfa_ctx *ctx, const char *dir, uint64_t seed);
 const dfa_pixart_config *dfa_pixart_get_config(const dfa_pixart *m);
 
 /* x [B, in_channels, H, W], t [B], text [B, L, caption_channels] (or [B, L, cross_dim] without a
