@@ -23,7 +23,9 @@ dfa_status dfa_txg_upload_weights(dfa_ctx *ctx, const float *host, size_t n, uin
     for (size_t off = 0; s == DFA_OK && off < n; off += UPLOAD_CHUNK) {
         const size_t c = n - off < UPLOAD_CHUNK ? n - off : UPLOAD_CHUNK;
         bf16 *t = tmp;
-        for (size_t i = 0; i < c; i++) t[i] = dfa_f32_to_bf16(host[off + i]);
+        const long long cn = (long long)c;
+#pragma omp parallel for num_threads(ctx->n_threads) schedule(static)
+        for (long long i = 0; i < cn; i++) t[i] = dfa_f32_to_bf16(host[off + (size_t)i]);
         s = dfa_cuda_h2d(ctx->cuda, (bf16 *)d + off, t, c * sizeof(bf16), &ctx->err);
     }
     dfa_ctx_mem_release(ctx, tmp);
