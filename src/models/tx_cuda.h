@@ -15,8 +15,8 @@
 struct dfa_cuops;
 
 /* Copy the host f32 weight block (n floats) to a new context-owned device block of n bf16
- * values (same element offsets: the wload slices are 16-float aligned, so every device tensor
- * starts 32-byte aligned). */
+ * values (same element offsets: the wload slices are 128-float aligned, so every device tensor
+ * starts 256-byte aligned). */
 dfa_status dfa_txg_upload_weights(dfa_ctx *ctx, const float *host, size_t n, uint16_t **dev);
 /* *p: a pointer into the host block -> the same element of the device block (NULL stays NULL). */
 void dfa_txg_reloc(float **p, const float *host, const uint16_t *dev);

@@ -12,14 +12,14 @@ static dfa_status take(dfa_wload *wl, float **out, int ndim, const int64_t *shap
     if (wl->dry) {
         if (wl->visit) wl->visit(wl->visit_user, name, ndim, shape);
         *out = NULL;
-        wl->used += (n + 15) & ~(size_t)15; /* 64-byte aligned tensors */
+        wl->used += (n + 127) & ~(size_t)127; /* 512-byte aligned tensors (256 in a bf16 copy on the GPU) */
         return DFA_OK;
     }
     const char *use = name;
     if (alt && !dfa_st_find(wl->st, name) && dfa_st_find(wl->st, alt)) use = alt;
     float *dst = wl->base + wl->used;
     DFA_TRY(dfa_st_load(wl->st, use, DFA_F32, ndim, shape, dst, DFA_DEV_CPU, NULL, &wl->ctx->err));
-    wl->used += (n + 15) & ~(size_t)15;
+    wl->used += (n + 127) & ~(size_t)127;
     *out = dst;
     return DFA_OK;
 }

@@ -2,7 +2,10 @@
  * block. A model writes one `bind` function that asks for each tensor by name and shape; it
  * runs twice: a dry pass that only sums sizes, then the pass that copies (and converts) the
  * data. Missing or misshapen tensors fail with a message naming the tensor, the file and
- * expected vs got shape (dfa_st_load's message), prefixed with the model's name. */
+ * expected vs got shape (dfa_st_load's message), prefixed with the model's name. Every tensor
+ * starts at a multiple of 128 floats in the block, so a bf16 copy of the block with the same
+ * element offsets (the CUDA DiT / PixArt / VAE weights) has 256-byte aligned tensors, as
+ * cuBLASLt's fastest kernels want. */
 #ifndef DFA_MODELS_WLOAD_H
 #define DFA_MODELS_WLOAD_H
 

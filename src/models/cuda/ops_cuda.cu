@@ -4,17 +4,93 @@
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/cuda_check.h"
 
 #define WORKSPACE_BYTES (32u << 20)
+
+/* Heuristic results by problem (shape, layout, pointer alignment): the query costs tens of
+ * microseconds of host time per call, more than many of the model's small GEMMs take. */
+#define ALGO_CACHE 128
+#define ALGO_KEY 16
+typedef struct algo_entry {
+    long long key[ALGO_KEY];
+    cublasLtMatmulAlgo_t algo;
+    int valid;
+} algo_entry;
 
 struct dfa_cuops {
     dfa_cuda *cu;
     cudaStream_t stream;
     cublasLtHandle_t lt;
     void *workspace;
+    algo_entry cache[ALGO_CACHE];
+    int next; /* round-robin replacement */
 };
+
+/* largest power of two <= 256 dividing the address (and the batch stride in bytes, when given) */
+static uint32_t align_of(const void *p, long long stride_bytes) {
+    uintptr_t a = (uintptr_t)p | (uintptr_t)stride_bytes;
+    uint32_t al = 256;
+    while (al > 1 && (a % al)) al >>= 1;
+    return al;
+}
+
+static const cublasLtMatmulAlgo_t *cache_find(const dfa_cuops *ops, const long long *key) {
+    for (int i = 0; i < ALGO_CACHE; i++)
+        if (ops->cache[i].valid && memcmp(ops->cache[i].key, key, sizeof ops->cache[i].key) == 0)
+            return &ops->cache[i].algo;
+    return NULL;
+}
+
+static void cache_put(dfa_cuops *ops, const long long *key, const cublasLtMatmulAlgo_t *algo) {
+    algo_entry *e = &ops->cache[ops->next];
+    ops->next = (ops->next + 1) % ALGO_CACHE;
+    memcpy(e->key, key, sizeof e->key);
+    e->algo = *algo;
+    e->valid = 1;
+}
+
+/* The heuristic's best algorithm for desc and layouts, told the operands' real alignment
+ * (its default assumes 256-byte aligned pointers), cached under key. */
+static dfa_status pick_algo(dfa_cuops *ops, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la,
+                            cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t lc, uint32_t al_a, uint32_t al_b,
+                            uint32_t al_c, const long long *key, cublasLtMatmulAlgo_t *algo, dfa_error *err) {
+    const cublasLtMatmulAlgo_t *hit = cache_find(ops, key);
+    if (hit) {
+        *algo = *hit;
+        return DFA_OK;
+    }
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t heur;
+    int found = 0;
+    size_t ws = WORKSPACE_BYTES;
+    dfa_status s = DFA_OK;
+    cublasStatus_t st;
+#define PSTEP(call)                                                                                            \
+    do {                                                                                                       \
+        if (s == DFA_OK && (st = (call)) != CUBLAS_STATUS_SUCCESS)                                             \
+            s = dfa_error_set(err, DFA_ERR_CUDA, __FILE__, __LINE__, "%s failed: cublas status %d", #call, (int)st); \
+    } while (0)
+    PSTEP(cublasLtMatmulPreferenceCreate(&pref));
+    PSTEP(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    PSTEP(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a));
+    PSTEP(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b));
+    PSTEP(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c));
+    PSTEP(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c));
+    PSTEP(cublasLtMatmulAlgoGetHeuristic(ops->lt, desc, la, lb, lc, lc, pref, 1, &heur, &found));
+#undef PSTEP
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (s != DFA_OK) return s;
+    if (found == 0)
+        return dfa_error_set(err, DFA_ERR_CUDA, __FILE__, __LINE__,
+                             "cuBLASLt found no algorithm (key %lld %lld %lld %lld %lld, alignment %u %u %u)", key[0],
+                             key[1], key[2], key[3], key[4], al_a, al_b, al_c);
+    *algo = heur.algo;
+    cache_put(ops, key, algo);
+    return DFA_OK;
+}
 
 #define LT_TRY(err, call)                                                                              \
     do {                                                                                               \
@@ -58,15 +134,12 @@ static dfa_status linear_impl(dfa_cuops *ops, const uint16_t *x, int M, int K, c
                               const uint16_t *bias, int N, int accumulate, uint16_t *y, dfa_error *err) {
     cublasLtMatmulDesc_t desc = NULL;
     cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
-    cublasLtMatmulPreference_t pref = NULL;
     dfa_status s = DFA_OK;
     cublasStatus_t st;
     cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
     cublasLtEpilogue_t epi = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
     size_t ws = WORKSPACE_BYTES;
     float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-    cublasLtMatmulHeuristicResult_t heur;
-    int found = 0;
 #define STEP(call)                                                                                       \
     do {                                                                                                 \
         if (s == DFA_OK && (st = (call)) != CUBLAS_STATUS_SUCCESS)                                       \
@@ -81,16 +154,14 @@ static dfa_status linear_impl(dfa_cuops *ops, const uint16_t *x, int M, int K, c
     STEP(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, K, N, K));
     STEP(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, K, M, K));
     STEP(cublasLtMatrixLayoutCreate(&lc, CUDA_R_16BF, N, M, N));
-    STEP(cublasLtMatmulPreferenceCreate(&pref));
-    STEP(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-    STEP(cublasLtMatmulAlgoGetHeuristic(ops->lt, desc, la, lb, lc, lc, pref, 1, &heur, &found));
-    if (s == DFA_OK && found == 0)
-        s = dfa_error_set(err, DFA_ERR_CUDA, __FILE__, __LINE__, "cuBLASLt found no algorithm for M=%d N=%d K=%d",
-                          M, N, K);
-    STEP(cublasLtMatmul(ops->lt, desc, &alpha, W, la, x, lb, &beta, y, lc, y, lc, &heur.algo, ops->workspace, ws,
+    const uint32_t al_w = align_of(W, 0), al_x = align_of(x, 0), al_y = align_of(y, 0);
+    const long long key[ALGO_KEY] = {0, M, N, K, bias != NULL, accumulate, al_w, al_x, al_y,
+                                     bias ? (long long)align_of(bias, 0) : 0};
+    cublasLtMatmulAlgo_t algo;
+    if (s == DFA_OK) s = pick_algo(ops, desc, la, lb, lc, al_w, al_x, al_y, key, &algo, err);
+    STEP(cublasLtMatmul(ops->lt, desc, &alpha, W, la, x, lb, &beta, y, lc, y, lc, &algo, ops->workspace, ws,
                         ops->stream));
 #undef STEP
-    if (pref) cublasLtMatmulPreferenceDestroy(pref);
     if (lc) cublasLtMatrixLayoutDestroy(lc);
     if (lb) cublasLtMatrixLayoutDestroy(lb);
     if (la) cublasLtMatrixLayoutDestroy(la);
@@ -294,14 +365,11 @@ extern "C" dfa_status dfa_cuops_gemm_batched(dfa_cuops *ops, int trans_b, int M,
                  batch, lda, ldb, ldc);
     cublasLtMatmulDesc_t desc = NULL;
     cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
-    cublasLtMatmulPreference_t pref = NULL;
     dfa_status s = DFA_OK;
     cublasStatus_t st;
     cublasOperation_t opA = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, opN = CUBLAS_OP_N;
     size_t ws = WORKSPACE_BYTES;
     float beta = 0.0f;
-    cublasLtMatmulHeuristicResult_t heur;
-    int found = 0;
     int32_t bc = batch;
     int64_t sa = sB, sb = sA, sc = sC; /* cuBLAS's A is our B */
     const cudaDataType_t ct = c_f32 ? CUDA_R_32F : CUDA_R_16BF;
@@ -327,16 +395,14 @@ extern "C" dfa_status dfa_cuops_gemm_batched(dfa_cuops *ops, int trans_b, int M,
     STEP(cublasLtMatrixLayoutSetAttribute(la, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sa, sizeof sa));
     STEP(cublasLtMatrixLayoutSetAttribute(lb, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sb, sizeof sb));
     STEP(cublasLtMatrixLayoutSetAttribute(lc, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sc, sizeof sc));
-    STEP(cublasLtMatmulPreferenceCreate(&pref));
-    STEP(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-    STEP(cublasLtMatmulAlgoGetHeuristic(ops->lt, desc, la, lb, lc, lc, pref, 1, &heur, &found));
-    if (s == DFA_OK && found == 0)
-        s = dfa_error_set(err, DFA_ERR_CUDA, __FILE__, __LINE__,
-                          "cuBLASLt found no algorithm for batched M=%d N=%d K=%d (ld %d %d %d)", M, N, K, lda, ldb, ldc);
-    STEP(cublasLtMatmul(ops->lt, desc, &alpha, B, la, A, lb, &beta, C, lc, C, lc, &heur.algo, ops->workspace, ws,
+    const size_t ce = c_f32 ? 4 : 2;
+    const uint32_t al_a = align_of(B, sB * 2), al_b = align_of(A, sA * 2), al_c = align_of(C, sC * (long long)ce);
+    const long long key[ALGO_KEY] = {1, M, N, K, trans_b, lda, ldb, ldc, c_f32, batch, sA, sB, sC, al_a, al_b, al_c};
+    cublasLtMatmulAlgo_t algo;
+    if (s == DFA_OK) s = pick_algo(ops, desc, la, lb, lc, al_a, al_b, al_c, key, &algo, err);
+    STEP(cublasLtMatmul(ops->lt, desc, &alpha, B, la, A, lb, &beta, C, lc, C, lc, &algo, ops->workspace, ws,
                         ops->stream));
 #undef STEP
-    if (pref) cublasLtMatmulPreferenceDestroy(pref);
     if (lc) cublasLtMatrixLayoutDestroy(lc);
     if (lb) cublasLtMatrixLayoutDestroy(lb);
     if (la) cublasLtMatrixLayoutDestroy(la);
