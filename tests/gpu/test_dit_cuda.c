@@ -6,7 +6,10 @@
  *       192 image tokens (one full and one partial 128-token tile), batch 2 (CFG layout), PixArt
  *       with 37 T5 tokens under a padding mask, and a 3-step generate on both engines;
  *   (b) diffusers' golden outputs (tests/fixtures/dit, pixart, pixart_alpha; head dims 16 / 24):
- *       one forward each and the fixtures' 3-step CFG loops (DDIM, DPM-Solver++).
+ *       one forward each and the fixtures' 3-step CFG loops (DDIM, DPM-Solver++);
+ *   (c) the public API on a pipeline folder (random DiT transformer + the vae4 fixture VAE):
+ *       dfa_generate on a CUDA context (sampler on the host, VAE decode on the GPU) against the
+ *       same call on a CPU context, latents and image.
  * Outputs are poisoned (NaN) before every run.
  *
  * Bounds (relative L2, ||gpu - ref|| / ||ref||): bf16 keeps 8 mantissa bits (unit roundoff
@@ -25,6 +28,7 @@
 
 #include "core/ctx.h"
 #include "core/tensor.h"
+#include "dfa.h"
 #include "models/dit.h"
 #include "models/dit_pipe.h"
 #include "models/pixart.h"
@@ -280,20 +284,87 @@ out:
     dfa_pixart_free(gpu, m);
 }
 
-int main(void) {
-    dfa_ctx *cpu = new_ctx(DFA_BACKEND_CPU), *gpu = new_ctx(DFA_BACKEND_CUDA);
-    CHECK(cpu && gpu);
-    if (cpu && gpu) {
-        dit_random(cpu, gpu, 64);
-        dit_random(cpu, gpu, 72);
-        pixart_random(cpu, gpu, 64, 0);
-        pixart_random(cpu, gpu, 72, 0);
-        pixart_random(cpu, gpu, 72, 1);
-        dit_fixture(gpu);
-        pixart_fixture(gpu, "pixart", 1);
-        pixart_fixture(gpu, "pixart_alpha", 0);
+/* ---- (c) dfa_model_load + dfa_generate on both backends ---- */
+
+static void api_generate(dfa_ctx *cpu, dfa_ctx *gpu) {
+    test_tmpdir d;
+    if (tmpdir_make(&d, "dit_api") != 0) return;
+    char p[256], vae[1024];
+    tmpdir_file(&d, "transformer", p, sizeof p);
+    mkdir(p, 0755);
+    const char *cfg = "{\"_class_name\": \"DiTTransformer2DModel\", \"num_attention_heads\": 2,"
+                      " \"attention_head_dim\": 64, \"in_channels\": 4, \"out_channels\": 8, \"num_layers\": 2,"
+                      " \"sample_size\": 16, \"patch_size\": 2, \"num_embeds_ada_norm\": 10}";
+    char path[256];
+    CHECK(tmpdir_write(&d, "transformer/config.json", cfg, strlen(cfg), path, sizeof path) != NULL);
+    CHECKF(dfa_dit_write_random(cpu, p, 31) == DFA_OK, "%s", dfa_ctx_error(cpu));
+    fixture_path("vae4/vae", vae, sizeof vae);
+    tmpdir_file(&d, "vae", p, sizeof p);
+    CHECK(symlink(vae, p) == 0);
+    dfa_model *mc = NULL, *mg = NULL;
+    CHECKF(dfa_model_load(cpu, d.path, &mc) == DFA_OK, "%s", dfa_ctx_error(cpu));
+    CHECKF(dfa_model_load(gpu, d.path, &mg) == DFA_OK, "%s", dfa_ctx_error(gpu));
+    if (mc && mg) {
+        dfa_generate_params gp = dfa_generate_default_params();
+        gp.steps = 3, gp.class_label = 5, gp.seed = 12, gp.cfg_scale = 4.0f;
+        int c = 0, h = 0, w = 0;
+        CHECK(dfa_generate_latent_shape(gpu, mg, &gp, &c, &h, &w) == DFA_OK);
+        const size_t nl = (size_t)c * h * w;
+        float *lc = malloc((nl ? nl : 1) * 4), *lg = malloc((nl ? nl : 1) * 4);
+        poison(lc, nl), poison(lg, nl);
+        dfa_image ic = {0}, ig = {0};
+        CHECKF(dfa_generate(cpu, mc, &gp, &ic, lc, nl) == DFA_OK, "%s", dfa_ctx_error(cpu));
+        CHECKF(dfa_generate(gpu, mg, &gp, &ig, lg, nl) == DFA_OK, "%s", dfa_ctx_error(gpu));
+        const double e = rel_l2(lg, lc, nl);
+        printf("     dfa_generate DiT %dx%d latents, 3 steps + CFG 4, CUDA vs CPU: rel L2 %.3g (bound %.0e)\n", h, w,
+               e, LOOP_BOUND);
+        CHECKF(nl > 0 && e <= LOOP_BOUND, "api latents rel L2 %.3g", e);
+        CHECK(ic.data && ig.data && ic.width == ig.width && ic.height == ig.height && ic.width > 0);
+        if (ic.data && ig.data && ic.width == ig.width && ic.height == ig.height) {
+            const size_t n = (size_t)ic.width * ic.height * 3;
+            double sum = 0;
+            for (size_t i = 0; i < n; i++) sum += fabs((double)ic.data[i] - (double)ig.data[i]);
+            /* bf16 latents and VAE: a few levels of 255 on average; a broken decode is tens */
+            printf("     dfa_generate image %dx%d, CUDA vs CPU: mean |diff| %.2f / 255 (bound 4)\n", ic.width,
+                   ic.height, sum / n);
+            CHECKF(sum / n <= 4.0, "api image mean diff %.2f", sum / n);
+        }
+        dfa_image_free(&ic);
+        dfa_image_free(&ig);
+        free(lc), free(lg);
     }
-    dfa_ctx_free(cpu);
-    dfa_ctx_free(gpu);
+    dfa_model_free(mc);
+    dfa_model_free(mg);
+    tmpdir_remove(&d);
+}
+
+/* the two contexts every case uses (test-only state, as test.h's counters) */
+static dfa_ctx *g_cpu, *g_gpu;
+static void dit_hd64(void) { dit_random(g_cpu, g_gpu, 64); }
+static void dit_hd72(void) { dit_random(g_cpu, g_gpu, 72); }
+static void pixart_hd64(void) { pixart_random(g_cpu, g_gpu, 64, 0); }
+static void pixart_hd72(void) { pixart_random(g_cpu, g_gpu, 72, 0); }
+static void pixart_hd72_size_cond(void) { pixart_random(g_cpu, g_gpu, 72, 1); }
+static void dit_diffusers(void) { dit_fixture(g_gpu); }
+static void pixart_diffusers(void) { pixart_fixture(g_gpu, "pixart", 1); }
+static void pixart_alpha_diffusers(void) { pixart_fixture(g_gpu, "pixart_alpha", 0); }
+static void api_dit_generate(void) { api_generate(g_cpu, g_gpu); }
+
+int main(void) {
+    g_cpu = new_ctx(DFA_BACKEND_CPU), g_gpu = new_ctx(DFA_BACKEND_CUDA);
+    CHECK(g_cpu && g_gpu);
+    if (g_cpu && g_gpu) {
+        RUN(dit_hd64);
+        RUN(dit_hd72);
+        RUN(pixart_hd64);
+        RUN(pixart_hd72);
+        RUN(pixart_hd72_size_cond);
+        RUN(dit_diffusers);
+        RUN(pixart_diffusers);
+        RUN(pixart_alpha_diffusers);
+        RUN(api_dit_generate);
+    }
+    dfa_ctx_free(g_cpu);
+    dfa_ctx_free(g_gpu);
     return test_summary();
 }
