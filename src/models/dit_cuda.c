@@ -92,7 +92,8 @@ static dfa_status dit_cuda_run(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W, co
         for (int i = 0; i < B; i++)
             DFA_TRY(dfa_cuops_ln_modulate(m->ops, b.hs + i * ND, 1, N, D, b.mod + i * ms, b.mod + i * ms + D, 1e-6f,
                                           b.nh + i * ND, e));
-        DFA_TRY(dfa_txg_self_attn(&g, l, &blk->attn, B, N, c->heads, c->head_dim, b.nh, &b, b.tmp, &m->attn_s));
+        DFA_TRY(dfa_txg_self_attn(&g, l, &blk->attn, B, N, c->heads, c->head_dim, b.nh, &b, b.tmp,
+                                  m->no_attn_timer ? NULL : &m->attn_s));
         for (int i = 0; i < B; i++)
             DFA_TRY(dfa_cuops_gate_add(m->ops, b.hs + i * ND, 1, N, D, b.mod + i * ms + 2 * D, b.tmp + i * ND, e));
         for (int i = 0; i < B; i++)
@@ -118,3 +119,5 @@ dfa_status dfa_dit_forward_cuda(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W, c
     if (!ctx->cuda || !m->ops) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "dit forward: no CUDA device in this context");
     return dit_cuda_run(ctx, m, B, H, W, x, t, labels, out);
 }
+
+void dfa_dit_set_attn_timer(dfa_dit *m, int on) { m->no_attn_timer = !on; }

@@ -46,6 +46,10 @@ dfa_attn_layout dfa_pixart_attn_layout(const dfa_pixart *m, int h, int w);
 /* Seconds spent in dfa_attn_layer and in whole forwards since load / the last reset. */
 void dfa_pixart_times(const dfa_pixart *m, double *attn_s, double *total_s);
 void dfa_pixart_reset_times(dfa_pixart *m);
+/* CUDA: on (the default), the stream is synchronised around every attention call so that the
+ * attention time is exact; off, attention is not timed (dfa_pixart_times reports 0 for it) and the
+ * forward runs without those synchronisations. No effect on the CPU engine. */
+void dfa_pixart_set_attn_timer(dfa_pixart *m, int on);
 
 /* Text-conditional sampling as diffusers' PixArtSigmaPipeline with the sampler `sched` (timesteps
  * set by the caller with dfa_sampler_set_timesteps over in_channels * h * w values). latents

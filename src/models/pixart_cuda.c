@@ -122,7 +122,8 @@ static dfa_status pixart_cuda_run(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int
         for (int i = 0; i < B; i++)
             DFA_TRY(dfa_cuops_ln_modulate(m->ops, b.hs + i * ND, 1, N, D, b.mod + i * ms, b.mod + i * ms + D,
                                           (float)c->norm_eps, b.nh + i * ND, e));
-        DFA_TRY(dfa_txg_self_attn(&g, l, &blk->attn1, B, N, c->heads, c->head_dim, b.nh, &b, b.tmp, &m->attn_s));
+        DFA_TRY(dfa_txg_self_attn(&g, l, &blk->attn1, B, N, c->heads, c->head_dim, b.nh, &b, b.tmp,
+                                  m->no_attn_timer ? NULL : &m->attn_s));
         for (int i = 0; i < B; i++)
             DFA_TRY(dfa_cuops_gate_add(m->ops, b.hs + i * ND, 1, N, D, b.mod + i * ms + 2 * D, b.tmp + i * ND, e));
         /* cross-attention on the un-normalised hidden states (PixArt: no norm2 here) */
@@ -153,3 +154,5 @@ dfa_status dfa_pixart_forward_cuda(dfa_ctx *ctx, dfa_pixart *m, int B, int H, in
         DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "pixart forward: no CUDA device in this context");
     return pixart_cuda_run(ctx, m, B, H, W, x, t, L, text, mask, out);
 }
+
+void dfa_pixart_set_attn_timer(dfa_pixart *m, int on) { m->no_attn_timer = !on; }

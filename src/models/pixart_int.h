@@ -35,6 +35,7 @@ struct dfa_pixart {
     dfa_arena dact, hst; /* device activations, host staging */
     uint16_t *dpos;      /* cached position embedding [pos_h * pos_w, D] (device bf16) */
     int pos_h, pos_w;
+    int no_attn_timer; /* CUDA: 1 = no synchronised attention timing */
 };
 
 /* Move the loaded host weights to the GPU (bf16) and switch the model to the CUDA forward. */

@@ -98,6 +98,18 @@ static void dit_random(dfa_ctx *cpu, dfa_ctx *gpu, int hd) {
         printf("     dit (head dim %d) CUDA vs CPU forward, batch 2, 192 tokens: rel L2 %.3g (bound %.0e)\n", hd, e,
                FWD_BOUND);
         CHECKF(e <= FWD_BOUND, "dit hd %d: rel L2 %.3g", hd, e);
+        /* attention timer off: same output, no attention time recorded */
+        float *o2 = malloc(no * 4);
+        poison(o2, no);
+        dfa_dit_set_attn_timer(mg, 0);
+        dfa_dit_reset_times(mg);
+        CHECKF(dfa_dit_forward(gpu, mg, B, H, W, x, t, labels, o2) == DFA_OK, "%s", dfa_ctx_error(gpu));
+        double a0 = -1, t0 = -1;
+        dfa_dit_times(mg, &a0, &t0);
+        CHECKF(a0 == 0 && t0 > 0 && rel_l2(o2, og, no) <= 1e-3, "timer off: attn %g total %g, rel L2 %.3g", a0, t0,
+               rel_l2(o2, og, no));
+        dfa_dit_set_attn_timer(mg, 1);
+        free(o2);
         /* 3-step generate (default DDIM, CFG 4) from the same seeded noise */
         dfa_dit_gen_params gp = {.steps = 3, .latent_h = 16, .latent_w = 16, .cfg_scale = 4.0f, .class_label = 7,
                                  .seed = 9};
