@@ -54,8 +54,10 @@ static void plan_case(const dfa_txg_dims *d) {
         for (int i = 0; i < 6; i++) n[k++] = (need){txt[i], BL * D * 2};
         n[k++] = (need){b.qh, BN * D * 2};
         n[k++] = (need){b.oh, BN * D * 2};
-        n[k++] = (need){b.pr, (size_t)d->heads * d->N * Lp * 2};
-        n[k++] = (need){b.sc, (size_t)d->heads * d->N * Lp * 4};
+        const int G = dfa_txg_cross_group(d->N, d->L, d->heads, d->cross_budget);
+        CHECK(G >= 1 && G <= d->heads);
+        n[k++] = (need){b.pr, (size_t)G * d->N * Lp * 2};
+        n[k++] = (need){b.sc, (size_t)G * d->N * Lp * 4};
         n[k++] = (need){b.bias, BL * 4};
     } else {
         CHECK(b.txt == NULL && b.sc == NULL && b.pr == NULL && b.bias == NULL);
@@ -92,6 +94,15 @@ static void test_plan(void) {
     const double gb = dfa_txg_bufs_bytes(&xl) / 1e9;
     printf("     PixArt-Sigma-XL 2048^2 CFG batch: %.2f GB of device activations\n", gb);
     CHECK(gb > 1.0 && gb < 2.5);
+    /* head groups: scores + probabilities of a group within 24 MB, whole heads, all heads at small sizes */
+    CHECK(dfa_txg_cross_group(16384, 300, 16, 0) == 1);
+    CHECK(dfa_txg_cross_group(4096, 300, 16, 0) == 3); /* 4096 * 304 * 6 = 7.5 MB per head */
+    CHECK(dfa_txg_cross_group(192, 37, 2, 0) == 2);
+    CHECK(dfa_txg_cross_group(1 << 20, 300, 16, 0) == 1);
+    CHECK(dfa_txg_cross_group(192, 37, 3, 1) == 1);
+    const dfa_txg_dims small = {.B = 2, .N = 192, .D = 216, .ff_inner = 864, .patch_cols = 16, .out_cols = 32,
+                                .heads = 3, .L = 37, .caption = 64, .cross_budget = 1};
+    plan_case(&small); /* one head per group: smaller score buffers */
 }
 
 static void test_reloc(void) {

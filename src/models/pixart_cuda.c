@@ -79,7 +79,8 @@ static dfa_status pixart_cuda_run(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int
     const int h = H / p, w = W / p, N = h * w, M = B * N;
     const int cap_in = c->caption_channels ? c->caption_channels : c->cross_dim;
     const dfa_txg_dims d = {.B = B, .N = N, .D = D, .ff_inner = c->ff_inner, .patch_cols = c->in_channels * p * p,
-                            .out_cols = p * p * c->out_channels, .heads = c->heads, .L = L, .caption = cap_in};
+                            .out_cols = p * p * c->out_channels, .heads = c->heads, .L = L, .caption = cap_in,
+                            .cross_budget = m->cross_budget};
     const size_t stage = dfa_txg_stage_floats(&d);
     DFA_TRY(dfa_mmdit_arena_ensure(ctx, &m->dact, DFA_DEV_CUDA, dfa_txg_bufs_bytes(&d) + dfa_mmdit_fbytes(stage),
                                    "pixart activations (device)"));
@@ -127,7 +128,8 @@ static dfa_status pixart_cuda_run(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int
         for (int i = 0; i < B; i++)
             DFA_TRY(dfa_cuops_gate_add(m->ops, b.hs + i * ND, 1, N, D, b.mod + i * ms + 2 * D, b.tmp + i * ND, e));
         /* cross-attention on the un-normalised hidden states (PixArt: no norm2 here) */
-        DFA_TRY(dfa_txg_cross_attn(&g, &blk->attn2, B, N, L, c->heads, c->head_dim, Dkv, b.hs, mask != NULL, &b,
+        DFA_TRY(dfa_txg_cross_attn(&g, &blk->attn2, B, N, L, c->heads, c->head_dim, Dkv, b.hs, mask != NULL,
+                                   m->cross_budget, &b,
                                    b.tmp));
         DFA_TRY(dfa_cuops_gate_add(m->ops, b.hs, 1, M, D, NULL, b.tmp, e));
         for (int i = 0; i < B; i++)

@@ -35,7 +35,8 @@ struct dfa_pixart {
     dfa_arena dact, hst; /* device activations, host staging */
     uint16_t *dpos;      /* cached position embedding [pos_h * pos_w, D] (device bf16) */
     int pos_h, pos_w;
-    int no_attn_timer; /* CUDA: 1 = no synchronised attention timing */
+    int no_attn_timer;   /* CUDA: 1 = no synchronised attention timing */
+    size_t cross_budget; /* CUDA: cross-attention head-group budget in bytes (0: default; tests) */
 };
 
 /* Move the loaded host weights to the GPU (bf16) and switch the model to the CUDA forward. */

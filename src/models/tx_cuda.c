@@ -60,6 +60,14 @@ static size_t b16(size_t n) { return (n * 2 + 255u) & ~(size_t)255u; }
 static size_t b32(size_t n) { return (n * 4 + 255u) & ~(size_t)255u; }
 static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
 
+int dfa_txg_cross_group(int N, int L, int H, size_t budget) {
+    const size_t per_head = (size_t)N * (size_t)((L + 7) & ~7) * 6;
+    if (!budget) budget = DFA_TXG_CROSS_BUDGET;
+    size_t g = per_head ? budget / per_head : (size_t)H;
+    if (g < 1) g = 1;
+    return g > (size_t)H ? H : (int)g;
+}
+
 /* the buffer list, in carve order: sizes in bytes */
 static int bufs_list(const dfa_txg_dims *d, void ***ptr, size_t *bytes, dfa_txg_bufs *b) {
     const size_t BN = (size_t)d->B * d->N, D = (size_t)d->D, BL = (size_t)d->B * d->L;
@@ -94,8 +102,9 @@ static int bufs_list(const dfa_txg_dims *d, void ***ptr, size_t *bytes, dfa_txg_
         ADD(vh, b16(BL * D));
         ADD(qh, b16(BN * D));
         ADD(oh, b16(BN * D));
-        ADD(pr, b16((size_t)d->heads * d->N * Lp));
-        ADD(sc, b32((size_t)d->heads * d->N * Lp));
+        const size_t G = (size_t)dfa_txg_cross_group(d->N, d->L, d->heads, d->cross_budget);
+        ADD(pr, b16(G * d->N * Lp));
+        ADD(sc, b32(G * d->N * Lp));
         ADD(bias, b32(BL));
     }
 #undef ADD
@@ -219,7 +228,7 @@ dfa_status dfa_txg_self_attn(dfa_txg *g, int layer, const dfa_tx_attn *a, int B,
 }
 
 dfa_status dfa_txg_cross_attn(dfa_txg *g, const dfa_tx_attn *a, int B, int N, int L, int H, int Dh, int Dkv,
-                              const uint16_t *in, int mask_on, dfa_txg_bufs *b, uint16_t *out) {
+                              const uint16_t *in, int mask_on, size_t budget, dfa_txg_bufs *b, uint16_t *out) {
     dfa_error *e = &g->ctx->err;
     const int D = H * Dh, Lp = b->Lp;
     DFA_TRY(dfa_txg_linear(g, in, B * N, D, a->qw, a->qb, D, b->q));
@@ -229,17 +238,21 @@ dfa_status dfa_txg_cross_attn(dfa_txg *g, const dfa_tx_attn *a, int B, int N, in
     DFA_TRY(dfa_cuops_heads_permute(g->ops, b->ck, B, L, H, Dh, 1, b->kh, e));
     DFA_TRY(dfa_cuops_heads_permute(g->ops, b->cv, B, L, H, Dh, 1, b->vh, e));
     const float scale = 1.0f / sqrtf((float)Dh);
-    for (int bi = 0; bi < B; bi++) {
-        const size_t qo = (size_t)bi * N * D, ko = (size_t)bi * L * D;
-        /* scores [H, N, L] (row stride Lp) = scale * Q_h K_h^T, f32 */
-        DFA_TRY(dfa_cuops_gemm_batched(g->ops, 1, N, L, Dh, scale, b->qh + qo, Dh, (long long)N * Dh, b->kh + ko, Dh,
-                                       (long long)L * Dh, b->sc, Lp, (long long)N * Lp, 1, H, e));
-        DFA_TRY(dfa_cuops_softmax_bias(g->ops, b->sc, H * N, L, Lp, mask_on ? b->bias + (size_t)bi * L : NULL, b->pr,
-                                       e));
-        /* O_h [N, Dh] = P_h [N, L] V_h [L, Dh] */
-        DFA_TRY(dfa_cuops_gemm_batched(g->ops, 0, N, Dh, L, 1.0f, b->pr, Lp, (long long)N * Lp, b->vh + ko, Dh,
-                                       (long long)L * Dh, b->oh + qo, Dh, (long long)N * Dh, 0, H, e));
-    }
+    const int G = dfa_txg_cross_group(N, L, H, budget);
+    for (int bi = 0; bi < B; bi++)
+        for (int h0 = 0; h0 < H; h0 += G) {
+            const int gh = H - h0 < G ? H - h0 : G;
+            /* head-major: head h of item bi starts at (bi * H + h) * T * Dh */
+            const size_t qo = ((size_t)bi * H + h0) * N * Dh, ko = ((size_t)bi * H + h0) * L * Dh;
+            /* scores [gh, N, L] (row stride Lp) = scale * Q_h K_h^T, f32 */
+            DFA_TRY(dfa_cuops_gemm_batched(g->ops, 1, N, L, Dh, scale, b->qh + qo, Dh, (long long)N * Dh, b->kh + ko,
+                                           Dh, (long long)L * Dh, b->sc, Lp, (long long)N * Lp, 1, gh, e));
+            DFA_TRY(dfa_cuops_softmax_bias(g->ops, b->sc, gh * N, L, Lp, mask_on ? b->bias + (size_t)bi * L : NULL,
+                                           b->pr, e));
+            /* O_h [N, Dh] = P_h [N, L] V_h [L, Dh] */
+            DFA_TRY(dfa_cuops_gemm_batched(g->ops, 0, N, Dh, L, 1.0f, b->pr, Lp, (long long)N * Lp, b->vh + ko, Dh,
+                                           (long long)L * Dh, b->oh + qo, Dh, (long long)N * Dh, 0, gh, e));
+        }
     DFA_TRY(dfa_cuops_heads_permute(g->ops, b->oh, B, N, H, Dh, 0, b->o, e));
     return dfa_txg_linear(g, b->o, B * N, D, a->ow, a->ob, D, out);
 }

@@ -41,14 +41,21 @@ typedef struct dfa_txg_bufs {
     uint16_t *tproj, *emb, *emb2, *mod, *mod2;     /* [B, 256], [B, D] x 2, [B, 6D] x 2 */
     /* cross-attention (PixArt; NULL for DiT) */
     uint16_t *txt_in, *txt, *txt_mid, *ck, *cv, *kh, *vh, *qh, *oh, *pr;
-    float *sc, *bias; /* scores [H, N, Lp] (one batch item), key bias [B, L] */
+    float *sc, *bias; /* scores [G, N, Lp] (one head group of one batch item), key bias [B, L] */
     int Lp;           /* L rounded up to 8 (row stride of sc / pr) */
 } dfa_txg_bufs;
 
 typedef struct dfa_txg_dims {
     int B, N, D, ff_inner, patch_cols, out_cols; /* patch_cols = C*p*p, out_cols = p*p*out_C */
     int heads, L, caption;                       /* L = 0: no cross-attention; caption = text width in */
+    size_t cross_budget;                         /* dfa_txg_cross_group's budget (0: default) */
 } dfa_txg_dims;
+
+/* Heads per cross-attention GEMM batch: as many as keep the f32 scores and bf16 probabilities of
+ * the group (G x N x Lp x 6 bytes) within `budget` bytes (0: 24 MB), so that they stay in L2
+ * between the GEMM, the softmax and the P.V GEMM (at least 1, at most H). */
+#define DFA_TXG_CROSS_BUDGET ((size_t)24 << 20)
+int dfa_txg_cross_group(int N, int L, int H, size_t budget);
 
 /* Bytes the buffers take on the device (the arena size; CPU-visible for tests) and the
  * staging floats a forward needs (host and device each). */
@@ -79,9 +86,10 @@ dfa_status dfa_txg_unpatchify(dfa_txg *g, const uint16_t *y, int B, int h, int w
 dfa_status dfa_txg_self_attn(dfa_txg *g, int layer, const dfa_tx_attn *a, int B, int N, int H, int Dh,
                              const uint16_t *in, dfa_txg_bufs *b, uint16_t *out, double *attn_s);
 /* Cross-attention of B*N queries from in to B*L text tokens b->txt (width Dkv) with the key
- * bias b->bias (mask_on 0: none): out [B*N, D]. */
+ * bias b->bias (mask_on 0: none), heads in groups of dfa_txg_cross_group(N, L, H, budget): out
+ * [B*N, D]. */
 dfa_status dfa_txg_cross_attn(dfa_txg *g, const dfa_tx_attn *a, int B, int N, int L, int H, int Dh, int Dkv,
-                              const uint16_t *in, int mask_on, dfa_txg_bufs *b, uint16_t *out);
+                              const uint16_t *in, int mask_on, size_t budget, dfa_txg_bufs *b, uint16_t *out);
 /* FeedForward (GELU tanh): out [M, D]; mid [M, inner]. */
 dfa_status dfa_txg_ff(dfa_txg *g, const dfa_tx_ff *f, int M, int D, const uint16_t *in, uint16_t *mid,
                       uint16_t *out);

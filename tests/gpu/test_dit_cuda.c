@@ -32,6 +32,7 @@
 #include "models/dit.h"
 #include "models/dit_pipe.h"
 #include "models/pixart.h"
+#include "models/pixart_int.h"
 #include "sample/sampler.h"
 
 static double rel_l2(const float *a, const float *ref, size_t n) {
@@ -170,6 +171,15 @@ static void pixart_random(dfa_ctx *cpu, dfa_ctx *gpu, int hd, int size_cond) {
                    hd, size_cond ? ", size cond" : "", L, masked ? " masked" : "", e, FWD_BOUND);
             CHECKF(e <= FWD_BOUND, "pixart hd %d masked %d: rel L2 %.3g", hd, masked, e);
         }
+        /* one head per cross-attention group (the split taken at 2048^2): the same output */
+        mg->cross_budget = 1;
+        poison(og, no);
+        CHECKF(dfa_pixart_forward(gpu, mg, B, H, W, x, t, L, txt, mask, og) == DFA_OK, "%s", dfa_ctx_error(gpu));
+        double eg = rel_l2(og, oc, no);
+        printf("     pixart (head dim %d) CUDA cross-attention one head per group vs CPU: rel L2 %.3g (bound %.0e)\n",
+               hd, eg, FWD_BOUND);
+        CHECKF(eg <= FWD_BOUND, "pixart hd %d head groups of 1: rel L2 %.3g", hd, eg);
+        mg->cross_budget = 0;
         /* the mask must matter (the masked and unmasked outputs differ) */
         float *o2 = malloc(no * 4);
         poison(o2, no);
