@@ -50,17 +50,16 @@ static void plan_case(const dfa_txg_dims *d) {
     if (d->L > 0) {
         CHECK(b.Lp == (int)Lp && b.Lp % 8 == 0 && b.Lp >= d->L);
         n[k++] = (need){b.txt_in, BL * (size_t)d->caption * 2};
-        const void *txt[] = {b.txt, b.txt_mid, b.ck, b.cv, b.kh, b.vh};
-        for (int i = 0; i < 6; i++) n[k++] = (need){txt[i], BL * D * 2};
+        const void *txt[] = {b.txt_mid, b.ck, b.cv, b.kh, b.vh};
+        for (int i = 0; i < 5; i++) n[k++] = (need){txt[i], BL * D * 2};
         n[k++] = (need){b.qh, BN * D * 2};
         n[k++] = (need){b.oh, BN * D * 2};
         const int G = dfa_txg_cross_group(d->N, d->L, d->heads, d->cross_budget);
         CHECK(G >= 1 && G <= d->heads);
         n[k++] = (need){b.pr, (size_t)G * d->N * Lp * 2};
         n[k++] = (need){b.sc, (size_t)G * d->N * Lp * 4};
-        n[k++] = (need){b.bias, BL * 4};
     } else {
-        CHECK(b.txt == NULL && b.sc == NULL && b.pr == NULL && b.bias == NULL);
+        CHECK(b.txt_in == NULL && b.sc == NULL && b.pr == NULL && b.qh == NULL);
     }
     for (int i = 0; i < k; i++) CHECKF(n[i].p != NULL, "buffer %d not carved", i);
     qsort(n, (size_t)k, sizeof n[0], cmp_need);
@@ -73,7 +72,8 @@ static void plan_case(const dfa_txg_dims *d) {
     }
     const size_t st = dfa_txg_stage_floats(d);
     CHECK(st >= BN * (size_t)d->patch_cols && st >= BN * (size_t)d->out_cols && st >= (size_t)(d->B + 3) * 256);
-    CHECK(st >= BL * (size_t)d->caption && st >= BL);
+    CHECK(st >= BL * (size_t)d->caption && st >= BL); /* text upload, key bias */
+    CHECK(b.txt == NULL && b.bias == NULL);                /* not carved: PixArt's text cache */
     dfa_arena_release(ctx, &a);
     dfa_ctx_free(ctx);
 }

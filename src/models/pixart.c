@@ -336,6 +336,8 @@ dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, dfa_sampler *sched, fl
         }
     }
     const int planned = dfa_attn_plan(ctx) != NULL;
+    /* the text (txt, msk) is fixed for the whole loop: the CUDA engine may keep its projection */
+    m->txt_pin = ++m->txt_seq ? m->txt_seq : ++m->txt_seq;
     for (int i = 0; s == DFA_OK && i < n_steps; i++) {
         float *x = xin, *o = out;
         if (planned && (s = dfa_attn_begin_step(ctx, i)) != DFA_OK) break;
@@ -350,6 +352,7 @@ dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, dfa_sampler *sched, fl
         s = dfa_sampler_step(ctx, sched, i, o, o + n, latents);
         if (s == DFA_OK && progress) progress(user, i, n_steps, dfa_tx_now() - t0);
     }
+    m->txt_pin = 0;
     if (planned) dfa_attn_end_run(ctx);
     dfa_ctx_mem_release(ctx, msk);
     dfa_ctx_mem_release(ctx, txt);

@@ -39,6 +39,9 @@ dfa_status dfa_pixart_to_cuda(dfa_ctx *ctx, dfa_pixart *m) {
 }
 
 void dfa_pixart_cuda_release(dfa_ctx *ctx, dfa_pixart *m) {
+    if (m->dtxt) dfa_ctx_mem_release(ctx, m->dtxt);
+    if (m->dbias) dfa_ctx_mem_release(ctx, m->dbias);
+    m->dtxt = NULL, m->dbias = NULL, m->dtxt_n = 0, m->txt_gen = 0;
     if (m->dact.base) dfa_arena_release(ctx, &m->dact);
     if (m->hst.base) dfa_arena_release(ctx, &m->hst);
     if (m->dpos) dfa_ctx_mem_release(ctx, m->dpos);
@@ -63,6 +66,44 @@ static dfa_status pixart_temb(dfa_txg *g, const dfa_pixart *m, int B, int H, int
     DFA_TRY(dfa_txg_tproj(g, 1, &ar, PIXART_TPROJ, 0.0f, proj));
     DFA_TRY(dfa_txg_temb(g, &m->ar_emb, 1, proj, s3, b->emb2, row + 2 * s3));
     return dfa_cuops_add_row(g->ops, b->emb, B, D, row, b->emb, &g->ctx->err);
+}
+
+/* projected text [B*L, Dkv] -> m->dtxt, key bias -> m->dbias (reused under the same pin);
+ * b->txt, b->bias point at them */
+static dfa_status pixart_text(dfa_txg *g, dfa_pixart *m, int B, int L, int cap_in, int Dkv, const float *text,
+                              const float *mask, dfa_txg_bufs *b) {
+    dfa_ctx *ctx = g->ctx;
+    const dfa_pixart_config *c = &m->cfg;
+    const size_t n = (size_t)B * L * Dkv;
+    b->txt = m->dtxt, b->bias = m->dbias;
+    if (m->txt_pin && m->txt_gen == m->txt_pin && m->txt_B == B && m->txt_L == L && m->txt_mask == (mask != NULL) &&
+        m->dtxt)
+        return DFA_OK;
+    m->txt_gen = 0;
+    if (m->dtxt_n < n) {
+        if (m->dtxt) dfa_ctx_mem_release(ctx, m->dtxt);
+        if (m->dbias) dfa_ctx_mem_release(ctx, m->dbias);
+        m->dtxt = NULL, m->dbias = NULL, m->dtxt_n = 0;
+        DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CUDA, n * sizeof(bf16), "pixart text (device)", (void **)&m->dtxt));
+        DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CUDA, (size_t)B * L * sizeof(float), "pixart text bias (device)",
+                                  (void **)&m->dbias));
+        m->dtxt_n = n;
+    }
+    b->txt = m->dtxt, b->bias = m->dbias;
+    if (c->caption_channels) {
+        DFA_TRY(dfa_txg_upload(g, text, (size_t)B * L * cap_in, b->txt_in));
+        DFA_TRY(dfa_txg_linear(g, b->txt_in, B * L, cap_in, m->cap1_w, m->cap1_b, Dkv, b->txt_mid));
+        DFA_TRY(dfa_cuops_act(m->ops, b->txt_mid, (size_t)B * L * Dkv, DFA_ACT_GELU_TANH, &ctx->err));
+        DFA_TRY(dfa_txg_linear(g, b->txt_mid, B * L, Dkv, m->cap2_w, m->cap2_b, Dkv, m->dtxt));
+    } else {
+        DFA_TRY(dfa_txg_upload(g, text, n, m->dtxt));
+    }
+    if (mask) {
+        for (size_t i = 0; i < (size_t)B * L; i++) g->hstage[i] = (1.0f - mask[i]) * -10000.0f;
+        DFA_TRY(dfa_cuda_h2d(ctx->cuda, m->dbias, g->hstage, (size_t)B * L * sizeof(float), &ctx->err));
+    }
+    m->txt_gen = m->txt_pin, m->txt_B = B, m->txt_L = L, m->txt_mask = mask != NULL;
+    return DFA_OK;
 }
 
 static dfa_status pixart_cuda_run(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, const float *x, const float *t,
@@ -100,21 +141,10 @@ static dfa_status pixart_cuda_run(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int
     DFA_TRY(dfa_cuda_d2d(ctx->cuda, b.emb2, b.emb, (size_t)B * D * sizeof(bf16), e));
     DFA_TRY(dfa_cuops_act(m->ops, b.emb2, (size_t)B * D, DFA_ACT_SILU, e));
     DFA_TRY(dfa_txg_linear(&g, b.emb2, B, D, m->ada_w, m->ada_b, 6 * D, b.mod2));
-    /* caption projection: linear_1, GELU(tanh), linear_2 */
-    DFA_TRY(dfa_txg_upload(&g, text, (size_t)B * L * cap_in, b.txt_in));
-    int Dkv = c->cross_dim;
-    if (c->caption_channels) {
-        DFA_TRY(dfa_txg_linear(&g, b.txt_in, B * L, cap_in, m->cap1_w, m->cap1_b, D, b.txt_mid));
-        DFA_TRY(dfa_cuops_act(m->ops, b.txt_mid, (size_t)B * L * D, DFA_ACT_GELU_TANH, e));
-        DFA_TRY(dfa_txg_linear(&g, b.txt_mid, B * L, D, m->cap2_w, m->cap2_b, D, b.txt));
-        Dkv = D;
-    } else {
-        b.txt = b.txt_in;
-    }
-    if (mask) {
-        for (size_t i = 0; i < (size_t)B * L; i++) g.hstage[i] = (1.0f - mask[i]) * -10000.0f;
-        DFA_TRY(dfa_cuda_h2d(ctx->cuda, b.bias, g.hstage, (size_t)B * L * sizeof(float), e));
-    }
+    /* text: caption projection (linear_1, GELU(tanh), linear_2) and key bias, kept across the
+     * forwards of one sampling loop (txt_pin) */
+    const int Dkv = c->caption_channels ? D : c->cross_dim;
+    DFA_TRY(pixart_text(&g, m, B, L, cap_in, Dkv, text, mask, &b));
     const size_t ND = (size_t)N * D, ms = 6 * (size_t)D;
     for (int l = 0; l < c->layers; l++) {
         const pixart_block *blk = &m->blocks[l];

@@ -37,6 +37,14 @@ struct dfa_pixart {
     int pos_h, pos_w;
     int no_attn_timer;   /* CUDA: 1 = no synchronised attention timing */
     size_t cross_budget; /* CUDA: cross-attention head-group budget in bytes (0: default; tests) */
+    /* CUDA text cache: dfa_pixart_sample sets txt_pin (nonzero) while its text stays fixed; the
+     * projected text and key bias computed under that pin (txt_gen) are reused by later forwards
+     * of the same loop. */
+    unsigned txt_pin, txt_seq, txt_gen;
+    int txt_B, txt_L, txt_mask;
+    uint16_t *dtxt; /* [B * L, Dkv] bf16 (device) */
+    float *dbias;   /* [B, L] (device) */
+    size_t dtxt_n;  /* elements dtxt holds (B * L * Dkv; Dkv is fixed per model, so dbias holds B * L) */
 };
 
 /* Move the loaded host weights to the GPU (bf16) and switch the model to the CUDA forward. */

@@ -94,7 +94,6 @@ static int bufs_list(const dfa_txg_dims *d, void ***ptr, size_t *bytes, dfa_txg_
     ADD(mod2, b16((size_t)d->B * 6 * D));
     if (d->L > 0) {
         ADD(txt_in, b16(BL * (size_t)d->caption));
-        ADD(txt, b16(BL * D));
         ADD(txt_mid, b16(BL * D));
         ADD(ck, b16(BL * D));
         ADD(cv, b16(BL * D));
@@ -105,7 +104,6 @@ static int bufs_list(const dfa_txg_dims *d, void ***ptr, size_t *bytes, dfa_txg_
         const size_t G = (size_t)dfa_txg_cross_group(d->N, d->L, d->heads, d->cross_budget);
         ADD(pr, b16(G * d->N * Lp));
         ADD(sc, b32(G * d->N * Lp));
-        ADD(bias, b32(BL));
     }
 #undef ADD
     return n;

@@ -40,8 +40,10 @@ typedef struct dfa_txg_bufs {
     uint16_t *cols;                                /* [B*N, C*p*p] patches, then [B*N, p*p*out_C] */
     uint16_t *tproj, *emb, *emb2, *mod, *mod2;     /* [B, 256], [B, D] x 2, [B, 6D] x 2 */
     /* cross-attention (PixArt; NULL for DiT) */
-    uint16_t *txt_in, *txt, *txt_mid, *ck, *cv, *kh, *vh, *qh, *oh, *pr;
-    float *sc, *bias; /* scores [G, N, Lp] (one head group of one batch item), key bias [B, L] */
+    uint16_t *txt_in, *txt_mid, *ck, *cv, *kh, *vh, *qh, *oh, *pr;
+    float *sc;        /* scores [G, N, Lp] (one head group of one batch item) */
+    uint16_t *txt;    /* projected text [B*L, Dkv]: not carved, set by the caller (PixArt's text cache) */
+    float *bias;      /* key bias [B, L]: not carved, set by the caller */
     int Lp;           /* L rounded up to 8 (row stride of sc / pr) */
 } dfa_txg_bufs;
 
