@@ -5,6 +5,8 @@
 # outputs are from diffusers'. About 2 minutes on an H100 (model init + save ~15 s, diffusers ~45 s,
 # dfa load + runs ~45 s). Table: $OUT/dit_gpu.md; logs: $OUT/dit_gpu.log.
 # usage (repo root, on the device; .devdeps and .whl carried): OUT=$OUT sh bench/dit_gpu.sh [steps]
+# (The scripts' plumbing can be smoke-tested on a CPU machine without the GPU engines:
+#  DFA_BENCH_DEVICE=cpu DFA_BENCH_TINY=1 python3 bench/dit_gpu.py /tmp/x 3 writes tiny cases.)
 set -u
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
