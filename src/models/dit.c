@@ -10,30 +10,10 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "models/dit_common.h"
+#include "models/dit_int.h"
 #include "models/ops.h"
 #include "models/wload.h"
 #include "sample/sampler.h"
-
-#define DIT_TPROJ 256 /* Timesteps(num_channels=256, flip_sin_to_cos=True, downscale_freq_shift=1) */
-
-typedef struct dit_block {
-    dfa_tx_temb temb;     /* norm1.emb.timestep_embedder */
-    float *class_table;   /* norm1.emb.class_embedder.embedding_table [num_classes + 1, D] */
-    float *ada_w, *ada_b; /* norm1.linear [6D, D] */
-    dfa_tx_attn attn;
-    dfa_tx_ff ff;
-} dit_block;
-
-struct dfa_dit {
-    dfa_dit_config cfg;
-    float *pe_w, *pe_b, *po1_w, *po1_b, *po2_w, *po2_b;
-    dit_block *blocks;
-    float *weights;
-    size_t n_weights;
-    dfa_arena act;
-    int act_ready;
-    double attn_s, total_s; /* time in dfa_attn_layer and in the whole forward, since the last reset */
-};
 
 static dfa_status read_config(dfa_ctx *ctx, const char *path, dfa_dit_config *c) {
     cJSON *root = NULL;
@@ -112,7 +92,10 @@ dfa_status dfa_dit_load(dfa_ctx *ctx, const char *dir, dfa_dit **out) {
     if (s == DFA_OK) s = dfa_st_open(&st, dir, &ctx->err);
     if (s == DFA_OK) s = dfa_wload_run(ctx, st, bind_dit, m, "dit", &m->weights, &m->n_weights);
     dfa_st_close(st);
+    if (s == DFA_OK && dfa_ctx_backend(ctx) == DFA_BACKEND_CUDA) s = dfa_dit_to_cuda(ctx, m);
     if (s != DFA_OK) {
+        dfa_dit_cuda_release(ctx, m);
+        dfa_ctx_mem_release(ctx, m->weights);
         dfa_ctx_mem_release(ctx, m->blocks);
         dfa_ctx_mem_release(ctx, m);
         return s;
@@ -121,9 +104,23 @@ dfa_status dfa_dit_load(dfa_ctx *ctx, const char *dir, dfa_dit **out) {
     return DFA_OK;
 }
 
+dfa_status dfa_dit_write_random(dfa_ctx *ctx, const char *dir, uint64_t seed) {
+    char path[4096];
+    dfa_dit m;
+    memset(&m, 0, sizeof m);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    DFA_TRY(read_config(ctx, path, &m.cfg));
+    DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, sizeof(*m.blocks) * m.cfg.layers, "dit blocks", (void **)&m.blocks));
+    snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
+    dfa_status s = dfa_wload_write_random(ctx, bind_dit, &m, path, seed, "dit");
+    dfa_ctx_mem_release(ctx, m.blocks);
+    return s;
+}
+
 void dfa_dit_free(dfa_ctx *ctx, dfa_dit *m) {
     if (!m) return;
     if (m->act_ready) dfa_arena_release(ctx, &m->act);
+    dfa_dit_cuda_release(ctx, m);
     dfa_ctx_mem_release(ctx, m->weights);
     dfa_ctx_mem_release(ctx, m->blocks);
     dfa_ctx_mem_release(ctx, m);
@@ -226,7 +223,8 @@ static dfa_status dit_forward_impl(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W
 dfa_status dfa_dit_forward(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W, const float *x, const float *t,
                            const int *labels, float *out) {
     const double t0 = dfa_tx_now();
-    dfa_status s = dit_forward_impl(ctx, m, B, H, W, x, t, labels, out);
+    dfa_status s = m->dev == DFA_DEV_CUDA ? dfa_dit_forward_cuda(ctx, m, B, H, W, x, t, labels, out)
+                                          : dit_forward_impl(ctx, m, B, H, W, x, t, labels, out);
     m->total_s += dfa_tx_now() - t0;
     return s;
 }

@@ -4,6 +4,8 @@
 #ifndef DFA_MODELS_DIT_H
 #define DFA_MODELS_DIT_H
 
+#include <stdint.h>
+
 #include "attn/mask.h"
 #include "core/ctx.h"
 #include "sample/flow.h"
@@ -20,6 +22,9 @@ typedef struct dfa_dit dfa_dit;
 
 dfa_status dfa_dit_load(dfa_ctx *ctx, const char *dir, dfa_dit **out);
 void dfa_dit_free(dfa_ctx *ctx, dfa_dit *m);
+/* Write a random bf16 checkpoint (dir/diffusion_pytorch_model.safetensors) for the config in
+ * dir/config.json: tests and benchmarks at real sizes without real weights. */
+dfa_status dfa_dit_write_random(dfa_ctx *ctx, const char *dir, uint64_t seed);
 const dfa_dit_config *dfa_dit_get_config(const dfa_dit *m);
 
 /* x [B, in_channels, H, W], t [B] (float timesteps), labels [B] (0..num_classes; num_classes
@@ -36,6 +41,10 @@ dfa_attn_layout dfa_dit_attn_layout(const dfa_dit *m, int h, int w);
 /* Seconds spent in dfa_attn_layer and in whole forwards since load / the last reset. */
 void dfa_dit_times(const dfa_dit *m, double *attn_s, double *total_s);
 void dfa_dit_reset_times(dfa_dit *m);
+/* CUDA: on (the default), the stream is synchronised around every attention call so that the
+ * attention time is exact; off, attention is not timed (dfa_dit_times reports 0 for it) and the
+ * forward runs without those synchronisations. No effect on the CPU engine. */
+void dfa_dit_set_attn_timer(dfa_dit *m, int on);
 
 /* Class-conditional sampling as diffusers' DiTPipeline with the sampler `sched` (timesteps set
  * by the caller with dfa_sampler_set_timesteps over in_channels * h * w values). latents

@@ -11,30 +11,10 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "models/dit_common.h"
+#include "models/pixart_int.h"
 #include "models/ops.h"
 #include "models/wload.h"
 #include "sample/sampler.h"
-
-#define PIXART_TPROJ 256 /* Timesteps(256, flip_sin_to_cos=True, downscale_freq_shift=0) */
-
-typedef struct pixart_block {
-    float *sst; /* scale_shift_table [6, D] */
-    dfa_tx_attn attn1, attn2;
-    dfa_tx_ff ff;
-} pixart_block;
-
-struct dfa_pixart {
-    dfa_pixart_config cfg;
-    float *pe_w, *pe_b, *ada_w, *ada_b, *cap1_w, *cap1_b, *cap2_w, *cap2_b, *sst_out, *po_w, *po_b;
-    dfa_tx_temb temb;
-    dfa_tx_temb res_emb, ar_emb; /* PixArt-Alpha size conditioning (use_additional_conditions) */
-    pixart_block *blocks;
-    float *weights;
-    size_t n_weights;
-    dfa_arena act;
-    int act_ready;
-    double attn_s, total_s; /* time in dfa_attn_layer and in the whole forward, since the last reset */
-};
 
 static dfa_status read_config(dfa_ctx *ctx, const char *path, dfa_pixart_config *c) {
     cJSON *root = NULL;
@@ -135,7 +115,10 @@ dfa_status dfa_pixart_load(dfa_ctx *ctx, const char *dir, dfa_pixart **out) {
     if (s == DFA_OK) s = dfa_st_open(&st, dir, &ctx->err);
     if (s == DFA_OK) s = dfa_wload_run(ctx, st, bind_pixart, m, "pixart", &m->weights, &m->n_weights);
     dfa_st_close(st);
+    if (s == DFA_OK && dfa_ctx_backend(ctx) == DFA_BACKEND_CUDA) s = dfa_pixart_to_cuda(ctx, m);
     if (s != DFA_OK) {
+        dfa_pixart_cuda_release(ctx, m);
+        dfa_ctx_mem_release(ctx, m->weights);
         dfa_ctx_mem_release(ctx, m->blocks);
         dfa_ctx_mem_release(ctx, m);
         return s;
@@ -144,9 +127,23 @@ dfa_status dfa_pixart_load(dfa_ctx *ctx, const char *dir, dfa_pixart **out) {
     return DFA_OK;
 }
 
+dfa_status dfa_pixart_write_random(dfa_ctx *ctx, const char *dir, uint64_t seed) {
+    char path[4096];
+    dfa_pixart m;
+    memset(&m, 0, sizeof m);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    DFA_TRY(read_config(ctx, path, &m.cfg));
+    DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, sizeof(*m.blocks) * m.cfg.layers, "pixart blocks", (void **)&m.blocks));
+    snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
+    dfa_status s = dfa_wload_write_random(ctx, bind_pixart, &m, path, seed, "pixart");
+    dfa_ctx_mem_release(ctx, m.blocks);
+    return s;
+}
+
 void dfa_pixart_free(dfa_ctx *ctx, dfa_pixart *m) {
     if (!m) return;
     if (m->act_ready) dfa_arena_release(ctx, &m->act);
+    dfa_pixart_cuda_release(ctx, m);
     dfa_ctx_mem_release(ctx, m->weights);
     dfa_ctx_mem_release(ctx, m->blocks);
     dfa_ctx_mem_release(ctx, m);
@@ -283,7 +280,8 @@ static dfa_status pixart_forward_impl(dfa_ctx *ctx, dfa_pixart *m, int B, int H,
 dfa_status dfa_pixart_forward(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, const float *x, const float *t, int L,
                               const float *text, const float *mask, float *out) {
     const double t0 = dfa_tx_now();
-    dfa_status s = pixart_forward_impl(ctx, m, B, H, W, x, t, L, text, mask, out);
+    dfa_status s = m->dev == DFA_DEV_CUDA ? dfa_pixart_forward_cuda(ctx, m, B, H, W, x, t, L, text, mask, out)
+                                          : pixart_forward_impl(ctx, m, B, H, W, x, t, L, text, mask, out);
     m->total_s += dfa_tx_now() - t0;
     return s;
 }
@@ -338,6 +336,8 @@ dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, dfa_sampler *sched, fl
         }
     }
     const int planned = dfa_attn_plan(ctx) != NULL;
+    /* the text (txt, msk) is fixed for the whole loop: the CUDA engine may keep its projection */
+    m->txt_pin = ++m->txt_seq ? m->txt_seq : ++m->txt_seq;
     for (int i = 0; s == DFA_OK && i < n_steps; i++) {
         float *x = xin, *o = out;
         if (planned && (s = dfa_attn_begin_step(ctx, i)) != DFA_OK) break;
@@ -352,6 +352,7 @@ dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, dfa_sampler *sched, fl
         s = dfa_sampler_step(ctx, sched, i, o, o + n, latents);
         if (s == DFA_OK && progress) progress(user, i, n_steps, dfa_tx_now() - t0);
     }
+    m->txt_pin = 0;
     if (planned) dfa_attn_end_run(ctx);
     dfa_ctx_mem_release(ctx, msk);
     dfa_ctx_mem_release(ctx, txt);

@@ -8,6 +8,8 @@
 #ifndef DFA_MODELS_PIXART_H
 #define DFA_MODELS_PIXART_H
 
+#include <stdint.h>
+
 #include "attn/mask.h"
 #include "core/ctx.h"
 #include "sample/flow.h"
@@ -25,6 +27,9 @@ typedef struct dfa_pixart dfa_pixart;
 
 dfa_status dfa_pixart_load(dfa_ctx *ctx, const char *dir, dfa_pixart **out);
 void dfa_pixart_free(dfa_ctx *ctx, dfa_pixart *m);
+/* Write a random bf16 checkpoint (dir/diffusion_pytorch_model.safetensors) for the config in
+ * dir/config.json: tests and benchmarks at real sizes without real weights. */
+dfa_status dfa_pixart_write_random(dfa_ctx *ctx, const char *dir, uint64_t seed);
 const dfa_pixart_config *dfa_pixart_get_config(const dfa_pixart *m);
 
 /* x [B, in_channels, H, W], t [B], text [B, L, caption_channels] (or [B, L, cross_dim] without a
@@ -41,6 +46,10 @@ dfa_attn_layout dfa_pixart_attn_layout(const dfa_pixart *m, int h, int w);
 /* Seconds spent in dfa_attn_layer and in whole forwards since load / the last reset. */
 void dfa_pixart_times(const dfa_pixart *m, double *attn_s, double *total_s);
 void dfa_pixart_reset_times(dfa_pixart *m);
+/* CUDA: on (the default), the stream is synchronised around every attention call so that the
+ * attention time is exact; off, attention is not timed (dfa_pixart_times reports 0 for it) and the
+ * forward runs without those synchronisations. No effect on the CPU engine. */
+void dfa_pixart_set_attn_timer(dfa_pixart *m, int on);
 
 /* Text-conditional sampling as diffusers' PixArtSigmaPipeline with the sampler `sched` (timesteps
  * set by the caller with dfa_sampler_set_timesteps over in_channels * h * w values). latents

@@ -2,7 +2,10 @@
  * block. A model writes one `bind` function that asks for each tensor by name and shape; it
  * runs twice: a dry pass that only sums sizes, then the pass that copies (and converts) the
  * data. Missing or misshapen tensors fail with a message naming the tensor, the file and
- * expected vs got shape (dfa_st_load's message), prefixed with the model's name. */
+ * expected vs got shape (dfa_st_load's message), prefixed with the model's name. Every tensor
+ * starts at a multiple of 128 floats in the block, so a bf16 copy of the block with the same
+ * element offsets (the CUDA DiT / PixArt / VAE weights) has 256-byte aligned tensors, as
+ * cuBLASLt's fastest kernels want. */
 #ifndef DFA_MODELS_WLOAD_H
 #define DFA_MODELS_WLOAD_H
 
@@ -12,12 +15,17 @@
 #include "core/ctx.h"
 #include "io/safetensors.h"
 
+/* Called for every tensor the dry pass asks for (dfa_wload_write_random). */
+typedef void (*dfa_wload_visit_fn)(void *user, const char *name, int ndim, const int64_t *shape);
+
 typedef struct dfa_wload {
     dfa_ctx *ctx;
     const dfa_safetensors *st;
     float *base; /* NULL during the dry pass */
     size_t used; /* floats handed out so far */
     int dry;
+    dfa_wload_visit_fn visit; /* NULL except when writing a random checkpoint */
+    void *visit_user;
 } dfa_wload;
 
 /* Ask for tensor `name` (printf-style) of exactly `ndim` dims `shape`; *out points into the
@@ -41,6 +49,11 @@ typedef dfa_status (*dfa_wload_bind_fn)(dfa_wload *wl, void *model);
 dfa_status dfa_wload_run(dfa_ctx *ctx, const dfa_safetensors *st, dfa_wload_bind_fn bind, void *model,
                          const char *what, float **block, size_t *n_floats);
 
+/* Write a random bf16 checkpoint to `path` (.safetensors) with every tensor `bind` asks for
+ * (matrices uniform / sqrt(fan_in), vectors 0.05 * uniform; splitmix64 from seed): tests and
+ * benchmarks at real sizes without real weights. */
+dfa_status dfa_wload_write_random(dfa_ctx *ctx, dfa_wload_bind_fn bind, void *model, const char *path, uint64_t seed,
+                                  const char *what);
 
 /* A flat weight list (the text encoders): each entry's slot, name and shape (rank 1 or 2). */
 typedef struct dfa_wspec {

@@ -4,17 +4,93 @@
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/cuda_check.h"
 
 #define WORKSPACE_BYTES (32u << 20)
+
+/* Heuristic results by problem (shape, layout, pointer alignment): the query costs tens of
+ * microseconds of host time per call, more than many of the model's small GEMMs take. */
+#define ALGO_CACHE 128
+#define ALGO_KEY 16
+typedef struct algo_entry {
+    long long key[ALGO_KEY];
+    cublasLtMatmulAlgo_t algo;
+    int valid;
+} algo_entry;
 
 struct dfa_cuops {
     dfa_cuda *cu;
     cudaStream_t stream;
     cublasLtHandle_t lt;
     void *workspace;
+    algo_entry cache[ALGO_CACHE];
+    int next; /* round-robin replacement */
 };
+
+/* largest power of two <= 256 dividing the address (and the batch stride in bytes, when given) */
+static uint32_t align_of(const void *p, long long stride_bytes) {
+    uintptr_t a = (uintptr_t)p | (uintptr_t)stride_bytes;
+    uint32_t al = 256;
+    while (al > 1 && (a % al)) al >>= 1;
+    return al;
+}
+
+static const cublasLtMatmulAlgo_t *cache_find(const dfa_cuops *ops, const long long *key) {
+    for (int i = 0; i < ALGO_CACHE; i++)
+        if (ops->cache[i].valid && memcmp(ops->cache[i].key, key, sizeof ops->cache[i].key) == 0)
+            return &ops->cache[i].algo;
+    return NULL;
+}
+
+static void cache_put(dfa_cuops *ops, const long long *key, const cublasLtMatmulAlgo_t *algo) {
+    algo_entry *e = &ops->cache[ops->next];
+    ops->next = (ops->next + 1) % ALGO_CACHE;
+    memcpy(e->key, key, sizeof e->key);
+    e->algo = *algo;
+    e->valid = 1;
+}
+
+/* The heuristic's best algorithm for desc and layouts, told the operands' real alignment
+ * (its default assumes 256-byte aligned pointers), cached under key. */
+static dfa_status pick_algo(dfa_cuops *ops, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la,
+                            cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t lc, uint32_t al_a, uint32_t al_b,
+                            uint32_t al_c, const long long *key, cublasLtMatmulAlgo_t *algo, dfa_error *err) {
+    const cublasLtMatmulAlgo_t *hit = cache_find(ops, key);
+    if (hit) {
+        *algo = *hit;
+        return DFA_OK;
+    }
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t heur;
+    int found = 0;
+    size_t ws = WORKSPACE_BYTES;
+    dfa_status s = DFA_OK;
+    cublasStatus_t st;
+#define PSTEP(call)                                                                                            \
+    do {                                                                                                       \
+        if (s == DFA_OK && (st = (call)) != CUBLAS_STATUS_SUCCESS)                                             \
+            s = dfa_error_set(err, DFA_ERR_CUDA, __FILE__, __LINE__, "%s failed: cublas status %d", #call, (int)st); \
+    } while (0)
+    PSTEP(cublasLtMatmulPreferenceCreate(&pref));
+    PSTEP(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    PSTEP(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a));
+    PSTEP(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b));
+    PSTEP(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c));
+    PSTEP(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c));
+    PSTEP(cublasLtMatmulAlgoGetHeuristic(ops->lt, desc, la, lb, lc, lc, pref, 1, &heur, &found));
+#undef PSTEP
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (s != DFA_OK) return s;
+    if (found == 0)
+        return dfa_error_set(err, DFA_ERR_CUDA, __FILE__, __LINE__,
+                             "cuBLASLt found no algorithm (key %lld %lld %lld %lld %lld, alignment %u %u %u)", key[0],
+                             key[1], key[2], key[3], key[4], al_a, al_b, al_c);
+    *algo = heur.algo;
+    cache_put(ops, key, algo);
+    return DFA_OK;
+}
 
 #define LT_TRY(err, call)                                                                              \
     do {                                                                                               \
@@ -58,15 +134,12 @@ static dfa_status linear_impl(dfa_cuops *ops, const uint16_t *x, int M, int K, c
                               const uint16_t *bias, int N, int accumulate, uint16_t *y, dfa_error *err) {
     cublasLtMatmulDesc_t desc = NULL;
     cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
-    cublasLtMatmulPreference_t pref = NULL;
     dfa_status s = DFA_OK;
     cublasStatus_t st;
     cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
     cublasLtEpilogue_t epi = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
     size_t ws = WORKSPACE_BYTES;
     float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-    cublasLtMatmulHeuristicResult_t heur;
-    int found = 0;
 #define STEP(call)                                                                                       \
     do {                                                                                                 \
         if (s == DFA_OK && (st = (call)) != CUBLAS_STATUS_SUCCESS)                                       \
@@ -81,16 +154,14 @@ static dfa_status linear_impl(dfa_cuops *ops, const uint16_t *x, int M, int K, c
     STEP(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, K, N, K));
     STEP(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, K, M, K));
     STEP(cublasLtMatrixLayoutCreate(&lc, CUDA_R_16BF, N, M, N));
-    STEP(cublasLtMatmulPreferenceCreate(&pref));
-    STEP(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-    STEP(cublasLtMatmulAlgoGetHeuristic(ops->lt, desc, la, lb, lc, lc, pref, 1, &heur, &found));
-    if (s == DFA_OK && found == 0)
-        s = dfa_error_set(err, DFA_ERR_CUDA, __FILE__, __LINE__, "cuBLASLt found no algorithm for M=%d N=%d K=%d",
-                          M, N, K);
-    STEP(cublasLtMatmul(ops->lt, desc, &alpha, W, la, x, lb, &beta, y, lc, y, lc, &heur.algo, ops->workspace, ws,
+    const uint32_t al_w = align_of(W, 0), al_x = align_of(x, 0), al_y = align_of(y, 0);
+    const long long key[ALGO_KEY] = {0, M, N, K, bias != NULL, accumulate, al_w, al_x, al_y,
+                                     bias ? (long long)align_of(bias, 0) : 0};
+    cublasLtMatmulAlgo_t algo;
+    if (s == DFA_OK) s = pick_algo(ops, desc, la, lb, lc, al_w, al_x, al_y, key, &algo, err);
+    STEP(cublasLtMatmul(ops->lt, desc, &alpha, W, la, x, lb, &beta, y, lc, y, lc, &algo, ops->workspace, ws,
                         ops->stream));
 #undef STEP
-    if (pref) cublasLtMatmulPreferenceDestroy(pref);
     if (lc) cublasLtMatrixLayoutDestroy(lc);
     if (lb) cublasLtMatrixLayoutDestroy(lb);
     if (la) cublasLtMatrixLayoutDestroy(la);
@@ -278,6 +349,133 @@ extern "C" dfa_status dfa_cuops_bf16_to_f32(dfa_cuops *ops, const uint16_t *src,
                                             dfa_error *err) {
     if (!n) return DFA_OK;
     bf16_to_f32_kernel<<<grid_for(n), 256, 0, ops->stream>>>(src, dst, n);
+    DFA_CUDA_LAUNCH_TRY(err);
+    return DFA_OK;
+}
+
+/* ---- batched GEMM (cross-attention) ----
+ * Row-major C[M,N] = A[M,K] . op(B) is column-major C'(N x M) = op'(B') . A'(K x M): B' is
+ * B^T stored K x N (trans_b: B [N, K], ld ldb, op T) or N x K (B [K, N], ld ldb, op N). */
+extern "C" dfa_status dfa_cuops_gemm_batched(dfa_cuops *ops, int trans_b, int M, int N, int K, float alpha,
+                                             const uint16_t *A, int lda, long long sA, const uint16_t *B, int ldb,
+                                             long long sB, void *C, int ldc, long long sC, int c_f32, int batch,
+                                             dfa_error *err) {
+    if (M <= 0 || N <= 0 || K <= 0 || batch <= 0 || lda < K || ldc < N || ldb < (trans_b ? K : N))
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "gemm_batched: bad sizes M=%d N=%d K=%d batch %d (ld %d %d %d)", M, N, K,
+                 batch, lda, ldb, ldc);
+    cublasLtMatmulDesc_t desc = NULL;
+    cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
+    dfa_status s = DFA_OK;
+    cublasStatus_t st;
+    cublasOperation_t opA = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, opN = CUBLAS_OP_N;
+    size_t ws = WORKSPACE_BYTES;
+    float beta = 0.0f;
+    int32_t bc = batch;
+    int64_t sa = sB, sb = sA, sc = sC; /* cuBLAS's A is our B */
+    const cudaDataType_t ct = c_f32 ? CUDA_R_32F : CUDA_R_16BF;
+#define STEP(call)                                                                                       \
+    do {                                                                                                 \
+        if (s == DFA_OK && (st = (call)) != CUBLAS_STATUS_SUCCESS)                                       \
+            s = dfa_error_set(err, DFA_ERR_CUDA, __FILE__, __LINE__,                                     \
+                              "%s failed: cublas status %d (batched M=%d N=%d K=%d x %d)", #call, (int)st, M, N, K, \
+                              batch);                                                                    \
+    } while (0)
+    STEP(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    STEP(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof opA));
+    STEP(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof opN));
+    if (trans_b)
+        STEP(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, K, N, ldb));
+    else
+        STEP(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, N, K, ldb));
+    STEP(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, K, M, lda));
+    STEP(cublasLtMatrixLayoutCreate(&lc, ct, N, M, ldc));
+    STEP(cublasLtMatrixLayoutSetAttribute(la, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc));
+    STEP(cublasLtMatrixLayoutSetAttribute(lb, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc));
+    STEP(cublasLtMatrixLayoutSetAttribute(lc, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc));
+    STEP(cublasLtMatrixLayoutSetAttribute(la, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sa, sizeof sa));
+    STEP(cublasLtMatrixLayoutSetAttribute(lb, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sb, sizeof sb));
+    STEP(cublasLtMatrixLayoutSetAttribute(lc, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sc, sizeof sc));
+    const size_t ce = c_f32 ? 4 : 2;
+    const uint32_t al_a = align_of(B, sB * 2), al_b = align_of(A, sA * 2), al_c = align_of(C, sC * (long long)ce);
+    const long long key[ALGO_KEY] = {1, M, N, K, trans_b, lda, ldb, ldc, c_f32, batch, sA, sB, sC, al_a, al_b, al_c};
+    cublasLtMatmulAlgo_t algo;
+    if (s == DFA_OK) s = pick_algo(ops, desc, la, lb, lc, al_a, al_b, al_c, key, &algo, err);
+    STEP(cublasLtMatmul(ops->lt, desc, &alpha, B, la, A, lb, &beta, C, lc, C, lc, &algo, ops->workspace, ws,
+                        ops->stream));
+#undef STEP
+    if (lc) cublasLtMatrixLayoutDestroy(lc);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (desc) cublasLtMatmulDescDestroy(desc);
+    return s;
+}
+
+/* one warp per row: max, sum of exp, normalised bf16 out */
+__global__ void softmax_bias_kernel(const float *s, int rows, int L, int ld, const float *bias, uint16_t *p) {
+    const int warp = (int)((blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
+    if (warp >= rows) return;
+    const float *sr = s + (size_t)warp * ld;
+    uint16_t *pr = p + (size_t)warp * ld;
+    float mx = -INFINITY;
+    for (int j = lane; j < L; j += 32) mx = fmaxf(mx, sr[j] + (bias ? bias[j] : 0.0f));
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    float sum = 0.0f;
+    for (int j = lane; j < L; j += 32) sum += __expf(sr[j] + (bias ? bias[j] : 0.0f) - mx);
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    const float inv = 1.0f / sum;
+    for (int j = lane; j < L; j += 32) st(pr, j, __expf(sr[j] + (bias ? bias[j] : 0.0f) - mx) * inv);
+}
+
+extern "C" dfa_status dfa_cuops_softmax_bias(dfa_cuops *ops, const float *s, int rows, int L, int ld,
+                                             const float *bias, uint16_t *p, dfa_error *err) {
+    if (L <= 0 || ld < L) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "softmax_bias: L %d, ld %d", L, ld);
+    if (rows <= 0) return DFA_OK;
+    const unsigned blocks = (unsigned)(((size_t)rows + 7) / 8); /* 8 warps of 256 threads */
+    softmax_bias_kernel<<<blocks, 256, 0, ops->stream>>>(s, rows, L, ld, bias, p);
+    DFA_CUDA_LAUNCH_TRY(err);
+    return DFA_OK;
+}
+
+/* i indexes the destination */
+__global__ void heads_permute_kernel(const uint16_t *x, size_t total, int T, int H, int D, int to_heads, uint16_t *y) {
+    const unsigned short *xs = reinterpret_cast<const unsigned short *>(x);
+    unsigned short *ys = reinterpret_cast<unsigned short *>(y);
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        const size_t d = i % D, r = i / D; /* r: destination row */
+        size_t b, t, h;
+        if (to_heads) { /* destination [B, H, T, D] */
+            t = r % T;
+            h = (r / T) % H;
+            b = r / ((size_t)T * H);
+            ys[i] = xs[((b * T + t) * H + h) * D + d];
+        } else { /* destination [B, T, H, D] */
+            h = r % H;
+            t = (r / H) % T;
+            b = r / ((size_t)T * H);
+            ys[i] = xs[((b * H + h) * T + t) * D + d];
+        }
+    }
+}
+
+extern "C" dfa_status dfa_cuops_heads_permute(dfa_cuops *ops, const uint16_t *x, int B, int T, int H, int D,
+                                              int to_heads, uint16_t *y, dfa_error *err) {
+    const size_t total = (size_t)B * T * H * D;
+    if (!total) return DFA_OK;
+    heads_permute_kernel<<<grid_for(total), 256, 0, ops->stream>>>(x, total, T, H, D, to_heads, y);
+    DFA_CUDA_LAUNCH_TRY(err);
+    return DFA_OK;
+}
+
+__global__ void add_row_kernel(const uint16_t *a, size_t total, int N, const uint16_t *row, uint16_t *y) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x)
+        st(y, i, ld(a, i) + ld(row, i % N));
+}
+
+extern "C" dfa_status dfa_cuops_add_row(dfa_cuops *ops, const uint16_t *a, int B, int N, const uint16_t *row,
+                                        uint16_t *y, dfa_error *err) {
+    const size_t total = (size_t)B * N;
+    if (!total) return DFA_OK;
+    add_row_kernel<<<grid_for(total), 256, 0, ops->stream>>>(a, total, N, row, y);
     DFA_CUDA_LAUNCH_TRY(err);
     return DFA_OK;
 }

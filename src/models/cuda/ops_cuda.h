@@ -43,6 +43,24 @@ dfa_status dfa_cuops_act(dfa_cuops *ops, uint16_t *x, size_t n, dfa_act_kind act
  * interleaved (x[2i], x[2i+1]) as FLUX's apply_rotary_emb(use_real_unbind_dim=-1). */
 dfa_status dfa_cuops_rope(dfa_cuops *ops, uint16_t *x, int B, int T, int H, int D, const float *cos_t,
                           const float *sin_t, dfa_error *err);
+/* Strided batched row-major GEMM, bf16 A and B, f32 accumulation, C bf16 (c_f32 0) or f32:
+ * for i < batch: C_i[M, N] = alpha * A_i[M, K] . op(B_i), op(B_i) = B_i^T with B_i [N, K] when
+ * trans_b, else B_i [K, N]. Leading dims lda, ldb, ldc (elements, row-major); batch strides sA,
+ * sB, sC (elements). C must not alias A or B. (PixArt's cross-attention scores and P.V.) */
+dfa_status dfa_cuops_gemm_batched(dfa_cuops *ops, int trans_b, int M, int N, int K, float alpha, const uint16_t *A,
+                                  int lda, long long sA, const uint16_t *B, int ldb, long long sB, void *C, int ldc,
+                                  long long sC, int c_f32, int batch, dfa_error *err);
+/* Row softmax with an additive key bias: p[r, j] = softmax_j(s[r, j] + bias[j]) for r < rows,
+ * j < L; s f32 with row stride ld, p bf16 with row stride ld; bias [L] f32 or NULL. */
+dfa_status dfa_cuops_softmax_bias(dfa_cuops *ops, const float *s, int rows, int L, int ld, const float *bias,
+                                  uint16_t *p, dfa_error *err);
+/* Head-major permutation: to_heads 1: y[b, h, t, d] = x[b, t, h, d]; 0: the inverse
+ * (x [B, H, T, D] -> y [B, T, H, D]). x and y must not alias. */
+dfa_status dfa_cuops_heads_permute(dfa_cuops *ops, const uint16_t *x, int B, int T, int H, int D, int to_heads,
+                                   uint16_t *y, dfa_error *err);
+/* y[b, :] = a[b, :] + row[:] for b < B rows of N (a == y allowed). */
+dfa_status dfa_cuops_add_row(dfa_cuops *ops, const uint16_t *a, int B, int N, const uint16_t *row, uint16_t *y,
+                             dfa_error *err);
 /* f32 <-> bf16 conversions on the device. */
 dfa_status dfa_cuops_f32_to_bf16(dfa_cuops *ops, const float *src, uint16_t *dst, size_t n, dfa_error *err);
 dfa_status dfa_cuops_bf16_to_f32(dfa_cuops *ops, const uint16_t *src, float *dst, size_t n, dfa_error *err);

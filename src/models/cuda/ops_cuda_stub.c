@@ -51,3 +51,25 @@ dfa_status dfa_cuops_bf16_to_f32(dfa_cuops *ops, const uint16_t *src, float *dst
     (void)ops; (void)src; (void)dst; (void)n;
     NO_CUDA(err);
 }
+dfa_status dfa_cuops_gemm_batched(dfa_cuops *ops, int trans_b, int M, int N, int K, float alpha, const uint16_t *A,
+                                  int lda, long long sA, const uint16_t *B, int ldb, long long sB, void *C, int ldc,
+                                  long long sC, int c_f32, int batch, dfa_error *err) {
+    (void)ops; (void)trans_b; (void)M; (void)N; (void)K; (void)alpha; (void)A; (void)lda; (void)sA; (void)B;
+    (void)ldb; (void)sB; (void)C; (void)ldc; (void)sC; (void)c_f32; (void)batch;
+    NO_CUDA(err);
+}
+dfa_status dfa_cuops_softmax_bias(dfa_cuops *ops, const float *s, int rows, int L, int ld, const float *bias,
+                                  uint16_t *p, dfa_error *err) {
+    (void)ops; (void)s; (void)rows; (void)L; (void)ld; (void)bias; (void)p;
+    NO_CUDA(err);
+}
+dfa_status dfa_cuops_heads_permute(dfa_cuops *ops, const uint16_t *x, int B, int T, int H, int D, int to_heads,
+                                   uint16_t *y, dfa_error *err) {
+    (void)ops; (void)x; (void)B; (void)T; (void)H; (void)D; (void)to_heads; (void)y;
+    NO_CUDA(err);
+}
+dfa_status dfa_cuops_add_row(dfa_cuops *ops, const uint16_t *a, int B, int N, const uint16_t *row, uint16_t *y,
+                             dfa_error *err) {
+    (void)ops; (void)a; (void)B; (void)N; (void)row; (void)y;
+    NO_CUDA(err);
+}

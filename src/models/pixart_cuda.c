@@ -1,0 +1,190 @@
+/* pixart_cuda.c - PixArtTransformer2DModel forward on the GPU: bf16 weights and activations (f32
+ * inside every kernel), cuBLASLt GEMMs, self-attention through dfa_attn_layer on bf16 CUDA
+ * tensors, cross-attention to the text tokens as two batched GEMMs around a masked softmax
+ * (tx_cuda.c). Same steps and orders as pixart.c's CPU forward; C only. */
+#include <string.h>
+
+#include "core/cuda_rt.h"
+#include "models/cuda/ops_cuda.h"
+#include "models/mmdit.h"
+#include "models/pixart_int.h"
+#include "models/tx_cuda.h"
+
+typedef uint16_t bf16;
+#define DW(p) ((const bf16 *)(const void *)(p))
+
+dfa_status dfa_pixart_to_cuda(dfa_ctx *ctx, dfa_pixart *m) {
+    if (!ctx->cuda) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "pixart: no CUDA device in this context");
+    DFA_TRY(dfa_cuops_init(&m->ops, ctx->cuda, &ctx->err));
+    uint16_t *dev = NULL;
+    DFA_TRY(dfa_txg_upload_weights(ctx, m->weights, m->n_weights, &dev));
+    const float *host = m->weights;
+    float **top[] = {&m->pe_w,   &m->pe_b,   &m->ada_w,   &m->ada_b, &m->cap1_w, &m->cap1_b,
+                     &m->cap2_w, &m->cap2_b, &m->sst_out, &m->po_w,  &m->po_b};
+    for (int i = 0; i < (int)(sizeof top / sizeof top[0]); i++) dfa_txg_reloc(top[i], host, dev);
+    dfa_txg_reloc_temb(&m->temb, host, dev);
+    dfa_txg_reloc_temb(&m->res_emb, host, dev);
+    dfa_txg_reloc_temb(&m->ar_emb, host, dev);
+    for (int l = 0; l < m->cfg.layers; l++) {
+        pixart_block *b = &m->blocks[l];
+        dfa_txg_reloc(&b->sst, host, dev);
+        dfa_txg_reloc_attn(&b->attn1, host, dev);
+        dfa_txg_reloc_attn(&b->attn2, host, dev);
+        dfa_txg_reloc_ff(&b->ff, host, dev);
+    }
+    dfa_ctx_mem_release(ctx, m->weights);
+    m->weights = (float *)(void *)dev;
+    m->dev = DFA_DEV_CUDA;
+    return DFA_OK;
+}
+
+void dfa_pixart_cuda_release(dfa_ctx *ctx, dfa_pixart *m) {
+    if (m->dtxt) dfa_ctx_mem_release(ctx, m->dtxt);
+    if (m->dbias) dfa_ctx_mem_release(ctx, m->dbias);
+    m->dtxt = NULL, m->dbias = NULL, m->dtxt_n = 0, m->txt_gen = 0;
+    if (m->dact.base) dfa_arena_release(ctx, &m->dact);
+    if (m->hst.base) dfa_arena_release(ctx, &m->hst);
+    if (m->dpos) dfa_ctx_mem_release(ctx, m->dpos);
+    m->dpos = NULL;
+    if (m->ops) dfa_cuops_free(m->ops);
+    m->ops = NULL;
+}
+
+/* embedded_timestep [B, D] into b->emb (PixArt-Alpha: + the size / aspect-ratio embedding) */
+static dfa_status pixart_temb(dfa_txg *g, const dfa_pixart *m, int B, int H, int W, const float *t, dfa_txg_bufs *b) {
+    const dfa_pixart_config *c = &m->cfg;
+    const int D = c->dim;
+    DFA_TRY(dfa_txg_tproj(g, B, t, PIXART_TPROJ, 0.0f, b->tproj));
+    DFA_TRY(dfa_txg_temb(g, &m->temb, B, b->tproj, D, b->emb2, b->emb));
+    if (!c->size_cond) return DFA_OK;
+    /* [emb(height), emb(width), emb(height / width)] (D/3 each), pixels = latent * 8, into mod2's first row */
+    const int s3 = D / 3;
+    const float hw[2] = {(float)(H * 8), (float)(W * 8)}, ar = (float)((double)(H * 8) / (double)(W * 8));
+    bf16 *proj = b->tproj + (size_t)B * PIXART_TPROJ, *row = b->mod2;
+    DFA_TRY(dfa_txg_tproj(g, 2, hw, PIXART_TPROJ, 0.0f, proj));
+    DFA_TRY(dfa_txg_temb(g, &m->res_emb, 2, proj, s3, b->emb2, row));
+    DFA_TRY(dfa_txg_tproj(g, 1, &ar, PIXART_TPROJ, 0.0f, proj));
+    DFA_TRY(dfa_txg_temb(g, &m->ar_emb, 1, proj, s3, b->emb2, row + 2 * s3));
+    return dfa_cuops_add_row(g->ops, b->emb, B, D, row, b->emb, &g->ctx->err);
+}
+
+/* projected text [B*L, Dkv] -> m->dtxt, key bias -> m->dbias (reused under the same pin);
+ * b->txt, b->bias point at them */
+static dfa_status pixart_text(dfa_txg *g, dfa_pixart *m, int B, int L, int cap_in, int Dkv, const float *text,
+                              const float *mask, dfa_txg_bufs *b) {
+    dfa_ctx *ctx = g->ctx;
+    const dfa_pixart_config *c = &m->cfg;
+    const size_t n = (size_t)B * L * Dkv;
+    b->txt = m->dtxt, b->bias = m->dbias;
+    if (m->txt_pin && m->txt_gen == m->txt_pin && m->txt_B == B && m->txt_L == L && m->txt_mask == (mask != NULL) &&
+        m->dtxt)
+        return DFA_OK;
+    m->txt_gen = 0;
+    if (m->dtxt_n < n) {
+        if (m->dtxt) dfa_ctx_mem_release(ctx, m->dtxt);
+        if (m->dbias) dfa_ctx_mem_release(ctx, m->dbias);
+        m->dtxt = NULL, m->dbias = NULL, m->dtxt_n = 0;
+        DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CUDA, n * sizeof(bf16), "pixart text (device)", (void **)&m->dtxt));
+        DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CUDA, (size_t)B * L * sizeof(float), "pixart text bias (device)",
+                                  (void **)&m->dbias));
+        m->dtxt_n = n;
+    }
+    b->txt = m->dtxt, b->bias = m->dbias;
+    if (c->caption_channels) {
+        DFA_TRY(dfa_txg_upload(g, text, (size_t)B * L * cap_in, b->txt_in));
+        DFA_TRY(dfa_txg_linear(g, b->txt_in, B * L, cap_in, m->cap1_w, m->cap1_b, Dkv, b->txt_mid));
+        DFA_TRY(dfa_cuops_act(m->ops, b->txt_mid, (size_t)B * L * Dkv, DFA_ACT_GELU_TANH, &ctx->err));
+        DFA_TRY(dfa_txg_linear(g, b->txt_mid, B * L, Dkv, m->cap2_w, m->cap2_b, Dkv, m->dtxt));
+    } else {
+        DFA_TRY(dfa_txg_upload(g, text, n, m->dtxt));
+    }
+    if (mask) {
+        for (size_t i = 0; i < (size_t)B * L; i++) g->hstage[i] = (1.0f - mask[i]) * -10000.0f;
+        DFA_TRY(dfa_cuda_h2d(ctx->cuda, m->dbias, g->hstage, (size_t)B * L * sizeof(float), &ctx->err));
+    }
+    m->txt_gen = m->txt_pin, m->txt_B = B, m->txt_L = L, m->txt_mask = mask != NULL;
+    return DFA_OK;
+}
+
+static dfa_status pixart_cuda_run(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, const float *x, const float *t,
+                                  int L, const float *text, const float *mask, float *out) {
+    const dfa_pixart_config *c = &m->cfg;
+    const int p = c->patch_size, D = c->dim;
+    if (B < 1 || H < p || W < p || H % p || W % p || L < 1)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG,
+                     "pixart: input %dx%d (batch %d, %d text tokens) is not a positive multiple of patch %d", H, W, B,
+                     L, p);
+    if (c->size_cond && 3 * (D / 3) != D)
+        DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "pixart (CUDA): size conditioning needs the inner dim %d divisible by 3",
+                     D);
+    const int h = H / p, w = W / p, N = h * w, M = B * N;
+    const int cap_in = c->caption_channels ? c->caption_channels : c->cross_dim;
+    const dfa_txg_dims d = {.B = B, .N = N, .D = D, .ff_inner = c->ff_inner, .patch_cols = c->in_channels * p * p,
+                            .out_cols = p * p * c->out_channels, .heads = c->heads, .L = L, .caption = cap_in,
+                            .cross_budget = m->cross_budget};
+    const size_t stage = dfa_txg_stage_floats(&d);
+    DFA_TRY(dfa_mmdit_arena_ensure(ctx, &m->dact, DFA_DEV_CUDA, dfa_txg_bufs_bytes(&d) + dfa_mmdit_fbytes(stage),
+                                   "pixart activations (device)"));
+    DFA_TRY(dfa_mmdit_arena_ensure(ctx, &m->hst, DFA_DEV_CPU, dfa_mmdit_fbytes(stage) + 256, "pixart host staging"));
+    dfa_txg_bufs b;
+    DFA_TRY(dfa_txg_bufs_carve(ctx, &m->dact, &d, &b));
+    dfa_txg g = {ctx, m->ops, NULL, NULL, stage};
+    DFA_TRY(dfa_arena_alloc(ctx, &m->dact, stage * sizeof(float), (void **)&g.dstage));
+    DFA_TRY(dfa_arena_alloc(ctx, &m->hst, stage * sizeof(float), (void **)&g.hstage));
+    dfa_error *e = &ctx->err;
+
+    DFA_TRY(dfa_txg_pos_embed(&g, D, h, w, c->sample_size / p, c->interpolation_scale, &m->dpos, &m->pos_h,
+                              &m->pos_w));
+    DFA_TRY(dfa_txg_patch_embed(&g, x, B, c->in_channels, H, W, p, m->pe_w, m->pe_b, D, m->dpos, b.cols, b.hs));
+    /* adaLN-single: embedded_timestep (b.emb); tmod = linear(silu(temb)) [B, 6D] (b.mod2) */
+    DFA_TRY(pixart_temb(&g, m, B, H, W, t, &b));
+    DFA_TRY(dfa_cuda_d2d(ctx->cuda, b.emb2, b.emb, (size_t)B * D * sizeof(bf16), e));
+    DFA_TRY(dfa_cuops_act(m->ops, b.emb2, (size_t)B * D, DFA_ACT_SILU, e));
+    DFA_TRY(dfa_txg_linear(&g, b.emb2, B, D, m->ada_w, m->ada_b, 6 * D, b.mod2));
+    /* text: caption projection (linear_1, GELU(tanh), linear_2) and key bias, kept across the
+     * forwards of one sampling loop (txt_pin) */
+    const int Dkv = c->caption_channels ? D : c->cross_dim;
+    DFA_TRY(pixart_text(&g, m, B, L, cap_in, Dkv, text, mask, &b));
+    const size_t ND = (size_t)N * D, ms = 6 * (size_t)D;
+    for (int l = 0; l < c->layers; l++) {
+        const pixart_block *blk = &m->blocks[l];
+        /* chunk order: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp */
+        DFA_TRY(dfa_cuops_add_row(m->ops, b.mod2, B, (int)ms, DW(blk->sst), b.mod, e));
+        for (int i = 0; i < B; i++)
+            DFA_TRY(dfa_cuops_ln_modulate(m->ops, b.hs + i * ND, 1, N, D, b.mod + i * ms, b.mod + i * ms + D,
+                                          (float)c->norm_eps, b.nh + i * ND, e));
+        DFA_TRY(dfa_txg_self_attn(&g, l, &blk->attn1, B, N, c->heads, c->head_dim, b.nh, &b, b.tmp,
+                                  m->no_attn_timer ? NULL : &m->attn_s));
+        for (int i = 0; i < B; i++)
+            DFA_TRY(dfa_cuops_gate_add(m->ops, b.hs + i * ND, 1, N, D, b.mod + i * ms + 2 * D, b.tmp + i * ND, e));
+        /* cross-attention on the un-normalised hidden states (PixArt: no norm2 here) */
+        DFA_TRY(dfa_txg_cross_attn(&g, &blk->attn2, B, N, L, c->heads, c->head_dim, Dkv, b.hs, mask != NULL,
+                                   m->cross_budget, &b,
+                                   b.tmp));
+        DFA_TRY(dfa_cuops_gate_add(m->ops, b.hs, 1, M, D, NULL, b.tmp, e));
+        for (int i = 0; i < B; i++)
+            DFA_TRY(dfa_cuops_ln_modulate(m->ops, b.hs + i * ND, 1, N, D, b.mod + i * ms + 3 * D,
+                                          b.mod + i * ms + 4 * D, (float)c->norm_eps, b.nh + i * ND, e));
+        DFA_TRY(dfa_txg_ff(&g, &blk->ff, M, D, b.nh, b.mid, b.tmp));
+        for (int i = 0; i < B; i++)
+            DFA_TRY(dfa_cuops_gate_add(m->ops, b.hs + i * ND, 1, N, D, b.mod + i * ms + 5 * D, b.tmp + i * ND, e));
+    }
+    /* output: shift = table[0] + temb, scale = table[1] + temb */
+    bf16 *shift = b.mod, *scale = b.mod + (size_t)B * D;
+    DFA_TRY(dfa_cuops_add_row(m->ops, b.emb, B, D, DW(m->sst_out), shift, e));
+    DFA_TRY(dfa_cuops_add_row(m->ops, b.emb, B, D, DW(m->sst_out) + D, scale, e));
+    for (int i = 0; i < B; i++)
+        DFA_TRY(dfa_cuops_ln_modulate(m->ops, b.hs + i * ND, 1, N, D, shift + (size_t)i * D, scale + (size_t)i * D,
+                                      1e-6f, b.nh + i * ND, e));
+    DFA_TRY(dfa_txg_linear(&g, b.nh, M, D, m->po_w, m->po_b, p * p * c->out_channels, b.cols));
+    return dfa_txg_unpatchify(&g, b.cols, B, h, w, p, c->out_channels, out);
+}
+
+dfa_status dfa_pixart_forward_cuda(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, const float *x, const float *t,
+                                   int L, const float *text, const float *mask, float *out) {
+    if (!ctx->cuda || !m->ops)
+        DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "pixart forward: no CUDA device in this context");
+    return pixart_cuda_run(ctx, m, B, H, W, x, t, L, text, mask, out);
+}
+
+void dfa_pixart_set_attn_timer(dfa_pixart *m, int on) { m->no_attn_timer = !on; }

@@ -1,0 +1,407 @@
+/* test_dit_cuda.c (GPU) - the CUDA DiT and PixArt forwards (bf16 weights and activations, f32
+ * inside kernels) against
+ *   (a) the CPU forward (f32, itself checked against diffusers in tests/test_dit.c and
+ *       test_pixart.c) on random bf16 checkpoints written here, so both engines read identical
+ *       weights and bf16-representable inputs: head dims 64 and 72 (DiT-XL / PixArt-XL use 72),
+ *       192 image tokens (one full and one partial 128-token tile), batch 2 (CFG layout), PixArt
+ *       with 37 T5 tokens under a padding mask, and a 3-step generate on both engines;
+ *   (b) diffusers' golden outputs (tests/fixtures/dit, pixart, pixart_alpha; head dims 16 / 24):
+ *       one forward each and the fixtures' 3-step CFG loops (DDIM, DPM-Solver++);
+ *   (c) the public API on a pipeline folder (random DiT transformer + the vae4 fixture VAE):
+ *       dfa_generate on a CUDA context (sampler on the host, VAE decode on the GPU) against the
+ *       same call on a CPU context, latents and image.
+ * Outputs are poisoned (NaN) before every run.
+ *
+ * Bounds (relative L2, ||gpu - ref|| / ||ref||): bf16 keeps 8 mantissa bits (unit roundoff
+ * 2^-9 = 2e-3); every GEMM output, norm output and residual update is rounded once, so one
+ * block adds a few 1e-3 of relative error and two blocks plus the final projection stay near
+ * 1e-2. Forward vs CPU (identical bf16 weights): 3e-2, as the FLUX / SD3 CUDA tests. Against
+ * diffusers the fixture weights are f32 and are rounded to bf16 on upload (another 2^-9 per
+ * weight): 4e-2. Sampling loops: CFG multiplies the cond - uncond difference (and its error) by
+ * the guidance scale 4-4.5, so the final latents get 6e-2. A broken kernel (wrong index, a
+ * missing term, a wrong mask) gives errors of order 1. */
+#include "../fixture.h"
+#include "../test.h"
+#include "../tmpdir.h"
+
+#include <stdint.h>
+
+#include "core/ctx.h"
+#include "core/tensor.h"
+#include "dfa.h"
+#include "models/dit.h"
+#include "models/dit_pipe.h"
+#include "models/pixart.h"
+#include "models/pixart_int.h"
+#include "sample/sampler.h"
+
+static double rel_l2(const float *a, const float *ref, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(a[i])) return INFINITY;
+        double d = (double)a[i] - ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+static void fill_bf16(float *x, size_t n, unsigned long long *rng, float scale) {
+    for (size_t i = 0; i < n; i++) x[i] = dfa_bf16_to_f32(dfa_f32_to_bf16(test_rng_uniform(rng) * scale));
+}
+
+static void poison(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = NAN;
+}
+
+static dfa_ctx *new_ctx(dfa_backend be) {
+    dfa_ctx_params p = dfa_ctx_default_params();
+    p.backend = be;
+    p.log_level = DFA_LOG_WARN;
+    dfa_ctx *ctx = NULL;
+    char msg[256];
+    if (dfa_ctx_init(&ctx, &p, msg, sizeof msg) != DFA_OK) fprintf(stderr, "ctx: %s\n", msg);
+    return ctx;
+}
+
+#define FWD_BOUND 3e-2
+#define FIX_BOUND 4e-2
+#define LOOP_BOUND 6e-2
+
+/* ---- (a) random checkpoints, CUDA vs CPU ---- */
+
+static void dit_random(dfa_ctx *cpu, dfa_ctx *gpu, int hd) {
+    test_tmpdir d;
+    if (tmpdir_make(&d, "dit_cuda") != 0) return;
+    char cfg[512], path[256];
+    snprintf(cfg, sizeof cfg,
+             "{\"_class_name\": \"DiTTransformer2DModel\", \"num_attention_heads\": 2, \"attention_head_dim\": %d,"
+             " \"in_channels\": 4, \"out_channels\": 8, \"num_layers\": 2, \"sample_size\": 16, \"patch_size\": 2,"
+             " \"num_embeds_ada_norm\": 10, \"norm_type\": \"ada_norm_zero\"}",
+             hd);
+    CHECK(tmpdir_write(&d, "config.json", cfg, strlen(cfg), path, sizeof path) != NULL);
+    CHECKF(dfa_dit_write_random(cpu, d.path, 100 + hd) == DFA_OK, "%s", dfa_ctx_error(cpu));
+    dfa_dit *mc = NULL, *mg = NULL;
+    CHECKF(dfa_dit_load(cpu, d.path, &mc) == DFA_OK, "%s", dfa_ctx_error(cpu));
+    CHECKF(dfa_dit_load(gpu, d.path, &mg) == DFA_OK, "%s", dfa_ctx_error(gpu));
+    if (mc && mg) {
+        unsigned long long rng = 0x5eed0000ULL + (unsigned)hd;
+        const int B = 2, H = 32, W = 24; /* 16 x 12 = 192 tokens */
+        const size_t nx = (size_t)B * 4 * H * W, no = (size_t)B * 8 * H * W;
+        float *x = malloc(nx * 4), *oc = malloc(no * 4), *og = malloc(no * 4);
+        fill_bf16(x, nx, &rng, 1.0f);
+        const float t[2] = {999.0f, 37.0f};
+        const int labels[2] = {10, 3}; /* [null, class] */
+        poison(oc, no), poison(og, no);
+        CHECKF(dfa_dit_forward(cpu, mc, B, H, W, x, t, labels, oc) == DFA_OK, "%s", dfa_ctx_error(cpu));
+        CHECKF(dfa_dit_forward(gpu, mg, B, H, W, x, t, labels, og) == DFA_OK, "%s", dfa_ctx_error(gpu));
+        double e = rel_l2(og, oc, no);
+        printf("     dit (head dim %d) CUDA vs CPU forward, batch 2, 192 tokens: rel L2 %.3g (bound %.0e)\n", hd, e,
+               FWD_BOUND);
+        CHECKF(e <= FWD_BOUND, "dit hd %d: rel L2 %.3g", hd, e);
+        /* attention timer off: same output, no attention time recorded */
+        float *o2 = malloc(no * 4);
+        poison(o2, no);
+        dfa_dit_set_attn_timer(mg, 0);
+        dfa_dit_reset_times(mg);
+        CHECKF(dfa_dit_forward(gpu, mg, B, H, W, x, t, labels, o2) == DFA_OK, "%s", dfa_ctx_error(gpu));
+        double a0 = -1, t0 = -1;
+        dfa_dit_times(mg, &a0, &t0);
+        CHECKF(a0 == 0 && t0 > 0 && rel_l2(o2, og, no) <= 1e-3, "timer off: attn %g total %g, rel L2 %.3g", a0, t0,
+               rel_l2(o2, og, no));
+        dfa_dit_set_attn_timer(mg, 1);
+        free(o2);
+        /* 3-step generate (default DDIM, CFG 4) from the same seeded noise */
+        dfa_dit_gen_params gp = {.steps = 3, .latent_h = 16, .latent_w = 16, .cfg_scale = 4.0f, .class_label = 7,
+                                 .seed = 9};
+        const size_t nl = (size_t)4 * 16 * 16;
+        float *lc = malloc(nl * 4), *lg = malloc(nl * 4);
+        poison(lc, nl), poison(lg, nl);
+        CHECKF(dfa_dit_generate(cpu, mc, d.path, &gp, lc) == DFA_OK, "%s", dfa_ctx_error(cpu));
+        CHECKF(dfa_dit_generate(gpu, mg, d.path, &gp, lg) == DFA_OK, "%s", dfa_ctx_error(gpu));
+        e = rel_l2(lg, lc, nl);
+        printf("     dit (head dim %d) CUDA vs CPU 3-step generate + CFG 4: rel L2 %.3g (bound %.0e)\n", hd, e,
+               LOOP_BOUND);
+        CHECKF(e <= LOOP_BOUND, "dit generate hd %d: rel L2 %.3g", hd, e);
+        double attn = 0, total = 0;
+        dfa_dit_times(mg, &attn, &total);
+        printf("     dit CUDA forward time %.3f s, attention %.3f s\n", total, attn);
+        CHECK(total > 0 && attn > 0 && attn < total);
+        free(x), free(oc), free(og), free(lc), free(lg);
+    }
+    dfa_dit_free(cpu, mc);
+    dfa_dit_free(gpu, mg);
+    tmpdir_remove(&d);
+}
+
+static void pixart_random(dfa_ctx *cpu, dfa_ctx *gpu, int hd, int size_cond) {
+    test_tmpdir d;
+    if (tmpdir_make(&d, "pixart_cuda") != 0) return;
+    char cfg[768], path[256];
+    const int heads = size_cond ? 3 : 2, D = heads * hd, cap = 64;
+    snprintf(cfg, sizeof cfg,
+             "{\"_class_name\": \"PixArtTransformer2DModel\", \"num_attention_heads\": %d, \"attention_head_dim\": %d,"
+             " \"in_channels\": 4, \"out_channels\": 8, \"num_layers\": 2, \"sample_size\": 16, \"patch_size\": 2,"
+             " \"cross_attention_dim\": %d, \"caption_channels\": %d, \"interpolation_scale\": 2,"
+             " \"use_additional_conditions\": %s, \"norm_type\": \"ada_norm_single\", \"norm_eps\": 1e-6}",
+             heads, hd, D, cap, size_cond ? "true" : "false");
+    CHECK(tmpdir_write(&d, "config.json", cfg, strlen(cfg), path, sizeof path) != NULL);
+    CHECKF(dfa_pixart_write_random(cpu, d.path, 200 + hd) == DFA_OK, "%s", dfa_ctx_error(cpu));
+    dfa_pixart *mc = NULL, *mg = NULL;
+    CHECKF(dfa_pixart_load(cpu, d.path, &mc) == DFA_OK, "%s", dfa_ctx_error(cpu));
+    CHECKF(dfa_pixart_load(gpu, d.path, &mg) == DFA_OK, "%s", dfa_ctx_error(gpu));
+    if (mc && mg) {
+        unsigned long long rng = 0xabc00000ULL + (unsigned)hd;
+        const int B = 2, H = 24, W = 32, L = 37; /* 12 x 16 = 192 tokens */
+        const size_t nx = (size_t)B * 4 * H * W, no = (size_t)B * 8 * H * W, nt = (size_t)B * L * cap;
+        float *x = malloc(nx * 4), *txt = malloc(nt * 4), *mask = malloc((size_t)B * L * 4);
+        float *oc = malloc(no * 4), *og = malloc(no * 4);
+        fill_bf16(x, nx, &rng, 1.0f);
+        fill_bf16(txt, nt, &rng, 1.0f);
+        for (int i = 0; i < B * L; i++) mask[i] = (i % L) < (i < L ? 20 : L) ? 1.0f : 0.0f; /* item 0: 20 kept */
+        const float t[2] = {999.0f, 250.0f};
+        for (int masked = 0; masked < 2; masked++) {
+            poison(oc, no), poison(og, no);
+            const float *mk = masked ? mask : NULL;
+            CHECKF(dfa_pixart_forward(cpu, mc, B, H, W, x, t, L, txt, mk, oc) == DFA_OK, "%s", dfa_ctx_error(cpu));
+            CHECKF(dfa_pixart_forward(gpu, mg, B, H, W, x, t, L, txt, mk, og) == DFA_OK, "%s", dfa_ctx_error(gpu));
+            double e = rel_l2(og, oc, no);
+            printf("     pixart (head dim %d%s) CUDA vs CPU forward, batch 2, 192 tokens, %d text%s: rel L2 %.3g "
+                   "(bound %.0e)\n",
+                   hd, size_cond ? ", size cond" : "", L, masked ? " masked" : "", e, FWD_BOUND);
+            CHECKF(e <= FWD_BOUND, "pixart hd %d masked %d: rel L2 %.3g", hd, masked, e);
+        }
+        /* one head per cross-attention group (the split taken at 2048^2): the same output */
+        mg->cross_budget = 1;
+        poison(og, no);
+        CHECKF(dfa_pixart_forward(gpu, mg, B, H, W, x, t, L, txt, mask, og) == DFA_OK, "%s", dfa_ctx_error(gpu));
+        double eg = rel_l2(og, oc, no);
+        printf("     pixart (head dim %d) CUDA cross-attention one head per group vs CPU: rel L2 %.3g (bound %.0e)\n",
+               hd, eg, FWD_BOUND);
+        CHECKF(eg <= FWD_BOUND, "pixart hd %d head groups of 1: rel L2 %.3g", hd, eg);
+        mg->cross_budget = 0;
+        /* the mask must matter (the masked and unmasked outputs differ) */
+        float *o2 = malloc(no * 4);
+        poison(o2, no);
+        CHECK(dfa_pixart_forward(gpu, mg, B, H, W, x, t, L, txt, NULL, o2) == DFA_OK);
+        CHECKF(rel_l2(o2, og, no) > 1e-3, "mask had no effect: %.3g", rel_l2(o2, og, no));
+        free(o2);
+        /* 3-step generate (default DPM-Solver++, CFG 4.5) from the same seeded noise */
+        dfa_pixart_embeds pe = {.n_txt = L, .dim = cap};
+        pe.embeds = txt + (size_t)L * cap, pe.mask = mask + L;
+        pe.neg_embeds = txt, pe.neg_mask = mask;
+        dfa_dit_gen_params gp = {.steps = 3, .latent_h = 16, .latent_w = 16, .cfg_scale = 4.5f, .seed = 4};
+        const size_t nl = (size_t)4 * 16 * 16;
+        float *lc = malloc(nl * 4), *lg = malloc(nl * 4);
+        poison(lc, nl), poison(lg, nl);
+        CHECKF(dfa_pixart_generate(cpu, mc, d.path, &pe, &gp, lc) == DFA_OK, "%s", dfa_ctx_error(cpu));
+        CHECKF(dfa_pixart_generate(gpu, mg, d.path, &pe, &gp, lg) == DFA_OK, "%s", dfa_ctx_error(gpu));
+        double e = rel_l2(lg, lc, nl);
+        printf("     pixart (head dim %d) CUDA vs CPU 3-step generate + CFG 4.5: rel L2 %.3g (bound %.0e)\n", hd, e,
+               LOOP_BOUND);
+        CHECKF(e <= LOOP_BOUND, "pixart generate hd %d: rel L2 %.3g", hd, e);
+        /* again with the prompts swapped: the GPU's per-loop text cache must not serve the old text
+         * (the text moves these random models' latents by only ~5-9%, so compare distances: the
+         * swapped GPU run must be much nearer the swapped CPU run than the first CPU run) */
+        pe.embeds = txt, pe.mask = mask, pe.neg_embeds = txt + (size_t)L * cap, pe.neg_mask = mask + L;
+        float *l2 = malloc(nl * 4), *lc2 = malloc(nl * 4);
+        poison(lc2, nl), poison(l2, nl);
+        CHECKF(dfa_pixart_generate(cpu, mc, d.path, &pe, &gp, lc2) == DFA_OK, "%s", dfa_ctx_error(cpu));
+        CHECKF(dfa_pixart_generate(gpu, mg, d.path, &pe, &gp, l2) == DFA_OK, "%s", dfa_ctx_error(gpu));
+        e = rel_l2(l2, lc2, nl);
+        const double e_old = rel_l2(l2, lc, nl);
+        printf("     pixart (head dim %d) CUDA vs CPU generate, prompts swapped: rel L2 %.3g (vs the unswapped CPU "
+               "run: %.3g)\n", hd, e, e_old);
+        CHECKF(e <= LOOP_BOUND && 2 * e < e_old, "pixart swapped prompts: rel L2 %.3g, vs unswapped %.3g", e, e_old);
+        free(lc2);
+        free(l2);
+        free(x), free(txt), free(mask), free(oc), free(og), free(lc), free(lg);
+    }
+    dfa_pixart_free(cpu, mc);
+    dfa_pixart_free(gpu, mg);
+    tmpdir_remove(&d);
+}
+
+/* ---- (b) diffusers fixtures on the GPU ---- */
+
+static void dit_fixture(dfa_ctx *gpu) {
+    char dir[1024], cfg[1024];
+    fixture_path("dit/transformer", dir, sizeof dir);
+    dfa_dit *m = NULL;
+    CHECKF(dfa_dit_load(gpu, dir, &m) == DFA_OK, "%s", dfa_ctx_error(gpu));
+    dfa_safetensors *io = fixture_open("dit/io.safetensors");
+    if (!m || !io) goto out;
+    int64_t xs[8], os[8], ns[8], ts[8];
+    float *x = fixture_f32(io, "x", NULL, xs), *t = fixture_f32(io, "t", NULL, NULL);
+    float *yf = fixture_f32(io, "y", NULL, NULL), *ref = fixture_f32(io, "out", NULL, os);
+    const int B = (int)xs[0], H = (int)xs[2], W = (int)xs[3];
+    int labels[8];
+    for (int i = 0; i < B; i++) labels[i] = (int)yf[i];
+    const size_t n = (size_t)B * os[1] * H * W;
+    float *out = malloc(n * 4);
+    poison(out, n);
+    CHECKF(dfa_dit_forward(gpu, m, B, H, W, x, t, labels, out) == DFA_OK, "%s", dfa_ctx_error(gpu));
+    double e = rel_l2(out, ref, n);
+    printf("     dit fixture (head dim 16) CUDA forward vs diffusers: rel L2 %.3g (bound %.0e)\n", e, FIX_BOUND);
+    CHECKF(e <= FIX_BOUND, "dit fixture: rel L2 %.3g", e);
+    /* the 3-step DDIM loop with CFG */
+    fixture_path("dit/scheduler/scheduler_config.json", cfg, sizeof cfg);
+    dfa_sampler sch;
+    if (dfa_sampler_init_file(gpu, &sch, cfg, DFA_SAMPLER_DPM) == DFA_OK) {
+        float *noise = fixture_f32(io, "noise", NULL, ns), *fin = fixture_f32(io, "final", NULL, NULL);
+        float *tref = fixture_f32(io, "timesteps", NULL, ts), *par = fixture_f32(io, "params", NULL, NULL);
+        const int h = (int)ns[2], w = (int)ns[3];
+        const size_t nl = (size_t)ns[1] * h * w;
+        CHECK(dfa_sampler_set_timesteps(gpu, &sch, (int)ts[0], nl, 0) == DFA_OK);
+        CHECKF(dfa_dit_sample(gpu, m, &sch, (int)par[0], par[2], h, w, noise, NULL, NULL) == DFA_OK, "%s",
+               dfa_ctx_error(gpu));
+        e = rel_l2(noise, fin, nl);
+        printf("     dit fixture CUDA 3-step DDIM + CFG %.1f vs diffusers: rel L2 %.3g (bound %.0e)\n", par[2], e,
+               LOOP_BOUND);
+        CHECKF(e <= LOOP_BOUND, "dit fixture loop: rel L2 %.3g", e);
+        free(noise), free(fin), free(tref), free(par);
+        dfa_sampler_free(gpu, &sch);
+    } else {
+        CHECKF(0, "scheduler: %s", dfa_ctx_error(gpu));
+    }
+    free(x), free(t), free(yf), free(ref), free(out);
+out:
+    dfa_st_close(io);
+    dfa_dit_free(gpu, m);
+}
+
+static void pixart_fixture(dfa_ctx *gpu, const char *name, int loop) {
+    char dir[1024], rel[256];
+    snprintf(rel, sizeof rel, "%s/transformer", name);
+    fixture_path(rel, dir, sizeof dir);
+    dfa_pixart *m = NULL;
+    CHECKF(dfa_pixart_load(gpu, dir, &m) == DFA_OK, "%s", dfa_ctx_error(gpu));
+    snprintf(rel, sizeof rel, "%s/io.safetensors", name);
+    dfa_safetensors *io = fixture_open(rel);
+    if (!m || !io) goto out;
+    int64_t xs[8], os[8], es[8], ns[8], ts[8];
+    float *x = fixture_f32(io, "x", NULL, xs), *t = fixture_f32(io, "t", NULL, NULL);
+    float *enc = fixture_f32(io, "enc", NULL, es), *mask = fixture_f32(io, "mask", NULL, NULL);
+    float *ref = fixture_f32(io, "out", NULL, os);
+    const int B = (int)xs[0], H = (int)xs[2], W = (int)xs[3], L = (int)es[1];
+    const size_t n = (size_t)B * os[1] * H * W;
+    float *out = malloc(n * 4);
+    poison(out, n);
+    CHECKF(dfa_pixart_forward(gpu, m, B, H, W, x, t, L, enc, mask, out) == DFA_OK, "%s", dfa_ctx_error(gpu));
+    double e = rel_l2(out, ref, n);
+    printf("     %s fixture (head dim %d) CUDA forward vs diffusers: rel L2 %.3g (bound %.0e)\n", name,
+           dfa_pixart_get_config(m)->head_dim, e, FIX_BOUND);
+    CHECKF(e <= FIX_BOUND, "%s fixture: rel L2 %.3g", name, e);
+    if (loop) {
+        char cfg[1024];
+        fixture_path("pixart/scheduler/scheduler_config.json", cfg, sizeof cfg);
+        dfa_sampler sch;
+        if (dfa_sampler_init_file(gpu, &sch, cfg, DFA_SAMPLER_DDIM) == DFA_OK) {
+            float *noise = fixture_f32(io, "noise", NULL, ns), *fin = fixture_f32(io, "final", NULL, NULL);
+            float *tref = fixture_f32(io, "timesteps", NULL, ts), *par = fixture_f32(io, "params", NULL, NULL);
+            const int h = (int)ns[2], w = (int)ns[3];
+            const size_t nl = (size_t)ns[1] * h * w, tw = (size_t)L * es[2];
+            CHECK(dfa_sampler_set_timesteps(gpu, &sch, (int)ts[0], nl, 0) == DFA_OK);
+            CHECKF(dfa_pixart_sample(gpu, m, &sch, par[0], h, w, L, enc + tw, mask + L, enc, mask, noise, NULL,
+                                     NULL) == DFA_OK,
+                   "%s", dfa_ctx_error(gpu));
+            e = rel_l2(noise, fin, nl);
+            printf("     pixart fixture CUDA 3-step DPM-Solver++ + CFG %.1f vs diffusers: rel L2 %.3g (bound %.0e)\n",
+                   par[0], e, LOOP_BOUND);
+            CHECKF(e <= LOOP_BOUND, "pixart fixture loop: rel L2 %.3g", e);
+            free(noise), free(fin), free(tref), free(par);
+            dfa_sampler_free(gpu, &sch);
+        } else {
+            CHECKF(0, "scheduler: %s", dfa_ctx_error(gpu));
+        }
+    }
+    free(x), free(t), free(enc), free(mask), free(ref), free(out);
+out:
+    dfa_st_close(io);
+    dfa_pixart_free(gpu, m);
+}
+
+/* ---- (c) dfa_model_load + dfa_generate on both backends ---- */
+
+static void api_generate(dfa_ctx *cpu, dfa_ctx *gpu) {
+    test_tmpdir d;
+    if (tmpdir_make(&d, "dit_api") != 0) return;
+    char p[256], vae[1024];
+    tmpdir_file(&d, "transformer", p, sizeof p);
+    mkdir(p, 0755);
+    const char *cfg = "{\"_class_name\": \"DiTTransformer2DModel\", \"num_attention_heads\": 2,"
+                      " \"attention_head_dim\": 64, \"in_channels\": 4, \"out_channels\": 8, \"num_layers\": 2,"
+                      " \"sample_size\": 16, \"patch_size\": 2, \"num_embeds_ada_norm\": 10}";
+    char path[256];
+    CHECK(tmpdir_write(&d, "transformer/config.json", cfg, strlen(cfg), path, sizeof path) != NULL);
+    CHECKF(dfa_dit_write_random(cpu, p, 31) == DFA_OK, "%s", dfa_ctx_error(cpu));
+    fixture_path("vae4/vae", vae, sizeof vae);
+    tmpdir_file(&d, "vae", p, sizeof p);
+    CHECK(symlink(vae, p) == 0);
+    dfa_model *mc = NULL, *mg = NULL;
+    CHECKF(dfa_model_load(cpu, d.path, &mc) == DFA_OK, "%s", dfa_ctx_error(cpu));
+    CHECKF(dfa_model_load(gpu, d.path, &mg) == DFA_OK, "%s", dfa_ctx_error(gpu));
+    if (mc && mg) {
+        dfa_generate_params gp = dfa_generate_default_params();
+        gp.steps = 3, gp.class_label = 5, gp.seed = 12, gp.cfg_scale = 4.0f;
+        int c = 0, h = 0, w = 0;
+        CHECK(dfa_generate_latent_shape(gpu, mg, &gp, &c, &h, &w) == DFA_OK);
+        const size_t nl = (size_t)c * h * w;
+        float *lc = malloc((nl ? nl : 1) * 4), *lg = malloc((nl ? nl : 1) * 4);
+        poison(lc, nl), poison(lg, nl);
+        dfa_image ic = {0}, ig = {0};
+        CHECKF(dfa_generate(cpu, mc, &gp, &ic, lc, nl) == DFA_OK, "%s", dfa_ctx_error(cpu));
+        CHECKF(dfa_generate(gpu, mg, &gp, &ig, lg, nl) == DFA_OK, "%s", dfa_ctx_error(gpu));
+        const double e = rel_l2(lg, lc, nl);
+        printf("     dfa_generate DiT %dx%d latents, 3 steps + CFG 4, CUDA vs CPU: rel L2 %.3g (bound %.0e)\n", h, w,
+               e, LOOP_BOUND);
+        CHECKF(nl > 0 && e <= LOOP_BOUND, "api latents rel L2 %.3g", e);
+        CHECK(ic.data && ig.data && ic.width == ig.width && ic.height == ig.height && ic.width > 0);
+        if (ic.data && ig.data && ic.width == ig.width && ic.height == ig.height) {
+            const size_t n = (size_t)ic.width * ic.height * 3;
+            double sum = 0;
+            for (size_t i = 0; i < n; i++) sum += fabs((double)ic.data[i] - (double)ig.data[i]);
+            /* bf16 latents and VAE: a few levels of 255 on average; a broken decode is tens */
+            printf("     dfa_generate image %dx%d, CUDA vs CPU: mean |diff| %.2f / 255 (bound 4)\n", ic.width,
+                   ic.height, sum / n);
+            CHECKF(sum / n <= 4.0, "api image mean diff %.2f", sum / n);
+        }
+        dfa_image_free(&ic);
+        dfa_image_free(&ig);
+        free(lc), free(lg);
+    }
+    dfa_model_free(mc);
+    dfa_model_free(mg);
+    tmpdir_remove(&d);
+}
+
+/* the two contexts every case uses (test-only state, as test.h's counters) */
+static dfa_ctx *g_cpu, *g_gpu;
+static void dit_hd64(void) { dit_random(g_cpu, g_gpu, 64); }
+static void dit_hd72(void) { dit_random(g_cpu, g_gpu, 72); }
+static void pixart_hd64(void) { pixart_random(g_cpu, g_gpu, 64, 0); }
+static void pixart_hd72(void) { pixart_random(g_cpu, g_gpu, 72, 0); }
+static void pixart_hd72_size_cond(void) { pixart_random(g_cpu, g_gpu, 72, 1); }
+static void dit_diffusers(void) { dit_fixture(g_gpu); }
+static void pixart_diffusers(void) { pixart_fixture(g_gpu, "pixart", 1); }
+static void pixart_alpha_diffusers(void) { pixart_fixture(g_gpu, "pixart_alpha", 0); }
+static void api_dit_generate(void) { api_generate(g_cpu, g_gpu); }
+
+int main(void) {
+    g_cpu = new_ctx(DFA_BACKEND_CPU), g_gpu = new_ctx(DFA_BACKEND_CUDA);
+    CHECK(g_cpu && g_gpu);
+    if (g_cpu && g_gpu) {
+        RUN(dit_hd64);
+        RUN(dit_hd72);
+        RUN(pixart_hd64);
+        RUN(pixart_hd72);
+        RUN(pixart_hd72_size_cond);
+        RUN(dit_diffusers);
+        RUN(pixart_diffusers);
+        RUN(pixart_alpha_diffusers);
+        RUN(api_dit_generate);
+    }
+    dfa_ctx_free(g_cpu);
+    dfa_ctx_free(g_gpu);
+    return test_summary();
+}
