@@ -92,6 +92,38 @@ dfa_status dfa_cuops_gate_add(dfa_cuops *ops, uint16_t *resid, int B, int T, int
     }
     return DFA_OK;
 }
+static void norm_strided(const uint16_t *x, int rows, int N, int T, const uint16_t *g, const uint16_t *b, size_t ms,
+                         float eps, uint16_t *y) {
+    for (int r = 0; r < rows; r++) {
+        const uint16_t *xr = x + (size_t)r * N;
+        float mean = 0, s2 = 0;
+        for (int j = 0; j < N; j++) mean += L16(xr, j);
+        mean /= N;
+        for (int j = 0; j < N; j++) { float d = L16(xr, j) - mean; s2 += d * d; }
+        float inv = 1.0f / sqrtf(s2 / N + eps);
+        size_t bi = (size_t)r / T;
+        for (int j = 0; j < N; j++)
+            S16(y + (size_t)r * N, j, (L16(xr, j) - mean) * inv * (1.0f + L16(b, bi * ms + j)) + L16(g, bi * ms + j));
+    }
+}
+dfa_status dfa_cuops_ln_modulate_strided(dfa_cuops *ops, const uint16_t *x, int B, int T, int N, const uint16_t *shift,
+                                         const uint16_t *scale, size_t mod_stride, float eps, uint16_t *y, dfa_error *err) {
+    (void)ops;
+    if (mod_stride < (size_t)N) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "stride");
+    norm_strided(x, B * T, N, T, shift, scale, mod_stride, eps, y);
+    return DFA_OK;
+}
+dfa_status dfa_cuops_gate_add_strided(dfa_cuops *ops, uint16_t *resid, int B, int T, int N, const uint16_t *gate,
+                                      size_t gate_stride, const uint16_t *x, dfa_error *err) {
+    (void)ops; (void)err;
+    size_t total = (size_t)B * T * N;
+    for (size_t i = 0; i < total; i++) {
+        size_t col = i % N, b = i / ((size_t)N * T);
+        float gv = gate ? L16(gate, b * gate_stride + col) : 1.0f;
+        S16(resid, i, L16(resid, i) + gv * L16(x, i));
+    }
+    return DFA_OK;
+}
 dfa_status dfa_cuops_act(dfa_cuops *ops, uint16_t *x, size_t n, dfa_act_kind act, dfa_error *err) {
     (void)ops; (void)err;
     for (size_t i = 0; i < n; i++) {
