@@ -83,32 +83,25 @@ static dfa_status dit_cuda_run(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W, co
     DFA_TRY(dfa_txg_pos_embed(&g, D, h, w, c->sample_size / p, 1.0, &m->dpos, &m->pos_h, &m->pos_w));
     DFA_TRY(dfa_txg_patch_embed(&g, x, B, c->in_channels, H, W, p, m->pe_w, m->pe_b, D, m->dpos, b.cols, b.hs));
     DFA_TRY(dfa_txg_tproj(&g, B, t, DIT_TPROJ, 1.0f, b.tproj)); /* the same projection for every block */
-    const size_t ND = (size_t)N * D, ms = 6 * (size_t)D;
+    const size_t ms = 6 * (size_t)D; /* modulation row stride: shift, scale, gate (msa), shift, scale, gate (mlp) */
     for (int l = 0; l < c->layers; l++) {
         const dit_block *blk = &m->blocks[l];
         DFA_TRY(block_cond(&g, m, blk, B, labels, &b));
         /* chunk order: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp */
         DFA_TRY(dfa_txg_linear(&g, b.emb, B, D, blk->ada_w, blk->ada_b, 6 * D, b.mod));
-        for (int i = 0; i < B; i++)
-            DFA_TRY(dfa_cuops_ln_modulate(m->ops, b.hs + i * ND, 1, N, D, b.mod + i * ms, b.mod + i * ms + D, 1e-6f,
-                                          b.nh + i * ND, e));
+        DFA_TRY(dfa_cuops_ln_modulate_strided(m->ops, b.hs, B, N, D, b.mod, b.mod + D, ms, 1e-6f, b.nh, e));
         DFA_TRY(dfa_txg_self_attn(&g, l, &blk->attn, B, N, c->heads, c->head_dim, b.nh, &b, b.tmp,
                                   m->no_attn_timer ? NULL : &m->attn_s));
-        for (int i = 0; i < B; i++)
-            DFA_TRY(dfa_cuops_gate_add(m->ops, b.hs + i * ND, 1, N, D, b.mod + i * ms + 2 * D, b.tmp + i * ND, e));
-        for (int i = 0; i < B; i++)
-            DFA_TRY(dfa_cuops_ln_modulate(m->ops, b.hs + i * ND, 1, N, D, b.mod + i * ms + 3 * D,
-                                          b.mod + i * ms + 4 * D, (float)c->norm_eps, b.nh + i * ND, e));
+        DFA_TRY(dfa_cuops_gate_add_strided(m->ops, b.hs, B, N, D, b.mod + 2 * D, ms, b.tmp, e));
+        DFA_TRY(dfa_cuops_ln_modulate_strided(m->ops, b.hs, B, N, D, b.mod + 3 * D, b.mod + 4 * D, ms,
+                                              (float)c->norm_eps, b.nh, e));
         DFA_TRY(dfa_txg_ff(&g, &blk->ff, M, D, b.nh, b.mid, b.tmp));
-        for (int i = 0; i < B; i++)
-            DFA_TRY(dfa_cuops_gate_add(m->ops, b.hs + i * ND, 1, N, D, b.mod + i * ms + 5 * D, b.tmp + i * ND, e));
+        DFA_TRY(dfa_cuops_gate_add_strided(m->ops, b.hs, B, N, D, b.mod + 5 * D, ms, b.tmp, e));
     }
     /* final layer: conditioning from block 0's embedder; shift first, then scale */
     DFA_TRY(block_cond(&g, m, &m->blocks[0], B, labels, &b));
     DFA_TRY(dfa_txg_linear(&g, b.emb, B, D, m->po1_w, m->po1_b, 2 * D, b.mod));
-    for (int i = 0; i < B; i++)
-        DFA_TRY(dfa_cuops_ln_modulate(m->ops, b.hs + i * ND, 1, N, D, b.mod + (size_t)i * 2 * D,
-                                      b.mod + (size_t)i * 2 * D + D, 1e-6f, b.nh + i * ND, e));
+    DFA_TRY(dfa_cuops_ln_modulate_strided(m->ops, b.hs, B, N, D, b.mod, b.mod + D, 2 * (size_t)D, 1e-6f, b.nh, e));
     const int P = p * p * c->out_channels;
     DFA_TRY(dfa_txg_linear(&g, b.nh, M, D, m->po2_w, m->po2_b, P, b.cols));
     return dfa_txg_unpatchify(&g, b.cols, B, h, w, p, c->out_channels, out);

@@ -145,37 +145,30 @@ static dfa_status pixart_cuda_run(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int
      * forwards of one sampling loop (txt_pin) */
     const int Dkv = c->caption_channels ? D : c->cross_dim;
     DFA_TRY(pixart_text(&g, m, B, L, cap_in, Dkv, text, mask, &b));
-    const size_t ND = (size_t)N * D, ms = 6 * (size_t)D;
+    const size_t ms = 6 * (size_t)D; /* modulation row stride: shift, scale, gate (msa), shift, scale, gate (mlp) */
     for (int l = 0; l < c->layers; l++) {
         const pixart_block *blk = &m->blocks[l];
         /* chunk order: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp */
         DFA_TRY(dfa_cuops_add_row(m->ops, b.mod2, B, (int)ms, DW(blk->sst), b.mod, e));
-        for (int i = 0; i < B; i++)
-            DFA_TRY(dfa_cuops_ln_modulate(m->ops, b.hs + i * ND, 1, N, D, b.mod + i * ms, b.mod + i * ms + D,
-                                          (float)c->norm_eps, b.nh + i * ND, e));
+        DFA_TRY(dfa_cuops_ln_modulate_strided(m->ops, b.hs, B, N, D, b.mod, b.mod + D, ms, (float)c->norm_eps, b.nh, e));
         DFA_TRY(dfa_txg_self_attn(&g, l, &blk->attn1, B, N, c->heads, c->head_dim, b.nh, &b, b.tmp,
                                   m->no_attn_timer ? NULL : &m->attn_s));
-        for (int i = 0; i < B; i++)
-            DFA_TRY(dfa_cuops_gate_add(m->ops, b.hs + i * ND, 1, N, D, b.mod + i * ms + 2 * D, b.tmp + i * ND, e));
+        DFA_TRY(dfa_cuops_gate_add_strided(m->ops, b.hs, B, N, D, b.mod + 2 * D, ms, b.tmp, e));
         /* cross-attention on the un-normalised hidden states (PixArt: no norm2 here) */
         DFA_TRY(dfa_txg_cross_attn(&g, &blk->attn2, B, N, L, c->heads, c->head_dim, Dkv, b.hs, mask != NULL,
                                    m->cross_budget, &b,
                                    b.tmp));
         DFA_TRY(dfa_cuops_gate_add(m->ops, b.hs, 1, M, D, NULL, b.tmp, e));
-        for (int i = 0; i < B; i++)
-            DFA_TRY(dfa_cuops_ln_modulate(m->ops, b.hs + i * ND, 1, N, D, b.mod + i * ms + 3 * D,
-                                          b.mod + i * ms + 4 * D, (float)c->norm_eps, b.nh + i * ND, e));
+        DFA_TRY(dfa_cuops_ln_modulate_strided(m->ops, b.hs, B, N, D, b.mod + 3 * D, b.mod + 4 * D, ms,
+                                              (float)c->norm_eps, b.nh, e));
         DFA_TRY(dfa_txg_ff(&g, &blk->ff, M, D, b.nh, b.mid, b.tmp));
-        for (int i = 0; i < B; i++)
-            DFA_TRY(dfa_cuops_gate_add(m->ops, b.hs + i * ND, 1, N, D, b.mod + i * ms + 5 * D, b.tmp + i * ND, e));
+        DFA_TRY(dfa_cuops_gate_add_strided(m->ops, b.hs, B, N, D, b.mod + 5 * D, ms, b.tmp, e));
     }
     /* output: shift = table[0] + temb, scale = table[1] + temb */
     bf16 *shift = b.mod, *scale = b.mod + (size_t)B * D;
     DFA_TRY(dfa_cuops_add_row(m->ops, b.emb, B, D, DW(m->sst_out), shift, e));
     DFA_TRY(dfa_cuops_add_row(m->ops, b.emb, B, D, DW(m->sst_out) + D, scale, e));
-    for (int i = 0; i < B; i++)
-        DFA_TRY(dfa_cuops_ln_modulate(m->ops, b.hs + i * ND, 1, N, D, shift + (size_t)i * D, scale + (size_t)i * D,
-                                      1e-6f, b.nh + i * ND, e));
+    DFA_TRY(dfa_cuops_ln_modulate(m->ops, b.hs, B, N, D, shift, scale, 1e-6f, b.nh, e)); /* rows D apart */
     DFA_TRY(dfa_txg_linear(&g, b.nh, M, D, m->po_w, m->po_b, p * p * c->out_channels, b.cols));
     return dfa_txg_unpatchify(&g, b.cols, B, h, w, p, c->out_channels, out);
 }

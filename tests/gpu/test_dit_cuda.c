@@ -7,7 +7,10 @@
  *       with 37 T5 tokens under a padding mask, and a 3-step generate on both engines;
  *   (b) diffusers' golden outputs (tests/fixtures/dit, pixart, pixart_alpha; head dims 16 / 24):
  *       one forward each and the fixtures' 3-step CFG loops (DDIM, DPM-Solver++);
- *   (c) the public API on a pipeline folder (random DiT transformer + the vae4 fixture VAE):
+ *   (c) plans on the CUDA path (fixture models at 192 tokens): a random plan (every method, ASC)
+ *       over a 4-step loop on both engines, and a forward under ARROW(0) whose effect must be
+ *       more than twice the CUDA-CPU difference;
+ *   (d) the public API on a pipeline folder (random DiT transformer + the vae4 fixture VAE):
  *       dfa_generate on a CUDA context (sampler on the host, VAE decode on the GPU) against the
  *       same call on a CPU context, latents and image.
  * Outputs are poisoned (NaN) before every run.
@@ -18,8 +21,9 @@
  * 1e-2. Forward vs CPU (identical bf16 weights): 3e-2, as the FLUX / SD3 CUDA tests. Against
  * diffusers the fixture weights are f32 and are rounded to bf16 on upload (another 2^-9 per
  * weight): 4e-2. Sampling loops: CFG multiplies the cond - uncond difference (and its error) by
- * the guidance scale 4-4.5, so the final latents get 6e-2. A broken kernel (wrong index, a
- * missing term, a wrong mask) gives errors of order 1. */
+ * the guidance scale 4-4.5, so the final latents get 6e-2. (Observed on a host emulation of the
+ * ops with bf16 storage: 5e-3 - 1e-2 forward, 1e-2 - 2e-2 loops. Dropping PixArt's text mask
+ * gives 0.1 on the fixture; a wrong index or a missing term gives order 1.) */
 #include "../fixture.h"
 #include "../test.h"
 #include "../tmpdir.h"
@@ -33,6 +37,8 @@
 #include "models/dit_pipe.h"
 #include "models/pixart.h"
 #include "models/pixart_int.h"
+#include "plan/plan.h"
+#include "attn/attn_state.h"
 #include "sample/sampler.h"
 
 static double rel_l2(const float *a, const float *ref, size_t n) {
@@ -321,7 +327,123 @@ out:
     dfa_pixart_free(gpu, m);
 }
 
-/* ---- (c) dfa_model_load + dfa_generate on both backends ---- */
+/* ---- (c) a plan on both engines ---- */
+
+static void random_plan(dfa_plan *p, const dfa_attn_layout *L, int gh, int gw, int S, int layers, int H,
+                        int drastic, unsigned long long seed) {
+    dfa_error err;
+    CHECK(dfa_plan_init(p, L, S, layers, H, &err) == DFA_OK);
+    p->grid_h = gh, p->grid_w = gw, p->cfg = 1, p->cond_half = 1;
+    /* drastic: every head ARROW(0) after the first step (each query tile sees its own tile only) */
+    dfa_plan_make_opts o = {drastic ? DFA_PLAN_PAT_ARROW : DFA_PLAN_PAT_RANDOM, drastic ? 0 : dfa_mask_full_window(L),
+                            1, 1, 0, seed};
+    CHECKF(dfa_plan_make(p, &o, &err) == DFA_OK, "%s", err.msg);
+    unsigned long long r = seed * 31 + 7;
+    for (int st = 1; st < S; st++)
+        for (int l = 0; l < layers; l++) p->asc[(size_t)st * layers + l] = test_rng_next(&r) % 3 == 0;
+    p->method_set |= DFA_PLAN_SET_ASC;
+    CHECKF(dfa_plan_validate(p, "test", &err) == DFA_OK, "%s", err.msg);
+    int64_t nm[DFA_ATTN_METHOD_COUNT] = {0};
+    for (size_t i = 0; i < (size_t)S * layers * H; i++) nm[p->method[i]]++;
+    printf("     plan: %lld full, %lld arrow, %lld arrow_rs, %lld cache head-steps\n", (long long)nm[0], (long long)nm[1],
+           (long long)nm[2], (long long)nm[3]);
+    CHECK(nm[DFA_ATTN_ARROW] + nm[DFA_ATTN_ARROW_RS] + nm[DFA_ATTN_CACHE] > 0);
+}
+
+/* the fixture models (diffusers' perturbed weights: attention moves their outputs far more than
+ * it moves the random checkpoints') at 192 tokens (two query tiles), 4 steps with CFG */
+static void plan_loop(dfa_ctx *cpu, dfa_ctx *gpu, int pixart) {
+    char dir[1024];
+    fixture_path(pixart ? "pixart/transformer" : "dit/transformer", dir, sizeof dir);
+    const int h = 32, w = 24, S = 4, C = 4, L = 11, cap = 24; /* 16 x 12 = 192 tokens */
+    const size_t n = (size_t)C * h * w;
+    float *lat0 = malloc(n * 4), *lc = malloc(n * 4), *lg = malloc(n * 4);
+    float *txt = malloc((size_t)2 * L * cap * 4), *mask = malloc((size_t)2 * L * 4);
+    unsigned long long rng = 0x91a4ULL + (unsigned)pixart;
+    fill_bf16(lat0, n, &rng, 1.5f);
+    fill_bf16(txt, (size_t)2 * L * cap, &rng, 1.0f);
+    for (int i = 0; i < 2 * L; i++) mask[i] = (i % L) < (i < L ? 4 : L) ? 1.0f : 0.0f;
+    void *mc = NULL, *mg = NULL;
+    dfa_status sc, sg;
+    if (pixart)
+        sc = dfa_pixart_load(cpu, dir, (dfa_pixart **)&mc), sg = dfa_pixart_load(gpu, dir, (dfa_pixart **)&mg);
+    else
+        sc = dfa_dit_load(cpu, dir, (dfa_dit **)&mc), sg = dfa_dit_load(gpu, dir, (dfa_dit **)&mg);
+    CHECKF(sc == DFA_OK && sg == DFA_OK, "%s / %s", dfa_ctx_error(cpu), dfa_ctx_error(gpu));
+    if (mc && mg) {
+        const dfa_attn_layout lay = pixart ? dfa_pixart_attn_layout(mc, h, w) : dfa_dit_attn_layout(mc, h, w);
+        const int layers = pixart ? dfa_pixart_get_config(mc)->layers : dfa_dit_get_config(mc)->layers;
+        const int heads = pixart ? dfa_pixart_get_config(mc)->heads : dfa_dit_get_config(mc)->heads;
+        /* (1) a random plan (every method, ASC) over a 4-step loop: same latents on both engines
+         * (attention moves these latents little, so this checks the GPU path runs every method and
+         * cache without error or gross mismatch) */
+        dfa_plan plan;
+        random_plan(&plan, &lay, 16, 12, S, layers, heads, 0, 5 + (unsigned)pixart);
+        float *outs[2] = {lc, lg};
+        dfa_ctx *ctxs[2] = {cpu, gpu};
+        void *ms[2] = {mc, mg};
+        for (int run = 0; run < 2; run++) {
+            dfa_ctx *ctx = ctxs[run];
+            CHECKF(dfa_attn_set_plan(ctx, &plan) == DFA_OK, "%s", dfa_ctx_error(ctx));
+            dfa_sampler sch;
+            CHECKF(dfa_dit_open_sampler(ctx, "/nonexistent", pixart, S, n, 3, &sch) == DFA_OK, "%s",
+                   dfa_ctx_error(ctx));
+            memcpy(outs[run], lat0, n * 4);
+            dfa_status s = pixart ? dfa_pixart_sample(ctx, ms[run], &sch, 4.5f, h, w, L, txt + (size_t)L * cap,
+                                                      mask + L, txt, mask, outs[run], NULL, NULL)
+                                  : dfa_dit_sample(ctx, ms[run], &sch, 3, 4.0f, h, w, outs[run], NULL, NULL);
+            CHECKF(s == DFA_OK, "run %d: %s", run, dfa_ctx_error(ctx));
+            dfa_sampler_free(ctx, &sch);
+            dfa_attn_clear_plan(ctx);
+        }
+        double e = rel_l2(lg, lc, n);
+        printf("     %s fixture %d-step loop under a random plan, CUDA vs CPU: rel L2 %.3g (bound %.0e)\n",
+               pixart ? "pixart" : "dit", S, e, LOOP_BOUND);
+        CHECKF(e <= LOOP_BOUND, "%s random plan: rel L2 %.3g", pixart ? "pixart" : "dit", e);
+        dfa_plan_free(&plan);
+        /* (2) every head ARROW(0) at step 1 (each query tile sees only its own tile): the forward of
+         * that step on both engines, against the GPU forward without a plan (the plan's effect) */
+        random_plan(&plan, &lay, 16, 12, S, layers, heads, 1, 9);
+        const size_t no = (size_t)2 * 8 * h * w;
+        float *xi = malloc(2 * n * 4), *fo[3] = {malloc(no * 4), malloc(no * 4), malloc(no * 4)};
+        memcpy(xi, lat0, n * 4), memcpy(xi + n, lat0, n * 4);
+        const float t[2] = {500.0f, 500.0f};
+        const int lab[2] = {10, 3};
+        dfa_ctx *c3[3] = {cpu, gpu, gpu};
+        void *m3[3] = {mc, mg, mg};
+        for (int run = 0; run < 3; run++) { /* CPU with the plan, GPU with it, GPU without */
+            dfa_ctx *ctx = c3[run];
+            poison(fo[run], no);
+            if (run < 2) CHECKF(dfa_attn_set_plan(ctx, &plan) == DFA_OK, "%s", dfa_ctx_error(ctx));
+            for (int st = 0; st < 2; st++) {
+                if (run < 2) CHECKF(dfa_attn_begin_step(ctx, st) == DFA_OK, "%s", dfa_ctx_error(ctx));
+                dfa_status s = pixart ? dfa_pixart_forward(ctx, m3[run], 2, h, w, xi, t, L, txt, mask, fo[run])
+                                      : dfa_dit_forward(ctx, m3[run], 2, h, w, xi, t, lab, fo[run]);
+                CHECKF(s == DFA_OK, "run %d step %d: %s", run, st, dfa_ctx_error(ctx));
+            }
+            if (run < 2) dfa_attn_end_run(ctx);
+            dfa_attn_clear_plan(ctx);
+        }
+        e = rel_l2(fo[1], fo[0], no);
+        const double effect = rel_l2(fo[2], fo[0], no);
+        printf("     %s fixture forward under ARROW(0), CUDA vs CPU: rel L2 %.3g (bound %.0e); without the plan: "
+               "%.3g\n", pixart ? "pixart" : "dit", e, FIX_BOUND, effect);
+        CHECKF(e <= FIX_BOUND && 2 * e < effect, "%s ARROW(0): rel L2 %.3g, plan effect %.3g",
+               pixart ? "pixart" : "dit", e, effect);
+        free(xi), free(fo[0]), free(fo[1]), free(fo[2]);
+        dfa_plan_free(&plan);
+    }
+    if (pixart) {
+        dfa_pixart_free(cpu, mc);
+        dfa_pixart_free(gpu, mg);
+    } else {
+        dfa_dit_free(cpu, mc);
+        dfa_dit_free(gpu, mg);
+    }
+    free(lat0), free(lc), free(lg), free(txt), free(mask);
+}
+
+/* ---- (d) dfa_model_load + dfa_generate on both backends ---- */
 
 static void api_generate(dfa_ctx *cpu, dfa_ctx *gpu) {
     test_tmpdir d;
@@ -386,6 +508,8 @@ static void dit_diffusers(void) { dit_fixture(g_gpu); }
 static void pixart_diffusers(void) { pixart_fixture(g_gpu, "pixart", 1); }
 static void pixart_alpha_diffusers(void) { pixart_fixture(g_gpu, "pixart_alpha", 0); }
 static void api_dit_generate(void) { api_generate(g_cpu, g_gpu); }
+static void dit_plan(void) { plan_loop(g_cpu, g_gpu, 0); }
+static void pixart_plan(void) { plan_loop(g_cpu, g_gpu, 1); }
 
 int main(void) {
     g_cpu = new_ctx(DFA_BACKEND_CPU), g_gpu = new_ctx(DFA_BACKEND_CUDA);
@@ -399,6 +523,8 @@ int main(void) {
         RUN(dit_diffusers);
         RUN(pixart_diffusers);
         RUN(pixart_alpha_diffusers);
+        RUN(dit_plan);
+        RUN(pixart_plan);
         RUN(api_dit_generate);
     }
     dfa_ctx_free(g_cpu);

@@ -198,7 +198,7 @@ __device__ float block_sum(float v, float *shared) {
 
 /* mode 0: layernorm (affine optional); 1: rmsnorm; 2: layernorm without affine + modulation */
 __global__ void norm_kernel(const uint16_t *x, int N, int T, const uint16_t *g, const uint16_t *b, float eps,
-                            int mode, uint16_t *y) {
+                            int mode, size_t mod_stride, uint16_t *y) {
     __shared__ float red[32];
     size_t row = blockIdx.x;
     const uint16_t *xr = x + row * N;
@@ -219,7 +219,7 @@ __global__ void norm_kernel(const uint16_t *x, int N, int T, const uint16_t *g, 
     for (int j = threadIdx.x; j < N; j += blockDim.x) {
         float v = (ld(xr, j) - mean) * inv;
         if (mode == 2) {
-            v = v * (1.0f + ld(b, bidx * N + j)) + ld(g, bidx * N + j); /* g = shift, b = scale */
+            v = v * (1.0f + ld(b, bidx * mod_stride + j)) + ld(g, bidx * mod_stride + j); /* g = shift, b = scale */
         } else {
             if (g) v *= ld(g, j);
             if (b && mode == 0) v += ld(b, j);
@@ -237,7 +237,7 @@ static int norm_threads(int N) {
 extern "C" dfa_status dfa_cuops_layernorm(dfa_cuops *ops, const uint16_t *x, int M, int N, const uint16_t *gamma,
                                           const uint16_t *beta, float eps, uint16_t *y, dfa_error *err) {
     if (M <= 0 || N <= 0) return DFA_OK;
-    norm_kernel<<<M, norm_threads(N), 0, ops->stream>>>(x, N, 1, gamma, beta, eps, 0, y);
+    norm_kernel<<<M, norm_threads(N), 0, ops->stream>>>(x, N, 1, gamma, beta, eps, 0, 0, y);
     DFA_CUDA_LAUNCH_TRY(err);
     return DFA_OK;
 }
@@ -245,7 +245,7 @@ extern "C" dfa_status dfa_cuops_layernorm(dfa_cuops *ops, const uint16_t *x, int
 extern "C" dfa_status dfa_cuops_rmsnorm(dfa_cuops *ops, const uint16_t *x, int M, int N, const uint16_t *gamma,
                                         float eps, uint16_t *y, dfa_error *err) {
     if (M <= 0 || N <= 0) return DFA_OK;
-    norm_kernel<<<M, norm_threads(N), 0, ops->stream>>>(x, N, 1, gamma, NULL, eps, 1, y);
+    norm_kernel<<<M, norm_threads(N), 0, ops->stream>>>(x, N, 1, gamma, NULL, eps, 1, 0, y);
     DFA_CUDA_LAUNCH_TRY(err);
     return DFA_OK;
 }
@@ -254,16 +254,16 @@ extern "C" dfa_status dfa_cuops_ln_modulate(dfa_cuops *ops, const uint16_t *x, i
                                             const uint16_t *shift, const uint16_t *scale, float eps, uint16_t *y,
                                             dfa_error *err) {
     if (B <= 0 || T <= 0 || N <= 0) return DFA_OK;
-    norm_kernel<<<B * T, norm_threads(N), 0, ops->stream>>>(x, N, T, shift, scale, eps, 2, y);
+    norm_kernel<<<B * T, norm_threads(N), 0, ops->stream>>>(x, N, T, shift, scale, eps, 2, (size_t)N, y);
     DFA_CUDA_LAUNCH_TRY(err);
     return DFA_OK;
 }
 
 __global__ void gate_add_kernel(uint16_t *resid, size_t total, int T, int N, const uint16_t *gate,
-                                const uint16_t *x) {
+                                size_t gate_stride, const uint16_t *x) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         size_t col = i % N, b = i / ((size_t)N * T);
-        float gv = gate ? ld(gate, b * N + col) : 1.0f;
+        float gv = gate ? ld(gate, b * gate_stride + col) : 1.0f;
         st(resid, i, ld(resid, i) + gv * ld(x, i));
     }
 }
@@ -277,7 +277,28 @@ extern "C" dfa_status dfa_cuops_gate_add(dfa_cuops *ops, uint16_t *resid, int B,
                                          const uint16_t *x, dfa_error *err) {
     size_t total = (size_t)B * T * N;
     if (!total) return DFA_OK;
-    gate_add_kernel<<<grid_for(total), 256, 0, ops->stream>>>(resid, total, T, N, gate, x);
+    gate_add_kernel<<<grid_for(total), 256, 0, ops->stream>>>(resid, total, T, N, gate, (size_t)N, x);
+    DFA_CUDA_LAUNCH_TRY(err);
+    return DFA_OK;
+}
+
+extern "C" dfa_status dfa_cuops_ln_modulate_strided(dfa_cuops *ops, const uint16_t *x, int B, int T, int N,
+                                                    const uint16_t *shift, const uint16_t *scale, size_t mod_stride,
+                                                    float eps, uint16_t *y, dfa_error *err) {
+    if (mod_stride < (size_t)N) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "ln_modulate: stride %zu < %d", mod_stride, N);
+    if (B <= 0 || T <= 0 || N <= 0) return DFA_OK;
+    norm_kernel<<<B * T, norm_threads(N), 0, ops->stream>>>(x, N, T, shift, scale, eps, 2, mod_stride, y);
+    DFA_CUDA_LAUNCH_TRY(err);
+    return DFA_OK;
+}
+
+extern "C" dfa_status dfa_cuops_gate_add_strided(dfa_cuops *ops, uint16_t *resid, int B, int T, int N,
+                                                 const uint16_t *gate, size_t gate_stride, const uint16_t *x,
+                                                 dfa_error *err) {
+    if (gate && gate_stride < (size_t)N) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "gate_add: stride %zu < %d", gate_stride, N);
+    size_t total = (size_t)B * T * N;
+    if (!total) return DFA_OK;
+    gate_add_kernel<<<grid_for(total), 256, 0, ops->stream>>>(resid, total, T, N, gate, gate_stride, x);
     DFA_CUDA_LAUNCH_TRY(err);
     return DFA_OK;
 }

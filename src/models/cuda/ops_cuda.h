@@ -37,6 +37,13 @@ dfa_status dfa_cuops_ln_modulate(dfa_cuops *ops, const uint16_t *x, int B, int T
 /* resid[b, t, :] += gate[b, :] * x[b, t, :] (gate NULL: plain add). */
 dfa_status dfa_cuops_gate_add(dfa_cuops *ops, uint16_t *resid, int B, int T, int N, const uint16_t *gate,
                               const uint16_t *x, dfa_error *err);
+/* The same two with the batch rows of shift / scale / gate `stride` elements apart (>= N): the
+ * [B, 6D] modulation rows of DiT / PixArt in one launch. */
+dfa_status dfa_cuops_ln_modulate_strided(dfa_cuops *ops, const uint16_t *x, int B, int T, int N,
+                                         const uint16_t *shift, const uint16_t *scale, size_t mod_stride, float eps,
+                                         uint16_t *y, dfa_error *err);
+dfa_status dfa_cuops_gate_add_strided(dfa_cuops *ops, uint16_t *resid, int B, int T, int N, const uint16_t *gate,
+                                      size_t gate_stride, const uint16_t *x, dfa_error *err);
 typedef enum dfa_cuops_act { DFA_ACT_SILU = 0, DFA_ACT_GELU_TANH = 1, DFA_ACT_GELU_ERF = 2 } dfa_act_kind;
 dfa_status dfa_cuops_act(dfa_cuops *ops, uint16_t *x, size_t n, dfa_act_kind act, dfa_error *err);
 /* Rotary embedding on x[B, T, H, D] in place with cos/sin f32 tables [T, D/2]; pairs are

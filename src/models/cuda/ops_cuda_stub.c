@@ -73,3 +73,14 @@ dfa_status dfa_cuops_add_row(dfa_cuops *ops, const uint16_t *a, int B, int N, co
     (void)ops; (void)a; (void)B; (void)N; (void)row; (void)y;
     NO_CUDA(err);
 }
+dfa_status dfa_cuops_ln_modulate_strided(dfa_cuops *ops, const uint16_t *x, int B, int T, int N,
+                                         const uint16_t *shift, const uint16_t *scale, size_t mod_stride, float eps,
+                                         uint16_t *y, dfa_error *err) {
+    (void)ops; (void)x; (void)B; (void)T; (void)N; (void)shift; (void)scale; (void)mod_stride; (void)eps; (void)y;
+    NO_CUDA(err);
+}
+dfa_status dfa_cuops_gate_add_strided(dfa_cuops *ops, uint16_t *resid, int B, int T, int N, const uint16_t *gate,
+                                      size_t gate_stride, const uint16_t *x, dfa_error *err) {
+    (void)ops; (void)resid; (void)B; (void)T; (void)N; (void)gate; (void)gate_stride; (void)x;
+    NO_CUDA(err);
+}
