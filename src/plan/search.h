@@ -129,9 +129,10 @@ typedef struct dfa_search_backend {
 void dfa_search_backend_cpu(dfa_ctx *ctx, dfa_search_backend *b);
 
 /* The CUDA backend: bf16 buffers (elem_size 2) on the context's device, everything enqueued on
- * its stream; attention by dfa_attn_run_heads on CUDA tensors; compose and metrics by the kernels
- * of src/plan/cuda/search_cuda.cu (metrics in double; only H x rows doubles per candidate come
- * back). `state` holds the metric scratch: keep it alive while the backend is used, then
+ * its stream; attention by the fused CUDA kernel (work lists kept in `state` per layout, heads
+ * and window); compose and metrics by the kernels of src/plan/cuda/search_cuda.cu (metrics in
+ * double; only H x rows doubles per candidate come back, one transfer per V2 layer). `state`
+ * holds the metric scratch and the work lists: keep it alive while the backend is used, then
  * dfa_search_cuda_free. A build without CUDA or a CPU context: DFA_ERR_UNSUPPORTED. */
 #define DFA_SEARCH_CUDA_LISTS 16
 typedef struct dfa_search_cuda {

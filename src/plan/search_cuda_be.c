@@ -1,6 +1,9 @@
 /* search_cuda_be.c - the CUDA backend of the plan searches (search.h): bf16 device buffers owned
- * by the context, attention by dfa_attn_run_heads on CUDA tensors, compose and metric kernels in
- * src/plan/cuda/search_cuda.cu. Without CUDA in the build it reports DFA_ERR_UNSUPPORTED. */
+ * by the context; attention by the fused kernel of src/attn/cuda/attn_cuda.h with one work list
+ * per (layout, heads, window) built on first use and kept (building one uploads it synchronously);
+ * compose and metric kernels in src/plan/cuda/search_cuda.cu, V2's batched rse_multi / compose
+ * included (one metric pass and one transfer per layer, one compose launch). Without CUDA in the
+ * build it reports DFA_ERR_UNSUPPORTED. */
 #include <string.h>
 
 #include "core/ctx.h"

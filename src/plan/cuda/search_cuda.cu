@@ -302,7 +302,7 @@ extern "C" dfa_status dfa_search_cuda_rse_multi(void *stream, int rows, int toke
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "search metric: head_dim %d too large", head_dim);
     if (n == 0) return DFA_OK;
     const int RH = rows * heads, nch = (tokens + RSE_CHUNK - 1) / RSE_CHUNK;
-    CandPtrs cp;
+    CandPtrs cp = {};
     const void *all[2 * DFA_SEARCH_CUDA_MAX_CANDS + 1];
     for (int c = 0; c < n; c++) {
         cp.a[c] = (const __nv_bfloat16 *)a[c], cp.b[c] = (const __nv_bfloat16 *)b[c];
@@ -335,7 +335,7 @@ extern "C" dfa_status dfa_search_cuda_compose(void *stream, int rows, int tokens
     if (RT > 0x7fffffff) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "search compose: %zu token rows, too many", RT);
     for (int h0 = 0; h0 < heads; h0 += COMPOSE_HEADS) {
         const int nh = heads - h0 < COMPOSE_HEADS ? heads - h0 : COMPOSE_HEADS;
-        ComposeArgs ca;
+        ComposeArgs ca = {};
         const void *all[2 * COMPOSE_HEADS + 1];
         int any = 0;
         for (int i = 0; i < nh; i++) {
