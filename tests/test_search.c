@@ -168,6 +168,59 @@ static void test_v2_deterministic_and_delta0(void) {
     dfa_ctx_free(ctx);
 }
 
+/* Records every knapsack instance's influences (all candidates, all heads). */
+typedef struct infl_log {
+    double v[16 * LL * 6 * HH];
+    int n, over;
+} infl_log;
+
+static void on_layer_log(void *user, int step, int layer, const dfa_mckp_problem *p, const int *choice) {
+    infl_log *g = user;
+    (void)step, (void)layer, (void)choice;
+    int m = p->n_heads * p->n_methods;
+    if (g->n + m > (int)(sizeof g->v / sizeof g->v[0])) {
+        g->over = 1;
+        return;
+    }
+    memcpy(g->v + g->n, p->influence, sizeof(double) * (size_t)m);
+    g->n += m;
+}
+
+/* The batched backend functions (rse_multi: every candidate's metric in one call; compose: the
+ * chosen heads in one call) against the per-candidate / per-head fallback (both NULL): the same
+ * influences of every candidate, plans and model outputs, bit for bit (CPU backend). */
+static void test_v2_batched_backend(void) {
+    dfa_ctx *ctx = NULL;
+    CHECK(dfa_ctx_init(&ctx, &ONE_THREAD, NULL, 0) == DFA_OK);
+    dfa_search_backend be[2];
+    dfa_search_backend_cpu(ctx, &be[0]);
+    CHECK(be[0].rse_multi && be[0].compose);
+    be[1] = be[0];
+    be[1].rse_multi = NULL, be[1].compose = NULL;
+    static infl_log lg[2];
+    dfa_search_plan p[2];
+    fake f[2];
+    for (int i = 0; i < 2; i++) {
+        dfa_search_opts o = v2_opts(0.3, 1.5);
+        o.backend = &be[i], o.on_layer = on_layer_log, o.on_layer_user = &lg[i];
+        lg[i].n = lg[i].over = 0;
+        CHECKF(run_v2(ctx, 11, 6, &o, &p[i], &f[i]) == DFA_OK, "%s", dfa_ctx_error(ctx));
+    }
+    CHECK(plans_equal(&p[0], &p[1]));
+    CHECK(!lg[0].over && lg[0].n == 6 * LL * 6 * HH && lg[1].n == lg[0].n);
+    CHECK(!memcmp(lg[0].v, lg[1].v, sizeof(double) * (size_t)lg[0].n));
+    const size_t n = (size_t)6 * f[0].R * NN * CC;
+    CHECK(!memcmp(f[0].log, f[1].log, n * sizeof(float)));
+    int seen[DFA_ATTN_METHOD_COUNT] = {0}, pos = 0;
+    for (size_t i = 0; i < (size_t)6 * LL * HH; i++) seen[p[0].method[i]]++;
+    for (int i = 0; i < lg[0].n; i++) pos += lg[0].v[i] > 0;
+    CHECKF(seen[DFA_ATTN_ARROW] && seen[DFA_ATTN_CACHE] && seen[DFA_ATTN_ARROW_RS] && pos > lg[0].n / 2,
+           "arrow %d rs %d cache %d; %d of %d influences > 0", seen[DFA_ATTN_ARROW], seen[DFA_ATTN_ARROW_RS],
+           seen[DFA_ATTN_CACHE], pos, lg[0].n);
+    for (int i = 0; i < 2; i++) free(f[i].log), dfa_search_plan_free(ctx, &p[i]);
+    dfa_ctx_free(ctx);
+}
+
 /* Observer: re-solve every instance with larger and smaller deltas; check the choice. */
 typedef struct mono {
     dfa_ctx *ctx;
@@ -591,6 +644,7 @@ int main(void) {
     ONE_THREAD.n_threads = 1;
     RUN(test_attn_fns);
     RUN(test_v2_deterministic_and_delta0);
+    RUN(test_v2_batched_backend);
     RUN(test_v2_monotone);
     RUN(test_v2_replay);
     RUN(test_v1);

@@ -84,6 +84,12 @@ typedef struct dfa_search_shape {
     int rows, tokens, heads, head_dim;
 } dfa_search_shape;
 
+/* One head's source for dfa_search_backend.compose. */
+typedef struct dfa_search_head_src {
+    const void *a, *b; /* a NULL: head untouched; b NULL: copy a */
+    int sign;          /* with b: +1 a + b, -1 a - b */
+} dfa_search_head_src;
+
 /* BACKEND: where the search keeps its buffers and how it computes on them. Everything the
  * searches touch (q, k, v, out from the engine, caches, residuals, scratch, V1's model outputs)
  * lives in the backend's memory with elements of elem_size bytes; only per-head metric values
@@ -106,20 +112,39 @@ typedef struct dfa_search_backend {
     dfa_status (*rse)(void *user, const dfa_search_shape *s, const void *ref, const void *approx, double *out);
     /* V1 mean relative absolute error (metrics.h, eps 1e-6) over n elements */
     dfa_status (*mrae)(void *user, const void *ref, const void *approx, size_t n, double *out);
+    /* OPTIONAL batched forms (NULL: V2 falls back to one rse per candidate and one head_op per
+     * head; the results must be the same as that fallback's, metric values up to the order of
+     * the double sums):
+     * rse_multi: out[(c * rows + r) * heads + h] = RSE of head h of row r of candidate c against
+     *   ref, for c < n; candidate c is a[c] when b[c] is NULL, else a[c] + b[c] rounded to the
+     *   element type exactly as head_op's sign +1 would store it. */
+    dfa_status (*rse_multi)(void *user, const dfa_search_shape *s, const void *ref, int n, const void *const *a,
+                            const void *const *b, double *out);
+    /* compose: for every head h with src[h].a != NULL, head h of every row of dst = src[h].a
+     *   (+ or - src[h].b by src[h].sign, as head_op); heads with a NULL are left untouched. */
+    dfa_status (*compose)(void *user, const dfa_search_shape *s, void *dst, const dfa_search_head_src *src);
 } dfa_search_backend;
 
 /* The CPU backend: f32 host memory owned by ctx, attention by dfa_search_attn_cpu. */
 void dfa_search_backend_cpu(dfa_ctx *ctx, dfa_search_backend *b);
 
 /* The CUDA backend: bf16 buffers (elem_size 2) on the context's device, everything enqueued on
- * its stream; attention by dfa_attn_run_heads on CUDA tensors; compose and metrics by the kernels
- * of src/plan/cuda/search_cuda.cu (metrics in double; only H x rows doubles per candidate come
- * back). `state` holds the metric scratch: keep it alive while the backend is used, then
+ * its stream; attention by the fused CUDA kernel (work lists kept in `state` per layout, heads
+ * and window); compose and metrics by the kernels of src/plan/cuda/search_cuda.cu (metrics in
+ * double; only H x rows doubles per candidate come back, one transfer per V2 layer). `state`
+ * holds the metric scratch and the work lists: keep it alive while the backend is used, then
  * dfa_search_cuda_free. A build without CUDA or a CPU context: DFA_ERR_UNSUPPORTED. */
+#define DFA_SEARCH_CUDA_LISTS 16
 typedef struct dfa_search_cuda {
     dfa_ctx *ctx;
     double *dev, *host; /* metric scratch, cap doubles each */
     size_t cap;
+    /* attention work lists (dfa_attn_cuda_plan_build uploads synchronously): built once per
+     * (layout, heads, window) and kept until dfa_search_cuda_free */
+    void *list[DFA_SEARCH_CUDA_LISTS];
+    dfa_attn_layout list_layout[DFA_SEARCH_CUDA_LISTS];
+    int list_heads[DFA_SEARCH_CUDA_LISTS], list_window[DFA_SEARCH_CUDA_LISTS];
+    int n_lists, next_evict;
 } dfa_search_cuda;
 dfa_status dfa_search_backend_cuda(dfa_ctx *ctx, dfa_search_cuda *state, dfa_search_backend *b);
 void dfa_search_cuda_free(dfa_search_cuda *state);

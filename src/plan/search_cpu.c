@@ -126,7 +126,43 @@ static dfa_status cpu_mrae(void *user, const void *ref, const void *approx, size
     return DFA_OK;
 }
 
+/* Every candidate's slice (row r, head h) gathered contiguously, a + b formed as cpu_head_op
+ * does, then dfa_metric_rse over it: the same sums in the same order as cpu_rse on a composed
+ * buffer, so the values are bit for bit those of the fallback. */
+static dfa_status cpu_rse_multi(void *user, const dfa_search_shape *s, const void *ref, int n, const void *const *a,
+                                const void *const *b, double *out) {
+    dfa_ctx *ctx = user;
+    const size_t T = (size_t)s->tokens, D = (size_t)s->head_dim, ld = (size_t)s->heads * D, row = T * ld;
+    float *x = NULL, *y = NULL;
+    DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, 2 * T * D * sizeof(float), "search metric slices", (void **)&x));
+    y = x + T * D;
+    for (int r = 0; r < s->rows; r++)
+        for (int h = 0; h < s->heads; h++) {
+            const float *rf = (const float *)ref + r * row + (size_t)h * D;
+            for (size_t t = 0; t < T; t++) memcpy(x + t * D, rf + t * ld, D * sizeof(float));
+            for (int c = 0; c < n; c++) {
+                const float *af = (const float *)a[c] + r * row + (size_t)h * D;
+                const float *bf = b[c] ? (const float *)b[c] + r * row + (size_t)h * D : NULL;
+                for (size_t t = 0; t < T; t++) {
+                    if (!bf) memcpy(y + t * D, af + t * ld, D * sizeof(float));
+                    else
+                        for (size_t i = 0; i < D; i++) y[t * D + i] = af[t * ld + i] + bf[t * ld + i];
+                }
+                out[((size_t)c * s->rows + r) * s->heads + h] = dfa_metric_rse(x, y, T, D, D);
+            }
+        }
+    dfa_ctx_mem_release(ctx, x);
+    return DFA_OK;
+}
+
+static dfa_status cpu_compose(void *user, const dfa_search_shape *s, void *dst, const dfa_search_head_src *src) {
+    for (int h = 0; h < s->heads; h++)
+        if (src[h].a) DFA_TRY(cpu_head_op(user, s, h, 0, s->rows, dst, src[h].a, src[h].b, src[h].b ? src[h].sign : 0));
+    return DFA_OK;
+}
+
 void dfa_search_backend_cpu(dfa_ctx *ctx, dfa_search_backend *b) {
-    *b = (dfa_search_backend){ctx,         sizeof(float), cpu_alloc, cpu_release, dfa_search_attn_cpu,
-                              cpu_head_op, cpu_copy,      cpu_rse,   cpu_mrae};
+    *b = (dfa_search_backend){ctx,         sizeof(float), cpu_alloc, cpu_release,   dfa_search_attn_cpu,
+                              cpu_head_op, cpu_copy,      cpu_rse,   cpu_mrae,      cpu_rse_multi,
+                              cpu_compose};
 }

@@ -1,6 +1,9 @@
 /* search_cuda_be.c - the CUDA backend of the plan searches (search.h): bf16 device buffers owned
- * by the context, attention by dfa_attn_run_heads on CUDA tensors, compose and metric kernels in
- * src/plan/cuda/search_cuda.cu. Without CUDA in the build it reports DFA_ERR_UNSUPPORTED. */
+ * by the context; attention by the fused kernel of src/attn/cuda/attn_cuda.h with one work list
+ * per (layout, heads, window) built on first use and kept (building one uploads it synchronously);
+ * compose and metric kernels in src/plan/cuda/search_cuda.cu, V2's batched rse_multi / compose
+ * included (one metric pass and one transfer per layer, one compose launch). Without CUDA in the
+ * build it reports DFA_ERR_UNSUPPORTED. */
 #include <string.h>
 
 #include "core/ctx.h"
@@ -8,7 +11,10 @@
 #include "plan/search.h"
 
 #ifdef DFA_HAVE_CUDA
+#include "attn/cuda/attn_cuda.h"
 #include "plan/cuda/search_cuda.h"
+
+#define DFA_SEARCH_CUDA_MAXH 256
 
 static dfa_status scratch(dfa_search_cuda *s, size_t n) {
     if (n <= s->cap) return DFA_OK;
@@ -33,19 +39,52 @@ static void cu_release(void *user, void *p) {
     dfa_ctx_mem_release(s->ctx, p);
 }
 
+static int same_layout(const dfa_attn_layout *a, const dfa_attn_layout *b) {
+    return a->n_vis == b->n_vis && a->n_text == b->n_text && a->text_first == b->text_first && a->block == b->block;
+}
+
+/* The work list of (layout, heads, window), built and uploaded on first use only. */
+static dfa_status cu_list(dfa_search_cuda *s, const dfa_attn_layout *l, int n_heads, int window,
+                          dfa_attn_cuda_plan **out) {
+    for (int i = 0; i < s->n_lists; i++)
+        if (s->list_heads[i] == n_heads && s->list_window[i] == window && same_layout(&s->list_layout[i], l)) {
+            *out = s->list[i];
+            return DFA_OK;
+        }
+    int method[DFA_SEARCH_CUDA_MAXH], win[DFA_SEARCH_CUDA_MAXH];
+    for (int h = 0; h < n_heads; h++) method[h] = window < 0 ? DFA_ATTN_FULL : DFA_ATTN_ARROW, win[h] = window;
+    dfa_attn_cuda_plan *cp = NULL;
+    DFA_TRY(dfa_attn_cuda_plan_build(&cp, l, n_heads, method, win, DFA_ATTN_CUDA_V_DEFAULT, dfa_cuda_stream(s->ctx->cuda),
+                                     &s->ctx->err));
+    int i = s->n_lists;
+    if (i == DFA_SEARCH_CUDA_LISTS) { /* full: replace round robin (the stream is in order, so the
+                                         launches that used the old list were enqueued before it is
+                                         freed; cudaFree waits for them) */
+        i = s->next_evict;
+        s->next_evict = (s->next_evict + 1) % DFA_SEARCH_CUDA_LISTS;
+        dfa_attn_cuda_plan_free(s->list[i]);
+    } else {
+        s->n_lists++;
+    }
+    s->list[i] = cp, s->list_layout[i] = *l, s->list_heads[i] = n_heads, s->list_window[i] = window;
+    *out = cp;
+    return DFA_OK;
+}
+
 static dfa_status cu_attn(void *user, const dfa_attn_layout *l, int n_rows, int n_heads, int head_dim, int window,
                           const void *q, const void *k, const void *v, void *out) {
     dfa_search_cuda *s = user;
-    enum { MAXH = 256 };
-    if (n_heads > MAXH)
-        DFA_CTX_FAIL(s->ctx, DFA_ERR_INVALID_ARG, "search attention: %d heads, at most %d", n_heads, MAXH);
-    dfa_attn_head_exec heads[MAXH];
-    for (int h = 0; h < n_heads; h++)
-        heads[h] = (dfa_attn_head_exec){.method = window < 0 ? DFA_ATTN_FULL : DFA_ATTN_ARROW, .window = window};
-    dfa_tensor tq = {DFA_BF16, DFA_DEV_CUDA, 4, {n_rows, dfa_layout_tokens(l), n_heads, head_dim}, (void *)q};
-    dfa_tensor tk = tq, tv = tq, to = tq;
-    tk.data = (void *)k, tv.data = (void *)v, to.data = out;
-    return dfa_attn_run_heads(s->ctx, l, &tq, &tk, &tv, &to, heads, NULL, NULL, 0, 0);
+    if (n_heads < 1 || n_heads > DFA_SEARCH_CUDA_MAXH || n_rows < 1)
+        DFA_CTX_FAIL(s->ctx, DFA_ERR_INVALID_ARG, "search attention: %d heads (1 to %d), %d rows", n_heads,
+                     DFA_SEARCH_CUDA_MAXH, n_rows);
+    if (dfa_layout_valid(l))
+        DFA_CTX_FAIL(s->ctx, DFA_ERR_INVALID_ARG, "search attention: invalid layout (n_vis=%d n_text=%d block=%d)",
+                     l->n_vis, l->n_text, l->block);
+    dfa_attn_cuda_plan *cp;
+    DFA_TRY(cu_list(s, l, n_heads, window < 0 ? -1 : window, &cp));
+    dfa_attn_cuda_args a = {DFA_ATTN_CUDA_BF16, n_rows, head_dim, q, k, v, out, NULL, NULL, 0.0f,
+                            dfa_cuda_stream(s->ctx->cuda)};
+    return dfa_attn_cuda_run(cp, &a, &s->ctx->err);
 }
 
 static dfa_status cu_head_op(void *user, const dfa_search_shape *sh, int head, int r0, int r1, void *dst, const void *a,
@@ -53,6 +92,31 @@ static dfa_status cu_head_op(void *user, const dfa_search_shape *sh, int head, i
     dfa_search_cuda *s = user;
     return dfa_search_cuda_head_op(dfa_cuda_stream(s->ctx->cuda), sh->tokens, sh->heads, sh->head_dim, head, r0, r1,
                                    dst, a, b, sign, &s->ctx->err);
+}
+
+static dfa_status cu_compose(void *user, const dfa_search_shape *sh, void *dst, const dfa_search_head_src *src) {
+    dfa_search_cuda *s = user;
+    if (sh->heads > DFA_SEARCH_CUDA_MAXH)
+        DFA_CTX_FAIL(s->ctx, DFA_ERR_INVALID_ARG, "search compose: %d heads, at most %d", sh->heads,
+                     DFA_SEARCH_CUDA_MAXH);
+    const void *a[DFA_SEARCH_CUDA_MAXH], *b[DFA_SEARCH_CUDA_MAXH];
+    int sign[DFA_SEARCH_CUDA_MAXH];
+    for (int h = 0; h < sh->heads; h++) a[h] = src[h].a, b[h] = src[h].b, sign[h] = src[h].b ? src[h].sign : 0;
+    return dfa_search_cuda_compose(dfa_cuda_stream(s->ctx->cuda), sh->rows, sh->tokens, sh->heads, sh->head_dim, dst,
+                                   a, b, sign, &s->ctx->err);
+}
+
+/* Every candidate's metric in one pass (search_cuda.cu) and one transfer of n x rows x heads doubles. */
+static dfa_status cu_rse_multi(void *user, const dfa_search_shape *sh, const void *ref, int n, const void *const *a,
+                               const void *const *b, double *out) {
+    dfa_search_cuda *s = user;
+    if (n <= 0) return DFA_OK;
+    const size_t no = (size_t)n * sh->rows * sh->heads;
+    const size_t ns = dfa_search_cuda_rse_multi_scratch(sh->rows, sh->tokens, sh->heads, n);
+    DFA_TRY(scratch(s, ns + no));
+    DFA_TRY(dfa_search_cuda_rse_multi(dfa_cuda_stream(s->ctx->cuda), sh->rows, sh->tokens, sh->heads, sh->head_dim,
+                                      ref, n, a, b, s->dev, s->dev + ns, &s->ctx->err));
+    return dfa_cuda_d2h(s->ctx->cuda, out, s->dev + ns, no * sizeof(double), &s->ctx->err);
 }
 
 static dfa_status cu_copy(void *user, void *dst, const void *src, size_t n) {
@@ -89,12 +153,14 @@ dfa_status dfa_search_backend_cuda(dfa_ctx *ctx, dfa_search_cuda *state, dfa_sea
     if (!ctx->cuda)
         DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "search: the CUDA backend needs a CUDA context (backend CPU here)");
     state->ctx = ctx;
-    *b = (dfa_search_backend){state, 2, cu_alloc, cu_release, cu_attn, cu_head_op, cu_copy, cu_rse, cu_mrae};
+    *b = (dfa_search_backend){state,  2,      cu_alloc, cu_release,   cu_attn,   cu_head_op,
+                              cu_copy, cu_rse, cu_mrae,  cu_rse_multi, cu_compose};
     return DFA_OK;
 }
 
 void dfa_search_cuda_free(dfa_search_cuda *state) {
     if (!state->ctx) return;
+    for (int i = 0; i < state->n_lists; i++) dfa_attn_cuda_plan_free(state->list[i]);
     dfa_ctx_mem_release(state->ctx, state->dev);
     dfa_ctx_mem_release(state->ctx, state->host);
     memset(state, 0, sizeof *state);

@@ -19,6 +19,8 @@ typedef struct v2_run {
     double *cost, *infl; /* [H * C] */
     uint8_t *allowed;    /* [H * C] */
     int *choice;         /* [H] */
+    double *rse_all;     /* [C * R * H] rse_multi's results */
+    dfa_search_head_src *src; /* [H] compose's sources */
 } v2_run;
 
 /* Candidate c's output for head h of every row into dst (which may be the engine's out). */
@@ -49,6 +51,95 @@ static int cand_available(v2_run *run, int layer, int c, int h) {
     return 1;
 }
 
+/* Influence of every non-FULL candidate allowed on some head: per (row, head) RSE against FULL
+ * averaged over the rows. With the backend's rse_multi: one call for all of them (one pass,
+ * one transfer); else one rse per candidate (ARROW_RS composed into tmp first). */
+static dfa_status v2_influence(v2_run *run, int layer, const int *need, int n_need) {
+    search_state *st = &run->st;
+    const int H = st->H, C = run->n_cands, R = st->R;
+    const void *a[V2_MAX_CANDS], *b[V2_MAX_CANDS];
+    for (int j = 0; j < n_need; j++) {
+        const dfa_search_cand *cd = &run->cands[need[j]];
+        b[j] = NULL;
+        if (cd->method == DFA_ATTN_CACHE) a[j] = st->cache[layer];
+        else a[j] = st->arrow[search_win_index(st, cd->window)];
+        if (cd->method == DFA_ATTN_ARROW_RS) b[j] = st->resid[layer * st->n_rs + search_rs_index(st, cd->window)];
+    }
+    for (int j = 0; j < n_need; j++) {
+        const int c = need[j];
+        const double *rse = st->rse;
+        if (st->be.rse_multi) {
+            if (j == 0) {
+                dfa_status s = st->be.rse_multi(st->be.user, &st->shape, st->full, n_need, a, b, run->rse_all);
+                if (s) {
+                    dfa_error_wrap(&st->ctx->err, "search step %d: metrics", st->step);
+                    return s;
+                }
+            }
+            rse = run->rse_all + (size_t)j * R * H;
+        } else {
+            const void *approx = a[j];
+            if (b[j]) {
+                for (int h = 0; h < H; h++)
+                    if (run->allowed[(size_t)h * C + c]) DFA_TRY(search_head_op(st, h, 0, R, st->tmp, a[j], b[j], 1));
+                approx = st->tmp;
+            }
+            DFA_TRY(search_rse(st, st->full, approx));
+        }
+        for (int h = 0; h < H; h++) {
+            size_t x = (size_t)h * C + c;
+            if (!run->allowed[x]) continue;
+            double sum = 0;
+            for (int r = 0; r < R; r++) sum += rse[(size_t)r * H + h];
+            run->infl[x] = sum / R;
+        }
+    }
+    return DFA_OK;
+}
+
+/* The chosen per-head outputs into out; residual refresh of the heads that chose FULL. With the
+ * backend's compose: one call each; else one head_op per head. */
+static dfa_status v2_apply(v2_run *run, int layer, void *out) {
+    search_state *st = &run->st;
+    const int H = st->H, R = st->R;
+    if (!st->be.compose) {
+        for (int h = 0; h < H; h++) {
+            DFA_TRY(cand_output(run, layer, run->choice[h], h, out));
+            if (run->cands[run->choice[h]].method == DFA_ATTN_FULL)
+                for (int i = 0; i < st->n_rs; i++) DFA_TRY(search_refresh_resid(st, layer, i, h, 0, R));
+        }
+        return DFA_OK;
+    }
+    dfa_search_head_src *src = run->src;
+    int any_full = 0;
+    for (int h = 0; h < H; h++) {
+        const dfa_search_cand *cd = &run->cands[run->choice[h]];
+        src[h] = (dfa_search_head_src){NULL, NULL, 0};
+        switch (cd->method) {
+        case DFA_ATTN_FULL: src[h].a = st->full, any_full = 1; break;
+        case DFA_ATTN_ARROW: src[h].a = st->arrow[search_win_index(st, cd->window)]; break;
+        case DFA_ATTN_CACHE: src[h].a = st->cache[layer]; break;
+        default: /* ARROW_RS */
+            src[h].a = st->arrow[search_win_index(st, cd->window)];
+            src[h].b = st->resid[layer * st->n_rs + search_rs_index(st, cd->window)];
+            src[h].sign = 1;
+        }
+    }
+    dfa_status s = st->be.compose(st->be.user, &st->shape, out, src);
+    for (int i = 0; !s && any_full && i < st->n_rs; i++) {
+        const void *arrow = st->arrow[search_win_index(st, st->rs_win[i])];
+        for (int h = 0; h < H; h++)
+            src[h] = run->cands[run->choice[h]].method == DFA_ATTN_FULL ? (dfa_search_head_src){st->full, arrow, -1}
+                                                                        : (dfa_search_head_src){NULL, NULL, 0};
+        s = st->be.compose(st->be.user, &st->shape, st->resid[layer * st->n_rs + i], src);
+        for (int h = 0; !s && h < H; h++)
+            if (src[h].a)
+                for (int r = 0; r < R; r++) *search_resid_valid(st, layer, i, r, h) = 1;
+    }
+    if (s) dfa_error_wrap(&st->ctx->err, "search step %d: compose", st->step);
+    return s;
+}
+
 static dfa_status v2_hook(void *user, int layer, const void *q, const void *k, const void *v, void *out) {
     v2_run *run = user;
     search_state *st = &run->st;
@@ -56,6 +147,7 @@ static dfa_status v2_hook(void *user, int layer, const void *q, const void *k, c
     const int H = st->H, C = run->n_cands, R = st->R;
     DFA_TRY(search_compute(st, q, k, v, -1, 0, R, st->full));
     for (int i = 0; i < st->n_win; i++) DFA_TRY(search_compute(st, q, k, v, st->win[i], 0, R, st->arrow[i]));
+    int need[V2_MAX_CANDS], n_need = 0;
     for (int c = 0; c < C; c++) {
         const dfa_search_cand *cd = &run->cands[c];
         int any = 0;
@@ -66,23 +158,9 @@ static dfa_status v2_hook(void *user, int layer, const void *q, const void *k, c
             run->infl[x] = 0;
             any |= run->allowed[x] && cd->method != DFA_ATTN_FULL;
         }
-        if (!any) continue;
-        /* the candidate's output for every row and head, then RSE per (row, head) in one call */
-        const void *approx = cd->method == DFA_ATTN_ARROW ? st->arrow[search_win_index(st, cd->window)]
-                             : cd->method == DFA_ATTN_CACHE ? st->cache[layer]
-                                                            : st->tmp;
-        if (cd->method == DFA_ATTN_ARROW_RS)
-            for (int h = 0; h < H; h++)
-                if (run->allowed[(size_t)h * C + c]) DFA_TRY(cand_output(run, layer, c, h, st->tmp));
-        DFA_TRY(search_rse(st, st->full, approx));
-        for (int h = 0; h < H; h++) {
-            size_t x = (size_t)h * C + c;
-            if (!run->allowed[x]) continue;
-            double sum = 0;
-            for (int r = 0; r < R; r++) sum += st->rse[(size_t)r * H + h];
-            run->infl[x] = sum / R;
-        }
+        if (any) need[n_need++] = c;
     }
+    DFA_TRY(v2_influence(run, layer, need, n_need));
     dfa_mckp_problem p = {H, C, run->cost, run->infl, run->allowed, st->o->delta, st->o->c};
     dfa_mckp_solution sol;
     dfa_status s = dfa_mckp_solve(st->ctx, &p, &st->o->mckp, run->choice, &sol);
@@ -93,17 +171,13 @@ static dfa_status v2_hook(void *user, int layer, const void *q, const void *k, c
     if (!sol.feasible) /* FULL (influence 0, always allowed) makes every instance feasible */
         DFA_CTX_FAIL(st->ctx, DFA_ERR_INTERNAL, "search v2 step %d layer %d: knapsack infeasible", st->step, layer);
     size_t sl = (size_t)st->step * st->L + layer;
+    DFA_TRY(v2_apply(run, layer, out));
     for (int h = 0; h < H; h++) {
         const dfa_search_cand *cd = &run->cands[run->choice[h]];
-        DFA_TRY(cand_output(run, layer, run->choice[h], h, out));
         st->plan->method[sl * H + h] = (uint8_t)cd->method;
         st->plan->window[sl * H + h] = cd->method == DFA_ATTN_ARROW || cd->method == DFA_ATTN_ARROW_RS ? cd->window : -1;
-        if (cd->method == DFA_ATTN_FULL) {
-            for (int i = 0; i < st->n_rs; i++) DFA_TRY(search_refresh_resid(st, layer, i, h, 0, R));
-            st->rs_lock[layer * H + h] = -1;
-        } else if (cd->method == DFA_ATTN_ARROW_RS) {
-            st->rs_lock[layer * H + h] = cd->window;
-        }
+        if (cd->method == DFA_ATTN_FULL) st->rs_lock[layer * H + h] = -1;
+        else if (cd->method == DFA_ATTN_ARROW_RS) st->rs_lock[layer * H + h] = cd->window;
     }
     st->plan->influence[sl] = sol.influence;
     st->plan->cost_ns[sl] = sol.cost;
@@ -160,6 +234,12 @@ dfa_status dfa_search_v2(dfa_ctx *ctx, const dfa_search_engine *eng, const dfa_s
     if (!s) s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, hc * sizeof(double), "search v2 influences", (void **)&run.infl);
     if (!s) s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, hc, "search v2 flags", (void **)&run.allowed);
     if (!s) s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, sizeof(int) * eng->n_heads, "search v2 choice", (void **)&run.choice);
+    if (!s)
+        s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, hc * eng->n_rows * sizeof(double), "search v2 metrics",
+                              (void **)&run.rse_all);
+    if (!s)
+        s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, sizeof(dfa_search_head_src) * eng->n_heads, "search v2 sources",
+                              (void **)&run.src);
     for (int step = 0; !s && step < eng->n_steps; step++) {
         run.st.step = step;
         run.st.next_layer = 0;
@@ -171,6 +251,8 @@ dfa_status dfa_search_v2(dfa_ctx *ctx, const dfa_search_engine *eng, const dfa_s
     dfa_ctx_mem_release(ctx, run.infl);
     dfa_ctx_mem_release(ctx, run.allowed);
     dfa_ctx_mem_release(ctx, run.choice);
+    dfa_ctx_mem_release(ctx, run.rse_all);
+    dfa_ctx_mem_release(ctx, run.src);
     search_state_free(&run.st);
     if (s) dfa_search_plan_free(ctx, plan);
     return s;

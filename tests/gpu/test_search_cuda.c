@@ -1,5 +1,6 @@
 /* test_search_cuda.c - the plan searches' CUDA backend: its kernels against the CPU backend on
- * the same bf16-rounded data (compose bit for bit, metrics to double rounding, attention to
+ * the same bf16-rounded data (compose bit for bit, metrics to double rounding - also the batched
+ * rse_multi / compose, on the 8-element and the scalar load path -, attention to
  * bf16 accuracy), then V2 and V1 searches with every buffer on the device over a small synthetic
  * engine (host f32 model, bf16 device attention inputs): delta = 0 gives all FULL, a budget
  * compresses, runs are deterministic, plans export and validate, and step 0's first layer
@@ -64,6 +65,37 @@ static void test_backend_ops(dfa_ctx *ctx) {
     for (int i = 0; i < R * H; i++) CHECK_NEAR(gr[i], cr[i], 1e-9 * cr[i]);
     CHECK(g.mrae(g.user, da, db, n, &gm) == DFA_OK && c.mrae(c.user, a, b, n, &cm) == DFA_OK);
     CHECK_NEAR(gm, cm, 1e-9 * cm);
+    /* batched metric and compose: D = 64 (8-element loads) and a reinterpretation with D = 60
+     * (scalar path); 544 tokens = 8.5 chunks of 64 */
+    float *qb = malloc(n * 4);
+    for (size_t i = 0; i < n; i++) qb[i] = q[i] + b[i];
+    round_bf16(qb, n); /* what the device forms for a candidate a + b */
+    const dfa_search_shape shapes[2] = {{R, N, H, D}, {1, N, H, 60}};
+    for (int si = 0; si < 2; si++) {
+        const dfa_search_shape *s2 = &shapes[si];
+        const void *ga[3] = {db, dq, da}, *gb[3] = {NULL, db, NULL};
+        double gx[3 * R * H], want[R * H];
+        for (size_t i = 0; i < sizeof gx / sizeof gx[0]; i++) gx[i] = -1;
+        CHECKF(g.rse_multi(g.user, s2, da, 3, ga, gb, gx) == DFA_OK, "%s", dfa_ctx_error(ctx));
+        const int rh = s2->rows * s2->heads;
+        CHECK(c.rse(c.user, s2, a, b, want) == DFA_OK);
+        for (int i = 0; i < rh; i++) CHECKF(fabs(gx[i] - want[i]) <= 1e-9 * want[i], "D %d: %g vs %g", s2->head_dim, gx[i], want[i]);
+        CHECK(c.rse(c.user, s2, a, qb, want) == DFA_OK);
+        for (int i = 0; i < rh; i++) CHECKF(fabs(gx[rh + i] - want[i]) <= 1e-9 * want[i], "D %d: %g vs %g", s2->head_dim, gx[rh + i], want[i]);
+        for (int i = 0; i < rh; i++) CHECK(gx[2 * rh + i] == 0.0);
+        /* compose: head 0 = b, head 1 = a + b, head 2 untouched, head 3 = q - b */
+        dfa_search_head_src gs[H] = {{db, NULL, 0}, {da, db, 1}, {NULL, NULL, 0}, {dq, db, -1}};
+        dfa_search_head_src cs2[H] = {{b, NULL, 0}, {a, b, 1}, {NULL, NULL, 0}, {q, b, -1}};
+        memcpy(r1, a, n * 4);
+        CHECK(g.copy(g.user, dd, da, n) == DFA_OK);
+        CHECKF(g.compose(g.user, s2, dd, gs) == DFA_OK, "%s", dfa_ctx_error(ctx));
+        CHECK(c.compose(c.user, s2, r1, cs2) == DFA_OK);
+        round_bf16(r1, n);
+        CHECK(dfa_cuda_d2h(ctx->cuda, hb, dd, n * 2, &ctx->err) == DFA_OK);
+        from_bf16(hb, r2, n);
+        CHECKF(!memcmp(r1, r2, n * 4), "compose D %d", s2->head_dim);
+    }
+    free(qb);
     /* attention: FULL and two bands */
     for (int w = -1; w < 4; w += 2) {
         CHECKF(g.attn(g.user, &lay, R, H, D, w, dq, da, db, dd) == DFA_OK, "%s", dfa_ctx_error(ctx));

@@ -23,6 +23,23 @@ dfa_status dfa_search_cuda_rse(void *stream, int rows, int tokens, int heads, in
 dfa_status dfa_search_cuda_mrae(void *stream, const void *ref, const void *approx, size_t n, double eps,
                                 double *partial, int n_blocks, dfa_error *err);
 
+/* Batched V2 metric: out[(c * rows + r) * heads + h] (device doubles) = RSE of (row r, head h)
+ * of candidate c < n against ref, candidate c = a[c], or bf16(a[c] + b[c]) when b[c] is not NULL
+ * (as head_op stores it). One pass over ref for the means, one over ref and every candidate for
+ * the sums, in chunks of tokens over many blocks; partial sums reduced in a fixed order (the
+ * result is deterministic). scratch: dfa_search_cuda_rse_multi_scratch(...) device doubles.
+ * n <= DFA_SEARCH_CUDA_MAX_CANDS. */
+#define DFA_SEARCH_CUDA_MAX_CANDS 32
+size_t dfa_search_cuda_rse_multi_scratch(int rows, int tokens, int heads, int n);
+dfa_status dfa_search_cuda_rse_multi(void *stream, int rows, int tokens, int heads, int head_dim, const void *ref,
+                                     int n, const void *const *a, const void *const *b, double *scratch, double *out,
+                                     dfa_error *err);
+/* Per head h with a[h] != NULL, head h of every row of dst = a[h] (b[h] NULL), a[h] + b[h]
+ * (sign[h] > 0) or a[h] - b[h] (sign[h] < 0), computed in f32 as head_op; other heads untouched.
+ * Host arrays of `heads` entries (any count: launched in groups of 64 heads). */
+dfa_status dfa_search_cuda_compose(void *stream, int rows, int tokens, int heads, int head_dim, void *dst,
+                                   const void *const *a, const void *const *b, const int *sign, dfa_error *err);
+
 #ifdef __cplusplus
 }
 #endif
