@@ -303,6 +303,8 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    ap.add_argument("--layers", type=int, default=0, help="override num_layers (a real-width model, fewer blocks)")
+    ap.add_argument("--single-layers", type=int, default=-1, help="FLUX: override num_single_layers")
     ap.add_argument("--save-io", action="store_true")
     ap.add_argument("--f32-ref", type=int, default=0, metavar="RES",
                     help="with --save-io: after the timings, convert the model to f32 and add its output at RES to "
@@ -323,6 +325,10 @@ def main():
         f"mem-efficient {torch.backends.cuda.mem_efficient_sdp_enabled()}")
 
     cfg = dict(PRESETS[a.preset])
+    if a.layers > 0:
+        cfg["num_layers"] = a.layers
+    if a.single_layers >= 0 and "num_single_layers" in cfg:
+        cfg["num_single_layers"] = a.single_layers
     flux = cfg["_class_name"] == "FluxTransformer2DModel"
     cls = FluxTransformer2DModel if flux else SD3Transformer2DModel
     dt = getattr(torch, a.dtype)

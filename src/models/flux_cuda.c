@@ -19,7 +19,7 @@ typedef uint16_t bf16;
 typedef struct flux_dbuf {
     bf16 *h, *nrm, *q, *k, *v, *att, *tmp, *ff; /* [B, N, *] */
     bf16 *xin, *tin, *out16;                    /* inputs / output in bf16 */
-    bf16 *tproj, *temb, *stemb, *tv, *hid;      /* [B, 256], [B, C] x 4 */
+    bf16 *tproj, *temb, *stemb, *tv, *hid;      /* [B, max(256, P)], [B, C] x 4 */
     bf16 *mod1, *mod2;                          /* [B, 6C] */
     float *f32;                                 /* staging for conversions */
     float *cos_t, *sin_t;                       /* [N, D/2] */
@@ -44,8 +44,10 @@ static dfa_status flux_cuda_alloc(dfa_ctx *ctx, dfa_flux *m, int B, int Ni, int 
     if ((size_t)B * (c->pooled_projection_dim + 256) > stage) stage = (size_t)B * (c->pooled_projection_dim + 256);
     if (2 * P > stage) stage = 2 * P;
     *stage_n = stage;
+    /* tproj holds the timestep sinusoids [B, 256] and then the pooled text [B, P] (P 768 in FLUX.1) */
+    const size_t TP = (size_t)(c->pooled_projection_dim > 256 ? c->pooled_projection_dim : 256);
     size_t bytes = 7 * b16(BN * C) + b16(BN * F) + b16((size_t)B * Ni * c->in_channels) +
-                   b16((size_t)B * Nt * c->joint_attention_dim + 1) + b16((size_t)B * Ni * O) + b16((size_t)B * 256) +
+                   b16((size_t)B * Nt * c->joint_attention_dim + 1) + b16((size_t)B * Ni * O) + b16((size_t)B * TP) +
                    4 * b16((size_t)B * C) + 2 * b16((size_t)B * 6 * C) + b32(stage) + 2 * b32(P) + 4096;
     DFA_TRY(dfa_mmdit_arena_ensure(ctx, &m->act, DFA_DEV_CUDA, bytes, "flux activations (device)"));
     DFA_TRY(dfa_mmdit_arena_ensure(ctx, &m->host, DFA_DEV_CPU, b32(stage) + 256, "flux host staging"));
@@ -58,7 +60,7 @@ static dfa_status flux_cuda_alloc(dfa_ctx *ctx, dfa_flux *m, int B, int Ni, int 
     st = dev_alloc(ctx, a, b16((size_t)B * Ni * c->in_channels), (void **)&s->xin, st);
     st = dev_alloc(ctx, a, b16((size_t)B * Nt * c->joint_attention_dim + 1), (void **)&s->tin, st);
     st = dev_alloc(ctx, a, b16((size_t)B * Ni * O), (void **)&s->out16, st);
-    st = dev_alloc(ctx, a, b16((size_t)B * 256), (void **)&s->tproj, st);
+    st = dev_alloc(ctx, a, b16((size_t)B * TP), (void **)&s->tproj, st);
     void **d4[] = {(void **)&s->temb, (void **)&s->stemb, (void **)&s->tv, (void **)&s->hid};
     for (int i = 0; i < 4; i++) st = dev_alloc(ctx, a, b16((size_t)B * C), d4[i], st);
     st = dev_alloc(ctx, a, b16((size_t)B * 6 * C), (void **)&s->mod1, st);

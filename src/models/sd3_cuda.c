@@ -19,7 +19,7 @@ typedef uint16_t bf16;
 typedef struct sd3_dbuf {
     bf16 *h, *nrm, *nrm2, *q, *k, *v, *att, *tmp, *ff; /* [B, N, *] */
     bf16 *patch, *tin, *proj;                           /* [B Ni, K], [B T, J], [B Ni, p p O] */
-    bf16 *tproj, *temb, *stemb, *tv, *hid;              /* [B, 256], [B, C] x 4 */
+    bf16 *tproj, *temb, *stemb, *tv, *hid;              /* [B, max(256, P)], [B, C] x 4 */
     bf16 *mod1, *mod2;                                  /* [B, 9C], [B, 6C] */
     float *f32;                                         /* conversion staging */
 } sd3_dbuf;
@@ -37,9 +37,11 @@ static dfa_status sd3_cuda_alloc(dfa_ctx *ctx, dfa_sd3 *m, int B, int Ni, int Nt
     if ((size_t)B * Nt * c->joint_attention_dim > stage) stage = (size_t)B * Nt * c->joint_attention_dim;
     if ((size_t)B * (c->pooled_projection_dim + 256) > stage) stage = (size_t)B * (c->pooled_projection_dim + 256);
     *stage_n = stage;
+    /* tproj holds the timestep sinusoid [B, 256] and then the pooled text [B, P] (P 2048 in SD3) */
+    const size_t TP = (size_t)(c->pooled_projection_dim > 256 ? c->pooled_projection_dim : 256);
     const size_t sizes[] = {BN * C, BN * C, BN * C, BN * C, BN * C, BN * C, BN * C, BN * C, BN * F,
                             (size_t)B * Ni * K, (size_t)B * Nt * c->joint_attention_dim, (size_t)B * Ni * PO,
-                            (size_t)B * 256, (size_t)B * C, (size_t)B * C, (size_t)B * C, (size_t)B * C,
+                            (size_t)B * TP, (size_t)B * C, (size_t)B * C, (size_t)B * C, (size_t)B * C,
                             (size_t)B * 9 * C, (size_t)B * 6 * C};
     bf16 **dst[] = {&s->h, &s->nrm, &s->nrm2, &s->q, &s->k, &s->v, &s->att, &s->tmp, &s->ff, &s->patch, &s->tin,
                     &s->proj, &s->tproj, &s->temb, &s->stemb, &s->tv, &s->hid, &s->mod1, &s->mod2};

@@ -1,6 +1,7 @@
 /* emu.c - host emulation of the CUDA runtime, ops_cuda and the attention launcher (see build.sh):
  * device memory is host memory; every op follows the .cu kernels' semantics with bf16 storage.
  * A development aid for machines without a GPU; it does not test the .cu kernels themselves. */
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,19 +42,20 @@ dfa_status dfa_cuops_linear(dfa_cuops *ops, const uint16_t *x, int M, int K, con
                             int N, int accumulate, uint16_t *y, dfa_error *err) {
     (void)ops;
     if (M <= 0 || N <= 0 || K <= 0) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "linear: bad sizes M=%d N=%d K=%d", M, N, K);
-    float *xf = malloc((size_t)K * 4);
-    for (int m = 0; m < M; m++) {
-        for (int k = 0; k < K; k++) xf[k] = L16(x, (size_t)m * K + k);
+    /* f32 GEMM (OpenBLAS) on the bf16 operands, bias / accumulate in f32, one bf16 rounding */
+    float *xf = malloc((size_t)M * K * 4), *wf = malloc((size_t)N * K * 4), *yf = malloc((size_t)M * N * 4);
+    if (!xf || !wf || !yf) { free(xf), free(wf), free(yf); DFA_FAIL(err, DFA_ERR_OOM, "emu linear"); }
+    for (size_t i = 0; i < (size_t)M * K; i++) xf[i] = L16(x, i);
+    for (size_t i = 0; i < (size_t)N * K; i++) wf[i] = L16(W, i);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, xf, K, wf, K, 0.0f, yf, N);
+    for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
-            float s = 0;
-            const uint16_t *w = W + (size_t)n * K;
-            for (int k = 0; k < K; k++) s += xf[k] * L16(w, k);
+            float s = yf[(size_t)m * N + n];
             if (bias) s += L16(bias, n);
             if (accumulate) s += L16(y, (size_t)m * N + n);
             S16(y, (size_t)m * N + n, s);
         }
-    }
-    free(xf);
+    free(xf), free(wf), free(yf);
     return DFA_OK;
 }
 static void norm(const uint16_t *x, int rows, int N, int T, const uint16_t *g, const uint16_t *b, float eps, int mode, uint16_t *y) {
@@ -136,8 +138,18 @@ dfa_status dfa_cuops_act(dfa_cuops *ops, uint16_t *x, size_t n, dfa_act_kind act
     return DFA_OK;
 }
 dfa_status dfa_cuops_rope(dfa_cuops *ops, uint16_t *x, int B, int T, int H, int D, const float *cos_t, const float *sin_t, dfa_error *err) {
-    (void)ops; (void)x; (void)B; (void)T; (void)H; (void)D; (void)cos_t; (void)sin_t;
-    DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "emu: rope");
+    (void)ops;
+    if (D % 2) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "rope: head dim %d is odd", D);
+    const int half = D / 2;
+    const size_t pairs = (size_t)B * T * H * half;
+    for (size_t p = 0; p < pairs; p++) {
+        const int i = (int)(p % half), t = (int)((p / ((size_t)half * H)) % T);
+        const float c = cos_t[(size_t)t * half + i], sn = sin_t[(size_t)t * half + i];
+        const float a = L16(x, 2 * p), b = L16(x, 2 * p + 1);
+        S16(x, 2 * p, a * c - b * sn);
+        S16(x, 2 * p + 1, b * c + a * sn);
+    }
+    return DFA_OK;
 }
 dfa_status dfa_cuops_f32_to_bf16(dfa_cuops *ops, const float *src, uint16_t *dst, size_t n, dfa_error *err) {
     (void)ops; (void)err; for (size_t i = 0; i < n; i++) dst[i] = dfa_f32_to_bf16(src[i]); return DFA_OK;
