@@ -25,6 +25,7 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "test.h"
+#include "tmpdir.h"
 
 #define MODEL_DIR DFA_SOURCE_DIR "/models/dfa-shapes"
 #define GOLDEN DFA_SOURCE_DIR "/tests/fixtures/dfa-shapes/golden.safetensors"
@@ -186,8 +187,60 @@ static void test_defaults(void) {
     dfa_ctx_free(ctx);
 }
 
+/* A copy of the folder (symlinks) without `missing`: the first call that needs it fails with a message
+ * that contains `want`. */
+static void check_missing(dfa_ctx *ctx, const char *missing, const char *want) {
+    static const char *const files[] = {"dfa.json", "model_index.json", "scheduler", "text_encoder", "text_encoder_2",
+                                        "transformer", "vae", "tokenizer/tokenizer.json",
+                                        "tokenizer/tokenizer_config.json", "tokenizer_2/tokenizer.json",
+                                        "tokenizer_2/tokenizer_config.json"};
+    test_tmpdir t;
+    if (tmpdir_make(&t, "shapes_missing") != 0) return;
+    char a[512], b[512];
+    CHECK(mkdir(tmpdir_file(&t, "tokenizer", a, sizeof a), 0755) == 0);
+    CHECK(mkdir(tmpdir_file(&t, "tokenizer_2", a, sizeof a), 0755) == 0);
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        if (strcmp(files[i], missing) == 0) continue;
+        snprintf(b, sizeof b, "%s/%s", MODEL_DIR, files[i]);
+        CHECK(symlink(b, tmpdir_file(&t, files[i], a, sizeof a)) == 0);
+    }
+    dfa_model *m = NULL;
+    dfa_status s = dfa_model_load(ctx, t.path, &m);
+    if (s == DFA_OK) {
+        dfa_generate_params p = dfa_generate_default_params();
+        p.prompt = "a red circle";
+        p.width = p.height = 32;
+        p.steps = 1;
+        dfa_image im = {0};
+        s = dfa_generate(ctx, m, &p, &im, NULL, 0);
+        dfa_image_free(&im);
+    }
+    CHECKF(s != DFA_OK && strstr(dfa_ctx_error(ctx), want), "without %s: status %d, message: %s", missing, (int)s,
+           dfa_ctx_error(ctx));
+    dfa_model_free(m);
+    tmpdir_remove(&t);
+}
+
+/* A folder with a file missing fails with a message that names what is missing. */
+static void test_missing_files(void) {
+    dfa_ctx *ctx = NULL;
+    dfa_ctx_params cp = dfa_ctx_default_params();
+    cp.n_threads = 1;
+    cp.log_level = DFA_LOG_ERROR;
+    char emsg[256];
+    CHECKF(dfa_ctx_init(&ctx, &cp, emsg, sizeof emsg) == DFA_OK, "%s", emsg);
+    if (!ctx) return;
+    check_missing(ctx, "transformer", "transformer");
+    check_missing(ctx, "vae", "vae");
+    check_missing(ctx, "text_encoder_2", "text_encoder_2");
+    check_missing(ctx, "tokenizer/tokenizer.json", "tokenizer/tokenizer.json");
+    check_missing(ctx, "tokenizer_2/tokenizer_config.json", "tokenizer_2': no pad token");
+    dfa_ctx_free(ctx);
+}
+
 int main(void) {
     RUN(test_defaults);
     RUN(test_golden);
+    RUN(test_missing_files);
     return test_summary();
 }
