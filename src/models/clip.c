@@ -176,7 +176,7 @@ static dfa_status load_impl(dfa_ctx *ctx, const char *dir, int gpu, dfa_clip **o
     free(ws);
     dfa_st_close(st);
     if (s) {
-        dfa_error_wrap(&ctx->err, "loading CLIP text encoder '%s': ", dir);
+        dfa_error_wrap(&ctx->err, "loading CLIP text encoder '%s'", dir);
         dfa_clip_free(m);
         return s;
     }

@@ -156,7 +156,7 @@ static dfa_status load_impl(dfa_ctx *ctx, const char *dir, int gpu, dfa_t5 **out
     free(ws);
     dfa_st_close(st);
     if (s) {
-        dfa_error_wrap(&ctx->err, "loading T5 encoder '%s': ", dir);
+        dfa_error_wrap(&ctx->err, "loading T5 encoder '%s'", dir);
         dfa_t5_free(m);
         return s;
     }

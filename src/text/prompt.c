@@ -67,7 +67,16 @@ static dfa_status load_tok(dfa_ctx *ctx, const char *dir, const char *sub, dfa_t
     char p[4096];
     snprintf(p, sizeof p, "%s/%s", dir, sub);
     dfa_status s = dfa_tok_load(out, p, &ctx->err);
-    if (s) dfa_error_wrap(&ctx->err, "tokenizer folder '%s': ", p);
+    if (s) dfa_error_wrap(&ctx->err, "tokenizer folder '%s'", p);
+    /* prompts are always padded to a fixed length: say so here, naming the folder, not at encode time */
+    if (!s && dfa_tok_pad_id(*out) < 0) {
+        dfa_tok_free(*out);
+        *out = NULL;
+        DFA_CTX_FAIL(ctx, DFA_ERR_FORMAT,
+                     "tokenizer folder '%s': no pad token (pad_token in tokenizer_config.json or "
+                     "special_tokens_map.json, or \"padding\" in tokenizer.json): is tokenizer_config.json missing?",
+                     p);
+    }
     return s;
 }
 
