@@ -9,7 +9,10 @@
  *   - calibrate: delta 0 gives an all-FULL plan; the same seed gives the same file (V1 and V2);
  *     the plans record model, config, grid, steps and run through generate; generate refuses
  *     them for another resolution, step count or model;
- *   - errors: prompts of different text lengths, SD3.5 dual attention, bad flags. */
+ *   - SD3.5 (sd3_tiny: dual attention in block 0, its image-only attn2 is attention layer 1):
+ *     the engine lists layer 1's layout (n_text 0); V1 and V2 plans compress layer 1, record its
+ *     layout and replay through generate; calibrate's plans load and run;
+ *   - errors: prompts of different text lengths, bad flags. */
 #include <string.h>
 #include <unistd.h>
 
@@ -174,8 +177,13 @@ static void test_engine_errors(void) {
     dfa_search_engine e;
     CHECK(dfa_engine_flux_init(ctx, fm, &fc, pe, 2, &ep, &em, &e) == DFA_ERR_SHAPE && em == NULL);
     CHECKF(strstr(dfa_ctx_error(ctx), "prompt 1 has 8 text tokens, prompt 0 has 7"), "%s", dfa_ctx_error(ctx));
-    CHECK(dfa_engine_sd3_init(ctx, sm, &fc, pe, 1, &ep, &em, &e) == DFA_ERR_UNSUPPORTED);
-    CHECKF(strstr(dfa_ctx_error(ctx), "dual-attention"), "%s", dfa_ctx_error(ctx));
+    /* SD3.5 dual attention: layer 1 (block 0's attn2) is image only */
+    CHECKF(dfa_engine_sd3_init(ctx, sm, &fc, pe, 1, &ep, &em, &e) == DFA_OK, "%s", dfa_ctx_error(ctx));
+    CHECK(e.n_layers == 4 && e.layer_layout != NULL);
+    for (int l = 0; e.layer_layout && l < 4; l++)
+        CHECKF(e.layer_layout[l].n_text == (l == 1 ? 0 : NT) && e.layer_layout[l].n_vis == 48, "layer %d", l);
+    dfa_engine_mmdit_free(ctx, em);
+    em = (dfa_engine_mmdit *)&ep;
     ep.latent_h = 13;
     CHECK(dfa_engine_flux_init(ctx, fm, &fc, pe, 1, &ep, &em, &e) == DFA_ERR_INVALID_ARG);
     for (int i = 0; i < 2; i++) pe_free_test(&pe[i]);
@@ -194,11 +202,26 @@ static int count_compressed(const dfa_plan *p) {
     return n;
 }
 
-static void replay_case(int sd3) {
+/* layers of the plan compressed at some step (method or ASC), as a bit mask */
+static unsigned compressed_layers(const dfa_plan *p) {
+    unsigned m = 0;
+    for (int s = 0; s < p->n_steps; s++)
+        for (int l = 0; l < p->n_layers && l < 32; l++) {
+            int c = p->asc[(size_t)s * p->n_layers + l];
+            for (int h = 0; h < p->n_heads; h++) c |= p->method[dfa_plan_index(p, s, l, h)] != DFA_ATTN_FULL;
+            if (c) m |= 1u << l;
+        }
+    return m;
+}
+
+/* sd3: 0 FLUX (V2), 1 SD3 (V1 unless v2); dual: sd3_tiny (SD3.5 dual attention) instead of sd3_plain */
+static void replay_case_ex(int sd3, int dual, int v2) {
     dfa_ctx *ctx = make_ctx();
     test_tmpdir d;
-    CHECK(tmpdir_make(&d, sd3 ? "cal_replay_sd3" : "cal_replay_flux") == 0);
-    const char *dir = sd3 ? FX "/sd3_plain" : FX "/flux_tiny";
+    CHECK(tmpdir_make(&d, sd3 ? (dual ? (v2 ? "cal_replay_sd35v2" : "cal_replay_sd35v1") : "cal_replay_sd3")
+                              : "cal_replay_flux") == 0);
+    const char *dir = sd3 ? (dual ? FX "/sd3_tiny" : FX "/sd3_plain") : FX "/flux_tiny";
+    const int v1 = sd3 && !v2;
     dfa_flux *fm = NULL;
     dfa_sd3 *sm = NULL;
     CHECK((sd3 ? dfa_sd3_load(ctx, dir, &sm) : dfa_flux_load(ctx, dir, &fm)) == DFA_OK);
@@ -218,21 +241,26 @@ static void replay_case(int sd3) {
     dfa_search_engine e;
     CHECK((sd3 ? dfa_engine_sd3_init(ctx, sm, &fc, pe, P, &ep, &em, &e)
                : dfa_engine_flux_init(ctx, fm, &fc, pe, P, &ep, &em, &e)) == DFA_OK);
-    const dfa_search_cand cands[2] = {{DFA_ATTN_FULL, -1}, {DFA_ATTN_CACHE, -1}};
-    dfa_search_opts o = {.delta = sd3 ? 0.5 : 2.0, .c = 0, .cands = cands, .n_cands = 2, .v1_window = -1};
+    const dfa_search_cand cands[3] = {{DFA_ATTN_FULL, -1}, {DFA_ATTN_CACHE, -1}, {DFA_ATTN_ARROW, 0}};
+    dfa_search_opts o = {.delta = v1 ? 0.5 : 2.0, .c = 0, .cands = cands, .n_cands = dual ? 3 : 2, .v1_window = -1};
     dfa_search_plan sp;
     dfa_plan plan;
-    dfa_status s = sd3 ? dfa_search_v1(ctx, &e, &o, &sp) : dfa_search_v2(ctx, &e, &o, &sp);
+    dfa_status s = v1 ? dfa_search_v1(ctx, &e, &o, &sp) : dfa_search_v2(ctx, &e, &o, &sp);
     CHECKF(s == DFA_OK, "%s", dfa_ctx_error(ctx));
     char cid[128];
     if (sd3)
         dfa_engine_sd3_config_id(sm, cid, sizeof cid);
     else
         dfa_engine_flux_config_id(fm, cid, sizeof cid);
-    CHECKF(dfa_search_plan_export(&sp, &e, &o, sd3, sd3 ? "sd3" : "flux", cid, &plan, &ctx->err) == DFA_OK, "%s",
+    CHECKF(dfa_search_plan_export(&sp, &e, &o, v1, sd3 ? "sd3" : "flux", cid, &plan, &ctx->err) == DFA_OK, "%s",
            dfa_ctx_error(ctx));
     const int nc = count_compressed(&plan);
     CHECKF(nc > 0, "%s: the searched plan compresses nothing (the test would not test)", sd3 ? "sd3" : "flux");
+    if (dual) { /* the attn2 layer's layout is recorded, and the plan compresses that layer */
+        CHECK(dfa_plan_n_layer_layouts(&plan) == 1 && dfa_plan_layer_layout(&plan, 1)->n_text == 0);
+        CHECKF(compressed_layers(&plan) & 2u, "sd3.5 %s: attn2 (layer 1) not compressed (layers 0x%x)",
+               v1 ? "v1" : "v2", compressed_layers(&plan));
+    }
     CHECK(dfa_plan_save(plan_path, &plan, &ctx->err) == DFA_OK);
     const size_t n = (size_t)4 * LH * LW;
     float *a = malloc(n * sizeof(float));
@@ -249,8 +277,8 @@ static void replay_case(int sd3) {
         CHECK(b && m == n);
         if (b && m == n) {
             double re = fx_rel_err(b, a, n);
-            CHECKF(re <= 1e-5, "%s: generate --plan vs the search trajectory: rel err %.3g (%d compressed entries)",
-                   sd3 ? "sd3 v1" : "flux v2", re, nc);
+            CHECKF(re <= 1e-5, "%s%s: generate --plan vs the search trajectory: rel err %.3g (%d compressed entries)",
+                   sd3 ? (dual ? "sd3.5" : "sd3") : "flux", v1 ? " v1" : " v2", re, nc);
         }
         free(b);
         dfa_st_close(st);
@@ -268,8 +296,10 @@ static void replay_case(int sd3) {
     tmpdir_remove(&d);
 }
 
-static void test_replay_flux_v2(void) { replay_case(0); }
-static void test_replay_sd3_v1(void) { replay_case(1); }
+static void test_replay_flux_v2(void) { replay_case_ex(0, 0, 1); }
+static void test_replay_sd3_v1(void) { replay_case_ex(1, 0, 0); }
+static void test_replay_sd35_v1(void) { replay_case_ex(1, 1, 0); }
+static void test_replay_sd35_v2(void) { replay_case_ex(1, 1, 1); }
 
 /* ---- the CLI ---- */
 
@@ -297,10 +327,10 @@ static int same_file(const char *a, const char *b) {
     return same;
 }
 
-static void cli_case(int sd3) {
+static void cli_case_ex(int sd3, int dual) {
     test_tmpdir d;
-    CHECK(tmpdir_make(&d, sd3 ? "cal_cli_sd3" : "cal_cli_flux") == 0);
-    const char *dir = sd3 ? FX "/sd3_plain" : FX "/flux_tiny";
+    CHECK(tmpdir_make(&d, sd3 ? (dual ? "cal_cli_sd35" : "cal_cli_sd3") : "cal_cli_flux") == 0);
+    const char *dir = sd3 ? (dual ? FX "/sd3_tiny" : FX "/sd3_plain") : FX "/flux_tiny";
     char list[256], pe_path[3][256], p0[256], p1[256], p2[256], p3[256], out[256];
     FILE *f = fopen(tmpdir_file(&d, "prompts.txt", list, sizeof list), "w");
     CHECK(f != NULL);
@@ -351,6 +381,11 @@ static void cli_case(int sd3) {
         if (!err.msg[0]) {
             CHECK(strcmp(p.search, v1 ? "v1" : "v2") == 0);
             CHECKF(count_compressed(&p) > 0, "%s plan compresses nothing", v1 ? "v1" : "v2");
+            if (dual)
+                CHECK(dfa_plan_n_layer_layouts(&p) == 1 && dfa_plan_layer_layout(&p, 1)->n_text == 0 &&
+                      dfa_plan_layer_layout(&p, 1)->n_vis == 48);
+            else
+                CHECK(dfa_plan_n_layer_layouts(&p) == 0 && p.layer_layout == NULL);
             dfa_plan_free(&p);
         }
         /* runs through generate; refused for another resolution, step count, model */
@@ -367,6 +402,10 @@ static void cli_case(int sd3) {
         g[2] = sd3 ? FX "/flux_tiny" : FX "/sd3_plain";
         g[4] = sd3 ? FX "/flux_tiny/io.safetensors" : FX "/sd3_plain/io.safetensors";
         CHECK(gen(ng, g) == 1);
+        if (dual) { /* SD3.5 plan on SD3.0 and back */
+            g[2] = FX "/sd3_plain", g[4] = FX "/sd3_plain/io.safetensors";
+            CHECK(gen(ng, g) == 1);
+        }
     }
     /* another seed: a plan still, made for the same target */
     const char *a3[] = {"calibrate", "-m", dir, "--prompt-embeds", pe_path[2], "--delta", "1", "-W", "128", "-H", "96",
@@ -380,8 +419,9 @@ static void cli_case(int sd3) {
     tmpdir_remove(&d);
 }
 
-static void test_cli_flux(void) { cli_case(0); }
-static void test_cli_sd3(void) { cli_case(1); }
+static void test_cli_flux(void) { cli_case_ex(0, 0); }
+static void test_cli_sd3(void) { cli_case_ex(1, 0); }
+static void test_cli_sd35(void) { cli_case_ex(1, 1); }
 
 /* MODEL/dfa.json: calibrate and generate take the same defaults (size, steps), so the plan fits */
 static void test_cli_model_defaults(void) {
@@ -483,10 +523,6 @@ static void test_cli_errors(void) {
     const char *list[] = {"calibrate", "-m", FX "/flux_tiny", "--delta", "1", "-o", "x.json", "--prompts",
                           "/nonexistent/list.txt"};
     CHECK(cal(9, list) == 1);
-    const char *dual[] = {"calibrate", "-m", FX "/sd3_tiny", "--delta", "1", "-o", "/nonexistent/x.json",
-                          "--prompt-embeds", FX "/sd3_tiny/io.safetensors", "-W", "128", "-H", "96", "--steps", "2",
-                          "-t", "1"};
-    CHECK(cal(17, dual) == 1);
 }
 
 int main(void) {
@@ -496,8 +532,11 @@ int main(void) {
     RUN(test_engine_errors);
     RUN(test_replay_flux_v2);
     RUN(test_replay_sd3_v1);
+    RUN(test_replay_sd35_v1);
+    RUN(test_replay_sd35_v2);
     RUN(test_cli_flux);
     RUN(test_cli_sd3);
+    RUN(test_cli_sd35);
     RUN(test_cli_model_defaults);
     RUN(test_cli_prompt_text_pixart);
     RUN(test_cli_prompt_text_flux);

@@ -9,6 +9,7 @@ dfa_status dfa_run_check_plan(dfa_ctx *ctx, const dfa_plan *plan, const char *wh
                               const dfa_sd3 *sm, const dfa_dit *dm, const dfa_pixart *pm, int n_txt, int h, int w,
                               int vae_up, int steps, int cfg) {
     char cid[128];
+    dfa_attn_layout lls[2 * DFA_SD3_MAX_LAYERS];
     dfa_plan_target t = {.config_id = cid, .n_steps = steps, .cfg = cfg};
     if (fm) {
         const dfa_flux_config *c = dfa_flux_get_config(fm);
@@ -25,6 +26,13 @@ dfa_status dfa_run_check_plan(dfa_ctx *ctx, const dfa_plan *plan, const char *wh
         t.n_layers = dfa_sd3_attn_layers(sm), t.n_heads = c->n_heads;
         t.layout = (dfa_attn_layout){.n_vis = t.grid_h * t.grid_w, .n_text = n_txt, .text_first = 0,
                                      .block = DFA_PLAN_DEFAULT_BLOCK};
+        if (c->n_dual) { /* SD3.5: the dual blocks' attn2 layers are image only */
+            for (int l = 0; l < t.n_layers && l < 2 * DFA_SD3_MAX_LAYERS; l++) {
+                lls[l] = t.layout;
+                if (dfa_sd3_attn_image_only(sm, l)) lls[l].n_text = 0;
+            }
+            t.layer_layout = lls;
+        }
     } else if (dm) {
         const dfa_dit_config *c = dfa_dit_get_config(dm);
         dfa_engine_dit_config_id(dm, cid, sizeof cid);

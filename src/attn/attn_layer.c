@@ -172,8 +172,9 @@ size_t dfa_attn_cache_peak_bytes(const dfa_ctx *ctx) {
 }
 
 size_t dfa_plan_cache_bytes(const dfa_plan *p, int batch, int head_dim, size_t elem_size) {
-    size_t per = (size_t)batch * dfa_layout_tokens(&p->layout) * p->n_heads * head_dim * elem_size, total = 0;
+    size_t total = 0;
     for (int l = 0; l < p->n_layers; l++) {
+        size_t per = (size_t)batch * dfa_layout_tokens(dfa_plan_layer_layout(p, l)) * p->n_heads * head_dim * elem_size;
         int o = 0, r = 0;
         for (int s = 0; s < p->n_steps; s++)
             for (int h = 0; h < p->n_heads; h++) {
@@ -195,8 +196,8 @@ static dfa_status cache_buf(dfa_ctx *ctx, dfa_attn_state *st, const dfa_tensor *
         st->cache_dev = out->dev;
         st->elem = dfa_dtype_size(out->dtype);
     }
-    size_t bytes =
-        (size_t)st->cache_B * dfa_layout_tokens(&st->plan.layout) * st->plan.n_heads * st->cache_D * st->elem;
+    size_t bytes = (size_t)st->cache_B * dfa_layout_tokens(dfa_plan_layer_layout(&st->plan, layer)) *
+                   st->plan.n_heads * st->cache_D * st->elem;
     char what[96];
     snprintf(what, sizeof what, "attention %s cache (layer %d)", kind, layer);
     DFA_TRY(dfa_ctx_mem_alloc(ctx, st->cache_dev, bytes, what, buf));
@@ -206,8 +207,7 @@ static dfa_status cache_buf(dfa_ctx *ctx, dfa_attn_state *st, const dfa_tensor *
 }
 
 static int layout_equal(const dfa_attn_layout *a, const dfa_attn_layout *b) {
-    return a->n_vis == b->n_vis && a->n_text == b->n_text && a->block == b->block &&
-           (a->n_text == 0 || a->text_first == b->text_first);
+    return dfa_plan_layout_same(a, b);
 }
 
 static dfa_status plan_layer(dfa_ctx *ctx, int layer, const dfa_attn_layout *layout, const dfa_tensor *q,
@@ -223,13 +223,14 @@ static dfa_status plan_layer(dfa_ctx *ctx, int layer, const dfa_attn_layout *lay
     if (q->ndim != 4 || q->shape[2] != p->n_heads)
         DFA_CTX_FAIL(ctx, DFA_ERR_SHAPE, "dfa_attn_layer: q has %lld heads, the plan has %d",
                      q->ndim == 4 ? (long long)q->shape[2] : -1LL, p->n_heads);
-    if (!layout_equal(layout, &p->layout))
+    const dfa_attn_layout *pl = dfa_plan_layer_layout(p, layer);
+    if (!layout_equal(layout, pl))
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG,
-                     "dfa_attn_layer: layout (n_text %d, text_first %d, n_vis %d, block %d) is not the plan's "
-                     "(n_text %d, text_first %d, n_vis %d, block %d): the plan was made for another model, "
+                     "dfa_attn_layer: layer %d: layout (n_text %d, text_first %d, n_vis %d, block %d) is not the "
+                     "plan's (n_text %d, text_first %d, n_vis %d, block %d): the plan was made for another model, "
                      "resolution or prompt length",
-                     layout->n_text, layout->text_first, layout->n_vis, layout->block, p->layout.n_text,
-                     p->layout.text_first, p->layout.n_vis, p->layout.block);
+                     layer, layout->n_text, layout->text_first, layout->n_vis, layout->block, pl->n_text,
+                     pl->text_first, pl->n_vis, pl->block);
     if (st->cache_B && (out->shape[0] != st->cache_B || out->shape[3] != st->cache_D || out->dev != st->cache_dev ||
                         dfa_dtype_size(out->dtype) != st->elem))
         DFA_CTX_FAIL(ctx, DFA_ERR_SHAPE,

@@ -69,6 +69,16 @@ static void print_summary(const dfa_plan *p, const char *path, int head_dim) {
            p->layout.n_vis, p->grid_h, p->grid_w, p->layout.n_text,
            p->layout.n_text == 0 ? "" : (p->layout.text_first ? "before the image" : "after the image"),
            p->layout.block, t.n_vis_tiles);
+    if (dfa_plan_n_layer_layouts(p) > 0) {
+        printf("  own layouts  %d layer(s):", dfa_plan_n_layer_layouts(p));
+        for (int l = 0; l < p->n_layers; l++) {
+            const dfa_attn_layout *L = dfa_plan_layer_layout(p, l);
+            if (dfa_plan_layout_same(L, &p->layout)) continue;
+            printf(" %d (%d+%d%s, tiles of %d)", l, L->n_vis, L->n_text,
+                   L->n_text == 0 ? "" : (L->text_first ? " text first" : " text after"), L->block);
+        }
+        printf("\n");
+    }
     printf("  size         %d steps x %d layers x %d heads; CFG %s\n", p->n_steps, p->n_layers, p->n_heads,
            p->cfg ? (p->cond_half ? "yes (batch [uncond, cond])" : "yes (batch [cond, uncond])") : "no");
     printf("  attention    %.2f%% of full attention FLOPs (V2 sparsity %.3f); %.1f of %.1f GFLOP per image "
@@ -141,8 +151,25 @@ static int plan_show(int argc, char **argv) {
     return rc;
 }
 
+/* "--image-only-layers 1,3": those layers get the main layout without text (n_text 0). */
+static dfa_status set_image_only(dfa_plan *p, const char *list, dfa_error *err) {
+    const char *s = list;
+    while (*s) {
+        char *e;
+        long l = strtol(s, &e, 10);
+        if (e == s || (*e && *e != ',') || l < 0 || l >= p->n_layers)
+            DFA_FAIL(err, DFA_ERR_INVALID_ARG, "--image-only-layers '%s': expected layer indices in [0, %d) separated "
+                     "by commas", list, p->n_layers);
+        dfa_attn_layout L = p->layout;
+        L.n_text = 0;
+        DFA_TRY(dfa_plan_set_layer_layout(p, (int)l, &L, err));
+        s = *e ? e + 1 : e;
+    }
+    return DFA_OK;
+}
+
 static int plan_make(int argc, char **argv) {
-    const char *out = NULL, *grid = NULL, *pattern = "full", *family = "", *config = "";
+    const char *out = NULL, *grid = NULL, *pattern = "full", *family = "", *config = "", *image_only = NULL;
     int steps = 0, layers = 0, heads = 0, n_text = 0, text_after = 0, block = DFA_PLAN_DEFAULT_BLOCK, window = -1, window_tokens = -1;
     int every = 2, full_steps = 0, cfg = 0, asc = 0, v1_window = 0;
     long long seed = 1;
@@ -166,6 +193,9 @@ static int plan_make(int argc, char **argv) {
         {"seed", 0, DFA_ARG_INT64, &seed, "S", "random pattern seed", 0, 9e18},
         {"family", 0, DFA_ARG_STRING, &family, "NAME", "model family recorded in the plan", 1, 0},
         {"config", 0, DFA_ARG_STRING, &config, "ID", "model config id recorded in the plan", 1, 0},
+        {"image-only-layers", 0, DFA_ARG_STRING, &image_only, "L,L,..",
+         "attention layers without text tokens (SD3.5 dual blocks' attn2: layer index of the block's attention + 1)",
+         1, 0},
     };
     const int ns = (int)(sizeof specs / sizeof specs[0]);
     const char *pos[1];
@@ -216,6 +246,11 @@ static int plan_make(int argc, char **argv) {
     p.grid_h = gh;
     p.grid_w = gw;
     p.cfg = cfg;
+    if (image_only && set_image_only(&p, image_only, &err) != DFA_OK) {
+        fprintf(stderr, "dfa plan make: %s\n", err.msg);
+        dfa_plan_free(&p);
+        return 2;
+    }
     p.cond_half = 1;
     snprintf(p.family, sizeof p.family, "%s", family);
     snprintf(p.config_id, sizeof p.config_id, "%s", config);

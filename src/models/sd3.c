@@ -184,6 +184,11 @@ void dfa_sd3_free(dfa_ctx *ctx, dfa_sd3 *m) {
 
 const dfa_sd3_config *dfa_sd3_get_config(const dfa_sd3 *m) { return &m->cfg; }
 int dfa_sd3_attn_layers(const dfa_sd3 *m) { return m->cfg.num_layers + m->cfg.n_dual; }
+int dfa_sd3_attn_image_only(const dfa_sd3 *m, int layer) {
+    for (int i = 0; i < m->cfg.num_layers; i++)
+        if (m->blk[i].dual && m->blk[i].attn_index + 1 == layer) return 1;
+    return 0;
+}
 void dfa_sd3_times(const dfa_sd3 *m, double *attn_s, double *total_s) {
     if (attn_s) *attn_s = m->attn_s;
     if (total_s) *total_s = m->total_s;

@@ -38,6 +38,8 @@ void dfa_sd3_free(dfa_ctx *ctx, dfa_sd3 *m);
 dfa_status dfa_sd3_write_random(dfa_ctx *ctx, const char *model_dir, uint64_t seed);
 const dfa_sd3_config *dfa_sd3_get_config(const dfa_sd3 *m);
 int dfa_sd3_attn_layers(const dfa_sd3 *m); /* num_layers + number of dual-attention blocks */
+/* 1 if attention layer `layer` (forward order) is a dual block's image-only attn2 (n_text 0). */
+int dfa_sd3_attn_image_only(const dfa_sd3 *m, int layer);
 void dfa_sd3_times(const dfa_sd3 *m, double *attn_s, double *total_s);
 void dfa_sd3_reset_times(dfa_sd3 *m);
 

@@ -6,10 +6,10 @@ static dfa_status hook_override(void *user, int layer, const dfa_attn_layout *la
     dfa_engine_hook *b = user;
     dfa_ctx *ctx = b->ctx;
     const dfa_search_engine *g = b->eng;
-    const dfa_attn_layout *L = &g->layout;
     if (layer != b->next_layer || layer >= g->n_layers)
         DFA_CTX_FAIL(ctx, DFA_ERR_INTERNAL, "search engine: attention layer %d called, expected layer %d of %d", layer,
                      b->next_layer, g->n_layers);
+    const dfa_attn_layout *L = dfa_search_engine_layer_layout(g, layer);
     if (!layout || layout->n_vis != L->n_vis || layout->n_text != L->n_text || layout->text_first != L->text_first ||
         layout->block != L->block)
         DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "search engine: layer %d has another token layout than the engine's "

@@ -34,6 +34,7 @@ struct dfa_engine_mmdit {
     float *sig, *ts;        /* [steps + 1], [steps] */
     void *block;
     uint16_t *stage; /* CUDA: [R, out_row] bf16 */
+    dfa_attn_layout layer_layout[2 * DFA_SD3_MAX_LAYERS]; /* SD3.5: per attention layer (eng.layer_layout) */
 };
 
 static dfa_status eng_run_step(void *user, int step, int commit, dfa_search_hook_fn hook, void *hook_user,
@@ -239,9 +240,6 @@ dfa_status dfa_engine_sd3_init(dfa_ctx *ctx, dfa_sd3 *m, const dfa_flow_config *
     if (c->out_channels != c->in_channels)
         DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "sd3 search engine: out_channels %d != in_channels %d", c->out_channels,
                      c->in_channels);
-    if (c->n_dual)
-        DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "sd3 search engine: the checkpoint has %d dual-attention blocks (SD3.5); "
-                     "their image-only attention has another token layout than a plan's one layout", c->n_dual);
     DFA_TRY(eng_alloc(ctx, out));
     dfa_engine_mmdit *e = *out;
     e->kind = ENG_SD3, e->sd3 = m;
@@ -257,6 +255,14 @@ dfa_status dfa_engine_sd3_init(dfa_ctx *ctx, dfa_sd3 *m, const dfa_flow_config *
         e->eng.layout = (dfa_attn_layout){.n_vis = e->n_img, .n_text = e->n_txt, .text_first = 0,
                                           .block = DFA_PLAN_DEFAULT_BLOCK};
         e->eng.grid_h = h / ps, e->eng.grid_w = w / ps;
+        if (c->n_dual) { /* SD3.5: the dual blocks' attn2 is image only */
+            const int nl = dfa_sd3_attn_layers(m);
+            for (int l = 0; l < nl; l++) {
+                e->layer_layout[l] = e->eng.layout;
+                if (dfa_sd3_attn_image_only(m, l)) e->layer_layout[l].n_text = 0;
+            }
+            e->eng.layer_layout = e->layer_layout;
+        }
     }
     return eng_finish(ctx, out, s, eng);
 }

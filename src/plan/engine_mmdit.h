@@ -15,8 +15,8 @@
  * Memory: on a CPU context the hook gets f32 host buffers (the default search backend); on a
  * CUDA context (models on the GPU) it gets the model's bf16 device buffers, for the CUDA search
  * backend (dfa_search_backend_cuda), and V1's model output is converted to bf16 and uploaded.
- * SD3.5 dual-attention blocks are refused (their second attention has another layout than the
- * plan's single one). */
+ * SD3.5 dual-attention blocks: their image-only attn2 layers (n_text 0) are listed in
+ * eng->layer_layout, and the searched plan records them as layer layouts (plan.h). */
 #ifndef DFA_PLAN_ENGINE_MMDIT_H
 #define DFA_PLAN_ENGINE_MMDIT_H
 

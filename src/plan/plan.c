@@ -11,6 +11,7 @@ static void plan_zero_arrays(dfa_plan *p) {
     p->asc = NULL;
     p->method = p->store_out = p->store_res = NULL;
     p->window = p->res_window = NULL;
+    p->layer_layout = NULL;
 }
 
 void dfa_plan_free(dfa_plan *p) {
@@ -21,6 +22,7 @@ void dfa_plan_free(dfa_plan *p) {
     free(p->store_out);
     free(p->store_res);
     free(p->res_window);
+    free(p->layer_layout);
     plan_zero_arrays(p);
     p->validated = 0;
 }
@@ -68,7 +70,36 @@ dfa_status dfa_plan_copy(dfa_plan *dst, const dfa_plan *src, dfa_error *err) {
     memcpy(dst->store_out, src->store_out, n);
     memcpy(dst->store_res, src->store_res, n);
     memcpy(dst->res_window, src->res_window, n * sizeof(int32_t));
+    if (src->layer_layout) {
+        dst->layer_layout = malloc((size_t)src->n_layers * sizeof *dst->layer_layout);
+        if (!dst->layer_layout) {
+            dfa_plan_free(dst);
+            DFA_FAIL(err, DFA_ERR_OOM, "out of host memory copying a plan's layer layouts");
+        }
+        memcpy(dst->layer_layout, src->layer_layout, (size_t)src->n_layers * sizeof *dst->layer_layout);
+    }
     return DFA_OK;
+}
+
+dfa_status dfa_plan_set_layer_layout(dfa_plan *p, int layer, const dfa_attn_layout *l, dfa_error *err) {
+    if (layer < 0 || layer >= p->n_layers)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "plan: layer layout for layer %d outside the plan's %d layers", layer,
+                 p->n_layers);
+    if (!p->layer_layout) {
+        p->layer_layout = malloc((size_t)p->n_layers * sizeof *p->layer_layout);
+        if (!p->layer_layout) DFA_FAIL(err, DFA_ERR_OOM, "out of host memory for a plan's layer layouts");
+        for (int i = 0; i < p->n_layers; i++) p->layer_layout[i] = p->layout;
+    }
+    p->layer_layout[layer] = *l;
+    p->validated = 0;
+    return DFA_OK;
+}
+
+int dfa_plan_n_layer_layouts(const dfa_plan *p) {
+    int n = 0;
+    for (int l = 0; p->layer_layout && l < p->n_layers; l++)
+        n += !dfa_plan_layout_same(&p->layer_layout[l], &p->layout);
+    return n;
 }
 
 const char *dfa_plan_code(int method, int window, char *buf, size_t len) {
@@ -149,10 +180,22 @@ dfa_status dfa_plan_validate(dfa_plan *p, const char *what, dfa_error *err) {
     if (!p->method)
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "%s: plan has no entries (not initialised)", w);
     const int S = p->n_steps, Ly = p->n_layers, H = p->n_heads;
-    const int wmax = dfa_mask_full_window(&p->layout);
+    for (int l = 0; p->layer_layout && l < Ly; l++) {
+        const dfa_attn_layout *L = &p->layer_layout[l];
+        if (dfa_layout_valid(L))
+            DFA_FAIL(err, DFA_ERR_FORMAT, "%s: layer %d: layer layout invalid (n_vis %d, n_text %d, block %d)", w, l,
+                     L->n_vis, L->n_text, L->block);
+        if (L->n_vis != p->layout.n_vis)
+            DFA_FAIL(err, DFA_ERR_FORMAT,
+                     "%s: layer %d: layer layout has n_vis %d, the plan's visual grid %d x %d holds %d (layers share "
+                     "one grid)",
+                     w, l, L->n_vis, p->grid_h, p->grid_w, p->layout.n_vis);
+    }
     char code[24];
     for (int s = 0; s < S; s++)
         for (int l = 0; l < Ly; l++) {
+            const dfa_attn_layout *LL = dfa_plan_layer_layout(p, l);
+            const int wmax = dfa_mask_full_window(LL);
             if (p->asc[(size_t)s * Ly + l]) {
                 if (!p->cfg)
                     DFA_FAIL(err, DFA_ERR_FORMAT, "%s: step %d layer %d: ASC but the plan has no CFG (cfg false)", w,
@@ -174,7 +217,7 @@ dfa_status dfa_plan_validate(dfa_plan *p, const char *what, dfa_error *err) {
                         DFA_FAIL(err, DFA_ERR_FORMAT,
                                  "%s: step %d layer %d head %d: window %d out of range [0, %d] (%d visual tiles of %d "
                                  "tokens)",
-                                 w, s, l, h, win, wmax, wmax + 1, p->layout.block);
+                                 w, s, l, h, win, wmax, wmax + 1, LL->block);
                 } else if (win != 0) {
                     DFA_FAIL(err, DFA_ERR_FORMAT, "%s: step %d layer %d head %d: method %s takes no window (got %d)", w,
                              s, l, h, dfa_attn_method_name(m), win);
@@ -232,7 +275,7 @@ static double layer_flops(const dfa_plan *p, int s, int l, int D) {
     double e = 0;
     for (int h = 0; h < p->n_heads; h++) {
         size_t i = dfa_plan_index(p, s, l, h);
-        e += (double)dfa_attn_head_entries(&p->layout, p->method[i], p->window[i], p->store_res[i],
+        e += (double)dfa_attn_head_entries(dfa_plan_layer_layout(p, l), p->method[i], p->window[i], p->store_res[i],
                                            p->res_window[i]);
     }
     return 4.0 * D * e * bmul;
@@ -245,7 +288,10 @@ double dfa_plan_layer_flops(const dfa_plan *p, int step, int layer, int head_dim
 void dfa_plan_cost_compute(const dfa_plan *p, int head_dim, dfa_plan_cost *c, double *step_frac) {
     memset(c, 0, sizeof *c);
     const int D = head_dim > 0 ? head_dim : 1;
-    double full_layer = 4.0 * D * (double)dfa_mask_entries(&p->layout, -1) * p->n_heads * (p->cfg ? 2.0 : 1.0);
+    const double bmul = p->cfg ? 2.0 : 1.0;
+    double full_step = 0; /* every layer FULL, with its own layout */
+    for (int l = 0; l < p->n_layers; l++)
+        full_step += 4.0 * D * (double)dfa_mask_entries(dfa_plan_layer_layout(p, l), -1) * p->n_heads * bmul;
     for (int s = 0; s < p->n_steps; s++) {
         double fs = 0;
         for (int l = 0; l < p->n_layers; l++) {
@@ -257,9 +303,9 @@ void dfa_plan_cost_compute(const dfa_plan *p, int head_dim, dfa_plan_cost *c, do
                 c->n_refresh += p->store_res[i] ? 1 : 0;
             }
         }
-        if (step_frac) step_frac[s] = fs / (full_layer * p->n_layers);
+        if (step_frac) step_frac[s] = fs / full_step;
         c->flops += fs;
     }
-    c->full_flops = full_layer * p->n_layers * p->n_steps;
+    c->full_flops = full_step * p->n_steps;
     c->fraction = c->full_flops > 0 ? c->flops / c->full_flops : 0;
 }

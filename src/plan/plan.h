@@ -44,8 +44,12 @@ enum {
 typedef struct dfa_plan {
     char family[32];     /* "dit", "pixart", "sd3", "flux", ... */
     char config_id[128]; /* which checkpoint / resolution the plan was made for */
-    dfa_attn_layout layout;
+    dfa_attn_layout layout; /* the main token layout (every layer's unless layer_layout says otherwise) */
     int grid_h, grid_w;  /* visual token grid (n_vis = grid_h * grid_w) */
+    /* [n_layers] per-layer layouts, or NULL: every layer uses `layout`. Set through
+     * dfa_plan_set_layer_layout (SD3.5's image-only attn2 layers: n_text 0). Every entry has the
+     * main n_vis (one visual grid); read it through dfa_plan_layer_layout(). */
+    dfa_attn_layout *layer_layout;
     int n_steps, n_layers, n_heads;
     int cfg;             /* 1: the CFG batch [2n] runs in one call */
     int cond_half;       /* which batch half is conditional (diffusers: 1 = [uncond, cond]) */
@@ -69,6 +73,23 @@ typedef struct dfa_plan {
 static inline size_t dfa_plan_index(const dfa_plan *p, int step, int layer, int head) {
     return ((size_t)step * p->n_layers + layer) * p->n_heads + head;
 }
+
+/* Same token layout (text_first only matters with text). */
+static inline int dfa_plan_layout_same(const dfa_attn_layout *a, const dfa_attn_layout *b) {
+    return a->n_vis == b->n_vis && a->n_text == b->n_text && a->block == b->block &&
+           (a->n_text == 0 || a->text_first == b->text_first);
+}
+
+/* The token layout of attention layer `layer`. */
+static inline const dfa_attn_layout *dfa_plan_layer_layout(const dfa_plan *p, int layer) {
+    return p->layer_layout ? &p->layer_layout[layer] : &p->layout;
+}
+
+/* Give layer `layer` its own layout (allocates layer_layout on first use, every other layer
+ * keeping the main one). Validated by dfa_plan_validate (same n_vis as the main layout). */
+dfa_status dfa_plan_set_layer_layout(dfa_plan *p, int layer, const dfa_attn_layout *l, dfa_error *err);
+/* Layers whose layout differs from the main one (0: a single-layout plan). */
+int dfa_plan_n_layer_layouts(const dfa_plan *p);
 
 /* Allocate an all-FULL plan, no ASC; metadata zero / empty strings, method_set 0. */
 dfa_status dfa_plan_init(dfa_plan *p, const dfa_attn_layout *layout, int n_steps, int n_layers, int n_heads,

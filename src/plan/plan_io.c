@@ -76,6 +76,18 @@ dfa_status dfa_plan_to_json(const dfa_plan *p, char **out, dfa_error *err) {
               "\"block\": %d},\n",
               p->layout.n_text, p->layout.text_first ? "true" : "false", p->layout.n_vis, p->grid_h, p->grid_w,
               p->layout.block);
+    if (dfa_plan_n_layer_layouts(p) > 0) {
+        sb_printf(&b, "  \"layer_layouts\": [");
+        int k = 0;
+        for (int l = 0; l < p->n_layers; l++) {
+            const dfa_attn_layout *L = dfa_plan_layer_layout(p, l);
+            if (dfa_plan_layout_same(L, &p->layout)) continue;
+            sb_printf(&b,
+                      "%s\n    {\"layer\": %d, \"n_text\": %d, \"text_first\": %s, \"n_vis\": %d, \"block\": %d}",
+                      k++ ? "," : "", l, L->n_text, L->text_first ? "true" : "false", L->n_vis, L->block);
+        }
+        sb_printf(&b, "\n  ],\n");
+    }
     sb_printf(&b, "  \"steps\": %d,\n  \"layers\": %d,\n  \"heads\": %d,\n", p->n_steps, p->n_layers, p->n_heads);
     sb_printf(&b, "  \"cfg\": %s,\n  \"cfg_cond_index\": %d,\n", p->cfg ? "true" : "false", p->cond_half);
     sb_printf(&b, "  \"method_set\": [\"full\"");
@@ -230,10 +242,43 @@ static dfa_status parse_entry(dfa_plan *p, const cJSON *e, int idx, uint8_t *see
     return DFA_OK;
 }
 
+/* Optional "layer_layouts": [{"layer", "n_text", "text_first", "n_vis", "block"}, ...], only
+ * layers whose layout differs from the main one, each once. */
+static dfa_status parse_layer_layouts(dfa_plan *p, const cJSON *ll, const char *what, dfa_error *err) {
+    if (!cJSON_IsArray(ll))
+        DFA_FAIL(err, DFA_ERR_FORMAT, "%s: \"layer_layouts\" must be an array of {layer, n_text, text_first, n_vis, "
+                 "block} objects", what);
+    static const char *const keys[] = {"layer", "n_text", "text_first", "n_vis", "block"};
+    int idx = 0;
+    for (const cJSON *e = ll->child; e; e = e->next, idx++) {
+        char ctxs[64];
+        snprintf(ctxs, sizeof ctxs, " in layer_layouts[%d]", idx);
+        if (!cJSON_IsObject(e)) DFA_FAIL(err, DFA_ERR_FORMAT, "%s: layer_layouts[%d] must be an object", what, idx);
+        DFA_TRY(check_keys(e, keys, 5, what, ctxs, err));
+        int l, tf;
+        dfa_attn_layout L;
+        DFA_TRY(get_int(e, "layer", what, ctxs, 0, p->n_layers - 1, &l, err));
+        DFA_TRY(get_int(e, "n_text", what, ctxs, 0, 1 << 24, &L.n_text, err));
+        DFA_TRY(get_bool(e, "text_first", what, ctxs, &tf, err));
+        DFA_TRY(get_int(e, "n_vis", what, ctxs, 0, 1 << 26, &L.n_vis, err));
+        DFA_TRY(get_int(e, "block", what, ctxs, 1, 1 << 16, &L.block, err));
+        L.text_first = tf;
+        if (p->layer_layout && !dfa_plan_layout_same(&p->layer_layout[l], &p->layout))
+            DFA_FAIL(err, DFA_ERR_FORMAT, "%s: layer %d has two layouts in layer_layouts (entry %d)", what, l, idx);
+        if (dfa_plan_layout_same(&L, &p->layout))
+            DFA_FAIL(err, DFA_ERR_FORMAT,
+                     "%s: layer %d: layer_layouts[%d] repeats the main layout (list only layers that differ)", what,
+                     l, idx);
+        DFA_TRY(dfa_plan_set_layer_layout(p, l, &L, err));
+    }
+    return DFA_OK;
+}
+
 static dfa_status parse_tree(const cJSON *root, const char *what, dfa_plan *p, dfa_error *err) {
     if (!cJSON_IsObject(root)) DFA_FAIL(err, DFA_ERR_FORMAT, "%s: a plan file is a JSON object", what);
-    static const char *const keys[] = {"format", "version", "model", "layout", "steps", "layers", "heads",
-                                       "cfg", "cfg_cond_index", "method_set", "search", "entries"};
+    static const char *const keys[] = {"format",         "version",    "model",  "layout",  "steps",
+                                       "layers",         "heads",      "cfg",    "cfg_cond_index",
+                                       "method_set",     "search",     "entries", "layer_layouts"};
     const char *nc = "";
     char fmt[32];
     DFA_TRY(get_str(root, "format", what, nc, fmt, sizeof fmt, err));
@@ -269,6 +314,8 @@ static dfa_status parse_tree(const cJSON *root, const char *what, dfa_plan *p, d
     do {
         p->grid_h = gh;
         p->grid_w = gw;
+        const cJSON *ll = cJSON_GetObjectItemCaseSensitive(root, "layer_layouts");
+        if (ll && (st = parse_layer_layouts(p, ll, what, err))) break;
         const cJSON *mo, *se, *ms, *en;
         if ((st = get_item(root, "model", what, nc, &mo, err))) break;
         if (!cJSON_IsObject(mo)) {

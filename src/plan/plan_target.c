@@ -39,6 +39,13 @@ dfa_status dfa_plan_check_target(const dfa_plan *p, const dfa_plan_target *t, co
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "%s has token layout (text %s, tiles of %d), this model uses (text %s, "
                  "tiles of %d)", what, p->layout.text_first ? "first" : "last", p->layout.block,
                  t->layout.text_first ? "first" : "last", t->layout.block);
+    for (int l = 0; l < p->n_layers; l++) {
+        const dfa_attn_layout *a = dfa_plan_layer_layout(p, l), *b = t->layer_layout ? &t->layer_layout[l] : &t->layout;
+        if (!dfa_plan_layout_same(a, b))
+            DFA_FAIL(err, DFA_ERR_INVALID_ARG, "%s: attention layer %d has token layout (%d visual + %d text tokens, "
+                     "tiles of %d) in the plan, this model's layer %d has (%d visual + %d text tokens, tiles of %d)",
+                     what, l, a->n_vis, a->n_text, a->block, l, b->n_vis, b->n_text, b->block);
+    }
     if (!!p->cfg != !!t->cfg)
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "%s was made %s classifier-free guidance, this run is %s it", what,
                  p->cfg ? "with" : "without", t->cfg ? "with" : "without");

@@ -134,7 +134,7 @@ void dfa_search_backend_cpu(dfa_ctx *ctx, dfa_search_backend *b);
  * double; only H x rows doubles per candidate come back, one transfer per V2 layer). `state`
  * holds the metric scratch and the work lists: keep it alive while the backend is used, then
  * dfa_search_cuda_free. A build without CUDA or a CPU context: DFA_ERR_UNSUPPORTED. */
-#define DFA_SEARCH_CUDA_LISTS 16
+#define DFA_SEARCH_CUDA_LISTS 32
 typedef struct dfa_search_cuda {
     dfa_ctx *ctx;
     double *dev, *host; /* metric scratch, cap doubles each */
@@ -155,12 +155,19 @@ typedef struct dfa_search_engine {
     int n_rows;              /* rows per attention call: calibration prompts x (cfg ? 2 : 1) */
     int cfg;                 /* 1: the rows are a CFG batch, two halves of the same prompts */
     int cond_half;           /* with cfg: which half is conditional (diffusers [uncond, cond]: 1) */
-    dfa_attn_layout layout;  /* token layout of every attention layer */
+    dfa_attn_layout layout;  /* token layout of every attention layer (the main one) */
+    /* [n_layers] per-layer layouts (same n_vis as `layout`), or NULL: every layer has `layout`
+     * (SD3.5: the dual blocks' image-only attn2 layers have n_text 0) */
+    const dfa_attn_layout *layer_layout;
     int grid_h, grid_w;      /* visual token grid (grid_h * grid_w = layout.n_vis), for the plan */
     size_t out_numel;        /* model output elements per step over all rows (V1's metric) */
     dfa_status (*run_step)(void *user, int step, int commit, dfa_search_hook_fn hook, void *hook_user,
                            void *model_out);
 } dfa_search_engine;
+
+static inline const dfa_attn_layout *dfa_search_engine_layer_layout(const dfa_search_engine *e, int layer) {
+    return e->layer_layout ? &e->layer_layout[layer] : &e->layout;
+}
 
 typedef struct dfa_search_cand {
     dfa_attn_method method; /* FULL, ARROW, ARROW_RS, CACHE */

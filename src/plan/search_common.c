@@ -70,6 +70,14 @@ int search_rs_index(const search_state *st, int window) {
     return -1;
 }
 
+static void search_set_layout(search_state *st, const dfa_attn_layout *l) {
+    st->lay = l;
+    st->N = dfa_layout_tokens(l);
+    st->shape = (dfa_search_shape){st->R, st->N, st->H, st->D};
+    st->row_elems = (size_t)st->N * st->H * st->D;
+    st->layer_elems = st->row_elems * st->R;
+}
+
 static dfa_status check_engine(dfa_ctx *ctx, const dfa_search_engine *e, int need_out_numel) {
     if (!e->run_step) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search engine: run_step is NULL");
     if (e->n_steps < 1 || e->n_layers < 1 || e->n_heads < 1 || e->head_dim < 1 || e->n_rows < 1)
@@ -81,6 +89,14 @@ static dfa_status check_engine(dfa_ctx *ctx, const dfa_search_engine *e, int nee
     if (dfa_layout_valid(&e->layout))
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search engine: layout invalid (n_vis=%d n_text=%d block=%d)",
                      e->layout.n_vis, e->layout.n_text, e->layout.block);
+    for (int l = 0; e->layer_layout && l < e->n_layers; l++) {
+        const dfa_attn_layout *L = &e->layer_layout[l];
+        if (dfa_layout_valid(L) || L->n_vis != e->layout.n_vis)
+            DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG,
+                         "search engine: layer %d: layout invalid or another visual grid (n_vis=%d n_text=%d "
+                         "block=%d; main n_vis=%d)",
+                         l, L->n_vis, L->n_text, L->block, e->layout.n_vis);
+    }
     if (e->cfg && e->cond_half != 0 && e->cond_half != 1)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search engine: cond_half must be 0 or 1, got %d", e->cond_half);
     if (need_out_numel && e->out_numel == 0)
@@ -111,11 +127,14 @@ dfa_status search_state_init(search_state *st, dfa_ctx *ctx, const dfa_search_en
     const dfa_search_backend *b = &st->be;
     if (!b->alloc || !b->release || !b->attn || !b->head_op || !b->copy || !b->rse || !b->mrae || b->elem_size < 1)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search: the backend lacks a function or an element size");
-    st->R = eng->n_rows, st->N = dfa_layout_tokens(&eng->layout), st->H = eng->n_heads, st->D = eng->head_dim;
+    st->R = eng->n_rows, st->H = eng->n_heads, st->D = eng->head_dim;
     st->L = eng->n_layers;
-    st->shape = (dfa_search_shape){st->R, st->N, st->H, st->D};
-    st->row_elems = (size_t)st->N * st->H * st->D;
-    st->layer_elems = st->row_elems * st->R;
+    search_set_layout(st, &eng->layout);
+    st->max_layer_elems = st->layer_elems;
+    for (int l = 0; l < st->L; l++) {
+        size_t e = (size_t)dfa_layout_tokens(dfa_search_engine_layer_layout(eng, l)) * st->H * st->D * st->R;
+        if (e > st->max_layer_elems) st->max_layer_elems = e;
+    }
     for (int i = 0; i < n_wins; i++)
         if (search_win_index(st, wins[i]) < 0) {
             if (st->n_win == SEARCH_MAX_WIN) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search: over %d windows", SEARCH_MAX_WIN);
@@ -139,13 +158,13 @@ dfa_status search_state_init(search_state *st, dfa_ctx *ctx, const dfa_search_en
     for (int i = 0; i < st->L * st->H; i++) st->rs_lock[i] = -1;
     DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, sizeof(double) * st->R * st->H, "search metrics", (void **)&st->rse));
     for (int l = 0; l < st->L; l++) {
-        DFA_TRY(alloc_b(st, st->layer_elems, "search layer output cache", &st->cache[l]));
+        DFA_TRY(alloc_b(st, st->max_layer_elems, "search layer output cache", &st->cache[l]));
         for (int i = 0; i < st->n_rs; i++)
-            DFA_TRY(alloc_b(st, st->layer_elems, "search residual cache", &st->resid[l * st->n_rs + i]));
+            DFA_TRY(alloc_b(st, st->max_layer_elems, "search residual cache", &st->resid[l * st->n_rs + i]));
     }
-    DFA_TRY(alloc_b(st, st->layer_elems, "search full output", &st->full));
-    for (int i = 0; i < st->n_win; i++) DFA_TRY(alloc_b(st, st->layer_elems, "search arrow output", &st->arrow[i]));
-    DFA_TRY(alloc_b(st, st->layer_elems, "search candidate scratch", &st->tmp));
+    DFA_TRY(alloc_b(st, st->max_layer_elems, "search full output", &st->full));
+    for (int i = 0; i < st->n_win; i++) DFA_TRY(alloc_b(st, st->max_layer_elems, "search arrow output", &st->arrow[i]));
+    DFA_TRY(alloc_b(st, st->max_layer_elems, "search candidate scratch", &st->tmp));
     st->plan->full_cost_ns = search_head_cost(st, DFA_ATTN_FULL, -1) * st->R * st->H;
     return DFA_OK;
 }
@@ -177,6 +196,7 @@ dfa_status search_hook_enter(search_state *st, int layer) {
                      "forward order, once each)",
                      st->step, layer, st->next_layer);
     st->next_layer++;
+    search_set_layout(st, dfa_search_engine_layer_layout(st->eng, layer));
     return DFA_OK;
 }
 
@@ -198,7 +218,7 @@ dfa_status search_compute(search_state *st, const void *q, const void *k, const 
                           void *dst) {
     if (r1 <= r0) return DFA_OK;
     size_t off = (size_t)r0 * st->row_elems;
-    dfa_status s = st->be.attn(st->be.user, &st->eng->layout, r1 - r0, st->H, st->D, window, search_at(st, q, off),
+    dfa_status s = st->be.attn(st->be.user, st->lay, r1 - r0, st->H, st->D, window, search_at(st, q, off),
                                search_at(st, k, off), search_at(st, v, off), search_at(st, dst, off));
     if (s != DFA_OK) dfa_error_wrap(&st->ctx->err, "search step %d: rows %d..%d, window %d", st->step, r0, r1 - 1, window);
     return s;
@@ -234,7 +254,7 @@ dfa_status search_rse(search_state *st, const void *ref, const void *approx) {
 }
 
 double search_head_cost(const search_state *st, dfa_attn_method m, int window) {
-    return dfa_cost_head_ns(&st->cost, &st->eng->layout, st->D, m, window);
+    return dfa_cost_head_ns(&st->cost, st->lay, st->D, m, window);
 }
 
 dfa_status dfa_search_plan_export(const dfa_search_plan *sp, const dfa_search_engine *eng, const dfa_search_opts *o,
@@ -243,6 +263,14 @@ dfa_status dfa_search_plan_export(const dfa_search_plan *sp, const dfa_search_en
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "search plan export: plan %d x %d x %d vs engine %d x %d x %d", sp->n_steps,
                  sp->n_layers, sp->n_heads, eng->n_steps, eng->n_layers, eng->n_heads);
     DFA_TRY(dfa_plan_init(out, &eng->layout, sp->n_steps, sp->n_layers, sp->n_heads, err));
+    for (int l = 0; eng->layer_layout && l < eng->n_layers; l++)
+        if (!dfa_plan_layout_same(&eng->layer_layout[l], &eng->layout)) {
+            dfa_status ls = dfa_plan_set_layer_layout(out, l, &eng->layer_layout[l], err);
+            if (ls) {
+                dfa_plan_free(out);
+                return ls;
+            }
+        }
     if (family) snprintf(out->family, sizeof out->family, "%s", family);
     if (config_id) snprintf(out->config_id, sizeof out->config_id, "%s", config_id);
     out->grid_h = eng->grid_h, out->grid_w = eng->grid_w;
@@ -282,7 +310,12 @@ size_t dfa_search_host_bytes(const dfa_search_engine *eng, const dfa_search_opts
             if (!seen) wins[n_win++] = o->cands[i].window;
         }
     }
-    size_t layer = (size_t)eng->n_rows * dfa_layout_tokens(&eng->layout) * eng->n_heads * eng->head_dim *
-                   (o->backend ? o->backend->elem_size : sizeof(float));
+    const size_t row = (size_t)eng->n_rows * eng->n_heads * eng->head_dim *
+                       (o->backend ? o->backend->elem_size : sizeof(float));
+    size_t layer = row * dfa_layout_tokens(&eng->layout); /* every buffer holds the largest layer */
+    for (int l = 0; l < eng->n_layers; l++) {
+        size_t b = row * dfa_layout_tokens(dfa_search_engine_layer_layout(eng, l));
+        if (b > layer) layer = b;
+    }
     return layer * ((size_t)eng->n_layers * (1 + n_rs) + 2 + n_win);
 }

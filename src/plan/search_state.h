@@ -15,9 +15,12 @@ typedef struct search_state {
     dfa_search_plan *plan;
     dfa_cost_table cost;
     dfa_search_backend be;
+    /* the current layer's geometry (search_hook_enter sets it: layers may have their own layout,
+     * engine layer_layout); every buffer holds max_layer_elems, the largest layer's */
+    const dfa_attn_layout *lay;
     dfa_search_shape shape;
     int R, N, H, D, L;
-    size_t row_elems, layer_elems;
+    size_t row_elems, layer_elems, max_layer_elems;
     int n_win, win[SEARCH_MAX_WIN]; /* distinct windows whose ARROW output a layer needs */
     int n_rs, rs_win[SEARCH_MAX_WIN]; /* windows that keep a residual (ARROW_RS) */
     void **cache;           /* [L] last committed output of each layer */
@@ -37,7 +40,8 @@ dfa_status search_state_init(search_state *st, dfa_ctx *ctx, const dfa_search_en
                              int need_out_numel);
 void search_state_free(search_state *st);
 
-/* Enter the hook for `layer`: checks the engine calls the layers in order, once each. */
+/* Enter the hook for `layer`: checks the engine calls the layers in order, once each, and sets
+ * the layer's geometry (lay, N, row_elems, layer_elems, shape). */
 dfa_status search_hook_enter(search_state *st, int layer);
 /* After run_step: every layer was called. */
 dfa_status search_step_check(search_state *st, int step);
