@@ -1,7 +1,10 @@
 /* test_plan.c - plan files: round trip, and bad files rejected with messages that name the
- * step / layer / head and the problem. */
+ * step / layer / head and the problem; per-layer layouts (layer_layouts): round trip, cost,
+ * cache bytes and their errors. */
+#include <math.h>
 #include <unistd.h>
 
+#include "attn/attn_state.h"
 #include "plan/plan.h"
 #include "test.h"
 
@@ -127,6 +130,110 @@ static void test_bad_files(void) {
     }
 }
 
+/* ---- per-layer layouts (SD3.5's image-only attn2 layers) ---- */
+
+#define LL_LINE "  \"layout\": {\"n_text\": 5, \"text_first\": false, \"n_vis\": 24, \"grid_h\": 4, \"grid_w\": 6, \"block\": 4},\n"
+#define LL_LIST                                                                                                       \
+    "  \"layer_layouts\": [\n"                                                                                         \
+    "    {\"layer\": 1, \"n_text\": 0, \"text_first\": false, \"n_vis\": 24, \"block\": 4}\n"                      \
+    "  ],\n"
+
+static char *good_ll(void) { return replace(good, LL_LINE, LL_LINE LL_LIST); }
+
+static void test_layer_layouts(void) {
+    char *text = good_ll(), *back = NULL;
+    dfa_plan p, q;
+    dfa_error err;
+    dfa_error_clear(&err);
+    dfa_status st = dfa_plan_parse(text, strlen(text), "ll.json", &p, &err);
+    CHECKF(st == DFA_OK, "%s", err.msg);
+    if (st) {
+        free(text);
+        return;
+    }
+    const dfa_attn_layout *l0 = dfa_plan_layer_layout(&p, 0), *l1 = dfa_plan_layer_layout(&p, 1);
+    CHECK(l0->n_text == 5 && l0->n_vis == 24 && l1->n_text == 0 && l1->n_vis == 24 && l1->block == 4);
+    CHECK(dfa_plan_n_layer_layouts(&p) == 1 && p.layout.n_text == 5);
+    /* written back byte for byte; a plan without differing layers writes no layer_layouts */
+    CHECK(dfa_plan_to_json(&p, &back, &err) == DFA_OK);
+    CHECKF(back && strcmp(back, text) == 0, "written:\n%s", back ? back : "(null)");
+    free(back);
+    /* copy keeps them (own memory) */
+    CHECK(dfa_plan_copy(&q, &p, &err) == DFA_OK);
+    CHECK(q.layer_layout != p.layer_layout && dfa_plan_layer_layout(&q, 1)->n_text == 0);
+    dfa_plan_free(&q);
+    /* cost: each layer with its own layout (exact entries, FLOPs = 4 * entries * D * batch) */
+    dfa_plan_cost c;
+    double sf[3];
+    dfa_plan_cost_compute(&p, 8, &c, sf);
+    double full = 0, flops = 0;
+    for (int l = 0; l < 2; l++) full += 3.0 * dfa_mask_entries(dfa_plan_layer_layout(&p, l), -1);
+    full *= 4.0 * 8 * 2 * 3; /* D, CFG batch, steps */
+    for (int s = 0; s < 3; s++)
+        for (int l = 0; l < 2; l++) {
+            double e = 0;
+            for (int h = 0; h < 3; h++) {
+                size_t i = dfa_plan_index(&p, s, l, h);
+                e += (double)dfa_attn_head_entries(dfa_plan_layer_layout(&p, l), p.method[i], p.window[i],
+                                                   p.store_res[i], p.res_window[i]);
+            }
+            flops += 4.0 * 8 * e * (p.asc[s * 2 + l] ? 1 : 2);
+        }
+    CHECKF(fabs(c.full_flops - full) <= 1e-9 * full && fabs(c.flops - flops) <= 1e-9 * full,
+           "cost %g / %g, expected %g / %g", c.flops, c.full_flops, flops, full);
+    /* a single-layout plan over-counts layer 1 (29 tokens instead of 24): the test tells them apart */
+    dfa_plan one;
+    st = dfa_plan_parse(good, strlen(good), "good.json", &one, &err);
+    if (st == DFA_OK) {
+        dfa_plan_cost c1;
+        dfa_plan_cost_compute(&one, 8, &c1, NULL);
+        CHECK(c1.full_flops > c.full_flops * 1.1);
+        /* cache bytes: layer 1 buffers hold 24 tokens, layer 0 29 */
+        size_t b1 = dfa_plan_cache_bytes(&one, 2, 8, 4), b2 = dfa_plan_cache_bytes(&p, 2, 8, 4);
+        CHECKF(b1 - b2 == (size_t)2 * 5 * 3 * 8 * 4 * 2, "cache bytes %zu vs %zu", b1, b2); /* out + res of layer 1 */
+        dfa_plan_free(&one);
+    }
+    /* dfa plan-style setter: layer out of range */
+    dfa_attn_layout L = p.layout;
+    CHECK(dfa_plan_set_layer_layout(&p, 2, &L, &err) == DFA_ERR_INVALID_ARG && strstr(err.msg, "layer 2"));
+    dfa_plan_free(&p);
+    free(text);
+
+    static const struct {
+        const char *from, *to, *msg;
+    } bad[] = {
+        {"{\"layer\": 1, \"n_text\": 0", "{\"layer\": 2, \"n_text\": 0", "\"layer\" in layer_layouts[0] = 2 out of range [0, 1]"},
+        {"\"n_vis\": 24, \"block\": 4}", "\"n_vis\": 20, \"block\": 4}",
+         "layer 1: layer layout has n_vis 20, the plan's visual grid 4 x 6 holds 24"},
+        {"\"n_vis\": 24, \"block\": 4}", "\"n_vis\": 24, \"block\": 8}",
+         "step 1 layer 1 head 2: window 5 out of range [0, 2] (3 visual tiles of 8 tokens)"},
+        {"\"n_text\": 0, \"text_first\": false", "\"n_text\": 5, \"text_first\": false",
+         "layer 1: layer_layouts[0] repeats the main layout"},
+        {"\"block\": 4}\n", "\"block\": 4},\n    {\"layer\": 1, \"n_text\": 1, \"text_first\": false, \"n_vis\": 24, \"block\": 4}\n",
+         "layer 1 has two layouts in layer_layouts (entry 1)"},
+        {"\"block\": 4}\n", "\"block\": 4, \"grid_h\": 4}\n", "unknown key \"grid_h\" in layer_layouts[0]"},
+        {"\"n_text\": 0, \"text_first\": false, ", "\"n_text\": 0, ", "missing key \"text_first\" in layer_layouts[0]"},
+        {"\"layer_layouts\": [\n    {", "\"layer_layouts\": [\n    3, {", "layer_layouts[0] must be an object"},
+        {"\"layer_layouts\": [\n    {\"layer\": 1, \"n_text\": 0, \"text_first\": false, \"n_vis\": 24, \"block\": 4}\n  ]",
+         "\"layer_layouts\": {}", "\"layer_layouts\" must be an array"},
+        {"\"n_text\": 0, \"text_first\"", "\"n_text\": -1, \"text_first\"", "\"n_text\" in layer_layouts[0] = -1 out of range"},
+    };
+    char *base = good_ll();
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *t = replace(base, bad[i].from, bad[i].to);
+        dfa_plan b;
+        dfa_error_clear(&err);
+        st = dfa_plan_parse(t, strlen(t), "bad.json", &b, &err);
+        CHECKF(st == DFA_ERR_FORMAT, "layer layout case %zu accepted (status %d)", i, (int)st);
+        CHECKF(strstr(err.msg, bad[i].msg) != NULL && strstr(err.msg, "bad.json") != NULL,
+               "layer layout case %zu: message '%s' lacks '%s'", i, err.msg, bad[i].msg);
+        CHECK(b.layer_layout == NULL && b.method == NULL); /* nothing left behind */
+        if (st == DFA_OK) dfa_plan_free(&b);
+        free(t);
+    }
+    free(base);
+}
+
 static void test_codes(void) {
     int m, w;
     CHECK(dfa_plan_parse_code("A12", &m, &w) == 0 && m == DFA_ATTN_ARROW && w == 12);
@@ -145,5 +252,6 @@ int main(void) {
     RUN(test_codes);
     RUN(test_parse_good_and_round_trip);
     RUN(test_bad_files);
+    RUN(test_layer_layouts);
     return test_summary();
 }

@@ -59,6 +59,7 @@ for t in tests/fixtures/text/*_tok/tokenizer.json; do
 done
 
 printf '%s' '{"format": "dfa-plan", "version": 1, "model": {"family": "sd3", "config": "t"}, "layout": {"n_text": 5, "text_first": false, "n_vis": 24, "grid_h": 4, "grid_w": 6, "block": 4}, "steps": 2, "layers": 1, "heads": 3, "cfg": true, "cfg_cond_index": 1, "method_set": ["full", "arrow", "arrow_rs", "cache", "asc"], "search": {"method": "v2", "delta": 0.1, "c": 1.5}, "entries": [{"step": 0, "layer": 0, "asc": false, "heads": "F F A1"}, {"step": 1, "layer": 0, "asc": true, "heads": "C R2 A0"}]}' >"$out/seeds_plan/small"
+printf '%s' '{"format": "dfa-plan", "version": 1, "model": {"family": "sd3", "config": "t"}, "layout": {"n_text": 5, "text_first": false, "n_vis": 24, "grid_h": 4, "grid_w": 6, "block": 4}, "layer_layouts": [{"layer": 1, "n_text": 0, "text_first": false, "n_vis": 24, "block": 4}], "steps": 2, "layers": 2, "heads": 3, "cfg": true, "cfg_cond_index": 1, "method_set": ["full", "arrow", "arrow_rs", "cache", "asc"], "search": {"method": "v2", "delta": 0.1, "c": 1.5}, "entries": [{"step": 0, "layer": 0, "asc": false, "heads": "F F A1"}, {"step": 1, "layer": 0, "asc": true, "heads": "C R2 A0"}, {"step": 0, "layer": 1, "asc": false, "heads": "F A1 F"}, {"step": 1, "layer": 1, "asc": false, "heads": "C A0 R2"}]}' >"$out/seeds_plan/layer_layouts"
 
 st_secs=$((secs / 2))
 [ "$st_secs" -ge 1 ] || st_secs=1
