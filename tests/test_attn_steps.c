@@ -1,6 +1,7 @@
 /* test_attn_steps.c - the plan-driven entry point over a sequence of denoising steps:
  * caching (AST / head-wise), residual sharing and ASC equal their definitions computed in
- * float64; cache bytes; misuse errors; FLOP accounting against brute-force counts. */
+ * float64 (also with a layer of its own layout, SD3.5 attn2); cache bytes; misuse errors; FLOP
+ * accounting against brute-force counts. */
 #include <unistd.h>
 
 #include "attn/attn_state.h"
@@ -17,9 +18,12 @@ static dfa_ctx *make_ctx(void) {
     return ctx;
 }
 
-static void make_random_plan(dfa_plan *p, const dfa_attn_layout *L, int S, int Ly, int H, unsigned long long seed) {
+/* L1: layer 1's own layout (SD3.5 attn2: no text), or NULL */
+static void make_random_plan(dfa_plan *p, const dfa_attn_layout *L, const dfa_attn_layout *L1, int S, int Ly, int H,
+                             unsigned long long seed) {
     dfa_error err;
     CHECK(dfa_plan_init(p, L, S, Ly, H, &err) == DFA_OK);
+    if (L1) CHECK(dfa_plan_set_layer_layout(p, 1, L1, &err) == DFA_OK);
     p->grid_h = 1;
     p->grid_w = L->n_vis;
     p->cfg = 1;
@@ -33,30 +37,34 @@ static void make_random_plan(dfa_plan *p, const dfa_attn_layout *L, int S, int L
     CHECKF(dfa_plan_validate(p, "test", &err) == DFA_OK, "%s", err.msg);
 }
 
-static void steps_case(dfa_attn_layout L, int D, unsigned long long seed) {
+static void steps_case_ex(dfa_attn_layout L, const dfa_attn_layout *L1, int D, unsigned long long seed) {
     dfa_ctx *ctx = make_ctx();
     const int S = 8, Ly = 3, H = 4, B = 2;
     dfa_plan p;
-    make_random_plan(&p, &L, S, Ly, H, seed);
+    make_random_plan(&p, &L, L1, S, Ly, H, seed);
     /* the plan must exercise every method and ASC */
     dfa_plan_cost cost;
     dfa_plan_cost_compute(&p, D, &cost, NULL);
     for (int m = 0; m < DFA_ATTN_METHOD_COUNT; m++) CHECKF(cost.n_method[m] > 0, "random plan lacks %s", dfa_attn_method_name(m));
     CHECK(cost.n_refresh > 0 && cost.n_asc > 0);
     CHECKF(dfa_attn_set_plan(ctx, &p) == DFA_OK, "%s", dfa_ctx_error(ctx));
-    const int N = L.n_vis + L.n_text;
-    const size_t ND = (size_t)N * D, per = (size_t)B * ND;
+    const int Nmax = L.n_vis + L.n_text; /* layer 1's own layout (L1) has no more tokens */
+    const size_t NDmax = (size_t)Nmax * D, per = (size_t)B * NDmax;
     double *last_out = calloc((size_t)Ly * H * per, sizeof(double));
     double *resid = calloc((size_t)Ly * H * per, sizeof(double));
-    double *ref = malloc(ND * sizeof(double)), *ref2 = malloc(ND * sizeof(double)), *now = malloc(per * sizeof(double));
+    double *ref = malloc(NDmax * sizeof(double)), *ref2 = malloc(NDmax * sizeof(double)),
+           *now = malloc(per * sizeof(double));
     unsigned long long rng = 77;
     for (int run = 0; run < 2; run++) { /* a second run reuses the context after dfa_attn_end_run */
         for (int s = 0; s < S; s++) {
             CHECK(dfa_attn_begin_step(ctx, s) == DFA_OK);
             for (int l = 0; l < Ly; l++) {
+                const dfa_attn_layout *LL = l == 1 && L1 ? L1 : &L;
+                const int N = LL->n_vis + LL->n_text;
+                const size_t ND = (size_t)N * D;
                 qkv_set q;
                 qkv_alloc(&q, B, N, H, D, &rng);
-                dfa_status st = dfa_attn_layer(ctx, l, &L, &q.tq, &q.tk, &q.tv, &q.to);
+                dfa_status st = dfa_attn_layer(ctx, l, LL, &q.tq, &q.tk, &q.tv, &q.to);
                 CHECKF(st == DFA_OK, "step %d layer %d: %s", s, l, dfa_ctx_error(ctx));
                 int asc = p.asc[(size_t)s * Ly + l];
                 double worst = 0;
@@ -71,14 +79,14 @@ static void steps_case(dfa_attn_layout L, int D, unsigned long long seed) {
                             memcpy(o, lo + (size_t)src * ND, ND * sizeof(double));
                             continue;
                         }
-                        ref_head(&q, &L, m == DFA_ATTN_FULL ? -1 : w, src, h, ref);
+                        ref_head(&q, LL, m == DFA_ATTN_FULL ? -1 : w, src, h, ref);
                         for (size_t k = 0; k < ND; k++) o[k] = ref[k] + (m == DFA_ATTN_ARROW_RS ? rs[(size_t)src * ND + k] : 0);
                     }
                     if (p.store_res[i]) { /* the residual of this FULL step, per batch element */
                         for (int b = 0; b < B; b++) {
                             int src = asc ? 1 : b;
-                            ref_head(&q, &L, -1, src, h, ref);
-                            ref_head(&q, &L, p.res_window[i], src, h, ref2);
+                            ref_head(&q, LL, -1, src, h, ref);
+                            ref_head(&q, LL, p.res_window[i], src, h, ref2);
                             for (size_t k = 0; k < ND; k++) rs[(size_t)b * ND + k] = ref[k] - ref2[k];
                         }
                     }
@@ -91,6 +99,15 @@ static void steps_case(dfa_attn_layout L, int D, unsigned long long seed) {
                 CHECKF(worst <= 3e-5, "run %d step %d layer %d: max error %g", run, s, l, worst);
                 qkv_free(&q);
             }
+        }
+        if (L1 && run == 1) { /* each layer is checked against its own layout */
+            CHECK(dfa_attn_begin_step(ctx, 0) == DFA_OK);
+            qkv_set q;
+            qkv_alloc(&q, B, Nmax, H, D, &rng);
+            CHECK(dfa_attn_layer(ctx, 0, &L, &q.tq, &q.tk, &q.tv, &q.to) == DFA_OK);
+            CHECK(dfa_attn_layer(ctx, 1, &L, &q.tq, &q.tk, &q.tv, &q.to) == DFA_ERR_INVALID_ARG);
+            CHECKF(strstr(dfa_ctx_error(ctx), "layer 1: layout (n_text") != NULL, "%s", dfa_ctx_error(ctx));
+            qkv_free(&q);
         }
         size_t want = dfa_plan_cache_bytes(&p, B, D, sizeof(float));
         CHECKF(dfa_attn_cache_bytes(ctx) == want && want > 0, "cache bytes %zu, plan says %zu",
@@ -107,10 +124,15 @@ static void steps_case(dfa_attn_layout L, int D, unsigned long long seed) {
     dfa_ctx_free(ctx); /* with the plan still set: everything freed (ASan checks) */
 }
 
+static void steps_case(dfa_attn_layout L, int D, unsigned long long seed) { steps_case_ex(L, NULL, D, seed); }
+
 static void test_steps_match_definitions(void) {
     steps_case((dfa_attn_layout){40, 7, 0, 8}, 64, 2024);  /* text after the image (SD3) */
     steps_case((dfa_attn_layout){33, 9, 1, 5}, 128, 77);   /* text first (FLUX), odd tiles, D = 128 */
     steps_case((dfa_attn_layout){36, 0, 1, 6}, 64, 5);     /* no text (DiT / PixArt) */
+    /* SD3.5: layer 1 is a dual block's image-only attn2 (own layout, fewer tokens: own caches) */
+    const dfa_attn_layout sd35 = {40, 7, 0, 8}, attn2 = {40, 0, 0, 8};
+    steps_case_ex(sd35, &attn2, 64, 2025);
 }
 
 /* only what a later step reuses is kept */
@@ -205,7 +227,7 @@ static void test_load_plan_file(void) {
     dfa_ctx *ctx = make_ctx();
     dfa_attn_layout L = {30, 5, 0, 4};
     dfa_plan p;
-    make_random_plan(&p, &L, 3, 2, 2, 9);
+    make_random_plan(&p, &L, NULL, 3, 2, 2, 9);
     char path[] = "/tmp/dfa_attn_plan_XXXXXX";
     int fd = mkstemp(path);
     CHECK(fd >= 0);
@@ -235,29 +257,32 @@ static void test_load_plan_file(void) {
 
 /* FLOPs of plans against a brute-force count of computed entries */
 static void test_flops_brute_force(void) {
-    dfa_attn_layout L = {30, 5, 0, 4};
+    dfa_attn_layout L = {30, 5, 0, 4}, L1 = {30, 0, 0, 4}; /* seeds 3, 4: layer 1 image only (SD3.5 attn2) */
     for (int seed = 1; seed <= 4; seed++) {
         dfa_plan p;
-        make_random_plan(&p, &L, 6, 3, 5, (unsigned long long)seed);
-        double brute = 0;
-        const int N = 35;
+        make_random_plan(&p, &L, seed > 2 ? &L1 : NULL, 6, 3, 5, (unsigned long long)seed);
+        double brute = 0, brute_full = 0;
         for (int s = 0; s < 6; s++)
-            for (int l = 0; l < 3; l++)
+            for (int l = 0; l < 3; l++) {
+                const dfa_attn_layout *LL = seed > 2 && l == 1 ? &L1 : &L;
+                const int N = LL->n_vis + LL->n_text;
+                brute_full += 4.0 * 64 * N * N * 2 * 5;
                 for (int h = 0; h < 5; h++) {
                     size_t i = dfa_plan_index(&p, s, l, h);
                     int m = p.method[i];
                     int64_t e = 0;
                     for (int a = 0; a < N; a++)
                         for (int b = 0; b < N; b++) {
-                            if (m == DFA_ATTN_FULL) e += 1 + (p.store_res[i] ? dfa_mask_keep(&L, p.res_window[i], a, b) : 0);
-                            if (m == DFA_ATTN_ARROW || m == DFA_ATTN_ARROW_RS) e += dfa_mask_keep(&L, p.window[i], a, b);
+                            if (m == DFA_ATTN_FULL) e += 1 + (p.store_res[i] ? dfa_mask_keep(LL, p.res_window[i], a, b) : 0);
+                            if (m == DFA_ATTN_ARROW || m == DFA_ATTN_ARROW_RS) e += dfa_mask_keep(LL, p.window[i], a, b);
                         }
                     brute += 4.0 * 64 * (double)e * (p.asc[(size_t)s * 3 + l] ? 1 : 2);
                 }
+            }
         dfa_plan_cost c;
         dfa_plan_cost_compute(&p, 64, &c, NULL);
         CHECK_NEAR(c.flops, brute, 1e-6 * brute);
-        CHECK_NEAR(c.full_flops, 4.0 * 64 * N * N * 2 * 6 * 3 * 5, 1.0);
+        CHECK_NEAR(c.full_flops, brute_full, 1.0);
         dfa_plan_free(&p);
     }
     /* V2's "attention caching N=2" baseline: half the attention */
