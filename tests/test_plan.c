@@ -6,6 +6,7 @@
 
 #include "attn/attn_state.h"
 #include "plan/plan.h"
+#include "plan/plan_target.h"
 #include "test.h"
 
 static const char *good =
@@ -234,6 +235,31 @@ static void test_layer_layouts(void) {
     free(base);
 }
 
+/* the model check: each layer's layout against the model's (SD3.5 plan vs SD3.0 model and back) */
+static void test_target_layer_layouts(void) {
+    char *text = good_ll();
+    dfa_plan p, one;
+    dfa_error err;
+    dfa_error_clear(&err);
+    CHECK(dfa_plan_parse(text, strlen(text), "ll.json", &p, &err) == DFA_OK);
+    CHECK(dfa_plan_parse(good, strlen(good), "one.json", &one, &err) == DFA_OK);
+    dfa_attn_layout lls[2] = {p.layout, p.layout};
+    lls[1].n_text = 0;
+    dfa_plan_target t = {.family = "sd3", .config_id = "tiny", .layout = p.layout, .grid_h = 4, .grid_w = 6,
+                         .n_steps = 3, .n_layers = 2, .n_heads = 3, .cfg = 1};
+    CHECK(dfa_plan_check_target(&one, &t, "one.json", &err) == DFA_OK);
+    CHECK(dfa_plan_check_target(&p, &t, "ll.json", &err) == DFA_ERR_INVALID_ARG);
+    CHECKF(strstr(err.msg, "ll.json: attention layer 1 has token layout (24 visual + 0 text tokens, tiles of 4) in "
+                           "the plan, this model's layer 1 has (24 visual + 5 text tokens") != NULL, "%s", err.msg);
+    t.layer_layout = lls;
+    CHECKF(dfa_plan_check_target(&p, &t, "ll.json", &err) == DFA_OK, "%s", err.msg);
+    CHECK(dfa_plan_check_target(&one, &t, "one.json", &err) == DFA_ERR_INVALID_ARG);
+    CHECKF(strstr(err.msg, "attention layer 1 has token layout (24 visual + 5 text tokens") != NULL, "%s", err.msg);
+    dfa_plan_free(&p);
+    dfa_plan_free(&one);
+    free(text);
+}
+
 static void test_codes(void) {
     int m, w;
     CHECK(dfa_plan_parse_code("A12", &m, &w) == 0 && m == DFA_ATTN_ARROW && w == 12);
@@ -253,5 +279,6 @@ int main(void) {
     RUN(test_parse_good_and_round_trip);
     RUN(test_bad_files);
     RUN(test_layer_layouts);
+    RUN(test_target_layer_layouts);
     return test_summary();
 }
