@@ -3,14 +3,17 @@
  * here (head dim 64, qk RMSNorm, dual attention in block 0, context_pre_only last block, 12x16
  * patches cropped from a 32x32 pos grid, 77 text tokens, pooled text wider than the 256-channel
  * timestep sinusoid as in SD3's 2048: the two share a device buffer, issue 5), CFG batch of 2,
- * outputs poisoned.
+ * outputs poisoned. Then the same under a random plan (every method, ASC) whose layer 1 (block 0's
+ * image-only attn2) has its own layout (layer_layouts, n_text 0), 3 steps, CUDA vs CPU per step.
  * Bound: 3e-2 relative L2. */
 #include "../test.h"
 #include "../tmpdir.h"
 
+#include "attn/attn_state.h"
 #include "core/ctx.h"
 #include "core/tensor.h"
 #include "models/sd3.h"
+#include "plan/plan.h"
 
 static double rel_l2(const float *a, const float *ref, size_t n) {
     double num = 0, den = 0;
@@ -66,6 +69,42 @@ int main(void) {
         double e = rel_l2(og, oc, nx);
         printf("     sd3 CUDA vs CPU forward (batch 2): rel L2 %.3g\n", e);
         CHECKF(e <= 3e-2, "rel L2 %.3g > 3e-2", e);
+        /* a plan with a per-layer layout for the attn2 layer (attention layer 1) */
+        const dfa_attn_layout L = {.n_vis = (H / 2) * (W / 2), .n_text = T, .text_first = 0, .block = 128};
+        dfa_attn_layout L1 = L;
+        L1.n_text = 0;
+        dfa_plan plan;
+        dfa_error err;
+        dfa_error_clear(&err);
+        const int S = 3;
+        CHECK(dfa_sd3_attn_layers(mc) == 4 && dfa_sd3_attn_image_only(mc, 1) && !dfa_sd3_attn_image_only(mc, 2));
+        CHECK(dfa_plan_init(&plan, &L, S, 4, 2, &err) == DFA_OK);
+        plan.grid_h = H / 2, plan.grid_w = W / 2, plan.cfg = 1, plan.cond_half = 1;
+        CHECK(dfa_plan_set_layer_layout(&plan, 1, &L1, &err) == DFA_OK);
+        dfa_plan_make_opts mo = {DFA_PLAN_PAT_RANDOM, dfa_mask_full_window(&L), 1, 0, 0, 7};
+        CHECKF(dfa_plan_make(&plan, &mo, &err) == DFA_OK, "%s", err.msg);
+        int n_attn2 = 0;
+        for (int st = 1; st < S; st++)
+            for (int h = 0; h < 2; h++) n_attn2 += plan.method[dfa_plan_index(&plan, st, 1, h)] != DFA_ATTN_FULL;
+        CHECKF(n_attn2 > 0, "the random plan leaves attn2 FULL (the test would not test)");
+        CHECKF(dfa_attn_set_plan(cpu, &plan) == DFA_OK, "%s", dfa_ctx_error(cpu));
+        CHECKF(dfa_attn_set_plan(gpu, &plan) == DFA_OK, "%s", dfa_ctx_error(gpu));
+        for (int st = 0; st < S; st++) {
+            for (size_t i = 0; i < nx; i++) oc[i] = og[i] = NAN;
+            CHECK(dfa_attn_begin_step(cpu, st) == DFA_OK && dfa_attn_begin_step(gpu, st) == DFA_OK);
+            CHECKF(dfa_sd3_forward(cpu, mc, B, H, W, T, x, txt, pooled, t, oc) == DFA_OK, "%s", dfa_ctx_error(cpu));
+            s = dfa_sd3_forward(gpu, mg, B, H, W, T, x, txt, pooled, t, og);
+            CHECKF(s == DFA_OK, "%s", dfa_ctx_error(gpu));
+            e = rel_l2(og, oc, nx);
+            printf("     sd3 CUDA vs CPU forward, plan with attn2 layer layout, step %d: rel L2 %.3g\n", st, e);
+            CHECKF(e <= 3e-2, "step %d: rel L2 %.3g > 3e-2", st, e);
+            for (size_t i = 0; i < nx; i++) x[i] = dfa_bf16_to_f32(dfa_f32_to_bf16(test_rng_uniform(&rng)));
+        }
+        dfa_attn_end_run(cpu);
+        dfa_attn_end_run(gpu);
+        dfa_attn_clear_plan(cpu);
+        dfa_attn_clear_plan(gpu);
+        dfa_plan_free(&plan);
         free(x), free(txt), free(pooled), free(oc), free(og);
     }
     dfa_sd3_free(cpu, mc);
