@@ -1,9 +1,11 @@
 /* test_cli_plan.c - `dfa plan make`, `dfa plan show` (summary + heatmap PNG) and
  * `dfa bench attn --cpu` through their command functions: exit codes, files written, the
- * heatmap's colours. */
+ * heatmap's colours; --image-only-layers (SD3.5 attn2 layer layouts) and how show lists them. */
 #include "test.h"
 
+#include <fcntl.h>
 #include <stdint.h>
+#include <unistd.h>
 
 #include "tmpdir.h"
 
@@ -57,6 +59,53 @@ static void test_make_and_show(void) {
     free(px);
 }
 
+/* --image-only-layers: SD3.5's attn2 layers get the main layout without text; show lists them */
+static void test_make_image_only(void) {
+    char plan[300], out[300];
+    tmpdir_file(&tmp, "io.json", plan, sizeof plan);
+    tmpdir_file(&tmp, "io_show.txt", out, sizeof out);
+    const char *mk[] = {"plan", "make", "-o", plan, "--steps", "3", "--layers", "4", "--heads", "2", "--grid", "6x8",
+                        "--text", "5", "--text-after", "--block", "8", "--pattern", "random", "--window", "5",
+                        "--image-only-layers", "1,3", "--cfg"};
+    CHECK(run((int)(sizeof mk / sizeof mk[0]), mk) == 0);
+    dfa_plan p;
+    dfa_error err;
+    CHECKF(dfa_plan_load(plan, &p, &err) == DFA_OK, "%s", err.msg);
+    if (!err.msg[0]) {
+        CHECK(dfa_plan_n_layer_layouts(&p) == 2);
+        for (int l = 0; l < 4; l++) {
+            const dfa_attn_layout *L = dfa_plan_layer_layout(&p, l);
+            CHECKF(L->n_text == (l % 2 ? 0 : 5) && L->n_vis == 48 && L->block == 8, "layer %d", l);
+        }
+        dfa_plan_free(&p);
+    }
+    /* stdout of `plan show` into a file (dup2 around the call) */
+    fflush(stdout);
+    int keep = dup(1), fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    CHECK(keep >= 0 && fd >= 0);
+    const char *show[] = {"plan", "show", plan};
+    int rc = -1;
+    if (keep >= 0 && fd >= 0 && dup2(fd, 1) >= 0) {
+        rc = run(3, show);
+        fflush(stdout);
+        dup2(keep, 1);
+    }
+    if (fd >= 0) close(fd);
+    if (keep >= 0) close(keep);
+    CHECK(rc == 0);
+    char buf[4096] = {0};
+    FILE *f = fopen(out, "r");
+    if (f) {
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        buf[n] = 0;
+        fclose(f);
+    }
+    CHECKF(strstr(buf, "own layouts  2 layer(s): 1 (48+0, tiles of 8) 3 (48+0, tiles of 8)") != NULL, "%s", buf);
+    const char *bad[] = {"plan", "make", "-o", plan, "--steps", "3", "--layers", "4", "--heads", "2", "--grid", "6x8",
+                         "--text", "5", "--image-only-layers", "1,4"};
+    CHECK(run((int)(sizeof bad / sizeof bad[0]), bad) == 2); /* layer 4 of 4 */
+}
+
 static void test_bad_usage(void) {
     char bad[300];
     const char *text = "{\"format\": \"dfa-plan\", \"version\": 7}";
@@ -97,6 +146,7 @@ static void test_bench_small(void) {
 int main(void) {
     if (tmpdir_make(&tmp, "cliplan")) return 1;
     RUN(test_make_and_show);
+    RUN(test_make_image_only);
     RUN(test_bad_usage);
     RUN(test_bench_small);
     tmpdir_remove(&tmp);
