@@ -209,7 +209,7 @@ typedef struct dfa_search_plan {
     uint8_t *v1;        /* [s][l] dfa_search_v1_strategy (V1 only, else 0) */
     double *influence;  /* [s][l] */
     double *cost_ns;    /* [s][l] */
-    double full_cost_ns; /* one layer, every head FULL, all rows */
+    double full_cost_ns; /* one layer, every head FULL, all rows (mean over layers with their own layouts) */
 } dfa_search_plan;
 
 dfa_status dfa_search_plan_alloc(dfa_ctx *ctx, dfa_search_plan *p, int n_steps, int n_layers, int n_heads);

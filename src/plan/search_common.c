@@ -165,7 +165,13 @@ dfa_status search_state_init(search_state *st, dfa_ctx *ctx, const dfa_search_en
     DFA_TRY(alloc_b(st, st->max_layer_elems, "search full output", &st->full));
     for (int i = 0; i < st->n_win; i++) DFA_TRY(alloc_b(st, st->max_layer_elems, "search arrow output", &st->arrow[i]));
     DFA_TRY(alloc_b(st, st->max_layer_elems, "search candidate scratch", &st->tmp));
-    st->plan->full_cost_ns = search_head_cost(st, DFA_ATTN_FULL, -1) * st->R * st->H;
+    double full = 0; /* layers with their own layout cost their own FULL */
+    for (int l = 0; l < st->L; l++) {
+        search_set_layout(st, dfa_search_engine_layer_layout(eng, l));
+        full += search_head_cost(st, DFA_ATTN_FULL, -1) * st->R * st->H;
+    }
+    search_set_layout(st, &eng->layout);
+    st->plan->full_cost_ns = full / st->L;
     return DFA_OK;
 }
 
