@@ -202,8 +202,12 @@ dfa_status search_hook_enter(search_state *st, int layer) {
                      "forward order, once each)",
                      st->step, layer, st->next_layer);
     st->next_layer++;
-    search_set_layout(st, dfa_search_engine_layer_layout(st->eng, layer));
+    search_use_layer(st, layer);
     return DFA_OK;
+}
+
+void search_use_layer(search_state *st, int layer) {
+    search_set_layout(st, dfa_search_engine_layer_layout(st->eng, layer));
 }
 
 dfa_status search_step_check(search_state *st, int step) {

@@ -43,6 +43,9 @@ void search_state_free(search_state *st);
 /* Enter the hook for `layer`: checks the engine calls the layers in order, once each, and sets
  * the layer's geometry (lay, N, row_elems, layer_elems, shape). */
 dfa_status search_hook_enter(search_state *st, int layer);
+/* Set the geometry (lay, N, row_elems, layer_elems, shape) to `layer`'s layout, e.g. for its
+ * modelled cost outside the hook. */
+void search_use_layer(search_state *st, int layer);
 /* After run_step: every layer was called. */
 dfa_status search_step_check(search_state *st, int step);
 

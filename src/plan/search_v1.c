@@ -164,6 +164,7 @@ dfa_status dfa_search_v1(dfa_ctx *ctx, const dfa_search_engine *eng, const dfa_s
             plan->v1[sl] = (uint8_t)chosen;
             plan->asc[sl] = (uint8_t)is_asc(chosen);
             plan->influence[sl] = chosen == DFA_V1_NONE ? 0 : err;
+            search_use_layer(&run.st, i); /* layer i's own layout (SD3.5 attn2) */
             plan->cost_ns[sl] = strategy_cost(&run.st, chosen, run.window);
             for (int h = 0; h < H; h++) {
                 int wa = chosen == DFA_V1_WARS || chosen == DFA_V1_WARS_ASC;
