@@ -20,6 +20,7 @@
 #include "cli/commands.h"
 #include "mmdit_fixture.h"
 #include "models/mmdit_pipe.h"
+#include "plan/cost.h"
 #include "plan/engine_mmdit.h"
 #include "plan/plan.h"
 #include "plan/search.h"
@@ -247,6 +248,36 @@ static void replay_case_ex(int sd3, int dual, int v2) {
     dfa_plan plan;
     dfa_status s = v1 ? dfa_search_v1(ctx, &e, &o, &sp) : dfa_search_v2(ctx, &e, &o, &sp);
     CHECKF(s == DFA_OK, "%s", dfa_ctx_error(ctx));
+    if (dual && s == DFA_OK) { /* modelled cost of each (step, layer): with that layer's own layout */
+        dfa_cost_table ct;
+        dfa_cost_table_default(&ct);
+        const int H = e.n_heads, R = e.n_rows;
+        for (int st = 0; st < S; st++)
+            for (int l = 0; l < e.n_layers; l++) {
+                const size_t sl = (size_t)st * e.n_layers + l;
+                const dfa_attn_layout *LL = dfa_search_engine_layer_layout(&e, l);
+                double want = 0;
+                if (v1) { /* the strategies' model (search_v1.c strategy_cost) */
+                    double full = dfa_cost_head_ns(&ct, LL, e.head_dim, DFA_ATTN_FULL, -1);
+                    double copy = dfa_cost_head_ns(&ct, LL, e.head_dim, DFA_ATTN_CACHE, -1);
+                    int w = sp.window[sl * H] >= 0 ? sp.window[sl * H] : 0;
+                    double rs = dfa_cost_head_ns(&ct, LL, e.head_dim, DFA_ATTN_ARROW_RS, w);
+                    switch (sp.v1[sl]) {
+                    case DFA_V1_AST: want = R * H * copy; break;
+                    case DFA_V1_WARS: want = R * H * rs; break;
+                    case DFA_V1_WARS_ASC: want = R / 2 * H * (rs + copy); break;
+                    case DFA_V1_ASC: want = R / 2 * H * (full + copy); break;
+                    default: want = R * H * full; break;
+                    }
+                } else { /* V2: the chosen heads' costs */
+                    for (int h = 0; h < H; h++)
+                        want += R * dfa_cost_head_ns(&ct, LL, e.head_dim, (dfa_attn_method)sp.method[sl * H + h],
+                                                     sp.window[sl * H + h]);
+                }
+                CHECKF(fabs(sp.cost_ns[sl] - want) <= 1e-9 * want, "step %d layer %d: modelled cost %g, want %g", st,
+                       l, sp.cost_ns[sl], want);
+            }
+    }
     char cid[128];
     if (sd3)
         dfa_engine_sd3_config_id(sm, cid, sizeof cid);
