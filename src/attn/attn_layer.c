@@ -33,10 +33,11 @@ struct dfa_attn_state {
     size_t bytes, peak;
     dfa_attn_head_exec *exec; /* [n_heads] scratch */
     void **gpu_lists;         /* [n_steps * n_layers * 2] CUDA work lists, built on first use */
-    /* without a plan (every head FULL) on CUDA: the work lists of the last layout and head count */
-    void *full_lists[2];
-    dfa_attn_layout full_layout;
-    int full_heads;
+    /* without a plan (every head FULL) on CUDA: the work lists of the last two (layout, head count)
+     * pairs (SD3.5 alternates its joint attention and the image-only attn2 every block) */
+    void *full_lists[2][2];
+    dfa_attn_layout full_layout[2];
+    int full_heads[2], full_next;
     /* dfa_attn_set_override: replaces every layer's attention while set */
     dfa_attn_override_fn override_fn;
     void *override_user;
@@ -86,8 +87,10 @@ void dfa_attn_clear_plan(dfa_ctx *ctx) {
 void dfa_attn_state_free(dfa_ctx *ctx) {
     if (!ctx->attn) return;
     dfa_attn_clear_plan(ctx);
-    dfa_attn_gpu_list_free(ctx->attn->full_lists[0]);
-    dfa_attn_gpu_list_free(ctx->attn->full_lists[1]);
+    for (int i = 0; i < 2; i++) {
+        dfa_attn_gpu_list_free(ctx->attn->full_lists[i][0]);
+        dfa_attn_gpu_list_free(ctx->attn->full_lists[i][1]);
+    }
     free(ctx->attn);
     ctx->attn = NULL;
 }
@@ -321,15 +324,21 @@ dfa_status dfa_attn_layer(dfa_ctx *ctx, int layer, const dfa_attn_layout *layout
         if (!ctx->attn && (ctx->attn = calloc(1, sizeof *ctx->attn)) != NULL) ctx->attn->step = -1;
         dfa_attn_state *st = ctx->attn;
         if (st) {
-            if (st->full_heads != H || !layout_equal(&st->full_layout, layout) ||
-                st->full_layout.text_first != layout->text_first) {
-                dfa_attn_gpu_list_free(st->full_lists[0]);
-                dfa_attn_gpu_list_free(st->full_lists[1]);
-                st->full_lists[0] = st->full_lists[1] = NULL;
-                st->full_layout = *layout;
-                st->full_heads = H;
+            int slot = -1;
+            for (int i = 0; i < 2 && slot < 0; i++)
+                if (st->full_heads[i] == H && layout_equal(&st->full_layout[i], layout) &&
+                    st->full_layout[i].text_first == layout->text_first)
+                    slot = i;
+            if (slot < 0) { /* replace the older pair (round robin) */
+                slot = st->full_next;
+                st->full_next ^= 1;
+                dfa_attn_gpu_list_free(st->full_lists[slot][0]);
+                dfa_attn_gpu_list_free(st->full_lists[slot][1]);
+                st->full_lists[slot][0] = st->full_lists[slot][1] = NULL;
+                st->full_layout[slot] = *layout;
+                st->full_heads[slot] = H;
             }
-            lists = st->full_lists;
+            lists = st->full_lists[slot];
         }
     }
     dfa_status s = dfa_attn_run_heads_ex(ctx, layout, q, k, v, out, heads, NULL, NULL, 0, 0, lists);
