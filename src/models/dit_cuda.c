@@ -89,7 +89,8 @@ static dfa_status dit_cuda_run(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W, co
 
 dfa_status dfa_dit_forward_cuda(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W, const float *x, const float *t,
                                 const int *labels, float *out) {
-    if (!ctx->cuda || !m->gpu.ops) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "dit forward: no CUDA device in this context");
+    if (!ctx->cuda || !m->gpu.ops)
+        DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "dit forward: no CUDA device in this context");
     return dit_cuda_run(ctx, m, B, H, W, x, t, labels, out);
 }
 

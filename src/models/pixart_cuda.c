@@ -133,7 +133,8 @@ static dfa_status pixart_cuda_run(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int
         const pixart_block *blk = &m->blocks[l];
         /* chunk order: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp */
         DFA_TRY(dfa_cuops_add_row(m->gpu.ops, b.mod2, B, (int)ms, DW(blk->sst), b.mod, e));
-        DFA_TRY(dfa_cuops_ln_modulate_strided(m->gpu.ops, b.hs, B, N, D, b.mod, b.mod + D, ms, (float)c->norm_eps, b.nh, e));
+        DFA_TRY(dfa_cuops_ln_modulate_strided(m->gpu.ops, b.hs, B, N, D, b.mod, b.mod + D, ms, (float)c->norm_eps,
+                                              b.nh, e));
         DFA_TRY(dfa_txg_self_attn(&g, l, &blk->attn1, B, N, c->heads, c->head_dim, b.nh, &b, b.tmp,
                                   m->gpu.no_attn_timer ? NULL : &m->attn_s));
         DFA_TRY(dfa_cuops_gate_add_strided(m->gpu.ops, b.hs, B, N, D, b.mod + 2 * D, ms, b.tmp, e));
