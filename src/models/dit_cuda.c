@@ -6,7 +6,6 @@
 #include "core/cuda_rt.h"
 #include "models/cuda/ops_cuda.h"
 #include "models/dit_int.h"
-#include "models/mmdit.h"
 #include "models/tx_cuda.h"
 
 typedef uint16_t bf16;
