@@ -20,29 +20,7 @@
 #include "models/pixart.h"
 #include "sample/sampler.h"
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static float *get(dfa_safetensors *st, const char *name, int64_t *shape, size_t *n) {
-    const dfa_st_tensor *t = dfa_st_find(st, name);
-    if (!t) return NULL;
-    size_t k = 1;
-    for (int i = 0; i < t->ndim; i++) {
-        k *= (size_t)t->shape[i];
-        if (shape) shape[i] = t->shape[i];
-    }
-    float *x = malloc(k * sizeof(float));
-    dfa_error err = {0};
-    if (x && dfa_st_load(st, name, DFA_F32, -1, NULL, x, DFA_DEV_CPU, NULL, &err) != DFA_OK) {
-        free(x);
-        return NULL;
-    }
-    if (n) *n = k;
-    return x;
-}
+#include "bench_util.h"
 
 static double rel_l2(const float *a, const float *ref, size_t n) {
     double num = 0, den = 0;
@@ -129,9 +107,9 @@ static dfa_status time_forward(fwd_fn f, void *user, times_fn tf, timer_fn tm, v
     r->step_timed = total;
     tm(model, 0);
     for (int i = 0; i < reps && s == DFA_OK; i++) {
-        const double t0 = now();
+        const double t0 = bench_now();
         s = f(user, out); /* returns after the output is back on the host: synchronised */
-        ts[i] = now() - t0;
+        ts[i] = bench_now() - t0;
     }
     if (s != DFA_OK) return s;
     qsort(ts, (size_t)reps, sizeof ts[0], cmp_d);
@@ -203,8 +181,10 @@ static void bench_dit(dfa_ctx *ctx, const char *dir, row *r) {
         r->steps = 50;
     } else {
         if (dfa_st_open(&io, path, &ctx->err) != DFA_OK) goto fail;
-        x = get(io, "x", xs, NULL), t = get(io, "t", NULL, NULL), y = get(io, "y", NULL, NULL);
-        ref = get(io, "out", NULL, &n), fin = get(io, "final", NULL, NULL), sec = get(io, "seconds", NULL, NULL);
+        x = bench_st_f32(io, "x", xs, NULL), t = bench_st_f32(io, "t", NULL, NULL),
+            y = bench_st_f32(io, "y", NULL, NULL);
+        ref = bench_st_f32(io, "out", NULL, &n), fin = bench_st_f32(io, "final", NULL, NULL),
+            sec = bench_st_f32(io, "seconds", NULL, NULL);
         if (!x || !t || !y || !ref || !fin || !sec) {
             snprintf(r->msg, sizeof r->msg, "%s: missing tensors", path);
             goto done;
@@ -226,9 +206,9 @@ static void bench_dit(dfa_ctx *ctx, const char *dir, row *r) {
     if (dfa_dit_open_sampler(ctx, path, 0, r->steps, nl, 0, &sch) != DFA_OK) goto fail;
     have_sch = 1;
     memcpy(lat, x, nl * sizeof(float));
-    double t0 = now();
+    double t0 = bench_now();
     if (dfa_dit_sample(ctx, m, &sch, lab[1], 4.0f, H, W, lat, NULL, NULL) != DFA_OK) goto fail;
-    r->loop = now() - t0;
+    r->loop = bench_now() - t0;
     r->err_final = fin ? rel_l2(lat, fin, nl) : -1;
     r->ok = 1;
     goto done;
@@ -272,9 +252,11 @@ static void bench_pixart(dfa_ctx *ctx, dfa_pixart *m, const char *dir, int res, 
         r->steps = 50;
     } else {
         if (dfa_st_open(&io, path, &ctx->err) != DFA_OK) goto fail;
-        x = get(io, "x", xs, NULL), t = get(io, "t", NULL, NULL), enc = get(io, "enc", es, NULL);
-        mask = get(io, "mask", NULL, NULL), ref = get(io, "out", NULL, &n), fin = get(io, "final", NULL, NULL);
-        sec = get(io, "seconds", NULL, NULL);
+        x = bench_st_f32(io, "x", xs, NULL), t = bench_st_f32(io, "t", NULL, NULL),
+            enc = bench_st_f32(io, "enc", es, NULL);
+        mask = bench_st_f32(io, "mask", NULL, NULL), ref = bench_st_f32(io, "out", NULL, &n),
+            fin = bench_st_f32(io, "final", NULL, NULL);
+        sec = bench_st_f32(io, "seconds", NULL, NULL);
         if (!x || !t || !enc || !mask || !ref || !fin || !sec) {
             snprintf(r->msg, sizeof r->msg, "%s: missing tensors", path);
             goto done;
@@ -294,10 +276,10 @@ static void bench_pixart(dfa_ctx *ctx, dfa_pixart *m, const char *dir, int res, 
     if (dfa_dit_open_sampler(ctx, path, 1, r->steps, nl, 0, &sch) != DFA_OK) goto fail;
     have_sch = 1;
     memcpy(lat, x, nl * sizeof(float));
-    double t0 = now();
+    double t0 = bench_now();
     if (dfa_pixart_sample(ctx, m, &sch, 4.5f, H, W, L, enc + tw, mask + L, enc, mask, lat, NULL, NULL) != DFA_OK)
         goto fail;
-    r->loop = now() - t0;
+    r->loop = bench_now() - t0;
     r->err_final = fin ? rel_l2(lat, fin, nl) : -1;
     r->ok = 1;
     goto done;

@@ -14,29 +14,7 @@
 #include "models/pixart.h"
 #include "models/vae.h"
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static float *get(dfa_safetensors *st, const char *name, int64_t *shape, size_t *n) {
-    const dfa_st_tensor *t = dfa_st_find(st, name);
-    if (!t) return NULL;
-    size_t k = 1;
-    for (int i = 0; i < t->ndim; i++) {
-        k *= (size_t)t->shape[i];
-        if (shape) shape[i] = t->shape[i];
-    }
-    float *x = malloc(k * sizeof(float));
-    dfa_error err = {0};
-    if (x && dfa_st_load(st, name, DFA_F32, -1, NULL, x, DFA_DEV_CPU, NULL, &err) != DFA_OK) {
-        free(x);
-        return NULL;
-    }
-    if (n) *n = k;
-    return x;
-}
+#include "bench_util.h"
 
 static double max_rel(const float *a, const float *b, size_t n) {
     double md = 0, mb = 0;
@@ -72,15 +50,16 @@ int main(int argc, char **argv) {
     if (io && dfa_dit_load(ctx, path, &dm) == DFA_OK) {
         int64_t xs[8];
         size_t n = 0;
-        float *x = get(io, "x", xs, NULL), *t = get(io, "t", NULL, NULL), *y = get(io, "y", NULL, NULL);
-        float *ref = get(io, "out", NULL, &n), *sec = get(io, "seconds", NULL, NULL);
+        float *x = bench_st_f32(io, "x", xs, NULL), *t = bench_st_f32(io, "t", NULL, NULL),
+            *y = bench_st_f32(io, "y", NULL, NULL);
+        float *ref = bench_st_f32(io, "out", NULL, &n), *sec = bench_st_f32(io, "seconds", NULL, NULL);
         int lab[2] = {(int)y[0], (int)y[1]};
         float *out = malloc(n * sizeof(float));
         dfa_dit_forward(ctx, dm, (int)xs[0], (int)xs[2], (int)xs[3], x, t, lab, out); /* warm-up */
         dfa_dit_reset_times(dm);
-        double t0 = now();
+        double t0 = bench_now();
         rc |= dfa_dit_forward(ctx, dm, (int)xs[0], (int)xs[2], (int)xs[3], x, t, lab, out) != DFA_OK;
-        double dt = now() - t0, attn = 0, tot = 0;
+        double dt = bench_now() - t0, attn = 0, tot = 0;
         dfa_dit_times(dm, &attn, &tot);
         printf("%-22s %10.3f %10.3f %8.2f %10.2e %8.1f%%\n", "DiT-XL-2 (B=2, 16x16)", dt, sec[0], dt / sec[0],
                max_rel(out, ref, n), 100 * attn / tot);
@@ -97,15 +76,17 @@ int main(int argc, char **argv) {
     if (io && dfa_pixart_load(ctx, path, &pm) == DFA_OK) {
         int64_t xs[8], es[8];
         size_t n = 0;
-        float *x = get(io, "x", xs, NULL), *t = get(io, "t", NULL, NULL), *enc = get(io, "enc", es, NULL);
-        float *mask = get(io, "mask", NULL, NULL), *ref = get(io, "out", NULL, &n), *sec = get(io, "seconds", NULL, NULL);
+        float *x = bench_st_f32(io, "x", xs, NULL), *t = bench_st_f32(io, "t", NULL, NULL),
+            *enc = bench_st_f32(io, "enc", es, NULL);
+        float *mask = bench_st_f32(io, "mask", NULL, NULL), *ref = bench_st_f32(io, "out", NULL, &n),
+            *sec = bench_st_f32(io, "seconds", NULL, NULL);
         float *out = malloc(n * sizeof(float));
         dfa_pixart_forward(ctx, pm, (int)xs[0], (int)xs[2], (int)xs[3], x, t, (int)es[1], enc, mask, out);
         dfa_pixart_reset_times(pm);
-        double t0 = now();
+        double t0 = bench_now();
         rc |= dfa_pixart_forward(ctx, pm, (int)xs[0], (int)xs[2], (int)xs[3], x, t, (int)es[1], enc, mask, out) !=
               DFA_OK;
-        double dt = now() - t0, attn = 0, tot = 0;
+        double dt = bench_now() - t0, attn = 0, tot = 0;
         dfa_pixart_times(pm, &attn, &tot);
         printf("%-22s %10.3f %10.3f %8.2f %10.2e %8.1f%%\n", "PixArt-Sigma-XL (16x24)", dt, sec[0], dt / sec[0],
                max_rel(out, ref, n), 100 * attn / tot);
@@ -122,12 +103,13 @@ int main(int argc, char **argv) {
     if (io && dfa_vae_load(ctx, path, &vae) == DFA_OK) {
         int64_t zs[8];
         size_t n = 0;
-        float *z = get(io, "latents", zs, NULL), *ref = get(io, "image", NULL, &n), *sec = get(io, "seconds", NULL, NULL);
+        float *z = bench_st_f32(io, "latents", zs, NULL), *ref = bench_st_f32(io, "image", NULL, &n),
+            *sec = bench_st_f32(io, "seconds", NULL, NULL);
         float *img = malloc(n * sizeof(float));
         dfa_vae_decode(ctx, vae, z, (int)zs[2], (int)zs[3], img);
-        double t0 = now();
+        double t0 = bench_now();
         rc |= dfa_vae_decode(ctx, vae, z, (int)zs[2], (int)zs[3], img) != DFA_OK;
-        double dt = now() - t0;
+        double dt = bench_now() - t0;
         printf("%-22s %10.3f %10.3f %8.2f %10.2e %9s\n", "SD VAE decode (16x12)", dt, sec[0], dt / sec[0],
                max_rel(img, ref, n), "-");
         free(z), free(ref), free(sec), free(img);

@@ -168,6 +168,19 @@ static dfa_status get_bufs(dfa_ctx *ctx, dfa_dit *m, int B, int N, int C, int W,
     return DFA_OK;
 }
 
+dfa_status dfa_dit_check_input(dfa_ctx *ctx, const dfa_dit *m, int B, int H, int W, const int *labels) {
+    const dfa_dit_config *c = &m->cfg;
+    const int p = c->patch_size;
+    if (B < 1 || H < p || W < p || H % p || W % p)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dit: input %dx%d (batch %d) is not a positive multiple of patch %d", H,
+                     W, B, p);
+    for (int i = 0; i < B; i++)
+        if (labels[i] < 0 || labels[i] > c->num_classes)
+            DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dit: class label %d out of range 0..%d (%d = null class)",
+                         labels[i], c->num_classes, c->num_classes);
+    return DFA_OK;
+}
+
 /* conditioning of block `blk`'s AdaLayerNormZero.emb: timestep embedding + class embedding */
 static void block_cond(const dfa_ctx *ctx, const dfa_dit *m, const dit_block *blk, int B, const float *t,
                        const int *labels, dit_bufs *b) {
@@ -180,13 +193,7 @@ static dfa_status dit_forward_impl(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W
                                    const int *labels, float *out) {
     const dfa_dit_config *c = &m->cfg;
     const int p = c->patch_size, D = c->dim;
-    if (B < 1 || H < p || W < p || H % p || W % p)
-        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dit: input %dx%d (batch %d) is not a positive multiple of patch %d", H,
-                     W, B, p);
-    for (int i = 0; i < B; i++)
-        if (labels[i] < 0 || labels[i] > c->num_classes)
-            DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dit: class label %d out of range 0..%d (%d = null class)",
-                         labels[i], c->num_classes, c->num_classes);
+    DFA_TRY(dfa_dit_check_input(ctx, m, B, H, W, labels));
     const int h = H / p, w = W / p, N = h * w, M = B * N;
     dit_bufs b;
     DFA_TRY(get_bufs(ctx, m, B, N, c->in_channels, W, &b));

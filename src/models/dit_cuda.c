@@ -6,7 +6,6 @@
 #include "core/cuda_rt.h"
 #include "models/cuda/ops_cuda.h"
 #include "models/dit_int.h"
-#include "models/mmdit.h"
 #include "models/tx_cuda.h"
 
 typedef uint16_t bf16;
@@ -14,9 +13,8 @@ typedef uint16_t bf16;
 
 dfa_status dfa_dit_to_cuda(dfa_ctx *ctx, dfa_dit *m) {
     if (!ctx->cuda) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "dit: no CUDA device in this context");
-    DFA_TRY(dfa_cuops_init(&m->ops, ctx->cuda, &ctx->err));
     uint16_t *dev = NULL;
-    DFA_TRY(dfa_txg_upload_weights(ctx, m->weights, m->n_weights, &dev));
+    DFA_TRY(dfa_txg_model_upload(ctx, &m->gpu, m->weights, m->n_weights, &dev));
     const float *host = m->weights;
     float **top[] = {&m->pe_w, &m->pe_b, &m->po1_w, &m->po1_b, &m->po2_w, &m->po2_b};
     for (int i = 0; i < 6; i++) dfa_txg_reloc(top[i], host, dev);
@@ -29,19 +27,12 @@ dfa_status dfa_dit_to_cuda(dfa_ctx *ctx, dfa_dit *m) {
         dfa_txg_reloc_attn(&b->attn, host, dev);
         dfa_txg_reloc_ff(&b->ff, host, dev);
     }
-    dfa_ctx_mem_release(ctx, m->weights);
-    m->weights = (float *)(void *)dev;
-    m->dev = DFA_DEV_CUDA;
+    dfa_txg_model_commit(ctx, &m->weights, dev, &m->dev);
     return DFA_OK;
 }
 
 void dfa_dit_cuda_release(dfa_ctx *ctx, dfa_dit *m) {
-    if (m->dact.base) dfa_arena_release(ctx, &m->dact);
-    if (m->hst.base) dfa_arena_release(ctx, &m->hst);
-    if (m->dpos) dfa_ctx_mem_release(ctx, m->dpos);
-    m->dpos = NULL;
-    if (m->ops) dfa_cuops_free(m->ops);
-    m->ops = NULL;
+    dfa_txg_model_release(ctx, &m->gpu);
 }
 
 /* AdaLayerNormZero.emb of block blk: temb(t) + class row, then SiLU: b->emb [B, D] */
@@ -59,29 +50,17 @@ static dfa_status dit_cuda_run(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W, co
                                const int *labels, float *out) {
     const dfa_dit_config *c = &m->cfg;
     const int p = c->patch_size, D = c->dim;
-    if (B < 1 || H < p || W < p || H % p || W % p)
-        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dit: input %dx%d (batch %d) is not a positive multiple of patch %d", H,
-                     W, B, p);
-    for (int i = 0; i < B; i++)
-        if (labels[i] < 0 || labels[i] > c->num_classes)
-            DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dit: class label %d out of range 0..%d (%d = null class)",
-                         labels[i], c->num_classes, c->num_classes);
+    DFA_TRY(dfa_dit_check_input(ctx, m, B, H, W, labels));
     const int h = H / p, w = W / p, N = h * w, M = B * N;
     const dfa_txg_dims d = {.B = B, .N = N, .D = D, .ff_inner = c->ff_inner, .patch_cols = c->in_channels * p * p,
                             .out_cols = p * p * c->out_channels, .heads = c->heads};
-    const size_t stage = dfa_txg_stage_floats(&d);
-    DFA_TRY(dfa_mmdit_arena_ensure(ctx, &m->dact, DFA_DEV_CUDA, dfa_txg_bufs_bytes(&d) + dfa_mmdit_fbytes(stage),
-                                   "dit activations (device)"));
-    DFA_TRY(dfa_mmdit_arena_ensure(ctx, &m->hst, DFA_DEV_CPU, dfa_mmdit_fbytes(stage) + 256, "dit host staging"));
     dfa_txg_bufs b;
-    DFA_TRY(dfa_txg_bufs_carve(ctx, &m->dact, &d, &b));
-    dfa_txg g = {ctx, m->ops, NULL, NULL, stage};
-    DFA_TRY(dfa_arena_alloc(ctx, &m->dact, stage * sizeof(float), (void **)&g.dstage));
-    DFA_TRY(dfa_arena_alloc(ctx, &m->hst, stage * sizeof(float), (void **)&g.hstage));
+    dfa_txg g;
+    DFA_TRY(dfa_txg_model_begin(ctx, &m->gpu, &d, "dit activations (device)", "dit host staging", &g, &b));
     dfa_error *e = &ctx->err;
 
-    DFA_TRY(dfa_txg_pos_embed(&g, D, h, w, c->sample_size / p, 1.0, &m->dpos, &m->pos_h, &m->pos_w));
-    DFA_TRY(dfa_txg_patch_embed(&g, x, B, c->in_channels, H, W, p, m->pe_w, m->pe_b, D, m->dpos, b.cols, b.hs));
+    DFA_TRY(dfa_txg_pos_embed(&g, D, h, w, c->sample_size / p, 1.0, &m->gpu.dpos, &m->gpu.pos_h, &m->gpu.pos_w));
+    DFA_TRY(dfa_txg_patch_embed(&g, x, B, c->in_channels, H, W, p, m->pe_w, m->pe_b, D, m->gpu.dpos, b.cols, b.hs));
     DFA_TRY(dfa_txg_tproj(&g, B, t, DIT_TPROJ, 1.0f, b.tproj)); /* the same projection for every block */
     const size_t ms = 6 * (size_t)D; /* modulation row stride: shift, scale, gate (msa), shift, scale, gate (mlp) */
     for (int l = 0; l < c->layers; l++) {
@@ -89,19 +68,19 @@ static dfa_status dit_cuda_run(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W, co
         DFA_TRY(block_cond(&g, m, blk, B, labels, &b));
         /* chunk order: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp */
         DFA_TRY(dfa_txg_linear(&g, b.emb, B, D, blk->ada_w, blk->ada_b, 6 * D, b.mod));
-        DFA_TRY(dfa_cuops_ln_modulate_strided(m->ops, b.hs, B, N, D, b.mod, b.mod + D, ms, 1e-6f, b.nh, e));
+        DFA_TRY(dfa_cuops_ln_modulate_strided(m->gpu.ops, b.hs, B, N, D, b.mod, b.mod + D, ms, 1e-6f, b.nh, e));
         DFA_TRY(dfa_txg_self_attn(&g, l, &blk->attn, B, N, c->heads, c->head_dim, b.nh, &b, b.tmp,
-                                  m->no_attn_timer ? NULL : &m->attn_s));
-        DFA_TRY(dfa_cuops_gate_add_strided(m->ops, b.hs, B, N, D, b.mod + 2 * D, ms, b.tmp, e));
-        DFA_TRY(dfa_cuops_ln_modulate_strided(m->ops, b.hs, B, N, D, b.mod + 3 * D, b.mod + 4 * D, ms,
+                                  m->gpu.no_attn_timer ? NULL : &m->attn_s));
+        DFA_TRY(dfa_cuops_gate_add_strided(m->gpu.ops, b.hs, B, N, D, b.mod + 2 * D, ms, b.tmp, e));
+        DFA_TRY(dfa_cuops_ln_modulate_strided(m->gpu.ops, b.hs, B, N, D, b.mod + 3 * D, b.mod + 4 * D, ms,
                                               (float)c->norm_eps, b.nh, e));
         DFA_TRY(dfa_txg_ff(&g, &blk->ff, M, D, b.nh, b.mid, b.tmp));
-        DFA_TRY(dfa_cuops_gate_add_strided(m->ops, b.hs, B, N, D, b.mod + 5 * D, ms, b.tmp, e));
+        DFA_TRY(dfa_cuops_gate_add_strided(m->gpu.ops, b.hs, B, N, D, b.mod + 5 * D, ms, b.tmp, e));
     }
     /* final layer: conditioning from block 0's embedder; shift first, then scale */
     DFA_TRY(block_cond(&g, m, &m->blocks[0], B, labels, &b));
     DFA_TRY(dfa_txg_linear(&g, b.emb, B, D, m->po1_w, m->po1_b, 2 * D, b.mod));
-    DFA_TRY(dfa_cuops_ln_modulate_strided(m->ops, b.hs, B, N, D, b.mod, b.mod + D, 2 * (size_t)D, 1e-6f, b.nh, e));
+    DFA_TRY(dfa_cuops_ln_modulate_strided(m->gpu.ops, b.hs, B, N, D, b.mod, b.mod + D, 2 * (size_t)D, 1e-6f, b.nh, e));
     const int P = p * p * c->out_channels;
     DFA_TRY(dfa_txg_linear(&g, b.nh, M, D, m->po2_w, m->po2_b, P, b.cols));
     return dfa_txg_unpatchify(&g, b.cols, B, h, w, p, c->out_channels, out);
@@ -109,8 +88,9 @@ static dfa_status dit_cuda_run(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W, co
 
 dfa_status dfa_dit_forward_cuda(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W, const float *x, const float *t,
                                 const int *labels, float *out) {
-    if (!ctx->cuda || !m->ops) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "dit forward: no CUDA device in this context");
+    if (!ctx->cuda || !m->gpu.ops)
+        DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "dit forward: no CUDA device in this context");
     return dit_cuda_run(ctx, m, B, H, W, x, t, labels, out);
 }
 
-void dfa_dit_set_attn_timer(dfa_dit *m, int on) { m->no_attn_timer = !on; }
+void dfa_dit_set_attn_timer(dfa_dit *m, int on) { m->gpu.no_attn_timer = !on; }

@@ -6,8 +6,7 @@
 
 #include "models/dit.h"
 #include "models/dit_common.h"
-
-struct dfa_cuops;
+#include "models/tx_cuda.h"
 
 #define DIT_TPROJ 256 /* Timesteps(num_channels=256, flip_sin_to_cos=True, downscale_freq_shift=1) */
 
@@ -31,13 +30,12 @@ struct dfa_dit {
     /* CUDA backend (dev == DFA_DEV_CUDA): the weight pointers above hold device bf16 addresses
      * inside `weights` (a device block); the CPU forward is not available then. */
     dfa_device dev;
-    struct dfa_cuops *ops;
-    dfa_arena dact, hst; /* device activations, host staging */
-    uint16_t *dpos;      /* cached position embedding [pos_h * pos_w, D] (device bf16) */
-    int pos_h, pos_w;
-    int no_attn_timer; /* CUDA: 1 = no synchronised attention timing */
+    dfa_txg_model gpu; /* ops, device activations, host staging, cached position embedding */
 };
 
+/* The forward's argument checks (CPU and CUDA): B >= 1, H and W positive multiples of the patch,
+ * labels in 0..num_classes (num_classes = the null class). */
+dfa_status dfa_dit_check_input(dfa_ctx *ctx, const dfa_dit *m, int B, int H, int W, const int *labels);
 /* Move the loaded host weights to the GPU (bf16) and switch the model to the CUDA forward. */
 dfa_status dfa_dit_to_cuda(dfa_ctx *ctx, dfa_dit *m);
 /* The CUDA forward: same contract as dfa_dit_forward (host f32 in and out). */

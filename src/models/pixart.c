@@ -200,14 +200,20 @@ static dfa_status get_bufs(dfa_ctx *ctx, dfa_pixart *m, int B, int N, int L, int
     return DFA_OK;
 }
 
-static dfa_status pixart_forward_impl(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, const float *x, const float *t,
-                                      int L, const float *text, const float *mask, float *out) {
-    const dfa_pixart_config *c = &m->cfg;
-    const int p = c->patch_size, D = c->dim;
+dfa_status dfa_pixart_check_input(dfa_ctx *ctx, const dfa_pixart *m, int B, int H, int W, int L) {
+    const int p = m->cfg.patch_size;
     if (B < 1 || H < p || W < p || H % p || W % p || L < 1)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG,
                      "pixart: input %dx%d (batch %d, %d text tokens) is not a positive multiple of patch %d", H, W, B,
                      L, p);
+    return DFA_OK;
+}
+
+static dfa_status pixart_forward_impl(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, const float *x, const float *t,
+                                      int L, const float *text, const float *mask, float *out) {
+    const dfa_pixart_config *c = &m->cfg;
+    const int p = c->patch_size, D = c->dim;
+    DFA_TRY(dfa_pixart_check_input(ctx, m, B, H, W, L));
     const int h = H / p, w = W / p, N = h * w, M = B * N;
     pixart_bufs b;
     DFA_TRY(get_bufs(ctx, m, B, N, L, W, &b));

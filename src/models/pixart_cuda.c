@@ -6,7 +6,6 @@
 
 #include "core/cuda_rt.h"
 #include "models/cuda/ops_cuda.h"
-#include "models/mmdit.h"
 #include "models/pixart_int.h"
 #include "models/tx_cuda.h"
 
@@ -15,9 +14,8 @@ typedef uint16_t bf16;
 
 dfa_status dfa_pixart_to_cuda(dfa_ctx *ctx, dfa_pixart *m) {
     if (!ctx->cuda) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "pixart: no CUDA device in this context");
-    DFA_TRY(dfa_cuops_init(&m->ops, ctx->cuda, &ctx->err));
     uint16_t *dev = NULL;
-    DFA_TRY(dfa_txg_upload_weights(ctx, m->weights, m->n_weights, &dev));
+    DFA_TRY(dfa_txg_model_upload(ctx, &m->gpu, m->weights, m->n_weights, &dev));
     const float *host = m->weights;
     float **top[] = {&m->pe_w,   &m->pe_b,   &m->ada_w,   &m->ada_b, &m->cap1_w, &m->cap1_b,
                      &m->cap2_w, &m->cap2_b, &m->sst_out, &m->po_w,  &m->po_b};
@@ -32,9 +30,7 @@ dfa_status dfa_pixart_to_cuda(dfa_ctx *ctx, dfa_pixart *m) {
         dfa_txg_reloc_attn(&b->attn2, host, dev);
         dfa_txg_reloc_ff(&b->ff, host, dev);
     }
-    dfa_ctx_mem_release(ctx, m->weights);
-    m->weights = (float *)(void *)dev;
-    m->dev = DFA_DEV_CUDA;
+    dfa_txg_model_commit(ctx, &m->weights, dev, &m->dev);
     return DFA_OK;
 }
 
@@ -42,12 +38,7 @@ void dfa_pixart_cuda_release(dfa_ctx *ctx, dfa_pixart *m) {
     if (m->dtxt) dfa_ctx_mem_release(ctx, m->dtxt);
     if (m->dbias) dfa_ctx_mem_release(ctx, m->dbias);
     m->dtxt = NULL, m->dbias = NULL, m->dtxt_n = 0, m->txt_gen = 0;
-    if (m->dact.base) dfa_arena_release(ctx, &m->dact);
-    if (m->hst.base) dfa_arena_release(ctx, &m->hst);
-    if (m->dpos) dfa_ctx_mem_release(ctx, m->dpos);
-    m->dpos = NULL;
-    if (m->ops) dfa_cuops_free(m->ops);
-    m->ops = NULL;
+    dfa_txg_model_release(ctx, &m->gpu);
 }
 
 /* embedded_timestep [B, D] into b->emb (PixArt-Alpha: + the size / aspect-ratio embedding) */
@@ -93,7 +84,7 @@ static dfa_status pixart_text(dfa_txg *g, dfa_pixart *m, int B, int L, int cap_i
     if (c->caption_channels) {
         DFA_TRY(dfa_txg_upload(g, text, (size_t)B * L * cap_in, b->txt_in));
         DFA_TRY(dfa_txg_linear(g, b->txt_in, B * L, cap_in, m->cap1_w, m->cap1_b, Dkv, b->txt_mid));
-        DFA_TRY(dfa_cuops_act(m->ops, b->txt_mid, (size_t)B * L * Dkv, DFA_ACT_GELU_TANH, &ctx->err));
+        DFA_TRY(dfa_cuops_act(m->gpu.ops, b->txt_mid, (size_t)B * L * Dkv, DFA_ACT_GELU_TANH, &ctx->err));
         DFA_TRY(dfa_txg_linear(g, b->txt_mid, B * L, Dkv, m->cap2_w, m->cap2_b, Dkv, m->dtxt));
     } else {
         DFA_TRY(dfa_txg_upload(g, text, n, m->dtxt));
@@ -110,10 +101,7 @@ static dfa_status pixart_cuda_run(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int
                                   int L, const float *text, const float *mask, float *out) {
     const dfa_pixart_config *c = &m->cfg;
     const int p = c->patch_size, D = c->dim;
-    if (B < 1 || H < p || W < p || H % p || W % p || L < 1)
-        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG,
-                     "pixart: input %dx%d (batch %d, %d text tokens) is not a positive multiple of patch %d", H, W, B,
-                     L, p);
+    DFA_TRY(dfa_pixart_check_input(ctx, m, B, H, W, L));
     if (c->size_cond && 3 * (D / 3) != D)
         DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "pixart (CUDA): size conditioning needs the inner dim %d divisible by 3",
                      D);
@@ -122,24 +110,18 @@ static dfa_status pixart_cuda_run(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int
     const dfa_txg_dims d = {.B = B, .N = N, .D = D, .ff_inner = c->ff_inner, .patch_cols = c->in_channels * p * p,
                             .out_cols = p * p * c->out_channels, .heads = c->heads, .L = L, .caption = cap_in,
                             .cross_budget = m->cross_budget};
-    const size_t stage = dfa_txg_stage_floats(&d);
-    DFA_TRY(dfa_mmdit_arena_ensure(ctx, &m->dact, DFA_DEV_CUDA, dfa_txg_bufs_bytes(&d) + dfa_mmdit_fbytes(stage),
-                                   "pixart activations (device)"));
-    DFA_TRY(dfa_mmdit_arena_ensure(ctx, &m->hst, DFA_DEV_CPU, dfa_mmdit_fbytes(stage) + 256, "pixart host staging"));
     dfa_txg_bufs b;
-    DFA_TRY(dfa_txg_bufs_carve(ctx, &m->dact, &d, &b));
-    dfa_txg g = {ctx, m->ops, NULL, NULL, stage};
-    DFA_TRY(dfa_arena_alloc(ctx, &m->dact, stage * sizeof(float), (void **)&g.dstage));
-    DFA_TRY(dfa_arena_alloc(ctx, &m->hst, stage * sizeof(float), (void **)&g.hstage));
+    dfa_txg g;
+    DFA_TRY(dfa_txg_model_begin(ctx, &m->gpu, &d, "pixart activations (device)", "pixart host staging", &g, &b));
     dfa_error *e = &ctx->err;
 
-    DFA_TRY(dfa_txg_pos_embed(&g, D, h, w, c->sample_size / p, c->interpolation_scale, &m->dpos, &m->pos_h,
-                              &m->pos_w));
-    DFA_TRY(dfa_txg_patch_embed(&g, x, B, c->in_channels, H, W, p, m->pe_w, m->pe_b, D, m->dpos, b.cols, b.hs));
+    DFA_TRY(dfa_txg_pos_embed(&g, D, h, w, c->sample_size / p, c->interpolation_scale, &m->gpu.dpos, &m->gpu.pos_h,
+                              &m->gpu.pos_w));
+    DFA_TRY(dfa_txg_patch_embed(&g, x, B, c->in_channels, H, W, p, m->pe_w, m->pe_b, D, m->gpu.dpos, b.cols, b.hs));
     /* adaLN-single: embedded_timestep (b.emb); tmod = linear(silu(temb)) [B, 6D] (b.mod2) */
     DFA_TRY(pixart_temb(&g, m, B, H, W, t, &b));
     DFA_TRY(dfa_cuda_d2d(ctx->cuda, b.emb2, b.emb, (size_t)B * D * sizeof(bf16), e));
-    DFA_TRY(dfa_cuops_act(m->ops, b.emb2, (size_t)B * D, DFA_ACT_SILU, e));
+    DFA_TRY(dfa_cuops_act(m->gpu.ops, b.emb2, (size_t)B * D, DFA_ACT_SILU, e));
     DFA_TRY(dfa_txg_linear(&g, b.emb2, B, D, m->ada_w, m->ada_b, 6 * D, b.mod2));
     /* text: caption projection (linear_1, GELU(tanh), linear_2) and key bias, kept across the
      * forwards of one sampling loop (txt_pin) */
@@ -149,35 +131,36 @@ static dfa_status pixart_cuda_run(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int
     for (int l = 0; l < c->layers; l++) {
         const pixart_block *blk = &m->blocks[l];
         /* chunk order: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp */
-        DFA_TRY(dfa_cuops_add_row(m->ops, b.mod2, B, (int)ms, DW(blk->sst), b.mod, e));
-        DFA_TRY(dfa_cuops_ln_modulate_strided(m->ops, b.hs, B, N, D, b.mod, b.mod + D, ms, (float)c->norm_eps, b.nh, e));
+        DFA_TRY(dfa_cuops_add_row(m->gpu.ops, b.mod2, B, (int)ms, DW(blk->sst), b.mod, e));
+        DFA_TRY(dfa_cuops_ln_modulate_strided(m->gpu.ops, b.hs, B, N, D, b.mod, b.mod + D, ms, (float)c->norm_eps,
+                                              b.nh, e));
         DFA_TRY(dfa_txg_self_attn(&g, l, &blk->attn1, B, N, c->heads, c->head_dim, b.nh, &b, b.tmp,
-                                  m->no_attn_timer ? NULL : &m->attn_s));
-        DFA_TRY(dfa_cuops_gate_add_strided(m->ops, b.hs, B, N, D, b.mod + 2 * D, ms, b.tmp, e));
+                                  m->gpu.no_attn_timer ? NULL : &m->attn_s));
+        DFA_TRY(dfa_cuops_gate_add_strided(m->gpu.ops, b.hs, B, N, D, b.mod + 2 * D, ms, b.tmp, e));
         /* cross-attention on the un-normalised hidden states (PixArt: no norm2 here) */
         DFA_TRY(dfa_txg_cross_attn(&g, &blk->attn2, B, N, L, c->heads, c->head_dim, Dkv, b.hs, mask != NULL,
                                    m->cross_budget, &b,
                                    b.tmp));
-        DFA_TRY(dfa_cuops_gate_add(m->ops, b.hs, 1, M, D, NULL, b.tmp, e));
-        DFA_TRY(dfa_cuops_ln_modulate_strided(m->ops, b.hs, B, N, D, b.mod + 3 * D, b.mod + 4 * D, ms,
+        DFA_TRY(dfa_cuops_gate_add(m->gpu.ops, b.hs, 1, M, D, NULL, b.tmp, e));
+        DFA_TRY(dfa_cuops_ln_modulate_strided(m->gpu.ops, b.hs, B, N, D, b.mod + 3 * D, b.mod + 4 * D, ms,
                                               (float)c->norm_eps, b.nh, e));
         DFA_TRY(dfa_txg_ff(&g, &blk->ff, M, D, b.nh, b.mid, b.tmp));
-        DFA_TRY(dfa_cuops_gate_add_strided(m->ops, b.hs, B, N, D, b.mod + 5 * D, ms, b.tmp, e));
+        DFA_TRY(dfa_cuops_gate_add_strided(m->gpu.ops, b.hs, B, N, D, b.mod + 5 * D, ms, b.tmp, e));
     }
     /* output: shift = table[0] + temb, scale = table[1] + temb */
     bf16 *shift = b.mod, *scale = b.mod + (size_t)B * D;
-    DFA_TRY(dfa_cuops_add_row(m->ops, b.emb, B, D, DW(m->sst_out), shift, e));
-    DFA_TRY(dfa_cuops_add_row(m->ops, b.emb, B, D, DW(m->sst_out) + D, scale, e));
-    DFA_TRY(dfa_cuops_ln_modulate(m->ops, b.hs, B, N, D, shift, scale, 1e-6f, b.nh, e)); /* rows D apart */
+    DFA_TRY(dfa_cuops_add_row(m->gpu.ops, b.emb, B, D, DW(m->sst_out), shift, e));
+    DFA_TRY(dfa_cuops_add_row(m->gpu.ops, b.emb, B, D, DW(m->sst_out) + D, scale, e));
+    DFA_TRY(dfa_cuops_ln_modulate(m->gpu.ops, b.hs, B, N, D, shift, scale, 1e-6f, b.nh, e)); /* rows D apart */
     DFA_TRY(dfa_txg_linear(&g, b.nh, M, D, m->po_w, m->po_b, p * p * c->out_channels, b.cols));
     return dfa_txg_unpatchify(&g, b.cols, B, h, w, p, c->out_channels, out);
 }
 
 dfa_status dfa_pixart_forward_cuda(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, const float *x, const float *t,
                                    int L, const float *text, const float *mask, float *out) {
-    if (!ctx->cuda || !m->ops)
+    if (!ctx->cuda || !m->gpu.ops)
         DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "pixart forward: no CUDA device in this context");
     return pixart_cuda_run(ctx, m, B, H, W, x, t, L, text, mask, out);
 }
 
-void dfa_pixart_set_attn_timer(dfa_pixart *m, int on) { m->no_attn_timer = !on; }
+void dfa_pixart_set_attn_timer(dfa_pixart *m, int on) { m->gpu.no_attn_timer = !on; }

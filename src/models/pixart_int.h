@@ -6,8 +6,7 @@
 
 #include "models/dit_common.h"
 #include "models/pixart.h"
-
-struct dfa_cuops;
+#include "models/tx_cuda.h"
 
 #define PIXART_TPROJ 256 /* Timesteps(256, flip_sin_to_cos=True, downscale_freq_shift=0) */
 
@@ -31,11 +30,7 @@ struct dfa_pixart {
     /* CUDA backend (dev == DFA_DEV_CUDA): the weight pointers above hold device bf16 addresses
      * inside `weights` (a device block); the CPU forward is not available then. */
     dfa_device dev;
-    struct dfa_cuops *ops;
-    dfa_arena dact, hst; /* device activations, host staging */
-    uint16_t *dpos;      /* cached position embedding [pos_h * pos_w, D] (device bf16) */
-    int pos_h, pos_w;
-    int no_attn_timer;   /* CUDA: 1 = no synchronised attention timing */
+    dfa_txg_model gpu; /* ops, device activations, host staging, cached position embedding */
     size_t cross_budget; /* CUDA: cross-attention head-group budget in bytes (0: default; tests) */
     /* CUDA text cache: dfa_pixart_sample sets txt_pin (nonzero) while its text stays fixed; the
      * projected text and key bias computed under that pin (txt_gen) are reused by later forwards
@@ -47,6 +42,8 @@ struct dfa_pixart {
     size_t dtxt_n;  /* elements dtxt holds (B * L * Dkv; Dkv is fixed per model, so dbias holds B * L) */
 };
 
+/* The forward's argument checks (CPU and CUDA): B, L >= 1, H and W positive multiples of the patch. */
+dfa_status dfa_pixart_check_input(dfa_ctx *ctx, const dfa_pixart *m, int B, int H, int W, int L);
 /* Move the loaded host weights to the GPU (bf16) and switch the model to the CUDA forward. */
 dfa_status dfa_pixart_to_cuda(dfa_ctx *ctx, dfa_pixart *m);
 /* The CUDA forward: same contract as dfa_pixart_forward (host f32 in and out). */

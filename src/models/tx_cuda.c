@@ -7,6 +7,7 @@
 #include "attn/attn.h"
 #include "core/cuda_rt.h"
 #include "models/cuda/ops_cuda.h"
+#include "models/mmdit.h"
 #include "models/ops.h"
 
 typedef uint16_t bf16;
@@ -54,6 +55,27 @@ void dfa_txg_reloc_ff(dfa_tx_ff *f, const float *host, const uint16_t *dev) {
 void dfa_txg_reloc_temb(dfa_tx_temb *t, const float *host, const uint16_t *dev) {
     float **p[] = {&t->w1, &t->b1, &t->w2, &t->b2};
     for (int i = 0; i < 4; i++) dfa_txg_reloc(p[i], host, dev);
+}
+
+dfa_status dfa_txg_model_upload(dfa_ctx *ctx, dfa_txg_model *s, const float *host, size_t n, uint16_t **dev) {
+    *dev = NULL;
+    DFA_TRY(dfa_cuops_init(&s->ops, ctx->cuda, &ctx->err));
+    return dfa_txg_upload_weights(ctx, host, n, dev);
+}
+
+void dfa_txg_model_commit(dfa_ctx *ctx, float **weights, uint16_t *dev, dfa_device *devp) {
+    dfa_ctx_mem_release(ctx, *weights);
+    *weights = (float *)(void *)dev;
+    *devp = DFA_DEV_CUDA;
+}
+
+void dfa_txg_model_release(dfa_ctx *ctx, dfa_txg_model *s) {
+    if (s->dact.base) dfa_arena_release(ctx, &s->dact);
+    if (s->hst.base) dfa_arena_release(ctx, &s->hst);
+    if (s->dpos) dfa_ctx_mem_release(ctx, s->dpos);
+    s->dpos = NULL;
+    if (s->ops) dfa_cuops_free(s->ops);
+    s->ops = NULL;
 }
 
 static size_t b16(size_t n) { return (n * 2 + 255u) & ~(size_t)255u; }
@@ -132,6 +154,18 @@ dfa_status dfa_txg_bufs_carve(dfa_ctx *ctx, dfa_arena *a, const dfa_txg_dims *d,
     for (int i = 0; i < n; i++) DFA_TRY(dfa_arena_alloc(ctx, a, bytes[i], ptr[i]));
     b->Lp = (d->L + 7) & ~7;
     return DFA_OK;
+}
+
+dfa_status dfa_txg_model_begin(dfa_ctx *ctx, dfa_txg_model *s, const dfa_txg_dims *d, const char *act_name,
+                               const char *hst_name, dfa_txg *g, dfa_txg_bufs *b) {
+    const size_t stage = dfa_txg_stage_floats(d);
+    DFA_TRY(dfa_mmdit_arena_ensure(ctx, &s->dact, DFA_DEV_CUDA, dfa_txg_bufs_bytes(d) + dfa_mmdit_fbytes(stage),
+                                   act_name));
+    DFA_TRY(dfa_mmdit_arena_ensure(ctx, &s->hst, DFA_DEV_CPU, dfa_mmdit_fbytes(stage) + 256, hst_name));
+    DFA_TRY(dfa_txg_bufs_carve(ctx, &s->dact, d, b));
+    *g = (dfa_txg){ctx, s->ops, NULL, NULL, stage};
+    DFA_TRY(dfa_arena_alloc(ctx, &s->dact, stage * sizeof(float), (void **)&g->dstage));
+    return dfa_arena_alloc(ctx, &s->hst, stage * sizeof(float), (void **)&g->hstage);
 }
 
 dfa_status dfa_txg_upload(dfa_txg *g, const float *src, size_t n, uint16_t *dst) {

@@ -24,6 +24,24 @@ void dfa_txg_reloc_attn(dfa_tx_attn *a, const float *host, const uint16_t *dev);
 void dfa_txg_reloc_ff(dfa_tx_ff *f, const float *host, const uint16_t *dev);
 void dfa_txg_reloc_temb(dfa_tx_temb *t, const float *host, const uint16_t *dev);
 
+/* The CUDA state a DiT / PixArt model keeps (dfa_dit, dfa_pixart): the ops, the device
+ * activation and host staging arenas, the cached position embedding. */
+typedef struct dfa_txg_model {
+    struct dfa_cuops *ops;
+    dfa_arena dact, hst; /* device activations, host staging */
+    uint16_t *dpos;      /* cached position embedding [pos_h * pos_w, D] (device bf16) */
+    int pos_h, pos_w;
+    int no_attn_timer; /* 1 = no synchronised attention timing */
+} dfa_txg_model;
+
+/* Create s->ops and copy the host weight block (n floats) to the device (dfa_txg_upload_weights);
+ * the caller relocates its weight pointers into *dev, then calls dfa_txg_model_commit. */
+dfa_status dfa_txg_model_upload(dfa_ctx *ctx, dfa_txg_model *s, const float *host, size_t n, uint16_t **dev);
+/* Release the host weight block *weights, put the device block dev in its place, *devp = CUDA. */
+void dfa_txg_model_commit(dfa_ctx *ctx, float **weights, uint16_t *dev, dfa_device *devp);
+/* Free everything in s (safe on a zeroed or partly set up state). */
+void dfa_txg_model_release(dfa_ctx *ctx, dfa_txg_model *s);
+
 /* One forward's GPU context: the ops, a device f32 staging buffer and a host staging buffer
  * (each stage_n floats). */
 typedef struct dfa_txg {
@@ -65,6 +83,10 @@ size_t dfa_txg_bufs_bytes(const dfa_txg_dims *d);
 size_t dfa_txg_stage_floats(const dfa_txg_dims *d);
 /* Carve the buffers out of arena a (already sized with dfa_txg_bufs_bytes). */
 dfa_status dfa_txg_bufs_carve(dfa_ctx *ctx, dfa_arena *a, const dfa_txg_dims *d, dfa_txg_bufs *b);
+/* A forward's setup: size s->dact / s->hst for d (act_name, hst_name: their allocation names,
+ * kept by the arenas), carve b and set g up with its staging buffers. */
+dfa_status dfa_txg_model_begin(dfa_ctx *ctx, dfa_txg_model *s, const dfa_txg_dims *d, const char *act_name,
+                               const char *hst_name, dfa_txg *g, dfa_txg_bufs *b);
 
 /* host f32 [n] -> device bf16 (through the staging buffers, in chunks) and back. */
 dfa_status dfa_txg_upload(dfa_txg *g, const float *src, size_t n, uint16_t *dst);

@@ -26,6 +26,7 @@
  * gives 0.1 on the fixture; a wrong index or a missing term gives order 1.) */
 #include "../fixture.h"
 #include "../test.h"
+#include "gpu_test_util.h"
 #include "../tmpdir.h"
 
 #include <stdint.h>
@@ -40,35 +41,6 @@
 #include "plan/plan.h"
 #include "attn/attn_state.h"
 #include "sample/sampler.h"
-
-static double rel_l2(const float *a, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (isnan(a[i])) return INFINITY;
-        double d = (double)a[i] - ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
-
-static void fill_bf16(float *x, size_t n, unsigned long long *rng, float scale) {
-    for (size_t i = 0; i < n; i++) x[i] = dfa_bf16_to_f32(dfa_f32_to_bf16(test_rng_uniform(rng) * scale));
-}
-
-static void poison(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] = NAN;
-}
-
-static dfa_ctx *new_ctx(dfa_backend be) {
-    dfa_ctx_params p = dfa_ctx_default_params();
-    p.backend = be;
-    p.log_level = DFA_LOG_WARN;
-    dfa_ctx *ctx = NULL;
-    char msg[256];
-    if (dfa_ctx_init(&ctx, &p, msg, sizeof msg) != DFA_OK) fprintf(stderr, "ctx: %s\n", msg);
-    return ctx;
-}
 
 #define FWD_BOUND 3e-2
 #define FIX_BOUND 4e-2
@@ -95,26 +67,26 @@ static void dit_random(dfa_ctx *cpu, dfa_ctx *gpu, int hd) {
         const int B = 2, H = 32, W = 24; /* 16 x 12 = 192 tokens */
         const size_t nx = (size_t)B * 4 * H * W, no = (size_t)B * 8 * H * W;
         float *x = malloc(nx * 4), *oc = malloc(no * 4), *og = malloc(no * 4);
-        fill_bf16(x, nx, &rng, 1.0f);
+        gpu_fill_bf16(x, nx, &rng, 1.0f);
         const float t[2] = {999.0f, 37.0f};
         const int labels[2] = {10, 3}; /* [null, class] */
-        poison(oc, no), poison(og, no);
+        fixture_poison(oc, no), fixture_poison(og, no);
         CHECKF(dfa_dit_forward(cpu, mc, B, H, W, x, t, labels, oc) == DFA_OK, "%s", dfa_ctx_error(cpu));
         CHECKF(dfa_dit_forward(gpu, mg, B, H, W, x, t, labels, og) == DFA_OK, "%s", dfa_ctx_error(gpu));
-        double e = rel_l2(og, oc, no);
+        double e = gpu_rel_l2(og, oc, no);
         printf("     dit (head dim %d) CUDA vs CPU forward, batch 2, 192 tokens: rel L2 %.3g (bound %.0e)\n", hd, e,
                FWD_BOUND);
         CHECKF(e <= FWD_BOUND, "dit hd %d: rel L2 %.3g", hd, e);
         /* attention timer off: same output, no attention time recorded */
         float *o2 = malloc(no * 4);
-        poison(o2, no);
+        fixture_poison(o2, no);
         dfa_dit_set_attn_timer(mg, 0);
         dfa_dit_reset_times(mg);
         CHECKF(dfa_dit_forward(gpu, mg, B, H, W, x, t, labels, o2) == DFA_OK, "%s", dfa_ctx_error(gpu));
         double a0 = -1, t0 = -1;
         dfa_dit_times(mg, &a0, &t0);
-        CHECKF(a0 == 0 && t0 > 0 && rel_l2(o2, og, no) <= 1e-3, "timer off: attn %g total %g, rel L2 %.3g", a0, t0,
-               rel_l2(o2, og, no));
+        CHECKF(a0 == 0 && t0 > 0 && gpu_rel_l2(o2, og, no) <= 1e-3, "timer off: attn %g total %g, rel L2 %.3g", a0, t0,
+               gpu_rel_l2(o2, og, no));
         dfa_dit_set_attn_timer(mg, 1);
         free(o2);
         /* 3-step generate (default DDIM, CFG 4) from the same seeded noise */
@@ -122,10 +94,10 @@ static void dit_random(dfa_ctx *cpu, dfa_ctx *gpu, int hd) {
                                  .seed = 9};
         const size_t nl = (size_t)4 * 16 * 16;
         float *lc = malloc(nl * 4), *lg = malloc(nl * 4);
-        poison(lc, nl), poison(lg, nl);
+        fixture_poison(lc, nl), fixture_poison(lg, nl);
         CHECKF(dfa_dit_generate(cpu, mc, d.path, &gp, lc) == DFA_OK, "%s", dfa_ctx_error(cpu));
         CHECKF(dfa_dit_generate(gpu, mg, d.path, &gp, lg) == DFA_OK, "%s", dfa_ctx_error(gpu));
-        e = rel_l2(lg, lc, nl);
+        e = gpu_rel_l2(lg, lc, nl);
         printf("     dit (head dim %d) CUDA vs CPU 3-step generate + CFG 4: rel L2 %.3g (bound %.0e)\n", hd, e,
                LOOP_BOUND);
         CHECKF(e <= LOOP_BOUND, "dit generate hd %d: rel L2 %.3g", hd, e);
@@ -162,16 +134,16 @@ static void pixart_random(dfa_ctx *cpu, dfa_ctx *gpu, int hd, int size_cond) {
         const size_t nx = (size_t)B * 4 * H * W, no = (size_t)B * 8 * H * W, nt = (size_t)B * L * cap;
         float *x = malloc(nx * 4), *txt = malloc(nt * 4), *mask = malloc((size_t)B * L * 4);
         float *oc = malloc(no * 4), *og = malloc(no * 4);
-        fill_bf16(x, nx, &rng, 1.0f);
-        fill_bf16(txt, nt, &rng, 1.0f);
+        gpu_fill_bf16(x, nx, &rng, 1.0f);
+        gpu_fill_bf16(txt, nt, &rng, 1.0f);
         for (int i = 0; i < B * L; i++) mask[i] = (i % L) < (i < L ? 20 : L) ? 1.0f : 0.0f; /* item 0: 20 kept */
         const float t[2] = {999.0f, 250.0f};
         for (int masked = 0; masked < 2; masked++) {
-            poison(oc, no), poison(og, no);
+            fixture_poison(oc, no), fixture_poison(og, no);
             const float *mk = masked ? mask : NULL;
             CHECKF(dfa_pixart_forward(cpu, mc, B, H, W, x, t, L, txt, mk, oc) == DFA_OK, "%s", dfa_ctx_error(cpu));
             CHECKF(dfa_pixart_forward(gpu, mg, B, H, W, x, t, L, txt, mk, og) == DFA_OK, "%s", dfa_ctx_error(gpu));
-            double e = rel_l2(og, oc, no);
+            double e = gpu_rel_l2(og, oc, no);
             printf("     pixart (head dim %d%s) CUDA vs CPU forward, batch 2, 192 tokens, %d text%s: rel L2 %.3g "
                    "(bound %.0e)\n",
                    hd, size_cond ? ", size cond" : "", L, masked ? " masked" : "", e, FWD_BOUND);
@@ -179,18 +151,18 @@ static void pixart_random(dfa_ctx *cpu, dfa_ctx *gpu, int hd, int size_cond) {
         }
         /* one head per cross-attention group (the split taken at 2048^2): the same output */
         mg->cross_budget = 1;
-        poison(og, no);
+        fixture_poison(og, no);
         CHECKF(dfa_pixart_forward(gpu, mg, B, H, W, x, t, L, txt, mask, og) == DFA_OK, "%s", dfa_ctx_error(gpu));
-        double eg = rel_l2(og, oc, no);
+        double eg = gpu_rel_l2(og, oc, no);
         printf("     pixart (head dim %d) CUDA cross-attention one head per group vs CPU: rel L2 %.3g (bound %.0e)\n",
                hd, eg, FWD_BOUND);
         CHECKF(eg <= FWD_BOUND, "pixart hd %d head groups of 1: rel L2 %.3g", hd, eg);
         mg->cross_budget = 0;
         /* the mask must matter (the masked and unmasked outputs differ) */
         float *o2 = malloc(no * 4);
-        poison(o2, no);
+        fixture_poison(o2, no);
         CHECK(dfa_pixart_forward(gpu, mg, B, H, W, x, t, L, txt, NULL, o2) == DFA_OK);
-        CHECKF(rel_l2(o2, og, no) > 1e-3, "mask had no effect: %.3g", rel_l2(o2, og, no));
+        CHECKF(gpu_rel_l2(o2, og, no) > 1e-3, "mask had no effect: %.3g", gpu_rel_l2(o2, og, no));
         free(o2);
         /* 3-step generate (default DPM-Solver++, CFG 4.5) from the same seeded noise */
         dfa_pixart_embeds pe = {.n_txt = L, .dim = cap};
@@ -199,10 +171,10 @@ static void pixart_random(dfa_ctx *cpu, dfa_ctx *gpu, int hd, int size_cond) {
         dfa_dit_gen_params gp = {.steps = 3, .latent_h = 16, .latent_w = 16, .cfg_scale = 4.5f, .seed = 4};
         const size_t nl = (size_t)4 * 16 * 16;
         float *lc = malloc(nl * 4), *lg = malloc(nl * 4);
-        poison(lc, nl), poison(lg, nl);
+        fixture_poison(lc, nl), fixture_poison(lg, nl);
         CHECKF(dfa_pixart_generate(cpu, mc, d.path, &pe, &gp, lc) == DFA_OK, "%s", dfa_ctx_error(cpu));
         CHECKF(dfa_pixart_generate(gpu, mg, d.path, &pe, &gp, lg) == DFA_OK, "%s", dfa_ctx_error(gpu));
-        double e = rel_l2(lg, lc, nl);
+        double e = gpu_rel_l2(lg, lc, nl);
         printf("     pixart (head dim %d) CUDA vs CPU 3-step generate + CFG 4.5: rel L2 %.3g (bound %.0e)\n", hd, e,
                LOOP_BOUND);
         CHECKF(e <= LOOP_BOUND, "pixart generate hd %d: rel L2 %.3g", hd, e);
@@ -211,11 +183,11 @@ static void pixart_random(dfa_ctx *cpu, dfa_ctx *gpu, int hd, int size_cond) {
          * swapped GPU run must be much nearer the swapped CPU run than the first CPU run) */
         pe.embeds = txt, pe.mask = mask, pe.neg_embeds = txt + (size_t)L * cap, pe.neg_mask = mask + L;
         float *l2 = malloc(nl * 4), *lc2 = malloc(nl * 4);
-        poison(lc2, nl), poison(l2, nl);
+        fixture_poison(lc2, nl), fixture_poison(l2, nl);
         CHECKF(dfa_pixart_generate(cpu, mc, d.path, &pe, &gp, lc2) == DFA_OK, "%s", dfa_ctx_error(cpu));
         CHECKF(dfa_pixart_generate(gpu, mg, d.path, &pe, &gp, l2) == DFA_OK, "%s", dfa_ctx_error(gpu));
-        e = rel_l2(l2, lc2, nl);
-        const double e_old = rel_l2(l2, lc, nl);
+        e = gpu_rel_l2(l2, lc2, nl);
+        const double e_old = gpu_rel_l2(l2, lc, nl);
         printf("     pixart (head dim %d) CUDA vs CPU generate, prompts swapped: rel L2 %.3g (vs the unswapped CPU "
                "run: %.3g)\n", hd, e, e_old);
         CHECKF(e <= LOOP_BOUND && 2 * e < e_old, "pixart swapped prompts: rel L2 %.3g, vs unswapped %.3g", e, e_old);
@@ -245,9 +217,9 @@ static void dit_fixture(dfa_ctx *gpu) {
     for (int i = 0; i < B; i++) labels[i] = (int)yf[i];
     const size_t n = (size_t)B * os[1] * H * W;
     float *out = malloc(n * 4);
-    poison(out, n);
+    fixture_poison(out, n);
     CHECKF(dfa_dit_forward(gpu, m, B, H, W, x, t, labels, out) == DFA_OK, "%s", dfa_ctx_error(gpu));
-    double e = rel_l2(out, ref, n);
+    double e = gpu_rel_l2(out, ref, n);
     printf("     dit fixture (head dim 16) CUDA forward vs diffusers: rel L2 %.3g (bound %.0e)\n", e, FIX_BOUND);
     CHECKF(e <= FIX_BOUND, "dit fixture: rel L2 %.3g", e);
     /* the 3-step DDIM loop with CFG */
@@ -261,7 +233,7 @@ static void dit_fixture(dfa_ctx *gpu) {
         CHECK(dfa_sampler_set_timesteps(gpu, &sch, (int)ts[0], nl, 0) == DFA_OK);
         CHECKF(dfa_dit_sample(gpu, m, &sch, (int)par[0], par[2], h, w, noise, NULL, NULL) == DFA_OK, "%s",
                dfa_ctx_error(gpu));
-        e = rel_l2(noise, fin, nl);
+        e = gpu_rel_l2(noise, fin, nl);
         printf("     dit fixture CUDA 3-step DDIM + CFG %.1f vs diffusers: rel L2 %.3g (bound %.0e)\n", par[2], e,
                LOOP_BOUND);
         CHECKF(e <= LOOP_BOUND, "dit fixture loop: rel L2 %.3g", e);
@@ -292,9 +264,9 @@ static void pixart_fixture(dfa_ctx *gpu, const char *name, int loop) {
     const int B = (int)xs[0], H = (int)xs[2], W = (int)xs[3], L = (int)es[1];
     const size_t n = (size_t)B * os[1] * H * W;
     float *out = malloc(n * 4);
-    poison(out, n);
+    fixture_poison(out, n);
     CHECKF(dfa_pixart_forward(gpu, m, B, H, W, x, t, L, enc, mask, out) == DFA_OK, "%s", dfa_ctx_error(gpu));
-    double e = rel_l2(out, ref, n);
+    double e = gpu_rel_l2(out, ref, n);
     printf("     %s fixture (head dim %d) CUDA forward vs diffusers: rel L2 %.3g (bound %.0e)\n", name,
            dfa_pixart_get_config(m)->head_dim, e, FIX_BOUND);
     CHECKF(e <= FIX_BOUND, "%s fixture: rel L2 %.3g", name, e);
@@ -311,7 +283,7 @@ static void pixart_fixture(dfa_ctx *gpu, const char *name, int loop) {
             CHECKF(dfa_pixart_sample(gpu, m, &sch, par[0], h, w, L, enc + tw, mask + L, enc, mask, noise, NULL,
                                      NULL) == DFA_OK,
                    "%s", dfa_ctx_error(gpu));
-            e = rel_l2(noise, fin, nl);
+            e = gpu_rel_l2(noise, fin, nl);
             printf("     pixart fixture CUDA 3-step DPM-Solver++ + CFG %.1f vs diffusers: rel L2 %.3g (bound %.0e)\n",
                    par[0], e, LOOP_BOUND);
             CHECKF(e <= LOOP_BOUND, "pixart fixture loop: rel L2 %.3g", e);
@@ -360,8 +332,8 @@ static void plan_loop(dfa_ctx *cpu, dfa_ctx *gpu, int pixart) {
     float *lat0 = malloc(n * 4), *lc = malloc(n * 4), *lg = malloc(n * 4);
     float *txt = malloc((size_t)2 * L * cap * 4), *mask = malloc((size_t)2 * L * 4);
     unsigned long long rng = 0x91a4ULL + (unsigned)pixart;
-    fill_bf16(lat0, n, &rng, 1.5f);
-    fill_bf16(txt, (size_t)2 * L * cap, &rng, 1.0f);
+    gpu_fill_bf16(lat0, n, &rng, 1.5f);
+    gpu_fill_bf16(txt, (size_t)2 * L * cap, &rng, 1.0f);
     for (int i = 0; i < 2 * L; i++) mask[i] = (i % L) < (i < L ? 4 : L) ? 1.0f : 0.0f;
     void *mc = NULL, *mg = NULL;
     dfa_status sc, sg;
@@ -396,7 +368,7 @@ static void plan_loop(dfa_ctx *cpu, dfa_ctx *gpu, int pixart) {
             dfa_sampler_free(ctx, &sch);
             dfa_attn_clear_plan(ctx);
         }
-        double e = rel_l2(lg, lc, n);
+        double e = gpu_rel_l2(lg, lc, n);
         printf("     %s fixture %d-step loop under a random plan, CUDA vs CPU: rel L2 %.3g (bound %.0e)\n",
                pixart ? "pixart" : "dit", S, e, LOOP_BOUND);
         CHECKF(e <= LOOP_BOUND, "%s random plan: rel L2 %.3g", pixart ? "pixart" : "dit", e);
@@ -413,7 +385,7 @@ static void plan_loop(dfa_ctx *cpu, dfa_ctx *gpu, int pixart) {
         void *m3[3] = {mc, mg, mg};
         for (int run = 0; run < 3; run++) { /* CPU with the plan, GPU with it, GPU without */
             dfa_ctx *ctx = c3[run];
-            poison(fo[run], no);
+            fixture_poison(fo[run], no);
             if (run < 2) CHECKF(dfa_attn_set_plan(ctx, &plan) == DFA_OK, "%s", dfa_ctx_error(ctx));
             for (int st = 0; st < 2; st++) {
                 if (run < 2) CHECKF(dfa_attn_begin_step(ctx, st) == DFA_OK, "%s", dfa_ctx_error(ctx));
@@ -424,8 +396,8 @@ static void plan_loop(dfa_ctx *cpu, dfa_ctx *gpu, int pixart) {
             if (run < 2) dfa_attn_end_run(ctx);
             dfa_attn_clear_plan(ctx);
         }
-        e = rel_l2(fo[1], fo[0], no);
-        const double effect = rel_l2(fo[2], fo[0], no);
+        e = gpu_rel_l2(fo[1], fo[0], no);
+        const double effect = gpu_rel_l2(fo[2], fo[0], no);
         printf("     %s fixture forward under ARROW(0), CUDA vs CPU: rel L2 %.3g (bound %.0e); without the plan: "
                "%.3g\n", pixart ? "pixart" : "dit", e, FIX_BOUND, effect);
         CHECKF(e <= FIX_BOUND && 2 * e < effect, "%s ARROW(0): rel L2 %.3g, plan effect %.3g",
@@ -470,11 +442,11 @@ static void api_generate(dfa_ctx *cpu, dfa_ctx *gpu) {
         CHECK(dfa_generate_latent_shape(gpu, mg, &gp, &c, &h, &w) == DFA_OK);
         const size_t nl = (size_t)c * h * w;
         float *lc = malloc((nl ? nl : 1) * 4), *lg = malloc((nl ? nl : 1) * 4);
-        poison(lc, nl), poison(lg, nl);
+        fixture_poison(lc, nl), fixture_poison(lg, nl);
         dfa_image ic = {0}, ig = {0};
         CHECKF(dfa_generate(cpu, mc, &gp, &ic, lc, nl) == DFA_OK, "%s", dfa_ctx_error(cpu));
         CHECKF(dfa_generate(gpu, mg, &gp, &ig, lg, nl) == DFA_OK, "%s", dfa_ctx_error(gpu));
-        const double e = rel_l2(lg, lc, nl);
+        const double e = gpu_rel_l2(lg, lc, nl);
         printf("     dfa_generate DiT %dx%d latents, 3 steps + CFG 4, CUDA vs CPU: rel L2 %.3g (bound %.0e)\n", h, w,
                e, LOOP_BOUND);
         CHECKF(nl > 0 && e <= LOOP_BOUND, "api latents rel L2 %.3g", e);
@@ -512,7 +484,7 @@ static void dit_plan(void) { plan_loop(g_cpu, g_gpu, 0); }
 static void pixart_plan(void) { plan_loop(g_cpu, g_gpu, 1); }
 
 int main(void) {
-    g_cpu = new_ctx(DFA_BACKEND_CPU), g_gpu = new_ctx(DFA_BACKEND_CUDA);
+    g_cpu = gpu_new_ctx(DFA_BACKEND_CPU), g_gpu = gpu_new_ctx(DFA_BACKEND_CUDA);
     CHECK(g_cpu && g_gpu);
     if (g_cpu && g_gpu) {
         RUN(dit_hd64);

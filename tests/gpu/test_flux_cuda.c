@@ -6,6 +6,7 @@
  * two share a device buffer, issue 5), outputs poisoned first. Bound: 3e-2 relative L2 (bf16
  * activations through 2 double + 2 single blocks). Then a 2-step generate on both engines. */
 #include "../test.h"
+#include "gpu_test_util.h"
 #include "../tmpdir.h"
 
 #include <stdint.h>
@@ -14,31 +15,6 @@
 #include "core/tensor.h"
 #include "models/flux.h"
 #include "models/mmdit_pipe.h"
-
-static double rel_l2(const float *a, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (isnan(a[i])) return INFINITY;
-        double d = (double)a[i] - ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
-
-static void fill_bf16(float *x, size_t n, unsigned long long *rng, float scale) {
-    for (size_t i = 0; i < n; i++) x[i] = dfa_bf16_to_f32(dfa_f32_to_bf16(test_rng_uniform(rng) * scale));
-}
-
-static dfa_ctx *new_ctx(dfa_backend be) {
-    dfa_ctx_params p = dfa_ctx_default_params();
-    p.backend = be;
-    p.log_level = DFA_LOG_WARN;
-    dfa_ctx *ctx = NULL;
-    char msg[256];
-    if (dfa_ctx_init(&ctx, &p, msg, sizeof msg) != DFA_OK) fprintf(stderr, "ctx: %s\n", msg);
-    return ctx;
-}
 
 int main(void) {
     test_tmpdir d;
@@ -52,7 +28,7 @@ int main(void) {
                       " \"axes_dims_rope\": [16, 56, 56]}";
     char path[256];
     CHECK(tmpdir_write(&d, "transformer/config.json", cfg, strlen(cfg), path, sizeof path) != NULL);
-    dfa_ctx *cpu = new_ctx(DFA_BACKEND_CPU), *gpu = new_ctx(DFA_BACKEND_CUDA);
+    dfa_ctx *cpu = gpu_new_ctx(DFA_BACKEND_CPU), *gpu = gpu_new_ctx(DFA_BACKEND_CUDA);
     CHECK(cpu && gpu);
     CHECKF(dfa_flux_write_random(cpu, d.path, 11) == DFA_OK, "%s", dfa_ctx_error(cpu));
     dfa_flux *mc = NULL, *mg = NULL;
@@ -67,16 +43,16 @@ int main(void) {
             const size_t nx = (size_t)B * n_img * 64, nt = (size_t)B * n_txt * 96, np = (size_t)B * 320;
             float *x = malloc(nx * 4), *txt = malloc(nt * 4), *pooled = malloc(np * 4);
             float *oc = malloc(nx * 4), *og = malloc(nx * 4);
-            fill_bf16(x, nx, &rng, 1.0f);
-            fill_bf16(txt, nt, &rng, 1.0f);
-            fill_bf16(pooled, np, &rng, 1.0f);
+            gpu_fill_bf16(x, nx, &rng, 1.0f);
+            gpu_fill_bf16(txt, nt, &rng, 1.0f);
+            gpu_fill_bf16(pooled, np, &rng, 1.0f);
             float t[2] = {0.75f, 0.3f}, g[2] = {3.5f, 2.0f};
             for (size_t i = 0; i < nx; i++) oc[i] = og[i] = NAN;
             CHECKF(dfa_flux_forward(cpu, mc, B, n_img, n_txt, x, txt, pooled, t, g, txt_ids, img_ids, oc) == DFA_OK, "%s",
                    dfa_ctx_error(cpu));
             dfa_status s = dfa_flux_forward(gpu, mg, B, n_img, n_txt, x, txt, pooled, t, g, txt_ids, img_ids, og);
             CHECKF(s == DFA_OK, "%s", dfa_ctx_error(gpu));
-            double e = rel_l2(og, oc, nx);
+            double e = gpu_rel_l2(og, oc, nx);
             printf("     flux CUDA vs CPU forward, batch %d: rel L2 %.3g\n", B, e);
             CHECKF(e <= 3e-2, "batch %d: rel L2 %.3g > 3e-2", B, e);
             free(x), free(txt), free(pooled), free(oc), free(og);
@@ -85,8 +61,8 @@ int main(void) {
         dfa_prompt_embeds pe = {.n_txt = n_txt, .dim = 96, .pooled_dim = 320};
         pe.embeds = malloc((size_t)n_txt * 96 * 4);
         pe.pooled = malloc(320 * 4);
-        fill_bf16(pe.embeds, (size_t)n_txt * 96, &rng, 1.0f);
-        fill_bf16(pe.pooled, 320, &rng, 1.0f);
+        gpu_fill_bf16(pe.embeds, (size_t)n_txt * 96, &rng, 1.0f);
+        gpu_fill_bf16(pe.pooled, 320, &rng, 1.0f);
         dfa_flow_config fc = dfa_flow_config_default();
         fc.use_dynamic_shifting = 1;
         fc.shift = 3.0;
@@ -95,7 +71,7 @@ int main(void) {
         float *lc = malloc(nl * 4), *lg = malloc(nl * 4);
         CHECK(dfa_flux_generate(cpu, mc, &fc, &pe, &gp, lc) == DFA_OK);
         CHECKF(dfa_flux_generate(gpu, mg, &fc, &pe, &gp, lg) == DFA_OK, "%s", dfa_ctx_error(gpu));
-        double e = rel_l2(lg, lc, nl);
+        double e = gpu_rel_l2(lg, lc, nl);
         printf("     flux CUDA vs CPU 2-step generate: rel L2 %.3g\n", e);
         CHECKF(e <= 3e-2, "generate rel L2 %.3g", e);
         double attn = 0, total = 0;

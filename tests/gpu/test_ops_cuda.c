@@ -1,6 +1,7 @@
 /* test_ops_cuda.c (GPU) - every model op on the GPU against the CPU op (src/models/ops.h) on
  * fresh random inputs; outputs poisoned with NaN first; bf16 bound 1e-2 relative L2. */
 #include "../test.h"
+#include "gpu_test_util.h"
 
 #include <stdint.h>
 #include <time.h>
@@ -18,17 +19,6 @@ typedef struct gpu {
     dfa_error err;
     unsigned long long rng;
 } gpu;
-
-static double rel_l2(const float *a, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (isnan(a[i])) return INFINITY;
-        double d = (double)a[i] - ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
 
 /* random host f32 rounded to bf16 (so the CPU sees exactly the GPU's inputs) + device copy */
 static uint16_t *upload_rand(gpu *g, float *host, size_t n, float scale) {
@@ -73,7 +63,7 @@ static void test_linear(void) {
         CHECK(dfa_cuda_sync(G.cu, &G.err) == DFA_OK);
         download(&G, dy, got, (size_t)M * N);
         dfa_op_linear(CTX, x, M, K, w, b, N, ref);
-        double e = rel_l2(got, ref, (size_t)M * N);
+        double e = gpu_rel_l2(got, ref, (size_t)M * N);
         CHECKF(e < 1e-2, "linear %dx%dx%d rel err %g", M, K, N, e);
         /* accumulate: y += x W^T (no bias) */
         CHECK(dfa_cuops_linear(G.ops, dx, M, K, dw, NULL, N, 1, dy, &G.err) == DFA_OK);
@@ -81,7 +71,7 @@ static void test_linear(void) {
         float *ref2 = malloc(sizeof(float) * M * N);
         dfa_op_linear(CTX, x, M, K, w, NULL, N, ref2);
         for (int i = 0; i < M * N; i++) ref2[i] += ref[i];
-        e = rel_l2(got, ref2, (size_t)M * N);
+        e = gpu_rel_l2(got, ref2, (size_t)M * N);
         CHECKF(e < 1e-2, "linear accumulate rel err %g", e);
         dfa_cuda_dealloc(G.cu, dx); dfa_cuda_dealloc(G.cu, dw); dfa_cuda_dealloc(G.cu, db); dfa_cuda_dealloc(G.cu, dy);
         free(x); free(w); free(b); free(ref); free(got); free(ref2);
@@ -99,12 +89,12 @@ static void test_norms_and_modulation(void) {
     CHECK(dfa_cuops_layernorm(G.ops, dx, B * T, N, dg, db, 1e-6f, dy, &G.err) == DFA_OK);
     download(&G, dy, got, n);
     dfa_op_layernorm(CTX, x, B * T, N, g, bb, 1e-6f, ref);
-    CHECKF(rel_l2(got, ref, n) < 1e-2, "layernorm %g", rel_l2(got, ref, n));
+    CHECKF(gpu_rel_l2(got, ref, n) < 1e-2, "layernorm %g", gpu_rel_l2(got, ref, n));
     CHECK(dfa_cuda_memset(G.cu, dy, 0xff, n * 2, &G.err) == DFA_OK);
     CHECK(dfa_cuops_rmsnorm(G.ops, dx, B * T, N, dg, 1e-6f, dy, &G.err) == DFA_OK);
     download(&G, dy, got, n);
     dfa_op_rmsnorm(CTX, x, B * T, N, g, 1e-6f, ref);
-    CHECKF(rel_l2(got, ref, n) < 1e-2, "rmsnorm %g", rel_l2(got, ref, n));
+    CHECKF(gpu_rel_l2(got, ref, n) < 1e-2, "rmsnorm %g", gpu_rel_l2(got, ref, n));
     CHECK(dfa_cuda_memset(G.cu, dy, 0xff, n * 2, &G.err) == DFA_OK);
     CHECK(dfa_cuops_ln_modulate(G.ops, dx, B, T, N, dsh, dsc, 1e-6f, dy, &G.err) == DFA_OK);
     download(&G, dy, got, n);
@@ -115,7 +105,7 @@ static void test_norms_and_modulation(void) {
                 float *r = &ref[((size_t)b * T + t) * N + j];
                 *r = *r * (1.0f + sc[b * N + j]) + sh[b * N + j];
             }
-    CHECKF(rel_l2(got, ref, n) < 1e-2, "ln_modulate %g", rel_l2(got, ref, n));
+    CHECKF(gpu_rel_l2(got, ref, n) < 1e-2, "ln_modulate %g", gpu_rel_l2(got, ref, n));
     /* gate_add: resid (= dy's current content) += gate * x */
     float *resid = malloc(n * 4);
     memcpy(resid, got, n * 4);
@@ -127,7 +117,7 @@ static void test_norms_and_modulation(void) {
                 size_t i = ((size_t)b * T + t) * N + j;
                 ref[i] = resid[i] + sc[b * N + j] * x[i];
             }
-    CHECKF(rel_l2(got, ref, n) < 1e-2, "gate_add %g", rel_l2(got, ref, n));
+    CHECKF(gpu_rel_l2(got, ref, n) < 1e-2, "gate_add %g", gpu_rel_l2(got, ref, n));
     dfa_cuda_dealloc(G.cu, dx); dfa_cuda_dealloc(G.cu, dg); dfa_cuda_dealloc(G.cu, db);
     dfa_cuda_dealloc(G.cu, dsh); dfa_cuda_dealloc(G.cu, dsc); dfa_cuda_dealloc(G.cu, dy);
     free(x); free(g); free(bb); free(ref); free(got); free(sh); free(sc); free(resid);
@@ -144,7 +134,7 @@ static void test_activations_and_rope(void) {
         if (a == DFA_ACT_SILU) dfa_op_silu(ref, n);
         else if (a == DFA_ACT_GELU_TANH) dfa_op_gelu_tanh(ref, n);
         else dfa_op_gelu_erf(ref, n);
-        CHECKF(rel_l2(got, ref, n) < 1e-2, "act %d %g", a, rel_l2(got, ref, n));
+        CHECKF(gpu_rel_l2(got, ref, n) < 1e-2, "act %d %g", a, gpu_rel_l2(got, ref, n));
         dfa_cuda_dealloc(G.cu, dx);
     }
     free(x); free(ref); free(got);
@@ -175,7 +165,7 @@ static void test_activations_and_rope(void) {
                     qr[o] = q[o] * c - q[o + 1] * s;
                     qr[o + 1] = q[o + 1] * c + q[o] * s;
                 }
-    CHECKF(rel_l2(qg, qr, m) < 1e-2, "rope %g", rel_l2(qg, qr, m));
+    CHECKF(gpu_rel_l2(qg, qr, m) < 1e-2, "rope %g", gpu_rel_l2(qg, qr, m));
     dfa_cuda_dealloc(G.cu, dq); dfa_cuda_dealloc(G.cu, dcs); dfa_cuda_dealloc(G.cu, dsn);
     free(q); free(qr); free(qg); free(cs); free(sn);
 }

@@ -9,6 +9,7 @@
  * and the CPU search of the same model finds a plan of similar cost (printed). */
 #include "../test.h"
 #include "../tmpdir.h"
+#include "gpu_test_util.h"
 
 #include "attn/attn_state.h"
 #include "core/ctx.h"
@@ -21,17 +22,6 @@
 #include "sample/flow.h"
 
 enum { NT = 77, JD = 96, PD = 320, LH = 24, LW = 32, S = 3, P = 1 };
-
-static double rel_l2(const float *a, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (isnan(a[i])) return INFINITY;
-        double d = (double)a[i] - ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
 
 static dfa_ctx *new_ctx(dfa_backend be) {
     dfa_ctx_params p = dfa_ctx_default_params();
@@ -112,7 +102,7 @@ static double search_case(dfa_ctx *ctx, dfa_sd3 *m, const dfa_prompt_embeds *pe,
             s = dfa_sd3_generate(ctx, m, &fc, pe, &gp, b);
             CHECKF(s == DFA_OK, "%s", dfa_ctx_error(ctx));
             dfa_attn_clear_plan(ctx);
-            double re = rel_l2(b, a, n);
+            double re = gpu_rel_l2(b, a, n);
             printf("     %s replay: generate under the plan vs the search trajectory: rel L2 %.3g\n",
                    v1 ? "v1" : "v2", re);
             CHECKF(re <= 2e-2, "%s replay: rel L2 %.3g > 2e-2", v1 ? "v1" : "v2", re);

@@ -7,6 +7,7 @@
  * image-only attn2) has its own layout (layer_layouts, n_text 0), 3 steps, CUDA vs CPU per step.
  * Bound: 3e-2 relative L2. */
 #include "../test.h"
+#include "gpu_test_util.h"
 #include "../tmpdir.h"
 
 #include "attn/attn_state.h"
@@ -14,27 +15,6 @@
 #include "core/tensor.h"
 #include "models/sd3.h"
 #include "plan/plan.h"
-
-static double rel_l2(const float *a, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (isnan(a[i])) return INFINITY;
-        double d = (double)a[i] - ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
-
-static dfa_ctx *new_ctx(dfa_backend be) {
-    dfa_ctx_params p = dfa_ctx_default_params();
-    p.backend = be;
-    p.log_level = DFA_LOG_WARN;
-    dfa_ctx *ctx = NULL;
-    char msg[256];
-    if (dfa_ctx_init(&ctx, &p, msg, sizeof msg) != DFA_OK) fprintf(stderr, "ctx: %s\n", msg);
-    return ctx;
-}
 
 int main(void) {
     test_tmpdir d;
@@ -47,7 +27,7 @@ int main(void) {
                       " \"joint_attention_dim\": 96, \"caption_projection_dim\": 128, \"pooled_projection_dim\": 320,"
                       " \"pos_embed_max_size\": 32, \"dual_attention_layers\": [0], \"qk_norm\": \"rms_norm\"}";
     CHECK(tmpdir_write(&d, "transformer/config.json", cfg, strlen(cfg), p, sizeof p) != NULL);
-    dfa_ctx *cpu = new_ctx(DFA_BACKEND_CPU), *gpu = new_ctx(DFA_BACKEND_CUDA);
+    dfa_ctx *cpu = gpu_new_ctx(DFA_BACKEND_CPU), *gpu = gpu_new_ctx(DFA_BACKEND_CUDA);
     CHECK(cpu && gpu);
     CHECKF(dfa_sd3_write_random(cpu, d.path, 12) == DFA_OK, "%s", dfa_ctx_error(cpu));
     dfa_sd3 *mc = NULL, *mg = NULL;
@@ -66,7 +46,7 @@ int main(void) {
         CHECKF(dfa_sd3_forward(cpu, mc, B, H, W, T, x, txt, pooled, t, oc) == DFA_OK, "%s", dfa_ctx_error(cpu));
         dfa_status s = dfa_sd3_forward(gpu, mg, B, H, W, T, x, txt, pooled, t, og);
         CHECKF(s == DFA_OK, "%s", dfa_ctx_error(gpu));
-        double e = rel_l2(og, oc, nx);
+        double e = gpu_rel_l2(og, oc, nx);
         printf("     sd3 CUDA vs CPU forward (batch 2): rel L2 %.3g\n", e);
         CHECKF(e <= 3e-2, "rel L2 %.3g > 3e-2", e);
         /* a plan with a per-layer layout for the attn2 layer (attention layer 1) */
@@ -95,7 +75,7 @@ int main(void) {
             CHECKF(dfa_sd3_forward(cpu, mc, B, H, W, T, x, txt, pooled, t, oc) == DFA_OK, "%s", dfa_ctx_error(cpu));
             s = dfa_sd3_forward(gpu, mg, B, H, W, T, x, txt, pooled, t, og);
             CHECKF(s == DFA_OK, "%s", dfa_ctx_error(gpu));
-            e = rel_l2(og, oc, nx);
+            e = gpu_rel_l2(og, oc, nx);
             printf("     sd3 CUDA vs CPU forward, plan with attn2 layer layout, step %d: rel L2 %.3g\n", st, e);
             CHECKF(e <= 3e-2, "step %d: rel L2 %.3g > 3e-2", st, e);
             for (size_t i = 0; i < nx; i++) x[i] = dfa_bf16_to_f32(dfa_f32_to_bf16(test_rng_uniform(&rng)));

@@ -16,6 +16,7 @@
  *   CLIP pooled / text_embeds (1 row) 5e-2    (replay max 2.6e-2: one 32-wide row behind a LayerNorm)
  * and pooled must be bit-identical to the last hidden state's EOS row. */
 #include "../test.h"
+#include "gpu_test_util.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -36,17 +37,6 @@
 
 static dfa_safetensors *ref;
 
-static double rel_l2(const float *a, const float *r, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (isnan(a[i]) || isnan(r[i])) return INFINITY;
-        double d = (double)a[i] - r[i];
-        num += d * d;
-        den += (double)r[i] * r[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
-
 static float *load_ref(const char *name, size_t n) {
     float *p = malloc(n * sizeof(float));
     dfa_error err = {0};
@@ -66,24 +56,8 @@ static int load_ids(const char *name, int32_t *ids, int max) {
     return (int)t->shape[0];
 }
 
-static float *poisoned(size_t n) {
-    float *p = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) p[i] = NAN;
-    return p;
-}
-
-static dfa_ctx *new_ctx(dfa_backend be) {
-    dfa_ctx_params p = dfa_ctx_default_params();
-    p.backend = be;
-    p.log_level = DFA_LOG_WARN;
-    dfa_ctx *ctx = NULL;
-    char msg[256];
-    if (dfa_ctx_init(&ctx, &p, msg, sizeof msg) != DFA_OK) fprintf(stderr, "ctx: %s\n", msg);
-    return ctx;
-}
-
 static void bound(const char *what, const float *got, const float *want, size_t n, double tol) {
-    double e = rel_l2(got, want, n);
+    double e = gpu_rel_l2(got, want, n);
     CHECKF(e < tol, "%s: relative L2 %.3g (bound %.3g)", what, e, tol);
     printf("  %-40s rel L2 %.2e\n", what, e);
 }
@@ -105,8 +79,8 @@ typedef struct clip_out {
 static int clip_run(dfa_ctx *ctx, dfa_clip *m, const int32_t *ids, clip_out *o) {
     const dfa_clip_config *c = dfa_clip_get_config(m);
     size_t TD = 77 * (size_t)c->hidden;
-    o->hid = poisoned(TD), o->last = poisoned(TD), o->pooled = poisoned((size_t)c->hidden);
-    o->proj = poisoned(c->projection_dim ? (size_t)c->projection_dim : 1);
+    o->hid = gpu_poisoned(TD), o->last = gpu_poisoned(TD), o->pooled = gpu_poisoned((size_t)c->hidden);
+    o->proj = gpu_poisoned(c->projection_dim ? (size_t)c->projection_dim : 1);
     int ok = dfa_clip_encode(m, ids, 77, -2, o->hid, NULL, NULL) == DFA_OK &&
              dfa_clip_encode(m, ids, 77, DFA_TEXT_LAST_HIDDEN, o->last, o->pooled, c->projection_dim ? o->proj : NULL) ==
                  DFA_OK;
@@ -212,7 +186,7 @@ static void t5_fresh(dfa_ctx *gpu, dfa_ctx *cpu, dfa_t5 *m, dfa_t5 *mc, const ch
         int32_t *ids = malloc((size_t)T * sizeof *ids), *mask = malloc((size_t)T * sizeof *mask);
         for (int t = 0; t < T; t++) ids[t] = (int)(test_rng_next(&rng) % (unsigned)V), mask[t] = t < (T * 2 + 2) / 3;
         for (int masked = 0; masked < 2; masked++) {
-            float *g = poisoned((size_t)T * D), *c = poisoned((size_t)T * D);
+            float *g = gpu_poisoned((size_t)T * D), *c = gpu_poisoned((size_t)T * D);
             CHECKF(dfa_t5_encode(m, ids, masked ? mask : NULL, T, g) == DFA_OK, "%s", dfa_ctx_error(gpu));
             CHECKF(dfa_t5_encode(mc, ids, masked ? mask : NULL, T, c) == DFA_OK, "%s", dfa_ctx_error(cpu));
             char w[64];
@@ -301,7 +275,7 @@ static void test_t5(dfa_ctx *gpu, dfa_ctx *cpu) {
         snprintf(n, sizeof n, "t5.%d.mask", p);
         CHECK(load_ids(n, mask, 64) == T && T > 0);
         if (T <= 0) continue;
-        float *o = poisoned((size_t)T * D);
+        float *o = gpu_poisoned((size_t)T * D);
         CHECKF(dfa_t5_encode(m, ids, NULL, T, o) == DFA_OK, "%s", dfa_ctx_error(gpu));
         snprintf(n, sizeof n, "t5.%d.out", p);
         cmp_ref("t5", o, n, (size_t)T * D, TOL_T5);
@@ -344,7 +318,7 @@ static void test_prompt_encoder(dfa_ctx *gpu, dfa_ctx *cpu) {
             bound("prompt_embeds (T5)", g.embeds, c.embeds, n, TOL_T5);
             bound("pooled_prompt_embeds (CLIP)", g.pooled, c.pooled, (size_t)g.pooled_dim, TOL_ROW);
             /* exactly equal would mean the CUDA context fell back to the CPU encoders */
-            CHECKF(rel_l2(g.embeds, c.embeds, n) > 0 && rel_l2(g.pooled, c.pooled, (size_t)g.pooled_dim) > 0,
+            CHECKF(gpu_rel_l2(g.embeds, c.embeds, n) > 0 && gpu_rel_l2(g.pooled, c.pooled, (size_t)g.pooled_dim) > 0,
                    "the CUDA context's prompt encoder gave the CPU path's bits: not on the GPU");
         }
     } else {
@@ -359,7 +333,7 @@ static void test_prompt_encoder(dfa_ctx *gpu, dfa_ctx *cpu) {
 }
 
 int main(void) {
-    dfa_ctx *gpu = new_ctx(DFA_BACKEND_CUDA), *cpu = new_ctx(DFA_BACKEND_CPU);
+    dfa_ctx *gpu = gpu_new_ctx(DFA_BACKEND_CUDA), *cpu = gpu_new_ctx(DFA_BACKEND_CPU);
     CHECK(gpu && cpu);
     dfa_error err = {0};
     CHECKF(dfa_st_open(&ref, FIX "enc_cases.safetensors", &err) == DFA_OK, "%s", err.msg);

@@ -4,6 +4,7 @@
  * Bounds: relative L2 2e-2, max |diff| / max |ref| 6e-2 (bf16 weights and activations). */
 #include "../fixture.h"
 #include "../test.h"
+#include "gpu_test_util.h"
 
 #include <stdint.h>
 #include <sys/stat.h>
@@ -13,17 +14,6 @@
 #include "core/ctx.h"
 #include "dfa.h"
 #include "models/vae.h"
-
-static double rel_l2(const float *a, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (a[i] != a[i]) return INFINITY;
-        double d = (double)a[i] - ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
 
 static double now(void) {
     struct timespec t;
@@ -58,7 +48,7 @@ static void fixture_case(const char *name) {
             fixture_poison(img, n);
             dfa_status s = dfa_vae_decode(ctx, vae, z, (int)zs[2], (int)zs[3], img);
             CHECKF(s == DFA_OK, "decode: %s", dfa_ctx_error(ctx));
-            double l2 = rel_l2(img, ref, n), mx = fixture_rel_err(img, ref, n);
+            double l2 = gpu_rel_l2(img, ref, n), mx = fixture_rel_err(img, ref, n);
             printf("     %s gpu rep %d: rel L2 %.3g, max rel %.3g\n", name, rep, l2, mx);
             CHECKF(l2 <= 2e-2 && mx <= 6e-2, "%s: rel L2 %g max %g", name, l2, mx);
         }
@@ -194,7 +184,7 @@ static void test_sd_like_vs_cpu(void) {
         double t2 = now();
         CHECKF(dfa_vae_decode(cg, vg, z, h, w, a) == DFA_OK, "%s", dfa_ctx_error(cg));
         double t3 = now();
-        double l2 = rel_l2(a, b, (size_t)3 * H * W), mx = fixture_rel_err(a, b, (size_t)3 * H * W);
+        double l2 = gpu_rel_l2(a, b, (size_t)3 * H * W), mx = fixture_rel_err(a, b, (size_t)3 * H * W);
         printf("     sd-like %dx%d: gpu vs cpu rel L2 %.3g, max rel %.3g; cpu %.2f s, gpu first %.3f s, "
                "warm %.3f s\n",
                W, H, l2, mx, t1 - t0, t2 - t1, t3 - t2);
