@@ -28,8 +28,8 @@
 #          passes per layer and step: ~20-40x a generation), N_EVAL=2 prompts x SEEDS="0",
 #          V1_DELTAS="0.1"
 #   full   (GPU) N_CAL=8, N_CAL_V1=8, N_EVAL=16 prompts x SEEDS="0", V1_DELTAS="0.1 0.2 0.4"
-#          (the contact sheet holds every image: more seeds make a PNG of tens of MB; a sheet
-#          over SHEET_MAX_MB=24 is left out of OUTDIR)
+#          (the contact sheet holds every image; a sheet over SHEET_MAX_MB=24 is moved out of
+#          OUTDIR and eval_sheet/ gets one of the first 2 prompts by a second, small eval)
 # Also: V2_DELTAS, V2_MATCH_DELTAS, V1_DELTAS, T5_DELTA (Table 5's delta), T5_CS.
 #
 # --cuda: calibrate and eval on the GPU. A V2 calibration or the eval that fails with --cuda is
@@ -190,7 +190,11 @@ echo "eval $(elapsed "$t") s" >> timings.txt
 sheet_kb=$(du -k eval/contact_sheet.png 2>/dev/null | cut -f1)
 if [ -n "$sheet_kb" ] && [ "$sheet_kb" -gt $(( ${SHEET_MAX_MB:-24} * 1024 )) ]; then
     mv eval/contact_sheet.png "${TMPDIR:-/tmp}/fidelity_contact_sheet.png"
-    echo "  contact sheet of $sheet_kb KB moved to ${TMPDIR:-/tmp}/fidelity_contact_sheet.png (over SHEET_MAX_MB)" | tee -a fallbacks.txt
+    echo "  contact sheet of $sheet_kb KB moved to ${TMPDIR:-/tmp}/fidelity_contact_sheet.png (over SHEET_MAX_MB);" \
+         "eval_sheet/ has the first 2 prompts' sheet" | tee -a fallbacks.txt
+    head -n 2 heldout.txt > heldout2.txt
+    nice "$DFA" eval "${common[@]}" --plans "${plans[@]}" --prompts heldout2.txt --seeds "${seeds[0]}" -o eval_sheet \
+        "${cuda_flag[@]}" > eval_sheet.log 2>&1 || echo "  eval_sheet failed: $(tail -1 eval_sheet.log)" | tee -a fallbacks.txt
 fi
 echo "$DFA ${eval_args[*]}" > eval/command.txt
 
