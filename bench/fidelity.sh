@@ -110,6 +110,7 @@ calibrate() {
     local cmd="${args[*]} ${cuda_flag[*]}"
     if [ "$FRESH" = 0 ] && [ -f "plans/$name.json" ] && [ "$(cat "plans/$name.cmd" 2>/dev/null)" = "$cmd" ]; then
         echo "  $name: reused ($(grep -o 'search [0-9.]* s' "plans/$name.log" | tail -1))"
+        [ -f "plans/$name.time" ] && echo "calibrate $name $(cat "plans/$name.time")" >> timings.txt
         return 0
     fi
     rm -f "plans/$name.json" "plans/$name.cmd"
@@ -131,7 +132,8 @@ calibrate() {
         return 0
     fi
     echo "$cmd" > "plans/$name.cmd"
-    echo "calibrate $name $(elapsed "$t") s" >> timings.txt
+    elapsed "$t" > "plans/$name.time"
+    echo "calibrate $name $(cat "plans/$name.time") s" >> timings.txt
     echo "  $name: $(grep -o 'attention FLOPs [0-9.]*%' "plans/$name.log"); $(grep -o 'search [0-9.]* s' "plans/$name.log"); wall $(elapsed "$t") s"
 }
 
@@ -234,7 +236,7 @@ END {
         c = m; sub(/^.*_c/, "", c); if (c == "none") c = "- (none)"
         printf "| %s | %s | %s | %s |\n", c, m, (m in cal) ? cal[m] : "-", rows[m]
     }
-    print "\ncalib. s: wall time of dfa calibrate (0 or - when the plan was reused). Rows from eval/report.md."
+    print "\ncalib. s: wall time of dfa calibrate (also for a reused plan: the run that made it). Rows from eval/report.md."
     if (fb != "") print "\nFallbacks and omissions:\n\n```\n" fb "\n```"
 }' timings.txt eval/report.md > tables.md
 echo "total $(elapsed "$T0") s" >> timings.txt
