@@ -69,9 +69,10 @@ static void test_make_image_only(void) {
                         "--image-only-layers", "1,3", "--cfg"};
     CHECK(run((int)(sizeof mk / sizeof mk[0]), mk) == 0);
     dfa_plan p;
-    dfa_error err;
-    CHECKF(dfa_plan_load(plan, &p, &err) == DFA_OK, "%s", err.msg);
-    if (!err.msg[0]) {
+    dfa_error err = {0};
+    const dfa_status st = dfa_plan_load(plan, &p, &err);
+    CHECKF(st == DFA_OK, "%s", err.msg);
+    if (st == DFA_OK) {
         CHECK(dfa_plan_n_layer_layouts(&p) == 2);
         for (int l = 0; l < 4; l++) {
             const dfa_attn_layout *L = dfa_plan_layer_layout(&p, l);
