@@ -23,16 +23,6 @@
 
 enum { NT = 77, JD = 96, PD = 320, LH = 24, LW = 32, S = 3, P = 1 };
 
-static dfa_ctx *new_ctx(dfa_backend be) {
-    dfa_ctx_params p = dfa_ctx_default_params();
-    p.backend = be;
-    p.log_level = DFA_LOG_WARN;
-    dfa_ctx *ctx = NULL;
-    char msg[256];
-    if (dfa_ctx_init(&ctx, &p, msg, sizeof msg) != DFA_OK) fprintf(stderr, "ctx: %s\n", msg);
-    return ctx;
-}
-
 static void pe_random(dfa_prompt_embeds *pe, unsigned long long seed) {
     memset(pe, 0, sizeof *pe);
     pe->n_txt = NT, pe->dim = JD, pe->pooled_dim = PD;
@@ -126,7 +116,7 @@ int main(void) {
                       " \"joint_attention_dim\": 96, \"caption_projection_dim\": 128, \"pooled_projection_dim\": 320,"
                       " \"pos_embed_max_size\": 32, \"dual_attention_layers\": [0], \"qk_norm\": \"rms_norm\"}";
     CHECK(tmpdir_write(&d, "transformer/config.json", cfg, strlen(cfg), p, sizeof p) != NULL);
-    dfa_ctx *cpu = new_ctx(DFA_BACKEND_CPU), *gpu = new_ctx(DFA_BACKEND_CUDA);
+    dfa_ctx *cpu = gpu_new_ctx(DFA_BACKEND_CPU), *gpu = gpu_new_ctx(DFA_BACKEND_CUDA);
     CHECK(cpu && gpu);
     CHECKF(dfa_sd3_write_random(cpu, d.path, 12) == DFA_OK, "%s", dfa_ctx_error(cpu));
     dfa_sd3 *mc = NULL, *mg = NULL;
