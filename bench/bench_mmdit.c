@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 
 #include "core/ctx.h"
+#include "core/log.h"
 #include "io/safetensors.h"
 #include "models/flux.h"
 #include "models/mmdit.h"
@@ -64,7 +65,7 @@ typedef struct bench {
     int flux, batch, txt, reps, cuda, check;
 } bench;
 
-static double now(void) { return dfa_mmdit_now(); }
+static double now(void) { return dfa_now_s(); }
 
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;

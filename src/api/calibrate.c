@@ -1,5 +1,6 @@
 /* calibrate.c - plan search on a loaded model (calibrate.h) and the public dfa_calibrate(). */
 #include "api/calibrate.h"
+#include "core/log.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +17,6 @@
 
 #define CAL_MAX_ROWS 256
 #define CAL_MAX_CANDS 32
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* V2 candidates from "arrow,cache,rs": ARROW at every window of the list (default: band widths
  * of 1/8, 1/4, 1/2 of the visual tiles, below the full band), ARROW_RS at V1's window. */
@@ -214,9 +209,9 @@ dfa_status dfa_calib_run(dfa_ctx *ctx, dfa_model *m, const dfa_calib_opts *o, df
                               .backend = ctx->cuda ? &cuda_be : NULL,
                               .on_layer = o->log ? dfa_search_progress_on_layer : NULL, .on_layer_user = &pr};
         log_run(o->log, ctx, m, o, &eng, &so, cid, W, H);
-        const double t0 = now_s();
+        const double t0 = dfa_now_s();
         s = o->v1 ? dfa_search_v1(ctx, &eng, &so, &r->sp) : dfa_search_v2(ctx, &eng, &so, &r->sp);
-        const double secs = now_s() - t0;
+        const double secs = dfa_now_s() - t0;
         if (s == DFA_OK) r->have_sp = 1;
         if (o->log) dfa_search_progress_finish(&pr);
         if (s == DFA_OK)

@@ -35,6 +35,12 @@ typedef enum dfa_attn_method {
 dfa_status dfa_attn_layer(dfa_ctx *ctx, int layer, const dfa_attn_layout *layout, const dfa_tensor *q,
                           const dfa_tensor *k, const dfa_tensor *v, dfa_tensor *out);
 
+/* dfa_attn_layer on bf16 CUDA buffers shaped [B, N, H, D] (the engines' layout). With
+ * `seconds` non-NULL the GPU queue is drained before and after the call (so pending q/k/v GEMMs
+ * are not counted) and the wall time is added to *seconds; NULL: no synchronisation. */
+dfa_status dfa_attn_layer_bf16_cuda(dfa_ctx *ctx, int layer, const dfa_attn_layout *layout, int B, int N, int H,
+                                    int D, void *q, void *k, void *v, void *out, double *seconds);
+
 /* ---- the lower level: one layer with an explicit method per head ----
  *
  * Semantics per head h (O_h = out[:, :, h, :]; the caches are layer-wide buffers shaped like

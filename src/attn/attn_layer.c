@@ -9,6 +9,8 @@
 #include "attn/attn_int.h"
 #include "attn/attn_state.h"
 #include "core/ctx.h"
+#include "core/cuda_rt.h"
+#include "core/log.h"
 
 typedef struct dfa_attn_state dfa_attn_state;
 
@@ -345,4 +347,21 @@ dfa_status dfa_attn_layer(dfa_ctx *ctx, int layer, const dfa_attn_layout *layout
     free(heads);
     (void)layer;
     return s;
+}
+
+dfa_status dfa_attn_layer_bf16_cuda(dfa_ctx *ctx, int layer, const dfa_attn_layout *layout, int B, int N, int H,
+                                    int D, void *q, void *k, void *v, void *out, double *seconds) {
+    const int64_t shp[4] = {B, N, H, D};
+    dfa_tensor tq, tk, tv, to;
+    DFA_TRY(dfa_tensor_init(&tq, DFA_BF16, DFA_DEV_CUDA, 4, shp, q, &ctx->err));
+    DFA_TRY(dfa_tensor_init(&tk, DFA_BF16, DFA_DEV_CUDA, 4, shp, k, &ctx->err));
+    DFA_TRY(dfa_tensor_init(&tv, DFA_BF16, DFA_DEV_CUDA, 4, shp, v, &ctx->err));
+    DFA_TRY(dfa_tensor_init(&to, DFA_BF16, DFA_DEV_CUDA, 4, shp, out, &ctx->err));
+    if (!seconds) return dfa_attn_layer(ctx, layer, layout, &tq, &tk, &tv, &to);
+    DFA_TRY(dfa_cuda_sync(ctx->cuda, &ctx->err));
+    const double t0 = dfa_now_s();
+    DFA_TRY(dfa_attn_layer(ctx, layer, layout, &tq, &tk, &tv, &to));
+    DFA_TRY(dfa_cuda_sync(ctx->cuda, &ctx->err));
+    *seconds += dfa_now_s() - t0;
+    return DFA_OK;
 }

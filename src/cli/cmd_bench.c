@@ -8,16 +8,11 @@
 #include <time.h>
 
 #include "attn/attn.h"
+#include "core/log.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/ctx.h"
 #include "dfa.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 typedef struct bench_bufs {
     dfa_tensor q, k, v, o;
@@ -39,12 +34,12 @@ typedef struct bench_cfg {
 static int run_cfg(dfa_ctx *ctx, const dfa_attn_layout *L, bench_bufs *b, int H, int batch, bench_cfg *c) {
     for (int h = 0; h < H; h++) b->ex[h] = c->proto;
     b->q.shape[0] = b->k.shape[0] = b->v.shape[0] = b->o.shape[0] = c->cfg_batch ? 2 * batch : batch;
-    double t0 = now_s();
+    double t0 = dfa_now_s();
     if (dfa_attn_run_heads(ctx, L, &b->q, &b->k, &b->v, &b->o, b->ex, b->oc, b->res, c->asc, 1) != DFA_OK) {
         fprintf(stderr, "dfa bench attn: %s\n", dfa_ctx_error(ctx));
         return -1;
     }
-    double t = now_s() - t0;
+    double t = dfa_now_s() - t0;
     if (c->best == 0 || t < c->best) c->best = t;
     return 0;
 }

@@ -2,6 +2,7 @@
  * SSIM / PSNR of the decoded images, relative L2 of the final latents, attention FLOPs
  * fraction, wall time; markdown report, SSIM-vs-attention plot and contact sheet. */
 #include "cli/eval_run.h"
+#include "core/log.h"
 
 #include <errno.h>
 #include <math.h>
@@ -20,12 +21,6 @@
 #include "models/vae.h"
 #include "plan/plan.h"
 #include "text/prompt.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 typedef struct eval_state {
     int is_flux;
@@ -97,10 +92,10 @@ static int is_dir(const char *p) {
 
 static dfa_status generate(dfa_ctx *ctx, eval_state *st, const dfa_prompt_embeds *pe, const dfa_mmdit_gen_params *gp,
                            float *out, double *secs) {
-    const double t0 = now_s();
+    const double t0 = dfa_now_s();
     dfa_status s = st->is_flux ? dfa_flux_generate(ctx, st->fm, &st->fc, pe, gp, out)
                                : dfa_sd3_generate(ctx, st->sm, &st->fc, pe, gp, out);
-    *secs = now_s() - t0;
+    *secs = dfa_now_s() - t0;
     return s;
 }
 

@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "core/ctx.h"
 
@@ -19,4 +20,10 @@ void dfa_log(const dfa_ctx *ctx, dfa_log_level level, const char *fmt, ...) {
     }
     static const char *const tag[] = {"error", "warn", "info", "debug"};
     fprintf(stderr, "dfa %s: %s\n", tag[level], buf);
+}
+
+double dfa_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

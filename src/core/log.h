@@ -5,6 +5,9 @@
 #include "core/error.h"
 #include "dfa.h"
 
+/* monotonic wall clock in seconds (timers, progress, ETAs) */
+double dfa_now_s(void);
+
 void dfa_log(const dfa_ctx *ctx, dfa_log_level level, const char *fmt, ...) DFA_PRINTF(3, 4);
 
 #define DFA_LOGE(ctx, ...) dfa_log((ctx), DFA_LOG_ERROR, __VA_ARGS__)

@@ -1,5 +1,6 @@
 /* dit.c - DiTTransformer2DModel on the CPU (diffusers dit_transformer_2d.py semantics). */
 #include "models/dit.h"
+#include "core/log.h"
 
 #include "attn/attn_state.h"
 
@@ -229,10 +230,10 @@ static dfa_status dit_forward_impl(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W
 
 dfa_status dfa_dit_forward(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W, const float *x, const float *t,
                            const int *labels, float *out) {
-    const double t0 = dfa_tx_now();
+    const double t0 = dfa_now_s();
     dfa_status s = m->dev == DFA_DEV_CUDA ? dfa_dit_forward_cuda(ctx, m, B, H, W, x, t, labels, out)
                                           : dit_forward_impl(ctx, m, B, H, W, x, t, labels, out);
-    m->total_s += dfa_tx_now() - t0;
+    m->total_s += dfa_now_s() - t0;
     return s;
 }
 
@@ -268,7 +269,7 @@ dfa_status dfa_dit_sample(dfa_ctx *ctx, dfa_dit *m, dfa_sampler *sched, int labe
     for (int i = 0; s == DFA_OK && i < n_steps; i++) {
         float *x = xin, *o = out;
         if (planned && (s = dfa_attn_begin_step(ctx, i)) != DFA_OK) break;
-        const double t0 = dfa_tx_now();
+        const double t0 = dfa_now_s();
         const float ts = (float)dfa_sampler_timestep(sched, i), t[2] = {ts, ts};
         for (int b = 0; b < B; b++) memcpy(x + b * n, latents, n * sizeof(float));
         s = dfa_dit_forward(ctx, m, B, h, w, x, t, labels, o);
@@ -278,7 +279,7 @@ dfa_status dfa_dit_sample(dfa_ctx *ctx, dfa_dit *m, dfa_sampler *sched, int labe
         /* learned variance (DDPM): the conditional item's, unguided (as the DiT reference code) */
         s = dfa_sampler_step(ctx, sched, i, o, o + (cfg ? n_out : 0) + n, latents);
         if (s != DFA_OK) break;
-        if (progress) progress(user, i, n_steps, dfa_tx_now() - t0);
+        if (progress) progress(user, i, n_steps, dfa_now_s() - t0);
     }
     if (planned) dfa_attn_end_run(ctx);
     dfa_ctx_mem_release(ctx, out);

@@ -1,4 +1,5 @@
 #include "models/dit_common.h"
+#include "core/log.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -137,9 +138,9 @@ dfa_status dfa_tx_self_attn(dfa_ctx *ctx, int layer, const dfa_tx_attn *a, int B
     DFA_TRY(dfa_tensor_init(&tv, DFA_F32, DFA_DEV_CPU, 4, shape, v, &ctx->err));
     DFA_TRY(dfa_tensor_init(&to, DFA_F32, DFA_DEV_CPU, 4, shape, o, &ctx->err));
     const dfa_attn_layout layout = {N, 0, 0, DFA_TX_ATTN_BLOCK};
-    const double t0 = dfa_tx_now();
+    const double t0 = dfa_now_s();
     DFA_TRY(dfa_attn_layer(ctx, layer, &layout, &tq, &tk, &tv, &to));
-    if (attn_s) *attn_s += dfa_tx_now() - t0;
+    if (attn_s) *attn_s += dfa_now_s() - t0;
     dfa_op_linear(ctx, o, M, D, a->ow, a->ob, D, out);
     return DFA_OK;
 }
@@ -181,8 +182,3 @@ dfa_status dfa_tx_cfg_pos_int(dfa_ctx *ctx, const cJSON *root, const char *key, 
     return DFA_OK;
 }
 
-double dfa_tx_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}

@@ -65,8 +65,6 @@ void dfa_tx_gated_add(float *h, const float *x, int B, int N, int D, const float
 dfa_status dfa_tx_self_attn(dfa_ctx *ctx, int layer, const dfa_tx_attn *a, int B, int N, int H, int Dh,
                             const float *in, float *q, float *k, float *v, float *o, float *out, double *attn_s);
 
-/* Monotonic clock in seconds. */
-double dfa_tx_now(void);
 /* Cross-attention (not compressed, local GEMMs): queries from in [B*N, D], keys/values from
  * kv_in [B*L, Dkv]; bias [B, L] is added to the scaled scores (NULL: none).
  * q, o: [B*N, D]; k, v: [B*L, D]; s: N * L floats. */

@@ -1,6 +1,7 @@
 /* flux.c - FLUX.1 transformer forward on the CPU (f32), matching diffusers
  * FluxTransformer2DModel. See flux.h and docs/DESIGN.md "MMDiT". */
 #include "models/flux.h"
+#include "core/log.h"
 #include "models/flux_int.h"
 
 #include <math.h>
@@ -344,7 +345,7 @@ dfa_status dfa_flux_forward(dfa_ctx *ctx, dfa_flux *m, int B, int n_img, int n_t
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "flux forward: this checkpoint has guidance_embeds; pass a guidance scale");
     if (m->dev == DFA_DEV_CUDA)
         return dfa_flux_forward_cuda(ctx, m, B, n_img, n_txt, x, txt, pooled, timestep, guidance, txt_ids, img_ids, out);
-    const double t_start = dfa_mmdit_now();
+    const double t_start = dfa_now_s();
     const int C = c->inner_dim, N = n_txt + n_img, F = c->mlp_hidden;
     flux_buf s;
     DFA_TRY(flux_alloc(ctx, m, B, N, &s));
@@ -436,6 +437,6 @@ dfa_status dfa_flux_forward(dfa_ctx *ctx, dfa_flux *m, int B, int n_img, int n_t
             dfa_mmdit_linear(ctx, &m->proj_out, s.nrm + r_img * C, n_img, out + (size_t)b * n_img * O);
         }
     }
-    m->total_s += dfa_mmdit_now() - t_start;
+    m->total_s += dfa_now_s() - t_start;
     return st;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "attn/attn.h"
+#include "core/log.h"
 #include "core/cuda_rt.h"
 #include "models/cuda/ops_cuda.h"
 #include "models/flux_int.h"
@@ -102,19 +103,8 @@ static dfa_status timestep_mlp(dfa_ctx *ctx, dfa_flux *m, flux_dbuf *s, float *h
 static dfa_status attention(dfa_ctx *ctx, dfa_flux *m, int layer, const dfa_attn_layout *lay, int B, int N,
                             flux_dbuf *s) {
     const dfa_flux_config *c = &m->cfg;
-    dfa_tensor tq, tk, tv, to;
-    const int64_t shp[4] = {B, N, c->n_heads, c->head_dim};
-    DFA_TRY(dfa_tensor_init(&tq, DFA_BF16, DFA_DEV_CUDA, 4, shp, s->q, &ctx->err));
-    DFA_TRY(dfa_tensor_init(&tk, DFA_BF16, DFA_DEV_CUDA, 4, shp, s->k, &ctx->err));
-    DFA_TRY(dfa_tensor_init(&tv, DFA_BF16, DFA_DEV_CUDA, 4, shp, s->v, &ctx->err));
-    DFA_TRY(dfa_tensor_init(&to, DFA_BF16, DFA_DEV_CUDA, 4, shp, s->att, &ctx->err));
-    /* drain the queue first: the q/k/v GEMMs still running would otherwise count as attention */
-    DFA_TRY(dfa_cuda_sync(ctx->cuda, &ctx->err));
-    double t0 = dfa_mmdit_now();
-    dfa_status st = dfa_attn_layer(ctx, layer, lay, &tq, &tk, &tv, &to);
-    if (st == DFA_OK) st = dfa_cuda_sync(ctx->cuda, &ctx->err); /* attribute the time to attention */
-    m->attn_s += dfa_mmdit_now() - t0;
-    return st;
+    return dfa_attn_layer_bf16_cuda(ctx, layer, lay, B, N, c->n_heads, c->head_dim, s->q, s->k, s->v, s->att,
+                                    &m->attn_s);
 }
 
 /* modulated norm + q/k/v + per-head RMSNorm for T rows at row0 (one stream of one batch element) */
@@ -260,8 +250,8 @@ dfa_status dfa_flux_forward_cuda(dfa_ctx *ctx, dfa_flux *m, int B, int n_img, in
                                  const float *txt_ids, const float *img_ids, float *out) {
     if (!ctx->cuda || !m->ops) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "flux forward: no CUDA device in this context");
     if (B > 64) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "flux forward (CUDA): batch %d > 64", B);
-    const double t0 = dfa_mmdit_now();
+    const double t0 = dfa_now_s();
     dfa_status st = flux_cuda_run(ctx, m, B, n_img, n_txt, x, txt, pooled, timestep, guidance, txt_ids, img_ids, out);
-    m->total_s += dfa_mmdit_now() - t0;
+    m->total_s += dfa_now_s() - t0;
     return st;
 }

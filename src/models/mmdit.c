@@ -1,6 +1,7 @@
 /* mmdit.c - shared MMDiT pieces: weight table loading into one block, arena sizing, fused
  * elementwise steps (see mmdit.h). */
 #include "models/mmdit.h"
+#include "core/log.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -280,16 +281,10 @@ dfa_status dfa_mmdit_attention(dfa_ctx *ctx, int layer, const dfa_attn_layout *l
     DFA_TRY(dfa_tensor_init(&tk, DFA_F32, DFA_DEV_CPU, 4, shp, k, &ctx->err));
     DFA_TRY(dfa_tensor_init(&tv, DFA_F32, DFA_DEV_CPU, 4, shp, v, &ctx->err));
     DFA_TRY(dfa_tensor_init(&to, DFA_F32, DFA_DEV_CPU, 4, shp, out, &ctx->err));
-    double t0 = dfa_mmdit_now();
+    double t0 = dfa_now_s();
     dfa_status st = dfa_attn_layer(ctx, layer, lay, &tq, &tk, &tv, &to);
-    if (attn_s) *attn_s += dfa_mmdit_now() - t0;
+    if (attn_s) *attn_s += dfa_now_s() - t0;
     return st;
-}
-
-double dfa_mmdit_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static int is_file(const char *p) {

@@ -88,8 +88,6 @@ void dfa_mmdit_mlp_silu(const dfa_ctx *ctx, const dfa_lin *l1, const dfa_lin *l2
 dfa_status dfa_mmdit_attention(dfa_ctx *ctx, int layer, const dfa_attn_layout *lay, int B, int N, int H, int D,
                                float *q, float *k, float *v, float *out, double *attn_s);
 
-/* Timing of the attention calls of one model (for the CLI's final line). */
-double dfa_mmdit_now(void);
 
 /* Read "<dir>/config.json" (dir may be the model folder or its transformer/ subfolder).
  * Writes the folder that holds config.json into dir_out (for the weights). */

@@ -1,6 +1,7 @@
 /* pixart.c - PixArtTransformer2DModel on the CPU (diffusers pixart_transformer_2d.py and
  * BasicTransformerBlock with norm_type "ada_norm_single"). */
 #include "models/pixart.h"
+#include "core/log.h"
 
 #include "attn/attn_state.h"
 
@@ -285,10 +286,10 @@ static dfa_status pixart_forward_impl(dfa_ctx *ctx, dfa_pixart *m, int B, int H,
 
 dfa_status dfa_pixart_forward(dfa_ctx *ctx, dfa_pixart *m, int B, int H, int W, const float *x, const float *t, int L,
                               const float *text, const float *mask, float *out) {
-    const double t0 = dfa_tx_now();
+    const double t0 = dfa_now_s();
     dfa_status s = m->dev == DFA_DEV_CUDA ? dfa_pixart_forward_cuda(ctx, m, B, H, W, x, t, L, text, mask, out)
                                           : pixart_forward_impl(ctx, m, B, H, W, x, t, L, text, mask, out);
-    m->total_s += dfa_tx_now() - t0;
+    m->total_s += dfa_now_s() - t0;
     return s;
 }
 
@@ -347,7 +348,7 @@ dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, dfa_sampler *sched, fl
     for (int i = 0; s == DFA_OK && i < n_steps; i++) {
         float *x = xin, *o = out;
         if (planned && (s = dfa_attn_begin_step(ctx, i)) != DFA_OK) break;
-        const double t0 = dfa_tx_now();
+        const double t0 = dfa_now_s();
         const float ts = (float)dfa_sampler_timestep(sched, i), t[2] = {ts, ts};
         for (int b = 0; b < B; b++) memcpy(x + b * n, latents, n * sizeof(float));
         s = dfa_pixart_forward(ctx, m, B, h, w, x, t, L, txt, msk, o);
@@ -356,7 +357,7 @@ dfa_status dfa_pixart_sample(dfa_ctx *ctx, dfa_pixart *m, dfa_sampler *sched, fl
             for (size_t j = 0; j < (var ? 2 * n : n); j++) o[j] = o[j] + guidance * (o[n_out + j] - o[j]);
         /* learned variance (DDPM only): the guided variance channels, as diffusers guides all channels */
         s = dfa_sampler_step(ctx, sched, i, o, o + n, latents);
-        if (s == DFA_OK && progress) progress(user, i, n_steps, dfa_tx_now() - t0);
+        if (s == DFA_OK && progress) progress(user, i, n_steps, dfa_now_s() - t0);
     }
     m->txt_pin = 0;
     if (planned) dfa_attn_end_run(ctx);

@@ -1,6 +1,7 @@
 /* sd3.c - SD3 / SD3.5 transformer forward on the CPU (f32), matching diffusers
  * SD3Transformer2DModel. See sd3.h and docs/DESIGN.md "MMDiT". */
 #include "models/sd3.h"
+#include "core/log.h"
 #include "models/sd3_int.h"
 
 #include <math.h>
@@ -313,7 +314,7 @@ dfa_status dfa_sd3_forward(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, int n_
     if (!x || !txt || !pooled || !timestep || !out)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "sd3 forward: a required input is NULL");
     if (m->dev == DFA_DEV_CUDA) return dfa_sd3_forward_cuda(ctx, m, B, H, W, n_txt, x, txt, pooled, timestep, out);
-    const double t_start = dfa_mmdit_now();
+    const double t_start = dfa_now_s();
     sd3_buf s;
     DFA_TRY(sd3_alloc(ctx, m, B, Ni, N, &s));
     /* patch embedding (Conv2d k = stride = p as a GEMM over (c, ky, kx) vectors) + cropped pos embed */
@@ -363,6 +364,6 @@ dfa_status dfa_sd3_forward(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, int n_
                                 out[(((size_t)b * O + ch) * H + i * p + py) * W + j * p + px] = y[(py * p + px) * O + ch];
                 }
     }
-    m->total_s += dfa_mmdit_now() - t_start;
+    m->total_s += dfa_now_s() - t_start;
     return st;
 }

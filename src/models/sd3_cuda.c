@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "attn/attn.h"
+#include "core/log.h"
 #include "core/cuda_rt.h"
 #include "models/cuda/ops_cuda.h"
 #include "models/sd3_int.h"
@@ -98,19 +99,8 @@ static dfa_status ff(dfa_ctx *ctx, dfa_sd3 *m, const dfa_lin *f0, const dfa_lin 
 static dfa_status attention(dfa_ctx *ctx, dfa_sd3 *m, int layer, const dfa_attn_layout *lay, int B, int N,
                             sd3_dbuf *s) {
     const dfa_sd3_config *c = &m->cfg;
-    dfa_tensor tq, tk, tv, to;
-    const int64_t shp[4] = {B, N, c->n_heads, c->head_dim};
-    DFA_TRY(dfa_tensor_init(&tq, DFA_BF16, DFA_DEV_CUDA, 4, shp, s->q, &ctx->err));
-    DFA_TRY(dfa_tensor_init(&tk, DFA_BF16, DFA_DEV_CUDA, 4, shp, s->k, &ctx->err));
-    DFA_TRY(dfa_tensor_init(&tv, DFA_BF16, DFA_DEV_CUDA, 4, shp, s->v, &ctx->err));
-    DFA_TRY(dfa_tensor_init(&to, DFA_BF16, DFA_DEV_CUDA, 4, shp, s->att, &ctx->err));
-    /* drain the queue first: the q/k/v GEMMs still running would otherwise count as attention */
-    DFA_TRY(dfa_cuda_sync(ctx->cuda, &ctx->err));
-    double t0 = dfa_mmdit_now();
-    dfa_status st = dfa_attn_layer(ctx, layer, lay, &tq, &tk, &tv, &to);
-    if (st == DFA_OK) st = dfa_cuda_sync(ctx->cuda, &ctx->err);
-    m->attn_s += dfa_mmdit_now() - t0;
-    return st;
+    return dfa_attn_layer_bf16_cuda(ctx, layer, lay, B, N, c->n_heads, c->head_dim, s->q, s->k, s->v, s->att,
+                                    &m->attn_s);
 }
 
 static dfa_status block_forward(dfa_ctx *ctx, dfa_sd3 *m, const sd3_block *blk, int B, int Ni, int Nt, sd3_dbuf *s) {
@@ -237,8 +227,8 @@ static dfa_status sd3_cuda_run(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, in
 dfa_status dfa_sd3_forward_cuda(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, int n_txt, const float *x,
                                 const float *txt, const float *pooled, const float *timestep, float *out) {
     if (!ctx->cuda || !m->ops) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "sd3 forward: no CUDA device in this context");
-    const double t0 = dfa_mmdit_now();
+    const double t0 = dfa_now_s();
     dfa_status st = sd3_cuda_run(ctx, m, B, H, W, n_txt, x, txt, pooled, timestep, out);
-    m->total_s += dfa_mmdit_now() - t0;
+    m->total_s += dfa_now_s() - t0;
     return st;
 }

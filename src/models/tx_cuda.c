@@ -241,21 +241,8 @@ dfa_status dfa_txg_self_attn(dfa_txg *g, int layer, const dfa_tx_attn *a, int B,
     DFA_TRY(dfa_txg_linear(g, in, M, D, a->qw, a->qb, D, b->q));
     DFA_TRY(dfa_txg_linear(g, in, M, D, a->kw, a->kb, D, b->k));
     DFA_TRY(dfa_txg_linear(g, in, M, D, a->vw, a->vb, D, b->v));
-    const int64_t shp[4] = {B, N, H, Dh};
-    dfa_tensor tq, tk, tv, to;
-    DFA_TRY(dfa_tensor_init(&tq, DFA_BF16, DFA_DEV_CUDA, 4, shp, b->q, &ctx->err));
-    DFA_TRY(dfa_tensor_init(&tk, DFA_BF16, DFA_DEV_CUDA, 4, shp, b->k, &ctx->err));
-    DFA_TRY(dfa_tensor_init(&tv, DFA_BF16, DFA_DEV_CUDA, 4, shp, b->v, &ctx->err));
-    DFA_TRY(dfa_tensor_init(&to, DFA_BF16, DFA_DEV_CUDA, 4, shp, b->o, &ctx->err));
     const dfa_attn_layout lay = {N, 0, 0, DFA_TX_ATTN_BLOCK};
-    /* synchronise before and after so the timer holds attention only */
-    if (attn_s) DFA_TRY(dfa_cuda_sync(ctx->cuda, &ctx->err));
-    const double t0 = dfa_tx_now();
-    DFA_TRY(dfa_attn_layer(ctx, layer, &lay, &tq, &tk, &tv, &to));
-    if (attn_s) {
-        DFA_TRY(dfa_cuda_sync(ctx->cuda, &ctx->err));
-        *attn_s += dfa_tx_now() - t0;
-    }
+    DFA_TRY(dfa_attn_layer_bf16_cuda(ctx, layer, &lay, B, N, H, Dh, b->q, b->k, b->v, b->o, attn_s));
     return dfa_txg_linear(g, b->o, M, D, a->ow, a->ob, D, out);
 }
 

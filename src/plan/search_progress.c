@@ -1,13 +1,8 @@
 /* search_progress.c - progress bar and ETA for the plan searches. */
 #include "plan/search_progress.h"
+#include "core/log.h"
 
 #include <time.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void fmt_time(char *buf, size_t n, double s) {
     if (!(s >= 0) || s > 1e8) {
@@ -36,7 +31,7 @@ void dfa_search_progress_format(char *buf, size_t n, int64_t done, int64_t total
 
 void dfa_search_progress_init(dfa_search_progress *p, FILE *out, int n_steps, int n_layers) {
     p->out = out, p->n_steps = n_steps, p->n_layers = n_layers, p->done = 0;
-    p->t0 = now_s();
+    p->t0 = dfa_now_s();
     p->last_draw = -1;
 }
 
@@ -45,7 +40,7 @@ void dfa_search_progress_on_layer(void *user, int step, int layer, const dfa_mck
     (void)prob, (void)choice;
     p->done++;
     if (!p->out) return;
-    double t = now_s();
+    double t = dfa_now_s();
     int64_t total = (int64_t)p->n_steps * p->n_layers;
     if (p->done < total && p->last_draw >= 0 && t - p->last_draw < 0.1) return;
     p->last_draw = t;
@@ -58,7 +53,7 @@ void dfa_search_progress_on_layer(void *user, int step, int layer, const dfa_mck
 void dfa_search_progress_finish(dfa_search_progress *p) {
     if (!p->out) return;
     char el[32];
-    fmt_time(el, sizeof el, now_s() - p->t0);
+    fmt_time(el, sizeof el, dfa_now_s() - p->t0);
     fprintf(p->out, "\rsearch done: %lld layer decisions in %s%40s\n", (long long)p->done, el, "");
     fflush(p->out);
 }

@@ -1,5 +1,6 @@
 /* flow.c - flow-matching Euler schedule, step, CFG, sampling loop and RNG (see flow.h). */
 #include "sample/flow.h"
+#include "core/log.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -177,12 +178,6 @@ void dfa_flow_cfg_combine(float *out, const float *uncond, const float *cond, si
     for (size_t i = 0; i < n; i++) out[i] = uncond[i] + scale * (cond[i] - uncond[i]);
 }
 
-static double flow_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 dfa_status dfa_flow_sample(dfa_ctx *ctx, int n_steps, const float *sigmas, const float *timesteps, float *x, float *v,
                            size_t n, dfa_flow_velocity_fn velocity, dfa_flow_progress_fn progress, void *user) {
     if (n_steps < 1 || !sigmas || !timesteps || !x || !v || !velocity)
@@ -190,12 +185,12 @@ dfa_status dfa_flow_sample(dfa_ctx *ctx, int n_steps, const float *sigmas, const
     const int planned = dfa_attn_plan(ctx) != NULL;
     dfa_status st = DFA_OK;
     for (int i = 0; i < n_steps && st == DFA_OK; i++) {
-        double t0 = flow_now();
+        double t0 = dfa_now_s();
         if (planned && (st = dfa_attn_begin_step(ctx, i)) != DFA_OK) break;
         st = velocity(user, i, timesteps[i], x, v);
         if (st != DFA_OK) break;
         dfa_flow_euler_step(x, v, n, sigmas[i], sigmas[i + 1]);
-        if (progress) progress(user, i, n_steps, flow_now() - t0);
+        if (progress) progress(user, i, n_steps, dfa_now_s() - t0);
     }
     if (planned) dfa_attn_end_run(ctx);
     return st;
