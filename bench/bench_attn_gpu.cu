@@ -91,7 +91,7 @@ static int choose_window(const dfa_attn_layout *l, double target, double *sp) {
 
 static int run_one(int D, int NV, int variant, int window) {
     const int H = 24;
-    dfa_attn_layout l = {NV, 512, 1, 128};
+    dfa_attn_layout l = {NV, 512, 1, 128, DFA_BAND_ARROW};
     const size_t n = (size_t)dfa_layout_tokens(&l) * H * D;
     void *buf[4];
     for (int i = 0; i < 4; i++) {
@@ -124,7 +124,7 @@ static void dump(const char *path, const void *dev, size_t bytes) {
 /* dense (all heads FULL, no text) at [B, N, H, D]: optional dump of q, k, v and every variant's
  * output under DIR/<tag>_*.bin, optional timing of variant 1 (and 2 for D 64/128) */
 static void dense_extra(const char *dir, FILE *js, int D, int N, int H, int B, int iters, const char *what) {
-    dfa_attn_layout l = {N, 0, 1, 128};
+    dfa_attn_layout l = {N, 0, 1, 128, DFA_BAND_ARROW};
     const size_t n = (size_t)B * N * H * D, bytes = n * 2;
     void *buf[4];
     for (int i = 0; i < 4; i++) {
@@ -223,7 +223,7 @@ int main(int argc, char **argv) {
     for (int di = 0; di < 2; di++)
         for (int ni = 0; ni < 2; ni++) {
             const int D = Ds[di], NV = NVs[ni];
-            dfa_attn_layout l = {NV, NT, 1, 128};
+            dfa_attn_layout l = {NV, NT, 1, 128, DFA_BAND_ARROW};
             const int N = dfa_layout_tokens(&l);
             const size_t n = (size_t)B * N * H * D;
             void *buf[6];

@@ -96,7 +96,7 @@ int main(int argc, char **argv) {
     synth S;
     memset(&S, 0, sizeof S);
     if (dfa_ctx_init(&S.ctx, NULL, NULL, 0) != DFA_OK) return 1;
-    S.L = L, S.R = R, S.steps = steps, S.lay = (dfa_attn_layout){grid * grid, 0, 0, 64};
+    S.L = L, S.R = R, S.steps = steps, S.lay = (dfa_attn_layout){grid * grid, 0, 0, 64, DFA_BAND_ARROW};
     S.N = grid * grid;
     unsigned long long seed = 0x1234567ULL;
     size_t MC = (size_t)R * S.N * C;

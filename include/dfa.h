@@ -132,6 +132,8 @@ typedef struct dfa_calibrate_params {
     float cfg_scale;                  /* < 0: as dfa_generate's default */
     float guidance;                   /* FLUX-dev (3.5) */
     uint64_t seed;                    /* prompt p's noise: seed + p */
+    const char *band;                 /* V1 window kind: "arrow" (NULL, default: visual band + all text) or
+                                       * "plain" (V1's window over the whole sequence; v1 only) */
 } dfa_calibrate_params;
 
 dfa_calibrate_params dfa_calibrate_default_params(void);

@@ -33,7 +33,7 @@ static dfa_ctx *make_ctx(void) {
 }
 
 static dfa_attn_layout case_layout(const shape_case *c) {
-    dfa_attn_layout L = {c->n_vis, c->n_text, c->text_first, c->block};
+    dfa_attn_layout L = {c->n_vis, c->n_text, c->text_first, c->block, DFA_BAND_ARROW};
     return L;
 }
 
@@ -168,7 +168,7 @@ static void test_mask_entries_brute_force(void) {
     unsigned long long rng = 7;
     for (int it = 0; it < 60; it++) {
         dfa_attn_layout L = {(int)(test_rng_next(&rng) % 90), (int)(test_rng_next(&rng) % 20),
-                             (int)(test_rng_next(&rng) % 2), 1 + (int)(test_rng_next(&rng) % 17)};
+                             (int)(test_rng_next(&rng) % 2), 1 + (int)(test_rng_next(&rng) % 17), DFA_BAND_ARROW};
         if (L.n_vis + L.n_text == 0) L.n_vis = 1;
         if (it % 7 == 0) L.n_text = 0;
         int N = dfa_layout_tokens(&L);
@@ -197,7 +197,7 @@ static void test_mask_entries_brute_force(void) {
 }
 
 static void test_window_helpers(void) {
-    dfa_attn_layout L = {4096, 333, 0, 64}; /* SD3 1024: 64 visual tiles */
+    dfa_attn_layout L = {4096, 333, 0, 64, DFA_BAND_ARROW}; /* SD3 1024: 64 visual tiles */
     CHECK(dfa_mask_window_from_tokens(&L, 0) == 0);
     CHECK(dfa_mask_window_from_tokens(&L, 1) == 1);
     CHECK(dfa_mask_window_from_tokens(&L, 64) == 1);
@@ -205,7 +205,7 @@ static void test_window_helpers(void) {
     CHECK(dfa_mask_window_from_tokens(&L, 100000) == 63);
     CHECK(dfa_mask_window_from_tokens(&L, -1) == -1);
     CHECK(dfa_mask_v1_window(&L) == 4); /* 4096 / 16 = 256 tokens = 4 tiles */
-    dfa_attn_layout S = {100, 0, 1, 8};
+    dfa_attn_layout S = {100, 0, 1, 8, DFA_BAND_ARROW};
     CHECK(dfa_mask_v1_window(&S) == 1); /* 6 tokens -> 1 tile */
 }
 
@@ -269,7 +269,7 @@ static void test_asc(void) {
     dfa_ctx *ctx = make_ctx();
     unsigned long long rng = 555;
     const int B = 4, Nv = 33, Nt = 6, H = 3, D = 64, N = Nv + Nt;
-    dfa_attn_layout L = {Nv, Nt, 1, 8};
+    dfa_attn_layout L = {Nv, Nt, 1, 8, DFA_BAND_ARROW};
     qkv_set s;
     qkv_alloc(&s, B, N, H, D, &rng);
     size_t half = (size_t)(B / 2) * N * H * D, n = 2 * half;
@@ -306,7 +306,7 @@ static void test_asc(void) {
 static void test_bad_args(void) {
     dfa_ctx *ctx = make_ctx();
     unsigned long long rng = 1;
-    dfa_attn_layout L = {16, 4, 1, 4};
+    dfa_attn_layout L = {16, 4, 1, 4, DFA_BAND_ARROW};
     qkv_set s;
     qkv_alloc(&s, 1, 20, 2, 64, &rng);
     dfa_attn_head_exec ex[2] = {{DFA_ATTN_CACHE, 0, 0, 0, 0}, {DFA_ATTN_FULL, 0, 0, 0, 0}};
@@ -316,7 +316,7 @@ static void test_bad_args(void) {
     CHECK(dfa_attn_run_heads(ctx, &L, &s.tq, &s.tk, &s.tv, &s.to, ex, NULL, NULL, 0, 0) == DFA_ERR_INVALID_ARG);
     CHECK(strstr(dfa_ctx_error(ctx), "unknown method 9") != NULL);
     ex[0].method = DFA_ATTN_FULL;
-    dfa_attn_layout L2 = {17, 4, 1, 4};
+    dfa_attn_layout L2 = {17, 4, 1, 4, DFA_BAND_ARROW};
     CHECK(dfa_attn_run_heads(ctx, &L2, &s.tq, &s.tk, &s.tv, &s.to, ex, NULL, NULL, 0, 0) == DFA_ERR_SHAPE);
     CHECK(strstr(dfa_ctx_error(ctx), "q has 20 tokens, layout has 21") != NULL);
     s.tq.dev = s.tk.dev = s.tv.dev = s.to.dev = DFA_DEV_CUDA;

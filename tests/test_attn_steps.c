@@ -127,17 +127,17 @@ static void steps_case_ex(dfa_attn_layout L, const dfa_attn_layout *L1, int D, u
 static void steps_case(dfa_attn_layout L, int D, unsigned long long seed) { steps_case_ex(L, NULL, D, seed); }
 
 static void test_steps_match_definitions(void) {
-    steps_case((dfa_attn_layout){40, 7, 0, 8}, 64, 2024);  /* text after the image (SD3) */
-    steps_case((dfa_attn_layout){33, 9, 1, 5}, 128, 77);   /* text first (FLUX), odd tiles, D = 128 */
-    steps_case((dfa_attn_layout){36, 0, 1, 6}, 64, 5);     /* no text (DiT / PixArt) */
+    steps_case((dfa_attn_layout){40, 7, 0, 8, DFA_BAND_ARROW}, 64, 2024);  /* text after the image (SD3) */
+    steps_case((dfa_attn_layout){33, 9, 1, 5, DFA_BAND_ARROW}, 128, 77);   /* text first (FLUX), odd tiles, D = 128 */
+    steps_case((dfa_attn_layout){36, 0, 1, 6, DFA_BAND_ARROW}, 64, 5);     /* no text (DiT / PixArt) */
     /* SD3.5: layer 1 is a dual block's image-only attn2 (own layout, fewer tokens: own caches) */
-    const dfa_attn_layout sd35 = {40, 7, 0, 8}, attn2 = {40, 0, 0, 8};
+    const dfa_attn_layout sd35 = {40, 7, 0, 8, DFA_BAND_ARROW}, attn2 = {40, 0, 0, 8, DFA_BAND_ARROW};
     steps_case_ex(sd35, &attn2, 64, 2025);
 }
 
 /* only what a later step reuses is kept */
 static void test_store_flags_lookahead(void) {
-    dfa_attn_layout L = {64, 8, 1, 8};
+    dfa_attn_layout L = {64, 8, 1, 8, DFA_BAND_ARROW};
     dfa_plan p;
     dfa_error err;
     CHECK(dfa_plan_init(&p, &L, 6, 1, 3, &err) == DFA_OK);
@@ -179,7 +179,7 @@ static void test_store_flags_lookahead(void) {
 /* misuse of the plan-driven entry point gives clear errors */
 static void test_plan_misuse(void) {
     dfa_ctx *ctx = make_ctx();
-    dfa_attn_layout L = {24, 4, 1, 8};
+    dfa_attn_layout L = {24, 4, 1, 8, DFA_BAND_ARROW};
     dfa_plan p;
     dfa_error err;
     CHECK(dfa_plan_init(&p, &L, 4, 2, 2, &err) == DFA_OK);
@@ -196,7 +196,7 @@ static void test_plan_misuse(void) {
     CHECK(dfa_attn_begin_step(ctx, 0) == DFA_OK);
     CHECK(dfa_attn_layer(ctx, 2, &L, &q.tq, &q.tk, &q.tv, &q.to) == DFA_ERR_INVALID_ARG);
     CHECK(strstr(dfa_ctx_error(ctx), "layer 2 outside the plan's 2 layers") != NULL);
-    dfa_attn_layout L2 = {24, 4, 1, 4};
+    dfa_attn_layout L2 = {24, 4, 1, 4, DFA_BAND_ARROW};
     CHECK(dfa_attn_layer(ctx, 0, &L2, &q.tq, &q.tk, &q.tv, &q.to) == DFA_ERR_INVALID_ARG);
     CHECK(strstr(dfa_ctx_error(ctx), "not the plan's") != NULL);
     CHECK(dfa_attn_layer(ctx, 0, &L, &q.tq, &q.tk, &q.tv, &q.to) == DFA_OK);
@@ -225,7 +225,7 @@ static void test_plan_misuse(void) {
 /* a plan file set on the context; errors name the file */
 static void test_load_plan_file(void) {
     dfa_ctx *ctx = make_ctx();
-    dfa_attn_layout L = {30, 5, 0, 4};
+    dfa_attn_layout L = {30, 5, 0, 4, DFA_BAND_ARROW};
     dfa_plan p;
     make_random_plan(&p, &L, NULL, 3, 2, 2, 9);
     char path[] = "/tmp/dfa_attn_plan_XXXXXX";
@@ -257,7 +257,7 @@ static void test_load_plan_file(void) {
 
 /* FLOPs of plans against a brute-force count of computed entries */
 static void test_flops_brute_force(void) {
-    dfa_attn_layout L = {30, 5, 0, 4}, L1 = {30, 0, 0, 4}; /* seeds 3, 4: layer 1 image only (SD3.5 attn2) */
+    dfa_attn_layout L = {30, 5, 0, 4, DFA_BAND_ARROW}, L1 = {30, 0, 0, 4, DFA_BAND_ARROW}; /* seeds 3, 4: layer 1 image only (SD3.5 attn2) */
     for (int seed = 1; seed <= 4; seed++) {
         dfa_plan p;
         make_random_plan(&p, &L, seed > 2 ? &L1 : NULL, 6, 3, 5, (unsigned long long)seed);

@@ -110,7 +110,7 @@ static void test_random_layouts(void) {
 static void test_paper_shape_order(void) {
     /* FLUX-like 4096 + 512: buckets longest first, copies last, every item of a bucket grouped
      * by head (the launch order the kernel relies on for L2 reuse) */
-    dfa_attn_layout l = {4096, 512, 1, 128};
+    dfa_attn_layout l = {4096, 512, 1, 128, DFA_BAND_ARROW};
     int method[6] = {DFA_ATTN_FULL, DFA_ATTN_ARROW, DFA_ATTN_CACHE, DFA_ATTN_ARROW, DFA_ATTN_ARROW_RS, DFA_ATTN_FULL};
     int window[6] = {0, 0, 0, 5, 2, 0};
     check_one(&l, 6, method, window);
@@ -135,7 +135,7 @@ static void test_paper_shape_order(void) {
 static void test_bad_input(void) {
     dfa_error err = {0};
     dfa_acu_worklist wl;
-    dfa_attn_layout l = {100, 10, 1, 0};
+    dfa_attn_layout l = {100, 10, 1, 0, DFA_BAND_ARROW};
     int m[1] = {DFA_ATTN_FULL}, w[1] = {0};
     CHECK(dfa_acu_worklist_build(&wl, &l, 1, m, w, &err) == DFA_ERR_INVALID_ARG);
     l.block = 128;

@@ -11,7 +11,7 @@ static void test_tiles_brute(void) {
     int bad = 0;
     for (int t = 0; t < 300; t++) {
         dfa_attn_layout l = {1 + (int)(test_rng_next(&s) % 200), (int)(test_rng_next(&s) % 40),
-                             (int)(test_rng_next(&s) % 2), 1 + (int)(test_rng_next(&s) % 32)};
+                             (int)(test_rng_next(&s) % 2), 1 + (int)(test_rng_next(&s) % 32), DFA_BAND_ARROW};
         dfa_attn_tiles ti;
         dfa_layout_tiles(&l, &ti);
         int w = (int)(test_rng_next(&s) % (unsigned)(ti.n_vis_tiles + 3)) - 1; /* -1 .. beyond full */
@@ -28,7 +28,7 @@ static void test_tiles_brute(void) {
 static void test_method_costs(void) {
     dfa_cost_table t;
     dfa_cost_table_default(&t);
-    dfa_attn_layout l = {4096, 512, 1, 128}; /* FLUX 1K: 32 visual tiles, 4 text tiles */
+    dfa_attn_layout l = {4096, 512, 1, 128, DFA_BAND_ARROW}; /* FLUX 1K: 32 visual tiles, 4 text tiles */
     double full = dfa_cost_head_ns(&t, &l, 128, DFA_ATTN_FULL, 0);
     double a2 = dfa_cost_head_ns(&t, &l, 128, DFA_ATTN_ARROW, 2);
     double a8 = dfa_cost_head_ns(&t, &l, 128, DFA_ATTN_ARROW, 8);
@@ -43,7 +43,7 @@ static void test_method_costs(void) {
     CHECK_NEAR(dfa_cost_head_ns(&t, &l, 256, DFA_ATTN_CACHE, 0), 2 * cache, 1e-9);
     /* FLOP table: whole tiles, 4 * block^2 * D each; equals 4 N^2 D when block divides N */
     dfa_cost_table_flops(&t, 64);
-    dfa_attn_layout m = {1024, 256, 0, 64};
+    dfa_attn_layout m = {1024, 256, 0, 64, DFA_BAND_ARROW};
     CHECK_NEAR(dfa_cost_head_ns(&t, &m, 64, DFA_ATTN_FULL, 0), 4.0 * 1280 * 1280 * 64, 1e-3);
     CHECK_NEAR(dfa_cost_head_ns(&t, &m, 64, DFA_ATTN_ARROW, 1), 4.0 * (double)dfa_mask_entries(&m, 1) * 64, 1e-3);
 }

@@ -28,7 +28,7 @@ typedef struct fake {
 static void fake_init(fake *f, unsigned long long seed, int steps, int cfg) {
     memset(f, 0, sizeof *f);
     f->steps = steps, f->cfg = cfg, f->R = cfg ? 2 * PP : PP, f->skip_layer = -1, f->fail_step = -1;
-    f->lay = (dfa_attn_layout){NV, NT, 1, BLK};
+    f->lay = (dfa_attn_layout){NV, NT, 1, BLK, DFA_BAND_ARROW};
     unsigned long long s = seed;
     for (int l = 0; l < LL; l++)
         for (int m = 0; m < 4; m++)
@@ -306,7 +306,7 @@ static dfa_status replay_hook(void *user, int layer, const void *qv, const void 
         for (int h = 0; h < HH; h++) {
             size_t x = ((size_t)rp->step * LL + layer) * HH + h;
             int m = rp->p->method[x], w = rp->p->window[x];
-            dfa_attn_layout lay = {NV, NT, 1, BLK};
+            dfa_attn_layout lay = {NV, NT, 1, BLK, DFA_BAND_ARROW};
             dfa_search_attn_ref(NULL, &lay, 1, HH, DD, -1, q + off, k + off, v + off, full);
             dfa_search_attn_ref(NULL, &lay, 1, HH, DD, m == DFA_ATTN_FULL ? 1 : w, q + off, k + off, v + off, arr);
             for (int t = 0; t < NN; t++)
@@ -467,7 +467,7 @@ static void test_contract_and_options(void) {
     o.v1_window = 8; /* 8 visual tiles: the full band is 7 */
     CHECK(dfa_search_v1(ctx, &e, &o, &p) == DFA_ERR_INVALID_ARG);
     CHECKF(strstr(dfa_ctx_error(ctx), "WA-RS window 8 is beyond the full band 7") != NULL, "%s", dfa_ctx_error(ctx));
-    dfa_attn_layout tiny = {16, 0, 0, 64}, flux2k = {16384, 512, 1, 128};
+    dfa_attn_layout tiny = {16, 0, 0, 64, DFA_BAND_ARROW}, flux2k = {16384, 512, 1, 128, DFA_BAND_ARROW};
     CHECK(dfa_search_v1_default_window(&tiny) == 0);
     CHECK(dfa_search_v1_default_window(&flux2k) == 8); /* 1024 tokens / 128 */
     o.v1_window = -1;
@@ -482,7 +482,7 @@ static void test_contract_and_options(void) {
 static void test_attn_fns(void) {
     dfa_ctx *ctx = NULL;
     CHECK(dfa_ctx_init(&ctx, &ONE_THREAD, NULL, 0) == DFA_OK);
-    dfa_attn_layout l = {NV, NT, 0, BLK};
+    dfa_attn_layout l = {NV, NT, 0, BLK, DFA_BAND_ARROW};
     static float q[2 * NN * CC], k[2 * NN * CC], v[2 * NN * CC], a[2 * NN * CC], b[2 * NN * CC], c[2 * NN * CC];
     unsigned long long s = 8;
     for (int i = 0; i < 2 * NN * CC; i++) q[i] = test_rng_uniform(&s), k[i] = test_rng_uniform(&s), v[i] = test_rng_uniform(&s);
@@ -530,7 +530,7 @@ static dfa_status exec_hook(void *user, int layer, const void *q, const void *k,
     int R = dfa_attn_plan(x->ctx)->cfg ? 2 * PP : PP;
     dfa_tensor tq = {DFA_F32, DFA_DEV_CPU, 4, {R, NN, HH, DD}, (void *)q}, tk = tq, tv = tq, to = tq;
     tk.data = (void *)k, tv.data = (void *)v, to.data = out;
-    dfa_attn_layout lay = {NV, NT, 1, BLK};
+    dfa_attn_layout lay = {NV, NT, 1, BLK, DFA_BAND_ARROW};
     return dfa_attn_layer(x->ctx, layer, &lay, &tq, &tk, &tv, &to);
 }
 

@@ -175,8 +175,10 @@ static void log_run(FILE *log, const dfa_ctx *ctx, const dfa_model *m, const dfa
             eng->layout.n_vis, eng->layout.n_text, eng->n_layers, eng->n_heads, eng->n_steps, prompts,
             prompts == 1 ? "" : "s", eng->n_rows, eng->cfg ? ", CFG" : "", o->v1 ? "V1" : "V2", o->delta);
     if (o->v1) {
-        fprintf(log, ", WA-RS window %d tiles",
-                o->v1_window >= 0 ? o->v1_window : dfa_search_v1_default_window(&eng->layout));
+        dfa_attn_layout bl = eng->layout;
+        bl.band = so->band;
+        fprintf(log, ", WA-RS window %d tiles (%s band)",
+                o->v1_window >= 0 ? o->v1_window : dfa_search_v1_default_window(&bl), dfa_band_name(bl.band));
     } else {
         fprintf(log, ", c %g; candidates", o->c);
         for (int i = 0; i < so->n_cands; i++) {
@@ -192,6 +194,10 @@ static void log_run(FILE *log, const dfa_ctx *ctx, const dfa_model *m, const dfa
 dfa_status dfa_calib_run(dfa_ctx *ctx, dfa_model *m, const dfa_calib_opts *o, dfa_plan *out, dfa_calib_result *res) {
     if (!m || !o || !out) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "calibrate: model, options and output needed");
     if (o->delta < 0) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "calibrate: delta %g is negative", o->delta);
+    if (o->band != DFA_BAND_ARROW && (o->band != DFA_BAND_PLAIN || !o->v1))
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG,
+                     "calibrate: band %s: the plain band is V1's window (--method v1); V2 searches the arrow band",
+                     dfa_band_name(o->band));
     cal_run *r = calloc(1, sizeof *r);
     if (!r) DFA_CTX_FAIL(ctx, DFA_ERR_OOM, "calibrate: out of memory");
     dfa_search_engine eng;
@@ -206,6 +212,7 @@ dfa_status dfa_calib_run(dfa_ctx *ctx, dfa_model *m, const dfa_calib_opts *o, df
     if (s == DFA_OK) {
         dfa_search_progress_init(&pr, o->log, eng.n_steps, eng.n_layers);
         dfa_search_opts so = {.delta = o->delta, .c = o->c, .cands = cands, .n_cands = nc, .v1_window = o->v1_window,
+                              .band = o->band,
                               .backend = ctx->cuda ? &cuda_be : NULL,
                               .on_layer = o->log ? dfa_search_progress_on_layer : NULL, .on_layer_user = &pr};
         log_run(o->log, ctx, m, o, &eng, &so, cid, W, H);
@@ -251,11 +258,15 @@ dfa_status dfa_calibrate(dfa_ctx *ctx, dfa_model *m, const dfa_calibrate_params 
     const char *meth = p->method ? p->method : "v2";
     if (strcmp(meth, "v1") != 0 && strcmp(meth, "v2") != 0)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dfa_calibrate: method must be \"v1\" or \"v2\" (got \"%s\")", meth);
+    const int band = p->band ? dfa_band_parse(p->band) : DFA_BAND_ARROW;
+    if (band < 0)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dfa_calibrate: band must be \"arrow\" or \"plain\" (got \"%s\")",
+                     p->band);
     if (p->n_prompts < 0 || p->n_class_labels < 0 || (p->n_prompts && !p->prompt_embeds) ||
         (p->n_class_labels && !p->class_labels))
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dfa_calibrate: prompt / label counts do not match their arrays");
     dfa_calib_opts o = {.v1 = meth[1] == '1', .delta = p->delta, .c = p->c, .methods = p->methods,
-                        .windows = p->windows, .v1_window = p->v1_window, .embeds = p->prompt_embeds,
+                        .windows = p->windows, .v1_window = p->v1_window, .band = band, .embeds = p->prompt_embeds,
                         .n_embeds = p->n_prompts, .labels = p->class_labels, .n_labels = p->n_class_labels,
                         .n_default_labels = 8, .steps = p->steps, .width = p->width, .height = p->height,
                         .cfg = p->cfg_scale, .guidance = p->guidance, .seed = p->seed, .log = NULL};

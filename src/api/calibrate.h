@@ -15,7 +15,8 @@ typedef struct dfa_calib_opts {
     double delta, c;           /* threshold; V2 per-head coefficient */
     const char *methods;       /* V2 candidates "arrow,cache,rs" (NULL: "arrow,cache") */
     const char *windows;       /* V2 ARROW windows in tiles "1,2" (NULL: 1/8, 1/4, 1/2 of the visual tiles) */
-    int v1_window;             /* V1 WA-RS window in tiles (< 0: 1/8 of the visual tokens) */
+    int v1_window;             /* V1 WA-RS window in tiles (< 0: 1/8 of the visual tokens; plain band: of all tokens) */
+    int band;                  /* DFA_BAND_ARROW (0) or DFA_BAND_PLAIN (V1 only) */
     const char *const *embeds; /* FLUX / SD3 / PixArt: prompt-embeddings files */
     int n_embeds;
     const char *const *texts;  /* or text prompts, encoded by the folder's text encoders (not both) */

@@ -282,7 +282,9 @@ static dfa_status plan_layer(dfa_ctx *ctx, int layer, const dfa_attn_layout *lay
         }
         lists = st->gpu_lists + ((size_t)s * p->n_layers + layer) * 2;
     }
-    DFA_TRY(dfa_attn_run_heads_ex(ctx, layout, q, k, v, out, st->exec, st->buffers[layer].out,
+    dfa_attn_layout banded = *layout; /* the model's geometry, the plan's band kind */
+    banded.band = pl->band;
+    DFA_TRY(dfa_attn_run_heads_ex(ctx, &banded, q, k, v, out, st->exec, st->buffers[layer].out,
                                   st->buffers[layer].res, asc, p->cond_half, lists));
     for (int h = 0; h < p->n_heads; h++) {
         head_cache *c = &st->caches[(size_t)layer * p->n_heads + h];

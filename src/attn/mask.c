@@ -1,6 +1,18 @@
 #include "attn/mask.h"
 
 #include <stdlib.h>
+#include <string.h>
+
+const char *dfa_band_name(int band) {
+    return band == DFA_BAND_ARROW ? "arrow" : band == DFA_BAND_PLAIN ? "plain" : "?";
+}
+
+int dfa_band_parse(const char *name) {
+    if (!name) return -1;
+    if (!strcmp(name, "arrow")) return DFA_BAND_ARROW;
+    if (!strcmp(name, "plain")) return DFA_BAND_PLAIN;
+    return -1;
+}
 
 int dfa_layout_tokens(const dfa_attn_layout *l) {
     return l->n_vis + l->n_text;
@@ -16,6 +28,7 @@ int dfa_layout_text_start(const dfa_attn_layout *l) {
 
 int dfa_layout_valid(const dfa_attn_layout *l) {
     if (l->block < 1 || l->n_vis < 0 || l->n_text < 0 || l->n_vis + l->n_text < 1) return -1;
+    if (l->band < 0 || l->band >= DFA_BAND_COUNT) return -1;
     if ((long long)l->n_vis + l->n_text > (1LL << 30)) return -1;
     return 0;
 }
@@ -62,8 +75,17 @@ void dfa_tile_span(const dfa_attn_layout *l, int tile, int *start, int *len) {
     *len = n;
 }
 
+int dfa_token_tile(const dfa_attn_layout *l, int p) {
+    dfa_attn_tiles t;
+    dfa_layout_tiles(l, &t);
+    int vs = dfa_layout_vis_start(l);
+    if (p >= vs && p < vs + l->n_vis) return t.vis_tile0 + (p - vs) / l->block;
+    return t.text_tile0 + (p - dfa_layout_text_start(l)) / l->block;
+}
+
 int dfa_mask_tile_keep(const dfa_attn_layout *l, int window, int qt, int kt) {
     if (window < 0) return 1;
+    if (l->band == DFA_BAND_PLAIN) return abs(qt - kt) <= window;
     int qi, ki;
     if (!dfa_tile_is_visual(l, qt, &qi)) return 1; /* text rows are full */
     if (!dfa_tile_is_visual(l, kt, &ki)) return 1; /* text columns are full */
@@ -72,6 +94,7 @@ int dfa_mask_tile_keep(const dfa_attn_layout *l, int window, int qt, int kt) {
 
 int dfa_mask_keep(const dfa_attn_layout *l, int window, int q, int k) {
     if (window < 0) return 1;
+    if (l->band == DFA_BAND_PLAIN) return abs(dfa_token_tile(l, q) - dfa_token_tile(l, k)) <= window;
     int vs = dfa_layout_vis_start(l);
     int qv = q >= vs && q < vs + l->n_vis;
     int kv = k >= vs && k < vs + l->n_vis;
@@ -80,9 +103,25 @@ int dfa_mask_keep(const dfa_attn_layout *l, int window, int q, int k) {
     return abs(qi - ki) <= window;
 }
 
+/* PLAIN: query tile qt's keys are the tiles [qt - w, qt + w] (clipped), contiguous tokens. */
+static int64_t plain_entries(const dfa_attn_layout *l, int w) {
+    dfa_attn_tiles t;
+    dfa_layout_tiles(l, &t);
+    int64_t e = 0;
+    for (int qt = 0; qt < t.n_tiles; qt++) {
+        int s0, n0, s1, n1, rs, rn;
+        dfa_tile_span(l, qt, &rs, &rn);
+        dfa_tile_span(l, qt - w < 0 ? 0 : qt - w, &s0, &n0);
+        dfa_tile_span(l, qt + w > t.n_tiles - 1 ? t.n_tiles - 1 : qt + w, &s1, &n1);
+        e += (int64_t)rn * (s1 + n1 - s0);
+    }
+    return e;
+}
+
 int64_t dfa_mask_entries(const dfa_attn_layout *l, int window) {
     int64_t n = dfa_layout_tokens(l);
     if (window < 0) return n * n;
+    if (l->band == DFA_BAND_PLAIN) return plain_entries(l, window);
     int64_t nt = l->n_text, nv = l->n_vis;
     /* text rows (all keys) + visual rows x text keys + visual x visual band */
     int64_t e = nt * n + nv * nt;
@@ -101,6 +140,7 @@ int64_t dfa_mask_entries(const dfa_attn_layout *l, int window) {
 
 int dfa_mask_full_window(const dfa_attn_layout *l) {
     int nvt = ceil_div(l->n_vis, l->block);
+    if (l->band == DFA_BAND_PLAIN) nvt += ceil_div(l->n_text, l->block);
     return nvt > 0 ? nvt - 1 : 0;
 }
 
@@ -112,5 +152,5 @@ int dfa_mask_window_from_tokens(const dfa_attn_layout *l, int tokens) {
 }
 
 int dfa_mask_v1_window(const dfa_attn_layout *l) {
-    return dfa_mask_window_from_tokens(l, l->n_vis / 16);
+    return dfa_mask_window_from_tokens(l, (l->band == DFA_BAND_PLAIN ? dfa_layout_tokens(l) : l->n_vis) / 16);
 }

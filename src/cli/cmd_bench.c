@@ -85,7 +85,7 @@ static int bench_attn(int argc, char **argv) {
         fprintf(stderr, "dfa bench attn: %s\n", err);
         return 1;
     }
-    dfa_attn_layout L = {n_vis, n_text, !text_after, block};
+    dfa_attn_layout L = {n_vis, n_text, !text_after, block, DFA_BAND_ARROW};
     const int N = n_vis + n_text, B2 = 2 * batch;
     const size_t n = (size_t)B2 * N * heads * dim;
     bench_bufs b;

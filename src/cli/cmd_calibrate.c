@@ -28,7 +28,7 @@
 #define CAL_MAX_PROMPTS 256
 
 typedef struct cal_opts {
-    const char *model, *method, *methods, *prompts, *embeds, *out, *windows, *labels;
+    const char *model, *method, *methods, *prompts, *embeds, *out, *windows, *labels, *band;
     int n_prompts, steps, width, height, threads, v1_window, quiet, cuda, max_len;
     long long seed;
     double delta, c, cfg, guidance;
@@ -120,7 +120,7 @@ static int run_calibrate(dfa_ctx *ctx, const cal_opts *o, char **paths, int n_pa
     }
     if (s == DFA_OK && o->labels) s = parse_labels(ctx, o->labels, labels, CAL_MAX_PROMPTS, &n_labels);
     dfa_calib_opts co = {.v1 = strcmp(o->method, "v1") == 0, .delta = o->delta, .c = o->c, .methods = o->methods,
-                         .windows = o->windows, .v1_window = o->v1_window, .embeds = texts ? NULL : (const char *const *)paths,
+                         .windows = o->windows, .v1_window = o->v1_window, .band = dfa_band_parse(o->band), .embeds = texts ? NULL : (const char *const *)paths,
                          .n_embeds = texts ? 0 : n_paths, .texts = texts ? (const char *const *)paths : NULL,
                          .n_texts = texts ? n_paths : 0, .max_len = o->max_len, .labels = n_labels ? labels : NULL, .n_labels = n_labels,
                          .n_default_labels = o->n_prompts, .steps = o->steps, .width = o->width, .height = o->height,
@@ -150,7 +150,8 @@ static int run_calibrate(dfa_ctx *ctx, const cal_opts *o, char **paths, int n_pa
 }
 
 int cmd_calibrate(int argc, char **argv) {
-    cal_opts o = {.method = "v2", .methods = "arrow,cache", .n_prompts = 8, .v1_window = -1, .delta = -1, .c = 1.5, .cfg = -1, .guidance = 3.5};
+    cal_opts o = {.method = "v2", .methods = "arrow,cache", .n_prompts = 8, .v1_window = -1, .delta = -1, .c = 1.5, .cfg = -1, .guidance = 3.5,
+                  .band = "arrow"};
     dfa_arg_spec specs[] = {
         {"model", 'm', DFA_ARG_STRING, &o.model, "DIR", "diffusers pipeline folder (transformer/, scheduler/)", 1, 0},
         {"method", 0, DFA_ARG_STRING, &o.method, "v1|v2", "search: v1 (DiTFastAttn greedy) or v2 (head-wise knapsack, "
@@ -162,6 +163,8 @@ int cmd_calibrate(int argc, char **argv) {
          "visual tiles as band width)", 1, 0},
         {"window", 0, DFA_ARG_INT, &o.v1_window, "W", "V1 WA-RS window in tiles (default 1/8 of the visual tokens)", 0,
          1e6},
+        {"band", 0, DFA_ARG_STRING, &o.band, "arrow|plain", "V1 window kind: arrow (default; visual band + every text "
+         "row and column) or plain (V1's window over the whole [text, image] sequence, --window in its tiles)", 1, 0},
         {"prompts", 0, DFA_ARG_STRING, &o.prompts, "FILE", "calibration prompts, one per line: text prompts (encoded "
          "with the folder's text encoders) or prompt-embeddings .safetensors files", 1, 0},
         {"max-sequence-length", 0, DFA_ARG_INT, &o.max_len, "N", "T5 tokens for text prompts (default: dfa.json, else "
@@ -210,6 +213,14 @@ int cmd_calibrate(int argc, char **argv) {
     }
     if (r == 0 && strcmp(o.method, "v1") != 0 && strcmp(o.method, "v2") != 0) {
         snprintf(msg, sizeof msg, "--method must be v1 or v2 (got '%s')", o.method);
+        r = -1;
+    }
+    if (r == 0 && dfa_band_parse(o.band) < 0) {
+        snprintf(msg, sizeof msg, "--band must be arrow or plain (got '%s')", o.band);
+        r = -1;
+    }
+    if (r == 0 && dfa_band_parse(o.band) == DFA_BAND_PLAIN && strcmp(o.method, "v1") != 0) {
+        snprintf(msg, sizeof msg, "--band plain is V1's window (--method v1); V2 searches the arrow band");
         r = -1;
     }
     if (r < 0) {

@@ -69,6 +69,11 @@ static void print_summary(const dfa_plan *p, const char *path, int head_dim) {
            p->layout.n_vis, p->grid_h, p->grid_w, p->layout.n_text,
            p->layout.n_text == 0 ? "" : (p->layout.text_first ? "before the image" : "after the image"),
            p->layout.block, t.n_vis_tiles);
+    if (p->layout.band == DFA_BAND_PLAIN)
+        printf("  band         plain (V1's window over the whole sequence: windows in tiles of all %d tiles)\n",
+               t.n_tiles);
+    else
+        printf("  band         arrow (visual band + every text row and column)\n");
     if (dfa_plan_n_layer_layouts(p) > 0) {
         printf("  own layouts  %d layer(s):", dfa_plan_n_layer_layouts(p));
         for (int l = 0; l < p->n_layers; l++) {
@@ -170,6 +175,7 @@ static dfa_status set_image_only(dfa_plan *p, const char *list, dfa_error *err) 
 
 static int plan_make(int argc, char **argv) {
     const char *out = NULL, *grid = NULL, *pattern = "full", *family = "", *config = "", *image_only = NULL;
+    const char *band_name = "arrow";
     int steps = 0, layers = 0, heads = 0, n_text = 0, text_after = 0, block = DFA_PLAN_DEFAULT_BLOCK, window = -1, window_tokens = -1;
     int every = 2, full_steps = 0, cfg = 0, asc = 0, v1_window = 0;
     long long seed = 1;
@@ -186,6 +192,9 @@ static int plan_make(int argc, char **argv) {
         {"window", 'w', DFA_ARG_INT, &window, "TILES", "band half-width in tiles (arrow, rs, random)", 0, 1 << 24},
         {"window-tokens", 0, DFA_ARG_INT, &window_tokens, "T", "band half-width in tokens, rounded up to tiles", 0, 1 << 26},
         {"v1-window", 0, DFA_ARG_FLAG, &v1_window, NULL, "V1's window: 1/8 of the visual tokens in total width", 1, 0},
+        {"band", 0, DFA_ARG_STRING, &band_name, "KIND",
+         "arrow (default: visual band + all text) | plain (V1's window over the whole sequence; windows in "
+         "sequence tiles)", 1, 0},
         {"every", 0, DFA_ARG_INT, &every, "N", "cache / rs: compute (refresh) every N steps (default 2)", 1, 100000},
         {"full-steps", 0, DFA_ARG_INT, &full_steps, "K", "leading steps kept FULL (default 0)", 0, 100000},
         {"cfg", 0, DFA_ARG_FLAG, &cfg, NULL, "the model runs a CFG batch [uncond, cond]", 1, 0},
@@ -228,7 +237,17 @@ static int plan_make(int argc, char **argv) {
         fprintf(stderr, "dfa plan make: unknown pattern '%s' (full, arrow, cache, rs, random)\n", pattern);
         return 2;
     }
-    dfa_attn_layout L = {gh * gw, n_text, !text_after, block};
+    const int band = dfa_band_parse(band_name);
+    if (band < 0) {
+        fprintf(stderr, "dfa plan make: unknown --band '%s' (arrow or plain)\n", band_name);
+        return 2;
+    }
+    if (band == DFA_BAND_PLAIN && pat != 1 && pat != 3 && pat != 4) {
+        fprintf(stderr, "dfa plan make: --band plain only changes windowed heads; pattern %s has none (use arrow, rs "
+                        "or random)\n", pattern);
+        return 2;
+    }
+    dfa_attn_layout L = {gh * gw, n_text, !text_after, block, band};
     if (window_tokens >= 0) window = dfa_mask_window_from_tokens(&L, window_tokens);
     if (v1_window) window = dfa_mask_v1_window(&L);
     if (window < 0) window = (pat == 1 || pat == 3 || pat == 4) ? -2 : 0;

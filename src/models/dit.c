@@ -244,7 +244,7 @@ void dfa_dit_times(const dfa_dit *m, double *attn_s, double *total_s) {
 
 dfa_attn_layout dfa_dit_attn_layout(const dfa_dit *m, int h, int w) {
     const int p = m->cfg.patch_size;
-    const dfa_attn_layout l = {(h / p) * (w / p), 0, 0, DFA_TX_ATTN_BLOCK};
+    const dfa_attn_layout l = {(h / p) * (w / p), 0, 0, DFA_TX_ATTN_BLOCK, DFA_BAND_ARROW};
     return l;
 }
 

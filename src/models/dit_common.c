@@ -137,7 +137,7 @@ dfa_status dfa_tx_self_attn(dfa_ctx *ctx, int layer, const dfa_tx_attn *a, int B
     DFA_TRY(dfa_tensor_init(&tk, DFA_F32, DFA_DEV_CPU, 4, shape, k, &ctx->err));
     DFA_TRY(dfa_tensor_init(&tv, DFA_F32, DFA_DEV_CPU, 4, shape, v, &ctx->err));
     DFA_TRY(dfa_tensor_init(&to, DFA_F32, DFA_DEV_CPU, 4, shape, o, &ctx->err));
-    const dfa_attn_layout layout = {N, 0, 0, DFA_TX_ATTN_BLOCK};
+    const dfa_attn_layout layout = {N, 0, 0, DFA_TX_ATTN_BLOCK, DFA_BAND_ARROW};
     const double t0 = dfa_now_s();
     DFA_TRY(dfa_attn_layer(ctx, layer, &layout, &tq, &tk, &tv, &to));
     if (attn_s) *attn_s += dfa_now_s() - t0;

@@ -300,7 +300,7 @@ void dfa_pixart_times(const dfa_pixart *m, double *attn_s, double *total_s) {
 
 dfa_attn_layout dfa_pixart_attn_layout(const dfa_pixart *m, int h, int w) {
     const int p = m->cfg.patch_size;
-    const dfa_attn_layout l = {(h / p) * (w / p), 0, 0, DFA_TX_ATTN_BLOCK};
+    const dfa_attn_layout l = {(h / p) * (w / p), 0, 0, DFA_TX_ATTN_BLOCK, DFA_BAND_ARROW};
     return l;
 }
 

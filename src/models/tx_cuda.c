@@ -241,7 +241,7 @@ dfa_status dfa_txg_self_attn(dfa_txg *g, int layer, const dfa_tx_attn *a, int B,
     DFA_TRY(dfa_txg_linear(g, in, M, D, a->qw, a->qb, D, b->q));
     DFA_TRY(dfa_txg_linear(g, in, M, D, a->kw, a->kb, D, b->k));
     DFA_TRY(dfa_txg_linear(g, in, M, D, a->vw, a->vb, D, b->v));
-    const dfa_attn_layout lay = {N, 0, 0, DFA_TX_ATTN_BLOCK};
+    const dfa_attn_layout lay = {N, 0, 0, DFA_TX_ATTN_BLOCK, DFA_BAND_ARROW};
     DFA_TRY(dfa_attn_layer_bf16_cuda(ctx, layer, &lay, B, N, H, Dh, b->q, b->k, b->v, b->o, attn_s));
     return dfa_txg_linear(g, b->o, M, D, a->ow, a->ob, D, out);
 }

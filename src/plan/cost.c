@@ -34,6 +34,7 @@ int64_t dfa_cost_tiles(const dfa_attn_layout *l, int window) {
     dfa_layout_tiles(l, &t);
     int64_t nt = t.n_text_tiles, nv = t.n_vis_tiles, n = t.n_tiles;
     if (window < 0) return n * n;
+    if (l->band == DFA_BAND_PLAIN) return band_pairs(n, window); /* one band over every tile */
     return nt * n + nv * nt + band_pairs(nv, window);
 }
 

@@ -91,8 +91,15 @@ dfa_status dfa_plan_set_layer_layout(dfa_plan *p, int layer, const dfa_attn_layo
         for (int i = 0; i < p->n_layers; i++) p->layer_layout[i] = p->layout;
     }
     p->layer_layout[layer] = *l;
+    p->layer_layout[layer].band = p->layout.band; /* the band kind is the plan's */
     p->validated = 0;
     return DFA_OK;
+}
+
+void dfa_plan_set_band(dfa_plan *p, int band) {
+    p->layout.band = band;
+    for (int l = 0; p->layer_layout && l < p->n_layers; l++) p->layer_layout[l].band = band;
+    p->validated = 0;
 }
 
 int dfa_plan_n_layer_layouts(const dfa_plan *p) {
@@ -167,6 +174,8 @@ int dfa_plan_parse_method_set(const char *list, unsigned *bits) {
 dfa_status dfa_plan_validate(dfa_plan *p, const char *what, dfa_error *err) {
     const char *w = what ? what : "plan";
     p->validated = 0;
+    if (p->layout.band < 0 || p->layout.band >= DFA_BAND_COUNT)
+        DFA_FAIL(err, DFA_ERR_FORMAT, "%s: unknown band kind %d (expected arrow or plain)", w, p->layout.band);
     if (dfa_layout_valid(&p->layout))
         DFA_FAIL(err, DFA_ERR_FORMAT, "%s: layout invalid (n_vis %d, n_text %d, block %d)", w, p->layout.n_vis,
                  p->layout.n_text, p->layout.block);
@@ -185,6 +194,9 @@ dfa_status dfa_plan_validate(dfa_plan *p, const char *what, dfa_error *err) {
         if (dfa_layout_valid(L))
             DFA_FAIL(err, DFA_ERR_FORMAT, "%s: layer %d: layer layout invalid (n_vis %d, n_text %d, block %d)", w, l,
                      L->n_vis, L->n_text, L->block);
+        if (L->band != p->layout.band)
+            DFA_FAIL(err, DFA_ERR_FORMAT, "%s: layer %d: band %s, the plan's is %s (one band kind per plan)", w, l,
+                     dfa_band_name(L->band), dfa_band_name(p->layout.band));
         if (L->n_vis != p->layout.n_vis)
             DFA_FAIL(err, DFA_ERR_FORMAT,
                      "%s: layer %d: layer layout has n_vis %d, the plan's visual grid %d x %d holds %d (layers share "
@@ -215,9 +227,10 @@ dfa_status dfa_plan_validate(dfa_plan *p, const char *what, dfa_error *err) {
                 if (m == DFA_ATTN_ARROW || m == DFA_ATTN_ARROW_RS) {
                     if (win < 0 || win > wmax)
                         DFA_FAIL(err, DFA_ERR_FORMAT,
-                                 "%s: step %d layer %d head %d: window %d out of range [0, %d] (%d visual tiles of %d "
+                                 "%s: step %d layer %d head %d: window %d out of range [0, %d] (%d %s tiles of %d "
                                  "tokens)",
-                                 w, s, l, h, win, wmax, wmax + 1, LL->block);
+                                 w, s, l, h, win, wmax, wmax + 1,
+                                 LL->band == DFA_BAND_PLAIN ? "sequence (plain band)" : "visual", LL->block);
                 } else if (win != 0) {
                     DFA_FAIL(err, DFA_ERR_FORMAT, "%s: step %d layer %d head %d: method %s takes no window (got %d)", w,
                              s, l, h, dfa_attn_method_name(m), win);

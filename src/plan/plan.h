@@ -44,7 +44,8 @@ enum {
 typedef struct dfa_plan {
     char family[32];     /* "dit", "pixart", "sd3", "flux", ... */
     char config_id[128]; /* which checkpoint / resolution the plan was made for */
-    dfa_attn_layout layout; /* the main token layout (every layer's unless layer_layout says otherwise) */
+    dfa_attn_layout layout; /* the main token layout (every layer's unless layer_layout says otherwise);
+                             * layout.band is the plan's band kind (file key "band"), every layer's */
     int grid_h, grid_w;  /* visual token grid (n_vis = grid_h * grid_w) */
     /* [n_layers] per-layer layouts, or NULL: every layer uses `layout`. Set through
      * dfa_plan_set_layer_layout (SD3.5's image-only attn2 layers: n_text 0). Every entry has the
@@ -88,6 +89,8 @@ static inline const dfa_attn_layout *dfa_plan_layer_layout(const dfa_plan *p, in
 /* Give layer `layer` its own layout (allocates layer_layout on first use, every other layer
  * keeping the main one). Validated by dfa_plan_validate (same n_vis as the main layout). */
 dfa_status dfa_plan_set_layer_layout(dfa_plan *p, int layer, const dfa_attn_layout *l, dfa_error *err);
+/* Set the plan's band kind (DFA_BAND_*) on the main layout and every layer layout. */
+void dfa_plan_set_band(dfa_plan *p, int band);
 /* Layers whose layout differs from the main one (0: a single-layout plan). */
 int dfa_plan_n_layer_layouts(const dfa_plan *p);
 

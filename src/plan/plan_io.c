@@ -76,6 +76,7 @@ dfa_status dfa_plan_to_json(const dfa_plan *p, char **out, dfa_error *err) {
               "\"block\": %d},\n",
               p->layout.n_text, p->layout.text_first ? "true" : "false", p->layout.n_vis, p->grid_h, p->grid_w,
               p->layout.block);
+    if (p->layout.band != DFA_BAND_ARROW) sb_printf(&b, "  \"band\": \"%s\",\n", dfa_band_name(p->layout.band));
     if (dfa_plan_n_layer_layouts(p) > 0) {
         sb_printf(&b, "  \"layer_layouts\": [");
         int k = 0;
@@ -256,7 +257,7 @@ static dfa_status parse_layer_layouts(dfa_plan *p, const cJSON *ll, const char *
         if (!cJSON_IsObject(e)) DFA_FAIL(err, DFA_ERR_FORMAT, "%s: layer_layouts[%d] must be an object", what, idx);
         DFA_TRY(check_keys(e, keys, 5, what, ctxs, err));
         int l, tf;
-        dfa_attn_layout L;
+        dfa_attn_layout L = {0};
         DFA_TRY(get_int(e, "layer", what, ctxs, 0, p->n_layers - 1, &l, err));
         DFA_TRY(get_int(e, "n_text", what, ctxs, 0, 1 << 24, &L.n_text, err));
         DFA_TRY(get_bool(e, "text_first", what, ctxs, &tf, err));
@@ -278,7 +279,8 @@ static dfa_status parse_tree(const cJSON *root, const char *what, dfa_plan *p, d
     if (!cJSON_IsObject(root)) DFA_FAIL(err, DFA_ERR_FORMAT, "%s: a plan file is a JSON object", what);
     static const char *const keys[] = {"format",         "version",    "model",  "layout",  "steps",
                                        "layers",         "heads",      "cfg",    "cfg_cond_index",
-                                       "method_set",     "search",     "entries", "layer_layouts"};
+                                       "method_set",     "search",     "entries", "layer_layouts",
+                                       "band"};
     const char *nc = "";
     char fmt[32];
     DFA_TRY(get_str(root, "format", what, nc, fmt, sizeof fmt, err));
@@ -291,7 +293,7 @@ static dfa_status parse_tree(const cJSON *root, const char *what, dfa_plan *p, d
                  DFA_PLAN_VERSION);
     DFA_TRY(check_keys(root, keys, (int)(sizeof keys / sizeof keys[0]), what, nc, err));
 
-    dfa_attn_layout L;
+    dfa_attn_layout L = {0};
     int gh, gw, S, Ly, H, tf;
     const cJSON *lo;
     DFA_TRY(get_item(root, "layout", what, nc, &lo, err));
@@ -305,6 +307,14 @@ static dfa_status parse_tree(const cJSON *root, const char *what, dfa_plan *p, d
     DFA_TRY(get_int(lo, "grid_w", what, " in layout", 1, 1 << 16, &gw, err));
     DFA_TRY(get_int(lo, "block", what, " in layout", 1, 1 << 16, &L.block, err));
     L.text_first = tf;
+    const cJSON *bd = cJSON_GetObjectItemCaseSensitive(root, "band"); /* optional, absent: arrow */
+    if (bd && (!cJSON_IsString(bd) || dfa_band_parse(bd->valuestring) < 0))
+        DFA_FAIL(err, DFA_ERR_FORMAT,
+                 "%s: \"band\" is %s%s%s; expected \"arrow\" (the default) or \"plain\" (V1's window over the "
+                 "whole sequence)",
+                 what, cJSON_IsString(bd) ? "\"" : "", cJSON_IsString(bd) ? bd->valuestring : "not a string",
+                 cJSON_IsString(bd) ? "\"" : "");
+    if (bd) L.band = dfa_band_parse(bd->valuestring);
     DFA_TRY(get_int(root, "steps", what, nc, 1, 100000, &S, err));
     DFA_TRY(get_int(root, "layers", what, nc, 1, 100000, &Ly, err));
     DFA_TRY(get_int(root, "heads", what, nc, 1, 100000, &H, err));

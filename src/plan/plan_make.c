@@ -19,8 +19,9 @@ dfa_status dfa_plan_make(dfa_plan *p, const dfa_plan_make_opts *o, dfa_error *er
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "plan make: unknown pattern %d", (int)o->pattern);
     if ((o->pattern == DFA_PLAN_PAT_ARROW || o->pattern == DFA_PLAN_PAT_RS || o->pattern == DFA_PLAN_PAT_RANDOM) &&
         (o->window < 0 || o->window > wmax))
-        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "plan make: window %d tiles out of range [0, %d] for %d visual tokens in tiles of %d",
-                 o->window, wmax, p->layout.n_vis, p->layout.block);
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "plan make: window %d tiles out of range [0, %d] for %d %s tokens in tiles of %d",
+                 o->window, wmax, p->layout.band == DFA_BAND_PLAIN ? dfa_layout_tokens(&p->layout) : p->layout.n_vis,
+                 p->layout.band == DFA_BAND_PLAIN ? "sequence (plain band)" : "visual", p->layout.block);
     if ((o->pattern == DFA_PLAN_PAT_CACHE || o->pattern == DFA_PLAN_PAT_RS) && o->every < 1)
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "plan make: period %d must be >= 1", o->every);
     if (o->asc && !p->cfg) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "plan make: ASC needs a CFG plan (--cfg)");

@@ -180,6 +180,9 @@ typedef struct dfa_search_opts {
     const dfa_search_cand *cands; /* V2 candidates (FULL is always candidate 0, added if absent) */
     int n_cands;
     int v1_window;                /* V1 WA-RS window in tiles (< 0: dfa_search_v1_default_window) */
+    int band;                     /* DFA_BAND_ARROW (0) or DFA_BAND_PLAIN: the band kind of every windowed
+                                   * candidate (search_state applies it to the engine's layouts; the plan
+                                   * records it) */
     const dfa_cost_table *cost;   /* NULL: dfa_cost_table_default */
     const dfa_search_backend *backend; /* NULL: dfa_search_backend_cpu over the search's context */
     dfa_mckp_opts mckp;

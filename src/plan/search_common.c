@@ -52,7 +52,7 @@ double dfa_search_plan_cost_fraction(const dfa_search_plan *p) {
 
 int dfa_search_v1_default_window(const dfa_attn_layout *l) {
     if (l->block < 1) return 0;
-    int tokens = (l->n_vis + 15) / 16, w = (tokens + l->block - 1) / l->block, full = dfa_mask_full_window(l);
+    int tokens = ((l->band == DFA_BAND_PLAIN ? dfa_layout_tokens(l) : l->n_vis) + 15) / 16, w = (tokens + l->block - 1) / l->block, full = dfa_mask_full_window(l);
     return w < full ? w : full;
 }
 
@@ -71,7 +71,9 @@ int search_rs_index(const search_state *st, int window) {
 }
 
 static void search_set_layout(search_state *st, const dfa_attn_layout *l) {
-    st->lay = l;
+    st->lay_own = *l;
+    st->lay_own.band = st->o->band;
+    st->lay = &st->lay_own;
     st->N = dfa_layout_tokens(l);
     st->shape = (dfa_search_shape){st->R, st->N, st->H, st->D};
     st->row_elems = (size_t)st->N * st->H * st->D;
@@ -86,8 +88,9 @@ static dfa_status check_engine(dfa_ctx *ctx, const dfa_search_engine *e, int nee
                      e->n_steps, e->n_layers, e->n_heads, e->head_dim, e->n_rows);
     if (e->cfg && e->n_rows % 2)
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search engine: cfg needs an even number of rows, got %d", e->n_rows);
-    if (dfa_layout_valid(&e->layout))
-        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search engine: layout invalid (n_vis=%d n_text=%d block=%d)",
+    if (dfa_layout_valid(&e->layout) || e->layout.band != DFA_BAND_ARROW)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search engine: layout invalid or banded (the band kind is the search "
+                     "option's) (n_vis=%d n_text=%d block=%d)",
                      e->layout.n_vis, e->layout.n_text, e->layout.block);
     for (int l = 0; e->layer_layout && l < e->n_layers; l++) {
         const dfa_attn_layout *L = &e->layer_layout[l];
@@ -117,6 +120,8 @@ dfa_status search_state_init(search_state *st, dfa_ctx *ctx, const dfa_search_en
     memset(st, 0, sizeof *st);
     st->ctx = ctx, st->eng = eng, st->o = o, st->plan = plan;
     DFA_TRY(check_engine(ctx, eng, need_out_numel));
+    if (o->band != DFA_BAND_ARROW && o->band != DFA_BAND_PLAIN)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search: unknown band kind %d (arrow 0, plain 1)", o->band);
     if (!(o->delta >= 0) || !isfinite(o->delta))
         DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search: delta must be finite and >= 0, got %g", o->delta);
     if (o->cost) st->cost = *o->cost;
@@ -281,6 +286,7 @@ dfa_status dfa_search_plan_export(const dfa_search_plan *sp, const dfa_search_en
                 return ls;
             }
         }
+    dfa_plan_set_band(out, o->band);
     if (family) snprintf(out->family, sizeof out->family, "%s", family);
     if (config_id) snprintf(out->config_id, sizeof out->config_id, "%s", config_id);
     out->grid_h = eng->grid_h, out->grid_w = eng->grid_w;

@@ -40,7 +40,8 @@ static void cu_release(void *user, void *p) {
 }
 
 static int same_layout(const dfa_attn_layout *a, const dfa_attn_layout *b) {
-    return a->n_vis == b->n_vis && a->n_text == b->n_text && a->text_first == b->text_first && a->block == b->block;
+    return a->n_vis == b->n_vis && a->n_text == b->n_text && a->text_first == b->text_first && a->block == b->block &&
+           a->band == b->band;
 }
 
 /* The work list of (layout, heads, window), built and uploaded on first use only. */

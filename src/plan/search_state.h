@@ -17,7 +17,8 @@ typedef struct search_state {
     dfa_search_backend be;
     /* the current layer's geometry (search_hook_enter sets it: layers may have their own layout,
      * engine layer_layout); every buffer holds max_layer_elems, the largest layer's */
-    const dfa_attn_layout *lay;
+    const dfa_attn_layout *lay; /* = &lay_own: the engine's layer layout with the band kind o->band */
+    dfa_attn_layout lay_own;
     dfa_search_shape shape;
     int R, N, H, D, L;
     size_t row_elems, layer_elems, max_layer_elems;

@@ -114,11 +114,14 @@ dfa_status dfa_search_v1(dfa_ctx *ctx, const dfa_search_engine *eng, const dfa_s
     v1_run run;
     memset(&run, 0, sizeof run);
     memset(plan, 0, sizeof *plan);
-    run.window = o->v1_window >= 0 ? o->v1_window : dfa_search_v1_default_window(&eng->layout);
+    dfa_attn_layout bl = eng->layout; /* with the search's band kind */
+    bl.band = o->band;
+    run.window = o->v1_window >= 0 ? o->v1_window : dfa_search_v1_default_window(&bl);
     void *ref = NULL, *trial = NULL;
-    if (dfa_layout_valid(&eng->layout) == 0 && run.window > dfa_mask_full_window(&eng->layout))
-        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search v1: WA-RS window %d is beyond the full band %d (%d visual tiles)",
-                     run.window, dfa_mask_full_window(&eng->layout), dfa_mask_full_window(&eng->layout) + 1);
+    if (dfa_layout_valid(&bl) == 0 && run.window > dfa_mask_full_window(&bl))
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "search v1: WA-RS window %d is beyond the full band %d (%d %s tiles)",
+                     run.window, dfa_mask_full_window(&bl), dfa_mask_full_window(&bl) + 1,
+                     bl.band == DFA_BAND_PLAIN ? "sequence" : "visual");
     dfa_status s = search_state_init(&run.st, ctx, eng, o, plan, &run.window, 1, &run.window, 1, 1);
     if (!s) s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, (size_t)eng->n_layers, "search v1 strategies", (void **)&run.strat);
     const dfa_search_backend *be = &run.st.be;

@@ -223,12 +223,14 @@ dfa_status dfa_search_v2(dfa_ctx *ctx, const dfa_search_engine *eng, const dfa_s
         if (run.cands[c].method == DFA_ATTN_ARROW_RS) rs[nr++] = run.cands[c].window;
     }
     dfa_status s = search_state_init(&run.st, ctx, eng, o, plan, wins, nw, rs, nr, 0);
+    dfa_attn_layout bl = eng->layout; /* with the search's band kind */
+    bl.band = o->band;
     for (int c = 1; !s && c < run.n_cands; c++)
-        if (run.cands[c].window > dfa_mask_full_window(&eng->layout))
+        if (run.cands[c].window > dfa_mask_full_window(&bl))
             s = DFA_SET(&ctx->err, DFA_ERR_INVALID_ARG,
-                        "search v2: candidate %s window %d is beyond the full band %d (%d visual tiles)",
-                        dfa_attn_method_name(run.cands[c].method), run.cands[c].window,
-                        dfa_mask_full_window(&eng->layout), dfa_mask_full_window(&eng->layout) + 1);
+                        "search v2: candidate %s window %d is beyond the full band %d (%d %s tiles)",
+                        dfa_attn_method_name(run.cands[c].method), run.cands[c].window, dfa_mask_full_window(&bl),
+                        dfa_mask_full_window(&bl) + 1, bl.band == DFA_BAND_PLAIN ? "sequence" : "visual");
     size_t hc = (size_t)eng->n_heads * run.n_cands;
     if (!s) s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, hc * sizeof(double), "search v2 costs", (void **)&run.cost);
     if (!s) s = dfa_ctx_mem_alloc(ctx, DFA_DEV_CPU, hc * sizeof(double), "search v2 influences", (void **)&run.infl);

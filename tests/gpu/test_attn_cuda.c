@@ -168,19 +168,47 @@ enum { F = DFA_ATTN_FULL, A = DFA_ATTN_ARROW, RS = DFA_ATTN_ARROW_RS, C = DFA_AT
 
 static const tcase CASES[] = {
     /* FLUX-like: text first, odd N */
-    {"text-first mixed", {300, 77, 1, 128}, 2, 6, {F, A, A, C, RS, A}, {0, 0, 1, 0, 1, 9}},
+    {"text-first mixed", {300, 77, 1, 128, DFA_BAND_ARROW}, 2, 6, {F, A, A, C, RS, A}, {0, 0, 1, 0, 1, 9}},
     /* SD3-like: text last */
-    {"text-last mixed", {517, 45, 0, 128}, 1, 6, {A, F, C, A, RS, A}, {1, 0, 0, 0, 2, 3}},
+    {"text-last mixed", {517, 45, 0, 128, DFA_BAND_ARROW}, 1, 6, {A, F, C, A, RS, A}, {1, 0, 0, 0, 2, 3}},
     /* DiT/PixArt: no text */
-    {"no-text mixed", {389, 0, 1, 128}, 1, 5, {A, F, A, C, RS}, {0, 0, 2, 0, 1}},
+    {"no-text mixed", {389, 0, 1, 128, DFA_BAND_ARROW}, 1, 5, {A, F, A, C, RS}, {0, 0, 2, 0, 1}},
     /* blocks other than the kernel tile: smaller (64) and larger (200, two items a tile) */
-    {"block 64 text-first", {333, 31, 1, 64}, 1, 4, {A, A, F, RS}, {0, 2, 0, 1}},
-    {"block 200 text-last", {611, 250, 0, 200}, 1, 4, {A, RS, C, F}, {0, 1, 0, 0}},
+    {"block 64 text-first", {333, 31, 1, 64, DFA_BAND_ARROW}, 1, 4, {A, A, F, RS}, {0, 2, 0, 1}},
+    {"block 200 text-last", {611, 250, 0, 200, DFA_BAND_ARROW}, 1, 4, {A, RS, C, F}, {0, 1, 0, 0}},
     /* tiny: fewer tokens than one tile */
-    {"tiny", {7, 5, 1, 128}, 1, 3, {F, A, C}, {0, 0, 0}},
+    {"tiny", {7, 5, 1, 128, DFA_BAND_ARROW}, 1, 3, {F, A, C}, {0, 0, 0}},
     /* more items (156) than an H100 has SMs: persistent CTAs take several items each */
-    {"many items", {1500, 77, 1, 128}, 2, 6, {F, A, C, RS, A, F}, {0, 2, 0, 1, 5, 0}},
+    {"many items", {1500, 77, 1, 128, DFA_BAND_ARROW}, 2, 6, {F, A, C, RS, A, F}, {0, 2, 0, 1, 5, 0}},
 };
+
+enum { PL = DFA_BAND_PLAIN };
+
+/* V1's plain window over the whole sequence (mask.h DFA_BAND_PLAIN): one key range per query
+ * tile, text rows and columns banded like the image; windows in sequence tiles. */
+static const tcase PLAIN_CASES[] = {
+    {"plain text-first", {300, 77, 1, 128, PL}, 2, 6, {F, A, A, C, RS, A}, {0, 0, 1, 0, 1, 3}},
+    {"plain text-last", {517, 45, 0, 128, PL}, 1, 6, {A, F, C, A, RS, A}, {1, 0, 0, 0, 2, 5}},
+    {"plain no-text", {389, 0, 1, 128, PL}, 1, 5, {A, F, A, C, RS}, {0, 0, 2, 0, 1}},
+    {"plain block 64 text-first", {333, 31, 1, 64, PL}, 1, 4, {A, A, F, RS}, {0, 2, 0, 1}},
+    {"plain block 200 text-last", {611, 250, 0, 200, PL}, 1, 4, {A, RS, C, F}, {0, 1, 0, 0}},
+    {"plain tiny", {7, 5, 1, 128, PL}, 1, 3, {F, A, C}, {0, 0, 0}},
+    {"plain many items", {1500, 77, 1, 128, PL}, 2, 6, {F, A, C, RS, A, F}, {0, 2, 0, 1, 4, 0}},
+};
+
+static void test_plain(void) {
+    static const int variants[3] = {DFA_ATTN_CUDA_V_MMA, DFA_ATTN_CUDA_V_WGMMA, DFA_ATTN_CUDA_V_WGMMA_GRID};
+    for (int vi = 0; vi < 3; vi++) {
+        if (!dfa_attn_cuda_variant_ok(variants[vi])) {
+            printf("  variant %d not supported on this GPU: skipped\n", variants[vi]);
+            continue;
+        }
+        for (size_t c = 0; c < sizeof PLAIN_CASES / sizeof PLAIN_CASES[0]; c++)
+            for (int D = 64; D <= 128; D += 64) run_case(&PLAIN_CASES[c], D, DFA_ATTN_CUDA_BF16, variants[vi]);
+        run_case(&PLAIN_CASES[0], 64, DFA_ATTN_CUDA_F16, variants[vi]);
+        run_case(&PLAIN_CASES[1], 72, DFA_ATTN_CUDA_BF16, variants[vi]);
+    }
+}
 
 static void test_variant(int variant) {
     if (!dfa_attn_cuda_variant_ok(variant)) {
@@ -274,11 +302,11 @@ static void test_cache_helpers(void) {
 static void test_bad_args(void) {
     dfa_error err = {0};
     dfa_attn_cuda_plan *p = NULL;
-    dfa_attn_layout l = {100, 10, 1, 128};
+    dfa_attn_layout l = {100, 10, 1, 128, DFA_BAND_ARROW};
     int m[2] = {F, 7}, w[2] = {0, 0};
     CHECK(dfa_attn_cuda_plan_build(&p, &l, 2, m, w, 1, NULL, &err) == DFA_ERR_INVALID_ARG);
     CHECK(p == NULL);
-    dfa_attn_layout bad = {100, 10, 1, 0};
+    dfa_attn_layout bad = {100, 10, 1, 0, DFA_BAND_ARROW};
     m[1] = F;
     CHECK(dfa_attn_cuda_plan_build(&p, &bad, 2, m, w, 1, NULL, &err) == DFA_ERR_INVALID_ARG);
     m[1] = C;
@@ -324,6 +352,7 @@ int main(void) {
     RUN(test_head_dims);
     RUN(test_v2);
     RUN(test_v3);
+    RUN(test_plain);
     dfa_cuda_free(g_cu);
     return test_summary();
 }

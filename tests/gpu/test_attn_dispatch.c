@@ -80,7 +80,7 @@ static void tensors(dfa_tensor t[4], void *q, void *k, void *v, void *o, dfa_dty
 static void test_mixed_heads(void) {
     const int B = 2, H = 6;
     const int Ds[4] = {64, 128, 72, 24}; /* 72: DiT-XL-2 / PixArt; 24: the tiny DiT fixture */
-    const dfa_attn_layout Ls[3] = {{300, 77, 0, 128}, {256, 40, 1, 64}, {197, 0, 1, 128}};
+    const dfa_attn_layout Ls[3] = {{300, 77, 0, 128, DFA_BAND_ARROW}, {256, 40, 1, 64, DFA_BAND_ARROW}, {197, 0, 1, 128, DFA_BAND_ARROW}};
     const dfa_attn_head_exec ex[6] = {
         {DFA_ATTN_FULL, 0, 1, 0, 0}, {DFA_ATTN_ARROW, 1, 0, 0, 0}, {DFA_ATTN_ARROW_RS, 1, 0, 0, 0},
         {DFA_ATTN_CACHE, 0, 0, 0, 0}, {DFA_ATTN_FULL, 0, 0, 1, 0}, {DFA_ATTN_ARROW, 0, 1, 0, 0},
@@ -130,7 +130,7 @@ static void test_mixed_heads(void) {
 
 static void test_plan_steps(void) {
     const int S = 6, Ly = 2, H = 6, B = 2, D = 64;
-    dfa_attn_layout L = {256, 77, 0, 128};
+    dfa_attn_layout L = {256, 77, 0, 128, DFA_BAND_ARROW};
     const int N = dfa_layout_tokens(&L);
     dfa_plan p;
     dfa_error err;

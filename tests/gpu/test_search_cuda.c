@@ -34,7 +34,7 @@ static void test_backend_ops(dfa_ctx *ctx) {
     const int R = 2;
     const size_t n = (size_t)R * N * C;
     dfa_search_shape sh = {R, N, H, D};
-    dfa_attn_layout lay = {NV, NT, 1, 64};
+    dfa_attn_layout lay = {NV, NT, 1, 64, DFA_BAND_ARROW};
     float *a = malloc(n * 4), *b = malloc(n * 4), *q = malloc(n * 4), *r1 = malloc(n * 4), *r2 = malloc(n * 4);
     uint16_t *hb = malloc(n * 2);
     unsigned long long s = 5;
@@ -205,7 +205,7 @@ static dfa_status synth_step(void *user, int step, int commit, dfa_search_hook_f
 
 static dfa_search_engine synth_engine(synth *S) {
     dfa_search_engine e = {.user = S, .n_steps = S->steps, .n_layers = L, .n_heads = H, .head_dim = D,
-                           .n_rows = S->R, .cfg = S->cfg, .cond_half = 0, .layout = {NV, NT, 1, 64},
+                           .n_rows = S->R, .cfg = S->cfg, .cond_half = 0, .layout = {NV, NT, 1, 64, DFA_BAND_ARROW},
                            .grid_h = 16, .grid_w = 32, .out_numel = (size_t)S->R * N * C, .run_step = synth_step};
     return e;
 }

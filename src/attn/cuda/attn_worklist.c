@@ -30,12 +30,19 @@ static dfa_acu_range range(int k0, int k1) {
 }
 
 /* Key ranges of query tile qt under window w (w < 0: full), in token order, adjacent ones
- * merged. At most 2. Returns the count. */
+ * merged. At most 2 (PLAIN: always 1, the tiles qt - w .. qt + w). Returns the count. */
 static int tile_ranges(const dfa_attn_layout *l, int w, int qt, dfa_acu_range *r) {
     const int N = dfa_layout_tokens(l);
     dfa_attn_tiles t;
     dfa_layout_tiles(l, &t);
     int qi;
+    if (l->band == DFA_BAND_PLAIN && w >= 0) {
+        int s0, n0, s1, n1;
+        dfa_tile_span(l, qt - w < 0 ? 0 : qt - w, &s0, &n0);
+        dfa_tile_span(l, qt + w > t.n_tiles - 1 ? t.n_tiles - 1 : qt + w, &s1, &n1);
+        r[0] = range(s0, s1 + n1);
+        return 1;
+    }
     if (w < 0 || w >= dfa_mask_full_window(l) || !dfa_tile_is_visual(l, qt, &qi)) {
         r[0] = range(0, N);
         return 1;

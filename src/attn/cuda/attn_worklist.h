@@ -3,7 +3,7 @@
  *
  * One item = one head and up to DFA_ACU_BM query rows inside one mask tile, with the key ranges
  * [k0, k1) that every one of those rows sees (at most 2: the text segment and the visual band,
- * merged when adjacent), or a copy of the head's cache (CACHE). Items come ordered for launch:
+ * merged when adjacent; one under the PLAIN band), or a copy of the head's cache (CACHE). Items come ordered for launch:
  * 8 cost buckets longest first, inside a bucket by head then query position; copies last. */
 #ifndef DFA_ATTN_CUDA_WORKLIST_H
 #define DFA_ATTN_CUDA_WORKLIST_H
