@@ -46,7 +46,7 @@ static void check_one(const dfa_attn_layout *l, int H, const int *method, const 
         }
         if (last_bucket_copy) bad_order++; /* copies come last */
         if (it->flags != (m == DFA_ATTN_ARROW_RS ? DFA_ACU_ITEM_RESID : 0)) bad_flags++;
-        if (it->n_r < 1 || it->n_r > 2) {
+        if (it->n_r < 1 || it->n_r > (l->band == DFA_BAND_PLAIN ? 1 : 2)) { /* plain: one range */
             bad_keys++;
             continue;
         }
@@ -90,8 +90,9 @@ static void check_one(const dfa_attn_layout *l, int H, const int *method, const 
 }
 
 static void test_random_layouts(void) {
-    for (int rep = 0; rep < 60; rep++) {
-        dfa_attn_layout l;
+    for (int rep = 0; rep < 120; rep++) {
+        dfa_attn_layout l = {0};
+        l.band = rep % 2 ? DFA_BAND_PLAIN : DFA_BAND_ARROW; /* plain: V1's window over the whole sequence */
         l.n_vis = 1 + rnd(420);
         l.n_text = rnd(4) == 0 ? 0 : rnd(200);
         l.text_first = rnd(2);
@@ -101,7 +102,7 @@ static void test_random_layouts(void) {
         int method[8], window[8];
         for (int h = 0; h < H; h++) {
             method[h] = rnd(5) - 1; /* NONE, FULL, ARROW, ARROW_RS, CACHE */
-            window[h] = rnd(6) - 1;
+            window[h] = rnd(l.band == DFA_BAND_PLAIN ? 9 : 6) - 1;
         }
         check_one(&l, H, method, window);
     }
@@ -132,6 +133,31 @@ static void test_paper_shape_order(void) {
     dfa_acu_worklist_free(&wl);
 }
 
+/* plain band, FLUX-like [text, image]: one contiguous key range per query tile, the text tile
+ * banded like the image tiles (not full), and ARROW over the same layout differs */
+static void test_plain_ranges(void) {
+    dfa_attn_layout l = {1024, 200, 1, 128, DFA_BAND_PLAIN}; /* text tiles 0-1, visual tiles 2-9 */
+    int method[3] = {DFA_ATTN_ARROW, DFA_ATTN_ARROW_RS, DFA_ATTN_FULL}, window[3] = {1, 3, 0};
+    check_one(&l, 3, method, window);
+    dfa_error err = {0};
+    dfa_acu_worklist wl;
+    CHECK(dfa_acu_worklist_build(&wl, &l, 3, method, window, &err) == DFA_OK);
+    int text_row_ok = 0, last_ok = 0;
+    for (int i = 0; i < wl.n_items; i++) {
+        const dfa_acu_item *it = &wl.items[i];
+        const dfa_acu_range *r = &wl.ranges[it->r_off];
+        if (it->head != 0) continue;
+        CHECK(it->n_r == 1);
+        /* text tile 0 (tokens 0..127) sees tiles 0..1 = the 200 text tokens only */
+        if (it->q0 == 0) text_row_ok = r->k0 == 0 && r->k1 == 200;
+        /* the last visual tile (tile 9, tokens 1096..1223) sees tiles 8..9 = tokens 968..1223 */
+        if (it->q0 == 1096) last_ok = r->k0 == 968 && r->k1 == 1224;
+    }
+    CHECK(text_row_ok);
+    CHECK(last_ok);
+    dfa_acu_worklist_free(&wl);
+}
+
 static void test_bad_input(void) {
     dfa_error err = {0};
     dfa_acu_worklist wl;
@@ -147,6 +173,7 @@ static void test_bad_input(void) {
 int main(void) {
     RUN(test_random_layouts);
     RUN(test_paper_shape_order);
+    RUN(test_plain_ranges);
     RUN(test_bad_input);
     return test_summary();
 }

@@ -216,13 +216,17 @@ static unsigned compressed_layers(const dfa_plan *p) {
 }
 
 /* sd3: 0 FLUX (V2), 1 SD3 (V1 unless v2); dual: sd3_tiny (SD3.5 dual attention) instead of sd3_plain */
-static void replay_case_ex(int sd3, int dual, int v2) {
+/* band: DFA_BAND_PLAIN runs V1 (on FLUX too) with the plain band at window 0 (the default
+ * window covers the tiny model's 2 tiles: FULL), so that generate must run the plan's band to
+ * replay the search's trajectory */
+static void replay_case_band(int sd3, int dual, int v2, int band) {
     dfa_ctx *ctx = make_ctx();
     test_tmpdir d;
-    CHECK(tmpdir_make(&d, sd3 ? (dual ? (v2 ? "cal_replay_sd35v2" : "cal_replay_sd35v1") : "cal_replay_sd3")
-                              : "cal_replay_flux") == 0);
+    CHECK(tmpdir_make(&d, band ? (sd3 ? "cal_replay_sd3plain" : "cal_replay_fluxplain")
+                      : sd3 ? (dual ? (v2 ? "cal_replay_sd35v2" : "cal_replay_sd35v1") : "cal_replay_sd3")
+                            : "cal_replay_flux") == 0);
     const char *dir = sd3 ? (dual ? FX "/sd3_tiny" : FX "/sd3_plain") : FX "/flux_tiny";
-    const int v1 = sd3 && !v2;
+    const int v1 = (sd3 && !v2) || band;
     dfa_flux *fm = NULL;
     dfa_sd3 *sm = NULL;
     CHECK((sd3 ? dfa_sd3_load(ctx, dir, &sm) : dfa_flux_load(ctx, dir, &fm)) == DFA_OK);
@@ -243,7 +247,8 @@ static void replay_case_ex(int sd3, int dual, int v2) {
     CHECK((sd3 ? dfa_engine_sd3_init(ctx, sm, &fc, pe, P, &ep, &em, &e)
                : dfa_engine_flux_init(ctx, fm, &fc, pe, P, &ep, &em, &e)) == DFA_OK);
     const dfa_search_cand cands[3] = {{DFA_ATTN_FULL, -1}, {DFA_ATTN_CACHE, -1}, {DFA_ATTN_ARROW, 0}};
-    dfa_search_opts o = {.delta = v1 ? 0.5 : 2.0, .c = 0, .cands = cands, .n_cands = dual ? 3 : 2, .v1_window = -1};
+    dfa_search_opts o = {.delta = v1 ? 0.5 : 2.0, .c = 0, .cands = cands, .n_cands = dual ? 3 : 2,
+                         .v1_window = band ? 0 : -1, .band = band};
     dfa_search_plan sp;
     dfa_plan plan;
     dfa_status s = v1 ? dfa_search_v1(ctx, &e, &o, &sp) : dfa_search_v2(ctx, &e, &o, &sp);
@@ -286,6 +291,13 @@ static void replay_case_ex(int sd3, int dual, int v2) {
     CHECKF(dfa_search_plan_export(&sp, &e, &o, v1, sd3 ? "sd3" : "flux", cid, &plan, &ctx->err) == DFA_OK, "%s",
            dfa_ctx_error(ctx));
     const int nc = count_compressed(&plan);
+    CHECK(plan.layout.band == band);
+    if (band) { /* WA-RS heads under the plain band, or the case tests nothing about the band */
+        int rs = 0;
+        for (size_t i = 0; i < (size_t)plan.n_steps * plan.n_layers * plan.n_heads; i++)
+            rs += plan.method[i] == DFA_ATTN_ARROW_RS;
+        CHECKF(rs > 0, "%s plain: no WA-RS head in the plan", sd3 ? "sd3" : "flux");
+    }
     CHECKF(nc > 0, "%s: the searched plan compresses nothing (the test would not test)", sd3 ? "sd3" : "flux");
     if (dual) { /* the attn2 layer's layout is recorded, and the plan compresses that layer */
         CHECK(dfa_plan_n_layer_layouts(&plan) == 1 && dfa_plan_layer_layout(&plan, 1)->n_text == 0);
@@ -327,7 +339,10 @@ static void replay_case_ex(int sd3, int dual, int v2) {
     tmpdir_remove(&d);
 }
 
+static void replay_case_ex(int sd3, int dual, int v2) { replay_case_band(sd3, dual, v2, DFA_BAND_ARROW); }
 static void test_replay_flux_v2(void) { replay_case_ex(0, 0, 1); }
+static void test_replay_flux_v1_plain(void) { replay_case_band(0, 0, 0, DFA_BAND_PLAIN); }
+static void test_replay_sd3_v1_plain(void) { replay_case_band(1, 0, 0, DFA_BAND_PLAIN); }
 static void test_replay_sd3_v1(void) { replay_case_ex(1, 0, 0); }
 static void test_replay_sd35_v1(void) { replay_case_ex(1, 1, 0); }
 static void test_replay_sd35_v2(void) { replay_case_ex(1, 1, 1); }
@@ -536,6 +551,37 @@ static void prompt_text_case(int pixart) {
 static void test_cli_prompt_text_pixart(void) { prompt_text_case(1); }
 static void test_cli_prompt_text_flux(void) { prompt_text_case(0); }
 
+/* calibrate --method v1 --band plain writes "band": "plain" and generate runs it; refused
+ * with V2 or an unknown kind */
+static void test_cli_band(void) {
+    test_tmpdir d;
+    CHECK(tmpdir_make(&d, "cal_cli_band") == 0);
+    char plan[256], out[256];
+    tmpdir_file(&d, "plain.json", plan, sizeof plan);
+    tmpdir_file(&d, "out.safetensors", out, sizeof out);
+    const char *a[] = {"calibrate", "-m", FX "/flux_tiny", "--prompt-embeds", FX "/flux_tiny/io.safetensors",
+                       "--method", "v1", "--band", "plain", "--window", "0", "--delta", "0.5", "-W", "128", "-H",
+                       "96", "--steps", "3", "-o", plan, "-q", "-t", "1"};
+    const int na = (int)(sizeof a / sizeof *a);
+    CHECK(cal(na, a) == 0);
+    dfa_plan p;
+    dfa_error err = {0};
+    CHECKF(dfa_plan_load(plan, &p, &err) == DFA_OK, "%s", err.msg);
+    if (!err.msg[0]) {
+        CHECK(p.layout.band == DFA_BAND_PLAIN && strcmp(p.search, "v1") == 0);
+        dfa_plan_free(&p);
+    }
+    const char *g[] = {"generate", "-m", FX "/flux_tiny", "--prompt-embeds", FX "/flux_tiny/io.safetensors", "-o",
+                       out, "-W", "128", "-H", "96", "--steps", "3", "--plan", plan, "-t", "1"};
+    CHECK(gen((int)(sizeof g / sizeof *g), g) == 0);
+    a[8] = "diagonal";
+    CHECK(cal(na, a) == 2);
+    a[8] = "plain";
+    a[6] = "v2";
+    CHECK(cal(na, a) == 2); /* the plain band is V1's */
+    tmpdir_remove(&d);
+}
+
 static void test_cli_errors(void) {
     const char *help[] = {"calibrate", "--help"};
     CHECK(cal(2, help) == 0);
@@ -565,6 +611,9 @@ int main(void) {
     RUN(test_replay_sd3_v1);
     RUN(test_replay_sd35_v1);
     RUN(test_replay_sd35_v2);
+    RUN(test_replay_flux_v1_plain);
+    RUN(test_replay_sd3_v1_plain);
+    RUN(test_cli_band);
     RUN(test_cli_flux);
     RUN(test_cli_sd3);
     RUN(test_cli_sd35);

@@ -107,6 +107,70 @@ static void test_make_image_only(void) {
     CHECK(run((int)(sizeof bad / sizeof bad[0]), bad) == 2); /* layer 4 of 4 */
 }
 
+/* `dfa plan show PLAN` into buf (stdout redirected to the file `out` around the call) */
+static int show_into(const char *plan, const char *out, char *buf, size_t cap) {
+    fflush(stdout);
+    int keep = dup(1), fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644), rc = -1;
+    const char *show[] = {"plan", "show", plan};
+    if (keep >= 0 && fd >= 0 && dup2(fd, 1) >= 0) {
+        rc = run(3, show);
+        fflush(stdout);
+        dup2(keep, 1);
+    }
+    if (fd >= 0) close(fd);
+    if (keep >= 0) close(keep);
+    buf[0] = 0;
+    FILE *f = fopen(out, "r");
+    if (f) {
+        size_t n = fread(buf, 1, cap - 1, f);
+        buf[n] = 0;
+        fclose(f);
+    }
+    return rc;
+}
+
+/* --band plain: V1's window over the whole sequence; windows in sequence tiles; show prints it */
+static void test_make_plain(void) {
+    char plan[300], out[300], buf[4096];
+    tmpdir_file(&tmp, "plain.json", plan, sizeof plan);
+    tmpdir_file(&tmp, "plain_show.txt", out, sizeof out);
+    /* 48 visual tokens in 6 tiles of 8 + 5 text tokens in 1: 7 tiles, window 6 = full (arrow: 5) */
+    const char *mk[] = {"plan", "make", "-o", plan, "--steps", "3", "--layers", "2", "--heads", "2", "--grid", "6x8",
+                        "--text", "5", "--block", "8", "--pattern", "rs", "--window", "6", "--band", "plain"};
+    CHECK(run((int)(sizeof mk / sizeof mk[0]), mk) == 0);
+    dfa_plan p;
+    dfa_error err = {0};
+    const dfa_status st = dfa_plan_load(plan, &p, &err);
+    CHECKF(st == DFA_OK, "%s", err.msg);
+    if (st == DFA_OK) {
+        CHECK(p.layout.band == DFA_BAND_PLAIN && p.window[dfa_plan_index(&p, 1, 0, 0)] == 6);
+        dfa_plan_free(&p);
+    }
+    CHECK(show_into(plan, out, buf, sizeof buf) == 0);
+    CHECKF(strstr(buf, "band         plain (V1's window over the whole sequence: windows in tiles of all 7 tiles)"),
+           "%s", buf);
+    const char *arrow[] = {"plan", "make", "-o", plan, "--steps", "3", "--layers", "2", "--heads", "2", "--grid", "6x8",
+                           "--text", "5", "--block", "8", "--pattern", "rs", "--window", "6"};
+    CHECK(run((int)(sizeof arrow / sizeof arrow[0]), arrow) == 1); /* beyond the 6 visual tiles */
+    mk[19] = "5";
+    CHECK(run((int)(sizeof mk / sizeof mk[0]), mk) == 0);
+    CHECK(show_into(plan, out, buf, sizeof buf) == 0);
+    CHECK(strstr(buf, "band         plain") != NULL);
+    const char *ar[] = {"plan", "make", "-o", plan, "--steps", "3", "--layers", "2", "--heads", "2", "--grid", "6x8",
+                        "--text", "5", "--block", "8", "--pattern", "rs", "--window", "5"};
+    CHECK(run((int)(sizeof ar / sizeof ar[0]), ar) == 0);
+    CHECK(show_into(plan, out, buf, sizeof buf) == 0);
+    CHECK(strstr(buf, "band         arrow") != NULL);
+    mk[19] = "7"; /* beyond the 7 tiles */
+    CHECK(run((int)(sizeof mk / sizeof mk[0]), mk) == 1);
+    mk[19] = "2";
+    mk[21] = "diagonal"; /* unknown kind */
+    CHECK(run((int)(sizeof mk / sizeof mk[0]), mk) == 2);
+    mk[21] = "plain";
+    mk[17] = "cache"; /* no windowed heads: refused */
+    CHECK(run((int)(sizeof mk / sizeof mk[0]), mk) == 2);
+}
+
 static void test_bad_usage(void) {
     char bad[300];
     const char *text = "{\"format\": \"dfa-plan\", \"version\": 7}";
@@ -148,6 +212,7 @@ int main(void) {
     if (tmpdir_make(&tmp, "cliplan")) return 1;
     RUN(test_make_and_show);
     RUN(test_make_image_only);
+    RUN(test_make_plain);
     RUN(test_bad_usage);
     RUN(test_bench_small);
     tmpdir_remove(&tmp);

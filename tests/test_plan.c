@@ -235,6 +235,107 @@ static void test_layer_layouts(void) {
     free(base);
 }
 
+/* ---- the plan-level band kind ("band": "plain", V1's window over the whole sequence) ---- */
+
+#define BAND_LINE "  \"band\": \"plain\",\n"
+
+static void test_band(void) {
+    dfa_plan p, q, a;
+    dfa_error err;
+    dfa_error_clear(&err);
+    /* a file without the key is arrow */
+    CHECK(dfa_plan_parse(good, strlen(good), "good.json", &a, &err) == DFA_OK);
+    CHECK(a.layout.band == DFA_BAND_ARROW);
+    char *text = replace(good, LL_LINE, LL_LINE BAND_LINE), *back = NULL;
+    dfa_status st = dfa_plan_parse(text, strlen(text), "plain.json", &p, &err);
+    CHECKF(st == DFA_OK, "%s", err.msg);
+    if (st) {
+        free(text);
+        dfa_plan_free(&a);
+        return;
+    }
+    CHECK(p.layout.band == DFA_BAND_PLAIN);
+    /* written back byte for byte (the key only for plain), through a file too */
+    CHECK(dfa_plan_to_json(&p, &back, &err) == DFA_OK);
+    CHECKF(back && strcmp(back, text) == 0, "written:\n%s", back ? back : "(null)");
+    free(back);
+    char path[] = "/tmp/dfa_test_band_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK(dfa_plan_save(path, &p, &err) == DFA_OK);
+    st = dfa_plan_load(path, &q, &err);
+    CHECKF(st == DFA_OK, "%s", err.msg);
+    if (st == DFA_OK) {
+        CHECK(q.layout.band == DFA_BAND_PLAIN);
+        dfa_plan_free(&q);
+    }
+    unlink(path);
+    CHECK(dfa_plan_copy(&q, &p, &err) == DFA_OK && q.layout.band == DFA_BAND_PLAIN);
+    dfa_plan_free(&q);
+    /* cost: the same codes cost less under the plain band (text rows are banded too), and the
+     * plan's cost is exactly the plain mask's entries */
+    dfa_plan_cost cp, ca;
+    dfa_plan_cost_compute(&p, 8, &cp, NULL);
+    dfa_plan_cost_compute(&a, 8, &ca, NULL);
+    CHECKF(cp.flops < ca.flops && cp.full_flops == ca.full_flops, "plain %g arrow %g", cp.flops, ca.flops);
+    dfa_attn_layout L = p.layout;
+    CHECK(L.band == DFA_BAND_PLAIN);
+    double flops = 0;
+    for (int s = 0; s < 3; s++)
+        for (int l = 0; l < 2; l++)
+            for (int h = 0; h < 3; h++) {
+                size_t i = dfa_plan_index(&p, s, l, h);
+                flops += 4.0 * 8 * (p.asc[s * 2 + l] ? 1 : 2) *
+                         (double)dfa_attn_head_entries(&L, p.method[i], p.window[i], p.store_res[i], p.res_window[i]);
+            }
+    CHECKF(fabs(cp.flops - flops) <= 1e-9 * flops, "cost %g, expected %g", cp.flops, flops);
+    dfa_plan_free(&p);
+    dfa_plan_free(&a);
+    /* windows are in tiles of the whole sequence: 8 tiles (2 text + 6 visual), A7 = full */
+    char *t7 = replace(text, "\"heads\": \"F F A1\"", "\"heads\": \"F F A7\"");
+    st = dfa_plan_parse(t7, strlen(t7), "plain7.json", &p, &err);
+    CHECKF(st == DFA_OK, "%s", err.msg);
+    if (st == DFA_OK) dfa_plan_free(&p);
+    free(t7);
+    /* layer layouts take the plan's band */
+    char *ll = good_ll(), *tl = replace(ll, LL_LINE, LL_LINE BAND_LINE);
+    free(ll);
+    st = dfa_plan_parse(tl, strlen(tl), "plainll.json", &p, &err);
+    CHECKF(st == DFA_OK, "%s", err.msg);
+    if (st == DFA_OK) {
+        CHECK(dfa_plan_layer_layout(&p, 1)->band == DFA_BAND_PLAIN && dfa_plan_layer_layout(&p, 1)->n_text == 0);
+        CHECK(dfa_plan_to_json(&p, &back, &err) == DFA_OK);
+        CHECKF(back && strcmp(back, tl) == 0, "written:\n%s", back ? back : "(null)");
+        free(back);
+        dfa_plan_free(&p);
+    }
+    free(tl);
+
+    static const struct {
+        const char *from, *to, *msg;
+    } bad[] = {
+        {BAND_LINE, "  \"band\": \"diagonal\",\n",
+         "\"band\" is \"diagonal\"; expected \"arrow\" (the default) or \"plain\""},
+        {BAND_LINE, "  \"band\": 1,\n", "\"band\" is not a string; expected"},
+        {BAND_LINE, "  \"band\": \"Plain\",\n", "\"band\" is \"Plain\""},
+        {"\"heads\": \"F F A1\"", "\"heads\": \"F F A8\"",
+         "step 0 layer 0 head 2: window 8 out of range [0, 7] (8 sequence (plain band) tiles of 4 tokens)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *t = replace(text, bad[i].from, bad[i].to);
+        dfa_plan b;
+        dfa_error_clear(&err);
+        st = dfa_plan_parse(t, strlen(t), "bad.json", &b, &err);
+        CHECKF(st == DFA_ERR_FORMAT, "band case %zu accepted (status %d)", i, (int)st);
+        CHECKF(strstr(err.msg, bad[i].msg) != NULL && strstr(err.msg, "bad.json") != NULL,
+               "band case %zu: message '%s' lacks '%s'", i, err.msg, bad[i].msg);
+        if (st == DFA_OK) dfa_plan_free(&b);
+        free(t);
+    }
+    free(text);
+}
+
 /* the model check: each layer's layout against the model's (SD3.5 plan vs SD3.0 model and back) */
 static void test_target_layer_layouts(void) {
     char *text = good_ll();
@@ -279,6 +380,7 @@ int main(void) {
     RUN(test_parse_good_and_round_trip);
     RUN(test_bad_files);
     RUN(test_layer_layouts);
+    RUN(test_band);
     RUN(test_target_layer_layouts);
     return test_summary();
 }
