@@ -10,10 +10,11 @@
 #   cache_n2          attention caching every 2 steps (dfa plan make --pattern cache --every 2):
 #                     the V2 paper's "Attention Caching (N=2)" baseline
 #   v1_d<D>           dfa calibrate --method v1 (DiTFastAttn: greedy per layer over AST, WA-RS,
-#                     ASC, WA-RS+ASC). dfa's window attention is the arrow mask (text rows and
-#                     columns always kept, src/attn/mask.h), so this is the paper's "DiTFastAttn
-#                     with Arrow Attention"; the plain 1-D sliding window over [text, image] (the
-#                     paper's first row) is not a method dfa has.
+#                     ASC, WA-RS+ASC). dfa's window attention is the arrow mask by default (text
+#                     rows and columns always kept, src/attn/mask.h), so this is the paper's
+#                     "DiTFastAttn with Arrow Attention"
+#   v1plain_d<D>      the same with --band plain: V1's plain 1-D window over the whole
+#                     [text, image] sequence (the paper's first row, "DiTFastAttn")
 #   v2_d<D>_c1.5      dfa calibrate --method v2 --delta D (default methods arrow,cache; c 1.5):
 #                     Table 2's V2 rows (0.2, 0.4, 0.6, 1.0) plus smaller deltas that land near
 #                     the baselines' attention fractions (this model compresses far more per
@@ -30,7 +31,8 @@
 #   full   (GPU) N_CAL=8, N_CAL_V1=8, N_EVAL=16 prompts x SEEDS="0", V1_DELTAS="0.1 0.2 0.4"
 #          (the contact sheet holds every image; a sheet over SHEET_MAX_MB=24 is moved out of
 #          OUTDIR and eval_sheet/ gets one of the first 2 prompts by a second, small eval)
-# Also: V2_DELTAS, V2_MATCH_DELTAS, V1_DELTAS, T5_DELTA (Table 5's delta), T5_CS.
+# Also: V2_DELTAS, V2_MATCH_DELTAS, V1_DELTAS, V1_PLAIN_DELTAS (default V1_DELTAS), T5_DELTA
+# (Table 5's delta), T5_CS.
 #
 # --cuda: calibrate and eval on the GPU. A V2 calibration or the eval that fails with --cuda is
 # retried on the CPU (V2 calibration with at most 2 prompts, eval with 2 prompts x 1 seed; a V1
@@ -79,6 +81,7 @@ SEEDS=${SEEDS:-$d_seeds}
 V2_DELTAS=${V2_DELTAS:-"0.2 0.4 0.6 1.0"}
 V2_MATCH_DELTAS=${V2_MATCH_DELTAS-"0.01 0.05"}
 V1_DELTAS=${V1_DELTAS-$d_v1}
+V1_PLAIN_DELTAS=${V1_PLAIN_DELTAS-$V1_DELTAS}
 T5_DELTA=${T5_DELTA:-0.4}
 T5_CS=${T5_CS:-"0 1 2"}
 
@@ -146,6 +149,7 @@ for c in $T5_CS; do
     calibrate "v2_d${T5_DELTA}_c$cn" "$N_CAL" --method v2 --delta "$T5_DELTA" --c "$c"
 done
 for d in $V1_DELTAS; do calibrate "v1_d$d" "$N_CAL_V1" --method v1 --delta "$d"; done
+for d in $V1_PLAIN_DELTAS; do calibrate "v1plain_d$d" "$N_CAL_V1" --method v1 --band plain --delta "$d"; done
 
 # attention caching every 2 steps, for exactly the run the calibrated plans target (model id,
 # grid, text tokens, steps, layers, heads, CFG read back from one of them)
@@ -167,6 +171,7 @@ echo "$show" | grep -q 'CFG yes' && cfg_make=(--cfg)
 # plans whose calibration failed are left out
 want=(plans/cache_n2.json)
 for d in $V1_DELTAS; do want+=("plans/v1_d$d.json"); done
+for d in $V1_PLAIN_DELTAS; do want+=("plans/v1plain_d$d.json"); done
 for d in $(printf '%s\n' $V2_MATCH_DELTAS $V2_DELTAS | sort -g -u); do want+=("plans/v2_d${d}_c1.5.json"); done
 for c in $T5_CS; do [ "$c" = 0 ] && want+=("plans/v2_d${T5_DELTA}_cnone.json") || want+=("plans/v2_d${T5_DELTA}_c$c.json"); done
 plans=()
@@ -223,6 +228,7 @@ END {
         m = names[i]
         if (m == "cache_n2") lab = "Attention caching (N=2)"
         else if (m ~ /^v1_d/) { d = m; sub(/^v1_d/, "", d); lab = "DiTFastAttn (V1 greedy; arrow-shaped window), delta=" d }
+        else if (m ~ /^v1plain_d/) { d = m; sub(/^v1plain_d/, "", d); lab = "DiTFastAttn (V1 greedy; plain 1-D window over [text, image]), delta=" d }
         else if (m ~ /_c1\.5$/) { d = m; sub(/^v2_d/, "", d); sub(/_c1\.5$/, "", d); lab = "DiTFastAttnV2, delta=" d }
         else continue
         printf "| %s | %s | %s | %s |\n", lab, m, (m in cal) ? cal[m] : "-", rows[m]

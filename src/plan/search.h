@@ -221,7 +221,8 @@ void dfa_search_plan_free(dfa_ctx *ctx, dfa_search_plan *p);
 double dfa_search_plan_cost_fraction(const dfa_search_plan *p);
 
 /* V1's WA-RS window: 1/8 of the visual tokens as the band's full width, i.e. a half-width of
- * ceil(n_vis / 16 / block) tiles, at most the full band (dfa_mask_full_window). */
+ * ceil(n_vis / 16 / block) tiles, at most the full band (dfa_mask_full_window); under the
+ * plain band (l->band) 1/8 of all N tokens, in tiles of the whole sequence. */
 int dfa_search_v1_default_window(const dfa_attn_layout *l);
 
 /* The searched plan as a dfa_plan (plan.h) for the engine's model: layout, grid, steps, CFG,

@@ -52,7 +52,8 @@ double dfa_search_plan_cost_fraction(const dfa_search_plan *p) {
 
 int dfa_search_v1_default_window(const dfa_attn_layout *l) {
     if (l->block < 1) return 0;
-    int tokens = ((l->band == DFA_BAND_PLAIN ? dfa_layout_tokens(l) : l->n_vis) + 15) / 16, w = (tokens + l->block - 1) / l->block, full = dfa_mask_full_window(l);
+    const int n = l->band == DFA_BAND_PLAIN ? dfa_layout_tokens(l) : l->n_vis; /* plain: 1/8 of all tokens */
+    int tokens = (n + 15) / 16, w = (tokens + l->block - 1) / l->block, full = dfa_mask_full_window(l);
     return w < full ? w : full;
 }
 

@@ -96,16 +96,19 @@ static void test_backend_ops(dfa_ctx *ctx) {
         CHECKF(!memcmp(r1, r2, n * 4), "compose D %d", s2->head_dim);
     }
     free(qb);
-    /* attention: FULL and two bands */
-    for (int w = -1; w < 4; w += 2) {
-        CHECKF(g.attn(g.user, &lay, R, H, D, w, dq, da, db, dd) == DFA_OK, "%s", dfa_ctx_error(ctx));
-        CHECK(c.attn(c.user, &lay, R, H, D, w, q, a, b, r1) == DFA_OK);
-        CHECK(dfa_cuda_d2h(ctx->cuda, hb, dd, n * 2, &ctx->err) == DFA_OK);
-        from_bf16(hb, r2, n);
-        double md = 0;
-        for (size_t i = 0; i < n; i++) md = fmax(md, fabs((double)r1[i] - r2[i]));
-        CHECKF(md < 2e-2, "window %d: max diff %g", w, md);
-    }
+    /* attention: FULL and two bands, arrow then plain (the cached work lists must tell the band
+     * kinds apart: same geometry and window, another mask) */
+    for (int band = DFA_BAND_ARROW; band <= DFA_BAND_PLAIN; band++)
+        for (int w = -1; w < 4; w += 2) {
+            lay.band = band;
+            CHECKF(g.attn(g.user, &lay, R, H, D, w, dq, da, db, dd) == DFA_OK, "%s", dfa_ctx_error(ctx));
+            CHECK(c.attn(c.user, &lay, R, H, D, w, q, a, b, r1) == DFA_OK);
+            CHECK(dfa_cuda_d2h(ctx->cuda, hb, dd, n * 2, &ctx->err) == DFA_OK);
+            from_bf16(hb, r2, n);
+            double md = 0;
+            for (size_t i = 0; i < n; i++) md = fmax(md, fabs((double)r1[i] - r2[i]));
+            CHECKF(md < 2e-2, "%s window %d: max diff %g", dfa_band_name(band), w, md);
+        }
     g.release(g.user, da), g.release(g.user, db), g.release(g.user, dq), g.release(g.user, dd);
     dfa_search_cuda_free(&cs);
     free(a), free(b), free(q), free(r1), free(r2), free(hb);
