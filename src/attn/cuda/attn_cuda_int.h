@@ -10,7 +10,11 @@
 /* Work items (attn_worklist.h): one head, up to ACU_BM query rows inside one mask tile, the
  * key ranges [k0, k1) it visits (read as int2 on the device), or a copy from the cache. */
 #include "attn/cuda/attn_worklist.h"
-enum { ACU_ITEM_COPY = DFA_ACU_ITEM_COPY, ACU_ITEM_RESID = DFA_ACU_ITEM_RESID, ACU_ITEM_SLOT_SHIFT = DFA_ACU_ITEM_SLOT_SHIFT };
+enum {
+    ACU_ITEM_COPY = DFA_ACU_ITEM_COPY,
+    ACU_ITEM_RESID = DFA_ACU_ITEM_RESID,
+    ACU_ITEM_SLOT_SHIFT = DFA_ACU_ITEM_SLOT_SHIFT
+};
 #define ACU_BM DFA_ACU_BM
 typedef dfa_acu_item acu_item;
 
