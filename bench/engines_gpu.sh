@@ -5,7 +5,8 @@
 #      and saved by bench_mmdit_diffusers.py (diffusers, SDPA), loaded by bench_mmdit (dfa dense):
 #      forward ms, N-step loop ms/step, ratio dfa/diffusers, attention share, rel L2 of the forwards;
 #   #8 bench_calibrate on the FLUX-dev weights: V2 search time vs the floor at 1024^2 and 2048^2
-#      (reduced prompts x steps, extrapolated to 8 x 50), then V1 at 1024^2 over fewer steps;
+#      (reduced prompts x steps, extrapolated to 8 x 50; V2 with the ring pass, then again without
+#      it as "v2-plain"), then V1 at 1024^2 over fewer steps;
 #   results.md (one table per issue, GPU name, per-phase wall times) under $OUT, printed at the end.
 # Every phase has a timeout, and all end before DEADLINE seconds (default 560) after the start:
 # a phase that would start with too little time left is skipped and marked so; a phase killed at

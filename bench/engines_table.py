@@ -67,10 +67,10 @@ def calib(rows):
            "plan attn FLOPs % |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted((r for r in rows if r["kind"] == "calib"), key=lambda r: (r["search"] == "v1", r["res"])):
-        v2 = r["search"] == "v2"
+        v2 = r["search"].startswith("v2")
         fl = (f"{r['floor_s']:.2f} ({r['floor_engine_s']:.2f} / {r['floor_gen_s']:.2f})" if v2
               else f"{r['floor_s']:.2f} (first {r['steps']} steps)")
-        bar = ("PASS" if r["ratio"] <= 1.3 else "FAIL") if v2 else "(reported)"
+        bar = ("PASS" if r["ratio"] <= 1.3 else "FAIL") if r["search"] == "v2" else "(reported)"
         out.append(
             f"| {r['search'].upper()} | {r['res']} | {r['prompts']} x {r['steps']} | {fl} | {r['search_s']:.2f} | "
             f"{r['ratio']:.3f} | {bar} | {r['target_prompts']} x {r['target_steps']} | {r['est_search_s']:.0f} | "

@@ -21,7 +21,11 @@ struct dfa_attn_cuda_plan {
     int *d_counter;
     int has_copy, has_resid;
     dfa_attn_cuda_plan_info info;
+    int n_win, win[DFA_ACU_RING_MAX_WIN]; /* ring plans (dfa_attn_cuda_ring_plan_build); else 0 */
 };
+
+static dfa_status plan_upload(dfa_attn_cuda_plan **out, dfa_acu_worklist *wlp, const dfa_attn_layout *layout,
+                              int n_heads, int variant, void *stream, dfa_error *err);
 
 extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const dfa_attn_layout *layout, int n_heads,
                                                const int *method, const int *window, int variant, void *stream,
@@ -35,6 +39,13 @@ extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const d
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1, 2 or 3)", variant);
     dfa_acu_worklist wl;
     DFA_TRY(dfa_acu_worklist_build(&wl, layout, n_heads, method, window, err));
+    return plan_upload(out, &wl, layout, n_heads, variant, stream, err);
+}
+
+/* Upload wl (freed here in every case) as a plan. */
+static dfa_status plan_upload(dfa_attn_cuda_plan **out, dfa_acu_worklist *wlp, const dfa_attn_layout *layout,
+                              int n_heads, int variant, void *stream, dfa_error *err) {
+    dfa_acu_worklist wl = *wlp;
     static_assert(sizeof(dfa_acu_range) == sizeof(int2), "ranges are read as int2 on the device");
     const size_t items_pad = ((size_t)wl.n_items * sizeof(acu_item) + 15) & ~(size_t)15;
     const size_t ranges_pad = ((size_t)(wl.n_ranges ? wl.n_ranges : 1) * sizeof(int2) + 15) & ~(size_t)15;
@@ -76,6 +87,18 @@ extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const d
     return DFA_OK;
 }
 
+extern "C" dfa_status dfa_attn_cuda_ring_plan_build(dfa_attn_cuda_plan **out, const dfa_attn_layout *layout,
+                                                    int n_heads, int n_win, const int *win, void *stream,
+                                                    dfa_error *err) {
+    *out = NULL;
+    dfa_acu_worklist wl;
+    DFA_TRY(dfa_acu_worklist_build_rings(&wl, layout, n_heads, n_win, win, err));
+    DFA_TRY(plan_upload(out, &wl, layout, n_heads, DFA_ATTN_CUDA_V_WGMMA, stream, err));
+    (*out)->n_win = n_win;
+    memcpy((*out)->win, win, sizeof(int) * n_win);
+    return DFA_OK;
+}
+
 extern "C" void dfa_attn_cuda_plan_free(dfa_attn_cuda_plan *p) {
     if (!p) return;
     if (p->dev) cudaFree(p->dev);
@@ -108,6 +131,7 @@ dfa_status acu_check_common(int dtype, int batch, int head_dim, dfa_error *err) 
 
 extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_attn_cuda_args *a, dfa_error *err) {
     DFA_TRY(acu_check_common(a->dtype, a->batch, a->head_dim, err));
+    if (p->n_win) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: a ring plan runs by dfa_attn_cuda_ring_run");
     if (!a->q || !a->k || !a->v || !a->out) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: NULL q/k/v/out");
     if (p->has_copy && !a->cache)
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: plan has CACHE heads but args.cache is NULL");
@@ -143,6 +167,8 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
     prm.head_dim = a->head_dim;
     float scale = a->scale > 0 ? a->scale : 1.0f / sqrtf((float)a->head_dim);
     prm.scale_log2 = scale * 1.4426950408889634f;
+    prm.slot_stride = 0;
+    prm.lse = nullptr;
     cudaStream_t st = (cudaStream_t)a->stream;
     if (p->n_items == 0) return DFA_OK; /* every head DFA_ATTN_CUDA_NONE */
     if (wgmma) DFA_CUDA_TRY(err, cudaMemsetAsync(p->d_counter, 0, sizeof(int), st));
@@ -151,6 +177,77 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
     if (e != cudaSuccess)
         DFA_FAIL(err, DFA_ERR_CUDA, "attn_cuda: variant %d launch (D=%d, %d items x B=%d) failed: %s", p->variant,
                  a->head_dim, p->n_items, a->batch, cudaGetErrorString(e));
+    return DFA_OK;
+}
+
+/* ---- ring plans: FULL and several ARROW windows from one launch + a combine ---- */
+static size_t ring_seg_bytes(const dfa_attn_cuda_plan *p, int batch, int head_dim) {
+    const size_t e = (size_t)batch * dfa_layout_tokens(&p->layout) * p->n_heads * head_dim * 2;
+    return ((e * (p->n_win + 1)) + 255) & ~(size_t)255;
+}
+
+extern "C" size_t dfa_attn_cuda_ring_scratch_bytes(const dfa_attn_cuda_plan *p, int batch, int head_dim) {
+    if (!p->n_win) return 0;
+    return ring_seg_bytes(p, batch, head_dim) +
+           (size_t)(p->n_win + 1) * batch * dfa_layout_tokens(&p->layout) * p->n_heads * sizeof(float);
+}
+
+extern "C" dfa_status dfa_attn_cuda_ring_run(const dfa_attn_cuda_plan *p, const dfa_attn_cuda_args *a, void *scratch,
+                                             void *full, void *const *arrow, dfa_error *err) {
+    DFA_TRY(acu_check_common(a->dtype, a->batch, a->head_dim, err));
+    if (!p->n_win) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda ring run: not a ring plan");
+    if (a->head_dim < 64 || a->head_dim > 128 || !dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA))
+        DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "attn_cuda ring run: needs the wgmma kernel (sm_90, D 64..128; D=%d)",
+                 a->head_dim);
+    if (!a->q || !a->k || !a->v || !scratch || !full)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda ring run: NULL q/k/v/scratch/full");
+    for (int i = 0; i < p->n_win; i++)
+        if (!arrow[i] || ((uintptr_t)arrow[i] & 15))
+            DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda ring run: arrow output %d NULL or not 16-byte aligned", i);
+    const void *ptrs[5] = {a->q, a->k, a->v, full, scratch};
+    for (int i = 0; i < 5; i++)
+        if (((uintptr_t)ptrs[i] & 15) != 0)
+            DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda ring run: tensor %d not 16-byte aligned", i);
+    if ((int64_t)p->n_items * a->batch > 0x7fffffffLL)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda ring run: %d items x batch %d too many", p->n_items, a->batch);
+    acu_params prm;
+    memset(&prm, 0, sizeof prm);
+    prm.q = a->q;
+    prm.k = a->k;
+    prm.v = a->v;
+    prm.o = scratch;
+    prm.items = p->d_items;
+    prm.ranges = p->d_ranges;
+    prm.counter = p->d_counter;
+    prm.n_items = p->n_items;
+    prm.batch = a->batch;
+    prm.n_tokens = dfa_layout_tokens(&p->layout);
+    prm.n_heads = p->n_heads;
+    prm.head_dim = a->head_dim;
+    const float scale = a->scale > 0 ? a->scale : 1.0f / sqrtf((float)a->head_dim);
+    prm.scale_log2 = scale * 1.4426950408889634f;
+    prm.slot_stride = (size_t)a->batch * prm.n_tokens * p->n_heads * a->head_dim;
+    prm.lse = (float *)((char *)scratch + ring_seg_bytes(p, a->batch, a->head_dim));
+    cudaStream_t st = (cudaStream_t)a->stream;
+    DFA_CUDA_TRY(err, cudaMemsetAsync(p->d_counter, 0, sizeof(int), st));
+    cudaError_t e = acu_launch_wgmma(prm, a->head_dim, a->dtype, true, st);
+    if (e != cudaSuccess)
+        DFA_FAIL(err, DFA_ERR_CUDA, "attn_cuda ring run: launch (D=%d, %d items x B=%d) failed: %s", a->head_dim,
+                 p->n_items, a->batch, cudaGetErrorString(e));
+    acu_ring_args ra;
+    memset(&ra, 0, sizeof ra);
+    ra.seg = scratch;
+    ra.lse = prm.lse;
+    for (int i = 0; i < p->n_win; i++) ra.out[i] = arrow[i], ra.win[i] = p->win[i];
+    ra.out[p->n_win] = full;
+    ra.n_win = p->n_win;
+    ra.layout = p->layout;
+    ra.rows = (size_t)a->batch * prm.n_tokens;
+    ra.n_heads = p->n_heads;
+    ra.head_dim = a->head_dim;
+    e = acu_launch_ring_combine(ra, a->dtype, st);
+    if (e != cudaSuccess)
+        DFA_FAIL(err, DFA_ERR_CUDA, "attn_cuda ring run: combine launch failed: %s", cudaGetErrorString(e));
     return DFA_OK;
 }
 

@@ -91,6 +91,20 @@ typedef struct dfa_attn_cuda_args {
 /* One launch: every head of every batch element, as the plan says. Asynchronous. */
 dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_attn_cuda_args *a, dfa_error *err);
 
+/* RING plans: for every head, the FULL output and the ARROW(win[i]) outputs of n_win windows
+ * (0 <= win[0] < .. < win[n_win-1] < dfa_mask_full_window, n_win <= DFA_ATTN_CUDA_RING_MAX_WIN) from one attention
+ * launch over disjoint key segments (attn_worklist.h) that also stores each row's
+ * log-sum-exp, then one combine kernel that merges the segments in f32 (ARROW(win[0]) is
+ * segment 0 itself, bit for bit the plain ARROW plan's output). Needs variant 2 (sm_90, D 64..
+ * 128): dfa_attn_cuda_ring_run says DFA_ERR_UNSUPPORTED otherwise. scratch: a device buffer of
+ * dfa_attn_cuda_ring_scratch_bytes (16-byte aligned); a->out, cache, resid are not read. */
+#define DFA_ATTN_CUDA_RING_MAX_WIN 7
+dfa_status dfa_attn_cuda_ring_plan_build(dfa_attn_cuda_plan **out, const dfa_attn_layout *layout, int n_heads,
+                                         int n_win, const int *win, void *stream, dfa_error *err);
+size_t dfa_attn_cuda_ring_scratch_bytes(const dfa_attn_cuda_plan *p, int batch, int head_dim);
+dfa_status dfa_attn_cuda_ring_run(const dfa_attn_cuda_plan *p, const dfa_attn_cuda_args *a, void *scratch,
+                                  void *full, void *const *arrow, dfa_error *err);
+
 /* Per-head helpers for the caches of V1/V2 (heads[h] != 0 selects head h; host array, n_heads
  * <= 256). Same layout and dtype as above; asynchronous on `stream`.
  *   copy_heads: dst[.., h, :] = src[.., h, :]           (store an output for later CACHE)

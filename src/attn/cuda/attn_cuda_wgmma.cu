@@ -398,6 +398,8 @@ __global__ void __launch_bounds__(THREADS, 1)
         for (int r = 0; r < 2; r++) {
             l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 1);
             l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 2);
+            if (p.lse && (lane & 3) == 0) /* ring plans: the row's log-sum-exp */
+                acu_store_lse(p, it, b, cw * 64 + wq * 16 + (lane >> 2) + 8 * r, m_r[r], l_r[r]);
             l_r[r] = l_r[r] > 0.f ? 1.f / l_r[r] : 0.f;
         }
         T *so = reinterpret_cast<T *>(base + qb * C::Q_BYTES);

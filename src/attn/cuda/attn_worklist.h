@@ -15,7 +15,8 @@ extern "C" {
 #endif
 
 #define DFA_ACU_BM 128 /* query rows per item: the kernels' query tile */
-enum { DFA_ACU_ITEM_COPY = 1, DFA_ACU_ITEM_RESID = 2 };
+/* flags: COPY, RESID, and (ring lists) the output slot in the bits from SLOT_SHIFT up */
+enum { DFA_ACU_ITEM_COPY = 1, DFA_ACU_ITEM_RESID = 2, DFA_ACU_ITEM_SLOT_SHIFT = 4 };
 
 typedef struct dfa_acu_item {
     int head, q0, q_len, flags, r_off, n_r; /* ranges[r_off .. r_off + n_r) */
@@ -38,6 +39,29 @@ typedef struct dfa_acu_worklist {
 dfa_status dfa_acu_worklist_build(dfa_acu_worklist *wl, const dfa_attn_layout *layout, int n_heads,
                                   const int *method, const int *window, dfa_error *err);
 void dfa_acu_worklist_free(dfa_acu_worklist *wl);
+
+/* RING lists (one pass for FULL and several ARROW windows, see attn_cuda.h "ring"): windows
+ * win[0] < .. < win[n_win-1], each below dfa_mask_full_window. The keys of a visual query tile
+ * i are split into n_win + 1 disjoint segments: segment 0 = the ARROW(win[0]) mask (text keys
+ * and visual tiles |i - j| <= win[0]); segment s (1 .. n_win - 1) = visual tiles
+ * win[s-1] < |i - j| <= win[s]; segment n_win = |i - j| > win[n_win-1]. Each is at most two
+ * ranges (left and right of the band). Text query tiles: one item, every key, in segment 0.
+ * An item's segment is its output slot (flags >> DFA_ACU_ITEM_SLOT_SHIFT); segments without
+ * keys have no item (dfa_acu_ring_has_seg says which). */
+#define DFA_ACU_RING_MAX_WIN DFA_ATTN_CUDA_RING_MAX_WIN
+dfa_status dfa_acu_worklist_build_rings(dfa_acu_worklist *wl, const dfa_attn_layout *layout, int n_heads, int n_win,
+                                        const int *win, dfa_error *err);
+
+#ifdef __CUDACC__
+#define DFA_ACU_HD __host__ __device__
+#else
+#define DFA_ACU_HD
+#endif
+/* Does segment s (>= 1) of a visual query in visual tile qi (of nvt) have keys? win as above. */
+static inline DFA_ACU_HD int dfa_acu_ring_has_seg(int nvt, int qi, const int *win, int s) {
+    const int lo = win[s - 1];
+    return qi - lo - 1 >= 0 || qi + lo + 1 <= nvt - 1;
+}
 
 #ifdef __cplusplus
 }
