@@ -67,7 +67,7 @@ if command -v ncu > /dev/null && [ "${DFA_NO_NCU:-0}" != 1 ]; then
             ./$BIN/bench_attn_gpu --one $cfg >> "$OUT/ncu.log" 2>&1
         echo "ncu rc=$?" >> "$OUT/ncu.log"
     done
-    grep -E "===|Duration|Compute \(SM\) Throughput|Memory Throughput|L2 Cache Throughput|Issue Slots Busy|Executed Ipc Active|ncu rc" "$OUT/ncu.log" | head -90
+    grep -E "===|Duration|Compute \(SM\) Throughput|Memory Throughput|L2 Cache Throughput|Issue Slots Busy|Executed Ipc Active|highest-utilized|ncu rc" "$OUT/ncu.log" | head -90
 fi
 [ "${DFA_NO_BASELINES:-0}" = 1 ] || {
 log "baselines (same run)"

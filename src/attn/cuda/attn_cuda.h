@@ -27,7 +27,8 @@
  * Tile sizes: the kernels' query tile is 128 rows and their key step 64 (variant 1) or 128
  * (variant 2) keys; work items never cross a mask tile, so any mask block >= 1 gives the
  * exact mask, and block = 128 (the plan default) makes every item one full query tile with
- * whole key steps. Other blocks are exact but pad partial tiles. */
+ * whole key steps. Other blocks are exact but pad partial tiles. Variants 4/5 at D=64: query
+ * tile 192 rows; their items span tiles only where the tiles' key ranges are identical. */
 #ifndef DFA_ATTN_CUDA_H
 #define DFA_ATTN_CUDA_H
 
