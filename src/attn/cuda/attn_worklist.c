@@ -86,7 +86,58 @@ void dfa_acu_worklist_free(dfa_acu_worklist *wl) {
 
 dfa_status dfa_acu_worklist_build(dfa_acu_worklist *wl, const dfa_attn_layout *layout, int n_heads,
                                   const int *method, const int *window, dfa_error *err) {
+    return dfa_acu_worklist_build_rows(wl, layout, n_heads, method, window, DFA_ACU_BM, err);
+}
+
+static int same_ranges(const dfa_acu_range *a, int na, const dfa_acu_range *b, int nb) {
+    if (na != nb) return 0;
+    for (int i = 0; i < na; i++)
+        if (a[i].k0 != b[i].k0 || a[i].k1 != b[i].k1) return 0;
+    return 1;
+}
+
+/* Items of up to `rows` rows over query rows [q0, q0 + len) of head h, all with the key ranges
+ * ranges[r_off .. r_off + n_r) (n_r = 0: a CACHE copy). Returns the new item count. */
+static int add_items(host_item *items, int ni, dfa_acu_worklist *wl, int h, int m, int q0, int len, int r_off,
+                     int n_r, const dfa_acu_range *ranges, int rows) {
+    dfa_attn_cuda_plan_info *info = &wl->info;
+    int64_t keys = 0;
+    for (int i = 0; i < n_r; i++) keys += ranges[r_off + i].k1 - ranges[r_off + i].k0;
+    for (int c = 0; c < len; c += rows) {
+        host_item *hi = &items[ni++];
+        hi->it.head = h;
+        hi->it.q0 = q0 + c;
+        hi->it.q_len = len - c < rows ? len - c : rows;
+        hi->it.r_off = r_off;
+        hi->it.n_r = n_r;
+        hi->it.flags = 0;
+        if (m == DFA_ATTN_CACHE) {
+            hi->it.flags = DFA_ACU_ITEM_COPY;
+            hi->cost = -1; /* copies last: they fill the tail */
+            wl->has_copy = 1;
+            info->n_copy_items++;
+            info->copied_tokens += hi->it.q_len;
+        } else {
+            if (m == DFA_ATTN_ARROW_RS) {
+                hi->it.flags = DFA_ACU_ITEM_RESID;
+                wl->has_resid = 1;
+            }
+            /* 128-row lists: every item costs its keys (one CTA shape); 192-row lists: the
+             * kernel's active 64-row warpgroups x keys */
+            const int chunks = (hi->it.q_len + 63) / 64;
+            hi->cost = rows == DFA_ACU_BM ? keys : keys * chunks;
+            info->computed_entries += (rows == DFA_ACU_BM ? (int64_t)DFA_ACU_BM : 64 * (int64_t)chunks) * keys;
+        }
+    }
+    return ni;
+}
+
+dfa_status dfa_acu_worklist_build_rows(dfa_acu_worklist *wl, const dfa_attn_layout *layout, int n_heads,
+                                       const int *method, const int *window, int rows, dfa_error *err) {
     memset(wl, 0, sizeof *wl);
+    if (rows != DFA_ACU_BM && rows != DFA_ACU_BM3)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda work list: %d rows per item (expected %d or %d)", rows,
+                 DFA_ACU_BM, DFA_ACU_BM3);
     if (dfa_layout_valid(layout))
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda work list: layout invalid (n_vis=%d n_text=%d block=%d)",
                  layout->n_vis, layout->n_text, layout->block);
@@ -96,7 +147,8 @@ dfa_status dfa_acu_worklist_build(dfa_acu_worklist *wl, const dfa_attn_layout *l
             DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda work list: head %d method %d out of range", h, method[h]);
     dfa_attn_tiles t;
     dfa_layout_tiles(layout, &t);
-    const int chunks_per_tile = (layout->block + DFA_ACU_BM - 1) / DFA_ACU_BM;
+    /* a run of tiles gives at most the sum of its tiles' ceil(len / rows) items */
+    const int chunks_per_tile = (layout->block + rows - 1) / rows;
     const int64_t max_items = (int64_t)n_heads * t.n_tiles * chunks_per_tile;
     if (max_items > (1 << 30))
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda work list: %lld items", (long long)max_items);
@@ -110,46 +162,32 @@ dfa_status dfa_acu_worklist_build(dfa_acu_worklist *wl, const dfa_attn_layout *l
         DFA_FAIL(err, DFA_ERR_OOM, "attn_cuda work list: out of host memory (%lld items)", (long long)max_items);
     }
     dfa_attn_cuda_plan_info *info = &wl->info;
+    const int merge = rows != DFA_ACU_BM;
     int ni = 0, nr = 0;
     for (int h = 0; h < n_heads; h++) {
         const int m = method[h];
         if (m == DFA_ATTN_CUDA_NONE) continue;
         const int w = (m == DFA_ATTN_ARROW || m == DFA_ATTN_ARROW_RS) ? window[h] : -1;
         if (m != DFA_ATTN_CACHE) info->mask_entries += dfa_mask_entries(layout, w);
+        /* the open run: rows [run_q0, run_q0 + run_len) with ranges[run_off .. + run_n) */
+        int run_q0 = 0, run_len = 0, run_off = 0, run_n = 0;
         for (int qt = 0; qt < t.n_tiles; qt++) {
             int qs, ql;
             dfa_tile_span(layout, qt, &qs, &ql);
-            int r_off = nr, n_r = 0;
-            int64_t keys = 0;
-            if (m != DFA_ATTN_CACHE) {
-                n_r = tile_ranges(layout, w, qt, ranges + nr);
-                for (int i = 0; i < n_r; i++) keys += ranges[nr + i].k1 - ranges[nr + i].k0;
-                nr += n_r;
+            dfa_acu_range tr[2];
+            const int n_r = m != DFA_ATTN_CACHE ? tile_ranges(layout, w, qt, tr) : 0;
+            if (merge && run_len > 0 && run_q0 + run_len == qs && same_ranges(ranges + run_off, run_n, tr, n_r)) {
+                run_len += ql;
+                continue;
             }
-            for (int c = 0; c < ql; c += DFA_ACU_BM) {
-                host_item *hi = &items[ni++];
-                hi->it.head = h;
-                hi->it.q0 = qs + c;
-                hi->it.q_len = ql - c < DFA_ACU_BM ? ql - c : DFA_ACU_BM;
-                hi->it.r_off = r_off;
-                hi->it.n_r = n_r;
-                hi->it.flags = 0;
-                if (m == DFA_ATTN_CACHE) {
-                    hi->it.flags = DFA_ACU_ITEM_COPY;
-                    hi->cost = -1; /* copies last: they fill the tail */
-                    wl->has_copy = 1;
-                    info->n_copy_items++;
-                    info->copied_tokens += hi->it.q_len;
-                } else {
-                    if (m == DFA_ATTN_ARROW_RS) {
-                        hi->it.flags = DFA_ACU_ITEM_RESID;
-                        wl->has_resid = 1;
-                    }
-                    hi->cost = keys;
-                    info->computed_entries += (int64_t)DFA_ACU_BM * keys;
-                }
-            }
+            if (run_len > 0) ni = add_items(items, ni, wl, h, m, run_q0, run_len, run_off, run_n, ranges, rows);
+            run_q0 = qs;
+            run_len = ql;
+            run_off = nr;
+            run_n = n_r;
+            for (int i = 0; i < n_r; i++) ranges[nr++] = tr[i];
         }
+        if (run_len > 0) ni = add_items(items, ni, wl, h, m, run_q0, run_len, run_off, run_n, ranges, rows);
     }
     finish(wl, items, ni, ranges, nr);
     return DFA_OK;
