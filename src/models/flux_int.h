@@ -40,6 +40,12 @@ struct dfa_flux {
     size_t weight_bytes;
     dfa_arena act;
     double attn_s, total_s;
+    /* CUDA conditioning cache (dfa_flux_hold_cond): cond_pin nonzero while the caller keeps text,
+     * pooled and ids fixed; what was uploaded under that pin (cond_gen) is reused. */
+    unsigned cond_pin, cond_seq, cond_gen;
+    int cond_B, cond_T, cond_N;
+    void *dcond;       /* device: text [B, T, J] bf16, pooled-text embedding [B, C] bf16, cos, sin [N, D/2] */
+    size_t dcond_size; /* bytes */
 };
 
 /* RoPE cos/sin tables [N, head_dim / 2] for ids in layout order ([text, image]). */

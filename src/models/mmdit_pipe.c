@@ -221,7 +221,9 @@ dfa_status dfa_flux_generate(dfa_ctx *ctx, dfa_flux *m, const dfa_flow_config *s
             r.txt2 = txt2;
             r.pooled2 = pooled2;
         }
+        dfa_flux_hold_cond(m, 1); /* text, pooled and ids stay fixed for the loop */
         s = dfa_flow_sample(ctx, p->steps, sig, ts, x, v, n, flux_velocity, gen_progress, &r);
+        dfa_flux_hold_cond(m, 0);
     }
     if (s == DFA_OK) dfa_flux_unpack_latents(x, 1, C, h, w, latents_out);
     if (sig_in) dfa_ctx_mem_release(ctx, sig_in);
@@ -290,7 +292,9 @@ dfa_status dfa_sd3_generate(dfa_ctx *ctx, dfa_sd3 *m, const dfa_flow_config *sch
     if (s == DFA_OK) {
         sd3_run r = {.p = p, .ctx = ctx, .m = m, .B = B, .h = h, .w = w, .n_txt = pe->n_txt, .txt = txt,
                      .pooled = pooled, .xin = xin, .vout = vout, .n = n};
+        dfa_sd3_hold_cond(m, 1); /* txt and pooled stay fixed for the loop */
         s = dfa_flow_sample(ctx, p->steps, sig, ts, x, v, n, sd3_velocity, gen_progress, &r);
+        dfa_sd3_hold_cond(m, 0);
     }
     if (s == DFA_OK) memcpy(latents_out, x, n * sizeof(float));
     dfa_ctx_mem_release(ctx, buf);

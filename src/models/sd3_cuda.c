@@ -19,8 +19,9 @@ typedef uint16_t bf16;
 
 typedef struct sd3_dbuf {
     bf16 *h, *nrm, *nrm2, *q, *k, *v, *att, *tmp, *ff; /* [B, N, *] */
-    bf16 *patch, *tin, *proj;                           /* [B Ni, K], [B T, J], [B Ni, p p O] */
-    bf16 *tproj, *temb, *stemb, *tv, *hid;              /* [B, max(256, P)], [B, C] x 4 */
+    bf16 *patch, *proj;                                 /* [B Ni, K], [B Ni, p p O] */
+    bf16 *tproj, *temb, *stemb, *hid;                   /* [B, max(256, P)], [B, C] x 3 */
+    bf16 *tin, *tv; /* text [B T, J] and pooled-text embedding [B, C]: in m->dcond (kept under a hold) */
     bf16 *mod1, *mod2;                                  /* [B, 9C], [B, 6C] */
     float *f32;                                         /* conversion staging */
 } sd3_dbuf;
@@ -41,11 +42,10 @@ static dfa_status sd3_cuda_alloc(dfa_ctx *ctx, dfa_sd3 *m, int B, int Ni, int Nt
     /* tproj holds the timestep sinusoid [B, 256] and then the pooled text [B, P] (P 2048 in SD3) */
     const size_t TP = (size_t)(c->pooled_projection_dim > 256 ? c->pooled_projection_dim : 256);
     const size_t sizes[] = {BN * C, BN * C, BN * C, BN * C, BN * C, BN * C, BN * C, BN * C, BN * F,
-                            (size_t)B * Ni * K, (size_t)B * Nt * c->joint_attention_dim, (size_t)B * Ni * PO,
-                            (size_t)B * TP, (size_t)B * C, (size_t)B * C, (size_t)B * C, (size_t)B * C,
-                            (size_t)B * 9 * C, (size_t)B * 6 * C};
-    bf16 **dst[] = {&s->h, &s->nrm, &s->nrm2, &s->q, &s->k, &s->v, &s->att, &s->tmp, &s->ff, &s->patch, &s->tin,
-                    &s->proj, &s->tproj, &s->temb, &s->stemb, &s->tv, &s->hid, &s->mod1, &s->mod2};
+                            (size_t)B * Ni * K, (size_t)B * Ni * PO, (size_t)B * TP, (size_t)B * C, (size_t)B * C,
+                            (size_t)B * C, (size_t)B * 9 * C, (size_t)B * 6 * C};
+    bf16 **dst[] = {&s->h, &s->nrm, &s->nrm2, &s->q, &s->k, &s->v, &s->att, &s->tmp, &s->ff, &s->patch,
+                    &s->proj, &s->tproj, &s->temb, &s->stemb, &s->hid, &s->mod1, &s->mod2};
     const int n = (int)(sizeof sizes / sizeof *sizes);
     size_t total = b32(stage) + 4096;
     for (int i = 0; i < n; i++) total += b16(sizes[i]);
@@ -53,7 +53,20 @@ static dfa_status sd3_cuda_alloc(dfa_ctx *ctx, dfa_sd3 *m, int B, int Ni, int Nt
     DFA_TRY(dfa_mmdit_arena_ensure(ctx, &m->host, DFA_DEV_CPU, b32(stage) + 256, "sd3 host staging"));
     for (int i = 0; i < n; i++) DFA_TRY(dfa_arena_alloc(ctx, &m->act, b16(sizes[i]), (void **)dst[i]));
     DFA_TRY(dfa_arena_alloc(ctx, &m->act, b32(stage), (void **)&s->f32));
-    return dfa_arena_alloc(ctx, &m->host, stage * sizeof(float), (void **)hst);
+    DFA_TRY(dfa_arena_alloc(ctx, &m->host, stage * sizeof(float), (void **)hst));
+    /* text and pooled-text embedding: their own block, kept across the forwards of a hold */
+    const size_t tin_b = b16((size_t)B * Nt * c->joint_attention_dim), cond = tin_b + b16((size_t)B * C);
+    const int held = m->cond_pin && m->cond_gen == m->cond_pin && m->cond_B == B && m->cond_T == Nt && m->dcond;
+    if (!held) m->cond_gen = 0;
+    if (m->dcond_size < cond) {
+        if (m->dcond) dfa_ctx_mem_release(ctx, m->dcond);
+        m->dcond = NULL, m->dcond_size = 0;
+        DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CUDA, cond, "sd3 text conditioning (device)", &m->dcond));
+        m->dcond_size = cond;
+    }
+    s->tin = m->dcond;
+    s->tv = (bf16 *)(void *)((char *)m->dcond + tin_b);
+    return DFA_OK;
 }
 
 static dfa_status upload_bf16(dfa_ctx *ctx, dfa_sd3 *m, sd3_dbuf *s, const float *src, size_t n, bf16 *dst) {
@@ -170,16 +183,16 @@ static dfa_status sd3_cuda_run(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, in
                         for (int kx = 0; kx < p; kx++)
                             v[(ch * p + ky) * p + kx] = x[(((size_t)b * Cin + ch) * H + i * p + ky) * W + j * p + kx];
             }
+    /* every upload first (each one waits for the stream), then the whole forward is queued with
+     * no host synchronisation until the final download */
     DFA_TRY(upload_bf16(ctx, m, &s, hst, (size_t)B * Ni * K, s.patch));
-    DFA_TRY(upload_bf16(ctx, m, &s, txt, (size_t)B * n_txt * c->joint_attention_dim, s.tin));
-    const dfa_lin patch = {.w = m->patch_w, .b = m->patch_b, .in = K, .out = C};
-    for (int b = 0; b < B; b++) {
-        bf16 *hb = s.h + (size_t)b * N * C;
-        DFA_TRY(lin(ctx, m, &patch, s.patch + (size_t)b * Ni * K, Ni, hb));
-        for (int i = 0; i < hp; i++) /* + pos_embed rows of the centre crop, one patch row at a time */
-            DFA_TRY(dfa_cuops_gate_add(m->ops, hb + (size_t)i * wp * C, 1, wp, C, NULL,
-                                       V16(m->pos) + ((size_t)(top + i) * M + left) * C, &ctx->err));
-        DFA_TRY(lin(ctx, m, &m->ctx_emb, s.tin + (size_t)b * n_txt * c->joint_attention_dim, n_txt, hb + (size_t)Ni * C));
+    if (!m->cond_gen) { /* text and text_embedder(pooled): once per hold (sd3_cuda_alloc) */
+        DFA_TRY(upload_bf16(ctx, m, &s, txt, (size_t)B * n_txt * c->joint_attention_dim, s.tin));
+        DFA_TRY(upload_bf16(ctx, m, &s, pooled, (size_t)B * c->pooled_projection_dim, s.tproj));
+        DFA_TRY(lin(ctx, m, &m->p1, s.tproj, B, s.hid));
+        DFA_TRY(dfa_cuops_act(m->ops, s.hid, (size_t)B * C, DFA_ACT_SILU, &ctx->err));
+        DFA_TRY(lin(ctx, m, &m->p2, s.hid, B, s.tv));
+        m->cond_gen = m->cond_pin, m->cond_B = B, m->cond_T = n_txt;
     }
     /* temb = timestep_embedder(proj(t)) + text_embedder(pooled) */
     const int half = 128;
@@ -194,11 +207,16 @@ static dfa_status sd3_cuda_run(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, in
     DFA_TRY(lin(ctx, m, &m->t1, s.tproj, B, s.hid));
     DFA_TRY(dfa_cuops_act(m->ops, s.hid, (size_t)B * C, DFA_ACT_SILU, &ctx->err));
     DFA_TRY(lin(ctx, m, &m->t2, s.hid, B, s.temb));
-    DFA_TRY(upload_bf16(ctx, m, &s, pooled, (size_t)B * c->pooled_projection_dim, s.tproj));
-    DFA_TRY(lin(ctx, m, &m->p1, s.tproj, B, s.hid));
-    DFA_TRY(dfa_cuops_act(m->ops, s.hid, (size_t)B * C, DFA_ACT_SILU, &ctx->err));
-    DFA_TRY(lin(ctx, m, &m->p2, s.hid, B, s.tv));
     DFA_TRY(dfa_cuops_gate_add(m->ops, s.temb, 1, B, C, NULL, s.tv, &ctx->err));
+    const dfa_lin patch = {.w = m->patch_w, .b = m->patch_b, .in = K, .out = C};
+    for (int b = 0; b < B; b++) {
+        bf16 *hb = s.h + (size_t)b * N * C;
+        DFA_TRY(lin(ctx, m, &patch, s.patch + (size_t)b * Ni * K, Ni, hb));
+        for (int i = 0; i < hp; i++) /* + pos_embed rows of the centre crop, one patch row at a time */
+            DFA_TRY(dfa_cuops_gate_add(m->ops, hb + (size_t)i * wp * C, 1, wp, C, NULL,
+                                       V16(m->pos) + ((size_t)(top + i) * M + left) * C, &ctx->err));
+        DFA_TRY(lin(ctx, m, &m->ctx_emb, s.tin + (size_t)b * n_txt * c->joint_attention_dim, n_txt, hb + (size_t)Ni * C));
+    }
     DFA_TRY(dfa_cuda_d2d(ctx->cuda, s.stemb, s.temb, (size_t)B * C * 2, &ctx->err));
     DFA_TRY(dfa_cuops_act(m->ops, s.stemb, (size_t)B * C, DFA_ACT_SILU, &ctx->err));
     for (int i = 0; i < c->num_layers; i++) DFA_TRY(block_forward(ctx, m, &m->blk[i], B, Ni, n_txt, &s));
@@ -229,6 +247,7 @@ dfa_status dfa_sd3_forward_cuda(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, i
     if (!ctx->cuda || !m->ops) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "sd3 forward: no CUDA device in this context");
     const double t0 = dfa_now_s();
     dfa_status st = sd3_cuda_run(ctx, m, B, H, W, n_txt, x, txt, pooled, timestep, out);
+    st = dfa_mmdit_spans_end(ctx, st); /* the attention spans' GPU seconds into m->attn_s */
     m->total_s += dfa_now_s() - t0;
     return st;
 }

@@ -42,6 +42,12 @@ struct dfa_sd3 {
     size_t weight_bytes;
     dfa_arena act;
     double attn_s, total_s;
+    /* CUDA conditioning cache (dfa_sd3_hold_cond): cond_pin nonzero while the caller keeps text
+     * and pooled fixed; what was uploaded under that pin (cond_gen) is reused. */
+    unsigned cond_pin, cond_seq, cond_gen;
+    int cond_B, cond_T;
+    void *dcond;       /* device: text [B, T, J] bf16, then the pooled-text embedding [B, C] bf16 */
+    size_t dcond_size; /* bytes */
 };
 
 /* The CUDA forward (sd3_cuda.c): same contract as dfa_sd3_forward (host f32 in and out). */

@@ -4,12 +4,15 @@
  * bf16-representable inputs. Head dim 128 (FLUX's), 2 tiles of image tokens, 77 text tokens,
  * batch 1 and 2, pooled text wider than the 256-channel timestep sinusoid (FLUX.1's 768: the
  * two share a device buffer, issue 5), outputs poisoned first. Bound: 3e-2 relative L2 (bf16
- * activations through 2 double + 2 single blocks). Then a 2-step generate on both engines. */
+ * activations through 2 double + 2 single blocks); the held conditioning of a sampling loop
+ * (bit-identical, host text and ids not re-read). Then a 2-step generate on both engines. */
+#include "../fixture.h"
 #include "../test.h"
 #include "gpu_test_util.h"
 #include "../tmpdir.h"
 
 #include <stdint.h>
+#include <string.h>
 
 #include "core/ctx.h"
 #include "core/tensor.h"
@@ -55,6 +58,28 @@ int main(void) {
             double e = gpu_rel_l2(og, oc, nx);
             printf("     flux CUDA vs CPU forward, batch %d: rel L2 %.3g\n", B, e);
             CHECKF(e <= 3e-2, "batch %d: rel L2 %.3g > 3e-2", B, e);
+            /* held conditioning (dfa_flux_hold_cond, as the sampling loop runs): bit-identical to
+             * the plain forward; under the hold the poisoned host text and ids are not read
+             * again (text, pooled embedding, RoPE tables kept); released, they are */
+            float *txt2 = malloc(nt * 4), *ids2 = malloc((size_t)n_txt * 3 * 4), *oh = malloc(nx * 4);
+            memcpy(txt2, txt, nt * 4);
+            memcpy(ids2, txt_ids, (size_t)n_txt * 3 * 4);
+            dfa_flux_hold_cond(mg, 1);
+            for (int k = 0; k < 2; k++) {
+                fixture_poison(oh, nx);
+                CHECKF(dfa_flux_forward(gpu, mg, B, n_img, n_txt, x, txt2, pooled, t, g, ids2, img_ids, oh) == DFA_OK,
+                       "%s", dfa_ctx_error(gpu));
+                CHECKF(memcmp(oh, og, nx * 4) == 0, "batch %d: held forward %d differs (rel L2 %.3g)", B, k,
+                       gpu_rel_l2(oh, og, nx));
+                fixture_poison(txt2, nt);
+                fixture_poison(ids2, (size_t)n_txt * 3);
+            }
+            dfa_flux_hold_cond(mg, 0);
+            fixture_poison(oh, nx);
+            CHECKF(dfa_flux_forward(gpu, mg, B, n_img, n_txt, x, txt2, pooled, t, g, ids2, img_ids, oh) == DFA_OK, "%s",
+                   dfa_ctx_error(gpu));
+            CHECKF(!isfinite(oh[0]), "batch %d: released hold: the NaN text was not uploaded", B);
+            free(txt2), free(ids2), free(oh);
             free(x), free(txt), free(pooled), free(oc), free(og);
         }
         /* 2-step generate on both engines from the same seeded noise */
@@ -76,7 +101,8 @@ int main(void) {
         CHECKF(e <= 3e-2, "generate rel L2 %.3g", e);
         double attn = 0, total = 0;
         dfa_flux_times(mg, &attn, &total);
-        printf("     CUDA forward time %.3f s, attention %.3f s\n", total, attn);
+        printf("     CUDA forward time %.3f s, attention %.3f s (CUDA events)\n", total, attn);
+        CHECKF(attn > 0 && attn < total, "attention timer %g s of %g s", attn, total);
         free(lc), free(lg), free(pe.embeds), free(pe.pooled), free(txt_ids), free(img_ids);
     }
     dfa_flux_free(cpu, mc);

@@ -10,9 +10,10 @@
 #include "attn/attn_int.h"
 #include "core/ctx.h"
 #include "core/cuda_rt.h"
+#include "core/log.h"
 #include "models/cuda/ops_cuda.h"
 
-struct dfa_cuda { int dummy; };
+struct dfa_cuda { double t0; int open; };
 struct dfa_cuops { int dummy; };
 static float L16(const uint16_t *p, size_t i) { return dfa_bf16_to_f32(p[i]); }
 static void S16(uint16_t *p, size_t i, float v) { p[i] = dfa_f32_to_bf16(v); }
@@ -34,6 +35,23 @@ dfa_status dfa_cuda_d2h(dfa_cuda *cu, void *d, const void *s, size_t n, dfa_erro
 dfa_status dfa_cuda_d2d(dfa_cuda *cu, void *d, const void *s, size_t n, dfa_error *err) { (void)cu; (void)err; memmove(d, s, n); return DFA_OK; }
 dfa_status dfa_cuda_memset(dfa_cuda *cu, void *d, int v, size_t n, dfa_error *err) { (void)cu; (void)err; memset(d, v, n); return DFA_OK; }
 dfa_status dfa_cuda_sync(dfa_cuda *cu, dfa_error *err) { (void)cu; (void)err; return DFA_OK; }
+/* spans: the emulated work is synchronous, so a span is host wall time, added at its end */
+dfa_status dfa_cuda_span_begin(dfa_cuda *cu, dfa_error *err) {
+    if (cu->open) DFA_FAIL(err, DFA_ERR_INTERNAL, "emu span begun twice");
+    cu->open = 1, cu->t0 = dfa_now_s();
+    return DFA_OK;
+}
+dfa_status dfa_cuda_span_end(dfa_cuda *cu, double *acc, dfa_error *err) {
+    if (!cu->open) DFA_FAIL(err, DFA_ERR_INTERNAL, "emu span ended without a begin");
+    cu->open = 0;
+    if (acc) *acc += dfa_now_s() - cu->t0;
+    return DFA_OK;
+}
+dfa_status dfa_cuda_spans_collect(dfa_cuda *cu, dfa_error *err) {
+    if (cu->open) DFA_FAIL(err, DFA_ERR_INTERNAL, "emu spans collected inside an open span");
+    return DFA_OK;
+}
+void dfa_cuda_spans_drop(dfa_cuda *cu) { if (cu) cu->open = 0; }
 dfa_status dfa_cuda_mem_info(dfa_cuda *cu, size_t *f, size_t *t, dfa_error *err) { (void)cu; (void)err; *f = *t = (size_t)1 << 34; return DFA_OK; }
 
 dfa_status dfa_cuops_init(dfa_cuops **out, dfa_cuda *cu, dfa_error *err) { (void)cu; (void)err; *out = calloc(1, sizeof **out); return DFA_OK; }
