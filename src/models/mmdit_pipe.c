@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "io/safetensors.h"
+#include "models/sd3_int.h"
 #include "text/prompt.h"
 
 /* ---- prompt embeddings ---- */
@@ -293,7 +294,11 @@ dfa_status dfa_sd3_generate(dfa_ctx *ctx, dfa_sd3 *m, const dfa_flow_config *sch
         sd3_run r = {.p = p, .ctx = ctx, .m = m, .B = B, .h = h, .w = w, .n_txt = pe->n_txt, .txt = txt,
                      .pooled = pooled, .xin = xin, .vout = vout, .n = n};
         dfa_sd3_hold_cond(m, 1); /* txt and pooled stay fixed for the loop */
-        s = dfa_flow_sample(ctx, p->steps, sig, ts, x, v, n, sd3_velocity, gen_progress, &r);
+        if (m->dev == DFA_DEV_CUDA) /* latents, CFG and Euler on the device (same results) */
+            s = dfa_sd3_sample_cuda(ctx, m, B, h, w, pe->n_txt, txt, pooled, p->cfg_scale, p->steps, sig, ts, x,
+                                    gen_progress, &r);
+        else
+            s = dfa_flow_sample(ctx, p->steps, sig, ts, x, v, n, sd3_velocity, gen_progress, &r);
         dfa_sd3_hold_cond(m, 0);
     }
     if (s == DFA_OK) memcpy(latents_out, x, n * sizeof(float));

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "attn/attn.h"
+#include "attn/attn_state.h"
 #include "core/log.h"
 #include "core/cuda_rt.h"
 #include "models/cuda/ops_cuda.h"
@@ -163,8 +164,11 @@ static dfa_status block_forward(dfa_ctx *ctx, dfa_sd3 *m, const sd3_block *blk, 
     return DFA_OK;
 }
 
-static dfa_status sd3_cuda_run(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, int n_txt, const float *x,
-                               const float *txt, const float *pooled, const float *timestep, float *out) {
+/* x: host [B, Cin, H, W], or device (x_dev) [B or 1 (bcast), Cin, H, W] f32; out: host or device
+ * (out_dev) [B, O, H, W] f32. Patchify / unpatchify run on the device either way. */
+static dfa_status sd3_cuda_run(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, int n_txt, const float *x, int x_dev,
+                               int bcast, const float *txt, const float *pooled, const float *timestep, float *out,
+                               int out_dev) {
     const dfa_sd3_config *c = &m->cfg;
     const int p = c->patch_size, M = c->pos_embed_max_size, C = c->inner_dim, Cin = c->in_channels;
     const int hp = H / p, wp = W / p, Ni = hp * wp, N = Ni + n_txt, K = Cin * p * p, O = c->out_channels;
@@ -173,19 +177,14 @@ static dfa_status sd3_cuda_run(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, in
     float *hst = NULL;
     size_t stage = 0;
     DFA_TRY(sd3_cuda_alloc(ctx, m, B, Ni, n_txt, &s, &hst, &stage));
-    /* patchify on the host: (c, ky, kx) vectors, as the Conv2d weight is laid out */
-    for (int b = 0; b < B; b++)
-        for (int i = 0; i < hp; i++)
-            for (int j = 0; j < wp; j++) {
-                float *v = hst + (((size_t)b * hp + i) * wp + j) * K;
-                for (int ch = 0; ch < Cin; ch++)
-                    for (int ky = 0; ky < p; ky++)
-                        for (int kx = 0; kx < p; kx++)
-                            v[(ch * p + ky) * p + kx] = x[(((size_t)b * Cin + ch) * H + i * p + ky) * W + j * p + kx];
-            }
     /* every upload first (each one waits for the stream), then the whole forward is queued with
      * no host synchronisation until the final download */
-    DFA_TRY(upload_bf16(ctx, m, &s, hst, (size_t)B * Ni * K, s.patch));
+    if (!x_dev) { /* the latents as they are (B Cin H W = B Ni K floats) into the f32 staging */
+        DFA_TRY(dfa_cuda_h2d(ctx->cuda, s.f32, x, (size_t)B * Ni * K * sizeof(float), &ctx->err));
+        x = s.f32, bcast = 0;
+    }
+    /* patchify: (c, ky, kx) vectors, as the Conv2d weight is laid out */
+    DFA_TRY(dfa_cuops_patchify(m->ops, x, B, bcast, Cin, H, W, p, s.patch, &ctx->err));
     if (!m->cond_gen) { /* text and text_embedder(pooled): once per hold (sd3_cuda_alloc) */
         DFA_TRY(upload_bf16(ctx, m, &s, txt, (size_t)B * n_txt * c->joint_attention_dim, s.tin));
         DFA_TRY(upload_bf16(ctx, m, &s, pooled, (size_t)B * c->pooled_projection_dim, s.tproj));
@@ -227,27 +226,56 @@ static dfa_status sd3_cuda_run(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, in
         DFA_TRY(dfa_cuops_ln_modulate(m->ops, s.h + (size_t)b * N * C, 1, Ni, C, mod + C, mod, SD3_EPS, s.nrm, &ctx->err));
         DFA_TRY(lin(ctx, m, &m->proj_out, s.nrm, Ni, s.proj + (size_t)b * Ni * PO));
     }
-    const size_t np = (size_t)B * Ni * PO;
-    DFA_TRY(dfa_cuops_bf16_to_f32(m->ops, s.proj, s.f32, np, &ctx->err));
-    DFA_TRY(dfa_cuda_d2h(ctx->cuda, hst, s.f32, np * sizeof(float), &ctx->err));
-    for (int b = 0; b < B; b++)
-        for (int i = 0; i < hp; i++)
-            for (int j = 0; j < wp; j++) {
-                const float *y = hst + (((size_t)b * hp + i) * wp + j) * PO;
-                for (int py = 0; py < p; py++)
-                    for (int px = 0; px < p; px++)
-                        for (int ch = 0; ch < O; ch++)
-                            out[(((size_t)b * O + ch) * H + i * p + py) * W + j * p + px] = y[(py * p + px) * O + ch];
-            }
-    return DFA_OK;
+    DFA_TRY(dfa_cuops_unpatchify(m->ops, s.proj, B, O, H, W, p, out_dev ? out : s.f32, &ctx->err));
+    if (out_dev) return dfa_cuda_sync(ctx->cuda, &ctx->err); /* the forward ends when its output is there */
+    return dfa_cuda_d2h(ctx->cuda, out, s.f32, (size_t)B * Ni * PO * sizeof(float), &ctx->err);
 }
 
 dfa_status dfa_sd3_forward_cuda(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, int n_txt, const float *x,
                                 const float *txt, const float *pooled, const float *timestep, float *out) {
     if (!ctx->cuda || !m->ops) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "sd3 forward: no CUDA device in this context");
     const double t0 = dfa_now_s();
-    dfa_status st = sd3_cuda_run(ctx, m, B, H, W, n_txt, x, txt, pooled, timestep, out);
+    dfa_status st = sd3_cuda_run(ctx, m, B, H, W, n_txt, x, 0, 0, txt, pooled, timestep, out, 0);
     st = dfa_mmdit_spans_end(ctx, st); /* the attention spans' GPU seconds into m->attn_s */
     m->total_s += dfa_now_s() - t0;
+    return st;
+}
+
+dfa_status dfa_sd3_forward_cuda_dev(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, int n_txt, const float *x_dev,
+                                    int bcast, const float *txt, const float *pooled, const float *timestep,
+                                    float *out_dev) {
+    if (!ctx->cuda || !m->ops) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "sd3 forward: no CUDA device in this context");
+    const double t0 = dfa_now_s();
+    dfa_status st = sd3_cuda_run(ctx, m, B, H, W, n_txt, x_dev, 1, bcast, txt, pooled, timestep, out_dev, 1);
+    st = dfa_mmdit_spans_end(ctx, st);
+    m->total_s += dfa_now_s() - t0;
+    return st;
+}
+
+dfa_status dfa_sd3_sample_cuda(dfa_ctx *ctx, dfa_sd3 *m, int B, int h, int w, int n_txt, const float *txt,
+                               const float *pooled, float cfg_scale, int n_steps, const float *sigmas,
+                               const float *timesteps, float *x, dfa_flow_progress_fn progress, void *user) {
+    if (!ctx->cuda || !m->ops) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "sd3 sample: no CUDA device in this context");
+    if (B != 1 && B != 2) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "sd3 sample (CUDA): batch %d (1, or 2 for CFG)", B);
+    const size_t n = (size_t)m->cfg.in_channels * h * w;
+    float *d = NULL;
+    DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CUDA, (size_t)(1 + B) * n * sizeof(float), "sd3 latents (device)",
+                              (void **)&d));
+    float *dx = d, *dv = d + n; /* latents [C, h, w]; velocities [B, C, h, w] */
+    dfa_status st = dfa_cuda_h2d(ctx->cuda, dx, x, n * sizeof(float), &ctx->err);
+    const int planned = dfa_attn_plan(ctx) != NULL;
+    for (int i = 0; i < n_steps && st == DFA_OK; i++) {
+        const double t0 = dfa_now_s();
+        if (planned && (st = dfa_attn_begin_step(ctx, i)) != DFA_OK) break;
+        const float t[2] = {timesteps[i], timesteps[i]};
+        /* latent_model_input = cat([latents] * 2): the patchify reads item 0 for both */
+        st = dfa_sd3_forward_cuda_dev(ctx, m, B, h, w, n_txt, dx, 1, txt, pooled, t, dv);
+        if (st == DFA_OK)
+            st = dfa_cuops_flow_step(m->ops, dx, dv, n, B == 2, cfg_scale, sigmas[i + 1] - sigmas[i], &ctx->err);
+        if (st == DFA_OK && progress) progress(user, i, n_steps, dfa_now_s() - t0);
+    }
+    if (planned) dfa_attn_end_run(ctx);
+    if (st == DFA_OK) st = dfa_cuda_d2h(ctx->cuda, x, dx, n * sizeof(float), &ctx->err);
+    dfa_ctx_mem_release(ctx, d);
     return st;
 }

@@ -222,6 +222,40 @@ dfa_status dfa_cuops_add_row(dfa_cuops *ops, const uint16_t *a, int B, int N, co
     return DFA_OK;
 }
 
+dfa_status dfa_cuops_patchify(dfa_cuops *ops, const float *x, int B, int bcast, int C, int H, int W, int p, uint16_t *y, dfa_error *err) {
+    (void)ops;
+    if (B <= 0 || C <= 0 || p <= 0 || H % p || W % p) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "emu patchify");
+    const int hp = H / p, wp = W / p, K = C * p * p;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < hp; i++)
+            for (int j = 0; j < wp; j++)
+                for (int k = 0; k < K; k++) {
+                    const int kx = k % p, ky = (k / p) % p, c = k / (p * p);
+                    S16(y, (((size_t)b * hp + i) * wp + j) * K + k, x[(((size_t)(bcast ? 0 : b) * C + c) * H + i * p + ky) * W + j * p + kx]);
+                }
+    return DFA_OK;
+}
+dfa_status dfa_cuops_unpatchify(dfa_cuops *ops, const uint16_t *y, int B, int O, int H, int W, int p, float *out, dfa_error *err) {
+    (void)ops;
+    if (B <= 0 || O <= 0 || p <= 0 || H % p || W % p) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "emu unpatchify");
+    const int hp = H / p, wp = W / p, PO = p * p * O;
+    for (int b = 0; b < B; b++)
+        for (int ch = 0; ch < O; ch++)
+            for (int yy = 0; yy < H; yy++)
+                for (int xx = 0; xx < W; xx++)
+                    out[(((size_t)b * O + ch) * H + yy) * W + xx] =
+                        L16(y, (((size_t)b * hp + yy / p) * wp + xx / p) * PO + (size_t)((yy % p) * p + xx % p) * O + ch);
+    return DFA_OK;
+}
+dfa_status dfa_cuops_flow_step(dfa_cuops *ops, float *x, const float *vel, size_t n, int cfg, float scale, float dt, dfa_error *err) {
+    (void)ops; (void)err;
+    for (size_t i = 0; i < n; i++) {
+        float v = vel[i];
+        if (cfg) v = v + scale * (vel[n + i] - v);
+        x[i] = x[i] + dt * v;
+    }
+    return DFA_OK;
+}
 void dfa_attn_gpu_list_free(void *list) { (void)list; }
 static float *to_f32(const void *p, size_t n) {
     float *f = malloc(n * 4);

@@ -374,6 +374,65 @@ extern "C" dfa_status dfa_cuops_bf16_to_f32(dfa_cuops *ops, const uint16_t *src,
     return DFA_OK;
 }
 
+/* ---- latents: patchify / unpatchify (SD3), the sampler's CFG + Euler step ---- */
+
+__global__ void patchify_kernel(const float *x, int B, int bcast, int C, int H, int W, int p, uint16_t *y) {
+    const int hp = H / p, wp = W / p, K = C * p * p;
+    const size_t total = (size_t)B * hp * wp * K;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+        const size_t r = e / K;
+        const int k = (int)(e % K), kx = k % p, ky = (k / p) % p, c = k / (p * p);
+        const int j = (int)(r % wp), i = (int)((r / wp) % hp), b = (int)(r / ((size_t)wp * hp));
+        const size_t src = (((size_t)(bcast ? 0 : b) * C + c) * H + (size_t)i * p + ky) * W + (size_t)j * p + kx;
+        st(y, e, x[src]);
+    }
+}
+
+__global__ void unpatchify_kernel(const uint16_t *y, int B, int O, int H, int W, int p, float *out) {
+    const int hp = H / p, wp = W / p, PO = p * p * O;
+    const size_t total = (size_t)B * O * H * W;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+        const int xx = (int)(e % W), yy = (int)((e / W) % H), ch = (int)((e / ((size_t)W * H)) % O);
+        const size_t b = e / ((size_t)W * H * O);
+        const int i = yy / p, py = yy % p, j = xx / p, px = xx % p;
+        out[e] = ld(y, ((b * hp + i) * wp + j) * PO + (size_t)(py * p + px) * O + ch);
+    }
+}
+
+__global__ void flow_step_kernel(float *x, const float *vel, size_t n, int cfg, float scale, float dt) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float v = vel[i];
+        if (cfg) v = __fadd_rn(v, __fmul_rn(scale, __fsub_rn(vel[n + i], v)));
+        x[i] = __fadd_rn(x[i], __fmul_rn(dt, v));
+    }
+}
+
+extern "C" dfa_status dfa_cuops_patchify(dfa_cuops *ops, const float *x, int B, int bcast, int C, int H, int W, int p,
+                                         uint16_t *y, dfa_error *err) {
+    if (B <= 0 || C <= 0 || p <= 0 || H % p || W % p || H <= 0 || W <= 0)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "patchify: B %d C %d %dx%d patch %d", B, C, H, W, p);
+    patchify_kernel<<<grid_for((size_t)B * C * H * W), 256, 0, ops->stream>>>(x, B, bcast, C, H, W, p, y);
+    DFA_CUDA_LAUNCH_TRY(err);
+    return DFA_OK;
+}
+
+extern "C" dfa_status dfa_cuops_unpatchify(dfa_cuops *ops, const uint16_t *y, int B, int O, int H, int W, int p,
+                                           float *out, dfa_error *err) {
+    if (B <= 0 || O <= 0 || p <= 0 || H % p || W % p || H <= 0 || W <= 0)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "unpatchify: B %d O %d %dx%d patch %d", B, O, H, W, p);
+    unpatchify_kernel<<<grid_for((size_t)B * O * H * W), 256, 0, ops->stream>>>(y, B, O, H, W, p, out);
+    DFA_CUDA_LAUNCH_TRY(err);
+    return DFA_OK;
+}
+
+extern "C" dfa_status dfa_cuops_flow_step(dfa_cuops *ops, float *x, const float *vel, size_t n, int cfg, float scale,
+                                          float dt, dfa_error *err) {
+    if (!n) return DFA_OK;
+    flow_step_kernel<<<grid_for(n), 256, 0, ops->stream>>>(x, vel, n, cfg, scale, dt);
+    DFA_CUDA_LAUNCH_TRY(err);
+    return DFA_OK;
+}
+
 /* ---- batched GEMM (cross-attention) ----
  * Row-major C[M,N] = A[M,K] . op(B) is column-major C'(N x M) = op'(B') . A'(K x M): B' is
  * B^T stored K x N (trans_b: B [N, K], ld ldb, op T) or N x K (B [K, N], ld ldb, op N). */
