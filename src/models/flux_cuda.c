@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "attn/attn.h"
+#include "attn/attn_state.h"
 #include "core/log.h"
 #include "core/cuda_rt.h"
 #include "models/cuda/ops_cuda.h"
@@ -151,9 +152,11 @@ static dfa_status double_post(dfa_ctx *ctx, dfa_flux *m, const dfa_lin *lout, co
     return dfa_cuops_gate_add(m->ops, h, 1, T, (int)C, mod + 5 * C, tmp, &ctx->err); /* gate_mlp */
 }
 
-static dfa_status flux_cuda_run(dfa_ctx *ctx, dfa_flux *m, int B, int n_img, int n_txt, const float *x,
+/* x: host [B, n_img, in_channels], or device f32 (dev) [B or 1 (bcast), n_img, in_channels];
+ * out: host, or device (dev) [B, n_img, out] f32. */
+static dfa_status flux_cuda_run(dfa_ctx *ctx, dfa_flux *m, int B, int n_img, int n_txt, const float *x, int bcast,
                                 const float *txt, const float *pooled, const float *timestep, const float *guidance,
-                                const float *txt_ids, const float *img_ids, float *out) {
+                                const float *txt_ids, const float *img_ids, float *out, int dev) {
     const dfa_flux_config *c = &m->cfg;
     const int C = c->inner_dim, N = n_txt + n_img, H = c->n_heads, D = c->head_dim;
     const int O = m->proj_out.out;
@@ -165,7 +168,10 @@ static dfa_status flux_cuda_run(dfa_ctx *ctx, dfa_flux *m, int B, int n_img, int
 
     /* inputs and embeddings, layout [text, image] per batch element; text, pooled-text embedding
      * and RoPE tables once per hold (flux_cuda_alloc) */
-    DFA_TRY(upload_bf16(ctx, m, &s, x, (size_t)B * n_img * c->in_channels, s.xin));
+    const size_t nxi = (size_t)n_img * c->in_channels;
+    if (!dev) DFA_TRY(upload_bf16(ctx, m, &s, x, (size_t)B * nxi, s.xin));
+    for (int b = 0; dev && b < B; b++)
+        DFA_TRY(dfa_cuops_f32_to_bf16(m->ops, x + (bcast ? 0 : b) * nxi, s.xin + b * nxi, nxi, &ctx->err));
     const int fresh = !m->cond_gen;
     if (fresh) {
         if (n_txt) DFA_TRY(upload_bf16(ctx, m, &s, txt, (size_t)B * n_txt * c->joint_attention_dim, s.tin));
@@ -261,7 +267,8 @@ static dfa_status flux_cuda_run(dfa_ctx *ctx, dfa_flux *m, int B, int n_img, int
         DFA_TRY(lin(ctx, m, &m->proj_out, s.nrm + r_img * C, n_img, s.out16 + (size_t)b * n_img * O, 0));
     }
     const size_t no = (size_t)B * n_img * O;
-    DFA_TRY(dfa_cuops_bf16_to_f32(m->ops, s.out16, s.f32, no, &ctx->err));
+    DFA_TRY(dfa_cuops_bf16_to_f32(m->ops, s.out16, dev ? out : s.f32, no, &ctx->err));
+    if (dev) return dfa_cuda_sync(ctx->cuda, &ctx->err); /* the forward ends when its output is there */
     return dfa_cuda_d2h(ctx->cuda, out, s.f32, no * sizeof(float), &ctx->err);
 }
 
@@ -271,8 +278,44 @@ dfa_status dfa_flux_forward_cuda(dfa_ctx *ctx, dfa_flux *m, int B, int n_img, in
     if (!ctx->cuda || !m->ops) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "flux forward: no CUDA device in this context");
     if (B > 64) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "flux forward (CUDA): batch %d > 64", B);
     const double t0 = dfa_now_s();
-    dfa_status st = flux_cuda_run(ctx, m, B, n_img, n_txt, x, txt, pooled, timestep, guidance, txt_ids, img_ids, out);
+    dfa_status st =
+        flux_cuda_run(ctx, m, B, n_img, n_txt, x, 0, txt, pooled, timestep, guidance, txt_ids, img_ids, out, 0);
     st = dfa_mmdit_spans_end(ctx, st); /* the attention spans' GPU seconds into m->attn_s */
     m->total_s += dfa_now_s() - t0;
+    return st;
+}
+
+dfa_status dfa_flux_sample_cuda(dfa_ctx *ctx, dfa_flux *m, int B, int n_img, int n_txt, const float *txt,
+                                const float *pooled, float guidance, float cfg_scale, const float *txt_ids,
+                                const float *img_ids, int n_steps, const float *sigmas, const float *timesteps,
+                                float *x, dfa_flow_progress_fn progress, void *user) {
+    if (!ctx->cuda || !m->ops) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "flux sample: no CUDA device in this context");
+    if (B != 1 && B != 2) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "flux sample (CUDA): batch %d (1, or 2 for CFG)", B);
+    if (m->proj_out.out != m->cfg.in_channels)
+        DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "flux sample (CUDA): out %d != in_channels %d", m->proj_out.out,
+                     m->cfg.in_channels);
+    const size_t n = (size_t)n_img * m->cfg.in_channels;
+    float *d = NULL;
+    DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CUDA, (size_t)(1 + B) * n * sizeof(float), "flux latents (device)",
+                              (void **)&d));
+    float *dx = d, *dv = d + n; /* packed latents [n_img, in_channels]; velocities [B, n_img, in_channels] */
+    dfa_status st = dfa_cuda_h2d(ctx->cuda, dx, x, n * sizeof(float), &ctx->err);
+    const int planned = dfa_attn_plan(ctx) != NULL, guided = m->cfg.guidance_embeds;
+    const float g[2] = {guidance, guidance};
+    for (int i = 0; i < n_steps && st == DFA_OK; i++) {
+        const double t0 = dfa_now_s();
+        if (planned && (st = dfa_attn_begin_step(ctx, i)) != DFA_OK) break;
+        const float t[2] = {timesteps[i] / 1000.0f, timesteps[i] / 1000.0f};
+        const double f0 = dfa_now_s();
+        st = flux_cuda_run(ctx, m, B, n_img, n_txt, dx, 1, txt, pooled, t, guided ? g : NULL, txt_ids, img_ids, dv, 1);
+        st = dfa_mmdit_spans_end(ctx, st);
+        m->total_s += dfa_now_s() - f0;
+        if (st == DFA_OK)
+            st = dfa_cuops_flow_step(m->ops, dx, dv, n, B == 2, cfg_scale, sigmas[i + 1] - sigmas[i], &ctx->err);
+        if (st == DFA_OK && progress) progress(user, i, n_steps, dfa_now_s() - t0);
+    }
+    if (planned) dfa_attn_end_run(ctx);
+    if (st == DFA_OK) st = dfa_cuda_d2h(ctx->cuda, x, dx, n * sizeof(float), &ctx->err);
+    dfa_ctx_mem_release(ctx, d);
     return st;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "io/safetensors.h"
+#include "models/flux_int.h"
 #include "models/sd3_int.h"
 #include "text/prompt.h"
 
@@ -223,7 +224,12 @@ dfa_status dfa_flux_generate(dfa_ctx *ctx, dfa_flux *m, const dfa_flow_config *s
             r.pooled2 = pooled2;
         }
         dfa_flux_hold_cond(m, 1); /* text, pooled and ids stay fixed for the loop */
-        s = dfa_flow_sample(ctx, p->steps, sig, ts, x, v, n, flux_velocity, gen_progress, &r);
+        if (m->dev == DFA_DEV_CUDA) /* latents, CFG and Euler on the device (same results) */
+            s = dfa_flux_sample_cuda(ctx, m, cfg ? 2 : 1, n_img, n_txt, cfg ? r.txt2 : pe->embeds,
+                                     cfg ? r.pooled2 : pe->pooled, p->guidance, p->cfg_scale, txt_ids, img_ids,
+                                     p->steps, sig, ts, x, gen_progress, &r);
+        else
+            s = dfa_flow_sample(ctx, p->steps, sig, ts, x, v, n, flux_velocity, gen_progress, &r);
         dfa_flux_hold_cond(m, 0);
     }
     if (s == DFA_OK) dfa_flux_unpack_latents(x, 1, C, h, w, latents_out);

@@ -18,6 +18,7 @@
 #include "core/tensor.h"
 #include "models/flux.h"
 #include "models/mmdit_pipe.h"
+#include "sample/flow.h"
 
 int main(void) {
     test_tmpdir d;
@@ -99,6 +100,36 @@ int main(void) {
         double e = gpu_rel_l2(lg, lc, nl);
         printf("     flux CUDA vs CPU 2-step generate: rel L2 %.3g\n", e);
         CHECKF(e <= 3e-2, "generate rel L2 %.3g", e);
+        /* that loop ran on the device (latents, Euler: dfa_flux_sample_cuda); the host sampler over
+         * the same CUDA forwards must give the same bits */
+        {
+            const int hi = 16, wi = 16, ni = hi * wi;
+            float *lat = malloc(nl * 4), *px = malloc(nl * 4), *vo = malloc(nl * 4), *ids = malloc((size_t)ni * 3 * 4);
+            float *tid = calloc((size_t)n_txt * 3, sizeof(float));
+            double sin_[2];
+            float sig[3], tsv[3];
+            dfa_rng r;
+            dfa_rng_seed(&r, gp.seed);
+            dfa_rng_normal(&r, lat, nl);
+            dfa_flux_pack_latents(lat, 1, 16, 32, 32, px);
+            dfa_flux_image_ids(hi, wi, ids);
+            dfa_flow_flux_sigmas(2, sin_);
+            CHECKF(dfa_flow_set_timesteps(cpu, &fc, 2, sin_, dfa_flow_calculate_shift(&fc, ni), sig, tsv) == DFA_OK, "%s",
+                   dfa_ctx_error(cpu));
+            for (int i = 0; i < 2; i++) {
+                const float ti = tsv[i] / 1000.0f;
+                fixture_poison(vo, nl);
+                CHECKF(dfa_flux_forward(gpu, mg, 1, ni, n_txt, px, pe.embeds, pe.pooled, &ti, &gp.guidance, tid, ids,
+                                        vo) == DFA_OK, "%s", dfa_ctx_error(gpu));
+                dfa_flow_euler_step(px, vo, nl, sig[i], sig[i + 1]);
+            }
+            dfa_flux_unpack_latents(px, 1, 16, 32, 32, lat);
+            CHECKF(memcmp(lat, lg, nl * 4) == 0, "device loop != host loop over the CUDA forwards (rel L2 %.3g)",
+                   gpu_rel_l2(lg, lat, nl));
+            printf("     flux device loop (Euler on the GPU) == host loop over CUDA forwards: %s\n",
+                   memcmp(lat, lg, nl * 4) == 0 ? "bit-equal" : "DIFFERENT");
+            free(lat), free(px), free(vo), free(ids), free(tid);
+        }
         double attn = 0, total = 0;
         dfa_flux_times(mg, &attn, &total);
         printf("     CUDA forward time %.3f s, attention %.3f s (CUDA events)\n", total, attn);
