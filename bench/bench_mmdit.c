@@ -16,7 +16,9 @@
  * (bench_mmdit_diffusers.py --save-io) and the relative error of the forward against diffusers'
  * output saved there; without it, seeded random inputs. The loop overhead line: loop ms/step minus
  * forward ms (what the sampler adds per step; negative where the loop's held text upload saves
- * more than the sampler costs) and minus the held forward.
+ * more than the sampler costs) and minus the held forward. --graph (SD3, CUDA): the loop again with
+ * its forward as a CUDA Graph (dfa_sd3_set_cuda_graph): ms/step and whether the latents are
+ * bit-equal to the eager loop's.
  * Besides the human lines, one `RESULT {json}` line per resolution (bench/engines_table.py). */
 #include <math.h>
 #include <stdio.h>
@@ -65,7 +67,7 @@ typedef struct bench {
     dfa_flux *fm;
     dfa_sd3 *sm;
     const char *dir, *pname;
-    int flux, batch, txt, reps, cuda, check;
+    int flux, batch, txt, reps, cuda, check, graph;
 } bench;
 
 static double now(void) { return dfa_now_s(); }
@@ -221,7 +223,8 @@ static int run_res(bench *b, int res, int steps) {
     const double fwd_held = tm[b->reps / 2];
     printf("%s %s %dx%d px: forward with the conditioning held (text uploaded once, as in the loop) %.1f ms "
            "(median of %d)\n", b->pname, b->cuda ? "CUDA" : "CPU", res, res, 1e3 * fwd_held, b->reps);
-    double loop_s = 0, loop_attn = 0;
+    double loop_s = 0, loop_attn = 0, loop_graph = -1;
+    int graph_equal = -1;
     if (steps > 0) {
         dfa_prompt_embeds pe = {.n_txt = txt, .dim = J, .pooled_dim = P, .embeds = t, .pooled = pool};
         if (!b->flux && B == 2) /* SD3 CFG batch [uncond, cond] */
@@ -247,12 +250,35 @@ static int run_res(bench *b, int res, int steps) {
         printf("%s %s %dx%d px: loop overhead %+.2f ms/step over the forward (loop ms/step - forward ms), %+.2f over "
                "the held-conditioning forward\n", b->pname, b->cuda ? "CUDA" : "CPU", res, res,
                1e3 * (loop_s / steps - fwd), 1e3 * (loop_s / steps - fwd_held));
+        if (b->graph && !b->flux && b->cuda) { /* the same loop with its forward as a CUDA Graph */
+            float *lat2 = malloc((size_t)lat_c * lat * lat * 4);
+            if (!lat2) return fprintf(stderr, "out of memory\n"), 1;
+            for (size_t i = 0; i < (size_t)lat_c * lat * lat; i++) lat2[i] = NAN;
+            const int runs = dfa_sd3_set_cuda_graph(b->sm, 1);
+            const double g0 = now();
+            s = dfa_sd3_generate(b->ctx, b->sm, &fc, &pe, &gp, lat2);
+            const double gs_ = now() - g0;
+            const int used = dfa_sd3_set_cuda_graph(b->sm, 0) > runs;
+            if (s != DFA_OK || !used) {
+                printf("%s CUDA %dx%d px: CUDA Graph loop FAILED: %s\n", b->pname, res, res,
+                       s != DFA_OK ? dfa_ctx_error(b->ctx) : "no graph was used");
+            } else {
+                loop_graph = gs_;
+                graph_equal = memcmp(lat2, lat_out, (size_t)lat_c * lat * lat * 4) == 0;
+                printf("%s CUDA %dx%d px: %d-step loop with a CUDA Graph forward %.2f s = %.1f ms/step (eager %.1f), "
+                       "latents %s the eager loop's\n", b->pname, res, res, steps, gs_, 1e3 * gs_ / steps,
+                       1e3 * loop_s / steps, graph_equal ? "bit-equal to" : "DIFFERENT from");
+            }
+            free(lat2);
+        }
     }
     printf("RESULT {\"kind\": \"engine\", \"side\": \"dfa\", \"model\": \"%s\", \"res\": %d, \"batch\": %d, "
            "\"tokens\": %d, \"fwd_ms\": %.3f, \"fwd_attn\": %.4f, \"steps\": %d, \"loop_s\": %.4f, \"loop_ms_step\": "
-           "%.3f, \"loop_attn\": %.4f, \"fwd_held_ms\": %.3f, \"loop_over_ms\": %.3f}\n", b->pname, res, B,
-           n_img + txt, 1e3 * fwd, fwd_attn, steps, loop_s, steps > 0 ? 1e3 * loop_s / steps : 0.0, loop_attn,
-           1e3 * fwd_held, steps > 0 ? 1e3 * (loop_s / steps - fwd) : 0.0);
+           "%.3f, \"loop_attn\": %.4f, \"fwd_held_ms\": %.3f, \"loop_over_ms\": %.3f, \"loop_graph_ms_step\": %.3f, "
+           "\"graph_equal\": %d}\n", b->pname, res, B, n_img + txt, 1e3 * fwd, fwd_attn, steps, loop_s,
+           steps > 0 ? 1e3 * loop_s / steps : 0.0, loop_attn, 1e3 * fwd_held,
+           steps > 0 ? 1e3 * (loop_s / steps - fwd) : 0.0, loop_graph > 0 ? 1e3 * loop_graph / steps : -1.0,
+           graph_equal);
     fflush(stdout);
     free(x), free(t), free(pool), free(out), free(img_ids), free(txt_ids), free(ref), free(ref32), free(lat_out), free(tm);
     return 0;
@@ -260,7 +286,7 @@ static int run_res(bench *b, int res, int steps) {
 
 int main(int argc, char **argv) {
     const char *pname = "flux-small", *dir = "/tmp/dfa_bench_mmdit", *res_s = "512", *steps_s = "0";
-    int txt = -1, reps = 3, cuda = 0, threads = 0, batch = -1, check = 0;
+    int txt = -1, reps = 3, cuda = 0, threads = 0, batch = -1, check = 0, graph = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--preset") && v) pname = argv[++i];
@@ -273,10 +299,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--batch") && v) batch = atoi(argv[++i]);
         else if (!strcmp(a, "--check")) check = 1;
         else if (!strcmp(a, "--cuda")) cuda = 1;
+        else if (!strcmp(a, "--graph")) graph = 1;
         else {
             fprintf(stderr, "usage: bench_mmdit [--preset flux-dev|flux-small|sd3-medium|sd3-small] [--res PX[,PX..]] "
                             "[--steps N[,N..]] [--txt T] [--reps R] [--batch B] [--dir DIR] [--cuda] [--threads T] "
-                            "[--check]\n");
+                            "[--check] [--graph]\n");
             return 2;
         }
     }
@@ -293,7 +320,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     bench b = {.dir = dir, .pname = pname, .flux = !strcmp(p->family, "flux"), .reps = reps, .cuda = cuda,
-               .check = check};
+               .check = check, .graph = graph};
     b.txt = txt > 0 ? txt : b.flux ? 512 : 333;
     b.batch = batch > 0 ? batch : b.flux ? 1 : 2; /* SD3 runs its CFG pair in one batch */
     if (b.batch > 64) return fprintf(stderr, "bench_mmdit: batch %d > 64\n", b.batch), 2;

@@ -21,6 +21,13 @@ def over(x):
     return "-" if not x or x["steps"] <= 0 or "loop_over_ms" not in x else f"{x['loop_over_ms']:+.2f}"
 
 
+def graph(x):
+    """dfa's loop with a CUDA Graph forward (bench_mmdit --graph): ms/step and bit-equality"""
+    if not x or x.get("loop_graph_ms_step", -1) < 0:
+        return "-"
+    return f"{x['loop_graph_ms_step']:.1f} ({'bit-equal' if x.get('graph_equal') == 1 else 'DIFFERENT'})"
+
+
 def engines(rows):
     eng = {}
     checks = {}
@@ -40,8 +47,8 @@ def engines(rows):
            "| model | px | tokens (batch) | dfa fwd ms | diffusers fwd ms | fwd ratio | loop steps (dfa/diffusers) | "
            "dfa ms/step | diffusers ms/step | loop ratio | dfa attn % (fwd / loop) | diffusers attn % | "
            "rel L2 dfa vs diffusers (bf16) | rel L2 vs diffusers f32: dfa / diffusers bf16 | "
-           "loop - fwd ms/step: dfa / diffusers | dfa fwd, text held ms |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "loop - fwd ms/step: dfa / diffusers | dfa fwd, text held ms | dfa loop, CUDA Graph ms/step |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (model, res), s in sorted(eng.items()):
         d, p = s.get("dfa"), s.get("diffusers")
         any_ = d or p
@@ -62,7 +69,7 @@ def engines(rows):
             f"{f(loop(d, 'loop_ms_step'))} | {f(loop(p, 'loop_ms_step'))} | "
             f"{f(lr, '{:.3f}')} | {f(d and 100 * d['fwd_attn'])} / {f(loop(d, 'loop_attn') and 100 * d['loop_attn'])} | "
             f"{f(p and 100 * p['fwd_attn'])} | {cs} | {c32} | {over(d)} / {over(p)} | "
-            f"{f(d and d.get('fwd_held_ms', -1))} |")
+            f"{f(d and d.get('fwd_held_ms', -1))} | {graph(d)} |")
     return out
 
 

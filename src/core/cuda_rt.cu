@@ -139,3 +139,47 @@ extern "C" dfa_status dfa_cuda_spans_collect(dfa_cuda *cu, dfa_error *err) {
 extern "C" void dfa_cuda_spans_drop(dfa_cuda *cu) {
     if (cu) cu->n_spans = 0, cu->open = 0;
 }
+
+struct dfa_cuda_graph {
+    cudaGraphExec_t exec;
+};
+
+extern "C" dfa_status dfa_cuda_capture_begin(dfa_cuda *cu, dfa_error *err) {
+    DFA_CUDA_TRY(err, cudaStreamBeginCapture(cu->stream, cudaStreamCaptureModeThreadLocal));
+    return DFA_OK;
+}
+
+extern "C" dfa_status dfa_cuda_capture_end(dfa_cuda *cu, dfa_cuda_graph **out, dfa_error *err) {
+    *out = NULL;
+    cudaGraph_t g = NULL;
+    DFA_CUDA_TRY(err, cudaStreamEndCapture(cu->stream, &g));
+    dfa_cuda_graph *r = (dfa_cuda_graph *)calloc(1, sizeof *r);
+    cudaError_t e = r ? cudaGraphInstantiate(&r->exec, g, 0) : cudaErrorMemoryAllocation;
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess) {
+        free(r);
+        DFA_FAIL(err, DFA_ERR_CUDA, "cudaGraphInstantiate: %s", cudaGetErrorString(e));
+    }
+    *out = r;
+    return DFA_OK;
+}
+
+extern "C" void dfa_cuda_capture_abort(dfa_cuda *cu) {
+    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(cu->stream, &st) == cudaSuccess && st != cudaStreamCaptureStatusNone) {
+        cudaGraph_t g = NULL;
+        if (cudaStreamEndCapture(cu->stream, &g) == cudaSuccess && g) cudaGraphDestroy(g);
+    }
+    cudaGetLastError(); /* the capture's error is reported by the caller */
+}
+
+extern "C" dfa_status dfa_cuda_graph_launch(dfa_cuda *cu, dfa_cuda_graph *g, dfa_error *err) {
+    DFA_CUDA_TRY(err, cudaGraphLaunch(g->exec, cu->stream));
+    return DFA_OK;
+}
+
+extern "C" void dfa_cuda_graph_free(dfa_cuda_graph *g) {
+    if (!g) return;
+    cudaGraphExecDestroy(g->exec);
+    free(g);
+}

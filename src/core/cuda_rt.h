@@ -39,6 +39,16 @@ dfa_status dfa_cuda_span_begin(dfa_cuda *cu, dfa_error *err);
 dfa_status dfa_cuda_span_end(dfa_cuda *cu, double *acc, dfa_error *err);
 dfa_status dfa_cuda_spans_collect(dfa_cuda *cu, dfa_error *err);
 void dfa_cuda_spans_drop(dfa_cuda *cu);
+/* CUDA Graphs: capture_begin puts the stream in capture mode (no synchronisation, no pageable
+ * copies, no allocation until capture_end); capture_end ends it and instantiates the graph into
+ * *out; capture_abort ends a failed capture and drops what was captured; graph_launch replays
+ * it on the stream. */
+typedef struct dfa_cuda_graph dfa_cuda_graph;
+dfa_status dfa_cuda_capture_begin(dfa_cuda *cu, dfa_error *err);
+dfa_status dfa_cuda_capture_end(dfa_cuda *cu, dfa_cuda_graph **out, dfa_error *err);
+void dfa_cuda_capture_abort(dfa_cuda *cu);
+dfa_status dfa_cuda_graph_launch(dfa_cuda *cu, dfa_cuda_graph *g, dfa_error *err);
+void dfa_cuda_graph_free(dfa_cuda_graph *g);
 /* Free and total device memory in bytes. */
 dfa_status dfa_cuda_mem_info(dfa_cuda *cu, size_t *free_b, size_t *total_b, dfa_error *err);
 

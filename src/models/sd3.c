@@ -196,6 +196,10 @@ void dfa_sd3_times(const dfa_sd3 *m, double *attn_s, double *total_s) {
     if (total_s) *total_s = m->total_s;
 }
 void dfa_sd3_reset_times(dfa_sd3 *m) { m->attn_s = m->total_s = 0; }
+int dfa_sd3_set_cuda_graph(dfa_sd3 *m, int on) {
+    m->cuda_graph = on;
+    return m->graph_runs;
+}
 void dfa_sd3_hold_cond(dfa_sd3 *m, int on) {
     m->cond_pin = on ? (++m->cond_seq ? m->cond_seq : ++m->cond_seq) : 0;
 }

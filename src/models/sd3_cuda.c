@@ -114,7 +114,7 @@ static dfa_status attention(dfa_ctx *ctx, dfa_sd3 *m, int layer, const dfa_attn_
                             sd3_dbuf *s) {
     const dfa_sd3_config *c = &m->cfg;
     return dfa_attn_layer_bf16_cuda(ctx, layer, lay, B, N, c->n_heads, c->head_dim, s->q, s->k, s->v, s->att,
-                                    &m->attn_s);
+                                    m->no_timer ? NULL : &m->attn_s);
 }
 
 static dfa_status block_forward(dfa_ctx *ctx, dfa_sd3 *m, const sd3_block *blk, int B, int Ni, int Nt, sd3_dbuf *s) {
@@ -164,27 +164,81 @@ static dfa_status block_forward(dfa_ctx *ctx, dfa_sd3 *m, const sd3_block *blk, 
     return DFA_OK;
 }
 
-/* x: host [B, Cin, H, W], or device (x_dev) [B or 1 (bcast), Cin, H, W] f32; out: host or device
- * (out_dev) [B, O, H, W] f32. Patchify / unpatchify run on the device either way. */
-static dfa_status sd3_cuda_run(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, int n_txt, const float *x, int x_dev,
-                               int bcast, const float *txt, const float *pooled, const float *timestep, float *out,
-                               int out_dev) {
+/* The queued part of a forward (no host synchronisation, no upload: a CUDA Graph can capture it):
+ * patchify of x (device; NULL: s->patch is filled already), the timestep MLP on s->tproj, the
+ * embeddings, the blocks, the output projection and unpatchify into out (device f32). */
+static dfa_status sd3_cuda_body(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, int n_txt, const float *x, int bcast,
+                                sd3_dbuf *sp, float *out) {
     const dfa_sd3_config *c = &m->cfg;
     const int p = c->patch_size, M = c->pos_embed_max_size, C = c->inner_dim, Cin = c->in_channels;
     const int hp = H / p, wp = W / p, Ni = hp * wp, N = Ni + n_txt, K = Cin * p * p, O = c->out_channels;
     const int top = (M - hp) / 2, left = (M - wp) / 2, PO = p * p * O;
+    sd3_dbuf s = *sp;
+    /* patchify: (c, ky, kx) vectors, as the Conv2d weight is laid out */
+    if (x) DFA_TRY(dfa_cuops_patchify(m->ops, x, B, bcast, Cin, H, W, p, s.patch, &ctx->err));
+    DFA_TRY(lin(ctx, m, &m->t1, s.tproj, B, s.hid));
+    DFA_TRY(dfa_cuops_act(m->ops, s.hid, (size_t)B * C, DFA_ACT_SILU, &ctx->err));
+    DFA_TRY(lin(ctx, m, &m->t2, s.hid, B, s.temb));
+    DFA_TRY(dfa_cuops_gate_add(m->ops, s.temb, 1, B, C, NULL, s.tv, &ctx->err));
+    const dfa_lin patch = {.w = m->patch_w, .b = m->patch_b, .in = K, .out = C};
+    for (int b = 0; b < B; b++) {
+        bf16 *hb = s.h + (size_t)b * N * C;
+        DFA_TRY(lin(ctx, m, &patch, s.patch + (size_t)b * Ni * K, Ni, hb));
+        for (int i = 0; i < hp; i++) /* + pos_embed rows of the centre crop, one patch row at a time */
+            DFA_TRY(dfa_cuops_gate_add(m->ops, hb + (size_t)i * wp * C, 1, wp, C, NULL,
+                                       V16(m->pos) + ((size_t)(top + i) * M + left) * C, &ctx->err));
+        DFA_TRY(lin(ctx, m, &m->ctx_emb, s.tin + (size_t)b * n_txt * c->joint_attention_dim, n_txt, hb + (size_t)Ni * C));
+    }
+    DFA_TRY(dfa_cuda_d2d(ctx->cuda, s.stemb, s.temb, (size_t)B * C * 2, &ctx->err));
+    DFA_TRY(dfa_cuops_act(m->ops, s.stemb, (size_t)B * C, DFA_ACT_SILU, &ctx->err));
+    for (int i = 0; i < c->num_layers; i++) DFA_TRY(block_forward(ctx, m, &m->blk[i], B, Ni, n_txt, &s));
+    /* norm_out (scale, shift), proj_out, unpatchify */
+    DFA_TRY(lin(ctx, m, &m->norm_out, s.stemb, B, s.mod1));
+    for (int b = 0; b < B; b++) {
+        const bf16 *mod = s.mod1 + (size_t)b * 2 * C;
+        DFA_TRY(dfa_cuops_ln_modulate(m->ops, s.h + (size_t)b * N * C, 1, Ni, C, mod + C, mod, SD3_EPS, s.nrm, &ctx->err));
+        DFA_TRY(lin(ctx, m, &m->proj_out, s.nrm, Ni, s.proj + (size_t)b * Ni * PO));
+    }
+    return dfa_cuops_unpatchify(m->ops, s.proj, B, O, H, W, p, out, &ctx->err);
+}
+
+/* The body under a CUDA Graph (m->graph): captured on the first call, replayed after. */
+static dfa_status sd3_cuda_body_graph(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, int n_txt, const float *x,
+                                      int bcast, sd3_dbuf *s, float *out) {
+    if (!m->graph) {
+        DFA_TRY(dfa_cuda_capture_begin(ctx->cuda, &ctx->err));
+        m->no_timer = 1; /* event records inside a capture are not timed on replay */
+        dfa_status st = sd3_cuda_body(ctx, m, B, H, W, n_txt, x, bcast, s, out);
+        m->no_timer = 0;
+        if (st == DFA_OK) st = dfa_cuda_capture_end(ctx->cuda, &m->graph, &ctx->err);
+        if (st != DFA_OK) {
+            dfa_cuda_capture_abort(ctx->cuda);
+            return st;
+        }
+    }
+    return dfa_cuda_graph_launch(ctx->cuda, m->graph, &ctx->err);
+}
+
+/* x: host [B, Cin, H, W], or device (x_dev) [B or 1 (bcast), Cin, H, W] f32; out: host or device
+ * (out_dev) [B, O, H, W] f32. Patchify / unpatchify run on the device either way. graph: the
+ * body under m->graph (device x and out only). */
+static dfa_status sd3_cuda_run(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, int n_txt, const float *x, int x_dev,
+                               int bcast, const float *txt, const float *pooled, const float *timestep, float *out,
+                               int out_dev, int graph) {
+    const dfa_sd3_config *c = &m->cfg;
+    const int p = c->patch_size, C = c->inner_dim, Cin = c->in_channels;
+    const int hp = H / p, wp = W / p, Ni = hp * wp, K = Cin * p * p, O = c->out_channels, PO = p * p * O;
     sd3_dbuf s;
     float *hst = NULL;
     size_t stage = 0;
     DFA_TRY(sd3_cuda_alloc(ctx, m, B, Ni, n_txt, &s, &hst, &stage));
     /* every upload first (each one waits for the stream), then the whole forward is queued with
      * no host synchronisation until the final download */
-    if (!x_dev) { /* the latents as they are (B Cin H W = B Ni K floats) into the f32 staging */
+    if (!x_dev) { /* the latents as they are (B Cin H W = B Ni K floats) into the f32 staging, patchified
+                   * before the next upload reuses the staging */
         DFA_TRY(dfa_cuda_h2d(ctx->cuda, s.f32, x, (size_t)B * Ni * K * sizeof(float), &ctx->err));
-        x = s.f32, bcast = 0;
+        DFA_TRY(dfa_cuops_patchify(m->ops, s.f32, B, 0, Cin, H, W, p, s.patch, &ctx->err));
     }
-    /* patchify: (c, ky, kx) vectors, as the Conv2d weight is laid out */
-    DFA_TRY(dfa_cuops_patchify(m->ops, x, B, bcast, Cin, H, W, p, s.patch, &ctx->err));
     if (!m->cond_gen) { /* text and text_embedder(pooled): once per hold (sd3_cuda_alloc) */
         DFA_TRY(upload_bf16(ctx, m, &s, txt, (size_t)B * n_txt * c->joint_attention_dim, s.tin));
         DFA_TRY(upload_bf16(ctx, m, &s, pooled, (size_t)B * c->pooled_projection_dim, s.tproj));
@@ -202,31 +256,10 @@ static dfa_status sd3_cuda_run(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, in
             hst[(size_t)b * 256 + i] = cosf(arg);
             hst[(size_t)b * 256 + half + i] = sinf(arg);
         }
-    DFA_TRY(upload_bf16(ctx, m, &s, hst, (size_t)B * 256, s.tproj));
-    DFA_TRY(lin(ctx, m, &m->t1, s.tproj, B, s.hid));
-    DFA_TRY(dfa_cuops_act(m->ops, s.hid, (size_t)B * C, DFA_ACT_SILU, &ctx->err));
-    DFA_TRY(lin(ctx, m, &m->t2, s.hid, B, s.temb));
-    DFA_TRY(dfa_cuops_gate_add(m->ops, s.temb, 1, B, C, NULL, s.tv, &ctx->err));
-    const dfa_lin patch = {.w = m->patch_w, .b = m->patch_b, .in = K, .out = C};
-    for (int b = 0; b < B; b++) {
-        bf16 *hb = s.h + (size_t)b * N * C;
-        DFA_TRY(lin(ctx, m, &patch, s.patch + (size_t)b * Ni * K, Ni, hb));
-        for (int i = 0; i < hp; i++) /* + pos_embed rows of the centre crop, one patch row at a time */
-            DFA_TRY(dfa_cuops_gate_add(m->ops, hb + (size_t)i * wp * C, 1, wp, C, NULL,
-                                       V16(m->pos) + ((size_t)(top + i) * M + left) * C, &ctx->err));
-        DFA_TRY(lin(ctx, m, &m->ctx_emb, s.tin + (size_t)b * n_txt * c->joint_attention_dim, n_txt, hb + (size_t)Ni * C));
-    }
-    DFA_TRY(dfa_cuda_d2d(ctx->cuda, s.stemb, s.temb, (size_t)B * C * 2, &ctx->err));
-    DFA_TRY(dfa_cuops_act(m->ops, s.stemb, (size_t)B * C, DFA_ACT_SILU, &ctx->err));
-    for (int i = 0; i < c->num_layers; i++) DFA_TRY(block_forward(ctx, m, &m->blk[i], B, Ni, n_txt, &s));
-    /* norm_out (scale, shift), proj_out, unpatchify on the host */
-    DFA_TRY(lin(ctx, m, &m->norm_out, s.stemb, B, s.mod1));
-    for (int b = 0; b < B; b++) {
-        const bf16 *mod = s.mod1 + (size_t)b * 2 * C;
-        DFA_TRY(dfa_cuops_ln_modulate(m->ops, s.h + (size_t)b * N * C, 1, Ni, C, mod + C, mod, SD3_EPS, s.nrm, &ctx->err));
-        DFA_TRY(lin(ctx, m, &m->proj_out, s.nrm, Ni, s.proj + (size_t)b * Ni * PO));
-    }
-    DFA_TRY(dfa_cuops_unpatchify(m->ops, s.proj, B, O, H, W, p, out_dev ? out : s.f32, &ctx->err));
+    DFA_TRY(upload_bf16(ctx, m, &s, hst, (size_t)B * 256, s.tproj)); /* the last upload */
+    const float *xb = x_dev ? x : NULL;
+    if (graph && x_dev && out_dev) DFA_TRY(sd3_cuda_body_graph(ctx, m, B, H, W, n_txt, xb, bcast, &s, out));
+    else DFA_TRY(sd3_cuda_body(ctx, m, B, H, W, n_txt, xb, bcast, &s, out_dev ? out : s.f32));
     if (out_dev) return dfa_cuda_sync(ctx->cuda, &ctx->err); /* the forward ends when its output is there */
     return dfa_cuda_d2h(ctx->cuda, out, s.f32, (size_t)B * Ni * PO * sizeof(float), &ctx->err);
 }
@@ -235,7 +268,7 @@ dfa_status dfa_sd3_forward_cuda(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, i
                                 const float *txt, const float *pooled, const float *timestep, float *out) {
     if (!ctx->cuda || !m->ops) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "sd3 forward: no CUDA device in this context");
     const double t0 = dfa_now_s();
-    dfa_status st = sd3_cuda_run(ctx, m, B, H, W, n_txt, x, 0, 0, txt, pooled, timestep, out, 0);
+    dfa_status st = sd3_cuda_run(ctx, m, B, H, W, n_txt, x, 0, 0, txt, pooled, timestep, out, 0, 0);
     st = dfa_mmdit_spans_end(ctx, st); /* the attention spans' GPU seconds into m->attn_s */
     m->total_s += dfa_now_s() - t0;
     return st;
@@ -243,10 +276,10 @@ dfa_status dfa_sd3_forward_cuda(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, i
 
 dfa_status dfa_sd3_forward_cuda_dev(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, int n_txt, const float *x_dev,
                                     int bcast, const float *txt, const float *pooled, const float *timestep,
-                                    float *out_dev) {
+                                    float *out_dev, int graph) {
     if (!ctx->cuda || !m->ops) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "sd3 forward: no CUDA device in this context");
     const double t0 = dfa_now_s();
-    dfa_status st = sd3_cuda_run(ctx, m, B, H, W, n_txt, x_dev, 1, bcast, txt, pooled, timestep, out_dev, 1);
+    dfa_status st = sd3_cuda_run(ctx, m, B, H, W, n_txt, x_dev, 1, bcast, txt, pooled, timestep, out_dev, 1, graph);
     st = dfa_mmdit_spans_end(ctx, st);
     m->total_s += dfa_now_s() - t0;
     return st;
@@ -264,18 +297,24 @@ dfa_status dfa_sd3_sample_cuda(dfa_ctx *ctx, dfa_sd3 *m, int B, int h, int w, in
     float *dx = d, *dv = d + n; /* latents [C, h, w]; velocities [B, C, h, w] */
     dfa_status st = dfa_cuda_h2d(ctx->cuda, dx, x, n * sizeof(float), &ctx->err);
     const int planned = dfa_attn_plan(ctx) != NULL;
+    /* CUDA Graph (dfa_sd3_set_cuda_graph, dense runs only): step 0 eager (first-use work lists and
+     * GEMM algorithms), step 1 captures the forward's queued part, later steps replay it */
+    const int graph = m->cuda_graph && !planned;
     for (int i = 0; i < n_steps && st == DFA_OK; i++) {
         const double t0 = dfa_now_s();
         if (planned && (st = dfa_attn_begin_step(ctx, i)) != DFA_OK) break;
         const float t[2] = {timesteps[i], timesteps[i]};
         /* latent_model_input = cat([latents] * 2): the patchify reads item 0 for both */
-        st = dfa_sd3_forward_cuda_dev(ctx, m, B, h, w, n_txt, dx, 1, txt, pooled, t, dv);
+        st = dfa_sd3_forward_cuda_dev(ctx, m, B, h, w, n_txt, dx, 1, txt, pooled, t, dv, graph && i > 0);
         if (st == DFA_OK)
             st = dfa_cuops_flow_step(m->ops, dx, dv, n, B == 2, cfg_scale, sigmas[i + 1] - sigmas[i], &ctx->err);
         if (st == DFA_OK && progress) progress(user, i, n_steps, dfa_now_s() - t0);
     }
     if (planned) dfa_attn_end_run(ctx);
     if (st == DFA_OK) st = dfa_cuda_d2h(ctx->cuda, x, dx, n * sizeof(float), &ctx->err);
+    if (m->graph) m->graph_runs++;
+    dfa_cuda_graph_free(m->graph); /* it holds this loop's latents addresses */
+    m->graph = NULL;
     dfa_ctx_mem_release(ctx, d);
     return st;
 }

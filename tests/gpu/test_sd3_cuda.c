@@ -7,7 +7,8 @@
  * image-only attn2) has its own layout (layer_layouts, n_text 0), 3 steps, CUDA vs CPU per step.
  * Then the held conditioning of a sampling loop (bit-identical to the plain forward, host text not
  * re-read), the event attention timer, a 3-step CFG loop CUDA vs CPU, and that loop (latents, CFG
- * and Euler on the device) bit-equal to the host sampler over CUDA forwards. Bound: 3e-2 rel L2. */
+ * and Euler on the device) bit-equal to the host sampler over CUDA forwards and to the same loop
+ * under a CUDA Graph. Bound: 3e-2 rel L2. */
 #include <string.h>
 
 #include "../fixture.h"
@@ -17,6 +18,7 @@
 
 #include "attn/attn_state.h"
 #include "core/ctx.h"
+#include "core/cuda_rt.h"
 #include "core/tensor.h"
 #include "models/mmdit_pipe.h"
 #include "models/sd3.h"
@@ -149,6 +151,18 @@ int main(void) {
         printf("     sd3 device loop (CFG + Euler on the GPU) == host loop over CUDA forwards: %s\n",
                memcmp(lx, oh, nl * 4) == 0 ? "bit-equal" : "DIFFERENT");
         free(lx), free(vv);
+        /* the same loop with its forward as a CUDA Graph (dense run): bit-equal to the eager
+         * device loop (tools/cuda_emu has no graphs: skipped there) */
+        if (strcmp(dfa_cuda_device_name(gpu->cuda), "emu") != 0) {
+            float *lgr = malloc(nl * 4);
+            fixture_poison(lgr, nl);
+            const int runs = dfa_sd3_set_cuda_graph(mg, 1);
+            CHECKF(dfa_sd3_generate(gpu, mg, &fc, &pe, &gp, lgr) == DFA_OK, "%s", dfa_ctx_error(gpu));
+            CHECKF(dfa_sd3_set_cuda_graph(mg, 0) == runs + 1, "the loop did not run a CUDA Graph");
+            CHECKF(memcmp(lgr, oh, nl * 4) == 0, "CUDA Graph loop != eager loop (rel L2 %.3g)", gpu_rel_l2(lgr, oh, nl));
+            printf("     sd3 CUDA Graph loop == eager device loop: %s\n", memcmp(lgr, oh, nl * 4) ? "DIFFERENT" : "bit-equal");
+            free(lgr);
+        }
         free(oh), free(txt2);
         free(x), free(txt), free(pooled), free(oc), free(og);
     }

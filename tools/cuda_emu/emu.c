@@ -52,6 +52,12 @@ dfa_status dfa_cuda_spans_collect(dfa_cuda *cu, dfa_error *err) {
     return DFA_OK;
 }
 void dfa_cuda_spans_drop(dfa_cuda *cu) { if (cu) cu->open = 0; }
+/* no CUDA Graphs in the emulation: capture is refused */
+dfa_status dfa_cuda_capture_begin(dfa_cuda *cu, dfa_error *err) { (void)cu; DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "emu: no CUDA Graphs"); }
+dfa_status dfa_cuda_capture_end(dfa_cuda *cu, dfa_cuda_graph **out, dfa_error *err) { (void)cu; *out = NULL; DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "emu: no CUDA Graphs"); }
+void dfa_cuda_capture_abort(dfa_cuda *cu) { (void)cu; }
+dfa_status dfa_cuda_graph_launch(dfa_cuda *cu, dfa_cuda_graph *g, dfa_error *err) { (void)cu; (void)g; DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "emu: no CUDA Graphs"); }
+void dfa_cuda_graph_free(dfa_cuda_graph *g) { (void)g; }
 dfa_status dfa_cuda_mem_info(dfa_cuda *cu, size_t *f, size_t *t, dfa_error *err) { (void)cu; (void)err; *f = *t = (size_t)1 << 34; return DFA_OK; }
 
 dfa_status dfa_cuops_init(dfa_cuops **out, dfa_cuda *cu, dfa_error *err) { (void)cu; (void)err; *out = calloc(1, sizeof **out); return DFA_OK; }
