@@ -18,7 +18,8 @@
  * forward ms (what the sampler adds per step; negative where the loop's held text upload saves
  * more than the sampler costs) and minus the held forward. --graph (SD3, CUDA): the loop again with
  * its forward as a CUDA Graph (dfa_sd3_set_cuda_graph): ms/step and whether the latents are
- * bit-equal to the eager loop's.
+ * bit-equal to the eager loop's. On CUDA, one more held forward with the GEMM timer on is split
+ * into attention / GEMMs / the rest (CUDA events; printed once per resolution).
  * Besides the human lines, one `RESULT {json}` line per resolution (bench/engines_table.py). */
 #include <math.h>
 #include <stdio.h>
@@ -102,6 +103,11 @@ static void times(const bench *b, double *attn, double *tot) {
 static void hold(const bench *b, int on) {
     if (b->flux) dfa_flux_hold_cond(b->fm, on);
     else dfa_sd3_hold_cond(b->sm, on);
+}
+
+static void gemm_timer(const bench *b, double *secs) {
+    if (b->flux) dfa_flux_set_gemm_timer(b->fm, secs);
+    else dfa_sd3_set_gemm_timer(b->sm, secs);
 }
 
 static int parse_list(const char *s, int *out, int max) {
@@ -218,6 +224,25 @@ static int run_res(bench *b, int res, int steps) {
         if (s != DFA_OK) return hold(b, 0), fail(b, "forward (held conditioning)");
         if (k >= 0) tm[k] = now() - w0;
     }
+    /* one more held forward by phase (CUDA events): attention, GEMMs, the rest */
+    double pa = -1, pg = -1, pw = -1;
+    if (b->cuda) {
+        double a0 = 0, t0 = 0, a1 = 0, t1 = 0, gsec = 0;
+        times(b, &a0, &t0);
+        gemm_timer(b, &gsec);
+        const double w0 = now();
+        dfa_status s = b->flux ? dfa_flux_forward(b->ctx, b->fm, B, n_img, txt, x, t, pool, ts, guid ? gs : NULL,
+                                                  txt_ids, img_ids, out)
+                               : dfa_sd3_forward(b->ctx, b->sm, B, lat, lat, txt, x, t, pool, ts, out);
+        pw = now() - w0;
+        gemm_timer(b, NULL);
+        if (s != DFA_OK) return hold(b, 0), fail(b, "forward (profiled)");
+        times(b, &a1, &t1);
+        pa = a1 - a0, pg = gsec;
+        printf("%s CUDA %dx%d px: one held forward by phase (CUDA events, GEMM timer on): attention %.1f ms, GEMMs "
+               "%.1f ms, rest %.1f ms (elementwise kernels, uploads, launch gaps, event overhead) of %.1f ms\n",
+               b->pname, res, res, 1e3 * pa, 1e3 * pg, 1e3 * (pw - pa - pg), 1e3 * pw);
+    }
     hold(b, 0);
     qsort(tm, (size_t)b->reps, sizeof *tm, cmp_d);
     const double fwd_held = tm[b->reps / 2];
@@ -275,10 +300,11 @@ static int run_res(bench *b, int res, int steps) {
     printf("RESULT {\"kind\": \"engine\", \"side\": \"dfa\", \"model\": \"%s\", \"res\": %d, \"batch\": %d, "
            "\"tokens\": %d, \"fwd_ms\": %.3f, \"fwd_attn\": %.4f, \"steps\": %d, \"loop_s\": %.4f, \"loop_ms_step\": "
            "%.3f, \"loop_attn\": %.4f, \"fwd_held_ms\": %.3f, \"loop_over_ms\": %.3f, \"loop_graph_ms_step\": %.3f, "
-           "\"graph_equal\": %d}\n", b->pname, res, B, n_img + txt, 1e3 * fwd, fwd_attn, steps, loop_s,
-           steps > 0 ? 1e3 * loop_s / steps : 0.0, loop_attn, 1e3 * fwd_held,
-           steps > 0 ? 1e3 * (loop_s / steps - fwd) : 0.0, loop_graph > 0 ? 1e3 * loop_graph / steps : -1.0,
-           graph_equal);
+           "\"graph_equal\": %d, \"prof_attn_ms\": %.3f, \"prof_gemm_ms\": %.3f, \"prof_fwd_ms\": %.3f}\n", b->pname, res,
+           B, n_img + txt, 1e3 * fwd, fwd_attn, steps, loop_s, steps > 0 ? 1e3 * loop_s / steps : 0.0, loop_attn,
+           1e3 * fwd_held, steps > 0 ? 1e3 * (loop_s / steps - fwd) : 0.0,
+           loop_graph > 0 ? 1e3 * loop_graph / steps : -1.0, graph_equal, pa < 0 ? -1.0 : 1e3 * pa,
+           pg < 0 ? -1.0 : 1e3 * pg, pw < 0 ? -1.0 : 1e3 * pw);
     fflush(stdout);
     free(x), free(t), free(pool), free(out), free(img_ids), free(txt_ids), free(ref), free(ref32), free(lat_out), free(tm);
     return 0;

@@ -70,6 +70,14 @@ def engines(rows):
             f"{f(lr, '{:.3f}')} | {f(d and 100 * d['fwd_attn'])} / {f(loop(d, 'loop_attn') and 100 * d['loop_attn'])} | "
             f"{f(p and 100 * p['fwd_attn'])} | {cs} | {c32} | {over(d)} / {over(p)} | "
             f"{f(d and d.get('fwd_held_ms', -1))} | {graph(d)} |")
+    prof = [s["dfa"] for _, s in sorted(eng.items()) if "dfa" in s and s["dfa"].get("prof_fwd_ms", -1) > 0]
+    if prof:
+        out += ["", "dfa, one held forward by phase (CUDA events around every attention call and GEMM; rest = "
+                "wall - both: elementwise kernels, uploads, launch gaps, event overhead):", "",
+                "| model | px | attention ms | GEMMs ms | rest ms | forward wall ms |", "|---|---|---|---|---|---|"]
+        for d in prof:
+            out.append(f"| {d['model']} | {d['res']} | {d['prof_attn_ms']:.1f} | {d['prof_gemm_ms']:.1f} | "
+                       f"{d['prof_fwd_ms'] - d['prof_attn_ms'] - d['prof_gemm_ms']:.1f} | {d['prof_fwd_ms']:.1f} |")
     return out
 
 

@@ -34,7 +34,7 @@ dfa_status dfa_cuda_sync(dfa_cuda *cu, dfa_error *err);
  * begin event to reaching the end event (GPU time, including any gap the host leaves in the
  * queue). DFA_CUDA_SPANS spans are pending at most: a full pool is collected (one sync) first.
  * spans_drop forgets the pending spans (error paths). */
-#define DFA_CUDA_SPANS 256
+#define DFA_CUDA_SPANS 1024
 dfa_status dfa_cuda_span_begin(dfa_cuda *cu, dfa_error *err);
 dfa_status dfa_cuda_span_end(dfa_cuda *cu, double *acc, dfa_error *err);
 dfa_status dfa_cuda_spans_collect(dfa_cuda *cu, dfa_error *err);

@@ -181,6 +181,9 @@ void dfa_flux_times(const dfa_flux *m, double *attn_s, double *total_s) {
     if (total_s) *total_s = m->total_s;
 }
 void dfa_flux_reset_times(dfa_flux *m) { m->attn_s = m->total_s = 0; }
+void dfa_flux_set_gemm_timer(dfa_flux *m, double *secs) {
+    if (m->ops) dfa_cuops_set_gemm_timer(m->ops, secs);
+}
 void dfa_flux_hold_cond(dfa_flux *m, int on) {
     m->cond_pin = on ? (++m->cond_seq ? m->cond_seq : ++m->cond_seq) : 0;
 }

@@ -196,6 +196,9 @@ void dfa_sd3_times(const dfa_sd3 *m, double *attn_s, double *total_s) {
     if (total_s) *total_s = m->total_s;
 }
 void dfa_sd3_reset_times(dfa_sd3 *m) { m->attn_s = m->total_s = 0; }
+void dfa_sd3_set_gemm_timer(dfa_sd3 *m, double *secs) {
+    if (m->ops) dfa_cuops_set_gemm_timer(m->ops, secs);
+}
 int dfa_sd3_set_cuda_graph(dfa_sd3 *m, int on) {
     m->cuda_graph = on;
     return m->graph_runs;

@@ -51,6 +51,9 @@ void dfa_sd3_hold_cond(dfa_sd3 *m, int on);
  * steps replay it (same kernels and arguments: the same results). The attention timer does not
  * see replayed steps. Off by default. Returns the number of loops that used a graph so far. */
 int dfa_sd3_set_cuda_graph(dfa_sd3 *m, int on);
+/* CUDA profiling: with secs non-NULL, the GPU time of every GEMM of the following forwards
+ * (CUDA events) is added to *secs at the end of each forward; NULL: off. No effect on CPU. */
+void dfa_sd3_set_gemm_timer(dfa_sd3 *m, double *secs);
 
 /* One forward, as SD3Transformer2DModel.forward:
  *   x        [B, in_channels, H, W]   latents (H, W multiples of patch_size)

@@ -26,8 +26,20 @@ struct dfa_cuops {
     cublasLtHandle_t lt;
     void *workspace;
     algo_entry cache[ALGO_CACHE];
-    int next; /* round-robin replacement */
+    int next;          /* round-robin replacement */
+    double *gemm_secs; /* dfa_cuops_set_gemm_timer: GPU seconds of every GEMM (CUDA event spans) */
 };
+
+/* the GEMM timer around one cublasLtMatmul: begin (when on and s is OK), then end with its status */
+static dfa_status gemm_timer_begin(dfa_cuops *ops, dfa_status s, dfa_error *err) {
+    return s == DFA_OK && ops->gemm_secs ? dfa_cuda_span_begin(ops->cu, err) : s;
+}
+static dfa_status gemm_timer_end(dfa_cuops *ops, dfa_status s, dfa_error *err) {
+    if (!ops->gemm_secs) return s;
+    if (s == DFA_OK) return dfa_cuda_span_end(ops->cu, ops->gemm_secs, err);
+    dfa_cuda_spans_drop(ops->cu);
+    return s;
+}
 
 /* largest power of two <= 256 dividing the address (and the batch stride in bytes, when given) */
 static uint32_t align_of(const void *p, long long stride_bytes) {
@@ -159,8 +171,10 @@ static dfa_status linear_impl(dfa_cuops *ops, const uint16_t *x, int M, int K, c
                                      bias ? (long long)align_of(bias, 0) : 0};
     cublasLtMatmulAlgo_t algo;
     if (s == DFA_OK) s = pick_algo(ops, desc, la, lb, lc, al_w, al_x, al_y, key, &algo, err);
+    s = gemm_timer_begin(ops, s, err);
     STEP(cublasLtMatmul(ops->lt, desc, &alpha, W, la, x, lb, &beta, y, lc, y, lc, &algo, ops->workspace, ws,
                         ops->stream));
+    s = gemm_timer_end(ops, s, err);
 #undef STEP
     if (lc) cublasLtMatrixLayoutDestroy(lc);
     if (lb) cublasLtMatrixLayoutDestroy(lb);
@@ -480,8 +494,10 @@ extern "C" dfa_status dfa_cuops_gemm_batched(dfa_cuops *ops, int trans_b, int M,
     const long long key[ALGO_KEY] = {1, M, N, K, trans_b, lda, ldb, ldc, c_f32, batch, sA, sB, sC, al_a, al_b, al_c};
     cublasLtMatmulAlgo_t algo;
     if (s == DFA_OK) s = pick_algo(ops, desc, la, lb, lc, al_a, al_b, al_c, key, &algo, err);
+    s = gemm_timer_begin(ops, s, err);
     STEP(cublasLtMatmul(ops->lt, desc, &alpha, B, la, A, lb, &beta, C, lc, C, lc, &algo, ops->workspace, ws,
                         ops->stream));
+    s = gemm_timer_end(ops, s, err);
 #undef STEP
     if (lc) cublasLtMatrixLayoutDestroy(lc);
     if (lb) cublasLtMatrixLayoutDestroy(lb);
@@ -559,3 +575,5 @@ extern "C" dfa_status dfa_cuops_add_row(dfa_cuops *ops, const uint16_t *a, int B
     DFA_CUDA_LAUNCH_TRY(err);
     return DFA_OK;
 }
+
+extern "C" void dfa_cuops_set_gemm_timer(dfa_cuops *ops, double *secs) { ops->gemm_secs = secs; }

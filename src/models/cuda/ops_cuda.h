@@ -83,6 +83,10 @@ dfa_status dfa_cuops_unpatchify(dfa_cuops *ops, const uint16_t *y, int B, int O,
  * to dfa_flow_cfg_combine + dfa_flow_euler_step on the host. */
 dfa_status dfa_cuops_flow_step(dfa_cuops *ops, float *x, const float *vel, size_t n, int cfg, float scale, float dt,
                                dfa_error *err);
+/* GEMM timer (profiling): with secs non-NULL, CUDA events are recorded around every GEMM of
+ * dfa_cuops_linear / dfa_cuops_gemm_batched and their GPU seconds are added to *secs when the
+ * model collects its spans (core/cuda_rt.h; end of each forward); NULL: off (the default). */
+void dfa_cuops_set_gemm_timer(dfa_cuops *ops, double *secs);
 /* f32 <-> bf16 conversions on the device. */
 dfa_status dfa_cuops_f32_to_bf16(dfa_cuops *ops, const float *src, uint16_t *dst, size_t n, dfa_error *err);
 dfa_status dfa_cuops_bf16_to_f32(dfa_cuops *ops, const uint16_t *src, float *dst, size_t n, dfa_error *err);
