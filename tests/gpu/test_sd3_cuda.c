@@ -93,7 +93,6 @@ int main(void) {
         dfa_attn_end_run(gpu);
         dfa_attn_clear_plan(cpu);
         dfa_attn_clear_plan(gpu);
-        dfa_plan_free(&plan);
         /* held conditioning (dfa_sd3_hold_cond, as the sampling loop runs): bit-identical to the
          * plain forward; under the hold a poisoned host text is not read again; released, it is */
         float *oh = malloc(nx * 4), *txt2 = malloc(nt * 4);
@@ -132,7 +131,7 @@ int main(void) {
         CHECKF(e <= 3e-2, "3-step loop rel L2 %.3g > 3e-2", e);
         /* that loop ran on the device (latents, CFG, Euler: dfa_sd3_sample_cuda); the host sampler
          * over the same CUDA forwards must give the same bits */
-        float sig[4], tsv[4], *lx = malloc(nl * 4), *vv = malloc(nl * 4);
+        float sig[4], tsv[4], *lx = malloc(nl * 4), *vv = malloc(nl * 4), *lp = malloc(nl * 4);
         CHECKF(dfa_flow_set_timesteps(cpu, &fc, 3, NULL, NAN, sig, tsv) == DFA_OK, "%s", dfa_ctx_error(cpu));
         dfa_rng r;
         dfa_rng_seed(&r, gp.seed);
@@ -150,7 +149,29 @@ int main(void) {
                gpu_rel_l2(oh, lx, nl));
         printf("     sd3 device loop (CFG + Euler on the GPU) == host loop over CUDA forwards: %s\n",
                memcmp(lx, oh, nl * 4) == 0 ? "bit-equal" : "DIFFERENT");
-        free(lx), free(vv);
+        /* the device loop under the plan (begin_step per step, as dfa_flow_sample): bit-equal to the
+         * host sampler over the planned CUDA forwards */
+        CHECKF(dfa_attn_set_plan(gpu, &plan) == DFA_OK, "%s", dfa_ctx_error(gpu));
+        fixture_poison(lp, nl);
+        CHECKF(dfa_sd3_generate(gpu, mg, &fc, &pe, &gp, lp) == DFA_OK, "%s", dfa_ctx_error(gpu));
+        dfa_rng_seed(&r, gp.seed);
+        dfa_rng_normal(&r, lx, nl);
+        for (int i = 0; i < 3; i++) {
+            CHECK(dfa_attn_begin_step(gpu, i) == DFA_OK);
+            memcpy(x, lx, nl * 4);
+            memcpy(x + nl, lx, nl * 4);
+            const float ti[2] = {tsv[i], tsv[i]};
+            fixture_poison(og, nx);
+            CHECKF(dfa_sd3_forward(gpu, mg, B, H, W, T, x, txt, pooled, ti, og) == DFA_OK, "%s", dfa_ctx_error(gpu));
+            dfa_flow_cfg_combine(vv, og, og + nl, nl, gp.cfg_scale);
+            dfa_flow_euler_step(lx, vv, nl, sig[i], sig[i + 1]);
+        }
+        dfa_attn_end_run(gpu);
+        dfa_attn_clear_plan(gpu);
+        CHECKF(memcmp(lx, lp, nl * 4) == 0, "planned device loop != host loop (rel L2 %.3g)", gpu_rel_l2(lp, lx, nl));
+        printf("     sd3 device loop under the plan == host loop over planned CUDA forwards: %s\n",
+               memcmp(lx, lp, nl * 4) == 0 ? "bit-equal" : "DIFFERENT");
+        free(lx), free(vv), free(lp);
         /* the same loop with its forward as a CUDA Graph (dense run): bit-equal to the eager
          * device loop (tools/cuda_emu has no graphs: skipped there) */
         if (strcmp(dfa_cuda_device_name(gpu->cuda), "emu") != 0) {
@@ -164,6 +185,7 @@ int main(void) {
             free(lgr);
         }
         free(oh), free(txt2);
+        dfa_plan_free(&plan);
         free(x), free(txt), free(pooled), free(oc), free(og);
     }
     dfa_sd3_free(cpu, mc);
