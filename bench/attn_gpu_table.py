@@ -36,3 +36,17 @@ print(f"{'D':>4} {'tokens':>11} {'var':>3} {'ms':>8} {'pred ms':>8} {'ratio':>6}
 for r in ours:
     if r["kind"] != "mixed": continue
     print(f"{r['D']:>4} {r['NV']:>6}+{r['NT']:<4} {r['variant']:>3} {r['ms']:>8.3f} {r['pred_ms']:>8.3f} {r['ms']/r['pred_ms']:>6.3f} {100*r['entry_frac']:>7.1f}%")
+# variants 4/5 (3 consumer warpgroups at D=64) against v2 on the same plans: > 1 means faster than v2
+def ms(kind, D, NV, var, target=None):
+    for r in ours:
+        if r["kind"] == kind and r["D"] == D and r["NV"] == NV and r["variant"] == var and r.get("target") == target:
+            return r["ms"]
+    return float("nan")
+if any(r["variant"] in (4, 5) for r in ours):
+    print("\n== D=64: v2 time / v4 time, v2 time / v5 time (> 1: the 3-consumer kernel is faster) ==")
+    print(f"{'tokens':>11} {'plan':>12} {'v2 ms':>8} {'v4':>6} {'v5':>6}")
+    for NV in sorted({r["NV"] for r in ours if r["D"] == 64 and "NV" in r}):
+        for kind, target, name in [("dense", None, "dense"), ("arrow", 0.25, "arrow 25%"), ("arrow", 0.5, "arrow 50%"),
+                                   ("arrow", 0.75, "arrow 75%"), ("mixed", None, "mixed")]:
+            t2 = ms(kind, 64, NV, 2, target)
+            print(f"{NV:>6}+{512:<4} {name:>12} {t2:>8.3f} {t2 / ms(kind, 64, NV, 4, target):>5.2f}x {t2 / ms(kind, 64, NV, 5, target):>5.2f}x")

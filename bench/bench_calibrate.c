@@ -6,7 +6,10 @@
  *     second floor, prompt 0 alone through dfa_flux_generate (the plain dense sampler) x prompts.
  *     The ratio is taken against the smaller of the two.
  *   V2: dfa_search_v2 with `dfa calibrate`'s default candidates (ARROW at 1/8, 1/4, 1/2 of the
- *     visual tiles, CACHE), timed per step (the on_layer callback at each step's last layer).
+ *     visual tiles, CACHE), timed per step (the on_layer callback at each step's last layer); on
+ *     --cuda the backend computes FULL and the ARROW windows in one ring pass (attn_multi), and
+ *     unless --no-plain V2 runs again without it ("v2-plain": one launch per window) as its
+ *     baseline, with the number of plan choices on which the two differ.
  *   V1 (--v1): dfa_search_v1 at --v1-res over the first --v1-steps steps (it runs the whole model
  *     once per layer and strategy tried, so it is far slower), against the floor of those steps.
  * Extrapolation to --target-prompts x --target-steps (the issue's 8 x 50): times scale with the
@@ -16,7 +19,7 @@
  *
  *   bench_calibrate --dir DIR [--res 1024[,2048]] [--prompts 8] [--steps 50] [--txt 512] [--delta 0.05]
  *                   [--cuda] [--v1] [--v1-res PX] [--v1-steps N] [--target-prompts 8] [--target-steps 50]
- *                   [--threads T]
+ *                   [--threads T] [--no-plain]
  * DIR: a FLUX folder with transformer/ (e.g. written by bench_mmdit or bench_mmdit_diffusers.py).
  * Besides the human lines, `RESULT {json}` lines (bench/engines_table.py). */
 #include <math.h>
@@ -81,6 +84,7 @@ typedef struct bench {
     dfa_prompt_embeds *pe;
     dfa_search_backend be;
     int P, steps, cuda, v1, v1_res, v1_steps, tP, tS;
+    int plain; /* also V2 without the backend's attn_multi (the ring pass), as its baseline */
     double delta;
     double v1_fd[MAX_STEPS], v1_floor_scale, v1_fl_target; /* the floor at v1_res */
     int v1_have;
@@ -107,9 +111,10 @@ static int make_cands(const dfa_attn_layout *L, dfa_search_cand *cands) {
     return nc;
 }
 
-/* the search (v1 = 0: V2) over `steps` steps at `res`; per-step durations into d */
+/* the search (v1 = 0: V2) over `steps` steps at `res`; per-step durations into d; plan into keep
+ * (caller frees) when not NULL */
 static int run_search(bench *b, int res, int steps, int v1, double *secs, double *d, double *frac_flops,
-                      double *frac_time, size_t *bytes_target) {
+                      double *frac_time, size_t *bytes_target, dfa_search_plan *keep) {
     dfa_engine_mmdit_params ep = {.steps = steps, .latent_h = res / 8, .latent_w = res / 8, .cfg_scale = 1.0f,
                                   .guidance = 3.5f, .seed = 1};
     dfa_engine_mmdit *em = NULL;
@@ -136,7 +141,8 @@ static int run_search(bench *b, int res, int steps, int v1, double *secs, double
     dfa_plan_cost_compute(&plan, e.head_dim, &pc, NULL);
     *frac_flops = pc.fraction, *frac_time = dfa_search_plan_cost_fraction(&sp);
     dfa_plan_free(&plan);
-    dfa_search_plan_free(b->ctx, &sp);
+    if (keep) *keep = sp;
+    else dfa_search_plan_free(b->ctx, &sp);
     dfa_engine_mmdit_free(b->ctx, em);
     return 0;
 }
@@ -184,7 +190,8 @@ static int run_res(bench *b, int res) {
     double fl_target = pscale * (fl / floor_s) * extrapolate(fd, steps, b->tS, 1.0);
     double sd[MAX_STEPS], secs, ff, ft;
     size_t bytes;
-    if (run_search(b, res, steps, 0, &secs, sd, &ff, &ft, &bytes)) return 1;
+    dfa_search_plan p_ring;
+    if (run_search(b, res, steps, 0, &secs, sd, &ff, &ft, &bytes, &p_ring)) return 1;
     double est = extrapolate(sd, steps, b->tS, pscale);
     printf("%d px V2 search (delta %g): %.2f s = %.3fx the floor; plan attention FLOPs %.1f%% of full, modelled "
            "attention time %.1f%%; step 0 %.2f s, later steps %.2f s mean\n", res, b->delta, secs, secs / fl,
@@ -198,6 +205,35 @@ static int run_res(bench *b, int res) {
            "%.1f, \"est_floor_s\": %.1f, \"est_ratio\": %.4f, \"target_buf_gib\": %.2f}\n", res, P, steps, floor_s,
            gen_s, fl, secs, secs / fl, sd[0], ff, ft, b->tP, b->tS, est, fl_target, est / fl_target,
            bytes / 1073741824.0);
+    fflush(stdout);
+    /* the same search without the backend's attn_multi (FULL and each ARROW window one launch each):
+     * the baseline of the ring pass, and whether both choose the same plan */
+    if (b->plain && b->be.attn_multi) {
+        dfa_search_backend keep = b->be;
+        b->be.attn_multi = NULL;
+        double pd[MAX_STEPS], psecs, pff, pft;
+        size_t pbytes;
+        dfa_search_plan p_plain;
+        const int rc = run_search(b, res, steps, 0, &psecs, pd, &pff, &pft, &pbytes, &p_plain);
+        b->be = keep;
+        if (rc) return dfa_search_plan_free(b->ctx, &p_ring), 1;
+        const size_t n = (size_t)p_ring.n_steps * p_ring.n_layers * p_ring.n_heads;
+        size_t diff = 0;
+        for (size_t i = 0; i < n; i++)
+            diff += p_ring.method[i] != p_plain.method[i] || p_ring.window[i] != p_plain.window[i];
+        const double pest = extrapolate(pd, steps, b->tS, pscale);
+        printf("%d px V2 without the ring pass (FULL + one launch per ARROW window): %.2f s = %.3fx the floor; the ring "
+               "pass is %.3fx faster; plans: %zu of %zu (step, layer, head) choices differ\n", res, psecs, psecs / fl,
+               psecs / secs, diff, n);
+        printf("RESULT {\"kind\": \"calib\", \"search\": \"v2-plain\", \"res\": %d, \"prompts\": %d, \"steps\": %d, "
+               "\"floor_engine_s\": %.3f, \"floor_gen_s\": %.3f, \"floor_s\": %.3f, \"search_s\": %.3f, \"ratio\": %.4f, "
+               "\"step0_s\": %.3f, \"flops_frac\": %.4f, \"time_frac\": %.4f, \"target_prompts\": %d, \"target_steps\": "
+               "%d, \"est_search_s\": %.1f, \"est_floor_s\": %.1f, \"est_ratio\": %.4f, \"target_buf_gib\": %.2f, "
+               "\"plan_diff\": %zu, \"plan_n\": %zu}\n", res, P, steps, floor_s, gen_s, fl, psecs, psecs / fl, pd[0], pff, pft,
+               b->tP, b->tS, pest, fl_target, pest / fl_target, pbytes / 1073741824.0, diff, n);
+        dfa_search_plan_free(b->ctx, &p_plain);
+    }
+    dfa_search_plan_free(b->ctx, &p_ring);
     fflush(stdout);
     if (b->v1 && res == b->v1_res) { /* V1 runs last (slowest): keep this floor for it */
         memcpy(b->v1_fd, fd, sizeof(double) * (size_t)steps);
@@ -214,7 +250,7 @@ static int run_v1(bench *b) {
     size_t bytes;
     for (int i = 0; i < n; i++) f1 += b->v1_fd[i];
     f1 *= b->v1_floor_scale; /* the same floor choice, over the first n steps */
-    if (run_search(b, res, n, 1, &secs, sd, &ff, &ft, &bytes)) return 1;
+    if (run_search(b, res, n, 1, &secs, sd, &ff, &ft, &bytes, NULL)) return 1;
     est = extrapolate(sd, n, b->tS, pscale);
     printf("%d px V1 search (delta %g) over %d steps: %.2f s = %.2fx the floor of those steps (%.2f s); plan "
            "attention FLOPs %.1f%%; extrapolated to %d prompts x %d steps: %.0f s\n", res, b->delta, n, secs,
@@ -231,7 +267,7 @@ static int run_v1(bench *b) {
 int main(int argc, char **argv) {
     const char *dir = NULL, *res_s = "1024";
     int txt = 512, threads = 0;
-    bench b = {.P = 8, .steps = 50, .v1_res = -1, .v1_steps = 2, .tP = 8, .tS = 50, .delta = 0.05};
+    bench b = {.P = 8, .steps = 50, .v1_res = -1, .v1_steps = 2, .tP = 8, .tS = 50, .delta = 0.05, .plain = 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const int more = i + 1 < argc;
@@ -248,6 +284,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--target-steps") && more) b.tS = atoi(argv[++i]);
         else if (!strcmp(a, "--cuda")) b.cuda = 1;
         else if (!strcmp(a, "--v1")) b.v1 = 1;
+        else if (!strcmp(a, "--no-plain")) b.plain = 0;
         else {
             fprintf(stderr, "usage: bench_calibrate --dir DIR [--res PX[,PX..]] [--prompts N] [--steps N] [--txt T] "
                             "[--delta X] [--cuda] [--v1] [--v1-res PX] [--v1-steps N] [--target-prompts N] "

@@ -9,11 +9,17 @@
  * Weights: DIR/transformer/{config.json, diffusion_pytorch_model.safetensors}; written here with
  * random bf16 values when absent (the device script lets the diffusers side write them).
  * Per resolution: the median of --reps forwards after one warm-up and attention's share of them
- * (the model's attention timer; papers: V2 Fig. 8, V1 Fig. 1); with --steps N > 0 a whole N-step
+ * (the model's attention timer; papers: V2 Fig. 8, V1 Fig. 1), the same forwards with the
+ * conditioning held (text uploaded once, as dfa_*_generate runs them); with --steps N > 0 a whole N-step
  * sampling loop (dfa_flux_generate / dfa_sd3_generate: FLUX-dev guidance 3.5, SD3 CFG 7 on the
  * batch [uncond, cond]) and its attention share. --check: inputs from DIR/io_<res>.safetensors
  * (bench_mmdit_diffusers.py --save-io) and the relative error of the forward against diffusers'
- * output saved there; without it, seeded random inputs.
+ * output saved there; without it, seeded random inputs. The loop overhead line: loop ms/step minus
+ * forward ms (what the sampler adds per step; negative where the loop's held text upload saves
+ * more than the sampler costs) and minus the held forward. --graph (SD3, CUDA): the loop again with
+ * its forward as a CUDA Graph (dfa_sd3_set_cuda_graph): ms/step and whether the latents are
+ * bit-equal to the eager loop's. On CUDA, one more held forward with the GEMM timer on is split
+ * into attention / GEMMs / the rest (CUDA events; printed once per resolution).
  * Besides the human lines, one `RESULT {json}` line per resolution (bench/engines_table.py). */
 #include <math.h>
 #include <stdio.h>
@@ -62,7 +68,7 @@ typedef struct bench {
     dfa_flux *fm;
     dfa_sd3 *sm;
     const char *dir, *pname;
-    int flux, batch, txt, reps, cuda, check;
+    int flux, batch, txt, reps, cuda, check, graph;
 } bench;
 
 static double now(void) { return dfa_now_s(); }
@@ -92,6 +98,16 @@ static double rel_l2(const float *a, const float *ref, size_t n, double *max_rel
 static void times(const bench *b, double *attn, double *tot) {
     if (b->flux) dfa_flux_times(b->fm, attn, tot);
     else dfa_sd3_times(b->sm, attn, tot);
+}
+
+static void hold(const bench *b, int on) {
+    if (b->flux) dfa_flux_hold_cond(b->fm, on);
+    else dfa_sd3_hold_cond(b->sm, on);
+}
+
+static void gemm_timer(const bench *b, double *secs) {
+    if (b->flux) dfa_flux_set_gemm_timer(b->fm, secs);
+    else dfa_sd3_set_gemm_timer(b->sm, secs);
 }
 
 static int parse_list(const char *s, int *out, int max) {
@@ -197,7 +213,43 @@ static int run_res(bench *b, int res, int steps) {
     printf("%s %s %dx%d px: %d image + %d text tokens, batch %d: forward %.1f ms (median of %d), attention %.1f%% "
            "of the forward\n", b->pname, b->cuda ? "CUDA" : "CPU", res, res, n_img, txt, B, 1e3 * fwd, b->reps,
            100.0 * fwd_attn);
-    double loop_s = 0, loop_attn = 0;
+    /* the same forwards with the conditioning held (dfa_*_hold_cond), as the sampling loop runs them:
+     * the CUDA engines upload the text once (first forward, not timed) instead of every forward */
+    hold(b, 1);
+    for (int k = -1; k < b->reps; k++) {
+        const double w0 = now();
+        dfa_status s = b->flux ? dfa_flux_forward(b->ctx, b->fm, B, n_img, txt, x, t, pool, ts, guid ? gs : NULL,
+                                                  txt_ids, img_ids, out)
+                               : dfa_sd3_forward(b->ctx, b->sm, B, lat, lat, txt, x, t, pool, ts, out);
+        if (s != DFA_OK) return hold(b, 0), fail(b, "forward (held conditioning)");
+        if (k >= 0) tm[k] = now() - w0;
+    }
+    /* one more held forward by phase (CUDA events): attention, GEMMs, the rest */
+    double pa = -1, pg = -1, pw = -1;
+    if (b->cuda) {
+        double a0 = 0, t0 = 0, a1 = 0, t1 = 0, gsec = 0;
+        times(b, &a0, &t0);
+        gemm_timer(b, &gsec);
+        const double w0 = now();
+        dfa_status s = b->flux ? dfa_flux_forward(b->ctx, b->fm, B, n_img, txt, x, t, pool, ts, guid ? gs : NULL,
+                                                  txt_ids, img_ids, out)
+                               : dfa_sd3_forward(b->ctx, b->sm, B, lat, lat, txt, x, t, pool, ts, out);
+        pw = now() - w0;
+        gemm_timer(b, NULL);
+        if (s != DFA_OK) return hold(b, 0), fail(b, "forward (profiled)");
+        times(b, &a1, &t1);
+        pa = a1 - a0, pg = gsec;
+        printf("%s CUDA %dx%d px: one held forward by phase (CUDA events, GEMM timer on): attention %.1f ms, GEMMs "
+               "%.1f ms, rest %.1f ms (elementwise kernels, uploads, launch gaps, event overhead) of %.1f ms\n",
+               b->pname, res, res, 1e3 * pa, 1e3 * pg, 1e3 * (pw - pa - pg), 1e3 * pw);
+    }
+    hold(b, 0);
+    qsort(tm, (size_t)b->reps, sizeof *tm, cmp_d);
+    const double fwd_held = tm[b->reps / 2];
+    printf("%s %s %dx%d px: forward with the conditioning held (text uploaded once, as in the loop) %.1f ms "
+           "(median of %d)\n", b->pname, b->cuda ? "CUDA" : "CPU", res, res, 1e3 * fwd_held, b->reps);
+    double loop_s = 0, loop_attn = 0, loop_graph = -1;
+    int graph_equal = -1;
     if (steps > 0) {
         dfa_prompt_embeds pe = {.n_txt = txt, .dim = J, .pooled_dim = P, .embeds = t, .pooled = pool};
         if (!b->flux && B == 2) /* SD3 CFG batch [uncond, cond] */
@@ -220,11 +272,39 @@ static int run_res(bench *b, int res, int steps) {
         printf("%s %s %dx%d px: %d-step loop %.2f s = %.1f ms/step, attention %.1f%% of the transformer time%s\n",
                b->pname, b->cuda ? "CUDA" : "CPU", res, res, steps, loop_s, 1e3 * loop_s / steps, 100.0 * loop_attn,
                bad ? " (NON-FINITE LATENTS)" : "");
+        printf("%s %s %dx%d px: loop overhead %+.2f ms/step over the forward (loop ms/step - forward ms), %+.2f over "
+               "the held-conditioning forward\n", b->pname, b->cuda ? "CUDA" : "CPU", res, res,
+               1e3 * (loop_s / steps - fwd), 1e3 * (loop_s / steps - fwd_held));
+        if (b->graph && !b->flux && b->cuda) { /* the same loop with its forward as a CUDA Graph */
+            float *lat2 = malloc((size_t)lat_c * lat * lat * 4);
+            if (!lat2) return fprintf(stderr, "out of memory\n"), 1;
+            for (size_t i = 0; i < (size_t)lat_c * lat * lat; i++) lat2[i] = NAN;
+            const int runs = dfa_sd3_set_cuda_graph(b->sm, 1);
+            const double g0 = now();
+            s = dfa_sd3_generate(b->ctx, b->sm, &fc, &pe, &gp, lat2);
+            const double gs_ = now() - g0;
+            const int used = dfa_sd3_set_cuda_graph(b->sm, 0) > runs;
+            if (s != DFA_OK || !used) {
+                printf("%s CUDA %dx%d px: CUDA Graph loop FAILED: %s\n", b->pname, res, res,
+                       s != DFA_OK ? dfa_ctx_error(b->ctx) : "no graph was used");
+            } else {
+                loop_graph = gs_;
+                graph_equal = memcmp(lat2, lat_out, (size_t)lat_c * lat * lat * 4) == 0;
+                printf("%s CUDA %dx%d px: %d-step loop with a CUDA Graph forward %.2f s = %.1f ms/step (eager %.1f), "
+                       "latents %s the eager loop's\n", b->pname, res, res, steps, gs_, 1e3 * gs_ / steps,
+                       1e3 * loop_s / steps, graph_equal ? "bit-equal to" : "DIFFERENT from");
+            }
+            free(lat2);
+        }
     }
     printf("RESULT {\"kind\": \"engine\", \"side\": \"dfa\", \"model\": \"%s\", \"res\": %d, \"batch\": %d, "
            "\"tokens\": %d, \"fwd_ms\": %.3f, \"fwd_attn\": %.4f, \"steps\": %d, \"loop_s\": %.4f, \"loop_ms_step\": "
-           "%.3f, \"loop_attn\": %.4f}\n", b->pname, res, B, n_img + txt, 1e3 * fwd, fwd_attn, steps, loop_s,
-           steps > 0 ? 1e3 * loop_s / steps : 0.0, loop_attn);
+           "%.3f, \"loop_attn\": %.4f, \"fwd_held_ms\": %.3f, \"loop_over_ms\": %.3f, \"loop_graph_ms_step\": %.3f, "
+           "\"graph_equal\": %d, \"prof_attn_ms\": %.3f, \"prof_gemm_ms\": %.3f, \"prof_fwd_ms\": %.3f}\n", b->pname, res,
+           B, n_img + txt, 1e3 * fwd, fwd_attn, steps, loop_s, steps > 0 ? 1e3 * loop_s / steps : 0.0, loop_attn,
+           1e3 * fwd_held, steps > 0 ? 1e3 * (loop_s / steps - fwd) : 0.0,
+           loop_graph > 0 ? 1e3 * loop_graph / steps : -1.0, graph_equal, pa < 0 ? -1.0 : 1e3 * pa,
+           pg < 0 ? -1.0 : 1e3 * pg, pw < 0 ? -1.0 : 1e3 * pw);
     fflush(stdout);
     free(x), free(t), free(pool), free(out), free(img_ids), free(txt_ids), free(ref), free(ref32), free(lat_out), free(tm);
     return 0;
@@ -232,7 +312,7 @@ static int run_res(bench *b, int res, int steps) {
 
 int main(int argc, char **argv) {
     const char *pname = "flux-small", *dir = "/tmp/dfa_bench_mmdit", *res_s = "512", *steps_s = "0";
-    int txt = -1, reps = 3, cuda = 0, threads = 0, batch = -1, check = 0;
+    int txt = -1, reps = 3, cuda = 0, threads = 0, batch = -1, check = 0, graph = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--preset") && v) pname = argv[++i];
@@ -245,10 +325,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--batch") && v) batch = atoi(argv[++i]);
         else if (!strcmp(a, "--check")) check = 1;
         else if (!strcmp(a, "--cuda")) cuda = 1;
+        else if (!strcmp(a, "--graph")) graph = 1;
         else {
             fprintf(stderr, "usage: bench_mmdit [--preset flux-dev|flux-small|sd3-medium|sd3-small] [--res PX[,PX..]] "
                             "[--steps N[,N..]] [--txt T] [--reps R] [--batch B] [--dir DIR] [--cuda] [--threads T] "
-                            "[--check]\n");
+                            "[--check] [--graph]\n");
             return 2;
         }
     }
@@ -265,7 +346,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     bench b = {.dir = dir, .pname = pname, .flux = !strcmp(p->family, "flux"), .reps = reps, .cuda = cuda,
-               .check = check};
+               .check = check, .graph = graph};
     b.txt = txt > 0 ? txt : b.flux ? 512 : 333;
     b.batch = batch > 0 ? batch : b.flux ? 1 : 2; /* SD3 runs its CFG pair in one batch */
     if (b.batch > 64) return fprintf(stderr, "bench_mmdit: batch %d > 64\n", b.batch), 2;

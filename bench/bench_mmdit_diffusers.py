@@ -241,9 +241,12 @@ def run_res(a, model, cfg, flux, res, steps):
             ok = bool(torch.isfinite(lx).all())
             log(f"diffusers {a.preset} {res}x{res} px: {steps}-step loop {loop_s:.2f} s = "
                 f"{1e3 * loop_s / steps:.1f} ms/step{'' if ok else ' (NON-FINITE LATENTS)'}")
+            log(f"diffusers {a.preset} {res}x{res} px: loop overhead {1e3 * (loop_s / steps - fwd_s):+.2f} ms/step "
+                f"over the forward (loop ms/step - forward ms)")
     r = {"kind": "engine", "side": "diffusers", "model": a.preset, "res": res, "batch": B, "tokens": n_img + txt,
          "fwd_ms": 1e3 * fwd_s, "fwd_attn": fwd_attn, "sdpa_calls": n_calls, "steps": steps, "loop_s": loop_s,
-         "loop_ms_step": 1e3 * loop_s / steps if steps > 0 else 0.0, "loop_attn": -1.0}
+         "loop_ms_step": 1e3 * loop_s / steps if steps > 0 else 0.0, "loop_attn": -1.0,
+         "loop_over_ms": 1e3 * (loop_s / steps - fwd_s) if steps > 0 else 0.0}
     print("RESULT " + json.dumps(r), flush=True)
 
 

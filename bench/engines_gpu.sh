@@ -3,9 +3,12 @@
 #   build (Release, CUDA: bench_mmdit, bench_calibrate) once;
 #   #5 FLUX-dev real size at 1024^2 and 2048^2, SD3-medium dims at 1024^2: random bf16 weights made
 #      and saved by bench_mmdit_diffusers.py (diffusers, SDPA), loaded by bench_mmdit (dfa dense):
-#      forward ms, N-step loop ms/step, ratio dfa/diffusers, attention share, rel L2 of the forwards;
+#      forward ms, N-step loop ms/step, ratio dfa/diffusers, attention share, rel L2 of the forwards,
+#      loop - forward ms/step on both sides, dfa's forward with the text held, SD3's loop again with
+#      a CUDA Graph forward (bit-equality to the eager loop printed);
 #   #8 bench_calibrate on the FLUX-dev weights: V2 search time vs the floor at 1024^2 and 2048^2
-#      (reduced prompts x steps, extrapolated to 8 x 50), then V1 at 1024^2 over fewer steps;
+#      (reduced prompts x steps, extrapolated to 8 x 50; V2 with the ring pass, then again without
+#      it as "v2-plain"), then V1 at 1024^2 over fewer steps;
 #   results.md (one table per issue, GPU name, per-phase wall times) under $OUT, printed at the end.
 # Every phase has a timeout, and all end before DEADLINE seconds (default 560) after the start:
 # a phase that would start with too little time left is skipped and marked so; a phase killed at
@@ -127,8 +130,9 @@ fi
 if want sd3; then
     phase "5: $SD3 diffusers" 90 $PY --preset $SD3 --dir "$W/sd3" --res $SD3_RES --steps "$SD3_STEPS" --f32-ref $SD3_RES
     CHK=""; [ -f "$W/sd3/io_${SD3_RES}.safetensors" ] || [ "$DRY" = 1 ] && CHK="--check"
-    phase "5: $SD3 dfa" 90 ./$BUILD/bench_mmdit --preset $SD3 --dir "$W/sd3" --res $SD3_RES --steps "$SD3_STEPS" \
-        --reps $REPS $CUDA $CHK $THREADS
+    GRAPH=""; [ -n "$CUDA" ] && GRAPH="--graph" # + the loop with a CUDA Graph forward (SD3 only)
+    phase "5: $SD3 dfa" 120 ./$BUILD/bench_mmdit --preset $SD3 --dir "$W/sd3" --res $SD3_RES --steps "$SD3_STEPS" \
+        --reps $REPS $CUDA $CHK $GRAPH $THREADS
 fi
 
 # ---- issue 8: calibration search time vs the floor (V2 at every CAL_RES, then V1 at the first) ----

@@ -15,10 +15,12 @@ static unsigned long long g_seed = 0x9e3779b97f4a7c15ULL;
 
 static int rnd(int n) { return (int)(test_rng_next(&g_seed) % (unsigned long long)n); }
 
-static void check_one(const dfa_attn_layout *l, int H, const int *method, const int *window) {
+/* rows: DFA_ACU_BM (items inside one mask tile) or DFA_ACU_BM3 (items may span tiles that share
+ * their key ranges; the per-row key check below is what makes that exact) */
+static void check_one(const dfa_attn_layout *l, int H, const int *method, const int *window, int rows) {
     dfa_error err = {0};
     dfa_acu_worklist wl;
-    dfa_status st = dfa_acu_worklist_build(&wl, l, H, method, window, &err);
+    dfa_status st = dfa_acu_worklist_build_rows(&wl, l, H, method, window, rows, &err);
     CHECKF(st == DFA_OK, "%s", err.msg);
     if (st != DFA_OK) return;
     const int N = dfa_layout_tokens(l);
@@ -31,13 +33,14 @@ static void check_one(const dfa_attn_layout *l, int H, const int *method, const 
         const dfa_acu_item *it = &wl.items[i];
         const int m = method[it->head];
         const int w = (m == DFA_ATTN_ARROW || m == DFA_ATTN_ARROW_RS) ? window[it->head] : -1;
-        if (it->q_len < 1 || it->q_len > DFA_ACU_BM || it->q0 < 0 || it->q0 + it->q_len > N) bad_rows++;
-        /* rows of one item lie in one mask tile */
+        if (it->q_len < 1 || it->q_len > rows || it->q0 < 0 || it->q0 + it->q_len > N) bad_rows++;
+        /* rows of one item lie in one mask tile (128-row lists) */
         int vs = dfa_layout_vis_start(l);
         int a_vis = it->q0 >= vs && it->q0 < vs + l->n_vis, b_vis = it->q0 + it->q_len - 1 >= vs &&
                                                                    it->q0 + it->q_len - 1 < vs + l->n_vis;
-        if (a_vis != b_vis) bad_rows++;
-        if (a_vis && (it->q0 - vs) / l->block != (it->q0 + it->q_len - 1 - vs) / l->block) bad_rows++;
+        if (rows == DFA_ACU_BM && a_vis != b_vis) bad_rows++;
+        if (rows == DFA_ACU_BM && a_vis && (it->q0 - vs) / l->block != (it->q0 + it->q_len - 1 - vs) / l->block)
+            bad_rows++;
         for (int r = it->q0; r < it->q0 + it->q_len && r < N && r >= 0; r++) seen[(size_t)it->head * N + r]++;
         if (m == DFA_ATTN_CACHE) {
             if (it->flags != DFA_ACU_ITEM_COPY || it->n_r != 0) bad_flags++;
@@ -104,7 +107,8 @@ static void test_random_layouts(void) {
             method[h] = rnd(5) - 1; /* NONE, FULL, ARROW, ARROW_RS, CACHE */
             window[h] = rnd(l.band == DFA_BAND_PLAIN ? 9 : 6) - 1;
         }
-        check_one(&l, H, method, window);
+        check_one(&l, H, method, window, DFA_ACU_BM);
+        check_one(&l, H, method, window, DFA_ACU_BM3);
     }
 }
 
@@ -114,7 +118,8 @@ static void test_paper_shape_order(void) {
     dfa_attn_layout l = {4096, 512, 1, 128, DFA_BAND_ARROW};
     int method[6] = {DFA_ATTN_FULL, DFA_ATTN_ARROW, DFA_ATTN_CACHE, DFA_ATTN_ARROW, DFA_ATTN_ARROW_RS, DFA_ATTN_FULL};
     int window[6] = {0, 0, 0, 5, 2, 0};
-    check_one(&l, 6, method, window);
+    check_one(&l, 6, method, window, DFA_ACU_BM);
+    check_one(&l, 6, method, window, DFA_ACU_BM3);
     dfa_error err = {0};
     dfa_acu_worklist wl;
     CHECK(dfa_acu_worklist_build(&wl, &l, 6, method, window, &err) == DFA_OK);
@@ -131,6 +136,22 @@ static void test_paper_shape_order(void) {
     CHECK(k0 == 4608);
     CHECK(wl.info.copied_tokens == 4608);
     dfa_acu_worklist_free(&wl);
+    /* 192-row list: a FULL head is 24 items of 192 rows spanning tiles, an ARROW head's 512 text
+     * rows are 192 + 192 + 128 and its 32 visual tiles one 128-row item each (distinct ranges),
+     * a CACHE head 24 copies of 192 rows */
+    CHECK(dfa_acu_worklist_build_rows(&wl, &l, 6, method, window, DFA_ACU_BM3, &err) == DFA_OK);
+    int per_head[6] = {0}, rows192 = 0;
+    for (int i = 0; i < wl.n_items; i++) {
+        per_head[wl.items[i].head]++;
+        rows192 += wl.items[i].q_len == DFA_ACU_BM3;
+    }
+    CHECK(per_head[0] == 24 && per_head[5] == 24 && per_head[2] == 24);
+    CHECK(per_head[1] == 35 && per_head[3] == 35 && per_head[4] == 35);
+    CHECK(rows192 == 3 * 24 + 3 * 2);
+    CHECK(wl.info.copied_tokens == 4608);
+    dfa_acu_worklist_free(&wl);
+    /* an unknown row count is refused */
+    CHECK(dfa_acu_worklist_build_rows(&wl, &l, 6, method, window, 64, &err) == DFA_ERR_INVALID_ARG);
 }
 
 /* plain band, FLUX-like [text, image]: one contiguous key range per query tile, the text tile
@@ -138,7 +159,8 @@ static void test_paper_shape_order(void) {
 static void test_plain_ranges(void) {
     dfa_attn_layout l = {1024, 200, 1, 128, DFA_BAND_PLAIN}; /* text tiles 0-1, visual tiles 2-9 */
     int method[3] = {DFA_ATTN_ARROW, DFA_ATTN_ARROW_RS, DFA_ATTN_FULL}, window[3] = {1, 3, 0};
-    check_one(&l, 3, method, window);
+    check_one(&l, 3, method, window, DFA_ACU_BM);
+    check_one(&l, 3, method, window, DFA_ACU_BM3);
     dfa_error err = {0};
     dfa_acu_worklist wl;
     CHECK(dfa_acu_worklist_build(&wl, &l, 3, method, window, &err) == DFA_OK);

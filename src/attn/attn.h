@@ -36,8 +36,10 @@ dfa_status dfa_attn_layer(dfa_ctx *ctx, int layer, const dfa_attn_layout *layout
                           const dfa_tensor *k, const dfa_tensor *v, dfa_tensor *out);
 
 /* dfa_attn_layer on bf16 CUDA buffers shaped [B, N, H, D] (the engines' layout). With
- * `seconds` non-NULL the GPU queue is drained before and after the call (so pending q/k/v GEMMs
- * are not counted) and the wall time is added to *seconds; NULL: no synchronisation. */
+ * `seconds` non-NULL, CUDA events are recorded on the stream before and after the call (no host
+ * synchronisation; core/cuda_rt.h spans): the GPU time between them (the attention kernels, and
+ * any launch gap the host leaves right there) is added to *seconds by the next
+ * dfa_cuda_spans_collect, which the caller must make before *seconds goes away. */
 dfa_status dfa_attn_layer_bf16_cuda(dfa_ctx *ctx, int layer, const dfa_attn_layout *layout, int B, int N, int H,
                                     int D, void *q, void *k, void *v, void *out, double *seconds);
 

@@ -360,10 +360,13 @@ dfa_status dfa_attn_layer_bf16_cuda(dfa_ctx *ctx, int layer, const dfa_attn_layo
     DFA_TRY(dfa_tensor_init(&tv, DFA_BF16, DFA_DEV_CUDA, 4, shp, v, &ctx->err));
     DFA_TRY(dfa_tensor_init(&to, DFA_BF16, DFA_DEV_CUDA, 4, shp, out, &ctx->err));
     if (!seconds) return dfa_attn_layer(ctx, layer, layout, &tq, &tk, &tv, &to);
-    DFA_TRY(dfa_cuda_sync(ctx->cuda, &ctx->err));
-    const double t0 = dfa_now_s();
-    DFA_TRY(dfa_attn_layer(ctx, layer, layout, &tq, &tk, &tv, &to));
-    DFA_TRY(dfa_cuda_sync(ctx->cuda, &ctx->err));
-    *seconds += dfa_now_s() - t0;
-    return DFA_OK;
+    /* CUDA events around the call, no host synchronisation: the seconds reach *seconds when the
+     * model calls dfa_cuda_spans_collect (end of its forward) */
+    DFA_TRY(dfa_cuda_span_begin(ctx->cuda, &ctx->err));
+    const dfa_status s = dfa_attn_layer(ctx, layer, layout, &tq, &tk, &tv, &to);
+    if (s != DFA_OK) {
+        dfa_cuda_spans_drop(ctx->cuda);
+        return s;
+    }
+    return dfa_cuda_span_end(ctx->cuda, seconds, &ctx->err);
 }

@@ -79,6 +79,9 @@ dfa_status dfa_gen_files(dfa_ctx *ctx, dfa_model *m, const dfa_generate_params *
                 dfa_attn_plan(ctx) ? ", with a plan" : "");
     if (s == DFA_OK) s = dfa_generate(ctx, m, &p, png ? &im : NULL, lat, n);
     if (s == DFA_OK && log) {
+        /* attention: on CUDA the GPU time between events around each attention call (no stream
+         * drains; docs/DESIGN.md "Sampling loop on the GPU"), on the CPU wall time in
+         * dfa_attn_layer; rest: the denoising steps' wall time minus that */
         double attn = 0, total = 0;
         dfa_api_model_times(m, &attn, &total);
         fprintf(log, "done: %.2f s; transformer %.2f s: attention %.2f s (%.1f%%), rest %.2f s\n", ps.total, total,

@@ -29,6 +29,15 @@ dfa_status dfa_cuda_memset(dfa_cuda *cu, void *d, int v, size_t n, dfa_error *er
     (void)cu; (void)d; (void)v; (void)n; NO_CUDA(err);
 }
 dfa_status dfa_cuda_sync(dfa_cuda *cu, dfa_error *err) { (void)cu; NO_CUDA(err); }
+dfa_status dfa_cuda_span_begin(dfa_cuda *cu, dfa_error *err) { (void)cu; NO_CUDA(err); }
+dfa_status dfa_cuda_span_end(dfa_cuda *cu, double *acc, dfa_error *err) { (void)cu; (void)acc; NO_CUDA(err); }
+dfa_status dfa_cuda_spans_collect(dfa_cuda *cu, dfa_error *err) { (void)cu; (void)err; return DFA_OK; }
+void dfa_cuda_spans_drop(dfa_cuda *cu) { (void)cu; }
+dfa_status dfa_cuda_capture_begin(dfa_cuda *cu, dfa_error *err) { (void)cu; NO_CUDA(err); }
+dfa_status dfa_cuda_capture_end(dfa_cuda *cu, dfa_cuda_graph **out, dfa_error *err) { (void)cu; *out = 0; NO_CUDA(err); }
+void dfa_cuda_capture_abort(dfa_cuda *cu) { (void)cu; }
+dfa_status dfa_cuda_graph_launch(dfa_cuda *cu, dfa_cuda_graph *g, dfa_error *err) { (void)cu; (void)g; NO_CUDA(err); }
+void dfa_cuda_graph_free(dfa_cuda_graph *g) { (void)g; }
 dfa_status dfa_cuda_mem_info(dfa_cuda *cu, size_t *f, size_t *t, dfa_error *err) {
     (void)cu; *f = 0; *t = 0; NO_CUDA(err);
 }

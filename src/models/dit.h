@@ -41,9 +41,9 @@ dfa_attn_layout dfa_dit_attn_layout(const dfa_dit *m, int h, int w);
 /* Seconds spent in dfa_attn_layer and in whole forwards since load / the last reset. */
 void dfa_dit_times(const dfa_dit *m, double *attn_s, double *total_s);
 void dfa_dit_reset_times(dfa_dit *m);
-/* CUDA: on (the default), the stream is synchronised around every attention call so that the
- * attention time is exact; off, attention is not timed (dfa_dit_times reports 0 for it) and the
- * forward runs without those synchronisations. No effect on the CPU engine. */
+/* CUDA: on (the default), CUDA events are recorded around every attention call (no host
+ * synchronisation; their GPU time is summed at the end of the forward); off, attention is not
+ * timed (dfa_dit_times reports 0 for it). No effect on the CPU engine. */
 void dfa_dit_set_attn_timer(dfa_dit *m, int on);
 
 /* Class-conditional sampling as diffusers' DiTPipeline with the sampler `sched` (timesteps set

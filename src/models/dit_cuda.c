@@ -6,6 +6,7 @@
 #include "core/cuda_rt.h"
 #include "models/cuda/ops_cuda.h"
 #include "models/dit_int.h"
+#include "models/mmdit.h"
 #include "models/tx_cuda.h"
 
 typedef uint16_t bf16;
@@ -90,7 +91,7 @@ dfa_status dfa_dit_forward_cuda(dfa_ctx *ctx, dfa_dit *m, int B, int H, int W, c
                                 const int *labels, float *out) {
     if (!ctx->cuda || !m->gpu.ops)
         DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "dit forward: no CUDA device in this context");
-    return dit_cuda_run(ctx, m, B, H, W, x, t, labels, out);
+    return dfa_mmdit_spans_end(ctx, dit_cuda_run(ctx, m, B, H, W, x, t, labels, out));
 }
 
 void dfa_dit_set_attn_timer(dfa_dit *m, int on) { m->gpu.no_attn_timer = !on; }

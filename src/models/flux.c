@@ -166,6 +166,7 @@ void dfa_flux_free(dfa_ctx *ctx, dfa_flux *m) {
     if (!m) return;
     if (m->act.base) dfa_arena_release(ctx, &m->act);
     if (m->host.base) dfa_arena_release(ctx, &m->host);
+    if (m->dcond) dfa_ctx_mem_release(ctx, m->dcond);
     if (m->weights) dfa_ctx_mem_release(ctx, m->weights);
     if (m->ops) dfa_cuops_free(m->ops);
     if (m->dbl) dfa_ctx_mem_release(ctx, m->dbl);
@@ -180,6 +181,12 @@ void dfa_flux_times(const dfa_flux *m, double *attn_s, double *total_s) {
     if (total_s) *total_s = m->total_s;
 }
 void dfa_flux_reset_times(dfa_flux *m) { m->attn_s = m->total_s = 0; }
+void dfa_flux_set_gemm_timer(dfa_flux *m, double *secs) {
+    if (m->ops) dfa_cuops_set_gemm_timer(m->ops, secs);
+}
+void dfa_flux_hold_cond(dfa_flux *m, int on) {
+    m->cond_pin = on ? (++m->cond_seq ? m->cond_seq : ++m->cond_seq) : 0;
+}
 
 /* ---- pipeline helpers ---- */
 

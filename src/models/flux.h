@@ -44,6 +44,14 @@ int dfa_flux_attn_layers(const dfa_flux *m);
 /* Seconds spent inside dfa_attn_layer and in the whole forward since load (or the last reset). */
 void dfa_flux_times(const dfa_flux *m, double *attn_s, double *total_s);
 void dfa_flux_reset_times(dfa_flux *m);
+/* on: the caller keeps the text, pooled and id inputs of the following forwards fixed (a sampling
+ * loop), so the CUDA engine uploads the text once and reuses it, the pooled-text embedding and the
+ * RoPE tables while B, n_img and n_txt stay the same; off (the default) forgets them. No effect on
+ * the CPU engine. */
+void dfa_flux_hold_cond(dfa_flux *m, int on);
+/* CUDA profiling: with secs non-NULL, the GPU time of every GEMM of the following forwards
+ * (CUDA events) is added to *secs at the end of each forward; NULL: off. No effect on CPU. */
+void dfa_flux_set_gemm_timer(dfa_flux *m, double *secs);
 
 /* One transformer forward, as FluxTransformer2DModel.forward:
  *   x        [B, n_img, in_channels]   packed latents

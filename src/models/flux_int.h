@@ -6,6 +6,7 @@
 #include "core/ctx.h"
 #include "models/flux.h"
 #include "models/mmdit.h"
+#include "sample/flow.h"
 
 #define FLUX_EPS 1e-6f
 #define FLUX_ATTN_BLOCK 128
@@ -40,6 +41,12 @@ struct dfa_flux {
     size_t weight_bytes;
     dfa_arena act;
     double attn_s, total_s;
+    /* CUDA conditioning cache (dfa_flux_hold_cond): cond_pin nonzero while the caller keeps text,
+     * pooled and ids fixed; what was uploaded under that pin (cond_gen) is reused. */
+    unsigned cond_pin, cond_seq, cond_gen;
+    int cond_B, cond_T, cond_N;
+    void *dcond;       /* device: text [B, T, J] bf16, pooled-text embedding [B, C] bf16, cos, sin [N, D/2] */
+    size_t dcond_size; /* bytes */
 };
 
 /* RoPE cos/sin tables [N, head_dim / 2] for ids in layout order ([text, image]). */
@@ -49,5 +56,13 @@ void dfa_flux_rope_table(const dfa_flux_config *c, int N, const float *ids_txt, 
 dfa_status dfa_flux_forward_cuda(dfa_ctx *ctx, dfa_flux *m, int B, int n_img, int n_txt, const float *x,
                                  const float *txt, const float *pooled, const float *timestep, const float *guidance,
                                  const float *txt_ids, const float *img_ids, float *out);
+/* dfa_flow_sample for FLUX on the device (dfa_flux_generate's CUDA loop): the packed latents x
+ * [n_img, in_channels] (host; in: the initial noise, out: the result) stay on the GPU for all
+ * steps; each step is one forward on batch B (2: true CFG, [negative, positive] in txt / pooled)
+ * and one dfa_cuops_flow_step (CFG combine + Euler, bit-equal to the host sampler's). */
+dfa_status dfa_flux_sample_cuda(dfa_ctx *ctx, dfa_flux *m, int B, int n_img, int n_txt, const float *txt,
+                                const float *pooled, float guidance, float cfg_scale, const float *txt_ids,
+                                const float *img_ids, int n_steps, const float *sigmas, const float *timesteps,
+                                float *x, dfa_flow_progress_fn progress, void *user);
 
 #endif

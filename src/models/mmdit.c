@@ -162,6 +162,15 @@ dfa_status dfa_mmdit_arena_ensure(dfa_ctx *ctx, dfa_arena *a, dfa_device dev, si
     return dfa_arena_init(ctx, a, dev, bytes, name);
 }
 
+dfa_status dfa_mmdit_spans_end(dfa_ctx *ctx, dfa_status st) {
+    if (!ctx->cuda) return st;
+    if (st != DFA_OK) {
+        dfa_cuda_spans_drop(ctx->cuda);
+        return st;
+    }
+    return dfa_cuda_spans_collect(ctx->cuda, &ctx->err);
+}
+
 static uint64_t wr_next(uint64_t *s) {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;

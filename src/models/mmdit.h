@@ -64,6 +64,10 @@ dfa_status dfa_wtab_write_random(dfa_ctx *ctx, void *model, dfa_wtab_register_fn
 static inline size_t dfa_mmdit_fbytes(size_t n_floats) { return (n_floats * sizeof(float) + 255u) & ~(size_t)255u; }
 /* (Re)size the arena on `dev` to at least `bytes` (only grows; reset either way). */
 dfa_status dfa_mmdit_arena_ensure(dfa_ctx *ctx, dfa_arena *a, dfa_device dev, size_t bytes, const char *name);
+/* End of a CUDA forward whose status is st: collect the attention timers' pending GPU-time spans
+ * (core/cuda_rt.h; one event wait, the download already synchronised) on success, forget them on
+ * failure. Returns st, or the collect's error. */
+dfa_status dfa_mmdit_spans_end(dfa_ctx *ctx, dfa_status st);
 float *dfa_mmdit_falloc(dfa_ctx *ctx, dfa_arena *a, size_t n_floats, dfa_status *st);
 
 /* y = LN(x) * (1 + scale) + shift over T rows of N (LayerNorm without affine, eps). x == y ok. */

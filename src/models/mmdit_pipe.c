@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "io/safetensors.h"
+#include "models/flux_int.h"
+#include "models/sd3_int.h"
 #include "text/prompt.h"
 
 /* ---- prompt embeddings ---- */
@@ -221,7 +223,14 @@ dfa_status dfa_flux_generate(dfa_ctx *ctx, dfa_flux *m, const dfa_flow_config *s
             r.txt2 = txt2;
             r.pooled2 = pooled2;
         }
-        s = dfa_flow_sample(ctx, p->steps, sig, ts, x, v, n, flux_velocity, gen_progress, &r);
+        dfa_flux_hold_cond(m, 1); /* text, pooled and ids stay fixed for the loop */
+        if (m->dev == DFA_DEV_CUDA) /* latents, CFG and Euler on the device (same results) */
+            s = dfa_flux_sample_cuda(ctx, m, cfg ? 2 : 1, n_img, n_txt, cfg ? r.txt2 : pe->embeds,
+                                     cfg ? r.pooled2 : pe->pooled, p->guidance, p->cfg_scale, txt_ids, img_ids,
+                                     p->steps, sig, ts, x, gen_progress, &r);
+        else
+            s = dfa_flow_sample(ctx, p->steps, sig, ts, x, v, n, flux_velocity, gen_progress, &r);
+        dfa_flux_hold_cond(m, 0);
     }
     if (s == DFA_OK) dfa_flux_unpack_latents(x, 1, C, h, w, latents_out);
     if (sig_in) dfa_ctx_mem_release(ctx, sig_in);
@@ -290,7 +299,13 @@ dfa_status dfa_sd3_generate(dfa_ctx *ctx, dfa_sd3 *m, const dfa_flow_config *sch
     if (s == DFA_OK) {
         sd3_run r = {.p = p, .ctx = ctx, .m = m, .B = B, .h = h, .w = w, .n_txt = pe->n_txt, .txt = txt,
                      .pooled = pooled, .xin = xin, .vout = vout, .n = n};
-        s = dfa_flow_sample(ctx, p->steps, sig, ts, x, v, n, sd3_velocity, gen_progress, &r);
+        dfa_sd3_hold_cond(m, 1); /* txt and pooled stay fixed for the loop */
+        if (m->dev == DFA_DEV_CUDA) /* latents, CFG and Euler on the device (same results) */
+            s = dfa_sd3_sample_cuda(ctx, m, B, h, w, pe->n_txt, txt, pooled, p->cfg_scale, p->steps, sig, ts, x,
+                                    gen_progress, &r);
+        else
+            s = dfa_flow_sample(ctx, p->steps, sig, ts, x, v, n, sd3_velocity, gen_progress, &r);
+        dfa_sd3_hold_cond(m, 0);
     }
     if (s == DFA_OK) memcpy(latents_out, x, n * sizeof(float));
     dfa_ctx_mem_release(ctx, buf);

@@ -46,9 +46,9 @@ dfa_attn_layout dfa_pixart_attn_layout(const dfa_pixart *m, int h, int w);
 /* Seconds spent in dfa_attn_layer and in whole forwards since load / the last reset. */
 void dfa_pixart_times(const dfa_pixart *m, double *attn_s, double *total_s);
 void dfa_pixart_reset_times(dfa_pixart *m);
-/* CUDA: on (the default), the stream is synchronised around every attention call so that the
- * attention time is exact; off, attention is not timed (dfa_pixart_times reports 0 for it) and the
- * forward runs without those synchronisations. No effect on the CPU engine. */
+/* CUDA: on (the default), CUDA events are recorded around every attention call (no host
+ * synchronisation; their GPU time is summed at the end of the forward); off, attention is not
+ * timed (dfa_pixart_times reports 0 for it). No effect on the CPU engine. */
 void dfa_pixart_set_attn_timer(dfa_pixart *m, int on);
 
 /* Text-conditional sampling as diffusers' PixArtSigmaPipeline with the sampler `sched` (timesteps

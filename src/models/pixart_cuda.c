@@ -6,6 +6,7 @@
 
 #include "core/cuda_rt.h"
 #include "models/cuda/ops_cuda.h"
+#include "models/mmdit.h"
 #include "models/pixart_int.h"
 #include "models/tx_cuda.h"
 
@@ -160,7 +161,7 @@ dfa_status dfa_pixart_forward_cuda(dfa_ctx *ctx, dfa_pixart *m, int B, int H, in
                                    int L, const float *text, const float *mask, float *out) {
     if (!ctx->cuda || !m->gpu.ops)
         DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "pixart forward: no CUDA device in this context");
-    return pixart_cuda_run(ctx, m, B, H, W, x, t, L, text, mask, out);
+    return dfa_mmdit_spans_end(ctx, pixart_cuda_run(ctx, m, B, H, W, x, t, L, text, mask, out));
 }
 
 void dfa_pixart_set_attn_timer(dfa_pixart *m, int on) { m->gpu.no_attn_timer = !on; }

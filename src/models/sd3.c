@@ -177,6 +177,7 @@ void dfa_sd3_free(dfa_ctx *ctx, dfa_sd3 *m) {
     if (!m) return;
     if (m->act.base) dfa_arena_release(ctx, &m->act);
     if (m->host.base) dfa_arena_release(ctx, &m->host);
+    if (m->dcond) dfa_ctx_mem_release(ctx, m->dcond);
     if (m->weights) dfa_ctx_mem_release(ctx, m->weights);
     if (m->ops) dfa_cuops_free(m->ops);
     if (m->blk) dfa_ctx_mem_release(ctx, m->blk);
@@ -195,6 +196,16 @@ void dfa_sd3_times(const dfa_sd3 *m, double *attn_s, double *total_s) {
     if (total_s) *total_s = m->total_s;
 }
 void dfa_sd3_reset_times(dfa_sd3 *m) { m->attn_s = m->total_s = 0; }
+void dfa_sd3_set_gemm_timer(dfa_sd3 *m, double *secs) {
+    if (m->ops) dfa_cuops_set_gemm_timer(m->ops, secs);
+}
+int dfa_sd3_set_cuda_graph(dfa_sd3 *m, int on) {
+    m->cuda_graph = on;
+    return m->graph_runs;
+}
+void dfa_sd3_hold_cond(dfa_sd3 *m, int on) {
+    m->cond_pin = on ? (++m->cond_seq ? m->cond_seq : ++m->cond_seq) : 0;
+}
 
 /* ---- forward ---- */
 

@@ -42,6 +42,18 @@ int dfa_sd3_attn_layers(const dfa_sd3 *m); /* num_layers + number of dual-attent
 int dfa_sd3_attn_image_only(const dfa_sd3 *m, int layer);
 void dfa_sd3_times(const dfa_sd3 *m, double *attn_s, double *total_s);
 void dfa_sd3_reset_times(dfa_sd3 *m);
+/* on: the caller keeps the text and pooled inputs of the following forwards fixed (a sampling
+ * loop), so the CUDA engine uploads them once and reuses the bf16 text and the pooled-text
+ * embedding while B and n_txt stay the same; off (the default) forgets them. No effect on CPU. */
+void dfa_sd3_hold_cond(dfa_sd3 *m, int on);
+/* CUDA, dense runs (no attention plan) of dfa_sd3_generate: on, step 0 runs eagerly, step 1
+ * captures the forward's queued part (everything after its uploads) in a CUDA Graph and later
+ * steps replay it (same kernels and arguments: the same results). The attention timer does not
+ * see replayed steps. Off by default. Returns the number of loops that used a graph so far. */
+int dfa_sd3_set_cuda_graph(dfa_sd3 *m, int on);
+/* CUDA profiling: with secs non-NULL, the GPU time of every GEMM of the following forwards
+ * (CUDA events) is added to *secs at the end of each forward; NULL: off. No effect on CPU. */
+void dfa_sd3_set_gemm_timer(dfa_sd3 *m, double *secs);
 
 /* One forward, as SD3Transformer2DModel.forward:
  *   x        [B, in_channels, H, W]   latents (H, W multiples of patch_size)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "attn/attn.h"
+#include "attn/attn_state.h"
 #include "core/log.h"
 #include "core/cuda_rt.h"
 #include "models/cuda/ops_cuda.h"
@@ -19,8 +20,9 @@ typedef uint16_t bf16;
 
 typedef struct sd3_dbuf {
     bf16 *h, *nrm, *nrm2, *q, *k, *v, *att, *tmp, *ff; /* [B, N, *] */
-    bf16 *patch, *tin, *proj;                           /* [B Ni, K], [B T, J], [B Ni, p p O] */
-    bf16 *tproj, *temb, *stemb, *tv, *hid;              /* [B, max(256, P)], [B, C] x 4 */
+    bf16 *patch, *proj;                                 /* [B Ni, K], [B Ni, p p O] */
+    bf16 *tproj, *temb, *stemb, *hid;                   /* [B, max(256, P)], [B, C] x 3 */
+    bf16 *tin, *tv; /* text [B T, J] and pooled-text embedding [B, C]: in m->dcond (kept under a hold) */
     bf16 *mod1, *mod2;                                  /* [B, 9C], [B, 6C] */
     float *f32;                                         /* conversion staging */
 } sd3_dbuf;
@@ -41,11 +43,10 @@ static dfa_status sd3_cuda_alloc(dfa_ctx *ctx, dfa_sd3 *m, int B, int Ni, int Nt
     /* tproj holds the timestep sinusoid [B, 256] and then the pooled text [B, P] (P 2048 in SD3) */
     const size_t TP = (size_t)(c->pooled_projection_dim > 256 ? c->pooled_projection_dim : 256);
     const size_t sizes[] = {BN * C, BN * C, BN * C, BN * C, BN * C, BN * C, BN * C, BN * C, BN * F,
-                            (size_t)B * Ni * K, (size_t)B * Nt * c->joint_attention_dim, (size_t)B * Ni * PO,
-                            (size_t)B * TP, (size_t)B * C, (size_t)B * C, (size_t)B * C, (size_t)B * C,
-                            (size_t)B * 9 * C, (size_t)B * 6 * C};
-    bf16 **dst[] = {&s->h, &s->nrm, &s->nrm2, &s->q, &s->k, &s->v, &s->att, &s->tmp, &s->ff, &s->patch, &s->tin,
-                    &s->proj, &s->tproj, &s->temb, &s->stemb, &s->tv, &s->hid, &s->mod1, &s->mod2};
+                            (size_t)B * Ni * K, (size_t)B * Ni * PO, (size_t)B * TP, (size_t)B * C, (size_t)B * C,
+                            (size_t)B * C, (size_t)B * 9 * C, (size_t)B * 6 * C};
+    bf16 **dst[] = {&s->h, &s->nrm, &s->nrm2, &s->q, &s->k, &s->v, &s->att, &s->tmp, &s->ff, &s->patch,
+                    &s->proj, &s->tproj, &s->temb, &s->stemb, &s->hid, &s->mod1, &s->mod2};
     const int n = (int)(sizeof sizes / sizeof *sizes);
     size_t total = b32(stage) + 4096;
     for (int i = 0; i < n; i++) total += b16(sizes[i]);
@@ -53,7 +54,20 @@ static dfa_status sd3_cuda_alloc(dfa_ctx *ctx, dfa_sd3 *m, int B, int Ni, int Nt
     DFA_TRY(dfa_mmdit_arena_ensure(ctx, &m->host, DFA_DEV_CPU, b32(stage) + 256, "sd3 host staging"));
     for (int i = 0; i < n; i++) DFA_TRY(dfa_arena_alloc(ctx, &m->act, b16(sizes[i]), (void **)dst[i]));
     DFA_TRY(dfa_arena_alloc(ctx, &m->act, b32(stage), (void **)&s->f32));
-    return dfa_arena_alloc(ctx, &m->host, stage * sizeof(float), (void **)hst);
+    DFA_TRY(dfa_arena_alloc(ctx, &m->host, stage * sizeof(float), (void **)hst));
+    /* text and pooled-text embedding: their own block, kept across the forwards of a hold */
+    const size_t tin_b = b16((size_t)B * Nt * c->joint_attention_dim), cond = tin_b + b16((size_t)B * C);
+    const int held = m->cond_pin && m->cond_gen == m->cond_pin && m->cond_B == B && m->cond_T == Nt && m->dcond;
+    if (!held) m->cond_gen = 0;
+    if (m->dcond_size < cond) {
+        if (m->dcond) dfa_ctx_mem_release(ctx, m->dcond);
+        m->dcond = NULL, m->dcond_size = 0;
+        DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CUDA, cond, "sd3 text conditioning (device)", &m->dcond));
+        m->dcond_size = cond;
+    }
+    s->tin = m->dcond;
+    s->tv = (bf16 *)(void *)((char *)m->dcond + tin_b);
+    return DFA_OK;
 }
 
 static dfa_status upload_bf16(dfa_ctx *ctx, dfa_sd3 *m, sd3_dbuf *s, const float *src, size_t n, bf16 *dst) {
@@ -100,7 +114,7 @@ static dfa_status attention(dfa_ctx *ctx, dfa_sd3 *m, int layer, const dfa_attn_
                             sd3_dbuf *s) {
     const dfa_sd3_config *c = &m->cfg;
     return dfa_attn_layer_bf16_cuda(ctx, layer, lay, B, N, c->n_heads, c->head_dim, s->q, s->k, s->v, s->att,
-                                    &m->attn_s);
+                                    m->no_timer ? NULL : &m->attn_s);
 }
 
 static dfa_status block_forward(dfa_ctx *ctx, dfa_sd3 *m, const sd3_block *blk, int B, int Ni, int Nt, sd3_dbuf *s) {
@@ -150,28 +164,22 @@ static dfa_status block_forward(dfa_ctx *ctx, dfa_sd3 *m, const sd3_block *blk, 
     return DFA_OK;
 }
 
-static dfa_status sd3_cuda_run(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, int n_txt, const float *x,
-                               const float *txt, const float *pooled, const float *timestep, float *out) {
+/* The queued part of a forward (no host synchronisation, no upload: a CUDA Graph can capture it):
+ * patchify of x (device; NULL: s->patch is filled already), the timestep MLP on s->tproj, the
+ * embeddings, the blocks, the output projection and unpatchify into out (device f32). */
+static dfa_status sd3_cuda_body(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, int n_txt, const float *x, int bcast,
+                                sd3_dbuf *sp, float *out) {
     const dfa_sd3_config *c = &m->cfg;
     const int p = c->patch_size, M = c->pos_embed_max_size, C = c->inner_dim, Cin = c->in_channels;
     const int hp = H / p, wp = W / p, Ni = hp * wp, N = Ni + n_txt, K = Cin * p * p, O = c->out_channels;
     const int top = (M - hp) / 2, left = (M - wp) / 2, PO = p * p * O;
-    sd3_dbuf s;
-    float *hst = NULL;
-    size_t stage = 0;
-    DFA_TRY(sd3_cuda_alloc(ctx, m, B, Ni, n_txt, &s, &hst, &stage));
-    /* patchify on the host: (c, ky, kx) vectors, as the Conv2d weight is laid out */
-    for (int b = 0; b < B; b++)
-        for (int i = 0; i < hp; i++)
-            for (int j = 0; j < wp; j++) {
-                float *v = hst + (((size_t)b * hp + i) * wp + j) * K;
-                for (int ch = 0; ch < Cin; ch++)
-                    for (int ky = 0; ky < p; ky++)
-                        for (int kx = 0; kx < p; kx++)
-                            v[(ch * p + ky) * p + kx] = x[(((size_t)b * Cin + ch) * H + i * p + ky) * W + j * p + kx];
-            }
-    DFA_TRY(upload_bf16(ctx, m, &s, hst, (size_t)B * Ni * K, s.patch));
-    DFA_TRY(upload_bf16(ctx, m, &s, txt, (size_t)B * n_txt * c->joint_attention_dim, s.tin));
+    sd3_dbuf s = *sp;
+    /* patchify: (c, ky, kx) vectors, as the Conv2d weight is laid out */
+    if (x) DFA_TRY(dfa_cuops_patchify(m->ops, x, B, bcast, Cin, H, W, p, s.patch, &ctx->err));
+    DFA_TRY(lin(ctx, m, &m->t1, s.tproj, B, s.hid));
+    DFA_TRY(dfa_cuops_act(m->ops, s.hid, (size_t)B * C, DFA_ACT_SILU, &ctx->err));
+    DFA_TRY(lin(ctx, m, &m->t2, s.hid, B, s.temb));
+    DFA_TRY(dfa_cuops_gate_add(m->ops, s.temb, 1, B, C, NULL, s.tv, &ctx->err));
     const dfa_lin patch = {.w = m->patch_w, .b = m->patch_b, .in = K, .out = C};
     for (int b = 0; b < B; b++) {
         bf16 *hb = s.h + (size_t)b * N * C;
@@ -180,6 +188,64 @@ static dfa_status sd3_cuda_run(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, in
             DFA_TRY(dfa_cuops_gate_add(m->ops, hb + (size_t)i * wp * C, 1, wp, C, NULL,
                                        V16(m->pos) + ((size_t)(top + i) * M + left) * C, &ctx->err));
         DFA_TRY(lin(ctx, m, &m->ctx_emb, s.tin + (size_t)b * n_txt * c->joint_attention_dim, n_txt, hb + (size_t)Ni * C));
+    }
+    DFA_TRY(dfa_cuda_d2d(ctx->cuda, s.stemb, s.temb, (size_t)B * C * 2, &ctx->err));
+    DFA_TRY(dfa_cuops_act(m->ops, s.stemb, (size_t)B * C, DFA_ACT_SILU, &ctx->err));
+    for (int i = 0; i < c->num_layers; i++) DFA_TRY(block_forward(ctx, m, &m->blk[i], B, Ni, n_txt, &s));
+    /* norm_out (scale, shift), proj_out, unpatchify */
+    DFA_TRY(lin(ctx, m, &m->norm_out, s.stemb, B, s.mod1));
+    for (int b = 0; b < B; b++) {
+        const bf16 *mod = s.mod1 + (size_t)b * 2 * C;
+        DFA_TRY(dfa_cuops_ln_modulate(m->ops, s.h + (size_t)b * N * C, 1, Ni, C, mod + C, mod, SD3_EPS, s.nrm, &ctx->err));
+        DFA_TRY(lin(ctx, m, &m->proj_out, s.nrm, Ni, s.proj + (size_t)b * Ni * PO));
+    }
+    return dfa_cuops_unpatchify(m->ops, s.proj, B, O, H, W, p, out, &ctx->err);
+}
+
+/* The body under a CUDA Graph (m->graph): captured on the first call, replayed after. */
+static dfa_status sd3_cuda_body_graph(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, int n_txt, const float *x,
+                                      int bcast, sd3_dbuf *s, float *out) {
+    if (!m->graph) {
+        DFA_TRY(dfa_cuda_capture_begin(ctx->cuda, &ctx->err));
+        m->no_timer = 1; /* event records inside a capture are not timed on replay */
+        dfa_status st = sd3_cuda_body(ctx, m, B, H, W, n_txt, x, bcast, s, out);
+        m->no_timer = 0;
+        if (st == DFA_OK) st = dfa_cuda_capture_end(ctx->cuda, &m->graph, &ctx->err);
+        if (st != DFA_OK) {
+            dfa_cuda_capture_abort(ctx->cuda);
+            return st;
+        }
+    }
+    return dfa_cuda_graph_launch(ctx->cuda, m->graph, &ctx->err);
+}
+
+/* x: host [B, Cin, H, W], or device (x_dev) [B or 1 (bcast), Cin, H, W] f32; out: host or device
+ * (out_dev) [B, O, H, W] f32. Patchify / unpatchify run on the device either way. graph: the
+ * body under m->graph (device x and out only). */
+static dfa_status sd3_cuda_run(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, int n_txt, const float *x, int x_dev,
+                               int bcast, const float *txt, const float *pooled, const float *timestep, float *out,
+                               int out_dev, int graph) {
+    const dfa_sd3_config *c = &m->cfg;
+    const int p = c->patch_size, C = c->inner_dim, Cin = c->in_channels;
+    const int hp = H / p, wp = W / p, Ni = hp * wp, K = Cin * p * p, O = c->out_channels, PO = p * p * O;
+    sd3_dbuf s;
+    float *hst = NULL;
+    size_t stage = 0;
+    DFA_TRY(sd3_cuda_alloc(ctx, m, B, Ni, n_txt, &s, &hst, &stage));
+    /* every upload first (each one waits for the stream), then the whole forward is queued with
+     * no host synchronisation until the final download */
+    if (!x_dev) { /* the latents as they are (B Cin H W = B Ni K floats) into the f32 staging, patchified
+                   * before the next upload reuses the staging */
+        DFA_TRY(dfa_cuda_h2d(ctx->cuda, s.f32, x, (size_t)B * Ni * K * sizeof(float), &ctx->err));
+        DFA_TRY(dfa_cuops_patchify(m->ops, s.f32, B, 0, Cin, H, W, p, s.patch, &ctx->err));
+    }
+    if (!m->cond_gen) { /* text and text_embedder(pooled): once per hold (sd3_cuda_alloc) */
+        DFA_TRY(upload_bf16(ctx, m, &s, txt, (size_t)B * n_txt * c->joint_attention_dim, s.tin));
+        DFA_TRY(upload_bf16(ctx, m, &s, pooled, (size_t)B * c->pooled_projection_dim, s.tproj));
+        DFA_TRY(lin(ctx, m, &m->p1, s.tproj, B, s.hid));
+        DFA_TRY(dfa_cuops_act(m->ops, s.hid, (size_t)B * C, DFA_ACT_SILU, &ctx->err));
+        DFA_TRY(lin(ctx, m, &m->p2, s.hid, B, s.tv));
+        m->cond_gen = m->cond_pin, m->cond_B = B, m->cond_T = n_txt;
     }
     /* temb = timestep_embedder(proj(t)) + text_embedder(pooled) */
     const int half = 128;
@@ -190,45 +256,65 @@ static dfa_status sd3_cuda_run(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, in
             hst[(size_t)b * 256 + i] = cosf(arg);
             hst[(size_t)b * 256 + half + i] = sinf(arg);
         }
-    DFA_TRY(upload_bf16(ctx, m, &s, hst, (size_t)B * 256, s.tproj));
-    DFA_TRY(lin(ctx, m, &m->t1, s.tproj, B, s.hid));
-    DFA_TRY(dfa_cuops_act(m->ops, s.hid, (size_t)B * C, DFA_ACT_SILU, &ctx->err));
-    DFA_TRY(lin(ctx, m, &m->t2, s.hid, B, s.temb));
-    DFA_TRY(upload_bf16(ctx, m, &s, pooled, (size_t)B * c->pooled_projection_dim, s.tproj));
-    DFA_TRY(lin(ctx, m, &m->p1, s.tproj, B, s.hid));
-    DFA_TRY(dfa_cuops_act(m->ops, s.hid, (size_t)B * C, DFA_ACT_SILU, &ctx->err));
-    DFA_TRY(lin(ctx, m, &m->p2, s.hid, B, s.tv));
-    DFA_TRY(dfa_cuops_gate_add(m->ops, s.temb, 1, B, C, NULL, s.tv, &ctx->err));
-    DFA_TRY(dfa_cuda_d2d(ctx->cuda, s.stemb, s.temb, (size_t)B * C * 2, &ctx->err));
-    DFA_TRY(dfa_cuops_act(m->ops, s.stemb, (size_t)B * C, DFA_ACT_SILU, &ctx->err));
-    for (int i = 0; i < c->num_layers; i++) DFA_TRY(block_forward(ctx, m, &m->blk[i], B, Ni, n_txt, &s));
-    /* norm_out (scale, shift), proj_out, unpatchify on the host */
-    DFA_TRY(lin(ctx, m, &m->norm_out, s.stemb, B, s.mod1));
-    for (int b = 0; b < B; b++) {
-        const bf16 *mod = s.mod1 + (size_t)b * 2 * C;
-        DFA_TRY(dfa_cuops_ln_modulate(m->ops, s.h + (size_t)b * N * C, 1, Ni, C, mod + C, mod, SD3_EPS, s.nrm, &ctx->err));
-        DFA_TRY(lin(ctx, m, &m->proj_out, s.nrm, Ni, s.proj + (size_t)b * Ni * PO));
-    }
-    const size_t np = (size_t)B * Ni * PO;
-    DFA_TRY(dfa_cuops_bf16_to_f32(m->ops, s.proj, s.f32, np, &ctx->err));
-    DFA_TRY(dfa_cuda_d2h(ctx->cuda, hst, s.f32, np * sizeof(float), &ctx->err));
-    for (int b = 0; b < B; b++)
-        for (int i = 0; i < hp; i++)
-            for (int j = 0; j < wp; j++) {
-                const float *y = hst + (((size_t)b * hp + i) * wp + j) * PO;
-                for (int py = 0; py < p; py++)
-                    for (int px = 0; px < p; px++)
-                        for (int ch = 0; ch < O; ch++)
-                            out[(((size_t)b * O + ch) * H + i * p + py) * W + j * p + px] = y[(py * p + px) * O + ch];
-            }
-    return DFA_OK;
+    DFA_TRY(upload_bf16(ctx, m, &s, hst, (size_t)B * 256, s.tproj)); /* the last upload */
+    const float *xb = x_dev ? x : NULL;
+    if (graph && x_dev && out_dev) DFA_TRY(sd3_cuda_body_graph(ctx, m, B, H, W, n_txt, xb, bcast, &s, out));
+    else DFA_TRY(sd3_cuda_body(ctx, m, B, H, W, n_txt, xb, bcast, &s, out_dev ? out : s.f32));
+    if (out_dev) return dfa_cuda_sync(ctx->cuda, &ctx->err); /* the forward ends when its output is there */
+    return dfa_cuda_d2h(ctx->cuda, out, s.f32, (size_t)B * Ni * PO * sizeof(float), &ctx->err);
 }
 
 dfa_status dfa_sd3_forward_cuda(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, int n_txt, const float *x,
                                 const float *txt, const float *pooled, const float *timestep, float *out) {
     if (!ctx->cuda || !m->ops) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "sd3 forward: no CUDA device in this context");
     const double t0 = dfa_now_s();
-    dfa_status st = sd3_cuda_run(ctx, m, B, H, W, n_txt, x, txt, pooled, timestep, out);
+    dfa_status st = sd3_cuda_run(ctx, m, B, H, W, n_txt, x, 0, 0, txt, pooled, timestep, out, 0, 0);
+    st = dfa_mmdit_spans_end(ctx, st); /* the attention spans' GPU seconds into m->attn_s */
     m->total_s += dfa_now_s() - t0;
+    return st;
+}
+
+dfa_status dfa_sd3_forward_cuda_dev(dfa_ctx *ctx, dfa_sd3 *m, int B, int H, int W, int n_txt, const float *x_dev,
+                                    int bcast, const float *txt, const float *pooled, const float *timestep,
+                                    float *out_dev, int graph) {
+    if (!ctx->cuda || !m->ops) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "sd3 forward: no CUDA device in this context");
+    const double t0 = dfa_now_s();
+    dfa_status st = sd3_cuda_run(ctx, m, B, H, W, n_txt, x_dev, 1, bcast, txt, pooled, timestep, out_dev, 1, graph);
+    st = dfa_mmdit_spans_end(ctx, st);
+    m->total_s += dfa_now_s() - t0;
+    return st;
+}
+
+dfa_status dfa_sd3_sample_cuda(dfa_ctx *ctx, dfa_sd3 *m, int B, int h, int w, int n_txt, const float *txt,
+                               const float *pooled, float cfg_scale, int n_steps, const float *sigmas,
+                               const float *timesteps, float *x, dfa_flow_progress_fn progress, void *user) {
+    if (!ctx->cuda || !m->ops) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "sd3 sample: no CUDA device in this context");
+    if (B != 1 && B != 2) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "sd3 sample (CUDA): batch %d (1, or 2 for CFG)", B);
+    const size_t n = (size_t)m->cfg.in_channels * h * w;
+    float *d = NULL;
+    DFA_TRY(dfa_ctx_mem_alloc(ctx, DFA_DEV_CUDA, (size_t)(1 + B) * n * sizeof(float), "sd3 latents (device)",
+                              (void **)&d));
+    float *dx = d, *dv = d + n; /* latents [C, h, w]; velocities [B, C, h, w] */
+    dfa_status st = dfa_cuda_h2d(ctx->cuda, dx, x, n * sizeof(float), &ctx->err);
+    const int planned = dfa_attn_plan(ctx) != NULL;
+    /* CUDA Graph (dfa_sd3_set_cuda_graph, dense runs only): step 0 eager (first-use work lists and
+     * GEMM algorithms), step 1 captures the forward's queued part, later steps replay it */
+    const int graph = m->cuda_graph && !planned;
+    for (int i = 0; i < n_steps && st == DFA_OK; i++) {
+        const double t0 = dfa_now_s();
+        if (planned && (st = dfa_attn_begin_step(ctx, i)) != DFA_OK) break;
+        const float t[2] = {timesteps[i], timesteps[i]};
+        /* latent_model_input = cat([latents] * 2): the patchify reads item 0 for both */
+        st = dfa_sd3_forward_cuda_dev(ctx, m, B, h, w, n_txt, dx, 1, txt, pooled, t, dv, graph && i > 0);
+        if (st == DFA_OK)
+            st = dfa_cuops_flow_step(m->ops, dx, dv, n, B == 2, cfg_scale, sigmas[i + 1] - sigmas[i], &ctx->err);
+        if (st == DFA_OK && progress) progress(user, i, n_steps, dfa_now_s() - t0);
+    }
+    if (planned) dfa_attn_end_run(ctx);
+    if (st == DFA_OK) st = dfa_cuda_d2h(ctx->cuda, x, dx, n * sizeof(float), &ctx->err);
+    if (m->graph) m->graph_runs++;
+    dfa_cuda_graph_free(m->graph); /* it holds this loop's latents addresses */
+    m->graph = NULL;
+    dfa_ctx_mem_release(ctx, d);
     return st;
 }

@@ -31,7 +31,7 @@ typedef struct dfa_txg_model {
     dfa_arena dact, hst; /* device activations, host staging */
     uint16_t *dpos;      /* cached position embedding [pos_h * pos_w, D] (device bf16) */
     int pos_h, pos_w;
-    int no_attn_timer; /* 1 = no synchronised attention timing */
+    int no_attn_timer; /* 1 = no attention timer (no CUDA events around the attention calls) */
 } dfa_txg_model;
 
 /* Create s->ops and copy the host weight block (n floats) to the device (dfa_txg_upload_weights);
@@ -106,7 +106,8 @@ dfa_status dfa_txg_patch_embed(dfa_txg *g, const float *x, int B, int C, int H, 
 /* Final projection y [B*N, p*p*C] (device) -> host out [B, C, H, W]. */
 dfa_status dfa_txg_unpatchify(dfa_txg *g, const uint16_t *y, int B, int h, int w, int p, int C, float *out);
 /* Self-attention through dfa_attn_layer (layer = block index), bf16 [B, N, H, Dh] tensors;
- * out [B*N, D] = to_out(attn(in)). The seconds in dfa_attn_layer (synchronised) go to *attn_s. */
+ * out [B*N, D] = to_out(attn(in)). The attention's GPU seconds (CUDA events, dfa_attn_layer_bf16_cuda)
+ * go to *attn_s at the forward's dfa_mmdit_spans_end. */
 dfa_status dfa_txg_self_attn(dfa_txg *g, int layer, const dfa_tx_attn *a, int B, int N, int H, int Dh,
                              const uint16_t *in, dfa_txg_bufs *b, uint16_t *out, double *attn_s);
 /* Cross-attention of B*N queries from in to B*L text tokens b->txt (width Dkv) with the key

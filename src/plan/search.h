@@ -123,6 +123,12 @@ typedef struct dfa_search_backend {
     /* compose: for every head h with src[h].a != NULL, head h of every row of dst = src[h].a
      *   (+ or - src[h].b by src[h].sign, as head_op); heads with a NULL are left untouched. */
     dfa_status (*compose)(void *user, const dfa_search_shape *s, void *dst, const dfa_search_head_src *src);
+    /* attn_multi: FULL into full and ARROW(win[i]) into arrow[i] for i < n_win (distinct windows
+     *   >= 0), tensors as attn's; the same outputs as one attn call each up to the element type's
+     *   rounding (the CUDA backend: one ring launch, attn_cuda.h). */
+    dfa_status (*attn_multi)(void *user, const dfa_attn_layout *layout, int n_rows, int n_heads, int head_dim,
+                             int n_win, const int *win, const void *q, const void *k, const void *v, void *full,
+                             void *const *arrow);
 } dfa_search_backend;
 
 /* The CPU backend: f32 host memory owned by ctx, attention by dfa_search_attn_cpu. */
@@ -130,11 +136,13 @@ void dfa_search_backend_cpu(dfa_ctx *ctx, dfa_search_backend *b);
 
 /* The CUDA backend: bf16 buffers (elem_size 2) on the context's device, everything enqueued on
  * its stream; attention by the fused CUDA kernel (work lists kept in `state` per layout, heads
- * and window); compose and metrics by the kernels of src/plan/cuda/search_cuda.cu (metrics in
+ * and window; FULL and the ARROW windows of a V2 layer by one ring launch, attn_multi, where the
+ * GPU runs the wgmma kernel); compose and metrics by the kernels of src/plan/cuda/search_cuda.cu (metrics in
  * double; only H x rows doubles per candidate come back, one transfer per V2 layer). `state`
  * holds the metric scratch and the work lists: keep it alive while the backend is used, then
  * dfa_search_cuda_free. A build without CUDA or a CPU context: DFA_ERR_UNSUPPORTED. */
 #define DFA_SEARCH_CUDA_LISTS 32
+#define DFA_SEARCH_CUDA_RINGS 4
 typedef struct dfa_search_cuda {
     dfa_ctx *ctx;
     double *dev, *host; /* metric scratch, cap doubles each */
@@ -145,6 +153,15 @@ typedef struct dfa_search_cuda {
     dfa_attn_layout list_layout[DFA_SEARCH_CUDA_LISTS];
     int list_heads[DFA_SEARCH_CUDA_LISTS], list_window[DFA_SEARCH_CUDA_LISTS];
     int n_lists, next_evict;
+    /* ring plans (attn_multi: FULL + every ARROW window in one launch), per (layout, heads,
+     * windows), and their scratch */
+    void *ring[DFA_SEARCH_CUDA_RINGS];
+    dfa_attn_layout ring_layout[DFA_SEARCH_CUDA_RINGS];
+    int ring_heads[DFA_SEARCH_CUDA_RINGS], ring_nwin[DFA_SEARCH_CUDA_RINGS];
+    int ring_win[DFA_SEARCH_CUDA_RINGS][8];
+    int n_rings, ring_evict;
+    void *ring_scratch;
+    size_t ring_cap;
 } dfa_search_cuda;
 dfa_status dfa_search_backend_cuda(dfa_ctx *ctx, dfa_search_cuda *state, dfa_search_backend *b);
 void dfa_search_cuda_free(dfa_search_cuda *state);

@@ -164,5 +164,5 @@ static dfa_status cpu_compose(void *user, const dfa_search_shape *s, void *dst, 
 void dfa_search_backend_cpu(dfa_ctx *ctx, dfa_search_backend *b) {
     *b = (dfa_search_backend){ctx,         sizeof(float), cpu_alloc, cpu_release,   dfa_search_attn_cpu,
                               cpu_head_op, cpu_copy,      cpu_rse,   cpu_mrae,      cpu_rse_multi,
-                              cpu_compose};
+                              cpu_compose, NULL};
 }

@@ -88,6 +88,83 @@ static dfa_status cu_attn(void *user, const dfa_attn_layout *l, int n_rows, int 
     return dfa_attn_cuda_run(cp, &a, &s->ctx->err);
 }
 
+/* The ring plan of (layout, heads, windows), built on first use (round-robin replacement). */
+static dfa_status cu_ring(dfa_search_cuda *s, const dfa_attn_layout *l, int n_heads, int n_win, const int *win,
+                          dfa_attn_cuda_plan **out) {
+    for (int i = 0; i < s->n_rings; i++)
+        if (s->ring_heads[i] == n_heads && s->ring_nwin[i] == n_win && same_layout(&s->ring_layout[i], l) &&
+            !memcmp(s->ring_win[i], win, sizeof(int) * n_win)) {
+            *out = s->ring[i];
+            return DFA_OK;
+        }
+    dfa_attn_cuda_plan *cp = NULL;
+    DFA_TRY(dfa_attn_cuda_ring_plan_build(&cp, l, n_heads, n_win, win, dfa_cuda_stream(s->ctx->cuda), &s->ctx->err));
+    int i = s->n_rings;
+    if (i == DFA_SEARCH_CUDA_RINGS) { /* in-order stream: cudaFree waits for the launches using it */
+        i = s->ring_evict;
+        s->ring_evict = (s->ring_evict + 1) % DFA_SEARCH_CUDA_RINGS;
+        dfa_attn_cuda_plan_free(s->ring[i]);
+    } else {
+        s->n_rings++;
+    }
+    s->ring[i] = cp, s->ring_layout[i] = *l, s->ring_heads[i] = n_heads, s->ring_nwin[i] = n_win;
+    memcpy(s->ring_win[i], win, sizeof(int) * n_win);
+    *out = cp;
+    return DFA_OK;
+}
+
+/* FULL and every ARROW window: one ring launch + combine (attn_cuda.h) over the distinct windows
+ * below the full band, ascending (a window at or past it is FULL: a copy); where the ring path
+ * cannot run (no wgmma GPU, head dim outside 64..128, too many windows, the plain band: rings
+ * are arrow band distances), one cu_attn each. */
+static dfa_status cu_attn_multi(void *user, const dfa_attn_layout *l, int n_rows, int n_heads, int head_dim, int n_win,
+                                const int *win, const void *q, const void *k, const void *v, void *full,
+                                void *const *arrow) {
+    dfa_search_cuda *s = user;
+    const int fw = dfa_mask_full_window(l);
+    int rw[DFA_ATTN_CUDA_RING_MAX_WIN], n = 0, ok = n_win > 0 && head_dim >= 64 && head_dim <= 128 &&
+                                                    l->band == DFA_BAND_ARROW &&
+                                                    dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA);
+    void *ro[DFA_ATTN_CUDA_RING_MAX_WIN];
+    for (int i = 0; ok && i < n_win; i++) {
+        if (win[i] < 0) ok = 0;
+        if (!ok || win[i] >= fw) continue;
+        int j = n;
+        while (j > 0 && rw[j - 1] > win[i]) j--;
+        if (j > 0 && rw[j - 1] == win[i]) ok = 0; /* a repeated window: not the search's case */
+        else if (n == DFA_ATTN_CUDA_RING_MAX_WIN) ok = 0;
+        else {
+            memmove(rw + j + 1, rw + j, sizeof(int) * (n - j));
+            memmove(ro + j + 1, ro + j, sizeof(void *) * (n - j));
+            rw[j] = win[i], ro[j] = arrow[i], n++;
+        }
+    }
+    if (!ok || n == 0) {
+        DFA_TRY(cu_attn(user, l, n_rows, n_heads, head_dim, -1, q, k, v, full));
+        for (int i = 0; i < n_win; i++) DFA_TRY(cu_attn(user, l, n_rows, n_heads, head_dim, win[i], q, k, v, arrow[i]));
+        return DFA_OK;
+    }
+    if (n_heads < 1 || n_heads > DFA_SEARCH_CUDA_MAXH || n_rows < 1 || dfa_layout_valid(l))
+        DFA_CTX_FAIL(s->ctx, DFA_ERR_INVALID_ARG, "search attention: %d heads (1 to %d), %d rows, layout %s",
+                     n_heads, DFA_SEARCH_CUDA_MAXH, n_rows, dfa_layout_valid(l) ? "invalid" : "ok");
+    dfa_attn_cuda_plan *cp;
+    DFA_TRY(cu_ring(s, l, n_heads, n, rw, &cp));
+    const size_t need = dfa_attn_cuda_ring_scratch_bytes(cp, n_rows, head_dim);
+    if (need > s->ring_cap) {
+        dfa_ctx_mem_release(s->ctx, s->ring_scratch);
+        s->ring_scratch = NULL, s->ring_cap = 0;
+        DFA_TRY(dfa_ctx_mem_alloc(s->ctx, DFA_DEV_CUDA, need, "search ring scratch", &s->ring_scratch));
+        s->ring_cap = need;
+    }
+    dfa_attn_cuda_args a = {DFA_ATTN_CUDA_BF16, n_rows, head_dim, q, k, v, NULL, NULL, NULL, 0.0f,
+                            dfa_cuda_stream(s->ctx->cuda)};
+    DFA_TRY(dfa_attn_cuda_ring_run(cp, &a, s->ring_scratch, full, ro, &s->ctx->err));
+    const size_t bytes = (size_t)n_rows * dfa_layout_tokens(l) * n_heads * head_dim * 2;
+    for (int i = 0; i < n_win; i++)
+        if (win[i] >= fw) DFA_TRY(dfa_cuda_d2d(s->ctx->cuda, arrow[i], full, bytes, &s->ctx->err));
+    return DFA_OK;
+}
+
 static dfa_status cu_head_op(void *user, const dfa_search_shape *sh, int head, int r0, int r1, void *dst, const void *a,
                              const void *b, int sign) {
     dfa_search_cuda *s = user;
@@ -155,13 +232,15 @@ dfa_status dfa_search_backend_cuda(dfa_ctx *ctx, dfa_search_cuda *state, dfa_sea
         DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "search: the CUDA backend needs a CUDA context (backend CPU here)");
     state->ctx = ctx;
     *b = (dfa_search_backend){state,  2,      cu_alloc, cu_release,   cu_attn,   cu_head_op,
-                              cu_copy, cu_rse, cu_mrae,  cu_rse_multi, cu_compose};
+                              cu_copy, cu_rse, cu_mrae,  cu_rse_multi, cu_compose, cu_attn_multi};
     return DFA_OK;
 }
 
 void dfa_search_cuda_free(dfa_search_cuda *state) {
     if (!state->ctx) return;
     for (int i = 0; i < state->n_lists; i++) dfa_attn_cuda_plan_free(state->list[i]);
+    for (int i = 0; i < state->n_rings; i++) dfa_attn_cuda_plan_free(state->ring[i]);
+    dfa_ctx_mem_release(state->ctx, state->ring_scratch);
     dfa_ctx_mem_release(state->ctx, state->dev);
     dfa_ctx_mem_release(state->ctx, state->host);
     memset(state, 0, sizeof *state);

@@ -145,8 +145,17 @@ static dfa_status v2_hook(void *user, int layer, const void *q, const void *k, c
     search_state *st = &run->st;
     DFA_TRY(search_hook_enter(st, layer));
     const int H = st->H, C = run->n_cands, R = st->R;
-    DFA_TRY(search_compute(st, q, k, v, -1, 0, R, st->full));
-    for (int i = 0; i < st->n_win; i++) DFA_TRY(search_compute(st, q, k, v, st->win[i], 0, R, st->arrow[i]));
+    if (st->be.attn_multi && st->n_win > 0) {
+        dfa_status sa = st->be.attn_multi(st->be.user, st->lay, R, H, st->D, st->n_win, st->win, q, k, v, st->full,
+                                          st->arrow);
+        if (sa) {
+            dfa_error_wrap(&st->ctx->err, "search step %d: FULL and %d ARROW windows", st->step, st->n_win);
+            return sa;
+        }
+    } else {
+        DFA_TRY(search_compute(st, q, k, v, -1, 0, R, st->full));
+        for (int i = 0; i < st->n_win; i++) DFA_TRY(search_compute(st, q, k, v, st->win[i], 0, R, st->arrow[i]));
+    }
     int need[V2_MAX_CANDS], n_need = 0;
     for (int c = 0; c < C; c++) {
         const dfa_search_cand *cd = &run->cands[c];

@@ -254,11 +254,30 @@ static void test_head_dims(void) {
     /* other head dims on a plan built for the wgmma variants run variant 1's kernel */
     run_case(&CASES[1], 24, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA_GRID);
     run_case(&CASES[0], 200, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA);
+    /* variants 4/5 (3-consumer kernel at D=64 only): 72 on variant 2's padded kernel with the
+     * 128-row list, 24 on variant 1's */
+    run_case(&CASES[0], 72, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3);
+    run_case(&CASES[4], 72, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3_NOPP);
+    run_case(&CASES[1], 24, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3);
 }
 
 static void test_v1(void) { test_variant(DFA_ATTN_CUDA_V_MMA); }
 static void test_v2(void) { test_variant(DFA_ATTN_CUDA_V_WGMMA); }
 static void test_v3(void) { test_variant(DFA_ATTN_CUDA_V_WGMMA_GRID); }
+/* 3 consumer warpgroups at D=64 (192-row items: FULL heads span tiles; block 64 gives 64-row
+ * items on one warpgroup, block 200 items of 192 + 8 rows; copies of 192 rows), D=128 as v2 */
+/* ~2.4 items per CTA on an H100, mixing 192-row (FULL), 77-row (text) and 64-row (block-64
+ * visual tiles) items, so that persistent CTAs change their active warpgroups between items */
+static const tcase MANY3 = {"many items, 1-3 consumers", {2400, 77, 1, 64}, 2, 6, {F, A, C, RS, A, F}, {0, 2, 0, 1, 5, 0}};
+static void test_v4(void) {
+    test_variant(DFA_ATTN_CUDA_V_WGMMA3);
+    if (dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA3)) run_case(&MANY3, 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3);
+}
+static void test_v5(void) {
+    test_variant(DFA_ATTN_CUDA_V_WGMMA3_NOPP);
+    if (dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA3_NOPP))
+        run_case(&MANY3, 64, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA3_NOPP);
+}
 
 static void test_cache_helpers(void) {
     dfa_error err = {0};
@@ -342,6 +361,10 @@ int main(void) {
             run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA);
             run_case(&CASES[1], 128, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA);
             run_case(&CASES[0], 72, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA); /* padded to 128 */
+            /* 3 consumers: items of 192, 128 and 64 rows in one persistent CTA (turn ring) */
+            run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3);
+            run_case(&CASES[3], 64, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA3);
+            run_case(&CASES[4], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3_NOPP);
         }
         dfa_cuda_free(g_cu);
         return test_summary();
@@ -353,6 +376,8 @@ int main(void) {
     RUN(test_v2);
     RUN(test_v3);
     RUN(test_plain);
+    RUN(test_v4);
+    RUN(test_v5);
     dfa_cuda_free(g_cu);
     return test_summary();
 }

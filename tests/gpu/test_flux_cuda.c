@@ -4,17 +4,21 @@
  * bf16-representable inputs. Head dim 128 (FLUX's), 2 tiles of image tokens, 77 text tokens,
  * batch 1 and 2, pooled text wider than the 256-channel timestep sinusoid (FLUX.1's 768: the
  * two share a device buffer, issue 5), outputs poisoned first. Bound: 3e-2 relative L2 (bf16
- * activations through 2 double + 2 single blocks). Then a 2-step generate on both engines. */
+ * activations through 2 double + 2 single blocks); the held conditioning of a sampling loop
+ * (bit-identical, host text and ids not re-read). Then a 2-step generate on both engines. */
+#include "../fixture.h"
 #include "../test.h"
 #include "gpu_test_util.h"
 #include "../tmpdir.h"
 
 #include <stdint.h>
+#include <string.h>
 
 #include "core/ctx.h"
 #include "core/tensor.h"
 #include "models/flux.h"
 #include "models/mmdit_pipe.h"
+#include "sample/flow.h"
 
 int main(void) {
     test_tmpdir d;
@@ -55,6 +59,28 @@ int main(void) {
             double e = gpu_rel_l2(og, oc, nx);
             printf("     flux CUDA vs CPU forward, batch %d: rel L2 %.3g\n", B, e);
             CHECKF(e <= 3e-2, "batch %d: rel L2 %.3g > 3e-2", B, e);
+            /* held conditioning (dfa_flux_hold_cond, as the sampling loop runs): bit-identical to
+             * the plain forward; under the hold the poisoned host text and ids are not read
+             * again (text, pooled embedding, RoPE tables kept); released, they are */
+            float *txt2 = malloc(nt * 4), *ids2 = malloc((size_t)n_txt * 3 * 4), *oh = malloc(nx * 4);
+            memcpy(txt2, txt, nt * 4);
+            memcpy(ids2, txt_ids, (size_t)n_txt * 3 * 4);
+            dfa_flux_hold_cond(mg, 1);
+            for (int k = 0; k < 2; k++) {
+                fixture_poison(oh, nx);
+                CHECKF(dfa_flux_forward(gpu, mg, B, n_img, n_txt, x, txt2, pooled, t, g, ids2, img_ids, oh) == DFA_OK,
+                       "%s", dfa_ctx_error(gpu));
+                CHECKF(memcmp(oh, og, nx * 4) == 0, "batch %d: held forward %d differs (rel L2 %.3g)", B, k,
+                       gpu_rel_l2(oh, og, nx));
+                fixture_poison(txt2, nt);
+                fixture_poison(ids2, (size_t)n_txt * 3);
+            }
+            dfa_flux_hold_cond(mg, 0);
+            fixture_poison(oh, nx);
+            CHECKF(dfa_flux_forward(gpu, mg, B, n_img, n_txt, x, txt2, pooled, t, g, ids2, img_ids, oh) == DFA_OK, "%s",
+                   dfa_ctx_error(gpu));
+            CHECKF(!isfinite(oh[0]), "batch %d: released hold: the NaN text was not uploaded", B);
+            free(txt2), free(ids2), free(oh);
             free(x), free(txt), free(pooled), free(oc), free(og);
         }
         /* 2-step generate on both engines from the same seeded noise */
@@ -74,9 +100,40 @@ int main(void) {
         double e = gpu_rel_l2(lg, lc, nl);
         printf("     flux CUDA vs CPU 2-step generate: rel L2 %.3g\n", e);
         CHECKF(e <= 3e-2, "generate rel L2 %.3g", e);
+        /* that loop ran on the device (latents, Euler: dfa_flux_sample_cuda); the host sampler over
+         * the same CUDA forwards must give the same bits */
+        {
+            const int hi = 16, wi = 16, ni = hi * wi;
+            float *lat = malloc(nl * 4), *px = malloc(nl * 4), *vo = malloc(nl * 4), *ids = malloc((size_t)ni * 3 * 4);
+            float *tid = calloc((size_t)n_txt * 3, sizeof(float));
+            double sin_[2];
+            float sig[3], tsv[3];
+            dfa_rng r;
+            dfa_rng_seed(&r, gp.seed);
+            dfa_rng_normal(&r, lat, nl);
+            dfa_flux_pack_latents(lat, 1, 16, 32, 32, px);
+            dfa_flux_image_ids(hi, wi, ids);
+            dfa_flow_flux_sigmas(2, sin_);
+            CHECKF(dfa_flow_set_timesteps(cpu, &fc, 2, sin_, dfa_flow_calculate_shift(&fc, ni), sig, tsv) == DFA_OK, "%s",
+                   dfa_ctx_error(cpu));
+            for (int i = 0; i < 2; i++) {
+                const float ti = tsv[i] / 1000.0f;
+                fixture_poison(vo, nl);
+                CHECKF(dfa_flux_forward(gpu, mg, 1, ni, n_txt, px, pe.embeds, pe.pooled, &ti, &gp.guidance, tid, ids,
+                                        vo) == DFA_OK, "%s", dfa_ctx_error(gpu));
+                dfa_flow_euler_step(px, vo, nl, sig[i], sig[i + 1]);
+            }
+            dfa_flux_unpack_latents(px, 1, 16, 32, 32, lat);
+            CHECKF(memcmp(lat, lg, nl * 4) == 0, "device loop != host loop over the CUDA forwards (rel L2 %.3g)",
+                   gpu_rel_l2(lg, lat, nl));
+            printf("     flux device loop (Euler on the GPU) == host loop over CUDA forwards: %s\n",
+                   memcmp(lat, lg, nl * 4) == 0 ? "bit-equal" : "DIFFERENT");
+            free(lat), free(px), free(vo), free(ids), free(tid);
+        }
         double attn = 0, total = 0;
         dfa_flux_times(mg, &attn, &total);
-        printf("     CUDA forward time %.3f s, attention %.3f s\n", total, attn);
+        printf("     CUDA forward time %.3f s, attention %.3f s (CUDA events)\n", total, attn);
+        CHECKF(attn > 0 && attn < total, "attention timer %g s of %g s", attn, total);
         free(lc), free(lg), free(pe.embeds), free(pe.pooled), free(txt_ids), free(img_ids);
     }
     dfa_flux_free(cpu, mc);

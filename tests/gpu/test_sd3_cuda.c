@@ -5,15 +5,24 @@
  * timestep sinusoid as in SD3's 2048: the two share a device buffer, issue 5), CFG batch of 2,
  * outputs poisoned. Then the same under a random plan (every method, ASC) whose layer 1 (block 0's
  * image-only attn2) has its own layout (layer_layouts, n_text 0), 3 steps, CUDA vs CPU per step.
- * Bound: 3e-2 relative L2. */
+ * Then the held conditioning of a sampling loop (bit-identical to the plain forward, host text not
+ * re-read), the event attention timer, a 3-step CFG loop CUDA vs CPU, and that loop (latents, CFG
+ * and Euler on the device) bit-equal to the host sampler over CUDA forwards and to the same loop
+ * under a CUDA Graph. Bound: 3e-2 rel L2. */
+#include <string.h>
+
+#include "../fixture.h"
 #include "../test.h"
 #include "gpu_test_util.h"
 #include "../tmpdir.h"
 
 #include "attn/attn_state.h"
 #include "core/ctx.h"
+#include "core/cuda_rt.h"
 #include "core/tensor.h"
+#include "models/mmdit_pipe.h"
 #include "models/sd3.h"
+#include "sample/flow.h"
 #include "plan/plan.h"
 
 int main(void) {
@@ -84,6 +93,98 @@ int main(void) {
         dfa_attn_end_run(gpu);
         dfa_attn_clear_plan(cpu);
         dfa_attn_clear_plan(gpu);
+        /* held conditioning (dfa_sd3_hold_cond, as the sampling loop runs): bit-identical to the
+         * plain forward; under the hold a poisoned host text is not read again; released, it is */
+        float *oh = malloc(nx * 4), *txt2 = malloc(nt * 4);
+        fixture_poison(og, nx);
+        dfa_sd3_reset_times(mg);
+        CHECKF(dfa_sd3_forward(gpu, mg, B, H, W, T, x, txt, pooled, t, og) == DFA_OK, "%s", dfa_ctx_error(gpu));
+        double ta = 0, tt = 0;
+        dfa_sd3_times(mg, &ta, &tt);
+        printf("     sd3 CUDA attention timer (events): %.3g of %.3g s\n", ta, tt);
+        CHECKF(ta > 0 && ta < tt, "attention timer %g s of %g s", ta, tt);
+        memcpy(txt2, txt, nt * 4);
+        dfa_sd3_hold_cond(mg, 1);
+        for (int k = 0; k < 2; k++) {
+            fixture_poison(oh, nx);
+            CHECKF(dfa_sd3_forward(gpu, mg, B, H, W, T, x, txt2, pooled, t, oh) == DFA_OK, "%s", dfa_ctx_error(gpu));
+            CHECKF(memcmp(oh, og, nx * 4) == 0, "held forward %d differs from the plain one (rel L2 %.3g)", k,
+                   gpu_rel_l2(oh, og, nx));
+            for (size_t i = 0; i < nt; i++) txt2[i] = NAN; /* the second held forward must not read it */
+        }
+        dfa_sd3_hold_cond(mg, 0);
+        fixture_poison(oh, nx);
+        CHECKF(dfa_sd3_forward(gpu, mg, B, H, W, T, x, txt2, pooled, t, oh) == DFA_OK, "%s", dfa_ctx_error(gpu));
+        CHECKF(!isfinite(oh[0]), "released hold: the NaN text was not uploaded (out[0] %g)", oh[0]);
+        /* the 3-step CFG sampling loop (held text), CUDA vs CPU */
+        dfa_prompt_embeds pe = {.n_txt = T, .dim = 96, .pooled_dim = 320, .neg_embeds = txt, .neg_pooled = pooled,
+                                .embeds = txt + (size_t)T * 96, .pooled = pooled + 320};
+        dfa_flow_config fc;
+        CHECKF(dfa_flow_config_read_or_default(cpu, d.path, 0, 0, &fc) == DFA_OK, "%s", dfa_ctx_error(cpu));
+        dfa_mmdit_gen_params gp = {.steps = 3, .latent_h = H, .latent_w = W, .cfg_scale = 5.0f, .seed = 3};
+        const size_t nl = nx / 2;
+        fixture_poison(oc, nl), fixture_poison(oh, nl);
+        CHECKF(dfa_sd3_generate(cpu, mc, &fc, &pe, &gp, oc) == DFA_OK, "%s", dfa_ctx_error(cpu));
+        CHECKF(dfa_sd3_generate(gpu, mg, &fc, &pe, &gp, oh) == DFA_OK, "%s", dfa_ctx_error(gpu));
+        e = gpu_rel_l2(oh, oc, nl);
+        printf("     sd3 CUDA vs CPU 3-step CFG loop: rel L2 %.3g\n", e);
+        CHECKF(e <= 3e-2, "3-step loop rel L2 %.3g > 3e-2", e);
+        /* that loop ran on the device (latents, CFG, Euler: dfa_sd3_sample_cuda); the host sampler
+         * over the same CUDA forwards must give the same bits */
+        float sig[4], tsv[4], *lx = malloc(nl * 4), *vv = malloc(nl * 4), *lp = malloc(nl * 4);
+        CHECKF(dfa_flow_set_timesteps(cpu, &fc, 3, NULL, NAN, sig, tsv) == DFA_OK, "%s", dfa_ctx_error(cpu));
+        dfa_rng r;
+        dfa_rng_seed(&r, gp.seed);
+        dfa_rng_normal(&r, lx, nl);
+        for (int i = 0; i < 3; i++) {
+            memcpy(x, lx, nl * 4);
+            memcpy(x + nl, lx, nl * 4);
+            const float ti[2] = {tsv[i], tsv[i]};
+            fixture_poison(og, nx);
+            CHECKF(dfa_sd3_forward(gpu, mg, B, H, W, T, x, txt, pooled, ti, og) == DFA_OK, "%s", dfa_ctx_error(gpu));
+            dfa_flow_cfg_combine(vv, og, og + nl, nl, gp.cfg_scale);
+            dfa_flow_euler_step(lx, vv, nl, sig[i], sig[i + 1]);
+        }
+        CHECKF(memcmp(lx, oh, nl * 4) == 0, "device loop != host loop over the CUDA forwards (rel L2 %.3g)",
+               gpu_rel_l2(oh, lx, nl));
+        printf("     sd3 device loop (CFG + Euler on the GPU) == host loop over CUDA forwards: %s\n",
+               memcmp(lx, oh, nl * 4) == 0 ? "bit-equal" : "DIFFERENT");
+        /* the device loop under the plan (begin_step per step, as dfa_flow_sample): bit-equal to the
+         * host sampler over the planned CUDA forwards */
+        CHECKF(dfa_attn_set_plan(gpu, &plan) == DFA_OK, "%s", dfa_ctx_error(gpu));
+        fixture_poison(lp, nl);
+        CHECKF(dfa_sd3_generate(gpu, mg, &fc, &pe, &gp, lp) == DFA_OK, "%s", dfa_ctx_error(gpu));
+        dfa_rng_seed(&r, gp.seed);
+        dfa_rng_normal(&r, lx, nl);
+        for (int i = 0; i < 3; i++) {
+            CHECK(dfa_attn_begin_step(gpu, i) == DFA_OK);
+            memcpy(x, lx, nl * 4);
+            memcpy(x + nl, lx, nl * 4);
+            const float ti[2] = {tsv[i], tsv[i]};
+            fixture_poison(og, nx);
+            CHECKF(dfa_sd3_forward(gpu, mg, B, H, W, T, x, txt, pooled, ti, og) == DFA_OK, "%s", dfa_ctx_error(gpu));
+            dfa_flow_cfg_combine(vv, og, og + nl, nl, gp.cfg_scale);
+            dfa_flow_euler_step(lx, vv, nl, sig[i], sig[i + 1]);
+        }
+        dfa_attn_end_run(gpu);
+        dfa_attn_clear_plan(gpu);
+        CHECKF(memcmp(lx, lp, nl * 4) == 0, "planned device loop != host loop (rel L2 %.3g)", gpu_rel_l2(lp, lx, nl));
+        printf("     sd3 device loop under the plan == host loop over planned CUDA forwards: %s\n",
+               memcmp(lx, lp, nl * 4) == 0 ? "bit-equal" : "DIFFERENT");
+        free(lx), free(vv), free(lp);
+        /* the same loop with its forward as a CUDA Graph (dense run): bit-equal to the eager
+         * device loop (tools/cuda_emu has no graphs: skipped there) */
+        if (strcmp(dfa_cuda_device_name(gpu->cuda), "emu") != 0) {
+            float *lgr = malloc(nl * 4);
+            fixture_poison(lgr, nl);
+            const int runs = dfa_sd3_set_cuda_graph(mg, 1);
+            CHECKF(dfa_sd3_generate(gpu, mg, &fc, &pe, &gp, lgr) == DFA_OK, "%s", dfa_ctx_error(gpu));
+            CHECKF(dfa_sd3_set_cuda_graph(mg, 0) == runs + 1, "the loop did not run a CUDA Graph");
+            CHECKF(memcmp(lgr, oh, nl * 4) == 0, "CUDA Graph loop != eager loop (rel L2 %.3g)", gpu_rel_l2(lgr, oh, nl));
+            printf("     sd3 CUDA Graph loop == eager device loop: %s\n", memcmp(lgr, oh, nl * 4) ? "DIFFERENT" : "bit-equal");
+            free(lgr);
+        }
+        free(oh), free(txt2);
         dfa_plan_free(&plan);
         free(x), free(txt), free(pooled), free(oc), free(og);
     }

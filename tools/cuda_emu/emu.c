@@ -10,10 +10,12 @@
 #include "attn/attn_int.h"
 #include "core/ctx.h"
 #include "core/cuda_rt.h"
+#include "core/log.h"
 #include "models/cuda/ops_cuda.h"
 
-struct dfa_cuda { int dummy; };
-struct dfa_cuops { int dummy; };
+struct dfa_cuda { double t0; int open; };
+struct dfa_cuops { double *gemm_secs; };
+void dfa_cuops_set_gemm_timer(dfa_cuops *ops, double *secs) { ops->gemm_secs = secs; }
 static float L16(const uint16_t *p, size_t i) { return dfa_bf16_to_f32(p[i]); }
 static void S16(uint16_t *p, size_t i, float v) { p[i] = dfa_f32_to_bf16(v); }
 
@@ -34,14 +36,37 @@ dfa_status dfa_cuda_d2h(dfa_cuda *cu, void *d, const void *s, size_t n, dfa_erro
 dfa_status dfa_cuda_d2d(dfa_cuda *cu, void *d, const void *s, size_t n, dfa_error *err) { (void)cu; (void)err; memmove(d, s, n); return DFA_OK; }
 dfa_status dfa_cuda_memset(dfa_cuda *cu, void *d, int v, size_t n, dfa_error *err) { (void)cu; (void)err; memset(d, v, n); return DFA_OK; }
 dfa_status dfa_cuda_sync(dfa_cuda *cu, dfa_error *err) { (void)cu; (void)err; return DFA_OK; }
+/* spans: the emulated work is synchronous, so a span is host wall time, added at its end */
+dfa_status dfa_cuda_span_begin(dfa_cuda *cu, dfa_error *err) {
+    if (cu->open) DFA_FAIL(err, DFA_ERR_INTERNAL, "emu span begun twice");
+    cu->open = 1, cu->t0 = dfa_now_s();
+    return DFA_OK;
+}
+dfa_status dfa_cuda_span_end(dfa_cuda *cu, double *acc, dfa_error *err) {
+    if (!cu->open) DFA_FAIL(err, DFA_ERR_INTERNAL, "emu span ended without a begin");
+    cu->open = 0;
+    if (acc) *acc += dfa_now_s() - cu->t0;
+    return DFA_OK;
+}
+dfa_status dfa_cuda_spans_collect(dfa_cuda *cu, dfa_error *err) {
+    if (cu->open) DFA_FAIL(err, DFA_ERR_INTERNAL, "emu spans collected inside an open span");
+    return DFA_OK;
+}
+void dfa_cuda_spans_drop(dfa_cuda *cu) { if (cu) cu->open = 0; }
+/* no CUDA Graphs in the emulation: capture is refused */
+dfa_status dfa_cuda_capture_begin(dfa_cuda *cu, dfa_error *err) { (void)cu; DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "emu: no CUDA Graphs"); }
+dfa_status dfa_cuda_capture_end(dfa_cuda *cu, dfa_cuda_graph **out, dfa_error *err) { (void)cu; *out = NULL; DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "emu: no CUDA Graphs"); }
+void dfa_cuda_capture_abort(dfa_cuda *cu) { (void)cu; }
+dfa_status dfa_cuda_graph_launch(dfa_cuda *cu, dfa_cuda_graph *g, dfa_error *err) { (void)cu; (void)g; DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "emu: no CUDA Graphs"); }
+void dfa_cuda_graph_free(dfa_cuda_graph *g) { (void)g; }
 dfa_status dfa_cuda_mem_info(dfa_cuda *cu, size_t *f, size_t *t, dfa_error *err) { (void)cu; (void)err; *f = *t = (size_t)1 << 34; return DFA_OK; }
 
 dfa_status dfa_cuops_init(dfa_cuops **out, dfa_cuda *cu, dfa_error *err) { (void)cu; (void)err; *out = calloc(1, sizeof **out); return DFA_OK; }
 void dfa_cuops_free(dfa_cuops *ops) { free(ops); }
 dfa_status dfa_cuops_linear(dfa_cuops *ops, const uint16_t *x, int M, int K, const uint16_t *W, const uint16_t *bias,
                             int N, int accumulate, uint16_t *y, dfa_error *err) {
-    (void)ops;
     if (M <= 0 || N <= 0 || K <= 0) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "linear: bad sizes M=%d N=%d K=%d", M, N, K);
+    const double t0 = dfa_now_s();
     /* f32 GEMM (OpenBLAS) on the bf16 operands, bias / accumulate in f32, one bf16 rounding */
     float *xf = malloc((size_t)M * K * 4), *wf = malloc((size_t)N * K * 4), *yf = malloc((size_t)M * N * 4);
     if (!xf || !wf || !yf) { free(xf), free(wf), free(yf); DFA_FAIL(err, DFA_ERR_OOM, "emu linear"); }
@@ -56,6 +81,7 @@ dfa_status dfa_cuops_linear(dfa_cuops *ops, const uint16_t *x, int M, int K, con
             S16(y, (size_t)m * N + n, s);
         }
     free(xf), free(wf), free(yf);
+    if (ops->gemm_secs) *ops->gemm_secs += dfa_now_s() - t0; /* the GEMM timer: host time here */
     return DFA_OK;
 }
 static void norm(const uint16_t *x, int rows, int N, int T, const uint16_t *g, const uint16_t *b, float eps, int mode, uint16_t *y) {
@@ -204,6 +230,40 @@ dfa_status dfa_cuops_add_row(dfa_cuops *ops, const uint16_t *a, int B, int N, co
     return DFA_OK;
 }
 
+dfa_status dfa_cuops_patchify(dfa_cuops *ops, const float *x, int B, int bcast, int C, int H, int W, int p, uint16_t *y, dfa_error *err) {
+    (void)ops;
+    if (B <= 0 || C <= 0 || p <= 0 || H % p || W % p) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "emu patchify");
+    const int hp = H / p, wp = W / p, K = C * p * p;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < hp; i++)
+            for (int j = 0; j < wp; j++)
+                for (int k = 0; k < K; k++) {
+                    const int kx = k % p, ky = (k / p) % p, c = k / (p * p);
+                    S16(y, (((size_t)b * hp + i) * wp + j) * K + k, x[(((size_t)(bcast ? 0 : b) * C + c) * H + i * p + ky) * W + j * p + kx]);
+                }
+    return DFA_OK;
+}
+dfa_status dfa_cuops_unpatchify(dfa_cuops *ops, const uint16_t *y, int B, int O, int H, int W, int p, float *out, dfa_error *err) {
+    (void)ops;
+    if (B <= 0 || O <= 0 || p <= 0 || H % p || W % p) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "emu unpatchify");
+    const int hp = H / p, wp = W / p, PO = p * p * O;
+    for (int b = 0; b < B; b++)
+        for (int ch = 0; ch < O; ch++)
+            for (int yy = 0; yy < H; yy++)
+                for (int xx = 0; xx < W; xx++)
+                    out[(((size_t)b * O + ch) * H + yy) * W + xx] =
+                        L16(y, (((size_t)b * hp + yy / p) * wp + xx / p) * PO + (size_t)((yy % p) * p + xx % p) * O + ch);
+    return DFA_OK;
+}
+dfa_status dfa_cuops_flow_step(dfa_cuops *ops, float *x, const float *vel, size_t n, int cfg, float scale, float dt, dfa_error *err) {
+    (void)ops; (void)err;
+    for (size_t i = 0; i < n; i++) {
+        float v = vel[i];
+        if (cfg) v = v + scale * (vel[n + i] - v);
+        x[i] = x[i] + dt * v;
+    }
+    return DFA_OK;
+}
 void dfa_attn_gpu_list_free(void *list) { (void)list; }
 static float *to_f32(const void *p, size_t n) {
     float *f = malloc(n * 4);

@@ -1,6 +1,7 @@
 /* attn_cuda.cu - plans (work lists from attn_worklist.c, uploaded), the run entry point, and
- * the small per-head cache kernels. The attention kernels live in attn_cuda_mma.cu (variant 1)
- * and attn_cuda_wgmma.cu (variants 2, 3). */
+ * the small per-head cache kernels. The attention kernels live in attn_cuda_mma.cu (variant 1),
+ * attn_cuda_wgmma.cu (variants 2, 3; 4 and 5 at D other than 64) and attn_cuda_wgmma3.cu
+ * (variants 4, 5 at D=64); the ring combine in attn_cuda_ring.cu. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <math.h>
@@ -18,43 +19,85 @@ struct dfa_attn_cuda_plan {
     void *dev;         /* items then ranges, one allocation */
     acu_item *d_items; /* into dev */
     int2 *d_ranges;
+    int n_items3;       /* variants 4/5: the 192-row list (D=64), else 0 */
+    acu_item *d_items3; /* into dev */
+    int2 *d_ranges3;
     int *d_counter;
     int has_copy, has_resid;
     dfa_attn_cuda_plan_info info;
+    int n_win, win[DFA_ACU_RING_MAX_WIN]; /* ring plans (dfa_attn_cuda_ring_plan_build); else 0 */
 };
+
+static int is_wgmma3(int variant) {
+    return variant == DFA_ATTN_CUDA_V_WGMMA3 || variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP;
+}
+
+static dfa_status plan_upload(dfa_attn_cuda_plan **out, dfa_acu_worklist *wlp, dfa_acu_worklist *wl3p,
+                              const dfa_attn_layout *layout, int n_heads, int variant, void *stream,
+                              dfa_error *err);
 
 extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const dfa_attn_layout *layout, int n_heads,
                                                const int *method, const int *window, int variant, void *stream,
                                                dfa_error *err) {
     *out = NULL;
-    /* default: the persistent wgmma kernel on sm_90 (it serves D 64..128 and hands other head
-     * dims to variant 1 at run time), variant 1 elsewhere */
+    /* default on sm_90: variant 5, i.e. the 3-consumer kernel at D=64 and variant 2's persistent
+     * wgmma kernel at D 72..128 (other head dims go to variant 1 at run time); measured on an H100
+     * (bench/RESULTS.md "Version 7"): v5 >= v2 on every D=64 plan (dense +5-6 %, mixed +4-6 %,
+     * arrow +-0-4 %) where v4 loses up to 13 % on 16k arrow plans. Variant 1 elsewhere. */
     if (variant == DFA_ATTN_CUDA_V_DEFAULT)
-        variant = dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA) ? DFA_ATTN_CUDA_V_WGMMA : DFA_ATTN_CUDA_V_MMA;
-    if (variant != DFA_ATTN_CUDA_V_MMA && variant != DFA_ATTN_CUDA_V_WGMMA && variant != DFA_ATTN_CUDA_V_WGMMA_GRID)
-        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1, 2 or 3)", variant);
-    dfa_acu_worklist wl;
+        variant = dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA3_NOPP) ? DFA_ATTN_CUDA_V_WGMMA3_NOPP
+                                                                        : DFA_ATTN_CUDA_V_MMA;
+    if (variant < DFA_ATTN_CUDA_V_MMA || variant > DFA_ATTN_CUDA_V_WGMMA3_NOPP)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1 to 5)", variant);
+    /* the 128-row list serves every variant and head dim; variants 4/5 add the 192-row list
+     * that their D=64 kernel runs */
+    dfa_acu_worklist wl, wl3;
+    memset(&wl3, 0, sizeof wl3);
     DFA_TRY(dfa_acu_worklist_build(&wl, layout, n_heads, method, window, err));
+    if (is_wgmma3(variant)) {
+        dfa_status st = dfa_acu_worklist_build_rows(&wl3, layout, n_heads, method, window, DFA_ACU_BM3, err);
+        if (st != DFA_OK) {
+            dfa_acu_worklist_free(&wl);
+            return st;
+        }
+    }
+    return plan_upload(out, &wl, &wl3, layout, n_heads, variant, stream, err);
+}
+
+/* Upload wl and wl3 (wl3 may be empty; both freed here in every case) as a plan. */
+static dfa_status plan_upload(dfa_attn_cuda_plan **out, dfa_acu_worklist *wlp, dfa_acu_worklist *wl3p,
+                              const dfa_attn_layout *layout, int n_heads, int variant, void *stream,
+                              dfa_error *err) {
+    dfa_acu_worklist wl = *wlp, wl3 = *wl3p;
     static_assert(sizeof(dfa_acu_range) == sizeof(int2), "ranges are read as int2 on the device");
     const size_t items_pad = ((size_t)wl.n_items * sizeof(acu_item) + 15) & ~(size_t)15;
     const size_t ranges_pad = ((size_t)(wl.n_ranges ? wl.n_ranges : 1) * sizeof(int2) + 15) & ~(size_t)15;
-    const size_t bytes = items_pad + ranges_pad + 16; /* + the work counter */
+    const size_t items3_pad = ((size_t)wl3.n_items * sizeof(acu_item) + 15) & ~(size_t)15;
+    const size_t ranges3_pad = ((size_t)(wl3.n_ranges ? wl3.n_ranges : 1) * sizeof(int2) + 15) & ~(size_t)15;
+    const size_t off3 = items_pad + ranges_pad, off_counter = off3 + items3_pad + ranges3_pad;
+    const size_t bytes = off_counter + 16; /* + the work counter */
     dfa_attn_cuda_plan *p = (dfa_attn_cuda_plan *)calloc(1, sizeof *p);
     char *flat = (char *)calloc(1, bytes);
     if (!p || !flat) {
         dfa_acu_worklist_free(&wl);
+        dfa_acu_worklist_free(&wl3);
         free(p);
         free(flat);
         DFA_FAIL(err, DFA_ERR_OOM, "attn_cuda plan: out of host memory");
     }
     memcpy(flat, wl.items, (size_t)wl.n_items * sizeof(acu_item));
     memcpy(flat + items_pad, wl.ranges, (size_t)wl.n_ranges * sizeof(dfa_acu_range));
+    if (wl3.n_items) {
+        memcpy(flat + off3, wl3.items, (size_t)wl3.n_items * sizeof(acu_item));
+        memcpy(flat + off3 + items3_pad, wl3.ranges, (size_t)wl3.n_ranges * sizeof(dfa_acu_range));
+    }
     cudaError_t e = cudaMalloc(&p->dev, bytes);
     if (e == cudaSuccess) e = cudaMemcpyAsync(p->dev, flat, bytes, cudaMemcpyHostToDevice, (cudaStream_t)stream);
     if (e == cudaSuccess) e = cudaStreamSynchronize((cudaStream_t)stream);
     free(flat);
     if (e != cudaSuccess) {
         dfa_acu_worklist_free(&wl);
+        dfa_acu_worklist_free(&wl3);
         if (p->dev) cudaFree(p->dev);
         free(p);
         DFA_FAIL(err, DFA_ERR_CUDA, "attn_cuda plan: upload of %zu bytes failed: %s", bytes, cudaGetErrorString(e));
@@ -66,13 +109,30 @@ extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const d
     p->n_ranges = wl.n_ranges;
     p->d_items = (acu_item *)p->dev;
     p->d_ranges = (int2 *)((char *)p->dev + items_pad);
-    p->d_counter = (int *)((char *)p->dev + items_pad + ranges_pad);
+    p->n_items3 = wl3.n_items;
+    p->d_items3 = (acu_item *)((char *)p->dev + off3);
+    p->d_ranges3 = (int2 *)((char *)p->dev + off3 + items3_pad);
+    p->d_counter = (int *)((char *)p->dev + off_counter);
     p->has_copy = wl.has_copy;
     p->has_resid = wl.has_resid;
     p->info = wl.info;
     p->info.variant = variant;
     dfa_acu_worklist_free(&wl);
+    dfa_acu_worklist_free(&wl3);
     *out = p;
+    return DFA_OK;
+}
+
+extern "C" dfa_status dfa_attn_cuda_ring_plan_build(dfa_attn_cuda_plan **out, const dfa_attn_layout *layout,
+                                                    int n_heads, int n_win, const int *win, void *stream,
+                                                    dfa_error *err) {
+    *out = NULL;
+    dfa_acu_worklist wl, wl3;
+    memset(&wl3, 0, sizeof wl3);
+    DFA_TRY(dfa_acu_worklist_build_rings(&wl, layout, n_heads, n_win, win, err));
+    DFA_TRY(plan_upload(out, &wl, &wl3, layout, n_heads, DFA_ATTN_CUDA_V_WGMMA, stream, err));
+    (*out)->n_win = n_win;
+    memcpy((*out)->win, win, sizeof(int) * n_win);
     return DFA_OK;
 }
 
@@ -88,7 +148,7 @@ extern "C" void dfa_attn_cuda_plan_get_info(const dfa_attn_cuda_plan *p, dfa_att
 
 extern "C" int dfa_attn_cuda_variant_ok(int variant) {
     if (variant == DFA_ATTN_CUDA_V_MMA || variant == DFA_ATTN_CUDA_V_DEFAULT) return 1;
-    if (variant != DFA_ATTN_CUDA_V_WGMMA && variant != DFA_ATTN_CUDA_V_WGMMA_GRID) return 0;
+    if (variant < DFA_ATTN_CUDA_V_WGMMA || variant > DFA_ATTN_CUDA_V_WGMMA3_NOPP) return 0;
     int dev = 0, major = 0, minor = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) return 0;
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return 0;
@@ -108,6 +168,7 @@ dfa_status acu_check_common(int dtype, int batch, int head_dim, dfa_error *err) 
 
 extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_attn_cuda_args *a, dfa_error *err) {
     DFA_TRY(acu_check_common(a->dtype, a->batch, a->head_dim, err));
+    if (p->n_win) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: a ring plan runs by dfa_attn_cuda_ring_run");
     if (!a->q || !a->k || !a->v || !a->out) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: NULL q/k/v/out");
     if (p->has_copy && !a->cache)
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: plan has CACHE heads but args.cache is NULL");
@@ -122,8 +183,9 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
     /* the wgmma kernel exists for D = 64 and 128, and 72..120 on the D=128 kernel with TMA's zero
      * fill as padding; other head dims run variant 1 on the same work list (it does not depend on
      * the variant) */
-    const int wgmma = (p->variant == DFA_ATTN_CUDA_V_WGMMA || p->variant == DFA_ATTN_CUDA_V_WGMMA_GRID) &&
-                      a->head_dim >= 64 && a->head_dim <= 128;
+    const int wgmma = p->variant >= DFA_ATTN_CUDA_V_WGMMA && a->head_dim >= 64 && a->head_dim <= 128;
+    /* variants 4/5 at D=64: the 3-consumer kernel on the 192-row list */
+    const int wgmma3 = is_wgmma3(p->variant) && a->head_dim == 64;
     if (wgmma && !dfa_attn_cuda_variant_ok(p->variant))
         DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "attn_cuda: variant %d (wgmma) needs an sm_90 GPU", p->variant);
     acu_params prm;
@@ -143,14 +205,97 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
     prm.head_dim = a->head_dim;
     float scale = a->scale > 0 ? a->scale : 1.0f / sqrtf((float)a->head_dim);
     prm.scale_log2 = scale * 1.4426950408889634f;
+    prm.slot_stride = 0;
+    prm.lse = nullptr;
     cudaStream_t st = (cudaStream_t)a->stream;
     if (p->n_items == 0) return DFA_OK; /* every head DFA_ATTN_CUDA_NONE */
     if (wgmma) DFA_CUDA_TRY(err, cudaMemsetAsync(p->d_counter, 0, sizeof(int), st));
-    cudaError_t e = wgmma ? acu_launch_wgmma(prm, a->head_dim, a->dtype, p->variant == DFA_ATTN_CUDA_V_WGMMA, st)
-                          : acu_launch_mma(prm, a->head_dim, a->dtype, st);
+    if (wgmma3) {
+        prm.items = p->d_items3;
+        prm.ranges = p->d_ranges3;
+        prm.n_items = p->n_items3;
+    }
+    cudaError_t e;
+    if (wgmma3)
+        e = acu_launch_wgmma3(prm, a->dtype, p->variant == DFA_ATTN_CUDA_V_WGMMA3, st);
+    else if (wgmma) /* persistent except variant 3 */
+        e = acu_launch_wgmma(prm, a->head_dim, a->dtype, p->variant != DFA_ATTN_CUDA_V_WGMMA_GRID, st);
+    else
+        e = acu_launch_mma(prm, a->head_dim, a->dtype, st);
     if (e != cudaSuccess)
         DFA_FAIL(err, DFA_ERR_CUDA, "attn_cuda: variant %d launch (D=%d, %d items x B=%d) failed: %s", p->variant,
                  a->head_dim, p->n_items, a->batch, cudaGetErrorString(e));
+    return DFA_OK;
+}
+
+/* ---- ring plans: FULL and several ARROW windows from one launch + a combine ---- */
+static size_t ring_seg_bytes(const dfa_attn_cuda_plan *p, int batch, int head_dim) {
+    const size_t e = (size_t)batch * dfa_layout_tokens(&p->layout) * p->n_heads * head_dim * 2;
+    return ((e * (p->n_win + 1)) + 255) & ~(size_t)255;
+}
+
+extern "C" size_t dfa_attn_cuda_ring_scratch_bytes(const dfa_attn_cuda_plan *p, int batch, int head_dim) {
+    if (!p->n_win) return 0;
+    return ring_seg_bytes(p, batch, head_dim) +
+           (size_t)(p->n_win + 1) * batch * dfa_layout_tokens(&p->layout) * p->n_heads * sizeof(float);
+}
+
+extern "C" dfa_status dfa_attn_cuda_ring_run(const dfa_attn_cuda_plan *p, const dfa_attn_cuda_args *a, void *scratch,
+                                             void *full, void *const *arrow, dfa_error *err) {
+    DFA_TRY(acu_check_common(a->dtype, a->batch, a->head_dim, err));
+    if (!p->n_win) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda ring run: not a ring plan");
+    if (a->head_dim < 64 || a->head_dim > 128 || !dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA))
+        DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "attn_cuda ring run: needs the wgmma kernel (sm_90, D 64..128; D=%d)",
+                 a->head_dim);
+    if (!a->q || !a->k || !a->v || !scratch || !full)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda ring run: NULL q/k/v/scratch/full");
+    for (int i = 0; i < p->n_win; i++)
+        if (!arrow[i] || ((uintptr_t)arrow[i] & 15))
+            DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda ring run: arrow output %d NULL or not 16-byte aligned", i);
+    const void *ptrs[5] = {a->q, a->k, a->v, full, scratch};
+    for (int i = 0; i < 5; i++)
+        if (((uintptr_t)ptrs[i] & 15) != 0)
+            DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda ring run: tensor %d not 16-byte aligned", i);
+    if ((int64_t)p->n_items * a->batch > 0x7fffffffLL)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda ring run: %d items x batch %d too many", p->n_items, a->batch);
+    acu_params prm;
+    memset(&prm, 0, sizeof prm);
+    prm.q = a->q;
+    prm.k = a->k;
+    prm.v = a->v;
+    prm.o = scratch;
+    prm.items = p->d_items;
+    prm.ranges = p->d_ranges;
+    prm.counter = p->d_counter;
+    prm.n_items = p->n_items;
+    prm.batch = a->batch;
+    prm.n_tokens = dfa_layout_tokens(&p->layout);
+    prm.n_heads = p->n_heads;
+    prm.head_dim = a->head_dim;
+    const float scale = a->scale > 0 ? a->scale : 1.0f / sqrtf((float)a->head_dim);
+    prm.scale_log2 = scale * 1.4426950408889634f;
+    prm.slot_stride = (size_t)a->batch * prm.n_tokens * p->n_heads * a->head_dim;
+    prm.lse = (float *)((char *)scratch + ring_seg_bytes(p, a->batch, a->head_dim));
+    cudaStream_t st = (cudaStream_t)a->stream;
+    DFA_CUDA_TRY(err, cudaMemsetAsync(p->d_counter, 0, sizeof(int), st));
+    cudaError_t e = acu_launch_wgmma(prm, a->head_dim, a->dtype, true, st);
+    if (e != cudaSuccess)
+        DFA_FAIL(err, DFA_ERR_CUDA, "attn_cuda ring run: launch (D=%d, %d items x B=%d) failed: %s", a->head_dim,
+                 p->n_items, a->batch, cudaGetErrorString(e));
+    acu_ring_args ra;
+    memset(&ra, 0, sizeof ra);
+    ra.seg = scratch;
+    ra.lse = prm.lse;
+    for (int i = 0; i < p->n_win; i++) ra.out[i] = arrow[i], ra.win[i] = p->win[i];
+    ra.out[p->n_win] = full;
+    ra.n_win = p->n_win;
+    ra.layout = p->layout;
+    ra.rows = (size_t)a->batch * prm.n_tokens;
+    ra.n_heads = p->n_heads;
+    ra.head_dim = a->head_dim;
+    e = acu_launch_ring_combine(ra, a->dtype, st);
+    if (e != cudaSuccess)
+        DFA_FAIL(err, DFA_ERR_CUDA, "attn_cuda ring run: combine launch failed: %s", cudaGetErrorString(e));
     return DFA_OK;
 }
 

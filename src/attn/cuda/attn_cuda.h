@@ -17,7 +17,8 @@
  * any N; text before, after, or absent (the layout). Variant 1 runs every D (64 and 128 on
  * exact kernels, others on kernels zero-padded to 32/64/80/128/256 columns); variants 2 and 3
  * (wgmma) run D = 64 and 128, and 72..120 on the D=128 kernel (TMA zero-fills the columns past
- * D); a plan built for them runs any other D on variant 1's kernel.
+ * D); a plan built for them runs any other D on variant 1's kernel. Variants 4 and 5 run D = 64
+ * on a kernel with 3 consumer warpgroups (192-row items) and every other D as variant 2.
  *
  * The work list (for each head and query tile: the key ranges it visits, CACHE heads as copy
  * items) is built on the host once per plan entry by dfa_attn_cuda_plan_build(), uploaded to
@@ -26,7 +27,8 @@
  * Tile sizes: the kernels' query tile is 128 rows and their key step 64 (variant 1) or 128
  * (variant 2) keys; work items never cross a mask tile, so any mask block >= 1 gives the
  * exact mask, and block = 128 (the plan default) makes every item one full query tile with
- * whole key steps. Other blocks are exact but pad partial tiles. */
+ * whole key steps. Other blocks are exact but pad partial tiles. Variants 4/5 at D=64: query
+ * tile 192 rows; their items span tiles only where the tiles' key ranges are identical. */
 #ifndef DFA_ATTN_CUDA_H
 #define DFA_ATTN_CUDA_H
 
@@ -50,7 +52,10 @@ enum {
     DFA_ATTN_CUDA_V_WGMMA = 2, /* Hopper: wgmma + TMA + warp-specialised producer, FA3 design,
                                   persistent CTAs (one per SM) */
     DFA_ATTN_CUDA_V_WGMMA_GRID = 3, /* the same kernel launched with one CTA per work item */
-    DFA_ATTN_CUDA_V_DEFAULT = 0
+    DFA_ATTN_CUDA_V_WGMMA3 = 4,     /* D=64: 3 consumer warpgroups, 192-row items, ping-pong ring;
+                                       other D as variant 2 */
+    DFA_ATTN_CUDA_V_WGMMA3_NOPP = 5, /* variant 4 without the ping-pong ring */
+    DFA_ATTN_CUDA_V_DEFAULT = 0      /* variant 5 on sm_90, else 1 */
 };
 
 typedef struct dfa_attn_cuda_plan dfa_attn_cuda_plan;
@@ -67,7 +72,8 @@ dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const dfa_attn_lay
 void dfa_attn_cuda_plan_free(dfa_attn_cuda_plan *p);
 
 /* Statistics of a plan: items (query tiles x heads, copy items included), score entries the
- * kernel computes (padding of short tiles included) and the mask's exact entries. */
+ * kernel computes (padding of short tiles included) and the mask's exact entries (of the
+ * 128-row work list; variants 4/5 keep a 192-row one beside it for D=64). */
 typedef struct dfa_attn_cuda_plan_info {
     int n_items, n_copy_items, variant;
     int64_t computed_entries; /* what the kernel's tiles cover */
@@ -91,6 +97,20 @@ typedef struct dfa_attn_cuda_args {
 /* One launch: every head of every batch element, as the plan says. Asynchronous. */
 dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_attn_cuda_args *a, dfa_error *err);
 
+/* RING plans: for every head, the FULL output and the ARROW(win[i]) outputs of n_win windows
+ * (0 <= win[0] < .. < win[n_win-1] < dfa_mask_full_window, n_win <= DFA_ATTN_CUDA_RING_MAX_WIN) from one attention
+ * launch over disjoint key segments (attn_worklist.h) that also stores each row's
+ * log-sum-exp, then one combine kernel that merges the segments in f32 (ARROW(win[0]) is
+ * segment 0 itself, bit for bit the plain ARROW plan's output). Needs variant 2 (sm_90, D 64..
+ * 128): dfa_attn_cuda_ring_run says DFA_ERR_UNSUPPORTED otherwise. scratch: a device buffer of
+ * dfa_attn_cuda_ring_scratch_bytes (16-byte aligned); a->out, cache, resid are not read. */
+#define DFA_ATTN_CUDA_RING_MAX_WIN 7
+dfa_status dfa_attn_cuda_ring_plan_build(dfa_attn_cuda_plan **out, const dfa_attn_layout *layout, int n_heads,
+                                         int n_win, const int *win, void *stream, dfa_error *err);
+size_t dfa_attn_cuda_ring_scratch_bytes(const dfa_attn_cuda_plan *p, int batch, int head_dim);
+dfa_status dfa_attn_cuda_ring_run(const dfa_attn_cuda_plan *p, const dfa_attn_cuda_args *a, void *scratch,
+                                  void *full, void *const *arrow, dfa_error *err);
+
 /* Per-head helpers for the caches of V1/V2 (heads[h] != 0 selects head h; host array, n_heads
  * <= 256). Same layout and dtype as above; asynchronous on `stream`.
  *   copy_heads: dst[.., h, :] = src[.., h, :]           (store an output for later CACHE)
@@ -101,7 +121,7 @@ dfa_status dfa_attn_cuda_residual(void *dst, const void *full, const void *arrow
                                   int n_heads, int head_dim, const unsigned char *heads, void *stream,
                                   dfa_error *err);
 
-/* 1 if the current device can run `variant` (variants 2 and 3 need compute capability 9.0). */
+/* 1 if the current device can run `variant` (variants 2 to 5 need compute capability 9.0). */
 int dfa_attn_cuda_variant_ok(int variant);
 
 #ifdef __cplusplus

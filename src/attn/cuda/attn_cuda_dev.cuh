@@ -94,7 +94,7 @@ __device__ __forceinline__ void acu_store_tile(const acu_params &p, const acu_it
                                                int nthr, int r0, int r1, int d = D) {
     const size_t tok = (size_t)p.n_heads * d;
     const size_t base = ((size_t)b * p.n_tokens + it.q0) * tok + (size_t)it.head * d;
-    T *dst = reinterpret_cast<T *>(p.o) + base;
+    T *dst = reinterpret_cast<T *>(p.o) + base + (size_t)(it.flags >> ACU_ITEM_SLOT_SHIFT) * p.slot_stride;
     const T *res = (it.flags & ACU_ITEM_RESID) ? reinterpret_cast<const T *>(p.resid) + base : nullptr;
     const int cpr = D / 8; /* compile-time division; chunks >= d/8 (padding) skipped */
     if (r1 > it.q_len) r1 = it.q_len;
@@ -114,6 +114,17 @@ __device__ __forceinline__ void acu_store_tile(const acu_params &p, const acu_it
         }
         *reinterpret_cast<uint4 *>(dst + (size_t)r * tok + c * 8) = v;
     }
+}
+
+/* Ring lists: row `row` of the item's log2-sum-exp2 of scaled scores, m the row max in raw score
+ * units and l the sum of exp2((s - m) * scale_log2) (-inf for a row without keys). */
+__device__ __forceinline__ void acu_store_lse(const acu_params &p, const acu_item &it, int b, int row, float m,
+                                              float l) {
+    if (row >= it.q_len) return;
+    const size_t slot = (size_t)(it.flags >> ACU_ITEM_SLOT_SHIFT);
+    const size_t rows = (size_t)p.batch * p.n_tokens;
+    p.lse[(slot * rows + (size_t)b * p.n_tokens + it.q0 + row) * p.n_heads + it.head] =
+        l > 0.f ? fmaf(m, p.scale_log2, log2f(l)) : -INFINITY;
 }
 
 #endif

@@ -12,19 +12,11 @@
  * tensor): their scores are masked, so they contribute exactly 0. Query rows past the item's
  * q_len are computed and not stored. Guarded so that the compute_90 PTX pass compiles an
  * empty body (wgmma/setmaxnreg exist only on sm_90a); the host checks the device first. */
-#include <cuda.h>
-#include <cudaTypedefs.h>
-
-#include <type_traits>
-
-#include "attn/cuda/attn_cuda_dev.cuh"
-
-#include "attn/cuda/attn_cuda_wgmma.inc"
+#include "attn/cuda/attn_cuda_wgmma_dev.cuh"
 
 namespace {
 
 constexpr int BM = ACU_BM; /* 128 query rows, 64 per consumer warpgroup */
-constexpr int BN = 128;    /* keys per step */
 constexpr int THREADS = 384;
 
 template <int D>
@@ -35,109 +27,6 @@ struct cfg {
     static constexpr int TILES = 2 * Q_BYTES + 2 * STAGES * KV_BYTES; /* Q double-buffered */
     static constexpr int SMEM = TILES + 1024 /* alignment slack */ + 256 /* barriers */;
 };
-
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-ACU_DEF_SS_N128(wgmma_ss_n128_bf16, "bf16")
-ACU_DEF_SS_N128(wgmma_ss_n128_f16, "f16")
-ACU_DEF_RS_N128(wgmma_rs_n128_bf16, "bf16")
-ACU_DEF_RS_N128(wgmma_rs_n128_f16, "f16")
-ACU_DEF_RS_N64(wgmma_rs_n64_bf16, "bf16")
-ACU_DEF_RS_N64(wgmma_rs_n64_f16, "f16")
-
-template <typename T>
-__device__ __forceinline__ void mma_qk(float *s, uint64_t da, uint64_t db, int acc) {
-    if constexpr (sizeof(T) == 2 && std::is_same<T, __nv_bfloat16>::value)
-        wgmma_ss_n128_bf16(s, da, db, acc);
-    else
-        wgmma_ss_n128_f16(s, da, db, acc);
-}
-template <int D, typename T>
-__device__ __forceinline__ void mma_pv(float *o, const uint32_t *a, uint64_t db) {
-    constexpr bool bf = std::is_same<T, __nv_bfloat16>::value;
-    if constexpr (D == 128) {
-        if constexpr (bf) wgmma_rs_n128_bf16(o, a, db, 1);
-        else wgmma_rs_n128_f16(o, a, db, 1);
-    } else {
-        if constexpr (bf) wgmma_rs_n64_bf16(o, a, db, 1);
-        else wgmma_rs_n64_f16(o, a, db, 1);
-    }
-}
-
-__device__ __forceinline__ void wg_fence() {
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void wg_commit() {
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-template <int N>
-__device__ __forceinline__ void wg_wait() {
-    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
-/* keep the compiler from touching accumulators between issue and wait */
-template <int N>
-__device__ __forceinline__ void reg_fence(float *r) {
-#pragma unroll
-    for (int i = 0; i < N; i++) asm volatile("" : "+f"(r[i])::"memory");
-}
-
-template <int N>
-__device__ __forceinline__ void reg_fence_u(uint32_t *r) {
-#pragma unroll
-    for (int i = 0; i < N; i++) asm volatile("" : "+r"(r[i])::"memory");
-}
-
-__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
-}
-__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint32_t bar, int parity) {
-    uint32_t done = 0;
-    while (!done) {
-        asm volatile(
-            "{\n.reg .pred p;\n"
-            "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-            "selp.u32 %0, 1, 0, p;\n}\n"
-            : "=r"(done)
-            : "r"(bar), "r"(parity)
-            : "memory");
-    }
-}
-__device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap *map, int c0, int c1, int c2, uint32_t bar) {
-    asm volatile(
-        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
-        "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
-        : "memory");
-}
-
-__device__ __forceinline__ float ex2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-    return y;
-}
-
-/* wgmma shared-memory descriptor, 128-byte swizzle. */
-__device__ __forceinline__ uint64_t desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
-    return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)((lbo >> 4) & 0x3FFF) << 16) |
-           ((uint64_t)((sbo >> 4) & 0x3FFF) << 32) | (1ULL << 62);
-}
-
-/* Walks an item's key ranges in steps of BN keys. */
-struct walker {
-    const int2 *r;
-    int n_r, ri, k;
-    __device__ walker(const int2 *ranges, int n) : r(ranges), n_r(n), ri(0), k(ranges[0].x) {}
-    __device__ int valid() const { return r[ri].y - k < BN ? r[ri].y - k : BN; }
-    __device__ void next() {
-        k += BN;
-        if (k >= r[ri].y && ri + 1 < n_r) k = r[++ri].x;
-    }
-};
-#endif
 
 /* PAD: the tensors' head dim is p.head_dim < D; the tensor maps have that inner size, so TMA
  * zero-fills columns p.head_dim..D-1 of every Q/K/V tile (exact: zero columns add 0 to Q K^T, and
@@ -398,6 +287,8 @@ __global__ void __launch_bounds__(THREADS, 1)
         for (int r = 0; r < 2; r++) {
             l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 1);
             l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 2);
+            if (p.lse && (lane & 3) == 0) /* ring plans: the row's log-sum-exp */
+                acu_store_lse(p, it, b, cw * 64 + wq * 16 + (lane >> 2) + 8 * r, m_r[r], l_r[r]);
             l_r[r] = l_r[r] > 0.f ? 1.f / l_r[r] : 0.f;
         }
         T *so = reinterpret_cast<T *>(base + qb * C::Q_BYTES);
@@ -418,20 +309,6 @@ __global__ void __launch_bounds__(THREADS, 1)
     }
     if (cw == 0 && issued > 0) asm volatile("bar.sync 3, 256;\n" ::: "memory");
 #endif
-}
-
-typedef PFN_cuTensorMapEncodeTiled_v12000 encode_fn;
-
-cudaError_t make_map(encode_fn enc, CUtensorMap *m, const void *ptr, int dtype, int n_rows, int n_heads, int D) {
-    cuuint64_t dims[3] = {(cuuint64_t)D, (cuuint64_t)n_heads, (cuuint64_t)n_rows};
-    cuuint64_t strides[2] = {(cuuint64_t)D * 2, (cuuint64_t)n_heads * D * 2};
-    cuuint32_t box[3] = {64, 1, 128};
-    cuuint32_t estr[3] = {1, 1, 1};
-    CUresult r = enc(m, dtype == DFA_ATTN_CUDA_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
-                     3, const_cast<void *>(ptr), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                     CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                     CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-    return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
 template <int D, bool PAD, typename T>

@@ -68,6 +68,22 @@ static int tile_ranges(const dfa_attn_layout *l, int w, int qt, dfa_acu_range *r
     return 2;
 }
 
+/* Bucket the costs, sort for launch, hand items and ranges to wl (frees items). */
+static void finish(dfa_acu_worklist *wl, host_item *items, int ni, dfa_acu_range *ranges, int nr) {
+    int64_t max_cost = 1;
+    for (int i = 0; i < ni; i++)
+        if (items[i].cost > max_cost) max_cost = items[i].cost;
+    for (int i = 0; i < ni; i++)
+        if (items[i].cost >= 0) items[i].cost = items[i].cost * 8 / max_cost;
+    qsort(items, (size_t)ni, sizeof *items, cmp_items);
+    for (int i = 0; i < ni; i++) wl->items[i] = items[i].it;
+    free(items);
+    wl->ranges = ranges;
+    wl->n_items = ni;
+    wl->n_ranges = nr;
+    wl->info.n_items = ni;
+}
+
 void dfa_acu_worklist_free(dfa_acu_worklist *wl) {
     if (!wl) return;
     free(wl->items);
@@ -77,7 +93,58 @@ void dfa_acu_worklist_free(dfa_acu_worklist *wl) {
 
 dfa_status dfa_acu_worklist_build(dfa_acu_worklist *wl, const dfa_attn_layout *layout, int n_heads,
                                   const int *method, const int *window, dfa_error *err) {
+    return dfa_acu_worklist_build_rows(wl, layout, n_heads, method, window, DFA_ACU_BM, err);
+}
+
+static int same_ranges(const dfa_acu_range *a, int na, const dfa_acu_range *b, int nb) {
+    if (na != nb) return 0;
+    for (int i = 0; i < na; i++)
+        if (a[i].k0 != b[i].k0 || a[i].k1 != b[i].k1) return 0;
+    return 1;
+}
+
+/* Items of up to `rows` rows over query rows [q0, q0 + len) of head h, all with the key ranges
+ * ranges[r_off .. r_off + n_r) (n_r = 0: a CACHE copy). Returns the new item count. */
+static int add_items(host_item *items, int ni, dfa_acu_worklist *wl, int h, int m, int q0, int len, int r_off,
+                     int n_r, const dfa_acu_range *ranges, int rows) {
+    dfa_attn_cuda_plan_info *info = &wl->info;
+    int64_t keys = 0;
+    for (int i = 0; i < n_r; i++) keys += ranges[r_off + i].k1 - ranges[r_off + i].k0;
+    for (int c = 0; c < len; c += rows) {
+        host_item *hi = &items[ni++];
+        hi->it.head = h;
+        hi->it.q0 = q0 + c;
+        hi->it.q_len = len - c < rows ? len - c : rows;
+        hi->it.r_off = r_off;
+        hi->it.n_r = n_r;
+        hi->it.flags = 0;
+        if (m == DFA_ATTN_CACHE) {
+            hi->it.flags = DFA_ACU_ITEM_COPY;
+            hi->cost = -1; /* copies last: they fill the tail */
+            wl->has_copy = 1;
+            info->n_copy_items++;
+            info->copied_tokens += hi->it.q_len;
+        } else {
+            if (m == DFA_ATTN_ARROW_RS) {
+                hi->it.flags = DFA_ACU_ITEM_RESID;
+                wl->has_resid = 1;
+            }
+            /* 128-row lists: every item costs its keys (one CTA shape); 192-row lists: the
+             * kernel's active 64-row warpgroups x keys */
+            const int chunks = (hi->it.q_len + 63) / 64;
+            hi->cost = rows == DFA_ACU_BM ? keys : keys * chunks;
+            info->computed_entries += (rows == DFA_ACU_BM ? (int64_t)DFA_ACU_BM : 64 * (int64_t)chunks) * keys;
+        }
+    }
+    return ni;
+}
+
+dfa_status dfa_acu_worklist_build_rows(dfa_acu_worklist *wl, const dfa_attn_layout *layout, int n_heads,
+                                       const int *method, const int *window, int rows, dfa_error *err) {
     memset(wl, 0, sizeof *wl);
+    if (rows != DFA_ACU_BM && rows != DFA_ACU_BM3)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda work list: %d rows per item (expected %d or %d)", rows,
+                 DFA_ACU_BM, DFA_ACU_BM3);
     if (dfa_layout_valid(layout))
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda work list: layout invalid (n_vis=%d n_text=%d block=%d)",
                  layout->n_vis, layout->n_text, layout->block);
@@ -87,7 +154,8 @@ dfa_status dfa_acu_worklist_build(dfa_acu_worklist *wl, const dfa_attn_layout *l
             DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda work list: head %d method %d out of range", h, method[h]);
     dfa_attn_tiles t;
     dfa_layout_tiles(layout, &t);
-    const int chunks_per_tile = (layout->block + DFA_ACU_BM - 1) / DFA_ACU_BM;
+    /* a run of tiles gives at most the sum of its tiles' ceil(len / rows) items */
+    const int chunks_per_tile = (layout->block + rows - 1) / rows;
     const int64_t max_items = (int64_t)n_heads * t.n_tiles * chunks_per_tile;
     if (max_items > (1 << 30))
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda work list: %lld items", (long long)max_items);
@@ -101,58 +169,116 @@ dfa_status dfa_acu_worklist_build(dfa_acu_worklist *wl, const dfa_attn_layout *l
         DFA_FAIL(err, DFA_ERR_OOM, "attn_cuda work list: out of host memory (%lld items)", (long long)max_items);
     }
     dfa_attn_cuda_plan_info *info = &wl->info;
+    const int merge = rows != DFA_ACU_BM;
     int ni = 0, nr = 0;
     for (int h = 0; h < n_heads; h++) {
         const int m = method[h];
         if (m == DFA_ATTN_CUDA_NONE) continue;
         const int w = (m == DFA_ATTN_ARROW || m == DFA_ATTN_ARROW_RS) ? window[h] : -1;
         if (m != DFA_ATTN_CACHE) info->mask_entries += dfa_mask_entries(layout, w);
+        /* the open run: rows [run_q0, run_q0 + run_len) with ranges[run_off .. + run_n) */
+        int run_q0 = 0, run_len = 0, run_off = 0, run_n = 0;
         for (int qt = 0; qt < t.n_tiles; qt++) {
             int qs, ql;
             dfa_tile_span(layout, qt, &qs, &ql);
-            int r_off = nr, n_r = 0;
-            int64_t keys = 0;
-            if (m != DFA_ATTN_CACHE) {
-                n_r = tile_ranges(layout, w, qt, ranges + nr);
+            dfa_acu_range tr[2];
+            const int n_r = m != DFA_ATTN_CACHE ? tile_ranges(layout, w, qt, tr) : 0;
+            if (merge && run_len > 0 && run_q0 + run_len == qs && same_ranges(ranges + run_off, run_n, tr, n_r)) {
+                run_len += ql;
+                continue;
+            }
+            if (run_len > 0) ni = add_items(items, ni, wl, h, m, run_q0, run_len, run_off, run_n, ranges, rows);
+            run_q0 = qs;
+            run_len = ql;
+            run_off = nr;
+            run_n = n_r;
+            for (int i = 0; i < n_r; i++) ranges[nr++] = tr[i];
+        }
+        if (run_len > 0) ni = add_items(items, ni, wl, h, m, run_q0, run_len, run_off, run_n, ranges, rows);
+    }
+    finish(wl, items, ni, ranges, nr);
+    return DFA_OK;
+}
+
+/* Visual key tiles [j0, j1] (clipped to the visual tiles) as a token range; 0 if empty. */
+static int vis_range(const dfa_attn_layout *l, int nvt, int j0, int j1, dfa_acu_range *r) {
+    if (j0 < 0) j0 = 0;
+    if (j1 > nvt - 1) j1 = nvt - 1;
+    if (j0 > j1) return 0;
+    const int vs = dfa_layout_vis_start(l);
+    int b1 = vs + (j1 + 1) * l->block;
+    if (b1 > vs + l->n_vis) b1 = vs + l->n_vis;
+    *r = range(vs + j0 * l->block, b1);
+    return 1;
+}
+
+dfa_status dfa_acu_worklist_build_rings(dfa_acu_worklist *wl, const dfa_attn_layout *layout, int n_heads, int n_win,
+                                        const int *win, dfa_error *err) {
+    memset(wl, 0, sizeof *wl);
+    if (dfa_layout_valid(layout))
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda ring list: layout invalid (n_vis=%d n_text=%d block=%d)",
+                 layout->n_vis, layout->n_text, layout->block);
+    if (layout->band != DFA_BAND_ARROW)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda ring list: rings are arrow band distances, not the %s band",
+                 dfa_band_name(layout->band));
+    if (n_heads < 1 || n_heads > 4096) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda ring list: n_heads=%d", n_heads);
+    if (n_win < 1 || n_win > DFA_ACU_RING_MAX_WIN)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda ring list: %d windows (1 to %d)", n_win, DFA_ACU_RING_MAX_WIN);
+    const int fw = dfa_mask_full_window(layout);
+    for (int i = 0; i < n_win; i++)
+        if (win[i] < 0 || win[i] >= fw || (i > 0 && win[i] <= win[i - 1]))
+            DFA_FAIL(err, DFA_ERR_INVALID_ARG,
+                     "attn_cuda ring list: windows must ascend strictly within 0..%d (window %d is %d)", fw - 1, i,
+                     win[i]);
+    dfa_attn_tiles t;
+    dfa_layout_tiles(layout, &t);
+    const int chunks_per_tile = (layout->block + DFA_ACU_BM - 1) / DFA_ACU_BM;
+    const int n_seg = n_win + 1;
+    const int64_t max_items = (int64_t)n_heads * t.n_tiles * chunks_per_tile * n_seg;
+    if (max_items > (1 << 30))
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda ring list: %lld items", (long long)max_items);
+    host_item *items = malloc((size_t)max_items * sizeof *items);
+    dfa_acu_range *ranges = malloc((size_t)n_heads * t.n_tiles * n_seg * 2 * sizeof *ranges);
+    wl->items = malloc((size_t)max_items * sizeof *wl->items);
+    if (!items || !ranges || !wl->items) {
+        free(items);
+        free(ranges);
+        dfa_acu_worklist_free(wl);
+        DFA_FAIL(err, DFA_ERR_OOM, "attn_cuda ring list: out of host memory (%lld items)", (long long)max_items);
+    }
+    int ni = 0, nr = 0;
+    for (int h = 0; h < n_heads; h++) {
+        wl->info.mask_entries += dfa_mask_entries(layout, -1);
+        for (int qt = 0; qt < t.n_tiles; qt++) {
+            int qs, ql, qi;
+            dfa_tile_span(layout, qt, &qs, &ql);
+            const int vis = dfa_tile_is_visual(layout, qt, &qi);
+            for (int s = 0; s < (vis ? n_seg : 1); s++) {
+                int r_off = nr, n_r;
+                if (s == 0) n_r = tile_ranges(layout, vis ? win[0] : -1, qt, ranges + nr);
+                else { /* the ring lo < |qi - j| <= hi, left then right */
+                    const int lo = win[s - 1], hi = s < n_win ? win[s] : t.n_vis_tiles;
+                    n_r = vis_range(layout, t.n_vis_tiles, qi - hi, qi - lo - 1, ranges + nr);
+                    n_r += vis_range(layout, t.n_vis_tiles, qi + lo + 1, qi + hi, ranges + nr + n_r);
+                }
+                if (n_r == 0) continue; /* no keys: the combine skips this segment for the tile */
+                int64_t keys = 0;
                 for (int i = 0; i < n_r; i++) keys += ranges[nr + i].k1 - ranges[nr + i].k0;
                 nr += n_r;
-            }
-            for (int c = 0; c < ql; c += DFA_ACU_BM) {
-                host_item *hi = &items[ni++];
-                hi->it.head = h;
-                hi->it.q0 = qs + c;
-                hi->it.q_len = ql - c < DFA_ACU_BM ? ql - c : DFA_ACU_BM;
-                hi->it.r_off = r_off;
-                hi->it.n_r = n_r;
-                hi->it.flags = 0;
-                if (m == DFA_ATTN_CACHE) {
-                    hi->it.flags = DFA_ACU_ITEM_COPY;
-                    hi->cost = -1; /* copies last: they fill the tail */
-                    wl->has_copy = 1;
-                    info->n_copy_items++;
-                    info->copied_tokens += hi->it.q_len;
-                } else {
-                    if (m == DFA_ATTN_ARROW_RS) {
-                        hi->it.flags = DFA_ACU_ITEM_RESID;
-                        wl->has_resid = 1;
-                    }
-                    hi->cost = keys;
-                    info->computed_entries += (int64_t)DFA_ACU_BM * keys;
+                for (int c = 0; c < ql; c += DFA_ACU_BM) {
+                    host_item *hp = &items[ni++];
+                    hp->it.head = h;
+                    hp->it.q0 = qs + c;
+                    hp->it.q_len = ql - c < DFA_ACU_BM ? ql - c : DFA_ACU_BM;
+                    hp->it.r_off = r_off;
+                    hp->it.n_r = n_r;
+                    hp->it.flags = s << DFA_ACU_ITEM_SLOT_SHIFT;
+                    hp->cost = keys;
+                    wl->info.computed_entries += (int64_t)DFA_ACU_BM * keys;
                 }
             }
         }
     }
-    int64_t max_cost = 1;
-    for (int i = 0; i < ni; i++)
-        if (items[i].cost > max_cost) max_cost = items[i].cost;
-    for (int i = 0; i < ni; i++)
-        if (items[i].cost >= 0) items[i].cost = items[i].cost * 8 / max_cost;
-    qsort(items, (size_t)ni, sizeof *items, cmp_items);
-    for (int i = 0; i < ni; i++) wl->items[i] = items[i].it;
-    free(items);
-    wl->ranges = ranges;
-    wl->n_items = ni;
-    wl->n_ranges = nr;
-    info->n_items = ni;
+    finish(wl, items, ni, ranges, nr);
     return DFA_OK;
 }

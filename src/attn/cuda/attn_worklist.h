@@ -1,7 +1,8 @@
 /* attn_worklist.h - the CUDA attention kernel's work list, built on the host (plain C, so that
  * the CPU tests check it against the mask definition without a GPU).
  *
- * One item = one head and up to DFA_ACU_BM query rows inside one mask tile, with the key ranges
+ * One item = one head and up to DFA_ACU_BM query rows inside one mask tile (or DFA_ACU_BM3 rows of
+ * tiles that share their key ranges, dfa_acu_worklist_build_rows), with the key ranges
  * [k0, k1) that every one of those rows sees (at most 2: the text segment and the visual band,
  * merged when adjacent; one under the PLAIN band), or a copy of the head's cache (CACHE). Items come ordered for launch:
  * 8 cost buckets longest first, inside a bucket by head then query position; copies last. */
@@ -14,8 +15,10 @@
 extern "C" {
 #endif
 
-#define DFA_ACU_BM 128 /* query rows per item: the kernels' query tile */
-enum { DFA_ACU_ITEM_COPY = 1, DFA_ACU_ITEM_RESID = 2 };
+#define DFA_ACU_BM 128  /* query rows per item: the kernels' query tile */
+#define DFA_ACU_BM3 192 /* query rows per item of variants 4/5 at D <= 64 (3 consumer warpgroups) */
+/* flags: COPY, RESID, and (ring lists) the output slot in the bits from SLOT_SHIFT up */
+enum { DFA_ACU_ITEM_COPY = 1, DFA_ACU_ITEM_RESID = 2, DFA_ACU_ITEM_SLOT_SHIFT = 4 };
 
 typedef struct dfa_acu_item {
     int head, q0, q_len, flags, r_off, n_r; /* ranges[r_off .. r_off + n_r) */
@@ -37,7 +40,37 @@ typedef struct dfa_acu_worklist {
  * ARROW_RS (tiles, < 0 = full). */
 dfa_status dfa_acu_worklist_build(dfa_acu_worklist *wl, const dfa_attn_layout *layout, int n_heads,
                                   const int *method, const int *window, dfa_error *err);
+/* rows = DFA_ACU_BM: the list above. rows = DFA_ACU_BM3: runs of consecutive tiles of a head with
+ * identical key ranges (every tile of a FULL head, the text tiles of an ARROW head) are merged and
+ * cut into items of up to 192 rows that may span tiles; other tiles give items of up to 192 rows
+ * inside the tile. Exact either way: every row of an item sees exactly the item's ranges. Cost
+ * buckets then weigh keys by 64-row chunks. */
+dfa_status dfa_acu_worklist_build_rows(dfa_acu_worklist *wl, const dfa_attn_layout *layout, int n_heads,
+                                       const int *method, const int *window, int rows, dfa_error *err);
 void dfa_acu_worklist_free(dfa_acu_worklist *wl);
+
+/* RING lists (one pass for FULL and several ARROW windows, see attn_cuda.h "ring"): windows
+ * win[0] < .. < win[n_win-1], each below dfa_mask_full_window. The keys of a visual query tile
+ * i are split into n_win + 1 disjoint segments: segment 0 = the ARROW(win[0]) mask (text keys
+ * and visual tiles |i - j| <= win[0]); segment s (1 .. n_win - 1) = visual tiles
+ * win[s-1] < |i - j| <= win[s]; segment n_win = |i - j| > win[n_win-1]. Each is at most two
+ * ranges (left and right of the band). Text query tiles: one item, every key, in segment 0.
+ * An item's segment is its output slot (flags >> DFA_ACU_ITEM_SLOT_SHIFT); segments without
+ * keys have no item (dfa_acu_ring_has_seg says which). */
+#define DFA_ACU_RING_MAX_WIN DFA_ATTN_CUDA_RING_MAX_WIN
+dfa_status dfa_acu_worklist_build_rings(dfa_acu_worklist *wl, const dfa_attn_layout *layout, int n_heads, int n_win,
+                                        const int *win, dfa_error *err);
+
+#ifdef __CUDACC__
+#define DFA_ACU_HD __host__ __device__
+#else
+#define DFA_ACU_HD
+#endif
+/* Does segment s (>= 1) of a visual query in visual tile qi (of nvt) have keys? win as above. */
+static inline DFA_ACU_HD int dfa_acu_ring_has_seg(int nvt, int qi, const int *win, int s) {
+    const int lo = win[s - 1];
+    return qi - lo - 1 >= 0 || qi + lo + 1 <= nvt - 1;
+}
 
 #ifdef __cplusplus
 }

@@ -26,8 +26,20 @@ struct dfa_cuops {
     cublasLtHandle_t lt;
     void *workspace;
     algo_entry cache[ALGO_CACHE];
-    int next; /* round-robin replacement */
+    int next;          /* round-robin replacement */
+    double *gemm_secs; /* dfa_cuops_set_gemm_timer: GPU seconds of every GEMM (CUDA event spans) */
 };
+
+/* the GEMM timer around one cublasLtMatmul: begin (when on and s is OK), then end with its status */
+static dfa_status gemm_timer_begin(dfa_cuops *ops, dfa_status s, dfa_error *err) {
+    return s == DFA_OK && ops->gemm_secs ? dfa_cuda_span_begin(ops->cu, err) : s;
+}
+static dfa_status gemm_timer_end(dfa_cuops *ops, dfa_status s, dfa_error *err) {
+    if (!ops->gemm_secs) return s;
+    if (s == DFA_OK) return dfa_cuda_span_end(ops->cu, ops->gemm_secs, err);
+    dfa_cuda_spans_drop(ops->cu);
+    return s;
+}
 
 /* largest power of two <= 256 dividing the address (and the batch stride in bytes, when given) */
 static uint32_t align_of(const void *p, long long stride_bytes) {
@@ -159,8 +171,10 @@ static dfa_status linear_impl(dfa_cuops *ops, const uint16_t *x, int M, int K, c
                                      bias ? (long long)align_of(bias, 0) : 0};
     cublasLtMatmulAlgo_t algo;
     if (s == DFA_OK) s = pick_algo(ops, desc, la, lb, lc, al_w, al_x, al_y, key, &algo, err);
+    s = gemm_timer_begin(ops, s, err);
     STEP(cublasLtMatmul(ops->lt, desc, &alpha, W, la, x, lb, &beta, y, lc, y, lc, &algo, ops->workspace, ws,
                         ops->stream));
+    s = gemm_timer_end(ops, s, err);
 #undef STEP
     if (lc) cublasLtMatrixLayoutDestroy(lc);
     if (lb) cublasLtMatrixLayoutDestroy(lb);
@@ -374,6 +388,65 @@ extern "C" dfa_status dfa_cuops_bf16_to_f32(dfa_cuops *ops, const uint16_t *src,
     return DFA_OK;
 }
 
+/* ---- latents: patchify / unpatchify (SD3), the sampler's CFG + Euler step ---- */
+
+__global__ void patchify_kernel(const float *x, int B, int bcast, int C, int H, int W, int p, uint16_t *y) {
+    const int hp = H / p, wp = W / p, K = C * p * p;
+    const size_t total = (size_t)B * hp * wp * K;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+        const size_t r = e / K;
+        const int k = (int)(e % K), kx = k % p, ky = (k / p) % p, c = k / (p * p);
+        const int j = (int)(r % wp), i = (int)((r / wp) % hp), b = (int)(r / ((size_t)wp * hp));
+        const size_t src = (((size_t)(bcast ? 0 : b) * C + c) * H + (size_t)i * p + ky) * W + (size_t)j * p + kx;
+        st(y, e, x[src]);
+    }
+}
+
+__global__ void unpatchify_kernel(const uint16_t *y, int B, int O, int H, int W, int p, float *out) {
+    const int hp = H / p, wp = W / p, PO = p * p * O;
+    const size_t total = (size_t)B * O * H * W;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+        const int xx = (int)(e % W), yy = (int)((e / W) % H), ch = (int)((e / ((size_t)W * H)) % O);
+        const size_t b = e / ((size_t)W * H * O);
+        const int i = yy / p, py = yy % p, j = xx / p, px = xx % p;
+        out[e] = ld(y, ((b * hp + i) * wp + j) * PO + (size_t)(py * p + px) * O + ch);
+    }
+}
+
+__global__ void flow_step_kernel(float *x, const float *vel, size_t n, int cfg, float scale, float dt) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float v = vel[i];
+        if (cfg) v = __fadd_rn(v, __fmul_rn(scale, __fsub_rn(vel[n + i], v)));
+        x[i] = __fadd_rn(x[i], __fmul_rn(dt, v));
+    }
+}
+
+extern "C" dfa_status dfa_cuops_patchify(dfa_cuops *ops, const float *x, int B, int bcast, int C, int H, int W, int p,
+                                         uint16_t *y, dfa_error *err) {
+    if (B <= 0 || C <= 0 || p <= 0 || H % p || W % p || H <= 0 || W <= 0)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "patchify: B %d C %d %dx%d patch %d", B, C, H, W, p);
+    patchify_kernel<<<grid_for((size_t)B * C * H * W), 256, 0, ops->stream>>>(x, B, bcast, C, H, W, p, y);
+    DFA_CUDA_LAUNCH_TRY(err);
+    return DFA_OK;
+}
+
+extern "C" dfa_status dfa_cuops_unpatchify(dfa_cuops *ops, const uint16_t *y, int B, int O, int H, int W, int p,
+                                           float *out, dfa_error *err) {
+    if (B <= 0 || O <= 0 || p <= 0 || H % p || W % p || H <= 0 || W <= 0)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "unpatchify: B %d O %d %dx%d patch %d", B, O, H, W, p);
+    unpatchify_kernel<<<grid_for((size_t)B * O * H * W), 256, 0, ops->stream>>>(y, B, O, H, W, p, out);
+    DFA_CUDA_LAUNCH_TRY(err);
+    return DFA_OK;
+}
+
+extern "C" dfa_status dfa_cuops_flow_step(dfa_cuops *ops, float *x, const float *vel, size_t n, int cfg, float scale,
+                                          float dt, dfa_error *err) {
+    if (!n) return DFA_OK;
+    flow_step_kernel<<<grid_for(n), 256, 0, ops->stream>>>(x, vel, n, cfg, scale, dt);
+    DFA_CUDA_LAUNCH_TRY(err);
+    return DFA_OK;
+}
+
 /* ---- batched GEMM (cross-attention) ----
  * Row-major C[M,N] = A[M,K] . op(B) is column-major C'(N x M) = op'(B') . A'(K x M): B' is
  * B^T stored K x N (trans_b: B [N, K], ld ldb, op T) or N x K (B [K, N], ld ldb, op N). */
@@ -421,8 +494,10 @@ extern "C" dfa_status dfa_cuops_gemm_batched(dfa_cuops *ops, int trans_b, int M,
     const long long key[ALGO_KEY] = {1, M, N, K, trans_b, lda, ldb, ldc, c_f32, batch, sA, sB, sC, al_a, al_b, al_c};
     cublasLtMatmulAlgo_t algo;
     if (s == DFA_OK) s = pick_algo(ops, desc, la, lb, lc, al_a, al_b, al_c, key, &algo, err);
+    s = gemm_timer_begin(ops, s, err);
     STEP(cublasLtMatmul(ops->lt, desc, &alpha, B, la, A, lb, &beta, C, lc, C, lc, &algo, ops->workspace, ws,
                         ops->stream));
+    s = gemm_timer_end(ops, s, err);
 #undef STEP
     if (lc) cublasLtMatrixLayoutDestroy(lc);
     if (lb) cublasLtMatrixLayoutDestroy(lb);
@@ -500,3 +575,5 @@ extern "C" dfa_status dfa_cuops_add_row(dfa_cuops *ops, const uint16_t *a, int B
     DFA_CUDA_LAUNCH_TRY(err);
     return DFA_OK;
 }
+
+extern "C" void dfa_cuops_set_gemm_timer(dfa_cuops *ops, double *secs) { ops->gemm_secs = secs; }

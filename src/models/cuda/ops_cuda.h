@@ -68,6 +68,25 @@ dfa_status dfa_cuops_heads_permute(dfa_cuops *ops, const uint16_t *x, int B, int
 /* y[b, :] = a[b, :] + row[:] for b < B rows of N (a == y allowed). */
 dfa_status dfa_cuops_add_row(dfa_cuops *ops, const uint16_t *a, int B, int N, const uint16_t *row, uint16_t *y,
                              dfa_error *err);
+/* Patch embedding input: x f32 [B (bcast: 1), C, H, W] -> y bf16 [B, (H/p) (W/p), C p p], each
+ * patch vector in (c, ky, kx) order as the Conv2d weight; bcast 1: every batch item reads item 0
+ * (SD3's cat([latents] * 2)). */
+dfa_status dfa_cuops_patchify(dfa_cuops *ops, const float *x, int B, int bcast, int C, int H, int W, int p, uint16_t *y,
+                              dfa_error *err);
+/* The inverse for the output projection: y bf16 [B, (H/p) (W/p), p p O] ((py, px, o) order) ->
+ * out f32 [B, O, H, W]. */
+dfa_status dfa_cuops_unpatchify(dfa_cuops *ops, const uint16_t *y, int B, int O, int H, int W, int p, float *out,
+                                dfa_error *err);
+/* One flow-matching Euler step on f32 latents, with the CFG combine when cfg:
+ *   v = cfg ? u + scale (c - u) with u = vel[i], c = vel[n + i] : vel[i];   x[i] = x[i] + dt v
+ * every operation rounded to f32 on its own (no fused multiply-add), so the result is bit-equal
+ * to dfa_flow_cfg_combine + dfa_flow_euler_step on the host. */
+dfa_status dfa_cuops_flow_step(dfa_cuops *ops, float *x, const float *vel, size_t n, int cfg, float scale, float dt,
+                               dfa_error *err);
+/* GEMM timer (profiling): with secs non-NULL, CUDA events are recorded around every GEMM of
+ * dfa_cuops_linear / dfa_cuops_gemm_batched and their GPU seconds are added to *secs when the
+ * model collects its spans (core/cuda_rt.h; end of each forward); NULL: off (the default). */
+void dfa_cuops_set_gemm_timer(dfa_cuops *ops, double *secs);
 /* f32 <-> bf16 conversions on the device. */
 dfa_status dfa_cuops_f32_to_bf16(dfa_cuops *ops, const float *src, uint16_t *dst, size_t n, dfa_error *err);
 dfa_status dfa_cuops_bf16_to_f32(dfa_cuops *ops, const uint16_t *src, float *dst, size_t n, dfa_error *err);

@@ -84,3 +84,19 @@ dfa_status dfa_cuops_gate_add_strided(dfa_cuops *ops, uint16_t *resid, int B, in
     (void)ops; (void)resid; (void)B; (void)T; (void)N; (void)gate; (void)gate_stride; (void)x;
     NO_CUDA(err);
 }
+dfa_status dfa_cuops_patchify(dfa_cuops *ops, const float *x, int B, int bcast, int C, int H, int W, int p, uint16_t *y,
+                              dfa_error *err) {
+    (void)ops; (void)x; (void)B; (void)bcast; (void)C; (void)H; (void)W; (void)p; (void)y;
+    NO_CUDA(err);
+}
+dfa_status dfa_cuops_unpatchify(dfa_cuops *ops, const uint16_t *y, int B, int O, int H, int W, int p, float *out,
+                                dfa_error *err) {
+    (void)ops; (void)y; (void)B; (void)O; (void)H; (void)W; (void)p; (void)out;
+    NO_CUDA(err);
+}
+dfa_status dfa_cuops_flow_step(dfa_cuops *ops, float *x, const float *vel, size_t n, int cfg, float scale, float dt,
+                               dfa_error *err) {
+    (void)ops; (void)x; (void)vel; (void)n; (void)cfg; (void)scale; (void)dt;
+    NO_CUDA(err);
+}
+void dfa_cuops_set_gemm_timer(dfa_cuops *ops, double *secs) { (void)ops; (void)secs; }
