@@ -197,16 +197,21 @@ static const tcase PLAIN_CASES[] = {
 };
 
 static void test_plain(void) {
-    static const int variants[3] = {DFA_ATTN_CUDA_V_MMA, DFA_ATTN_CUDA_V_WGMMA, DFA_ATTN_CUDA_V_WGMMA_GRID};
-    for (int vi = 0; vi < 3; vi++) {
+    static const int variants[5] = {DFA_ATTN_CUDA_V_MMA, DFA_ATTN_CUDA_V_WGMMA, DFA_ATTN_CUDA_V_WGMMA_GRID,
+                                    DFA_ATTN_CUDA_V_WGMMA3, DFA_ATTN_CUDA_V_WGMMA3_NOPP};
+    for (int vi = 0; vi < 5; vi++) {
         if (!dfa_attn_cuda_variant_ok(variants[vi])) {
             printf("  variant %d not supported on this GPU: skipped\n", variants[vi]);
             continue;
         }
-        for (size_t c = 0; c < sizeof PLAIN_CASES / sizeof PLAIN_CASES[0]; c++)
-            for (int D = 64; D <= 128; D += 64) run_case(&PLAIN_CASES[c], D, DFA_ATTN_CUDA_BF16, variants[vi]);
+        /* every case at D=64 (variants 4/5: 192-row lists); D=128 and the padded 72 on 1 and 2 */
+        const int wide = variants[vi] == DFA_ATTN_CUDA_V_MMA || variants[vi] == DFA_ATTN_CUDA_V_WGMMA;
+        for (size_t c = 0; c < sizeof PLAIN_CASES / sizeof PLAIN_CASES[0]; c++) {
+            run_case(&PLAIN_CASES[c], 64, DFA_ATTN_CUDA_BF16, variants[vi]);
+            if (wide) run_case(&PLAIN_CASES[c], 128, DFA_ATTN_CUDA_BF16, variants[vi]);
+        }
         run_case(&PLAIN_CASES[0], 64, DFA_ATTN_CUDA_F16, variants[vi]);
-        run_case(&PLAIN_CASES[1], 72, DFA_ATTN_CUDA_BF16, variants[vi]);
+        if (wide) run_case(&PLAIN_CASES[1], 72, DFA_ATTN_CUDA_BF16, variants[vi]);
     }
 }
 
