@@ -49,6 +49,8 @@ if [ "$SMOKE" = 1 ]; then
 else
     BUILD=build; CMAKE_EXTRA=""; CUDA="--cuda"; PYDEV="--device cuda --dtype bfloat16"
     FLUX=flux-dev; SD3=sd3-medium; FLUX_RES=${FLUX_RES:-1024,2048}; FLUX_STEPS=${FLUX_STEPS:-50,10}
+    # one step count per resolution: a single FLUX_RES without FLUX_STEPS gets the first default
+    case "$FLUX_RES" in *,*) ;; *) case "$FLUX_STEPS" in *,*) FLUX_STEPS=${FLUX_STEPS%%,*} ;; esac ;; esac
     SD3_RES=1024; SD3_STEPS=${SD3_STEPS:-50}; CAL_RES=${CAL_RES:-1024,2048}; CAL_PROMPTS=${CAL_PROMPTS:-2}
     CAL_STEPS=${CAL_STEPS:-4}; V1_STEPS=${V1_STEPS:-2}; REPS=3; JOBS=16; THREADS=""
 fi
