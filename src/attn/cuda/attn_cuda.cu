@@ -136,6 +136,25 @@ extern "C" dfa_status dfa_attn_cuda_ring_plan_build(dfa_attn_cuda_plan **out, co
     return DFA_OK;
 }
 
+/* The launch parameters every run shares (the 128-row list, no cache / residual / slots / LSE). */
+static void params_init(acu_params *prm, const dfa_attn_cuda_plan *p, const dfa_attn_cuda_args *a, void *out) {
+    memset(prm, 0, sizeof *prm);
+    prm->q = a->q;
+    prm->k = a->k;
+    prm->v = a->v;
+    prm->o = out;
+    prm->items = p->d_items;
+    prm->ranges = p->d_ranges;
+    prm->counter = p->d_counter;
+    prm->n_items = p->n_items;
+    prm->batch = a->batch;
+    prm->n_tokens = dfa_layout_tokens(&p->layout);
+    prm->n_heads = p->n_heads;
+    prm->head_dim = a->head_dim;
+    const float scale = a->scale > 0 ? a->scale : 1.0f / sqrtf((float)a->head_dim);
+    prm->scale_log2 = scale * 1.4426950408889634f;
+}
+
 extern "C" void dfa_attn_cuda_plan_free(dfa_attn_cuda_plan *p) {
     if (!p) return;
     if (p->dev) cudaFree(p->dev);
@@ -189,24 +208,9 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
     if (wgmma && !dfa_attn_cuda_variant_ok(p->variant))
         DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "attn_cuda: variant %d (wgmma) needs an sm_90 GPU", p->variant);
     acu_params prm;
-    prm.q = a->q;
-    prm.k = a->k;
-    prm.v = a->v;
-    prm.o = a->out;
+    params_init(&prm, p, a, a->out);
     prm.cache = a->cache;
     prm.resid = a->resid;
-    prm.items = p->d_items;
-    prm.ranges = p->d_ranges;
-    prm.counter = p->d_counter;
-    prm.n_items = p->n_items;
-    prm.batch = a->batch;
-    prm.n_tokens = dfa_layout_tokens(&p->layout);
-    prm.n_heads = p->n_heads;
-    prm.head_dim = a->head_dim;
-    float scale = a->scale > 0 ? a->scale : 1.0f / sqrtf((float)a->head_dim);
-    prm.scale_log2 = scale * 1.4426950408889634f;
-    prm.slot_stride = 0;
-    prm.lse = nullptr;
     cudaStream_t st = (cudaStream_t)a->stream;
     if (p->n_items == 0) return DFA_OK; /* every head DFA_ATTN_CUDA_NONE */
     if (wgmma) DFA_CUDA_TRY(err, cudaMemsetAsync(p->d_counter, 0, sizeof(int), st));
@@ -259,21 +263,7 @@ extern "C" dfa_status dfa_attn_cuda_ring_run(const dfa_attn_cuda_plan *p, const 
     if ((int64_t)p->n_items * a->batch > 0x7fffffffLL)
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda ring run: %d items x batch %d too many", p->n_items, a->batch);
     acu_params prm;
-    memset(&prm, 0, sizeof prm);
-    prm.q = a->q;
-    prm.k = a->k;
-    prm.v = a->v;
-    prm.o = scratch;
-    prm.items = p->d_items;
-    prm.ranges = p->d_ranges;
-    prm.counter = p->d_counter;
-    prm.n_items = p->n_items;
-    prm.batch = a->batch;
-    prm.n_tokens = dfa_layout_tokens(&p->layout);
-    prm.n_heads = p->n_heads;
-    prm.head_dim = a->head_dim;
-    const float scale = a->scale > 0 ? a->scale : 1.0f / sqrtf((float)a->head_dim);
-    prm.scale_log2 = scale * 1.4426950408889634f;
+    params_init(&prm, p, a, scratch);
     prm.slot_stride = (size_t)a->batch * prm.n_tokens * p->n_heads * a->head_dim;
     prm.lse = (float *)((char *)scratch + ring_seg_bytes(p, a->batch, a->head_dim));
     cudaStream_t st = (cudaStream_t)a->stream;
