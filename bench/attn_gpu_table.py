@@ -42,11 +42,15 @@ def ms(kind, D, NV, var, target=None):
         if r["kind"] == kind and r["D"] == D and r["NV"] == NV and r["variant"] == var and r.get("target") == target:
             return r["ms"]
     return float("nan")
-if any(r["variant"] in (4, 5) for r in ours):
-    print("\n== D=64: v2 time / v4 time, v2 time / v5 time (> 1: the 3-consumer kernel is faster) ==")
-    print(f"{'tokens':>11} {'plan':>12} {'v2 ms':>8} {'v4':>6} {'v5':>6}")
+V3 = [v for v in (4, 5, 6, 7, 8) if any(r["variant"] == v and r["D"] == 64 for r in ours)]
+if V3:
+    print("\n== D=64: v2 time / vN time (> 1: faster than v2); v5 / vN (> 1: faster than the default) ==")
+    print("   v6: v5 + conditional rescaling; v7, v8: v6 + 25 % / 50 % of exp2 on the FMA pipe")
+    print(f"{'tokens':>11} {'plan':>12} {'v2 ms':>8}" + "".join(f" {'v' + str(v):>6}" for v in V3)
+          + "".join(f" {'v5/v' + str(v):>7}" for v in V3 if v > 5))
     for NV in sorted({r["NV"] for r in ours if r["D"] == 64 and "NV" in r}):
         for kind, target, name in [("dense", None, "dense"), ("arrow", 0.25, "arrow 25%"), ("arrow", 0.5, "arrow 50%"),
                                    ("arrow", 0.75, "arrow 75%"), ("mixed", None, "mixed")]:
-            t2 = ms(kind, 64, NV, 2, target)
-            print(f"{NV:>6}+{512:<4} {name:>12} {t2:>8.3f} {t2 / ms(kind, 64, NV, 4, target):>5.2f}x {t2 / ms(kind, 64, NV, 5, target):>5.2f}x")
+            t2, t5 = ms(kind, 64, NV, 2, target), ms(kind, 64, NV, 5, target)
+            print(f"{NV:>6}+{512:<4} {name:>12} {t2:>8.3f}" + "".join(f" {t2 / ms(kind, 64, NV, v, target):>5.2f}x" for v in V3)
+                  + "".join(f" {t5 / ms(kind, 64, NV, v, target):>6.3f}x" for v in V3 if v > 5))

@@ -91,7 +91,10 @@ static void fill(uint16_t *x, size_t n, int dtype, float amp) {
     for (size_t i = 0; i < n; i++) x[i] = to_h(amp * test_rng_uniform(&g_seed), dtype);
 }
 
-static void run_case(const tcase *tc, int D, int dtype, int variant) {
+/* k_gain > 0: every key token's K scaled by 1 + k_gain * u (u uniform in [0, 1), per token), so
+ * that a row's max jumps by more than the conditional-rescale threshold (2^8) at random steps,
+ * for some rows of a warp and not others (variants 6-8) */
+static void run_case_gain(const tcase *tc, int D, int dtype, int variant, float k_gain) {
     dfa_error err = {0};
     const int N = dfa_layout_tokens(&tc->l), H = tc->n_heads, B = tc->batch;
     const size_t n = (size_t)B * N * H * D, bytes = n * 2;
@@ -102,6 +105,12 @@ static void run_case(const tcase *tc, int D, int dtype, int variant) {
     /* q scaled up so that softmax is peaked enough for a wrong mask to show */
     fill(hq, n, dtype, 2.0f);
     fill(hk, n, dtype, 2.0f);
+    if (k_gain > 0)
+        for (size_t t = 0; t < (size_t)B * N; t++) {
+            const float g = 1.f + k_gain * 0.5f * (test_rng_uniform(&g_seed) + 1.f);
+            for (size_t i = 0; i < (size_t)H * D; i++)
+                hk[t * H * D + i] = to_h(g * (float)from_h(hk[t * H * D + i], dtype), dtype);
+        }
     fill(hv, n, dtype, 1.0f);
     fill(hc, n, dtype, 1.0f);
     fill(hr, n, dtype, 0.5f);
@@ -163,6 +172,8 @@ static void run_case(const tcase *tc, int D, int dtype, int variant) {
     for (int i = 0; i < 6; i++) dfa_cuda_dealloc(g_cu, d[i]);
     free(hq), free(hk), free(hv), free(hc), free(hr), free(ho), free(ref);
 }
+
+static void run_case(const tcase *tc, int D, int dtype, int variant) { run_case_gain(tc, D, dtype, variant, 0.f); }
 
 enum { F = DFA_ATTN_FULL, A = DFA_ATTN_ARROW, RS = DFA_ATTN_ARROW_RS, C = DFA_ATTN_CACHE };
 
@@ -284,6 +295,40 @@ static void test_v5(void) {
         run_case(&MANY3, 64, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA3_NOPP);
 }
 
+/* variants 6-8 (variant 5 with conditional rescaling, 0/25/50 % of exp2 on the FMA pipe): the
+ * matrix of variants 4/5 at D=64 (at D=128 they run variant 2's kernel, tested above; one D=72
+ * case checks that dispatch), plus cases with per-token key gains so that rows' maxima move by
+ * more than 2^8 mid-row (the rescale path; with the plain inputs only the first step moves), on
+ * variant 5 as well so that a failure can be told from the case. Sizes kept small: the float64
+ * reference dominates the test's time. */
+static const tcase GAIN3[] = {
+    {"key gains x7, text-first", {1100, 77, 1, 64, DFA_BAND_ARROW}, 2, 4, {F, A, RS, F}, {0, 2, 1, 0}},
+    {"key gains x5, text-last", {900, 45, 0, 128, DFA_BAND_ARROW}, 1, 4, {F, A, C, RS}, {0, 3, 0, 1}},
+};
+static void test_gain_cases(int variant) {
+    if (!dfa_attn_cuda_variant_ok(variant)) return;
+    for (size_t c = 0; c < sizeof GAIN3 / sizeof GAIN3[0]; c++)
+        for (int dt = 0; dt < 2; dt++) run_case_gain(&GAIN3[c], 64, dt, variant, c == 0 ? 6.f : 4.f);
+}
+static void test_v6_8(void) {
+    test_gain_cases(DFA_ATTN_CUDA_V_WGMMA3_NOPP);
+    for (int v = DFA_ATTN_CUDA_V_WGMMA3_CR; v <= DFA_ATTN_CUDA_V_WGMMA3_E50; v++) {
+        if (!dfa_attn_cuda_variant_ok(v)) {
+            printf("  variant %d not supported on this GPU: skipped\n", v);
+            continue;
+        }
+        for (size_t c = 0; c < sizeof CASES / sizeof CASES[0]; c++)
+            for (int dt = 0; dt < 2; dt++)
+                if (dt == DFA_ATTN_CUDA_BF16 || c < 3) run_case(&CASES[c], 64, dt, v);
+        run_case(&MANY3, 64, v == DFA_ATTN_CUDA_V_WGMMA3_E25 ? DFA_ATTN_CUDA_F16 : DFA_ATTN_CUDA_BF16, v);
+        for (size_t c = 0; c < sizeof PLAIN_CASES / sizeof PLAIN_CASES[0]; c++)
+            run_case(&PLAIN_CASES[c], 64, DFA_ATTN_CUDA_BF16, v);
+        run_case(&PLAIN_CASES[0], 64, DFA_ATTN_CUDA_F16, v);
+        run_case(&CASES[0], 72, DFA_ATTN_CUDA_BF16, v); /* other D: variant 2's kernel */
+        test_gain_cases(v);
+    }
+}
+
 static void test_cache_helpers(void) {
     dfa_error err = {0};
     const int B = 2, N = 99, H = 5, D = 64;
@@ -370,6 +415,10 @@ int main(void) {
             run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3);
             run_case(&CASES[3], 64, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA3);
             run_case(&CASES[4], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3_NOPP);
+            /* variants 6-8 (conditional rescaling, FMA-pipe exp2) */
+            run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3_CR);
+            run_case(&CASES[3], 64, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA3_E25);
+            run_case(&CASES[4], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3_E50);
         }
         dfa_cuda_free(g_cu);
         return test_summary();
@@ -383,6 +432,7 @@ int main(void) {
     RUN(test_plain);
     RUN(test_v4);
     RUN(test_v5);
+    RUN(test_v6_8);
     dfa_cuda_free(g_cu);
     return test_summary();
 }

@@ -29,7 +29,8 @@ struct dfa_attn_cuda_plan {
 };
 
 static int is_wgmma3(int variant) {
-    return variant == DFA_ATTN_CUDA_V_WGMMA3 || variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP;
+    return variant == DFA_ATTN_CUDA_V_WGMMA3 || variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP ||
+           (variant >= DFA_ATTN_CUDA_V_WGMMA3_CR && variant <= DFA_ATTN_CUDA_V_WGMMA3_E50);
 }
 
 static dfa_status plan_upload(dfa_attn_cuda_plan **out, dfa_acu_worklist *wlp, dfa_acu_worklist *wl3p,
@@ -47,8 +48,8 @@ extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const d
     if (variant == DFA_ATTN_CUDA_V_DEFAULT)
         variant = dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA3_NOPP) ? DFA_ATTN_CUDA_V_WGMMA3_NOPP
                                                                         : DFA_ATTN_CUDA_V_MMA;
-    if (variant < DFA_ATTN_CUDA_V_MMA || variant > DFA_ATTN_CUDA_V_WGMMA3_NOPP)
-        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1 to 5)", variant);
+    if (variant < DFA_ATTN_CUDA_V_MMA || variant > DFA_ATTN_CUDA_V_WGMMA3_E50)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1 to 8)", variant);
     /* the 128-row list serves every variant and head dim; variants 4/5 add the 192-row list
      * that their D=64 kernel runs */
     dfa_acu_worklist wl, wl3;
@@ -167,7 +168,7 @@ extern "C" void dfa_attn_cuda_plan_get_info(const dfa_attn_cuda_plan *p, dfa_att
 
 extern "C" int dfa_attn_cuda_variant_ok(int variant) {
     if (variant == DFA_ATTN_CUDA_V_MMA || variant == DFA_ATTN_CUDA_V_DEFAULT) return 1;
-    if (variant < DFA_ATTN_CUDA_V_WGMMA || variant > DFA_ATTN_CUDA_V_WGMMA3_NOPP) return 0;
+    if (variant < DFA_ATTN_CUDA_V_WGMMA || variant > DFA_ATTN_CUDA_V_WGMMA3_E50) return 0;
     int dev = 0, major = 0, minor = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) return 0;
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return 0;
@@ -220,7 +221,9 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
         prm.n_items = p->n_items3;
     }
     cudaError_t e;
-    if (wgmma3)
+    if (wgmma3 && p->variant >= DFA_ATTN_CUDA_V_WGMMA3_CR) /* 6, 7, 8: 0, 1, 2 quarters emulated */
+        e = acu_launch_wgmma3e(prm, a->dtype, p->variant - DFA_ATTN_CUDA_V_WGMMA3_CR, st);
+    else if (wgmma3)
         e = acu_launch_wgmma3(prm, a->dtype, p->variant == DFA_ATTN_CUDA_V_WGMMA3, st);
     else if (wgmma) /* persistent except variant 3 */
         e = acu_launch_wgmma(prm, a->head_dim, a->dtype, p->variant != DFA_ATTN_CUDA_V_WGMMA_GRID, st);

@@ -18,7 +18,8 @@
  * exact kernels, others on kernels zero-padded to 32/64/80/128/256 columns); variants 2 and 3
  * (wgmma) run D = 64 and 128, and 72..120 on the D=128 kernel (TMA zero-fills the columns past
  * D); a plan built for them runs any other D on variant 1's kernel. Variants 4 and 5 run D = 64
- * on a kernel with 3 consumer warpgroups (192-row items) and every other D as variant 2.
+ * on a kernel with 3 consumer warpgroups (192-row items) and every other D as variant 2; variants
+ * 6-8 likewise, D = 64 on variant 5's kernel with a shorter softmax (attn_cuda_wgmma3e.cu).
  *
  * The work list (for each head and query tile: the key ranges it visits, CACHE heads as copy
  * items) is built on the host once per plan entry by dfa_attn_cuda_plan_build(), uploaded to
@@ -55,6 +56,10 @@ enum {
     DFA_ATTN_CUDA_V_WGMMA3 = 4,     /* D=64: 3 consumer warpgroups, 192-row items, ping-pong ring;
                                        other D as variant 2 */
     DFA_ATTN_CUDA_V_WGMMA3_NOPP = 5, /* variant 4 without the ping-pong ring */
+    DFA_ATTN_CUDA_V_WGMMA3_CR = 6,   /* variant 5 with a shorter softmax: conditional O rescaling,
+                                        P packed before the P V wait, tree max; other D as 2 */
+    DFA_ATTN_CUDA_V_WGMMA3_E25 = 7,  /* variant 6 with 25 % of the exp2 on the FMA pipe */
+    DFA_ATTN_CUDA_V_WGMMA3_E50 = 8,  /* variant 6 with 50 % of the exp2 on the FMA pipe */
     DFA_ATTN_CUDA_V_DEFAULT = 0      /* variant 5 on sm_90, else 1 */
 };
 

@@ -44,6 +44,9 @@ cudaError_t acu_launch_mma(const acu_params &p, int head_dim, int dtype, cudaStr
 cudaError_t acu_launch_wgmma(const acu_params &p, int head_dim, int dtype, bool persistent, cudaStream_t st);
 /* variants 4/5: head_dim 64, items from the 192-row list; pingpong: variant 4's turn ring */
 cudaError_t acu_launch_wgmma3(const acu_params &p, int dtype, bool pingpong, cudaStream_t st);
+/* variants 6/7/8: variant 5 with the shorter softmax of attn_cuda_wgmma3e.cu; emu 0/1/2 quarters
+ * of the exp2 on the FMA pipe */
+cudaError_t acu_launch_wgmma3e(const acu_params &p, int dtype, int emu, cudaStream_t st);
 
 /* Ring combine (attn_cuda_ring.cu): seg holds n_win + 1 segment outputs [B, N, H, D] one after
  * the other, lse their rows' log2-sum-exp2 [n_win + 1][B * N][H]; out[i] (i < n_win) gets
