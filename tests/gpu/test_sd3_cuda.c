@@ -173,7 +173,18 @@ int main(void) {
          * host sampler over the planned CUDA forwards */
         CHECKF(dfa_attn_set_plan(gpu, &plan) == DFA_OK, "%s", dfa_ctx_error(gpu));
         fixture_poison(lp, nl);
+        dfa_attn_get_prep_stats(gpu, &ps0);
+        const size_t allocs1 = gpu->device_allocs;
         CHECKF(dfa_sd3_generate(gpu, mg, &fc, &pe, &gp, lp) == DFA_OK, "%s", dfa_ctx_error(gpu));
+        /* dfa_sd3_sample_cuda prepares before its loop: the latents, the work lists (once) and the
+         * caches (one block) are its only device allocations; nothing is built at first use */
+        dfa_attn_get_prep_stats(gpu, &ps1);
+        CHECKF(ps1.prepares == ps0.prepares + 1 && ps1.lazy_builds == ps0.lazy_builds &&
+                   ps1.lazy_caches == ps0.lazy_caches && gpu->device_allocs - allocs1 == 2,
+               "planned generate: %lld prepares, %lld lists / %lld caches at first use, %zu device allocations "
+               "(expected 1, 0, 0, 2: latents + caches)",
+               (long long)(ps1.prepares - ps0.prepares), (long long)(ps1.lazy_builds - ps0.lazy_builds),
+               (long long)(ps1.lazy_caches - ps0.lazy_caches), gpu->device_allocs - allocs1);
         dfa_rng_seed(&r, gp.seed);
         dfa_rng_normal(&r, lx, nl);
         for (int i = 0; i < 3; i++) {
