@@ -22,9 +22,9 @@
  * into attention / GEMMs / the rest (CUDA events; printed once per resolution).
  * --plan-mix (CUDA, with --steps): after the dense loop, the same loop under a synthetic V2-like
  * plan (make_mix_plan: the first 2 steps FULL, then per layer and step half the heads ARROW with a
- * band of 1/8 of the visual tiles, a quarter CACHE, a quarter FULL, roles rotating over heads,
- * layers and steps so that every head refreshes), prepared before the timed loop (dfa_attn_prepare:
- * its time, work lists and cache bytes printed): the end-to-end speedup over the dense loop of the
+ * band of 1/8 of the visual tiles, a quarter CACHE, a quarter FULL, heads shuffled per layer and
+ * step: nearly every entry its own work list, the prepare's worst case), prepared before the timed
+ * loop (dfa_attn_prepare: its time, work lists and cache bytes printed): the end-to-end speedup over the dense loop of the
  * same run, the attention share of both and the attention-time ratio (the number the papers
  * report: V2 ~1.5x end to end at 2K on FLUX), and that the planned loop made no device allocation
  * and built no work list. Its RESULT line has "kind": "plan".
@@ -152,14 +152,25 @@ static dfa_status make_mix_plan(const bench *b, int n_img, int txt, int steps, d
             DFA_TRY(dfa_plan_set_layer_layout(p, l, &l2, err));
         }
     const int vis_tiles = (n_img + lay.block - 1) / lay.block, win = vis_tiles / 16 > 1 ? vis_tiles / 16 : 1;
+    int perm[256];
+    if (H > 256) return DFA_SET(err, DFA_ERR_UNSUPPORTED, "--plan-mix: %d heads", H);
     for (int st = 2; st < steps; st++)
-        for (int l = 0; l < L; l++)
-            for (int h = 0; h < H; h++) {
-                const size_t i = dfa_plan_index(p, st, l, h);
-                const int role = (h + l + st) % 4; /* 0, 1: ARROW; 2: CACHE; 3: FULL */
-                p->method[i] = role < 2 ? DFA_ATTN_ARROW : role == 2 ? DFA_ATTN_CACHE : DFA_ATTN_FULL;
-                p->window[i] = role < 2 ? win : 0;
+        for (int l = 0; l < L; l++) {
+            /* heads shuffled per (step, layer), as a V2 search picks them: exact shares, and (nearly)
+             * every entry its own work list, the prepare's worst case */
+            unsigned long long r = 0x9e3779b97f4a7c15ULL * (unsigned long long)(st * L + l + 1);
+            for (int h = 0; h < H; h++) perm[h] = h;
+            for (int h = H - 1; h > 0; h--) {
+                r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+                const int j = (int)(r % (unsigned long long)(h + 1)), t = perm[h];
+                perm[h] = perm[j], perm[j] = t;
             }
+            for (int k = 0; k < H; k++) { /* first half ARROW, next quarter CACHE, the rest FULL */
+                const size_t i = dfa_plan_index(p, st, l, perm[k]);
+                p->method[i] = 2 * k < H ? DFA_ATTN_ARROW : 4 * k < 3 * H ? DFA_ATTN_CACHE : DFA_ATTN_FULL;
+                p->window[i] = 2 * k < H ? win : 0;
+            }
+        }
     p->grid_h = p->grid_w = (int)lround(sqrt((double)n_img)); /* square images */
     p->cfg = b->batch == 2, p->cond_half = 1;
     p->method_set = DFA_PLAN_SET_ARROW | DFA_PLAN_SET_CACHE;

@@ -111,7 +111,7 @@ def plans(rows):
     out = ["## Issues 4/5: planned vs dense sampling loop, end to end (bench_mmdit --plan-mix)", "",
            "Same run, same weights and inputs: the dense loop, then the loop under a synthetic V2-like plan (first 2 "
            "steps FULL; then half the heads ARROW with a band of 1/8 of the visual tiles, a quarter CACHE, a quarter "
-           "FULL, rotating), prepared before the loop (dfa_attn_prepare). speedup = dense s / planned s. attn time "
+           "FULL, heads shuffled per layer and step), prepared before the loop (dfa_attn_prepare). speedup = dense s / planned s. attn time "
            "ratio = planned attention seconds / dense attention seconds (CUDA events). loop check: the planned loop "
            "made no device allocation (besides the generate's latents) and built no work list at first use.", "",
            "| model | px | steps | attn FLOPs of dense | dense ms/step | planned ms/step | **speedup** | "
