@@ -312,7 +312,7 @@ dfa_status dfa_attn_prepare(dfa_ctx *ctx, dfa_device dev, dfa_dtype dtype, int b
     }
     st->run_prepared = 1;
     st->stats.prepares++;
-    DFA_LOGD(ctx, "attention prepare: %d distinct work lists for %d plan entries, %zu bytes on the device (%s); "
+    DFA_LOGI(ctx, "attention prepare: %d distinct work lists for %d plan entries, %zu bytes on the device (%s); "
              "caches %zu bytes; %.1f ms",
              st->stats.n_lists, st->stats.n_entries, st->stats.list_bytes, had_lists ? "kept" : "uploaded",
              st->stats.cache_bytes, 1e3 * (dfa_now_s() - t0));
