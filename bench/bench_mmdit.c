@@ -20,6 +20,14 @@
  * its forward as a CUDA Graph (dfa_sd3_set_cuda_graph): ms/step and whether the latents are
  * bit-equal to the eager loop's. On CUDA, one more held forward with the GEMM timer on is split
  * into attention / GEMMs / the rest (CUDA events; printed once per resolution).
+ * --plan-mix (CUDA, with --steps): after the dense loop, the same loop under a synthetic V2-like
+ * plan (make_mix_plan: the first 2 steps FULL, then per layer and step half the heads ARROW with a
+ * band of 1/8 of the visual tiles, a quarter CACHE, a quarter FULL, heads shuffled per layer and
+ * step: nearly every entry its own work list, the prepare's worst case), prepared before the timed
+ * loop (dfa_attn_prepare: its time, work lists and cache bytes printed): the end-to-end speedup over the dense loop of the
+ * same run, the attention share of both and the attention-time ratio (the number the papers
+ * report: V2 ~1.5x end to end at 2K on FLUX), and that the planned loop made no device allocation
+ * and built no work list. Its RESULT line has "kind": "plan".
  * Besides the human lines, one `RESULT {json}` line per resolution (bench/engines_table.py). */
 #include <math.h>
 #include <stdio.h>
@@ -27,6 +35,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "attn/attn_state.h"
 #include "core/ctx.h"
 #include "core/log.h"
 #include "io/safetensors.h"
@@ -34,6 +43,7 @@
 #include "models/mmdit.h"
 #include "models/mmdit_pipe.h"
 #include "models/sd3.h"
+#include "plan/plan.h"
 #include "sample/flow.h"
 
 #define MAX_RES 8
@@ -68,7 +78,7 @@ typedef struct bench {
     dfa_flux *fm;
     dfa_sd3 *sm;
     const char *dir, *pname;
-    int flux, batch, txt, reps, cuda, check, graph;
+    int flux, batch, txt, reps, cuda, check, graph, plan_mix;
 } bench;
 
 static double now(void) { return dfa_now_s(); }
@@ -126,6 +136,112 @@ static int parse_list(const char *s, int *out, int max) {
 static int fail(bench *b, const char *what) {
     fprintf(stderr, "bench_mmdit: %s: %s\n", what, dfa_ctx_error(b->ctx));
     return 1;
+}
+
+/* The synthetic plan of --plan-mix for this model at n_img image + txt text tokens (see the top). */
+static dfa_status make_mix_plan(const bench *b, int n_img, int txt, int steps, dfa_plan *p, dfa_error *err) {
+    dfa_attn_layout lay = {.n_vis = n_img, .n_text = txt, .text_first = b->flux, .block = DFA_PLAN_DEFAULT_BLOCK};
+    int L, H;
+    if (b->flux) L = dfa_flux_attn_layers(b->fm), H = dfa_flux_get_config(b->fm)->n_heads;
+    else L = dfa_sd3_attn_layers(b->sm), H = dfa_sd3_get_config(b->sm)->n_heads;
+    DFA_TRY(dfa_plan_init(p, &lay, steps, L, H, err));
+    for (int l = 0; !b->flux && l < L; l++)
+        if (dfa_sd3_attn_image_only(b->sm, l)) {
+            dfa_attn_layout l2 = lay;
+            l2.n_text = 0;
+            DFA_TRY(dfa_plan_set_layer_layout(p, l, &l2, err));
+        }
+    const int vis_tiles = (n_img + lay.block - 1) / lay.block, win = vis_tiles / 16 > 1 ? vis_tiles / 16 : 1;
+    int perm[256];
+    if (H > 256) return DFA_SET(err, DFA_ERR_UNSUPPORTED, "--plan-mix: %d heads", H);
+    for (int st = 2; st < steps; st++)
+        for (int l = 0; l < L; l++) {
+            /* heads shuffled per (step, layer), as a V2 search picks them: exact shares, and (nearly)
+             * every entry its own work list, the prepare's worst case */
+            unsigned long long r = 0x9e3779b97f4a7c15ULL * (unsigned long long)(st * L + l + 1);
+            for (int h = 0; h < H; h++) perm[h] = h;
+            for (int h = H - 1; h > 0; h--) {
+                r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+                const int j = (int)(r % (unsigned long long)(h + 1)), t = perm[h];
+                perm[h] = perm[j], perm[j] = t;
+            }
+            for (int k = 0; k < H; k++) { /* first half ARROW, next quarter CACHE, the rest FULL */
+                const size_t i = dfa_plan_index(p, st, l, perm[k]);
+                p->method[i] = 2 * k < H ? DFA_ATTN_ARROW : 4 * k < 3 * H ? DFA_ATTN_CACHE : DFA_ATTN_FULL;
+                p->window[i] = 2 * k < H ? win : 0;
+            }
+        }
+    p->grid_h = p->grid_w = (int)lround(sqrt((double)n_img)); /* square images */
+    p->cfg = b->batch == 2, p->cond_half = 1;
+    p->method_set = DFA_PLAN_SET_ARROW | DFA_PLAN_SET_CACHE;
+    snprintf(p->search, sizeof p->search, "manual");
+    return dfa_plan_validate(p, "bench --plan-mix plan", err);
+}
+
+/* The planned loop of --plan-mix beside the dense one (loop_s, loop_attn, lat_out: the dense loop's). */
+static int plan_loop(bench *b, int res, int steps, int n_img, const dfa_flow_config *fc, const dfa_prompt_embeds *pe,
+                     const dfa_mmdit_gen_params *gp, double loop_s, double loop_attn, const float *lat_dense,
+                     size_t n_lat) {
+    dfa_plan plan;
+    dfa_error e = {0};
+    if (make_mix_plan(b, n_img, b->txt, steps, &plan, &e) != DFA_OK)
+        return fprintf(stderr, "bench_mmdit --plan-mix: %s\n", e.msg), 1;
+    const int D = b->flux ? dfa_flux_get_config(b->fm)->head_dim : dfa_sd3_get_config(b->sm)->head_dim;
+    dfa_plan_cost cost;
+    dfa_plan_cost_compute(&plan, D, &cost, NULL);
+    float *lat = malloc(n_lat * 4);
+    if (!lat) return fprintf(stderr, "out of memory\n"), 1;
+    for (size_t i = 0; i < n_lat; i++) lat[i] = NAN;
+    if (dfa_attn_set_plan(b->ctx, &plan) != DFA_OK) return dfa_plan_free(&plan), free(lat), fail(b, "set plan");
+    /* the prepare outside the timed loop, timed on its own (the loop's own prepare call is then a no-op) */
+    const double p0 = now();
+    dfa_status s = dfa_attn_prepare(b->ctx, DFA_DEV_CUDA, DFA_BF16, b->batch, D);
+    const double prep_s = now() - p0;
+    dfa_attn_prep_stats ps0, ps1;
+    dfa_attn_get_prep_stats(b->ctx, &ps0);
+    const size_t allocs0 = b->ctx->device_allocs;
+    double a0 = 0, t0 = 0, a1 = 0, t1 = 0;
+    times(b, &a0, &t0);
+    const double w0 = now();
+    if (s == DFA_OK)
+        s = b->flux ? dfa_flux_generate(b->ctx, b->fm, fc, pe, gp, lat) : dfa_sd3_generate(b->ctx, b->sm, fc, pe, gp, lat);
+    const double plan_s = now() - w0;
+    times(b, &a1, &t1);
+    dfa_attn_get_prep_stats(b->ctx, &ps1);
+    /* the generate allocates its latents once per call (before its loop); anything more is the loop's */
+    const size_t loop_allocs = b->ctx->device_allocs - allocs0;
+    dfa_attn_clear_plan(b->ctx);
+    dfa_plan_free(&plan);
+    if (s != DFA_OK) return free(lat), fail(b, "planned sampling loop");
+    size_t bad = 0;
+    const double diff = rel_l2(lat, lat_dense, n_lat, NULL, &bad);
+    const double plan_attn = t1 - t0 > 0 ? (a1 - a0) / (t1 - t0) : 0;
+    const double attn_dense_s = loop_attn * loop_s, attn_plan_s = plan_attn * plan_s; /* shares of wall time */
+    const int64_t lazy = (ps1.lazy_builds - ps0.lazy_builds) + (ps1.lazy_caches - ps0.lazy_caches);
+    printf("%s CUDA %dx%d px: plan-mix (attention FLOPs %.3f of dense; %lld FULL, %lld ARROW, %lld CACHE head-steps) "
+           "prepared in %.1f ms: %d distinct work lists for %d launches, %.2f MB of work lists, %.1f MB of caches\n",
+           b->pname, res, res, cost.fraction, (long long)cost.n_method[DFA_ATTN_FULL],
+           (long long)cost.n_method[DFA_ATTN_ARROW], (long long)cost.n_method[DFA_ATTN_CACHE], 1e3 * prep_s,
+           ps0.n_lists, ps0.n_entries, ps0.list_bytes / 1e6, ps0.cache_bytes / 1e6);
+    printf("%s CUDA %dx%d px: %d-step loop planned %.2f s = %.1f ms/step (attention %.1f%%) vs dense %.2f s = %.1f "
+           "ms/step (attention %.1f%%): END-TO-END SPEEDUP %.3fx; attention time %.3f of dense; latents %.3g from "
+           "the dense loop's%s\n",
+           b->pname, res, res, steps, plan_s, 1e3 * plan_s / steps, 100.0 * plan_attn, loop_s, 1e3 * loop_s / steps,
+           100.0 * loop_attn, loop_s / plan_s, attn_dense_s > 0 ? attn_plan_s / attn_dense_s : -1.0, diff,
+           bad ? " (NON-FINITE LATENTS)" : "");
+    printf("%s CUDA %dx%d px: planned loop %s: %zu device allocations in the call (1 expected: its latents), %lld "
+           "work lists / caches built at first use (0 expected)\n",
+           b->pname, res, res, loop_allocs <= 1 && lazy == 0 && !bad ? "OK" : "FAILED", loop_allocs,
+           (long long)lazy);
+    printf("RESULT {\"kind\": \"plan\", \"model\": \"%s\", \"res\": %d, \"steps\": %d, \"attn_fraction\": %.4f, "
+           "\"dense_s\": %.4f, \"plan_s\": %.4f, \"speedup\": %.4f, \"dense_attn\": %.4f, \"plan_attn\": %.4f, "
+           "\"prepare_ms\": %.3f, \"n_lists\": %d, \"n_entries\": %d, \"list_bytes\": %zu, \"cache_bytes\": %zu, "
+           "\"loop_allocs\": %zu, \"lazy_builds\": %lld, \"nonfinite\": %zu}\n",
+           b->pname, res, steps, cost.fraction, loop_s, plan_s, loop_s / plan_s, loop_attn, plan_attn, 1e3 * prep_s,
+           ps0.n_lists, ps0.n_entries, ps0.list_bytes, ps0.cache_bytes, loop_allocs, (long long)lazy, bad);
+    fflush(stdout);
+    free(lat);
+    return loop_allocs <= 1 && lazy == 0 && !bad ? 0 : 1;
 }
 
 /* One resolution: forwards (timed, optional check) and an optional sampling loop. */
@@ -296,6 +412,9 @@ static int run_res(bench *b, int res, int steps) {
             }
             free(lat2);
         }
+        if (b->plan_mix && b->cuda && plan_loop(b, res, steps, n_img, &fc, &pe, &gp, loop_s, loop_attn, lat_out,
+                                                (size_t)lat_c * lat * lat))
+            return 1;
     }
     printf("RESULT {\"kind\": \"engine\", \"side\": \"dfa\", \"model\": \"%s\", \"res\": %d, \"batch\": %d, "
            "\"tokens\": %d, \"fwd_ms\": %.3f, \"fwd_attn\": %.4f, \"steps\": %d, \"loop_s\": %.4f, \"loop_ms_step\": "
@@ -312,7 +431,7 @@ static int run_res(bench *b, int res, int steps) {
 
 int main(int argc, char **argv) {
     const char *pname = "flux-small", *dir = "/tmp/dfa_bench_mmdit", *res_s = "512", *steps_s = "0";
-    int txt = -1, reps = 3, cuda = 0, threads = 0, batch = -1, check = 0, graph = 0;
+    int txt = -1, reps = 3, cuda = 0, threads = 0, batch = -1, check = 0, graph = 0, plan_mix = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--preset") && v) pname = argv[++i];
@@ -326,10 +445,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--check")) check = 1;
         else if (!strcmp(a, "--cuda")) cuda = 1;
         else if (!strcmp(a, "--graph")) graph = 1;
+        else if (!strcmp(a, "--plan-mix")) plan_mix = 1;
         else {
             fprintf(stderr, "usage: bench_mmdit [--preset flux-dev|flux-small|sd3-medium|sd3-small] [--res PX[,PX..]] "
                             "[--steps N[,N..]] [--txt T] [--reps R] [--batch B] [--dir DIR] [--cuda] [--threads T] "
-                            "[--check] [--graph]\n");
+                            "[--check] [--graph] [--plan-mix]\n");
             return 2;
         }
     }
@@ -346,7 +466,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     bench b = {.dir = dir, .pname = pname, .flux = !strcmp(p->family, "flux"), .reps = reps, .cuda = cuda,
-               .check = check, .graph = graph};
+               .check = check, .graph = graph, .plan_mix = plan_mix};
     b.txt = txt > 0 ? txt : b.flux ? 512 : 333;
     b.batch = batch > 0 ? batch : b.flux ? 1 : 2; /* SD3 runs its CFG pair in one batch */
     if (b.batch > 64) return fprintf(stderr, "bench_mmdit: batch %d > 64\n", b.batch), 2;

@@ -9,6 +9,10 @@
 #   #8 bench_calibrate on the FLUX-dev weights: V2 search time vs the floor at 1024^2 and 2048^2
 #      (reduced prompts x steps, extrapolated to 8 x 50; V2 with the ring pass, then again without
 #      it as "v2-plain"), then V1 at 1024^2 over fewer steps;
+#   plan (issues 4/5, only with PHASES containing "plan"): bench_mmdit --plan-mix on the FLUX-dev
+#      weights at PLAN_RES (1024,2048) with PLAN_STEPS (50,20): the dense loop and the same loop under
+#      a synthetic V2-like plan (prepared before the loop), end-to-end speedup and attention shares;
+#      ~2.5 min on an H100 with the weights already written (estimate, never run), ~4 min alone;
 #   results.md (one table per issue, GPU name, per-phase wall times) under $OUT, printed at the end.
 # Every phase has a timeout, and all end before DEADLINE seconds (default 560) after the start:
 # a phase that would start with too little time left is skipped and marked so; a phase killed at
@@ -23,7 +27,8 @@
 # knobs: FLUX_RES (1024,2048) FLUX_STEPS (50,10) SD3_STEPS (50) CAL_RES (1024,2048) CAL_PROMPTS (2)
 #        CAL_STEPS (4) V1_STEPS (2; 0: no V1) DEADLINE (560) DFA_BENCH_DIR (/tmp/dfa_engines, emptied
 #        first unless KEEP_WEIGHTS=1) PHASES ("flux sd3 cal": which parts run after the build; cal
-#        needs the flux weights, so alone it needs KEEP_WEIGHTS=1 on a warm machine or runs flux first)
+#        needs the flux weights, so alone it needs KEEP_WEIGHTS=1 on a warm machine or runs flux first;
+#        "plan" likewise, e.g. PHASES=plan writes the weights itself) PLAN_RES PLAN_STEPS
 set -u
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
@@ -45,6 +50,7 @@ if [ "$SMOKE" = 1 ]; then
     FLUX=flux-small; SD3=sd3-small; FLUX_RES=${FLUX_RES:-128,256}; FLUX_STEPS=${FLUX_STEPS:-3,2}
     SD3_RES=128; SD3_STEPS=${SD3_STEPS:-2}; CAL_RES=${CAL_RES:-128,256}; CAL_PROMPTS=${CAL_PROMPTS:-2}
     CAL_STEPS=${CAL_STEPS:-2}; V1_STEPS=${V1_STEPS:-2}; REPS=1; JOBS=2; THREADS="--threads 2"
+    PLAN_RES=${PLAN_RES:-256}; PLAN_STEPS=${PLAN_STEPS:-4}
     W=${DFA_BENCH_DIR:-/tmp/dfa_engines_smoke}
 else
     BUILD=build; CMAKE_EXTRA=""; CUDA="--cuda"; PYDEV="--device cuda --dtype bfloat16"
@@ -53,6 +59,8 @@ else
     case "$FLUX_RES" in *,*) ;; *) case "$FLUX_STEPS" in *,*) FLUX_STEPS=${FLUX_STEPS%%,*} ;; esac ;; esac
     SD3_RES=1024; SD3_STEPS=${SD3_STEPS:-50}; CAL_RES=${CAL_RES:-1024,2048}; CAL_PROMPTS=${CAL_PROMPTS:-2}
     CAL_STEPS=${CAL_STEPS:-4}; V1_STEPS=${V1_STEPS:-2}; REPS=3; JOBS=16; THREADS=""
+    PLAN_RES=${PLAN_RES:-1024,2048}; PLAN_STEPS=${PLAN_STEPS:-50,20}
+    case "$PLAN_RES" in *,*) ;; *) case "$PLAN_STEPS" in *,*) PLAN_STEPS=${PLAN_STEPS%%,*} ;; esac ;; esac
 fi
 
 say() { echo "[$((SECONDS - START)) s] $*" | tee -a "$LOG"; }
@@ -144,6 +152,15 @@ if want cal; then
     V1=""; [ "$V1_STEPS" -gt 0 ] && V1="--v1 --v1-res ${CAL_RES%%,*} --v1-steps $V1_STEPS"
     phase "8: calibrate V2 (+V1)" 300 ./$BUILD/bench_calibrate --dir "$W/flux" --res "$CAL_RES" --prompts "$CAL_PROMPTS" \
         --steps "$CAL_STEPS" --target-prompts 8 --target-steps 50 $CUDA $V1 $THREADS
+fi
+
+# ---- issues 4/5: planned vs dense loop end to end (CUDA only: --plan-mix needs the device) ----
+if want plan; then
+    [ -f "$W/flux/transformer/diffusion_pytorch_model.safetensors" ] || [ "$DRY" = 1 ] ||
+        phase "plan: $FLUX weights (no flux phase ran)" 150 $PY --preset $FLUX --dir "$W/flux" --res "${PLAN_RES%%,*}" \
+            --reps 1
+    phase "plan: $FLUX dense vs planned loop" 240 ./$BUILD/bench_mmdit --preset $FLUX --dir "$W/flux" --res "$PLAN_RES" \
+        --steps "$PLAN_STEPS" --reps 1 $CUDA --plan-mix $THREADS
 fi
 
 # ---- tables ----

@@ -33,7 +33,8 @@ def engines(rows):
     checks = {}
     for r in rows:
         if r["kind"] == "engine":
-            eng.setdefault((r["model"], r["res"]), {})[r["side"]] = r
+            # the first row per side: the plan phase's dense loop (--reps 1) does not replace the flux phase's
+            eng.setdefault((r["model"], r["res"]), {}).setdefault(r["side"], r)
         elif r["kind"] == "check":
             checks[(r["model"], r["res"])] = r
     out = ["## Issue 5: dfa dense vs diffusers (bf16, SDPA), same weights and inputs", "",
@@ -103,6 +104,32 @@ def calib(rows):
     return out
 
 
+def plans(rows):
+    rs = [r for r in rows if r["kind"] == "plan"]
+    if not rs:
+        return []
+    out = ["## Issues 4/5: planned vs dense sampling loop, end to end (bench_mmdit --plan-mix)", "",
+           "Same run, same weights and inputs: the dense loop, then the loop under a synthetic V2-like plan (first 2 "
+           "steps FULL; then half the heads ARROW with a band of 1/8 of the visual tiles, a quarter CACHE, a quarter "
+           "FULL, heads shuffled per layer and step), prepared before the loop (dfa_attn_prepare). speedup = dense s / planned s. attn time "
+           "ratio = planned attention seconds / dense attention seconds (CUDA events). loop check: the planned loop "
+           "made no device allocation (besides the generate's latents) and built no work list at first use.", "",
+           "| model | px | steps | attn FLOPs of dense | dense ms/step | planned ms/step | **speedup** | "
+           "attn % dense / planned | attn time ratio | prepare ms | work lists (launches) | list KB | cache MB | "
+           "loop check |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rs, key=lambda r: (r["model"], r["res"])):
+        ratio = (r["plan_attn"] * r["plan_s"]) / (r["dense_attn"] * r["dense_s"]) if r["dense_attn"] > 0 else -1
+        ok = r["loop_allocs"] <= 1 and r["lazy_builds"] == 0 and r["nonfinite"] == 0
+        out.append(
+            f"| {r['model']} | {r['res']} | {r['steps']} | {r['attn_fraction']:.3f} | "
+            f"{1e3 * r['dense_s'] / r['steps']:.1f} | {1e3 * r['plan_s'] / r['steps']:.1f} | "
+            f"**{r['speedup']:.3f}x** | {100 * r['dense_attn']:.1f} / {100 * r['plan_attn']:.1f} | {f(ratio, '{:.3f}')} | "
+            f"{r['prepare_ms']:.1f} | {r['n_lists']} ({r['n_entries']}) | {r['list_bytes'] / 1024:.0f} | "
+            f"{r['cache_bytes'] / 2**20:.0f} | {'ok' if ok else 'FAILED'} |")
+    return out
+
+
 def main():
     rows = []
     for line in open(sys.argv[1]):
@@ -118,6 +145,9 @@ def main():
         print(open(sys.argv[2]).read().rstrip() + "\n")
     print("\n".join(engines(rows)) + "\n")
     print("\n".join(calib(rows)))
+    pl = plans(rows)
+    if pl:
+        print("\n" + "\n".join(pl))
 
 
 if __name__ == "__main__":

@@ -10,12 +10,14 @@
  *      residual slices likewise;
  *   4. store_out heads: their slices of out go to out_cache.
  * Everything is enqueued on the context's stream; nothing synchronises except building a work
- * list (dfa_attn_cuda_plan_build uploads it) and freeing one: the plan-driven path builds each
- * (step, layer)'s lists once per plan and keeps them in the attention state. */
+ * list (dfa_attn_cuda_plan_build uploads it) and freeing one: the plan-driven path prepares every
+ * distinct list of the plan at once before its loop (dfa_attn_gpu_lists_prepare: one allocation,
+ * one copy) and passes them in gpu_lists, so that its launches only look them up. */
 #include <stdlib.h>
 
 #include "attn/attn.h"
 #include "attn/attn_int.h"
+#include "attn/attn_prep.h"
 #include "core/ctx.h"
 
 #ifdef DFA_HAVE_CUDA
@@ -23,6 +25,25 @@
 
 void dfa_attn_gpu_list_free(void *list) {
     dfa_attn_cuda_plan_free(list);
+}
+
+dfa_status dfa_attn_gpu_lists_prepare(dfa_ctx *ctx, const dfa_attn_prep *pp, void **set, void **lists,
+                                      size_t *bytes) {
+    *set = NULL;
+    *bytes = 0;
+    if (!ctx->cuda) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "attention prepare: a context without CUDA");
+    if (pp->n_lists == 0) return DFA_OK;
+    dfa_attn_cuda_plan_set *ps = NULL;
+    DFA_TRY(dfa_attn_cuda_plan_set_build(&ps, pp->n_lists, pp->layout, pp->n_heads, pp->method, pp->window,
+                                         DFA_ATTN_CUDA_V_DEFAULT, dfa_cuda_stream(ctx->cuda), &ctx->err));
+    for (int i = 0; i < pp->n_lists; i++) lists[i] = dfa_attn_cuda_plan_set_get(ps, i);
+    *set = ps;
+    *bytes = dfa_attn_cuda_plan_set_bytes(ps);
+    return DFA_OK;
+}
+
+void dfa_attn_gpu_set_free(void *set) {
+    dfa_attn_cuda_plan_set_free(set);
 }
 
 /* Build the work list (or take it from *slot), launch, keep it in *slot or free it. */
@@ -56,9 +77,8 @@ dfa_status dfa_attn_run_heads_cuda(dfa_ctx *ctx, const dfa_attn_layout *layout, 
     void *stream = dfa_cuda_stream(ctx->cuda);
     int method[256], window[256], refresh = 0, store = 0;
     unsigned char res_mask[256], out_mask[256];
+    dfa_attn_launch_heads(heads, H, 0, method, window);
     for (int h = 0; h < H; h++) {
-        method[h] = heads[h].method;
-        window[h] = heads[h].method == DFA_ATTN_ARROW || heads[h].method == DFA_ATTN_ARROW_RS ? heads[h].window : -1;
         res_mask[h] = (unsigned char)(heads[h].store_res != 0);
         out_mask[h] = (unsigned char)(heads[h].store_out != 0);
         refresh |= res_mask[h];
@@ -79,10 +99,7 @@ dfa_status dfa_attn_run_heads_cuda(dfa_ctx *ctx, const dfa_attn_layout *layout, 
     DFA_TRY(launch(ctx, layout, H, method, window, &a, gpu_lists ? &gpu_lists[0] : NULL));
     if (refresh) {
         int m2[256], w2[256];
-        for (int h = 0; h < H; h++) {
-            m2[h] = res_mask[h] ? DFA_ATTN_ARROW : DFA_ATTN_CACHE;
-            w2[h] = res_mask[h] ? heads[h].res_window : -1;
-        }
+        dfa_attn_launch_heads(heads, H, 1, m2, w2);
         dfa_attn_cuda_args r = a;
         r.out = AT(res_cache, off);   /* ARROW of refresh heads into their residual slices */
         r.cache = AT(res_cache, off); /* other heads: their own slice copied onto itself */
@@ -108,6 +125,18 @@ dfa_status dfa_attn_run_heads_cuda(dfa_ctx *ctx, const dfa_attn_layout *layout, 
 
 void dfa_attn_gpu_list_free(void *list) {
     (void)list;
+}
+
+dfa_status dfa_attn_gpu_lists_prepare(dfa_ctx *ctx, const dfa_attn_prep *pp, void **set, void **lists,
+                                      size_t *bytes) {
+    (void)pp, (void)lists;
+    *set = NULL;
+    *bytes = 0;
+    DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "attention prepare: this build has no CUDA (DFA_CUDA off or no nvcc)");
+}
+
+void dfa_attn_gpu_set_free(void *set) {
+    (void)set;
 }
 
 dfa_status dfa_attn_run_heads_cuda(dfa_ctx *ctx, const dfa_attn_layout *layout, const dfa_tensor *q,

@@ -7,6 +7,7 @@
 
 #include "attn/attn.h"
 #include "attn/attn_int.h"
+#include "attn/attn_prep.h"
 #include "attn/attn_state.h"
 #include "core/ctx.h"
 #include "core/cuda_rt.h"
@@ -34,7 +35,12 @@ struct dfa_attn_state {
     size_t elem;
     size_t bytes, peak;
     dfa_attn_head_exec *exec; /* [n_heads] scratch */
-    void **gpu_lists;         /* [n_steps * n_layers * 2] CUDA work lists, built on first use */
+    void **gpu_lists;         /* [n_steps * n_layers * 2] CUDA work lists: members of gpu_set after the
+                               * prepare, else built on first use */
+    void *gpu_set;            /* the prepared work lists (one device allocation), NULL before */
+    void *cache_block;        /* the prepared caches (one allocation), or NULL: per-layer buffers */
+    int run_prepared;         /* dfa_attn_prepare ran for this run (reset by end_run) */
+    dfa_attn_prep_stats stats;
     /* without a plan (every head FULL) on CUDA: the work lists of the last two (layout, head count)
      * pairs (SD3.5 alternates its joint attention and the image-only attn2 every block) */
     void *full_lists[2][2];
@@ -50,10 +56,16 @@ static void free_caches(dfa_ctx *ctx, dfa_attn_state *st) {
     size_t n = (size_t)st->plan.n_layers * st->plan.n_heads;
     for (size_t i = 0; i < n; i++) st->caches[i].out_step = st->caches[i].res_step = -1;
     for (int l = 0; l < st->plan.n_layers; l++) {
-        dfa_ctx_mem_release(ctx, st->buffers[l].out);
-        dfa_ctx_mem_release(ctx, st->buffers[l].res);
+        if (!st->cache_block) {
+            dfa_ctx_mem_release(ctx, st->buffers[l].out);
+            dfa_ctx_mem_release(ctx, st->buffers[l].res);
+        }
         st->buffers[l].out = st->buffers[l].res = NULL;
     }
+    dfa_ctx_mem_release(ctx, st->cache_block);
+    st->cache_block = NULL;
+    st->run_prepared = 0;
+    st->stats.cache_bytes = 0;
     st->bytes = 0;
     st->cache_B = st->cache_D = 0;
 }
@@ -75,6 +87,10 @@ void dfa_attn_clear_plan(dfa_ctx *ctx) {
         free(st->gpu_lists);
         st->gpu_lists = NULL;
     }
+    dfa_attn_gpu_set_free(st->gpu_set);
+    st->gpu_set = NULL;
+    st->stats.n_lists = st->stats.n_entries = 0;
+    st->stats.list_bytes = 0;
     free(st->caches);
     free(st->buffers);
     free(st->exec);
@@ -192,6 +208,117 @@ size_t dfa_plan_cache_bytes(const dfa_plan *p, int batch, int head_dim, size_t e
     return total;
 }
 
+void dfa_attn_get_prep_stats(const dfa_ctx *ctx, dfa_attn_prep_stats *out) {
+    memset(out, 0, sizeof *out);
+    if (ctx->attn) *out = ctx->attn->stats;
+}
+
+static dfa_status gpu_lists_alloc(dfa_ctx *ctx, dfa_attn_state *st) {
+    if (!st->gpu_lists) {
+        st->gpu_lists = calloc((size_t)st->plan.n_steps * st->plan.n_layers * 2, sizeof(void *));
+        if (!st->gpu_lists) DFA_CTX_FAIL(ctx, DFA_ERR_OOM, "out of host memory for the CUDA work lists");
+    }
+    return DFA_OK;
+}
+
+/* Once per plan: every distinct work list in one device allocation, each entry pointed at its list. */
+static dfa_status prepare_lists(dfa_ctx *ctx, dfa_attn_state *st) {
+    if (st->gpu_set) return DFA_OK;
+    DFA_TRY(gpu_lists_alloc(ctx, st));
+    dfa_attn_prep pp;
+    DFA_TRY(dfa_attn_prep_build(&pp, &st->plan, &ctx->err));
+    void **lists = calloc((size_t)(pp.n_lists ? pp.n_lists : 1), sizeof *lists);
+    void *set = NULL;
+    size_t bytes = 0;
+    dfa_status s = lists ? dfa_attn_gpu_lists_prepare(ctx, &pp, &set, lists, &bytes)
+                         : DFA_SET(&ctx->err, DFA_ERR_OOM, "out of host memory for the CUDA work lists");
+    if (s == DFA_OK) {
+        int n = 0;
+        for (int e = 0; e < pp.n_entries; e++) {
+            if (pp.index[e] < 0) continue;
+            dfa_attn_gpu_list_free(st->gpu_lists[e]); /* one built at first use before (no prepare then) */
+            st->gpu_lists[e] = lists[pp.index[e]];
+            n++;
+        }
+        st->gpu_set = set;
+        st->stats.n_lists = pp.n_lists;
+        st->stats.n_entries = n;
+        st->stats.list_bytes = bytes;
+    }
+    free(lists);
+    dfa_attn_prep_free(&pp);
+    return s;
+}
+
+/* Once per run: the caches the plan stores, one block carved per layer (256-byte aligned). */
+static dfa_status prepare_caches(dfa_ctx *ctx, dfa_attn_state *st, dfa_device dev, size_t elem, int B, int D) {
+    const dfa_plan *p = &st->plan;
+    size_t total = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t off = 0;
+        for (int l = 0; l < p->n_layers; l++) {
+            const size_t per = (size_t)B * dfa_layout_tokens(dfa_plan_layer_layout(p, l)) * p->n_heads * D * elem;
+            int o = 0, r = 0;
+            for (int t = 0; t < p->n_steps; t++)
+                for (int h = 0; h < p->n_heads; h++) {
+                    const size_t i = dfa_plan_index(p, t, l, h);
+                    o |= p->store_out[i];
+                    r |= p->store_res[i];
+                }
+            for (int k = 0; k < 2; k++) {
+                if (!(k ? r : o)) continue;
+                if (pass) {
+                    void **buf = k ? &st->buffers[l].res : &st->buffers[l].out;
+                    *buf = (char *)st->cache_block + off;
+                    st->bytes += per;
+                }
+                off += (per + 255) / 256 * 256;
+            }
+        }
+        if (!pass) {
+            total = off;
+            if (total == 0) return DFA_OK;
+            DFA_TRY(dfa_ctx_mem_alloc(ctx, dev, total, "attention caches (the run's plan)", &st->cache_block));
+        }
+    }
+    if (st->bytes > st->peak) st->peak = st->bytes;
+    st->stats.cache_bytes = total;
+    return DFA_OK;
+}
+
+dfa_status dfa_attn_prepare(dfa_ctx *ctx, dfa_device dev, dfa_dtype dtype, int batch, int head_dim) {
+    dfa_attn_state *st = ctx->attn;
+    if (!st || !st->has_plan) DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dfa_attn_prepare: no plan is set");
+    if (dev != DFA_DEV_CUDA)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dfa_attn_prepare: prepares CUDA runs (the CPU path needs none)");
+    if (batch < 1 || head_dim < 1)
+        DFA_CTX_FAIL(ctx, DFA_ERR_INVALID_ARG, "dfa_attn_prepare: batch %d, head dim %d", batch, head_dim);
+    const size_t elem = dfa_dtype_size(dtype);
+    if (st->cache_B && (st->cache_B != batch || st->cache_D != head_dim || st->cache_dev != dev || st->elem != elem))
+        DFA_CTX_FAIL(ctx, DFA_ERR_SHAPE,
+                     "dfa_attn_prepare: batch %d / head dim %d / device / dtype differ from the caches of this run "
+                     "(batch %lld, head dim %lld); call dfa_attn_end_run between runs",
+                     batch, head_dim, (long long)st->cache_B, (long long)st->cache_D);
+    if (st->run_prepared) return DFA_OK;
+    const double t0 = dfa_now_s();
+    const int had_lists = st->gpu_set != NULL;
+    DFA_TRY(prepare_lists(ctx, st));
+    if (st->bytes == 0) { /* caches allocated at first use already (an unprepared start): keep those */
+        st->cache_B = batch;
+        st->cache_D = head_dim;
+        st->cache_dev = dev;
+        st->elem = elem;
+        DFA_TRY(prepare_caches(ctx, st, dev, elem, batch, head_dim));
+    }
+    st->run_prepared = 1;
+    st->stats.prepares++;
+    DFA_LOGI(ctx, "attention prepare: %d distinct work lists for %d plan entries, %zu bytes on the device (%s); "
+             "caches %zu bytes; %.1f ms",
+             st->stats.n_lists, st->stats.n_entries, st->stats.list_bytes, had_lists ? "kept" : "uploaded",
+             st->stats.cache_bytes, 1e3 * (dfa_now_s() - t0));
+    return DFA_OK;
+}
+
 static dfa_status cache_buf(dfa_ctx *ctx, dfa_attn_state *st, const dfa_tensor *out, void **buf, int layer,
                             const char *kind) {
     if (*buf) return DFA_OK;
@@ -206,6 +333,7 @@ static dfa_status cache_buf(dfa_ctx *ctx, dfa_attn_state *st, const dfa_tensor *
     char what[96];
     snprintf(what, sizeof what, "attention %s cache (layer %d)", kind, layer);
     DFA_TRY(dfa_ctx_mem_alloc(ctx, st->cache_dev, bytes, what, buf));
+    st->stats.lazy_caches++;
     st->bytes += bytes;
     if (st->bytes > st->peak) st->peak = st->bytes;
     return DFA_OK;
@@ -243,6 +371,8 @@ static dfa_status plan_layer(dfa_ctx *ctx, int layer, const dfa_attn_layout *lay
                      "(batch %lld, head dim %lld); call dfa_attn_end_run between runs",
                      (long long)out->shape[0], (long long)out->shape[3], (long long)st->cache_B,
                      (long long)st->cache_D);
+    if (q->dev == DFA_DEV_CUDA && !st->run_prepared) /* a run nobody prepared: now, before any launch */
+        DFA_TRY(dfa_attn_prepare(ctx, out->dev, out->dtype, (int)out->shape[0], (int)out->shape[3]));
     const int asc = p->asc[(size_t)s * p->n_layers + layer];
     for (int h = 0; h < p->n_heads; h++) {
         size_t i = dfa_plan_index(p, s, layer, h);
@@ -275,17 +405,18 @@ static dfa_status plan_layer(dfa_ctx *ctx, int layer, const dfa_attn_layout *lay
             DFA_TRY(cache_buf(ctx, st, out, &lb->res, layer, "residual"));
     }
     void **lists = NULL;
+    void *had[2] = {NULL, NULL};
     if (q->dev == DFA_DEV_CUDA) {
-        if (!st->gpu_lists) {
-            st->gpu_lists = calloc((size_t)p->n_steps * p->n_layers * 2, sizeof(void *));
-            if (!st->gpu_lists) DFA_CTX_FAIL(ctx, DFA_ERR_OOM, "out of host memory for the CUDA work lists");
-        }
+        DFA_TRY(gpu_lists_alloc(ctx, st));
         lists = st->gpu_lists + ((size_t)s * p->n_layers + layer) * 2;
+        had[0] = lists[0], had[1] = lists[1];
     }
     dfa_attn_layout banded = *layout; /* the model's geometry, the plan's band kind */
     banded.band = pl->band;
-    DFA_TRY(dfa_attn_run_heads_ex(ctx, &banded, q, k, v, out, st->exec, st->buffers[layer].out,
-                                  st->buffers[layer].res, asc, p->cond_half, lists));
+    const dfa_status rs = dfa_attn_run_heads_ex(ctx, &banded, q, k, v, out, st->exec, st->buffers[layer].out,
+                                                st->buffers[layer].res, asc, p->cond_half, lists);
+    if (lists) st->stats.lazy_builds += (!had[0] && lists[0]) + (!had[1] && lists[1]);
+    DFA_TRY(rs);
     for (int h = 0; h < p->n_heads; h++) {
         head_cache *c = &st->caches[(size_t)layer * p->n_heads + h];
         if (st->exec[h].store_out) c->out_step = s;

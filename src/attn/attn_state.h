@@ -7,6 +7,7 @@
  *
  * Use (models and the engine):
  *     dfa_attn_set_plan(ctx, &plan);          // once per run (copies the plan)
+ *     dfa_attn_prepare(ctx, DFA_DEV_CUDA, DFA_BF16, B, D); // CUDA: work lists + caches up front
  *     for (s = 0; s < steps; s++) {
  *         dfa_attn_begin_step(ctx, s);        // steps in order from 0; 0 starts a new run
  *         ... dfa_attn_layer(ctx, layer, &layout, q, k, v, out) for every attention layer ...
@@ -46,6 +47,29 @@ size_t dfa_attn_cache_bytes(const dfa_ctx *ctx);
 size_t dfa_attn_cache_peak_bytes(const dfa_ctx *ctx);
 /* Bytes a run of `plan` will hold in caches at most for batch B, head dim D, element size. */
 size_t dfa_plan_cache_bytes(const dfa_plan *plan, int batch, int head_dim, size_t elem_size);
+
+/* Prepare a run of the plan on CUDA tensors (dev DFA_DEV_CUDA; batch, head dim, dtype as the
+ * attention layers will see them): (1) once per plan, every distinct work list the plan needs
+ * (attn_prep.h: many (step, layer) entries share one) is built on the host and uploaded in ONE
+ * device allocation with one copy and one synchronisation; (2) once per run, the caches the plan
+ * stores (dfa_plan_cache_bytes) are allocated as one block. Afterwards a planned loop allocates
+ * nothing and builds no work list: every launch looks its list up. The CUDA engines call it before
+ * their sampling loop; dfa_attn_layer calls it itself at the first CUDA attention of a run that was
+ * not prepared (CPU tensors: nothing changes, caches stay allocated at first use). A second call
+ * in the same run is a no-op; a different geometry than the run's caches is refused. */
+dfa_status dfa_attn_prepare(dfa_ctx *ctx, dfa_device dev, dfa_dtype dtype, int batch, int head_dim);
+
+typedef struct dfa_attn_prep_stats {
+    int n_lists;         /* distinct work lists prepared for the plan (0 before its first prepare) */
+    int n_entries;       /* (step, layer, launch) entries they serve */
+    size_t list_bytes;   /* device bytes of their one allocation */
+    size_t cache_bytes;  /* the run's prepared cache block (0 when none or allocated at first use) */
+    int64_t prepares;    /* prepare calls that did work (lists and/or caches) */
+    int64_t lazy_builds; /* work lists built at launch time instead (each: cudaMalloc + blocking copy) */
+    int64_t lazy_caches; /* cache buffers allocated at first use instead (CUDA: one cudaMalloc each) */
+} dfa_attn_prep_stats;
+/* Counters since the context was made (list fields: the current plan). */
+void dfa_attn_get_prep_stats(const dfa_ctx *ctx, dfa_attn_prep_stats *out);
 
 /* ---- attention override (plan searches) ----
  * While an override is set, dfa_attn_layer() calls fn(user, layer, layout, q, k, v, out) instead

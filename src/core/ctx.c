@@ -117,6 +117,7 @@ dfa_status dfa_ctx_mem_alloc(dfa_ctx *ctx, dfa_device dev, size_t bytes, const c
             return s;
         }
         ctx->device_bytes += bytes;
+        ctx->device_allocs++;
         if (ctx->device_bytes > ctx->device_peak) ctx->device_peak = ctx->device_bytes;
     } else {
         size_t rounded = (bytes + 63) / 64 * 64;

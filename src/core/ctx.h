@@ -21,6 +21,7 @@ struct dfa_ctx {
     dfa_alloc_node *allocs;
     size_t host_bytes, host_peak;     /* live bytes owned by the context */
     size_t device_bytes, device_peak;
+    size_t device_allocs;  /* device allocations made so far (tests: none inside a prepared loop) */
     struct dfa_attn_state *attn; /* NULL until a plan is set; freed by dfa_ctx_free */
 };
 

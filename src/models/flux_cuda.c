@@ -301,6 +301,8 @@ dfa_status dfa_flux_sample_cuda(dfa_ctx *ctx, dfa_flux *m, int B, int n_img, int
     float *dx = d, *dv = d + n; /* packed latents [n_img, in_channels]; velocities [B, n_img, in_channels] */
     dfa_status st = dfa_cuda_h2d(ctx->cuda, dx, x, n * sizeof(float), &ctx->err);
     const int planned = dfa_attn_plan(ctx) != NULL, guided = m->cfg.guidance_embeds;
+    /* a plan's work lists and caches before the loop: nothing is allocated or uploaded inside it */
+    if (planned && st == DFA_OK) st = dfa_attn_prepare(ctx, DFA_DEV_CUDA, DFA_BF16, B, m->cfg.head_dim);
     const float g[2] = {guidance, guidance};
     for (int i = 0; i < n_steps && st == DFA_OK; i++) {
         const double t0 = dfa_now_s();

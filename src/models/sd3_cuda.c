@@ -297,6 +297,8 @@ dfa_status dfa_sd3_sample_cuda(dfa_ctx *ctx, dfa_sd3 *m, int B, int h, int w, in
     float *dx = d, *dv = d + n; /* latents [C, h, w]; velocities [B, C, h, w] */
     dfa_status st = dfa_cuda_h2d(ctx->cuda, dx, x, n * sizeof(float), &ctx->err);
     const int planned = dfa_attn_plan(ctx) != NULL;
+    /* a plan's work lists and caches before the loop: nothing is allocated or uploaded inside it */
+    if (planned && st == DFA_OK) st = dfa_attn_prepare(ctx, DFA_DEV_CUDA, DFA_BF16, B, m->cfg.head_dim);
     /* CUDA Graph (dfa_sd3_set_cuda_graph, dense runs only): step 0 eager (first-use work lists and
      * GEMM algorithms), step 1 captures the forward's queued part, later steps replay it */
     const int graph = m->cuda_graph && !planned;

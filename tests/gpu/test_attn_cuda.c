@@ -10,6 +10,7 @@
 
 #include "attn/attn.h"
 #include "attn/cuda/attn_cuda.h"
+#include "attn/cuda/attn_worklist.h"
 #include "attn/mask.h"
 #include "core/cuda_rt.h"
 #include "core/tensor.h"
@@ -391,6 +392,85 @@ static void test_bad_args(void) {
     dfa_attn_cuda_plan_free(p);
 }
 
+/* Plan sets (dfa_attn_cuda_plan_set_build: the prepared work lists of a run, one allocation): every
+ * member's output bit-identical to the same plan built on its own (same kernel, same list), on
+ * fresh poison; a member survives dfa_attn_cuda_plan_free (the set owns it). Six 6-head plans of
+ * different layouts and bands, variants 1 and the default, D = 64 and 128. */
+static void test_plan_set(void) {
+    const tcase *tcs[6] = {&CASES[0], &CASES[1], &CASES[6], &PLAIN_CASES[0], &PLAIN_CASES[1], &PLAIN_CASES[6]};
+    dfa_attn_layout lays[6];
+    int meth[36], win[36];
+    for (int i = 0; i < 6; i++) {
+        lays[i] = tcs[i]->l;
+        CHECK(tcs[i]->n_heads == 6);
+        memcpy(meth + 6 * i, tcs[i]->method, 6 * sizeof(int));
+        memcpy(win + 6 * i, tcs[i]->window, 6 * sizeof(int));
+    }
+    const int variants[2] = {DFA_ATTN_CUDA_V_MMA, DFA_ATTN_CUDA_V_DEFAULT};
+    void *stream = dfa_cuda_stream(g_cu);
+    for (int vi = 0; vi < 2; vi++) {
+        dfa_error err = {0};
+        dfa_attn_cuda_plan_set *ps = NULL;
+        dfa_status st = dfa_attn_cuda_plan_set_build(&ps, 6, lays, 6, meth, win, variants[vi], stream, &err);
+        CHECKF(st == DFA_OK, "set build: %s", err.msg);
+        if (st != DFA_OK) continue;
+        CHECK(dfa_attn_cuda_plan_set_get(ps, 6) == NULL && dfa_attn_cuda_plan_set_get(ps, -1) == NULL);
+        size_t own_bytes = 0;
+        int same = 0, runs = 0;
+        for (int i = 0; i < 6; i++) {
+            const tcase *tc = tcs[i];
+            dfa_attn_cuda_plan *alone = NULL, *member = dfa_attn_cuda_plan_set_get(ps, i);
+            CHECKF(dfa_attn_cuda_plan_build(&alone, &tc->l, 6, tc->method, tc->window, variants[vi], stream, &err) ==
+                       DFA_OK, "%s", err.msg);
+            if (!alone || !member) continue;
+            dfa_attn_cuda_plan_info ia, im;
+            dfa_attn_cuda_plan_get_info(alone, &ia);
+            dfa_attn_cuda_plan_get_info(member, &im);
+            CHECKF(ia.n_items == im.n_items && ia.n_copy_items == im.n_copy_items && ia.variant == im.variant &&
+                       ia.computed_entries == im.computed_entries && ia.mask_entries == im.mask_entries &&
+                       ia.copied_tokens == im.copied_tokens,
+                   "%s: set member's info differs from the plan built alone", tc->name);
+            own_bytes += (size_t)ia.n_items * sizeof(dfa_acu_item);
+            dfa_attn_cuda_plan_free(member); /* a no-op on a set member */
+            for (int D = 64; D <= 128; D += 64) {
+                const int N = dfa_layout_tokens(&tc->l), B = tc->batch;
+                const size_t bytes = (size_t)B * N * 6 * D * 2;
+                uint16_t *h = malloc(bytes), *o1 = malloc(bytes), *o2 = malloc(bytes);
+                void *d[6] = {0};
+                for (int k = 0; k < 6; k++) CHECK(dfa_cuda_malloc(g_cu, &d[k], bytes, &err) == DFA_OK);
+                for (int k = 0; k < 6; k++) {
+                    if (k == 3) continue;
+                    fill(h, bytes / 2, DFA_ATTN_CUDA_BF16, k < 2 ? 2.0f : 1.0f);
+                    CHECK(dfa_cuda_h2d(g_cu, d[k], h, bytes, &err) == DFA_OK);
+                }
+                dfa_attn_cuda_args a = {DFA_ATTN_CUDA_BF16, B, D, d[0], d[1], d[2], d[3], d[4], d[5], 0.f, stream};
+                uint16_t *outs[2] = {o1, o2};
+                dfa_attn_cuda_plan *pl[2] = {alone, member};
+                for (int r = 0; r < 2; r++) {
+                    CHECK(dfa_cuda_memset(g_cu, d[3], 0xff, bytes, &err) == DFA_OK);
+                    CHECKF(dfa_attn_cuda_run(pl[r], &a, &err) == DFA_OK, "%s", err.msg);
+                    CHECK(dfa_cuda_sync(g_cu, &err) == DFA_OK);
+                    CHECK(dfa_cuda_d2h(g_cu, outs[r], d[3], bytes, &err) == DFA_OK);
+                }
+                int finite = 1;
+                for (size_t k = 0; k < bytes / 2 && finite; k++) finite = isfinite(from_h(o2[k], DFA_ATTN_CUDA_BF16));
+                const int eq = !memcmp(o1, o2, bytes);
+                CHECKF(eq && finite, "%s D=%d variant %d: the set member's output %s", tc->name, D, variants[vi],
+                       !finite ? "is not all written" : "differs from the plan built alone");
+                same += eq && finite, runs++;
+                for (int k = 0; k < 6; k++) dfa_cuda_dealloc(g_cu, d[k]);
+                free(h), free(o1), free(o2);
+            }
+            dfa_attn_cuda_plan_free(alone);
+        }
+        CHECKF(dfa_attn_cuda_plan_set_bytes(ps) >= own_bytes, "set of %zu bytes holds %zu bytes of items",
+               dfa_attn_cuda_plan_set_bytes(ps), own_bytes);
+        printf("  plan set, variant %d: 6 plans in one allocation of %zu bytes, %d/%d runs bit-equal to the plans "
+               "built alone\n", variants[vi], dfa_attn_cuda_plan_set_bytes(ps), same, runs);
+        dfa_attn_cuda_plan_set_free(ps);
+    }
+}
+
 int main(void) {
     dfa_error err = {0};
     if (dfa_cuda_init(&g_cu, 0, &err) != DFA_OK) {
@@ -433,6 +513,7 @@ int main(void) {
     RUN(test_v4);
     RUN(test_v5);
     RUN(test_v6_8);
+    RUN(test_plan_set);
     dfa_cuda_free(g_cu);
     return test_summary();
 }

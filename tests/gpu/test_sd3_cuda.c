@@ -4,7 +4,8 @@
  * patches cropped from a 32x32 pos grid, 77 text tokens, pooled text wider than the 256-channel
  * timestep sinusoid as in SD3's 2048: the two share a device buffer, issue 5), CFG batch of 2,
  * outputs poisoned. Then the same under a random plan (every method, ASC) whose layer 1 (block 0's
- * image-only attn2) has its own layout (layer_layouts, n_text 0), 3 steps, CUDA vs CPU per step.
+ * image-only attn2) has its own layout (layer_layouts, n_text 0), 3 steps, CUDA vs CPU per step,
+ * prepared before the loop (dfa_attn_prepare): no device allocation and no work-list build inside it.
  * Then the held conditioning of a sampling loop (bit-identical to the plain forward, host text not
  * re-read), the event attention timer, a 3-step CFG loop CUDA vs CPU, and that loop (latents, CFG
  * and Euler on the device) bit-equal to the host sampler over CUDA forwards and to the same loop
@@ -78,6 +79,18 @@ int main(void) {
         CHECKF(n_attn2 > 0, "the random plan leaves attn2 FULL (the test would not test)");
         CHECKF(dfa_attn_set_plan(cpu, &plan) == DFA_OK, "%s", dfa_ctx_error(cpu));
         CHECKF(dfa_attn_set_plan(gpu, &plan) == DFA_OK, "%s", dfa_ctx_error(gpu));
+        /* the prepare (issue 4/5): every distinct work list and the run's caches before the loop;
+         * the loop then allocates nothing on the device and builds no work list */
+        CHECKF(dfa_attn_prepare(gpu, DFA_DEV_CUDA, DFA_BF16, B, 64) == DFA_OK, "%s", dfa_ctx_error(gpu));
+        dfa_attn_prep_stats ps0, ps1;
+        dfa_attn_get_prep_stats(gpu, &ps0);
+        const size_t allocs0 = gpu->device_allocs;
+        printf("     sd3 plan prepared: %d distinct work lists for %d launches (%zu bytes), caches %zu bytes\n",
+               ps0.n_lists, ps0.n_entries, ps0.list_bytes, ps0.cache_bytes);
+        CHECKF(ps0.n_lists > 0 && ps0.n_lists <= ps0.n_entries && ps0.n_entries >= S * 4 && ps0.list_bytes > 0,
+               "prepare: %d lists for %d entries, %zu bytes", ps0.n_lists, ps0.n_entries, ps0.list_bytes);
+        CHECKF(ps0.cache_bytes >= dfa_plan_cache_bytes(&plan, B, 64, 2) && ps0.cache_bytes > 0,
+               "prepared caches %zu bytes < the plan's %zu", ps0.cache_bytes, dfa_plan_cache_bytes(&plan, B, 64, 2));
         for (int st = 0; st < S; st++) {
             for (size_t i = 0; i < nx; i++) oc[i] = og[i] = NAN;
             CHECK(dfa_attn_begin_step(cpu, st) == DFA_OK && dfa_attn_begin_step(gpu, st) == DFA_OK);
@@ -89,6 +102,13 @@ int main(void) {
             CHECKF(e <= 3e-2, "step %d: rel L2 %.3g > 3e-2", st, e);
             for (size_t i = 0; i < nx; i++) x[i] = dfa_bf16_to_f32(dfa_f32_to_bf16(test_rng_uniform(&rng)));
         }
+        dfa_attn_get_prep_stats(gpu, &ps1);
+        CHECKF(gpu->device_allocs == allocs0 && ps1.lazy_builds == ps0.lazy_builds &&
+                   ps1.lazy_caches == ps0.lazy_caches && ps1.prepares == ps0.prepares,
+               "the prepared planned loop allocated: %zu device allocations, %lld work lists and %lld caches built "
+               "at first use, %lld prepares",
+               gpu->device_allocs - allocs0, (long long)(ps1.lazy_builds - ps0.lazy_builds),
+               (long long)(ps1.lazy_caches - ps0.lazy_caches), (long long)(ps1.prepares - ps0.prepares));
         dfa_attn_end_run(cpu);
         dfa_attn_end_run(gpu);
         dfa_attn_clear_plan(cpu);
@@ -153,7 +173,18 @@ int main(void) {
          * host sampler over the planned CUDA forwards */
         CHECKF(dfa_attn_set_plan(gpu, &plan) == DFA_OK, "%s", dfa_ctx_error(gpu));
         fixture_poison(lp, nl);
+        dfa_attn_get_prep_stats(gpu, &ps0);
+        const size_t allocs1 = gpu->device_allocs;
         CHECKF(dfa_sd3_generate(gpu, mg, &fc, &pe, &gp, lp) == DFA_OK, "%s", dfa_ctx_error(gpu));
+        /* dfa_sd3_sample_cuda prepares before its loop: the latents, the work lists (once) and the
+         * caches (one block) are its only device allocations; nothing is built at first use */
+        dfa_attn_get_prep_stats(gpu, &ps1);
+        CHECKF(ps1.prepares == ps0.prepares + 1 && ps1.lazy_builds == ps0.lazy_builds &&
+                   ps1.lazy_caches == ps0.lazy_caches && gpu->device_allocs - allocs1 == 2,
+               "planned generate: %lld prepares, %lld lists / %lld caches at first use, %zu device allocations "
+               "(expected 1, 0, 0, 2: latents + caches)",
+               (long long)(ps1.prepares - ps0.prepares), (long long)(ps1.lazy_builds - ps0.lazy_builds),
+               (long long)(ps1.lazy_caches - ps0.lazy_caches), gpu->device_allocs - allocs1);
         dfa_rng_seed(&r, gp.seed);
         dfa_rng_normal(&r, lx, nl);
         for (int i = 0; i < 3; i++) {

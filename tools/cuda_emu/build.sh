@@ -7,6 +7,9 @@
 # SD3, FLUX) run end to end. emu.c must follow ops_cuda.h: a new op needs an emulation there.
 # Also builds bench/bench_mmdit.c: `--cuda --check` then runs the CUDA engine's host logic against
 # diffusers' io file (issue 5 was found that way: a device buffer overrun, not a kernel).
+# Work lists are emulated as records of what they were built for: a launch handed a prepared list
+# of other methods / windows / layout fails (a wrong dfa_attn_prepare index shows there), and an
+# empty slot is "built" at launch as attn_gpu.c does, so dfa_attn_get_prep_stats counts as on a GPU.
 # usage (repo root, bash: `jobs -r`): bash tools/cuda_emu/build.sh tests/gpu/test_dit_cuda.c /tmp/test_emu && /tmp/test_emu
 # Objects go to build-emu/ of this checkout (DFA_EMU_OBJ overrides): a folder shared by several
 # worktrees would link another tree's objects wherever they are newer than this tree's sources.

@@ -8,6 +8,7 @@
 
 #include "attn/attn.h"
 #include "attn/attn_int.h"
+#include "attn/attn_prep.h"
 #include "core/ctx.h"
 #include "core/cuda_rt.h"
 #include "core/log.h"
@@ -264,7 +265,56 @@ dfa_status dfa_cuops_flow_step(dfa_cuops *ops, float *x, const float *vel, size_
     }
     return DFA_OK;
 }
-void dfa_attn_gpu_list_free(void *list) { (void)list; }
+/* work lists: a record of what the list was built for (layout, per-head methods, windows), so
+ * that a launch checks it was handed the list of its own methods (a wrong prepare index fails
+ * here); a launch with an empty slot "builds" one, as attn_gpu.c does (dfa_attn_prep_stats counts) */
+typedef struct emu_list {
+    int in_set, H;
+    dfa_attn_layout layout;
+    int method[256], window[256];
+} emu_list;
+static emu_list *emu_list_make(emu_list *l, const dfa_attn_layout *lay, int H, const int *m, const int *w) {
+    l->H = H, l->layout = *lay;
+    if (l->layout.n_text == 0) l->layout.text_first = 0;
+    memcpy(l->method, m, (size_t)H * sizeof *m), memcpy(l->window, w, (size_t)H * sizeof *w);
+    return l;
+}
+void dfa_attn_gpu_list_free(void *list) {
+    if (list && !((emu_list *)list)->in_set) free(list);
+}
+dfa_status dfa_attn_gpu_lists_prepare(dfa_ctx *ctx, const dfa_attn_prep *pp, void **set, void **lists, size_t *bytes) {
+    *set = NULL, *bytes = 0;
+    if (pp->n_heads > 256) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "emu prepare: %d heads", pp->n_heads);
+    emu_list *a = calloc((size_t)pp->n_lists + 1, sizeof *a);
+    if (!a) DFA_CTX_FAIL(ctx, DFA_ERR_OOM, "emu prepare");
+    for (int i = 0; i < pp->n_lists; i++) {
+        const size_t o = (size_t)i * pp->n_heads;
+        lists[i] = emu_list_make(&a[i], &pp->layout[i], pp->n_heads, pp->method + o, pp->window + o);
+        a[i].in_set = 1;
+    }
+    *set = a, *bytes = (size_t)pp->n_lists * sizeof *a;
+    return DFA_OK;
+}
+void dfa_attn_gpu_set_free(void *set) { free(set); }
+static dfa_status emu_list_use(dfa_ctx *ctx, void **slot, const dfa_attn_layout *layout, int H, const int *m,
+                               const int *w) {
+    emu_list want;
+    emu_list_make(&want, layout, H, m, w);
+    if (!*slot) {
+        emu_list *l = malloc(sizeof *l);
+        if (!l) DFA_CTX_FAIL(ctx, DFA_ERR_OOM, "emu work list");
+        *l = want, l->in_set = 0, *slot = l;
+        return DFA_OK;
+    }
+    const emu_list *l = *slot;
+    const dfa_attn_layout *a = &l->layout, *b = &want.layout;
+    if (l->H != H || a->n_vis != b->n_vis || a->n_text != b->n_text || a->text_first != b->text_first ||
+        a->block != b->block || a->band != b->band || memcmp(l->method, m, (size_t)H * sizeof *m) ||
+        memcmp(l->window, w, (size_t)H * sizeof *w))
+        DFA_CTX_FAIL(ctx, DFA_ERR_INTERNAL, "emu attention: the work list handed in was built for other methods, "
+                                            "windows or layout than this launch's");
+    return DFA_OK;
+}
 static float *to_f32(const void *p, size_t n) {
     float *f = malloc(n * 4);
     for (size_t i = 0; i < n; i++) f[i] = dfa_bf16_to_f32(((const uint16_t *)p)[i]);
@@ -278,8 +328,14 @@ dfa_status dfa_attn_run_heads_cuda(dfa_ctx *ctx, const dfa_attn_layout *layout, 
                                    const dfa_tensor *k, const dfa_tensor *v, dfa_tensor *out,
                                    const dfa_attn_head_exec *heads, void *out_cache, void *res_cache, int asc,
                                    int cond_half, void **gpu_lists) {
-    (void)gpu_lists;
     if (q->dtype != DFA_BF16) DFA_CTX_FAIL(ctx, DFA_ERR_UNSUPPORTED, "emu attention: bf16 only");
+    const int H = (int)q->shape[2];
+    if (gpu_lists && H <= 256) {
+        int m[256], w[256];
+        for (int which = 0; which < 2; which++)
+            if (dfa_attn_launch_heads(heads, H, which, m, w))
+                DFA_TRY(emu_list_use(ctx, &gpu_lists[which], layout, H, m, w));
+    }
     const size_t n = (size_t)q->shape[0] * q->shape[1] * q->shape[2] * q->shape[3];
     float *fq = to_f32(q->data, n), *fk = to_f32(k->data, n), *fv = to_f32(v->data, n), *fo = to_f32(out->data, n);
     float *oc = out_cache ? to_f32(out_cache, n) : NULL, *rc = res_cache ? to_f32(res_cache, n) : NULL;

@@ -26,6 +26,7 @@ struct dfa_attn_cuda_plan {
     int has_copy, has_resid;
     dfa_attn_cuda_plan_info info;
     int n_win, win[DFA_ACU_RING_MAX_WIN]; /* ring plans (dfa_attn_cuda_ring_plan_build); else 0 */
+    int in_set; /* a member of a dfa_attn_cuda_plan_set: dev is NULL, the set owns the memory */
 };
 
 static int is_wgmma3(int variant) {
@@ -37,91 +38,199 @@ static dfa_status plan_upload(dfa_attn_cuda_plan **out, dfa_acu_worklist *wlp, d
                               const dfa_attn_layout *layout, int n_heads, int variant, void *stream,
                               dfa_error *err);
 
+/* default on sm_90: variant 5, i.e. the 3-consumer kernel at D=64 and variant 2's persistent
+ * wgmma kernel at D 72..128 (other head dims go to variant 1 at run time); measured on an H100
+ * (bench/RESULTS.md "Version 7"): v5 >= v2 on every D=64 plan (dense +5-6 %, mixed +4-6 %,
+ * arrow +-0-4 %) where v4 loses up to 13 % on 16k arrow plans. Variant 1 elsewhere. */
+static dfa_status resolve_variant(int *variant, dfa_error *err) {
+    if (*variant == DFA_ATTN_CUDA_V_DEFAULT)
+        *variant = dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA3_NOPP) ? DFA_ATTN_CUDA_V_WGMMA3_NOPP
+                                                                         : DFA_ATTN_CUDA_V_MMA;
+    if (*variant < DFA_ATTN_CUDA_V_MMA || *variant > DFA_ATTN_CUDA_V_WGMMA3_E50)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1 to 8)", *variant);
+    return DFA_OK;
+}
+
+/* The 128-row list serves every variant and head dim; variants 4/5 add the 192-row list that
+ * their D=64 kernel runs (else wl3 is left empty). On failure nothing is left allocated. */
+static dfa_status build_lists(dfa_acu_worklist *wl, dfa_acu_worklist *wl3, const dfa_attn_layout *layout,
+                              int n_heads, const int *method, const int *window, int variant, dfa_error *err) {
+    memset(wl3, 0, sizeof *wl3);
+    DFA_TRY(dfa_acu_worklist_build(wl, layout, n_heads, method, window, err));
+    if (is_wgmma3(variant)) {
+        dfa_status st = dfa_acu_worklist_build_rows(wl3, layout, n_heads, method, window, DFA_ACU_BM3, err);
+        if (st != DFA_OK) {
+            dfa_acu_worklist_free(wl);
+            return st;
+        }
+    }
+    return DFA_OK;
+}
+
 extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const dfa_attn_layout *layout, int n_heads,
                                                const int *method, const int *window, int variant, void *stream,
                                                dfa_error *err) {
     *out = NULL;
-    /* default on sm_90: variant 5, i.e. the 3-consumer kernel at D=64 and variant 2's persistent
-     * wgmma kernel at D 72..128 (other head dims go to variant 1 at run time); measured on an H100
-     * (bench/RESULTS.md "Version 7"): v5 >= v2 on every D=64 plan (dense +5-6 %, mixed +4-6 %,
-     * arrow +-0-4 %) where v4 loses up to 13 % on 16k arrow plans. Variant 1 elsewhere. */
-    if (variant == DFA_ATTN_CUDA_V_DEFAULT)
-        variant = dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA3_NOPP) ? DFA_ATTN_CUDA_V_WGMMA3_NOPP
-                                                                        : DFA_ATTN_CUDA_V_MMA;
-    if (variant < DFA_ATTN_CUDA_V_MMA || variant > DFA_ATTN_CUDA_V_WGMMA3_E50)
-        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1 to 8)", variant);
-    /* the 128-row list serves every variant and head dim; variants 4/5 add the 192-row list
-     * that their D=64 kernel runs */
+    DFA_TRY(resolve_variant(&variant, err));
     dfa_acu_worklist wl, wl3;
-    memset(&wl3, 0, sizeof wl3);
-    DFA_TRY(dfa_acu_worklist_build(&wl, layout, n_heads, method, window, err));
-    if (is_wgmma3(variant)) {
-        dfa_status st = dfa_acu_worklist_build_rows(&wl3, layout, n_heads, method, window, DFA_ACU_BM3, err);
-        if (st != DFA_OK) {
-            dfa_acu_worklist_free(&wl);
-            return st;
-        }
-    }
+    DFA_TRY(build_lists(&wl, &wl3, layout, n_heads, method, window, variant, err));
     return plan_upload(out, &wl, &wl3, layout, n_heads, variant, stream, err);
+}
+
+/* A plan's two work lists and where they go in its device block (16-byte aligned pieces): items,
+ * ranges, the 192-row items and ranges, the work counter. */
+typedef struct plan_lists {
+    dfa_acu_worklist wl, wl3;
+    size_t items_pad, off3, items3_pad, off_counter, bytes;
+} plan_lists;
+
+static void lists_layout(plan_lists *L) {
+    static_assert(sizeof(dfa_acu_range) == sizeof(int2), "ranges are read as int2 on the device");
+    const dfa_acu_worklist *wl = &L->wl, *wl3 = &L->wl3;
+    L->items_pad = ((size_t)wl->n_items * sizeof(acu_item) + 15) & ~(size_t)15;
+    const size_t ranges_pad = ((size_t)(wl->n_ranges ? wl->n_ranges : 1) * sizeof(int2) + 15) & ~(size_t)15;
+    L->items3_pad = ((size_t)wl3->n_items * sizeof(acu_item) + 15) & ~(size_t)15;
+    const size_t ranges3_pad = ((size_t)(wl3->n_ranges ? wl3->n_ranges : 1) * sizeof(int2) + 15) & ~(size_t)15;
+    L->off3 = L->items_pad + ranges_pad;
+    L->off_counter = L->off3 + L->items3_pad + ranges3_pad;
+    L->bytes = L->off_counter + 16; /* + the work counter */
+}
+
+/* Copy the lists into flat (L->bytes, zeroed) and point p at dev (its device copy). */
+static void lists_pack(const plan_lists *L, char *flat, void *dev, dfa_attn_cuda_plan *p,
+                       const dfa_attn_layout *layout, int n_heads, int variant) {
+    const dfa_acu_worklist *wl = &L->wl, *wl3 = &L->wl3;
+    memcpy(flat, wl->items, (size_t)wl->n_items * sizeof(acu_item));
+    memcpy(flat + L->items_pad, wl->ranges, (size_t)wl->n_ranges * sizeof(dfa_acu_range));
+    if (wl3->n_items) {
+        memcpy(flat + L->off3, wl3->items, (size_t)wl3->n_items * sizeof(acu_item));
+        memcpy(flat + L->off3 + L->items3_pad, wl3->ranges, (size_t)wl3->n_ranges * sizeof(dfa_acu_range));
+    }
+    p->layout = *layout;
+    p->n_heads = n_heads;
+    p->variant = variant;
+    p->n_items = wl->n_items;
+    p->n_ranges = wl->n_ranges;
+    p->d_items = (acu_item *)dev;
+    p->d_ranges = (int2 *)((char *)dev + L->items_pad);
+    p->n_items3 = wl3->n_items;
+    p->d_items3 = (acu_item *)((char *)dev + L->off3);
+    p->d_ranges3 = (int2 *)((char *)dev + L->off3 + L->items3_pad);
+    p->d_counter = (int *)((char *)dev + L->off_counter);
+    p->has_copy = wl->has_copy;
+    p->has_resid = wl->has_resid;
+    p->info = wl->info;
+    p->info.variant = variant;
 }
 
 /* Upload wl and wl3 (wl3 may be empty; both freed here in every case) as a plan. */
 static dfa_status plan_upload(dfa_attn_cuda_plan **out, dfa_acu_worklist *wlp, dfa_acu_worklist *wl3p,
                               const dfa_attn_layout *layout, int n_heads, int variant, void *stream,
                               dfa_error *err) {
-    dfa_acu_worklist wl = *wlp, wl3 = *wl3p;
-    static_assert(sizeof(dfa_acu_range) == sizeof(int2), "ranges are read as int2 on the device");
-    const size_t items_pad = ((size_t)wl.n_items * sizeof(acu_item) + 15) & ~(size_t)15;
-    const size_t ranges_pad = ((size_t)(wl.n_ranges ? wl.n_ranges : 1) * sizeof(int2) + 15) & ~(size_t)15;
-    const size_t items3_pad = ((size_t)wl3.n_items * sizeof(acu_item) + 15) & ~(size_t)15;
-    const size_t ranges3_pad = ((size_t)(wl3.n_ranges ? wl3.n_ranges : 1) * sizeof(int2) + 15) & ~(size_t)15;
-    const size_t off3 = items_pad + ranges_pad, off_counter = off3 + items3_pad + ranges3_pad;
-    const size_t bytes = off_counter + 16; /* + the work counter */
+    plan_lists L;
+    L.wl = *wlp, L.wl3 = *wl3p;
+    lists_layout(&L);
+    const size_t bytes = L.bytes;
     dfa_attn_cuda_plan *p = (dfa_attn_cuda_plan *)calloc(1, sizeof *p);
     char *flat = (char *)calloc(1, bytes);
-    if (!p || !flat) {
-        dfa_acu_worklist_free(&wl);
-        dfa_acu_worklist_free(&wl3);
-        free(p);
-        free(flat);
-        DFA_FAIL(err, DFA_ERR_OOM, "attn_cuda plan: out of host memory");
+    cudaError_t e = cudaErrorMemoryAllocation;
+    if (p && flat) {
+        e = cudaMalloc(&p->dev, bytes);
+        if (e == cudaSuccess) {
+            lists_pack(&L, flat, p->dev, p, layout, n_heads, variant);
+            e = cudaMemcpyAsync(p->dev, flat, bytes, cudaMemcpyHostToDevice, (cudaStream_t)stream);
+        }
+        if (e == cudaSuccess) e = cudaStreamSynchronize((cudaStream_t)stream);
     }
-    memcpy(flat, wl.items, (size_t)wl.n_items * sizeof(acu_item));
-    memcpy(flat + items_pad, wl.ranges, (size_t)wl.n_ranges * sizeof(dfa_acu_range));
-    if (wl3.n_items) {
-        memcpy(flat + off3, wl3.items, (size_t)wl3.n_items * sizeof(acu_item));
-        memcpy(flat + off3 + items3_pad, wl3.ranges, (size_t)wl3.n_ranges * sizeof(dfa_acu_range));
-    }
-    cudaError_t e = cudaMalloc(&p->dev, bytes);
-    if (e == cudaSuccess) e = cudaMemcpyAsync(p->dev, flat, bytes, cudaMemcpyHostToDevice, (cudaStream_t)stream);
-    if (e == cudaSuccess) e = cudaStreamSynchronize((cudaStream_t)stream);
     free(flat);
+    dfa_acu_worklist_free(&L.wl);
+    dfa_acu_worklist_free(&L.wl3);
+    if (!p) DFA_FAIL(err, DFA_ERR_OOM, "attn_cuda plan: out of host memory");
     if (e != cudaSuccess) {
-        dfa_acu_worklist_free(&wl);
-        dfa_acu_worklist_free(&wl3);
         if (p->dev) cudaFree(p->dev);
         free(p);
         DFA_FAIL(err, DFA_ERR_CUDA, "attn_cuda plan: upload of %zu bytes failed: %s", bytes, cudaGetErrorString(e));
     }
-    p->layout = *layout;
-    p->n_heads = n_heads;
-    p->variant = variant;
-    p->n_items = wl.n_items;
-    p->n_ranges = wl.n_ranges;
-    p->d_items = (acu_item *)p->dev;
-    p->d_ranges = (int2 *)((char *)p->dev + items_pad);
-    p->n_items3 = wl3.n_items;
-    p->d_items3 = (acu_item *)((char *)p->dev + off3);
-    p->d_ranges3 = (int2 *)((char *)p->dev + off3 + items3_pad);
-    p->d_counter = (int *)((char *)p->dev + off_counter);
-    p->has_copy = wl.has_copy;
-    p->has_resid = wl.has_resid;
-    p->info = wl.info;
-    p->info.variant = variant;
-    dfa_acu_worklist_free(&wl);
-    dfa_acu_worklist_free(&wl3);
     *out = p;
     return DFA_OK;
+}
+
+/* ---- plan sets: many plans, one device allocation, one copy ---- */
+struct dfa_attn_cuda_plan_set {
+    int n;
+    size_t bytes;
+    void *dev;
+    dfa_attn_cuda_plan *plans; /* [n], in_set */
+};
+
+extern "C" dfa_status dfa_attn_cuda_plan_set_build(dfa_attn_cuda_plan_set **out, int n, const dfa_attn_layout *layouts,
+                                                   int n_heads, const int *method, const int *window, int variant,
+                                                   void *stream, dfa_error *err) {
+    *out = NULL;
+    if (n < 1 || n_heads < 1) DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan set: %d plans of %d heads", n, n_heads);
+    DFA_TRY(resolve_variant(&variant, err));
+    dfa_attn_cuda_plan_set *ps = (dfa_attn_cuda_plan_set *)calloc(1, sizeof *ps);
+    plan_lists *L = (plan_lists *)calloc((size_t)n, sizeof *L);
+    size_t *off = (size_t *)calloc((size_t)n, sizeof *off);
+    if (ps) ps->plans = (dfa_attn_cuda_plan *)calloc((size_t)n, sizeof *ps->plans);
+    dfa_status st = DFA_OK;
+    int built = 0;
+    if (!ps || !L || !off || !ps->plans) st = DFA_SET(err, DFA_ERR_OOM, "attn_cuda plan set: out of host memory");
+    size_t total = 0;
+    for (; st == DFA_OK && built < n; built++) { /* host: every list, then one block for all */
+        const size_t h = (size_t)built * n_heads;
+        st = build_lists(&L[built].wl, &L[built].wl3, &layouts[built], n_heads, method + h, window + h, variant, err);
+        if (st != DFA_OK) break;
+        lists_layout(&L[built]);
+        off[built] = total;
+        total += (L[built].bytes + 255) & ~(size_t)255;
+    }
+    char *flat = st == DFA_OK ? (char *)calloc(1, total) : NULL;
+    if (st == DFA_OK && !flat) st = DFA_SET(err, DFA_ERR_OOM, "attn_cuda plan set: out of host memory (%zu bytes)", total);
+    if (st == DFA_OK) {
+        cudaError_t e = cudaMalloc(&ps->dev, total);
+        if (e == cudaSuccess) {
+            for (int i = 0; i < n; i++) {
+                lists_pack(&L[i], flat + off[i], (char *)ps->dev + off[i], &ps->plans[i], &layouts[i], n_heads, variant);
+                ps->plans[i].in_set = 1;
+            }
+            e = cudaMemcpyAsync(ps->dev, flat, total, cudaMemcpyHostToDevice, (cudaStream_t)stream);
+        }
+        if (e == cudaSuccess) e = cudaStreamSynchronize((cudaStream_t)stream);
+        if (e != cudaSuccess)
+            st = DFA_SET(err, DFA_ERR_CUDA, "attn_cuda plan set: upload of %d work lists (%zu bytes) failed: %s", n,
+                         total, cudaGetErrorString(e));
+    }
+    free(flat);
+    for (int i = 0; L && i < built; i++) {
+        dfa_acu_worklist_free(&L[i].wl);
+        dfa_acu_worklist_free(&L[i].wl3);
+    }
+    free(L);
+    free(off);
+    if (st != DFA_OK) {
+        dfa_attn_cuda_plan_set_free(ps);
+        return st;
+    }
+    ps->n = n;
+    ps->bytes = total;
+    *out = ps;
+    return DFA_OK;
+}
+
+extern "C" dfa_attn_cuda_plan *dfa_attn_cuda_plan_set_get(dfa_attn_cuda_plan_set *ps, int i) {
+    return ps && i >= 0 && i < ps->n ? &ps->plans[i] : NULL;
+}
+
+extern "C" size_t dfa_attn_cuda_plan_set_bytes(const dfa_attn_cuda_plan_set *ps) {
+    return ps ? ps->bytes : 0;
+}
+
+extern "C" void dfa_attn_cuda_plan_set_free(dfa_attn_cuda_plan_set *ps) {
+    if (!ps) return;
+    if (ps->dev) cudaFree(ps->dev);
+    free(ps->plans);
+    free(ps);
 }
 
 extern "C" dfa_status dfa_attn_cuda_ring_plan_build(dfa_attn_cuda_plan **out, const dfa_attn_layout *layout,
@@ -157,7 +266,7 @@ static void params_init(acu_params *prm, const dfa_attn_cuda_plan *p, const dfa_
 }
 
 extern "C" void dfa_attn_cuda_plan_free(dfa_attn_cuda_plan *p) {
-    if (!p) return;
+    if (!p || p->in_set) return; /* set members go with their set */
     if (p->dev) cudaFree(p->dev);
     free(p);
 }

@@ -33,6 +33,7 @@
 #ifndef DFA_ATTN_CUDA_H
 #define DFA_ATTN_CUDA_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "attn/mask.h"
@@ -75,6 +76,18 @@ dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const dfa_attn_lay
                                     const int *method, const int *window, int variant, void *stream,
                                     dfa_error *err);
 void dfa_attn_cuda_plan_free(dfa_attn_cuda_plan *p);
+
+/* A set of n plans (plan i: layouts[i], method / window [i * n_heads ..]) whose work lists share
+ * ONE device allocation, uploaded by one copy and one synchronisation: what a run prepares before
+ * its loop (attn_layer.c dfa_attn_prepare). set_get(i) gives plan i for dfa_attn_cuda_run;
+ * dfa_attn_cuda_plan_free on it does nothing (the set owns it). bytes: the device block. */
+typedef struct dfa_attn_cuda_plan_set dfa_attn_cuda_plan_set;
+dfa_status dfa_attn_cuda_plan_set_build(dfa_attn_cuda_plan_set **out, int n, const dfa_attn_layout *layouts,
+                                        int n_heads, const int *method, const int *window, int variant,
+                                        void *stream, dfa_error *err);
+dfa_attn_cuda_plan *dfa_attn_cuda_plan_set_get(dfa_attn_cuda_plan_set *ps, int i);
+size_t dfa_attn_cuda_plan_set_bytes(const dfa_attn_cuda_plan_set *ps);
+void dfa_attn_cuda_plan_set_free(dfa_attn_cuda_plan_set *ps);
 
 /* Statistics of a plan: items (query tiles x heads, copy items included), score entries the
  * kernel computes (padding of short tiles included) and the mask's exact entries (of the
