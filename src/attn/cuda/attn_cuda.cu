@@ -40,13 +40,13 @@ extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const d
                                                const int *method, const int *window, int variant, void *stream,
                                                dfa_error *err) {
     *out = NULL;
-    /* default on sm_90: variant 5, i.e. the 3-consumer kernel at D=64 and variant 2's persistent
-     * wgmma kernel at D 72..128 (other head dims go to variant 1 at run time); measured on an H100
-     * (bench/RESULTS.md "Version 7"): v5 >= v2 on every D=64 plan (dense +5-6 %, mixed +4-6 %,
-     * arrow +-0-4 %) where v4 loses up to 13 % on 16k arrow plans. Variant 1 elsewhere. */
+    /* default on sm_90: variant 2, the persistent wgmma kernel (D 64..128; other head dims go to
+     * variant 1 at run time); variant 1 elsewhere. Variant 5 (3 consumers at D=64) measured
+     * faster (bench/RESULTS.md "Version 7") but its stand-in arrivals for idle warpgroups allow a
+     * parity wait to pass one phase early when a TMA load lands after a later one (docs/DESIGN.md,
+     * found by a protocol model, not seen on the device): not the default until that is fixed. */
     if (variant == DFA_ATTN_CUDA_V_DEFAULT)
-        variant = dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA3_NOPP) ? DFA_ATTN_CUDA_V_WGMMA3_NOPP
-                                                                        : DFA_ATTN_CUDA_V_MMA;
+        variant = dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA) ? DFA_ATTN_CUDA_V_WGMMA : DFA_ATTN_CUDA_V_MMA;
     if (variant < DFA_ATTN_CUDA_V_MMA || variant > DFA_ATTN_CUDA_V_WGMMA3_NOPP)
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1 to 5)", variant);
     /* the 128-row list serves every variant and head dim; variants 4/5 add the 192-row list

@@ -55,7 +55,7 @@ enum {
     DFA_ATTN_CUDA_V_WGMMA3 = 4,     /* D=64: 3 consumer warpgroups, 192-row items, ping-pong ring;
                                        other D as variant 2 */
     DFA_ATTN_CUDA_V_WGMMA3_NOPP = 5, /* variant 4 without the ping-pong ring */
-    DFA_ATTN_CUDA_V_DEFAULT = 0      /* variant 5 on sm_90, else 1 */
+    DFA_ATTN_CUDA_V_DEFAULT = 0      /* variant 2 on sm_90, else 1 */
 };
 
 typedef struct dfa_attn_cuda_plan dfa_attn_cuda_plan;
