@@ -43,9 +43,11 @@ static dfa_status plan_upload(dfa_attn_cuda_plan **out, dfa_acu_worklist *wlp, d
  * (bench/RESULTS.md "Version 7"): v5 >= v2 on every D=64 plan (dense +5-6 %, mixed +4-6 %,
  * arrow +-0-4 %) where v4 loses up to 13 % on 16k arrow plans. Variant 1 elsewhere. */
 static dfa_status resolve_variant(int *variant, dfa_error *err) {
+    /* default on sm_90: variant 2 (D 64..128; other head dims go to variant 1 at run time);
+     * variant 1 elsewhere. Variants 4-8 are not the default: see docs/DESIGN.md on their
+     * idle-warpgroup stand-in arrivals (a parity wait can pass one phase early). */
     if (*variant == DFA_ATTN_CUDA_V_DEFAULT)
-        *variant = dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA3_NOPP) ? DFA_ATTN_CUDA_V_WGMMA3_NOPP
-                                                                         : DFA_ATTN_CUDA_V_MMA;
+        *variant = dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA) ? DFA_ATTN_CUDA_V_WGMMA : DFA_ATTN_CUDA_V_MMA;
     if (*variant < DFA_ATTN_CUDA_V_MMA || *variant > DFA_ATTN_CUDA_V_WGMMA3_E50)
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1 to 8)", *variant);
     return DFA_OK;

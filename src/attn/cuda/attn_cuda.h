@@ -61,7 +61,7 @@ enum {
                                         P packed before the P V wait, tree max; other D as 2 */
     DFA_ATTN_CUDA_V_WGMMA3_E25 = 7,  /* variant 6 with 25 % of the exp2 on the FMA pipe */
     DFA_ATTN_CUDA_V_WGMMA3_E50 = 8,  /* variant 6 with 50 % of the exp2 on the FMA pipe */
-    DFA_ATTN_CUDA_V_DEFAULT = 0      /* variant 5 on sm_90, else 1 */
+    DFA_ATTN_CUDA_V_DEFAULT = 0      /* variant 2 on sm_90, else 1 */
 };
 
 typedef struct dfa_attn_cuda_plan dfa_attn_cuda_plan;
