@@ -1,7 +1,8 @@
 /* attn_cuda.cu - plans (work lists from attn_worklist.c, uploaded), the run entry point, and
  * the small per-head cache kernels. The attention kernels live in attn_cuda_mma.cu (variant 1),
- * attn_cuda_wgmma.cu (variants 2, 3; 4 and 5 at D other than 64) and attn_cuda_wgmma3.cu
- * (variants 4, 5 at D=64); the ring combine in attn_cuda_ring.cu. */
+ * attn_cuda_wgmma.cu (variants 2, 3; 4 and 5 at D other than 64), attn_cuda_wgmma3.cu
+ * (variants 4, 5 at D=64) and attn_cuda_carry.cu (variant 7); the ring combine in
+ * attn_cuda_ring.cu. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <math.h>
@@ -32,6 +33,12 @@ static int is_wgmma3(int variant) {
     return variant == DFA_ATTN_CUDA_V_WGMMA3 || variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP;
 }
 
+/* variants this build knows: 1-5 and 7 */
+static int variant_known(int variant) {
+    return (variant >= DFA_ATTN_CUDA_V_MMA && variant <= DFA_ATTN_CUDA_V_WGMMA3_NOPP) ||
+           variant == DFA_ATTN_CUDA_V_WGMMA_CARRY;
+}
+
 static dfa_status plan_upload(dfa_attn_cuda_plan **out, dfa_acu_worklist *wlp, dfa_acu_worklist *wl3p,
                               const dfa_attn_layout *layout, int n_heads, int variant, void *stream,
                               dfa_error *err);
@@ -47,8 +54,8 @@ extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const d
     if (variant == DFA_ATTN_CUDA_V_DEFAULT)
         variant = dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA3_NOPP) ? DFA_ATTN_CUDA_V_WGMMA3_NOPP
                                                                         : DFA_ATTN_CUDA_V_MMA;
-    if (variant < DFA_ATTN_CUDA_V_MMA || variant > DFA_ATTN_CUDA_V_WGMMA3_NOPP)
-        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1 to 5)", variant);
+    if (!variant_known(variant))
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1 to 5 or 7)", variant);
     /* the 128-row list serves every variant and head dim; variants 4/5 add the 192-row list
      * that their D=64 kernel runs */
     dfa_acu_worklist wl, wl3;
@@ -167,7 +174,7 @@ extern "C" void dfa_attn_cuda_plan_get_info(const dfa_attn_cuda_plan *p, dfa_att
 
 extern "C" int dfa_attn_cuda_variant_ok(int variant) {
     if (variant == DFA_ATTN_CUDA_V_MMA || variant == DFA_ATTN_CUDA_V_DEFAULT) return 1;
-    if (variant < DFA_ATTN_CUDA_V_WGMMA || variant > DFA_ATTN_CUDA_V_WGMMA3_NOPP) return 0;
+    if (variant < DFA_ATTN_CUDA_V_WGMMA || !variant_known(variant)) return 0;
     int dev = 0, major = 0, minor = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) return 0;
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return 0;
@@ -222,6 +229,8 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
     cudaError_t e;
     if (wgmma3)
         e = acu_launch_wgmma3(prm, a->dtype, p->variant == DFA_ATTN_CUDA_V_WGMMA3, st);
+    else if (wgmma && p->variant == DFA_ATTN_CUDA_V_WGMMA_CARRY)
+        e = acu_launch_wgmma_carry(prm, a->head_dim, a->dtype, st);
     else if (wgmma) /* persistent except variant 3 */
         e = acu_launch_wgmma(prm, a->head_dim, a->dtype, p->variant != DFA_ATTN_CUDA_V_WGMMA_GRID, st);
     else

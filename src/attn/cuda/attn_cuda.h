@@ -55,6 +55,9 @@ enum {
     DFA_ATTN_CUDA_V_WGMMA3 = 4,     /* D=64: 3 consumer warpgroups, 192-row items, ping-pong ring;
                                        other D as variant 2 */
     DFA_ATTN_CUDA_V_WGMMA3_NOPP = 5, /* variant 4 without the ping-pong ring */
+    /* 6: reserved (another branch) */
+    DFA_ATTN_CUDA_V_WGMMA_CARRY = 7, /* variant 2 with the consumers' pipeline carried across
+                                        work items (no fill/drain per item), D 64..128 */
     DFA_ATTN_CUDA_V_DEFAULT = 0      /* variant 5 on sm_90, else 1 */
 };
 
@@ -121,7 +124,7 @@ dfa_status dfa_attn_cuda_residual(void *dst, const void *full, const void *arrow
                                   int n_heads, int head_dim, const unsigned char *heads, void *stream,
                                   dfa_error *err);
 
-/* 1 if the current device can run `variant` (variants 2 to 5 need compute capability 9.0). */
+/* 1 if the current device can run `variant` (variants 2 to 5 and 7 need compute capability 9.0). */
 int dfa_attn_cuda_variant_ok(int variant);
 
 #ifdef __cplusplus
