@@ -50,20 +50,23 @@ if any(r["variant"] in (4, 5) for r in ours):
                                    ("arrow", 0.75, "arrow 75%"), ("mixed", None, "mixed")]:
             t2 = ms(kind, 64, NV, 2, target)
             print(f"{NV:>6}+{512:<4} {name:>12} {t2:>8.3f} {t2 / ms(kind, 64, NV, 4, target):>5.2f}x {t2 / ms(kind, 64, NV, 5, target):>5.2f}x")
-# variant 7 (variant 2 with the pipeline carried across items) against v2 on the same plans
-if any(r["variant"] == 7 for r in ours):
-    print("\n== v2 time / v7 time (> 1: carrying the pipeline across items is faster; arrow: t/ideal of both) ==")
-    print(f"{'D':>4} {'tokens':>11} {'plan':>12} {'v2 ms':>8} {'v7 ms':>8} {'v2/v7':>6} {'v2 t/id':>7} {'v7 t/id':>7}")
-    def ideal(D, NV, var, target):
-        for r in ours:
-            if r["kind"] == "arrow" and r["D"] == D and r["NV"] == NV and r["variant"] == var and r["target"] == target:
-                return r["ratio_to_ideal"]
-        return float("nan")
-    for D in sorted({r["D"] for r in ours if r["variant"] == 7 and "NV" in r and r["kind"] == "dense"}, reverse=True):
-        for NV in sorted({r["NV"] for r in ours if r["D"] == D and r["variant"] == 7 and "NV" in r}):
+# variants 7 / 8 (variants 2 / 5 with the pipeline carried across items) against their base on the
+# same plans: > 1 means the carried pipeline is faster; arrow rows also give both t/ideal
+def ideal(D, NV, var, target):
+    for r in ours:
+        if r["kind"] == "arrow" and r["D"] == D and r["NV"] == NV and r["variant"] == var and r["target"] == target:
+            return r["ratio_to_ideal"]
+    return float("nan")
+for new, old in [(7, 2), (8, 5)]:
+    if not any(r["variant"] == new for r in ours):
+        continue
+    print(f"\n== v{old} time / v{new} time (> 1: carrying the pipeline across items is faster; arrow: t/ideal of both) ==")
+    print(f"{'D':>4} {'tokens':>11} {'plan':>12} {'v'+str(old)+' ms':>8} {'v'+str(new)+' ms':>8} {'ratio':>6} {'t/id':>7} {'t/id':>7}")
+    for D in sorted({r["D"] for r in ours if r["variant"] == new and "NV" in r and r["kind"] == "dense"}, reverse=True):
+        for NV in sorted({r["NV"] for r in ours if r["D"] == D and r["variant"] == new and "NV" in r}):
             for kind, target, name in [("dense", None, "dense"), ("arrow", 0.25, "arrow 25%"), ("arrow", 0.5, "arrow 50%"),
                                        ("arrow", 0.75, "arrow 75%"), ("mixed", None, "mixed")]:
-                t2, t7 = ms(kind, D, NV, 2, target), ms(kind, D, NV, 7, target)
-                i2 = ideal(D, NV, 2, target) if kind == "arrow" else float("nan")
-                i7 = ideal(D, NV, 7, target) if kind == "arrow" else float("nan")
-                print(f"{D:>4} {NV:>6}+{512:<4} {name:>12} {t2:>8.3f} {t7:>8.3f} {t2 / t7:>5.2f}x {i2:>7.3f} {i7:>7.3f}")
+                to, tn = ms(kind, D, NV, old, target), ms(kind, D, NV, new, target)
+                io = ideal(D, NV, old, target) if kind == "arrow" else float("nan")
+                i_n = ideal(D, NV, new, target) if kind == "arrow" else float("nan")
+                print(f"{D:>4} {NV:>6}+{512:<4} {name:>12} {to:>8.3f} {tn:>8.3f} {to / tn:>5.2f}x {io:>7.3f} {i_n:>7.3f}")

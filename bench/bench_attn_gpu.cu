@@ -1,7 +1,8 @@
 /* bench_attn_gpu.cu - times the fused multi-strategy attention kernel variants at the
  * DiTFastAttnV2 shapes (B=1, H=24, visual 4096/16384 + 512 text tokens, text first, block 128,
  * D 128 and 64): dense, arrow at block sparsity ~25/50/75 %, and a mixed per-head plan, for
- * variants 1-5 (5 at D=64 only) and 7 (variant 2 with the pipeline carried across items).
+ * variants 1-5 (5 at D=64 only), 7 (variant 2 with the pipeline carried across items) and 8
+ * (variant 5 with it; D=64 only).
  * L2 is flushed (256 MB memset) before every timed launch; median of many, CUDA events.
  *
  * usage: bench_attn_gpu [out.json] [iters]     (JSON lines, one per measurement)
@@ -91,7 +92,7 @@ static int choose_window(const dfa_attn_layout *l, double target, double *sp) {
 }
 
 /* the variants this build has (6: another branch's) */
-static const int VARIANTS[] = {1, 2, 3, 4, 5, 7};
+static const int VARIANTS[] = {1, 2, 3, 4, 5, 7, 8};
 static const int N_VARIANTS = (int)(sizeof VARIANTS / sizeof VARIANTS[0]);
 
 static int run_one(int D, int NV, int variant, int window) {
@@ -156,9 +157,9 @@ static void dense_extra(const char *dir, FILE *js, int D, int N, int H, int B, i
             dump(path, buf[3], bytes);
             variants += (variants.empty() ? "" : ",") + std::to_string(variant);
         }
-        /* v1, v2 and v7 (for 72..120 the D=128 wgmma kernels on TMA-zero-padded tiles); v4/v5 at
-         * D=64 (3 consumer warpgroups; other D run v2's kernel) */
-        if (js && (variant <= 2 || variant == 7 || ((variant == 4 || variant == 5) && D == 64))) {
+        /* v1, v2 and v7 (for 72..120 the D=128 wgmma kernels on TMA-zero-padded tiles); v4/v5/v8 at
+         * D=64 (3 consumer warpgroups; other D run v2's or v7's kernel) */
+        if (js && (variant <= 2 || variant == 7 || ((variant == 4 || variant == 5 || variant == 8) && D == 64))) {
             double t = time_plan(p, &a, iters);
             const double flops = 4.0 * N * (double)N * D * H * B;
             printf("%s D=%d N=%d H=%d B=%d v%d dense: %.3f ms %.0f TFLOP/s\n", what, D, N, H, B, variant, t,
@@ -246,7 +247,7 @@ int main(int argc, char **argv) {
                 const int variant = VARIANTS[vi];
                 if (!dfa_attn_cuda_variant_ok(variant)) continue;
                 /* v4 at D=128 is v2's kernel (timed once as a check); v5 differs from v4 only at D=64 */
-                if (variant == 5 && D != 64) continue;
+                if ((variant == 5 || variant == 8) && D != 64) continue; /* v8 at D=128 is v7's kernel */
                 std::vector<int> m(H), w(H);
                 dfa_attn_cuda_plan *p;
                 /* dense */

@@ -197,9 +197,10 @@ static const tcase PLAIN_CASES[] = {
 };
 
 static void test_plain(void) {
-    static const int variants[6] = {DFA_ATTN_CUDA_V_MMA,    DFA_ATTN_CUDA_V_WGMMA,       DFA_ATTN_CUDA_V_WGMMA_GRID,
-                                    DFA_ATTN_CUDA_V_WGMMA3, DFA_ATTN_CUDA_V_WGMMA3_NOPP, DFA_ATTN_CUDA_V_WGMMA_CARRY};
-    for (int vi = 0; vi < 6; vi++) {
+    static const int variants[7] = {DFA_ATTN_CUDA_V_MMA,         DFA_ATTN_CUDA_V_WGMMA,       DFA_ATTN_CUDA_V_WGMMA_GRID,
+                                    DFA_ATTN_CUDA_V_WGMMA3,      DFA_ATTN_CUDA_V_WGMMA3_NOPP, DFA_ATTN_CUDA_V_WGMMA_CARRY,
+                                    DFA_ATTN_CUDA_V_WGMMA3_CARRY};
+    for (int vi = 0; vi < 7; vi++) {
         if (!dfa_attn_cuda_variant_ok(variants[vi])) {
             printf("  variant %d not supported on this GPU: skipped\n", variants[vi]);
             continue;
@@ -314,6 +315,24 @@ static void test_v7(void) {
     run_case(&CASES[1], 24, DFA_ATTN_CUDA_BF16, v); /* other head dims: variant 1's kernel */
 }
 
+/* variant 8: variant 5's 3-consumer kernel at D=64 with the carried pipeline (D=128 and 72 run
+ * variant 7's kernel). On the 192-row list the carry cases mix items of 192 (FULL), 128 and 77
+ * (text) rows and, with the 64-row block, 64: warpgroups go idle and active again between items
+ * (idle ones walk the K/V stages). */
+static void test_v8(void) {
+    const int v = DFA_ATTN_CUDA_V_WGMMA3_CARRY;
+    test_variant(v);
+    if (!dfa_attn_cuda_variant_ok(v)) return;
+    run_case(&MANY3, 64, DFA_ATTN_CUDA_BF16, v);
+    run_case(&MANY3, 64, DFA_ATTN_CUDA_F16, v);
+    for (size_t c = 0; c < sizeof CARRY_CASES / sizeof CARRY_CASES[0]; c++) {
+        run_case(&CARRY_CASES[c], 64, DFA_ATTN_CUDA_BF16, v);
+        run_case(&CARRY_CASES[c], 64, DFA_ATTN_CUDA_F16, v);
+    }
+    run_case(&CARRY_CASES[0], 128, DFA_ATTN_CUDA_BF16, v);
+    run_case(&CARRY_CASES[1], 72, DFA_ATTN_CUDA_BF16, v);
+}
+
 static void test_cache_helpers(void) {
     dfa_error err = {0};
     const int B = 2, N = 99, H = 5, D = 64;
@@ -404,6 +423,9 @@ int main(void) {
             run_case(&CASES[0], 128, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA_CARRY);
             run_case(&CASES[6], 64, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA_CARRY);
             run_case(&CARRY_CASES[1], 128, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA_CARRY);
+            /* variant 8: 1-3 active warpgroups per item, idle ones walking the stages */
+            run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3_CARRY);
+            run_case(&CARRY_CASES[1], 64, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA3_CARRY);
         }
         dfa_cuda_free(g_cu);
         return test_summary();
@@ -418,6 +440,7 @@ int main(void) {
     RUN(test_v4);
     RUN(test_v5);
     RUN(test_v7);
+    RUN(test_v8);
     dfa_cuda_free(g_cu);
     return test_summary();
 }

@@ -1,8 +1,8 @@
 /* attn_cuda.cu - plans (work lists from attn_worklist.c, uploaded), the run entry point, and
  * the small per-head cache kernels. The attention kernels live in attn_cuda_mma.cu (variant 1),
  * attn_cuda_wgmma.cu (variants 2, 3; 4 and 5 at D other than 64), attn_cuda_wgmma3.cu
- * (variants 4, 5 at D=64) and attn_cuda_carry.cu (variant 7); the ring combine in
- * attn_cuda_ring.cu. */
+ * (variants 4, 5 at D=64), attn_cuda_carry.cu (variant 7; 8 at D other than 64) and
+ * attn_cuda_carry3.cu (variant 8 at D=64); the ring combine in attn_cuda_ring.cu. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <math.h>
@@ -30,13 +30,14 @@ struct dfa_attn_cuda_plan {
 };
 
 static int is_wgmma3(int variant) {
-    return variant == DFA_ATTN_CUDA_V_WGMMA3 || variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP;
+    return variant == DFA_ATTN_CUDA_V_WGMMA3 || variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP ||
+           variant == DFA_ATTN_CUDA_V_WGMMA3_CARRY;
 }
 
-/* variants this build knows: 1-5 and 7 */
+/* variants this build knows: 1-5, 7 and 8 */
 static int variant_known(int variant) {
     return (variant >= DFA_ATTN_CUDA_V_MMA && variant <= DFA_ATTN_CUDA_V_WGMMA3_NOPP) ||
-           variant == DFA_ATTN_CUDA_V_WGMMA_CARRY;
+           variant == DFA_ATTN_CUDA_V_WGMMA_CARRY || variant == DFA_ATTN_CUDA_V_WGMMA3_CARRY;
 }
 
 static dfa_status plan_upload(dfa_attn_cuda_plan **out, dfa_acu_worklist *wlp, dfa_acu_worklist *wl3p,
@@ -55,7 +56,7 @@ extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const d
         variant = dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA3_NOPP) ? DFA_ATTN_CUDA_V_WGMMA3_NOPP
                                                                         : DFA_ATTN_CUDA_V_MMA;
     if (!variant_known(variant))
-        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1 to 5 or 7)", variant);
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1 to 5, 7 or 8)", variant);
     /* the 128-row list serves every variant and head dim; variants 4/5 add the 192-row list
      * that their D=64 kernel runs */
     dfa_acu_worklist wl, wl3;
@@ -227,9 +228,11 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
         prm.n_items = p->n_items3;
     }
     cudaError_t e;
-    if (wgmma3)
+    if (wgmma3 && p->variant == DFA_ATTN_CUDA_V_WGMMA3_CARRY)
+        e = acu_launch_wgmma3_carry(prm, a->dtype, st);
+    else if (wgmma3)
         e = acu_launch_wgmma3(prm, a->dtype, p->variant == DFA_ATTN_CUDA_V_WGMMA3, st);
-    else if (wgmma && p->variant == DFA_ATTN_CUDA_V_WGMMA_CARRY)
+    else if (wgmma && (p->variant == DFA_ATTN_CUDA_V_WGMMA_CARRY || p->variant == DFA_ATTN_CUDA_V_WGMMA3_CARRY))
         e = acu_launch_wgmma_carry(prm, a->head_dim, a->dtype, st);
     else if (wgmma) /* persistent except variant 3 */
         e = acu_launch_wgmma(prm, a->head_dim, a->dtype, p->variant != DFA_ATTN_CUDA_V_WGMMA_GRID, st);

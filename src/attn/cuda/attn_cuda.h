@@ -58,6 +58,8 @@ enum {
     /* 6: reserved (another branch) */
     DFA_ATTN_CUDA_V_WGMMA_CARRY = 7, /* variant 2 with the consumers' pipeline carried across
                                         work items (no fill/drain per item), D 64..128 */
+    DFA_ATTN_CUDA_V_WGMMA3_CARRY = 8, /* D=64: variant 5 with the pipeline carried across items;
+                                         other D as variant 7 */
     DFA_ATTN_CUDA_V_DEFAULT = 0      /* variant 5 on sm_90, else 1 */
 };
 
@@ -124,7 +126,7 @@ dfa_status dfa_attn_cuda_residual(void *dst, const void *full, const void *arrow
                                   int n_heads, int head_dim, const unsigned char *heads, void *stream,
                                   dfa_error *err);
 
-/* 1 if the current device can run `variant` (variants 2 to 5 and 7 need compute capability 9.0). */
+/* 1 if the current device can run `variant` (variants 2 to 5, 7 and 8 need compute capability 9.0). */
 int dfa_attn_cuda_variant_ok(int variant);
 
 #ifdef __cplusplus

@@ -44,6 +44,8 @@ cudaError_t acu_launch_mma(const acu_params &p, int head_dim, int dtype, cudaStr
 cudaError_t acu_launch_wgmma(const acu_params &p, int head_dim, int dtype, bool persistent, cudaStream_t st);
 /* variant 7: variant 2's kernel with the pipeline carried across items (attn_cuda_carry.cu) */
 cudaError_t acu_launch_wgmma_carry(const acu_params &p, int head_dim, int dtype, cudaStream_t st);
+/* variant 8 at D=64: variant 5's kernel with the pipeline carried across items (attn_cuda_carry3.cu) */
+cudaError_t acu_launch_wgmma3_carry(const acu_params &p, int dtype, cudaStream_t st);
 /* variants 4/5: head_dim 64, items from the 192-row list; pingpong: variant 4's turn ring */
 cudaError_t acu_launch_wgmma3(const acu_params &p, int dtype, bool pingpong, cudaStream_t st);
 
