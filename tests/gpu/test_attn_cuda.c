@@ -287,10 +287,10 @@ static void test_v5(void) {
 }
 
 /* Variant 7 carries its pipeline from one item to the next inside a persistent CTA, so it needs
- * CTAs that run several items in a row: ~400 items (~3 per CTA on an H100/H200), short arrow
- * items (1-7 key steps) next to FULL rows, copies between them (no carry into a CACHE item),
- * ARROW_RS; 128-row tiles and the 64-row block (items of 64 rows, half a consumer's rows past
- * q_len). */
+ * CTAs that run several items in a row: 270-410 items (2-3 per CTA on an H100/H200: 132 SMs),
+ * short arrow items (1-7 key steps) next to FULL rows, copies between them (no carry into a
+ * CACHE item), ARROW_RS; 128-row tiles and the 64-row block (items of 64 rows: the second
+ * consumer's rows all past q_len). */
 static const tcase CARRY_CASES[] = {
     {"carry: short items", {2000, 77, 1, 128, DFA_BAND_ARROW}, 3, 8, {A, A, RS, C, A, F, A, RS}, {0, 1, 0, 0, 2, 0, 0, 1}},
     {"carry: text-last, block 64", {1200, 45, 0, 64, DFA_BAND_ARROW}, 2, 8, {A, C, RS, A, C, A, F, A},
@@ -419,7 +419,8 @@ int main(void) {
             run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3);
             run_case(&CASES[3], 64, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA3);
             run_case(&CASES[4], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3_NOPP);
-            /* variant 7: CTAs of 1-2 items (the first boundary carries), then ~3 items each */
+            /* variant 7: one item per CTA (36 items: no carry), 156 items (some CTAs carry once),
+             * 320 items (2-3 per CTA) */
             run_case(&CASES[0], 128, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA_CARRY);
             run_case(&CASES[6], 64, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA_CARRY);
             run_case(&CARRY_CASES[1], 128, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA_CARRY);
