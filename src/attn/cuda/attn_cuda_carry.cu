@@ -12,8 +12,8 @@
  * then zeroes O for B. Per item a warpgroup takes n_steps turns instead of n_steps + 1, and the
  * epilogue runs under the other warpgroup's GEMMs (ping-pong as in variant 2).
  *
- * Protocol differences from variant 2 (modelled with all interleavings of a small schedule
- * before writing this):
+ * Protocol differences from variant 2 (checked with a model of the protocol: producer, two
+ * consumers, TMA completions in any order, random interleavings of 1-16 items):
  *   - 3 Q buffers (item slots t % 3): A's buffer is released only after the boundary turn, so
  *     with 2 the producer could not load the item after B until B's first turn; with 3 it keeps
  *     one item of lookahead as in variant 2. D=128: 3 x 32 + 2 x 2 x 32 KB = 224 KB of tiles.
