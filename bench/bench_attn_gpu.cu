@@ -1,8 +1,9 @@
 /* bench_attn_gpu.cu - times the fused multi-strategy attention kernel variants at the
  * DiTFastAttnV2 shapes (B=1, H=24, visual 4096/16384 + 512 text tokens, text first, block 128,
  * D 128 and 64): dense, arrow at block sparsity ~25/50/75 %, and a mixed per-head plan, for
- * variants 1-8 (5-8 at D=64 only; 6-8: variant 5 with conditional rescaling and 0/25/50 % of the
- * exp2 on the FMA pipe).
+ * variants 1-10 (5-8 and 10 at D=64 only; 6-8: variant 5 with conditional rescaling and 0/25/50 %
+ * of the exp2 on the FMA pipe; 9: variant 2 with the pipeline carried across items, 10: variant 5
+ * with it).
  * L2 is flushed (256 MB memset) before every timed launch; median of many, CUDA events.
  *
  * usage: bench_attn_gpu [out.json] [iters]     (JSON lines, one per measurement)
@@ -91,6 +92,10 @@ static int choose_window(const dfa_attn_layout *l, double target, double *sp) {
     return best;
 }
 
+/* the variants this build has */
+static const int VARIANTS[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+static const int N_VARIANTS = (int)(sizeof VARIANTS / sizeof VARIANTS[0]);
+
 static int run_one(int D, int NV, int variant, int window) {
     const int H = 24;
     dfa_attn_layout l = {NV, 512, 1, 128, DFA_BAND_ARROW};
@@ -140,7 +145,8 @@ static void dense_extra(const char *dir, FILE *js, int D, int N, int H, int B, i
     std::vector<int> m(H, (int)DFA_ATTN_FULL), w(H, -1);
     dfa_attn_cuda_args a = {DFA_ATTN_CUDA_BF16, B, D, buf[0], buf[1], buf[2], buf[3], NULL, NULL, 0.f, NULL};
     std::string variants;
-    for (int variant = 1; variant <= DFA_ATTN_CUDA_V_WGMMA3_E50; variant++) {
+    for (int vi = 0; vi < N_VARIANTS; vi++) {
+        const int variant = VARIANTS[vi];
         if (!dfa_attn_cuda_variant_ok(variant)) continue;
         dfa_attn_cuda_plan *p;
         DK(dfa_attn_cuda_plan_build(&p, &l, H, m.data(), w.data(), variant, NULL, &err));
@@ -152,9 +158,9 @@ static void dense_extra(const char *dir, FILE *js, int D, int N, int H, int B, i
             dump(path, buf[3], bytes);
             variants += (variants.empty() ? "" : ",") + std::to_string(variant);
         }
-        /* v1, and v2 (for 72..120 the D=128 wgmma kernel on TMA-zero-padded tiles); v4-v8 at D=64
-         * (3 consumer warpgroups; other D run v2's kernel) */
-        if (js && (variant <= 2 || (variant >= 4 && D == 64))) {
+        /* v1, v2 and v9 (for 72..120 the D=128 wgmma kernels on TMA-zero-padded tiles); v4-v8 and
+         * v10 at D=64 (3 consumer warpgroups; other D run v2's or v9's kernel) */
+        if (js && (variant <= 2 || variant == 9 || (variant >= 4 && D == 64))) {
             double t = time_plan(p, &a, iters);
             const double flops = 4.0 * N * (double)N * D * H * B;
             printf("%s D=%d N=%d H=%d B=%d v%d dense: %.3f ms %.0f TFLOP/s\n", what, D, N, H, B, variant, t,
@@ -238,10 +244,12 @@ int main(int argc, char **argv) {
             }
             dfa_attn_cuda_args a = {DFA_ATTN_CUDA_BF16, B, D, buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], 0.f, NULL};
             const double dense_flops = 4.0 * N * (double)N * D * H;
-            for (int variant = 1; variant <= DFA_ATTN_CUDA_V_WGMMA3_E50; variant++) {
+            for (int vi = 0; vi < N_VARIANTS; vi++) {
+                const int variant = VARIANTS[vi];
                 if (!dfa_attn_cuda_variant_ok(variant)) continue;
-                /* v4 at D=128 is v2's kernel (timed once as a check); v5-v8 differ from v4 only at D=64 */
-                if (variant >= 5 && D != 64) continue;
+                /* v4 at D=128 is v2's kernel (timed once as a check); v5-v8 differ from v4 only at
+                 * D=64; v10 at D=128 is v9's kernel */
+                if (((variant >= 5 && variant <= 8) || variant == 10) && D != 64) continue;
                 std::vector<int> m(H), w(H);
                 dfa_attn_cuda_plan *p;
                 /* dense */

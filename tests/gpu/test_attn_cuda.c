@@ -209,15 +209,17 @@ static const tcase PLAIN_CASES[] = {
 };
 
 static void test_plain(void) {
-    static const int variants[5] = {DFA_ATTN_CUDA_V_MMA, DFA_ATTN_CUDA_V_WGMMA, DFA_ATTN_CUDA_V_WGMMA_GRID,
-                                    DFA_ATTN_CUDA_V_WGMMA3, DFA_ATTN_CUDA_V_WGMMA3_NOPP};
-    for (int vi = 0; vi < 5; vi++) {
+    static const int variants[7] = {DFA_ATTN_CUDA_V_MMA,         DFA_ATTN_CUDA_V_WGMMA,       DFA_ATTN_CUDA_V_WGMMA_GRID,
+                                    DFA_ATTN_CUDA_V_WGMMA3,      DFA_ATTN_CUDA_V_WGMMA3_NOPP, DFA_ATTN_CUDA_V_WGMMA_CARRY,
+                                    DFA_ATTN_CUDA_V_WGMMA3_CARRY};
+    for (int vi = 0; vi < 7; vi++) {
         if (!dfa_attn_cuda_variant_ok(variants[vi])) {
             printf("  variant %d not supported on this GPU: skipped\n", variants[vi]);
             continue;
         }
         /* every case at D=64 (variants 4/5: 192-row lists); D=128 and the padded 72 on 1 and 2 */
-        const int wide = variants[vi] == DFA_ATTN_CUDA_V_MMA || variants[vi] == DFA_ATTN_CUDA_V_WGMMA;
+        const int wide = variants[vi] == DFA_ATTN_CUDA_V_MMA || variants[vi] == DFA_ATTN_CUDA_V_WGMMA ||
+                         variants[vi] == DFA_ATTN_CUDA_V_WGMMA_CARRY;
         for (size_t c = 0; c < sizeof PLAIN_CASES / sizeof PLAIN_CASES[0]; c++) {
             run_case(&PLAIN_CASES[c], 64, DFA_ATTN_CUDA_BF16, variants[vi]);
             if (wide) run_case(&PLAIN_CASES[c], 128, DFA_ATTN_CUDA_BF16, variants[vi]);
@@ -328,6 +330,54 @@ static void test_v6_8(void) {
         run_case(&CASES[0], 72, DFA_ATTN_CUDA_BF16, v); /* other D: variant 2's kernel */
         test_gain_cases(v);
     }
+}
+
+/* Variant 9 carries its pipeline from one item to the next inside a persistent CTA, so it needs
+ * CTAs that run several items in a row: 270-410 items (2-3 per CTA on an H100/H200: 132 SMs),
+ * short arrow items (1-7 key steps) next to FULL rows, copies between them (no carry into a
+ * CACHE item), ARROW_RS; 128-row tiles and the 64-row block (items of 64 rows: the second
+ * consumer's rows all past q_len). */
+static const tcase CARRY_CASES[] = {
+    {"carry: short items", {2000, 77, 1, 128, DFA_BAND_ARROW}, 3, 8, {A, A, RS, C, A, F, A, RS}, {0, 1, 0, 0, 2, 0, 0, 1}},
+    {"carry: text-last, block 64", {1200, 45, 0, 64, DFA_BAND_ARROW}, 2, 8, {A, C, RS, A, C, A, F, A},
+     {0, 0, 1, 3, 0, 1, 0, 0}},
+    {"carry: plain, no text", {2100, 0, 1, 128, PL}, 2, 8, {A, A, C, RS, A, C, A, A}, {0, 1, 0, 0, 2, 0, 0, 3}},
+};
+
+static void test_v9(void) {
+    const int v = DFA_ATTN_CUDA_V_WGMMA_CARRY;
+    test_variant(v);
+    if (!dfa_attn_cuda_variant_ok(v)) return;
+    for (size_t c = 0; c < sizeof CARRY_CASES / sizeof CARRY_CASES[0]; c++) {
+        run_case(&CARRY_CASES[c], 128, DFA_ATTN_CUDA_BF16, v);
+        run_case(&CARRY_CASES[c], 64, DFA_ATTN_CUDA_F16, v);
+    }
+    run_case(&CARRY_CASES[0], 128, DFA_ATTN_CUDA_F16, v);
+    run_case(&CARRY_CASES[1], 64, DFA_ATTN_CUDA_BF16, v);
+    /* 72..120 on the zero-padded D=128 kernel, as variant 2 */
+    run_case(&CARRY_CASES[0], 72, DFA_ATTN_CUDA_BF16, v);
+    run_case(&CASES[6], 72, DFA_ATTN_CUDA_BF16, v);
+    run_case(&CASES[0], 120, DFA_ATTN_CUDA_F16, v);
+    run_case(&CASES[1], 24, DFA_ATTN_CUDA_BF16, v); /* other head dims: variant 1's kernel */
+}
+
+/* variant 10: variant 5's 3-consumer kernel at D=64 with the carried pipeline (D=128 and 72 run
+ * variant 9's kernel). On the 192-row list the carry cases mix items of 192 (FULL), 128 and 77
+ * (text) rows and, with the 64-row block, 64: warpgroups go idle and active again between items
+ * (idle ones walk the K/V stages). */
+static void test_v10(void) {
+    const int v = DFA_ATTN_CUDA_V_WGMMA3_CARRY;
+    test_variant(v);
+    if (!dfa_attn_cuda_variant_ok(v)) return;
+    run_case(&MANY3, 64, DFA_ATTN_CUDA_BF16, v);
+    run_case(&MANY3, 64, DFA_ATTN_CUDA_F16, v);
+    for (size_t c = 0; c < sizeof CARRY_CASES / sizeof CARRY_CASES[0]; c++) {
+        run_case(&CARRY_CASES[c], 64, DFA_ATTN_CUDA_BF16, v);
+        run_case(&CARRY_CASES[c], 64, DFA_ATTN_CUDA_F16, v);
+    }
+    run_case(&CARRY_CASES[0], 128, DFA_ATTN_CUDA_BF16, v);
+    run_case(&CARRY_CASES[1], 72, DFA_ATTN_CUDA_BF16, v);
+    test_gain_cases(v);
 }
 
 static void test_cache_helpers(void) {
@@ -499,6 +549,14 @@ int main(void) {
             run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3_CR);
             run_case(&CASES[3], 64, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA3_E25);
             run_case(&CASES[4], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3_E50);
+            /* variant 9: one item per CTA (36 items: no carry), 156 items (some CTAs carry once),
+             * 320 items (2-3 per CTA) */
+            run_case(&CASES[0], 128, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA_CARRY);
+            run_case(&CASES[6], 64, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA_CARRY);
+            run_case(&CARRY_CASES[1], 128, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA_CARRY);
+            /* variant 10: 1-3 active warpgroups per item, idle ones walking the stages */
+            run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3_CARRY);
+            run_case(&CARRY_CASES[1], 64, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA3_CARRY);
         }
         dfa_cuda_free(g_cu);
         return test_summary();
@@ -514,6 +572,8 @@ int main(void) {
     RUN(test_v5);
     RUN(test_v6_8);
     RUN(test_plan_set);
+    RUN(test_v9);
+    RUN(test_v10);
     dfa_cuda_free(g_cu);
     return test_summary();
 }

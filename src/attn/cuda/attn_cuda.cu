@@ -1,7 +1,9 @@
 /* attn_cuda.cu - plans (work lists from attn_worklist.c, uploaded), the run entry point, and
  * the small per-head cache kernels. The attention kernels live in attn_cuda_mma.cu (variant 1),
- * attn_cuda_wgmma.cu (variants 2, 3; 4 and 5 at D other than 64) and attn_cuda_wgmma3.cu
- * (variants 4, 5 at D=64); the ring combine in attn_cuda_ring.cu. */
+ * attn_cuda_wgmma.cu (variants 2, 3; 4-8 at D other than 64), attn_cuda_wgmma3.cu
+ * (variants 4, 5 at D=64), attn_cuda_wgmma3e.cu (variants 6-8 at D=64), attn_cuda_carry.cu
+ * (variant 9; 10 at D other than 64) and attn_cuda_carry3.cu (variant 10 at D=64); the ring
+ * combine in attn_cuda_ring.cu. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <math.h>
@@ -19,7 +21,7 @@ struct dfa_attn_cuda_plan {
     void *dev;         /* items then ranges, one allocation */
     acu_item *d_items; /* into dev */
     int2 *d_ranges;
-    int n_items3;       /* variants 4/5: the 192-row list (D=64), else 0 */
+    int n_items3;       /* variants 4-8, 10: the 192-row list (D=64), else 0 */
     acu_item *d_items3; /* into dev */
     int2 *d_ranges3;
     int *d_counter;
@@ -31,29 +33,31 @@ struct dfa_attn_cuda_plan {
 
 static int is_wgmma3(int variant) {
     return variant == DFA_ATTN_CUDA_V_WGMMA3 || variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP ||
-           (variant >= DFA_ATTN_CUDA_V_WGMMA3_CR && variant <= DFA_ATTN_CUDA_V_WGMMA3_E50);
+           (variant >= DFA_ATTN_CUDA_V_WGMMA3_CR && variant <= DFA_ATTN_CUDA_V_WGMMA3_E50) ||
+           variant == DFA_ATTN_CUDA_V_WGMMA3_CARRY;
+}
+
+/* variants this build knows: 1 to 10 */
+static int variant_known(int variant) {
+    return variant >= DFA_ATTN_CUDA_V_MMA && variant <= DFA_ATTN_CUDA_V_WGMMA3_CARRY;
 }
 
 static dfa_status plan_upload(dfa_attn_cuda_plan **out, dfa_acu_worklist *wlp, dfa_acu_worklist *wl3p,
                               const dfa_attn_layout *layout, int n_heads, int variant, void *stream,
                               dfa_error *err);
 
-/* default on sm_90: variant 5, i.e. the 3-consumer kernel at D=64 and variant 2's persistent
- * wgmma kernel at D 72..128 (other head dims go to variant 1 at run time); measured on an H100
- * (bench/RESULTS.md "Version 7"): v5 >= v2 on every D=64 plan (dense +5-6 %, mixed +4-6 %,
- * arrow +-0-4 %) where v4 loses up to 13 % on 16k arrow plans. Variant 1 elsewhere. */
 static dfa_status resolve_variant(int *variant, dfa_error *err) {
     /* default on sm_90: variant 2 (D 64..128; other head dims go to variant 1 at run time);
-     * variant 1 elsewhere. Variants 4-8 are not the default: see docs/DESIGN.md on their
-     * idle-warpgroup stand-in arrivals (a parity wait can pass one phase early). */
+     * variant 1 elsewhere. Variants 4-10 are not the default (not measured since the idle-warpgroup
+     * protocol fix, docs/DESIGN.md; 9/10 never run on a GPU). */
     if (*variant == DFA_ATTN_CUDA_V_DEFAULT)
         *variant = dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA) ? DFA_ATTN_CUDA_V_WGMMA : DFA_ATTN_CUDA_V_MMA;
-    if (*variant < DFA_ATTN_CUDA_V_MMA || *variant > DFA_ATTN_CUDA_V_WGMMA3_E50)
-        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1 to 8)", *variant);
+    if (!variant_known(*variant))
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1 to 10)", *variant);
     return DFA_OK;
 }
 
-/* The 128-row list serves every variant and head dim; variants 4/5 add the 192-row list that
+/* The 128-row list serves every variant and head dim; variants 4-8 and 10 add the 192-row list that
  * their D=64 kernel runs (else wl3 is left empty). On failure nothing is left allocated. */
 static dfa_status build_lists(dfa_acu_worklist *wl, dfa_acu_worklist *wl3, const dfa_attn_layout *layout,
                               int n_heads, const int *method, const int *window, int variant, dfa_error *err) {
@@ -279,7 +283,7 @@ extern "C" void dfa_attn_cuda_plan_get_info(const dfa_attn_cuda_plan *p, dfa_att
 
 extern "C" int dfa_attn_cuda_variant_ok(int variant) {
     if (variant == DFA_ATTN_CUDA_V_MMA || variant == DFA_ATTN_CUDA_V_DEFAULT) return 1;
-    if (variant < DFA_ATTN_CUDA_V_WGMMA || variant > DFA_ATTN_CUDA_V_WGMMA3_E50) return 0;
+    if (variant < DFA_ATTN_CUDA_V_WGMMA || !variant_known(variant)) return 0;
     int dev = 0, major = 0, minor = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) return 0;
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return 0;
@@ -315,7 +319,7 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
      * fill as padding; other head dims run variant 1 on the same work list (it does not depend on
      * the variant) */
     const int wgmma = p->variant >= DFA_ATTN_CUDA_V_WGMMA && a->head_dim >= 64 && a->head_dim <= 128;
-    /* variants 4/5 at D=64: the 3-consumer kernel on the 192-row list */
+    /* variants 4-8, 10 at D=64: the 3-consumer kernel on the 192-row list */
     const int wgmma3 = is_wgmma3(p->variant) && a->head_dim == 64;
     if (wgmma && !dfa_attn_cuda_variant_ok(p->variant))
         DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "attn_cuda: variant %d (wgmma) needs an sm_90 GPU", p->variant);
@@ -332,10 +336,14 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
         prm.n_items = p->n_items3;
     }
     cudaError_t e;
-    if (wgmma3 && p->variant >= DFA_ATTN_CUDA_V_WGMMA3_CR) /* 6, 7, 8: 0, 1, 2 quarters emulated */
+    if (wgmma3 && p->variant == DFA_ATTN_CUDA_V_WGMMA3_CARRY)
+        e = acu_launch_wgmma3_carry(prm, a->dtype, st);
+    else if (wgmma3 && p->variant >= DFA_ATTN_CUDA_V_WGMMA3_CR) /* 6, 7, 8: 0, 1, 2 quarters emulated */
         e = acu_launch_wgmma3e(prm, a->dtype, p->variant - DFA_ATTN_CUDA_V_WGMMA3_CR, st);
     else if (wgmma3)
         e = acu_launch_wgmma3(prm, a->dtype, p->variant == DFA_ATTN_CUDA_V_WGMMA3, st);
+    else if (wgmma && (p->variant == DFA_ATTN_CUDA_V_WGMMA_CARRY || p->variant == DFA_ATTN_CUDA_V_WGMMA3_CARRY))
+        e = acu_launch_wgmma_carry(prm, a->head_dim, a->dtype, st);
     else if (wgmma) /* persistent except variant 3 */
         e = acu_launch_wgmma(prm, a->head_dim, a->dtype, p->variant != DFA_ATTN_CUDA_V_WGMMA_GRID, st);
     else

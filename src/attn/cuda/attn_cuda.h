@@ -61,6 +61,10 @@ enum {
                                         P packed before the P V wait, tree max; other D as 2 */
     DFA_ATTN_CUDA_V_WGMMA3_E25 = 7,  /* variant 6 with 25 % of the exp2 on the FMA pipe */
     DFA_ATTN_CUDA_V_WGMMA3_E50 = 8,  /* variant 6 with 50 % of the exp2 on the FMA pipe */
+    DFA_ATTN_CUDA_V_WGMMA_CARRY = 9, /* variant 2 with the consumers' pipeline carried across
+                                        work items (no fill/drain per item), D 64..128 */
+    DFA_ATTN_CUDA_V_WGMMA3_CARRY = 10, /* D=64: variant 5 with the pipeline carried across items;
+                                          other D as variant 9 */
     DFA_ATTN_CUDA_V_DEFAULT = 0      /* variant 2 on sm_90, else 1 */
 };
 
@@ -139,7 +143,7 @@ dfa_status dfa_attn_cuda_residual(void *dst, const void *full, const void *arrow
                                   int n_heads, int head_dim, const unsigned char *heads, void *stream,
                                   dfa_error *err);
 
-/* 1 if the current device can run `variant` (variants 2 to 5 need compute capability 9.0). */
+/* 1 if the current device can run `variant` (variants 2 to 10 need compute capability 9.0). */
 int dfa_attn_cuda_variant_ok(int variant);
 
 #ifdef __cplusplus

@@ -42,6 +42,10 @@ dfa_status acu_check_common(int dtype, int batch, int head_dim, dfa_error *err);
 cudaError_t acu_launch_mma(const acu_params &p, int head_dim, int dtype, cudaStream_t st);
 /* persistent: one CTA per SM taking items from the counter; else one CTA per item */
 cudaError_t acu_launch_wgmma(const acu_params &p, int head_dim, int dtype, bool persistent, cudaStream_t st);
+/* variant 9: variant 2's kernel with the pipeline carried across items (attn_cuda_carry.cu) */
+cudaError_t acu_launch_wgmma_carry(const acu_params &p, int head_dim, int dtype, cudaStream_t st);
+/* variant 10 at D=64: variant 5's kernel with the pipeline carried across items (attn_cuda_carry3.cu) */
+cudaError_t acu_launch_wgmma3_carry(const acu_params &p, int dtype, cudaStream_t st);
 /* variants 4/5: head_dim 64, items from the 192-row list; pingpong: variant 4's turn ring */
 cudaError_t acu_launch_wgmma3(const acu_params &p, int dtype, bool pingpong, cudaStream_t st);
 /* variants 6/7/8: variant 5 with the shorter softmax of attn_cuda_wgmma3e.cu; emu 0/1/2 quarters
