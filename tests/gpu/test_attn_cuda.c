@@ -380,6 +380,19 @@ static void test_v10(void) {
     test_gain_cases(v);
 }
 
+/* variants 4-8 after the idle-warpgroup protocol fix (idle warpgroups wait for and release the
+ * K/V stages of the items they skip, docs/DESIGN.md): the 64-row block gives 64-row items
+ * between 192-row ones, ~300 items of 1-10 steps, so persistent CTAs run items where
+ * warpgroups 1 and 2 idle followed by items where they compute (the case that could pass a
+ * parity wait early before the fix). */
+static void test_idle_wg(void) {
+    for (int v = DFA_ATTN_CUDA_V_WGMMA3; v <= DFA_ATTN_CUDA_V_WGMMA3_E50; v++) {
+        if (!dfa_attn_cuda_variant_ok(v)) continue;
+        run_case(&CARRY_CASES[1], 64, v == DFA_ATTN_CUDA_V_WGMMA3_E25 ? DFA_ATTN_CUDA_F16 : DFA_ATTN_CUDA_BF16, v);
+        if (v <= DFA_ATTN_CUDA_V_WGMMA3_NOPP) run_case(&CARRY_CASES[0], 64, DFA_ATTN_CUDA_F16, v);
+    }
+}
+
 static void test_cache_helpers(void) {
     dfa_error err = {0};
     const int B = 2, N = 99, H = 5, D = 64;
@@ -430,6 +443,12 @@ static void test_bad_args(void) {
     m[1] = F;
     CHECK(dfa_attn_cuda_plan_build(&p, &bad, 2, m, w, 1, NULL, &err) == DFA_ERR_INVALID_ARG);
     m[1] = C;
+    /* variants 1-10 exist (0: the default); 11 and -1 do not, on any GPU */
+    CHECK(dfa_attn_cuda_plan_build(&p, &l, 2, m, w, 11, NULL, &err) == DFA_ERR_INVALID_ARG);
+    CHECK(dfa_attn_cuda_plan_build(&p, &l, 2, m, w, -1, NULL, &err) == DFA_ERR_INVALID_ARG);
+    CHECK(p == NULL);
+    CHECK(!dfa_attn_cuda_variant_ok(11) && !dfa_attn_cuda_variant_ok(-1));
+    CHECK(dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA3_CARRY) == dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA));
     CHECK(dfa_attn_cuda_plan_build(&p, &l, 2, m, w, 1, NULL, &err) == DFA_OK);
     int dummy;
     dfa_attn_cuda_args a = {DFA_ATTN_CUDA_BF16, 1, 128, &dummy, &dummy, &dummy, &dummy, NULL, NULL, 0.f, NULL};
@@ -549,6 +568,10 @@ int main(void) {
             run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3_CR);
             run_case(&CASES[3], 64, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA3_E25);
             run_case(&CASES[4], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3_E50);
+            /* variants 4/5/6 with 64-row items between larger ones (idle warpgroups walk stages) */
+            run_case(&CARRY_CASES[1], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3);
+            run_case(&CARRY_CASES[1], 64, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA3_NOPP);
+            run_case(&CARRY_CASES[1], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3_CR);
             /* variant 9: one item per CTA (36 items: no carry), 156 items (some CTAs carry once),
              * 320 items (2-3 per CTA) */
             run_case(&CASES[0], 128, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA_CARRY);
@@ -574,6 +597,7 @@ int main(void) {
     RUN(test_plan_set);
     RUN(test_v9);
     RUN(test_v10);
+    RUN(test_idle_wg);
     dfa_cuda_free(g_cu);
     return test_summary();
 }

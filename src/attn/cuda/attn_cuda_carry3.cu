@@ -9,16 +9,16 @@
  *     by an idle cw, or copied).
  * There is no turn ring here, so the warpgroups may decide differently. 3 Q buffers (24 KB
  * each, 200 KB of tiles).
- * Idle warpgroups (rows past the item's q_len) do not skip the item's K/V stages as in variant
- * 5 (where consumer 0 arrives on the "empty" barriers for them): they wait for each stage's
- * fill and release it themselves. With variant 5's stand-in rule, a warpgroup that skipped an
- * item can become active and wait on a stage whose previous fill (a TMA load of the skipped
- * item) has not landed yet; the parity wait then passes one phase early. The model of the
- * protocol (interleavings, TMA completions in any order) finds that for variant 5 too: a CTA
- * runs items X (<= 64 rows, >= 1 step) then Y (> 64 rows); warpgroup 1 skips X and, at Y's
- * first step, waits on a stage whose last fill was X's and is still in flight (a TMA issued
- * before Y's Q load, landing after it). Walking the stages costs the idle warpgroup only
- * barrier waits. */
+ * Idle warpgroups (rows past the item's q_len) do not skip the item's K/V stages as variant 5
+ * first did (consumer 0 arriving on the "empty" barriers for them): they wait for each stage's
+ * fill and release it themselves (acu_walk_stages, now in variants 4-8 too). With the stand-in
+ * rule, a warpgroup that skipped an item can become active and wait on a stage whose previous
+ * fill (a TMA load of the skipped item) has not landed yet; the parity wait then passes one
+ * phase early. The model of the protocol (interleavings, TMA completions in any order) finds
+ * that for variant 5 too: a CTA runs items X (<= 64 rows, >= 1 step) then Y (> 64 rows);
+ * warpgroup 1 skips X and, at Y's first step, waits on a stage whose last fill was X's and is
+ * still in flight (a TMA issued before Y's Q load, landing after it). Walking the stages costs
+ * the idle warpgroup only barrier waits. */
 #include "attn/cuda/attn_cuda_wgmma_dev.cuh"
 
 namespace {
@@ -256,13 +256,7 @@ __global__ void __launch_bounds__(THREADS, 1)
         const int n_steps = item_steps(it);
         const int n_act = item_act(it);
         if (cw >= n_act) { /* no rows here: walk the item's stages (header), release Q */
-            for (int step = 0; step < n_steps; step++) {
-                const int g = gstep + step, s = g % ST, ph = (g / ST) & 1;
-                mbar_wait(k_full(s), ph);
-                mbar_arrive(k_empty(s));
-                mbar_wait(v_full(s), ph);
-                mbar_arrive(v_empty(s));
-            }
+            acu_walk_stages<ST>(k_full(0), v_full(0), k_empty(0), v_empty(0), gstep, n_steps);
             q_par ^= 1 << qb;
             gstep += n_steps;
             mbar_arrive(q_empty(qb));

@@ -12,10 +12,11 @@
  *     rows each, the same wgmma / softmax / intra-warpgroup pipeline as variant 2.
  * Items come from the 192-row work list (dfa_acu_worklist_build_rows): up to 192 rows that share
  * their key ranges (so exact), but an ARROW head's visual tile is one item of <= 128 rows. An
- * item of q_len rows uses the first n_act = ceil(q_len / 64) consumers; the idle ones skip it
- * (they only keep their ring position and release the Q buffer), and consumer 0 arrives on the
- * K/V "empty" barriers for them (count 1 + idle warpgroups per thread), so the barriers keep
- * their fixed count of 384.
+ * item of q_len rows uses the first n_act = ceil(q_len / 64) consumers; the idle ones compute
+ * nothing but walk the item's K/V stages (wait for each fill, release it: acu_walk_stages) and
+ * release the Q buffer, so every consumer thread arrives once per stage fill for itself (the
+ * "empty" barriers' count of 384). Until session 3 consumer 0 arrived for the idle ones instead;
+ * a warpgroup that skipped an item could then pass a parity wait one phase early (docs/DESIGN.md).
  * Ping-pong (PP, variant 4; variant 5 without): the active consumers of an item take turns
  * issuing their GEMMs in a ring 0 -> 1 -> .. -> n_act-1 -> 0 (named barriers 4 + cw, 256
  * threads: one arrive of the passing warpgroup, one sync of the receiving one). Every pass to
@@ -220,13 +221,13 @@ __global__ void __launch_bounds__(THREADS, 1)
         }
         const int n_steps = item_steps(it);
         n_act = it.q_len > 128 ? 3 : it.q_len > 64 ? 2 : 1;
-        if (cw >= n_act) { /* no rows here: keep the ring positions, release Q */
+        if (cw >= n_act) { /* no rows here: walk the item's K/V stages (acu_walk_stages), release Q */
+            acu_walk_stages<ST>(k_full(0), v_full(0), k_empty(0), v_empty(0), gstep, n_steps);
             q_par ^= 1 << qb;
             gstep += n_steps;
             mbar_arrive(q_empty(qb));
             continue;
         }
-        const uint32_t rel = cw == 0 ? 1 + NC - n_act : 1; /* K/V releases, idle warpgroups' included */
         qbuf = sQ + qb * Q_BYTES;
 #pragma unroll
         for (int i = 0; i < D / 2; i++) o[i] = 0.f;
@@ -244,7 +245,7 @@ __global__ void __launch_bounds__(THREADS, 1)
             turn_pass();
             wg_wait<0>();
             reg_fence<BN / 2>(sc);
-            mbar_arrive_n(k_empty(s), rel);
+            mbar_arrive(k_empty(s));
             softmax(w.valid());
             rescale_pack();
         }
@@ -261,12 +262,12 @@ __global__ void __launch_bounds__(THREADS, 1)
             turn_pass();
             wg_wait<1>(); /* the QK^T group is done, P V may still run */
             reg_fence<BN / 2>(sc);
-            mbar_arrive_n(k_empty(s), rel);
+            mbar_arrive(k_empty(s));
             softmax(w.valid());
             wg_wait<0>();
             reg_fence<D / 2>(o);
             reg_fence_u<BN / 4>(&pa[0][0]);
-            mbar_arrive_n(v_empty(sp), rel);
+            mbar_arrive(v_empty(sp));
             rescale_pack();
         }
         {
@@ -279,7 +280,7 @@ __global__ void __launch_bounds__(THREADS, 1)
             wg_wait<0>();
             reg_fence<D / 2>(o);
             reg_fence_u<BN / 4>(&pa[0][0]);
-            mbar_arrive_n(v_empty(sp), rel);
+            mbar_arrive(v_empty(sp));
         }
         gstep += n_steps;
         /* epilogue (as variant 2): normalise, stage the warpgroup's 64 rows over its own Q rows,

@@ -230,13 +230,13 @@ __global__ void __launch_bounds__(THREADS, 1)
         }
         const int n_steps = item_steps(it);
         n_act = it.q_len > 128 ? 3 : it.q_len > 64 ? 2 : 1;
-        if (cw >= n_act) { /* no rows here: keep the ring positions, release Q */
+        if (cw >= n_act) { /* no rows here: walk the item's K/V stages (acu_walk_stages), release Q */
+            acu_walk_stages<ST>(k_full(0), v_full(0), k_empty(0), v_empty(0), gstep, n_steps);
             q_par ^= 1 << qb;
             gstep += n_steps;
             mbar_arrive(q_empty(qb));
             continue;
         }
-        const uint32_t rel = cw == 0 ? 1 + NC - n_act : 1; /* K/V releases, idle warpgroups' included */
         qbuf = sQ + qb * Q_BYTES;
 #pragma unroll
         for (int i = 0; i < D / 2; i++) o[i] = 0.f;
@@ -252,7 +252,7 @@ __global__ void __launch_bounds__(THREADS, 1)
             issue_qk(s);
             wg_wait<0>();
             reg_fence<BN / 2>(sc);
-            mbar_arrive_n(k_empty(s), rel);
+            mbar_arrive(k_empty(s));
             softmax(w.valid());
             pack();
             rescale_take(); /* no P V in flight; alpha is 0 or 1 here (o = 0) */
@@ -268,12 +268,12 @@ __global__ void __launch_bounds__(THREADS, 1)
             issue_pv(sp);
             wg_wait<1>(); /* the QK^T group is done, P V may still run */
             reg_fence<BN / 2>(sc);
-            mbar_arrive_n(k_empty(s), rel);
+            mbar_arrive(k_empty(s));
             softmax(w.valid());
             wg_wait<0>();
             reg_fence<D / 2>(o);
             reg_fence_u<BN / 4>(&pa[0][0]);
-            mbar_arrive_n(v_empty(sp), rel);
+            mbar_arrive(v_empty(sp));
             pack();
             rescale_take();
         }
@@ -285,7 +285,7 @@ __global__ void __launch_bounds__(THREADS, 1)
             wg_wait<0>();
             reg_fence<D / 2>(o);
             reg_fence_u<BN / 4>(&pa[0][0]);
-            mbar_arrive_n(v_empty(sp), rel);
+            mbar_arrive(v_empty(sp));
         }
         gstep += n_steps;
         /* epilogue (as variant 2): normalise, stage the warpgroup's 64 rows over its own Q rows,

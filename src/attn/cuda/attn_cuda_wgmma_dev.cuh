@@ -1,6 +1,6 @@
 /* attn_cuda_wgmma_dev.cuh - Hopper (sm_90a) pieces shared by the wgmma attention kernels
  * (attn_cuda_wgmma.cu: variants 2/3; attn_cuda_wgmma3.cu: variants 4/5 at D=64; attn_cuda_wgmma3e.cu:
- * variants 6-8 at D=64): wgmma wrappers,
+ * variants 6-8 at D=64; attn_cuda_carry.cu / attn_cuda_carry3.cu: variants 9/10): wgmma wrappers,
  * fences, mbarriers, TMA loads, the key-range walker, and the host's TMA tensor maps. Device
  * helpers are guarded so that the compute_90 PTX pass sees none of the sm_90a-only
  * instructions. */
@@ -80,10 +80,6 @@ __device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
 __device__ __forceinline__ void mbar_arrive(uint32_t bar) {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
-/* n arrivals at once (a warpgroup standing in for idle ones) */
-__device__ __forceinline__ void mbar_arrive_n(uint32_t bar, uint32_t n) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(n) : "memory");
-}
 __device__ __forceinline__ void mbar_wait(uint32_t bar, int parity) {
     uint32_t done = 0;
     while (!done) {
@@ -138,6 +134,28 @@ __device__ __forceinline__ float ex2_emu(float x) {
 __device__ __forceinline__ uint64_t desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
     return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)((lbo >> 4) & 0x3FFF) << 16) |
            ((uint64_t)((sbo >> 4) & 0x3FFF) << 32) | (1ULL << 62);
+}
+
+/* An idle consumer warpgroup's pass over an item it has no rows of (3-consumer kernels: variants
+ * 4-8 and 10): every thread waits for each of the item's K/V stage fills and releases the stage,
+ * as an active warpgroup does, global steps g0 .. g0 + n_steps - 1 of an ST-stage ring. kf, vf,
+ * ke, ve: stage 0's k_full, v_full, k_empty, v_empty barriers (stage s at + 8 s). Not skipping
+ * is the point: parity waits only tell phases apart mod 2, so every waiter must have waited on
+ * a stage's previous fill before it waits on the next one. A warpgroup that skipped an item (with
+ * another one arriving on "empty" in its stead) could, at its next item's first wait, see a
+ * stage whose fill of the skipped item is still in flight and pass one phase early
+ * (docs/DESIGN.md). Costs the idle warpgroup only barrier waits. */
+template <int ST>
+__device__ __forceinline__ void acu_walk_stages(uint32_t kf, uint32_t vf, uint32_t ke, uint32_t ve, int g0,
+                                                int n_steps) {
+    for (int g = g0; g < g0 + n_steps; g++) {
+        const uint32_t s8 = 8 * (g % ST);
+        const int ph = (g / ST) & 1;
+        mbar_wait(kf + s8, ph);
+        mbar_arrive(ke + s8);
+        mbar_wait(vf + s8, ph);
+        mbar_arrive(ve + s8);
+    }
 }
 
 /* Walks an item's key ranges in steps of BN keys. */
