@@ -1,7 +1,7 @@
 #!/bin/sh
 # On a lent GPU machine (repo root, .devdeps carried): build everything and run the GPU tests
 # (ctest label gpu; 4 at once: their time is mostly the CPU references, DFA_GPU_TEST_JOBS to change)
-# and the CPU tests; logs under $OUT.
+# logs under $OUT.
 set -u
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 eval "$(sh scripts/device-deps.sh env)"
