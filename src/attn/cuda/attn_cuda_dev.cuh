@@ -86,6 +86,19 @@ __device__ __forceinline__ int acu_tile_off(int row, int chunk) {
     return (chunk >> 3) * ACU_BM * 64 + row * 64 + (((chunk & 7) ^ (row & 7)) << 3);
 }
 
+/* v (8 packed values) += the 8 values at src (16-byte aligned): the ARROW_RS residual add */
+template <typename T>
+__device__ __forceinline__ void acu_add8(uint4 &v, const T *src) {
+    uint4 rv = *reinterpret_cast<const uint4 *>(src);
+    uint32_t *pv = reinterpret_cast<uint32_t *>(&v);
+    const uint32_t *pr = reinterpret_cast<const uint32_t *>(&rv);
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        float2 x = acu_pack<T>::unpack(pv[j]), y = acu_pack<T>::unpack(pr[j]);
+        pv[j] = acu_pack<T>::two(x.x + y.x, x.y + y.y);
+    }
+}
+
 /* Epilogue: rows [r0, min(r1, q_len)) of the output tile (bf16/f16 in shared memory, D columns)
  * to global memory with 16-byte stores, adding the residual for ARROW_RS items. d <= D: the head
  * dim of the tensors; only its columns are stored. */
@@ -102,16 +115,7 @@ __device__ __forceinline__ void acu_store_tile(const acu_params &p, const acu_it
         int r = r0 + i / cpr, c = i % cpr;
         if (c >= d / 8) continue;
         uint4 v = *reinterpret_cast<const uint4 *>(s_o + acu_tile_off<D, LAYOUT>(r, c));
-        if (res) {
-            uint4 rv = *reinterpret_cast<const uint4 *>(res + (size_t)r * tok + c * 8);
-            uint32_t *pv = reinterpret_cast<uint32_t *>(&v);
-            const uint32_t *pr = reinterpret_cast<const uint32_t *>(&rv);
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                float2 x = acu_pack<T>::unpack(pv[j]), y = acu_pack<T>::unpack(pr[j]);
-                pv[j] = acu_pack<T>::two(x.x + y.x, x.y + y.y);
-            }
-        }
+        if (res) acu_add8<T>(v, res + (size_t)r * tok + c * 8);
         *reinterpret_cast<uint4 *>(dst + (size_t)r * tok + c * 8) = v;
     }
 }

@@ -108,16 +108,7 @@ __device__ __forceinline__ void store_tile_rt(const acu_params &p, const acu_ite
     for (int i = tid; i < it.q_len * cpr; i += THREADS) {
         int r = i / cpr, c = i % cpr;
         uint4 v = *reinterpret_cast<const uint4 *>(s_o + mma_tile<DP>::off(r, c));
-        if (res) {
-            uint4 rv = *reinterpret_cast<const uint4 *>(res + (size_t)r * tok + c * 8);
-            uint32_t *pv = reinterpret_cast<uint32_t *>(&v);
-            const uint32_t *pr = reinterpret_cast<const uint32_t *>(&rv);
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                float2 x = acu_pack<T>::unpack(pv[j]), y = acu_pack<T>::unpack(pr[j]);
-                pv[j] = acu_pack<T>::two(x.x + y.x, x.y + y.y);
-            }
-        }
+        if (res) acu_add8<T>(v, res + (size_t)r * tok + c * 8);
         *reinterpret_cast<uint4 *>(dst + (size_t)r * tok + c * 8) = v;
     }
 }

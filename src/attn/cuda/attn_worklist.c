@@ -262,20 +262,10 @@ dfa_status dfa_acu_worklist_build_rings(dfa_acu_worklist *wl, const dfa_attn_lay
                     n_r += vis_range(layout, t.n_vis_tiles, qi + lo + 1, qi + hi, ranges + nr + n_r);
                 }
                 if (n_r == 0) continue; /* no keys: the combine skips this segment for the tile */
-                int64_t keys = 0;
-                for (int i = 0; i < n_r; i++) keys += ranges[nr + i].k1 - ranges[nr + i].k0;
+                const int n0 = ni; /* the items of a computed head, then their output slot */
+                ni = add_items(items, ni, wl, h, DFA_ATTN_FULL, qs, ql, r_off, n_r, ranges, DFA_ACU_BM);
+                for (int i = n0; i < ni; i++) items[i].it.flags = s << DFA_ACU_ITEM_SLOT_SHIFT;
                 nr += n_r;
-                for (int c = 0; c < ql; c += DFA_ACU_BM) {
-                    host_item *hp = &items[ni++];
-                    hp->it.head = h;
-                    hp->it.q0 = qs + c;
-                    hp->it.q_len = ql - c < DFA_ACU_BM ? ql - c : DFA_ACU_BM;
-                    hp->it.r_off = r_off;
-                    hp->it.n_r = n_r;
-                    hp->it.flags = s << DFA_ACU_ITEM_SLOT_SHIFT;
-                    hp->cost = keys;
-                    wl->info.computed_entries += (int64_t)DFA_ACU_BM * keys;
-                }
             }
         }
     }

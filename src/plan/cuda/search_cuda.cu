@@ -37,6 +37,14 @@ __device__ double block_sum(double v, double *sh) {
 }
 
 // One block per (row, head): mean of ref, then sum (approx - ref)^2 and sum (ref - mean)^2.
+/* RSE = sum of squared errors / sum of squared deviations; NaN anywhere or a zero reference
+ * variance with a nonzero error: INFINITY (the candidate is never chosen), 0/0: 0 */
+__device__ __forceinline__ double rse_ratio(double num, double den) {
+    if (isnan(num) || isnan(den)) return INFINITY;
+    if (den == 0) return num == 0 ? 0.0 : INFINITY;
+    return num / den;
+}
+
 __global__ void rse_kernel(int tokens, int heads, int D, const __nv_bfloat16 *ref, const __nv_bfloat16 *approx,
                            double *out) {
     __shared__ double sh[32];
@@ -57,13 +65,7 @@ __global__ void rse_kernel(int tokens, int heads, int D, const __nv_bfloat16 *re
     }
     num = block_sum(num, sh);
     den = block_sum(den, sh);
-    if (threadIdx.x == 0) {
-        double v;
-        if (isnan(num) || isnan(den)) v = INFINITY;
-        else if (den == 0) v = num == 0 ? 0.0 : INFINITY;
-        else v = num / den;
-        out[blockIdx.x] = v;
-    }
+    if (threadIdx.x == 0) out[blockIdx.x] = rse_ratio(num, den);
 }
 
 __global__ void mrae_kernel(const __nv_bfloat16 *ref, const __nv_bfloat16 *approx, size_t n, double eps,
@@ -204,13 +206,7 @@ __global__ void rse_final_kernel(int nch, int RH, const double *part, double *ou
         num += __shfl_down_sync(0xffffffffu, num, o);
         den += __shfl_down_sync(0xffffffffu, den, o);
     }
-    if (threadIdx.x == 0) {
-        double v;
-        if (isnan(num) || isnan(den)) v = INFINITY;
-        else if (den == 0) v = num == 0 ? 0.0 : INFINITY;
-        else v = num / den;
-        out[blockIdx.x] = v;
-    }
+    if (threadIdx.x == 0) out[blockIdx.x] = rse_ratio(num, den);
 }
 
 // ---- compose (dfa_search_cuda_compose): one block per token row, up to 64 heads per launch ----
