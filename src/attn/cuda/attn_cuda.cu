@@ -47,11 +47,13 @@ static dfa_status plan_upload(dfa_attn_cuda_plan **out, dfa_acu_worklist *wlp, d
                               dfa_error *err);
 
 static dfa_status resolve_variant(int *variant, dfa_error *err) {
-    /* default on sm_90: variant 2 (D 64..128; other head dims go to variant 1 at run time);
-     * variant 1 elsewhere. Variants 4-10 are not the default (not measured since the idle-warpgroup
-     * protocol fix, docs/DESIGN.md; 9/10 never run on a GPU). */
+    /* default on sm_90: variant 5 (D=64 on the 3-consumer kernel, 72..128 as variant 2; other
+     * head dims go to variant 1 at run time); variant 1 elsewhere. Measured on an H100 after the
+     * idle-warpgroup protocol fix (bench/RESULTS.md, session 4): v5 is 2-5 % faster than v2 at D=64
+     * dense and mixed, within noise on arrow plans; variants 6-10 were slower than their bases. */
     if (*variant == DFA_ATTN_CUDA_V_DEFAULT)
-        *variant = dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA) ? DFA_ATTN_CUDA_V_WGMMA : DFA_ATTN_CUDA_V_MMA;
+        *variant = dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA3_NOPP) ? DFA_ATTN_CUDA_V_WGMMA3_NOPP
+                                                                         : DFA_ATTN_CUDA_V_MMA;
     if (!variant_known(*variant))
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1 to 10)", *variant);
     return DFA_OK;

@@ -65,7 +65,7 @@ enum {
                                         work items (no fill/drain per item), D 64..128 */
     DFA_ATTN_CUDA_V_WGMMA3_CARRY = 10, /* D=64: variant 5 with the pipeline carried across items;
                                           other D as variant 9 */
-    DFA_ATTN_CUDA_V_DEFAULT = 0      /* variant 2 on sm_90, else 1 */
+    DFA_ATTN_CUDA_V_DEFAULT = 0      /* variant 5 on sm_90, else 1 */
 };
 
 typedef struct dfa_attn_cuda_plan dfa_attn_cuda_plan;
