@@ -3,6 +3,7 @@
 
 #include <cublasLt.h>
 #include <cuda_bf16.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -141,6 +142,31 @@ extern "C" void dfa_cuops_free(dfa_cuops *ops) {
     free(ops);
 }
 
+/* The common tail of both GEMMs: pick (or reuse) the algorithm for `key`, run the timed
+ * cublasLtMatmul C = alpha op(a) op(b) + beta C with cuBLAS's a = la, b = lb, C = lc, then destroy
+ * the descriptors (always, also after an earlier failure: s is the status so far). */
+static dfa_status lt_matmul_finish(dfa_cuops *ops, dfa_status s, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la,
+                                   cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t lc, const uint32_t *al,
+                                   const long long *key, float alpha, const void *a, const void *b, float beta, void *c,
+                                   const char *what, dfa_error *err) {
+    cublasLtMatmulAlgo_t algo;
+    if (s == DFA_OK) s = pick_algo(ops, desc, la, lb, lc, al[0], al[1], al[2], key, &algo, err);
+    s = gemm_timer_begin(ops, s, err);
+    if (s == DFA_OK) {
+        const cublasStatus_t st = cublasLtMatmul(ops->lt, desc, &alpha, a, la, b, lb, &beta, c, lc, c, lc, &algo,
+                                                 ops->workspace, WORKSPACE_BYTES, ops->stream);
+        if (st != CUBLAS_STATUS_SUCCESS)
+            s = dfa_error_set(err, DFA_ERR_CUDA, __FILE__, __LINE__, "cublasLtMatmul failed: cublas status %d (%s)",
+                              (int)st, what);
+    }
+    s = gemm_timer_end(ops, s, err);
+    if (lc) cublasLtMatrixLayoutDestroy(lc);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (desc) cublasLtMatmulDescDestroy(desc);
+    return s;
+}
+
 /* Row-major y[M,N] = x[M,K] W[N,K]^T is column-major y'(N x M) = W'(K x N)^T x'(K x M). */
 static dfa_status linear_impl(dfa_cuops *ops, const uint16_t *x, int M, int K, const uint16_t *W,
                               const uint16_t *bias, int N, int accumulate, uint16_t *y, dfa_error *err) {
@@ -150,7 +176,6 @@ static dfa_status linear_impl(dfa_cuops *ops, const uint16_t *x, int M, int K, c
     cublasStatus_t st;
     cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
     cublasLtEpilogue_t epi = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
-    size_t ws = WORKSPACE_BYTES;
     float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
 #define STEP(call)                                                                                       \
     do {                                                                                                 \
@@ -166,21 +191,13 @@ static dfa_status linear_impl(dfa_cuops *ops, const uint16_t *x, int M, int K, c
     STEP(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, K, N, K));
     STEP(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, K, M, K));
     STEP(cublasLtMatrixLayoutCreate(&lc, CUDA_R_16BF, N, M, N));
-    const uint32_t al_w = align_of(W, 0), al_x = align_of(x, 0), al_y = align_of(y, 0);
-    const long long key[ALGO_KEY] = {0, M, N, K, bias != NULL, accumulate, al_w, al_x, al_y,
-                                     bias ? (long long)align_of(bias, 0) : 0};
-    cublasLtMatmulAlgo_t algo;
-    if (s == DFA_OK) s = pick_algo(ops, desc, la, lb, lc, al_w, al_x, al_y, key, &algo, err);
-    s = gemm_timer_begin(ops, s, err);
-    STEP(cublasLtMatmul(ops->lt, desc, &alpha, W, la, x, lb, &beta, y, lc, y, lc, &algo, ops->workspace, ws,
-                        ops->stream));
-    s = gemm_timer_end(ops, s, err);
 #undef STEP
-    if (lc) cublasLtMatrixLayoutDestroy(lc);
-    if (lb) cublasLtMatrixLayoutDestroy(lb);
-    if (la) cublasLtMatrixLayoutDestroy(la);
-    if (desc) cublasLtMatmulDescDestroy(desc);
-    return s;
+    const uint32_t al[3] = {align_of(W, 0), align_of(x, 0), align_of(y, 0)};
+    const long long key[ALGO_KEY] = {0, M, N, K, bias != NULL, accumulate, al[0], al[1], al[2],
+                                     bias ? (long long)align_of(bias, 0) : 0};
+    char what[96];
+    snprintf(what, sizeof what, "linear M=%d N=%d K=%d", M, N, K);
+    return lt_matmul_finish(ops, s, desc, la, lb, lc, al, key, alpha, W, x, beta, y, what, err);
 }
 
 extern "C" dfa_status dfa_cuops_linear(dfa_cuops *ops, const uint16_t *x, int M, int K, const uint16_t *W,
@@ -462,7 +479,6 @@ extern "C" dfa_status dfa_cuops_gemm_batched(dfa_cuops *ops, int trans_b, int M,
     dfa_status s = DFA_OK;
     cublasStatus_t st;
     cublasOperation_t opA = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, opN = CUBLAS_OP_N;
-    size_t ws = WORKSPACE_BYTES;
     float beta = 0.0f;
     int32_t bc = batch;
     int64_t sa = sB, sb = sA, sc = sC; /* cuBLAS's A is our B */
@@ -489,21 +505,13 @@ extern "C" dfa_status dfa_cuops_gemm_batched(dfa_cuops *ops, int trans_b, int M,
     STEP(cublasLtMatrixLayoutSetAttribute(la, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sa, sizeof sa));
     STEP(cublasLtMatrixLayoutSetAttribute(lb, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sb, sizeof sb));
     STEP(cublasLtMatrixLayoutSetAttribute(lc, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sc, sizeof sc));
-    const size_t ce = c_f32 ? 4 : 2;
-    const uint32_t al_a = align_of(B, sB * 2), al_b = align_of(A, sA * 2), al_c = align_of(C, sC * (long long)ce);
-    const long long key[ALGO_KEY] = {1, M, N, K, trans_b, lda, ldb, ldc, c_f32, batch, sA, sB, sC, al_a, al_b, al_c};
-    cublasLtMatmulAlgo_t algo;
-    if (s == DFA_OK) s = pick_algo(ops, desc, la, lb, lc, al_a, al_b, al_c, key, &algo, err);
-    s = gemm_timer_begin(ops, s, err);
-    STEP(cublasLtMatmul(ops->lt, desc, &alpha, B, la, A, lb, &beta, C, lc, C, lc, &algo, ops->workspace, ws,
-                        ops->stream));
-    s = gemm_timer_end(ops, s, err);
 #undef STEP
-    if (lc) cublasLtMatrixLayoutDestroy(lc);
-    if (lb) cublasLtMatrixLayoutDestroy(lb);
-    if (la) cublasLtMatrixLayoutDestroy(la);
-    if (desc) cublasLtMatmulDescDestroy(desc);
-    return s;
+    const size_t ce = c_f32 ? 4 : 2;
+    const uint32_t al[3] = {align_of(B, sB * 2), align_of(A, sA * 2), align_of(C, sC * (long long)ce)};
+    const long long key[ALGO_KEY] = {1, M, N, K, trans_b, lda, ldb, ldc, c_f32, batch, sA, sB, sC, al[0], al[1], al[2]};
+    char what[96];
+    snprintf(what, sizeof what, "batched M=%d N=%d K=%d x %d", M, N, K, batch);
+    return lt_matmul_finish(ops, s, desc, la, lb, lc, al, key, alpha, B, A, beta, C, what, err);
 }
 
 /* one warp per row: max, sum of exp, normalised bf16 out */
