@@ -1,4 +1,4 @@
-/* attn_cuda_wgmma3.cu - variants 4 and 5 at head dim 64: the variant-2 design (attn_cuda_wgmma.cu)
+/* attn_cuda_wgmma3.cu - variant 5 at head dim 64: the variant-2 design (attn_cuda_wgmma.cu)
  * with 3 consumer warpgroups, 192 query rows per CTA (FlashAttention-3's choice for hdim 64).
  *
  * Why: at D=64 one 128-key step has as many ex2 (MUFU, 16/clk/SM) as tensor-core cycles, so with
@@ -17,12 +17,8 @@
  * release the Q buffer, so every consumer thread arrives once per stage fill for itself (the
  * "empty" barriers' count of 384). Until session 3 consumer 0 arrived for the idle ones instead;
  * a warpgroup that skipped an item could then pass a parity wait one phase early (docs/DESIGN.md).
- * Ping-pong (PP, variant 4; variant 5 without): the active consumers of an item take turns
- * issuing their GEMMs in a ring 0 -> 1 -> .. -> n_act-1 -> 0 (named barriers 4 + cw, 256
- * threads: one arrive of the passing warpgroup, one sync of the receiving one). Every pass to
- * consumer c > 0 is taken in the same round; the last consumer's pass to consumer 0 is taken at
- * consumer 0's next turn (of this item or of the next item with n_act > 1), or after the loop,
- * so that no barrier ever holds two arrivals. Epilogue barriers: 1 + cw (128 threads). */
+ * No ping-pong between the consumers (variant 4 had a turn ring; speed-up over variant 2 at D=64
+ * 0.88-1.10x against this one's 0.98-1.11x, session 4; removed). Epilogue barriers: 1 + cw. */
 #include "attn/cuda/attn_cuda_wgmma_dev.cuh"
 
 namespace {
@@ -40,7 +36,7 @@ static_assert(BM == DFA_ACU_BM3, "items of the 192-row list fill one CTA");
 static_assert(Q_BYTES % 1024 == 0 && KV_BYTES % 1024 == 0, "128-byte swizzle needs 1 KB aligned tiles");
 static_assert(8 * (6 + 4 * ST) + 2 * 4 <= 256, "barriers and slots fit");
 
-template <bool PP, typename T>
+template <typename T>
 __global__ void __launch_bounds__(THREADS, 1)
     attn_wgmma3_kernel(const __grid_constant__ acu_params p, const __grid_constant__ CUtensorMap tq,
                        const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv) {
@@ -193,20 +189,6 @@ __global__ void __launch_bounds__(THREADS, 1)
             pa[kk][3] = acu_pack<T>::two(sc[8 * kk + 6], sc[8 * kk + 7]);
         }
     };
-    /* the turn ring (header comment); n_act: active consumers of the current item */
-    int n_act = NC;
-    bool pending = false; /* consumer 0: the last consumer's pass to it is not taken yet */
-    auto turn_wait = [&]() {
-        if (!PP || n_act == 1) return;
-        if (cw > 0 || pending) asm volatile("bar.sync %0, 256;\n" ::"r"(4 + cw) : "memory");
-        pending = false;
-    };
-    auto turn_pass = [&]() {
-        if (!PP || n_act == 1) return;
-        const int next = cw + 1 < n_act ? cw + 1 : 0;
-        asm volatile("bar.arrive %0, 256;\n" ::"r"(4 + next) : "memory");
-        if (cw == 0) pending = true;
-    };
     int gstep = 0, q_par = 0; /* bit q: parity of Q buffer q's next fill */
     for (int t = 0;; t++) {
         const int qb = t & 1;
@@ -220,7 +202,7 @@ __global__ void __launch_bounds__(THREADS, 1)
             continue;
         }
         const int n_steps = item_steps(it);
-        n_act = it.q_len > 128 ? 3 : it.q_len > 64 ? 2 : 1;
+        const int n_act = it.q_len > 128 ? 3 : it.q_len > 64 ? 2 : 1; /* consumers with rows */
         if (cw >= n_act) { /* no rows here: walk the item's K/V stages (acu_walk_stages), release Q */
             acu_walk_stages<ST>(k_full(0), v_full(0), k_empty(0), v_empty(0), gstep, n_steps);
             q_par ^= 1 << qb;
@@ -240,9 +222,7 @@ __global__ void __launch_bounds__(THREADS, 1)
         {
             const int s = gstep % ST, ph = (gstep / ST) & 1;
             mbar_wait(k_full(s), ph);
-            turn_wait();
             issue_qk(s);
-            turn_pass();
             wg_wait<0>();
             reg_fence<BN / 2>(sc);
             mbar_arrive(k_empty(s));
@@ -256,10 +236,8 @@ __global__ void __launch_bounds__(THREADS, 1)
             const int sp = (g - 1) % ST, php = ((g - 1) / ST) & 1;
             mbar_wait(k_full(s), ph);
             mbar_wait(v_full(sp), php);
-            turn_wait();
             issue_qk(s);
             issue_pv(sp);
-            turn_pass();
             wg_wait<1>(); /* the QK^T group is done, P V may still run */
             reg_fence<BN / 2>(sc);
             mbar_arrive(k_empty(s));
@@ -274,9 +252,7 @@ __global__ void __launch_bounds__(THREADS, 1)
             const int g = gstep + n_steps - 1;
             const int sp = g % ST, php = (g / ST) & 1;
             mbar_wait(v_full(sp), php);
-            turn_wait();
             issue_pv(sp);
-            turn_pass();
             wg_wait<0>();
             reg_fence<D / 2>(o);
             reg_fence_u<BN / 4>(&pa[0][0]);
@@ -310,11 +286,10 @@ __global__ void __launch_bounds__(THREADS, 1)
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         mbar_arrive(q_empty(qb));
     }
-    if (PP && cw == 0 && pending) asm volatile("bar.sync 4, 256;\n" ::: "memory");
 #endif
 }
 
-template <bool PP, typename T>
+template <typename T>
 cudaError_t launch(const acu_params &p, int dtype, cudaStream_t st) {
     encode_fn enc;
     cudaError_t e = get_encode(&enc);
@@ -324,22 +299,21 @@ cudaError_t launch(const acu_params &p, int dtype, cudaStream_t st) {
     if ((e = make_map(enc, &mq, p.q, dtype, rows, p.n_heads, D, BM)) != cudaSuccess) return e;
     if ((e = make_map(enc, &mk, p.k, dtype, rows, p.n_heads, D, BN)) != cudaSuccess) return e;
     if ((e = make_map(enc, &mv, p.v, dtype, rows, p.n_heads, D, BN)) != cudaSuccess) return e;
-    e = cudaFuncSetAttribute(attn_wgmma3_kernel<PP, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM);
+    e = cudaFuncSetAttribute(attn_wgmma3_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM);
     if (e != cudaSuccess) return e;
     int dev = 0, sms = 0;
     if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
     if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
     const int total = p.n_items * p.batch;
     const int grid = sms < total ? sms : total;
-    attn_wgmma3_kernel<PP, T><<<grid, THREADS, SMEM, st>>>(p, mq, mk, mv);
+    attn_wgmma3_kernel<T><<<grid, THREADS, SMEM, st>>>(p, mq, mk, mv);
     return cudaGetLastError();
 }
 
 } // namespace
 
 /* head_dim 64 only; p's items come from the 192-row work list */
-cudaError_t acu_launch_wgmma3(const acu_params &p, int dtype, bool pingpong, cudaStream_t st) {
-    if (dtype == DFA_ATTN_CUDA_BF16)
-        return pingpong ? launch<true, __nv_bfloat16>(p, dtype, st) : launch<false, __nv_bfloat16>(p, dtype, st);
-    return pingpong ? launch<true, __half>(p, dtype, st) : launch<false, __half>(p, dtype, st);
+cudaError_t acu_launch_wgmma3(const acu_params &p, int dtype, cudaStream_t st) {
+    if (dtype == DFA_ATTN_CUDA_BF16) return launch<__nv_bfloat16>(p, dtype, st);
+    return launch<__half>(p, dtype, st);
 }
