@@ -1,7 +1,7 @@
 /* attn_cuda.cu - plans (work lists from attn_worklist.c, uploaded), the run entry point, and
  * the small per-head cache kernels. The attention kernels live in attn_cuda_mma.cu (variant 1),
- * attn_cuda_wgmma.cu (variants 2, 3; 5 at D other than 64) and attn_cuda_wgmma3.cu (variant 5
- * at D=64); the ring combine in attn_cuda_ring.cu. */
+ * attn_cuda_wgmma.cu (variants 2, 3 and 5: 2 consumer warpgroups, or 3 for variant 5 at D=64);
+ * the ring combine in attn_cuda_ring.cu. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <math.h>
@@ -35,8 +35,8 @@ static int is_wgmma3(int variant) {
 
 /* variants this build knows: 1, 2, 3, 5 */
 static int variant_known(int variant) {
-    return variant == DFA_ATTN_CUDA_V_MMA || variant == DFA_ATTN_CUDA_V_WGMMA || variant == DFA_ATTN_CUDA_V_WGMMA_GRID ||
-           variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP;
+    return variant == DFA_ATTN_CUDA_V_MMA || variant == DFA_ATTN_CUDA_V_WGMMA ||
+           variant == DFA_ATTN_CUDA_V_WGMMA_GRID || variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP;
 }
 
 /* variants measured slower than their bases and removed (session 4): 4 and 6 to 10 */
@@ -346,10 +346,8 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
         prm.n_items = p->n_items3;
     }
     cudaError_t e;
-    if (wgmma3)
-        e = acu_launch_wgmma3(prm, a->dtype, st);
-    else if (wgmma) /* persistent except variant 3 */
-        e = acu_launch_wgmma(prm, a->head_dim, a->dtype, p->variant != DFA_ATTN_CUDA_V_WGMMA_GRID, st);
+    if (wgmma) /* 3 consumers for variant 5 at D=64; persistent except variant 3 */
+        e = acu_launch_wgmma(prm, wgmma3 ? 3 : 2, a->head_dim, a->dtype, p->variant != DFA_ATTN_CUDA_V_WGMMA_GRID, st);
     else
         e = acu_launch_mma(prm, a->head_dim, a->dtype, st);
     if (e != cudaSuccess)
@@ -394,7 +392,7 @@ extern "C" dfa_status dfa_attn_cuda_ring_run(const dfa_attn_cuda_plan *p, const 
     prm.lse = (float *)((char *)scratch + ring_seg_bytes(p, a->batch, a->head_dim));
     cudaStream_t st = (cudaStream_t)a->stream;
     DFA_CUDA_TRY(err, cudaMemsetAsync(p->d_counter, 0, sizeof(int), st));
-    cudaError_t e = acu_launch_wgmma(prm, a->head_dim, a->dtype, true, st);
+    cudaError_t e = acu_launch_wgmma(prm, 2, a->head_dim, a->dtype, true, st);
     if (e != cudaSuccess)
         DFA_FAIL(err, DFA_ERR_CUDA, "attn_cuda ring run: launch (D=%d, %d items x B=%d) failed: %s", a->head_dim,
                  p->n_items, a->batch, cudaGetErrorString(e));

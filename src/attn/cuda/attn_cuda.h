@@ -18,7 +18,7 @@
  * exact kernels, others on kernels zero-padded to 32/64/80/128/256 columns); variants 2 and 3
  * (wgmma) run D = 64 and 128, and 72..120 on the D=128 kernel (TMA zero-fills the columns past
  * D); a plan built for them runs any other D on variant 1's kernel. Variant 5 runs D = 64 on
- * a kernel with 3 consumer warpgroups (192-row items) and every other D as variant 2.
+ * the same kernel with 3 consumer warpgroups (192-row items) and every other D as variant 2.
  *
  * The work list (for each head and query tile: the key ranges it visits, CACHE heads as copy
  * items) is built on the host once per plan entry by dfa_attn_cuda_plan_build(), uploaded to

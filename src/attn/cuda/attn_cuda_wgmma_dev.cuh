@@ -1,6 +1,6 @@
 /* attn_cuda_wgmma_dev.cuh - Hopper (sm_90a) pieces shared by the wgmma attention kernels
- * (attn_cuda_wgmma.cu: variants 2/3; attn_cuda_wgmma3.cu: variant 5 at D=64): wgmma wrappers,
- * fences, mbarriers, TMA loads, the key-range walker, and the host's TMA tensor maps. Device
+ * (attn_cuda_wgmma.cu: variants 2, 3 and 5): wgmma wrappers, fences, mbarriers, TMA loads, the
+ * key-range walker, and the host's TMA tensor maps. Device
  * helpers are guarded so that the compute_90 PTX pass sees none of the sm_90a-only
  * instructions. */
 #ifndef DFA_ATTN_CUDA_WGMMA_DEV_CUH
