@@ -333,12 +333,16 @@ static void test_gain(void) {
 /* Many items per persistent CTA (270-410: 2-3 per CTA on an H100/H200, 132 SMs): short arrow items
  * (1-7 key steps) next to FULL rows, copies between them, ARROW_RS; 128-row tiles and the 64-row
  * block. On variant 5's 192-row list they mix items of 192 (FULL), 128, 77 (text) and, with the
- * 64-row block, 64 rows: warpgroups go idle and active again between items. */
+ * 64-row block, 64 rows: warpgroups go idle and active again between items. The 192-row block
+ * gives variant 2's list a 128-row and a 64-row item per tile (one consumer idle on every
+ * second item; 400 items), variant 5's one 192-row item per tile. */
 static const tcase MIXED_CASES[] = {
     {"mixed items: short", {2000, 77, 1, 128, DFA_BAND_ARROW}, 3, 8, {A, A, RS, C, A, F, A, RS}, {0, 1, 0, 0, 2, 0, 0, 1}},
     {"mixed items: text-last, block 64", {1200, 45, 0, 64, DFA_BAND_ARROW}, 2, 8, {A, C, RS, A, C, A, F, A},
      {0, 0, 1, 3, 0, 1, 0, 0}},
     {"mixed items: plain, no text", {2100, 0, 1, 128, PL}, 2, 8, {A, A, C, RS, A, C, A, A}, {0, 1, 0, 0, 2, 0, 0, 3}},
+    {"mixed items: block 192", {2304, 77, 1, 192, DFA_BAND_ARROW}, 2, 8, {F, A, RS, A, C, F, A, A},
+     {0, 0, 1, 2, 0, 0, 1, 3}},
 };
 
 /* variant 5 after the idle-warpgroup protocol fix (idle warpgroups wait for and release the
@@ -353,8 +357,10 @@ static void test_idle_wg(void) {
         for (int dt = 0; dt < 2; dt++) run_case(&MIXED_CASES[c], 64, dt, v);
 }
 
-/* the same cases on variant 2's kernel (2-3 items per persistent CTA; with the 64-row block,
- * 64-row items between 128-row ones), D = 128, 64 and the padded 72 */
+/* the same cases on variant 2's kernel (2-3 items per persistent CTA; items of <= 64 rows run on
+ * one consumer while the other walks the stages and takes no ping-pong turns: block 64 (all
+ * visual items 64 rows), block 192 (64-row items between 128-row ones), and the short last tiles
+ * of the other cases), D = 128, 64 and the padded 72 */
 static void test_mixed_v2(void) {
     const int v = DFA_ATTN_CUDA_V_WGMMA;
     if (!dfa_attn_cuda_variant_ok(v)) return;
@@ -363,7 +369,10 @@ static void test_mixed_v2(void) {
         run_case(&MIXED_CASES[c], 64, DFA_ATTN_CUDA_F16, v);
     }
     run_case(&MIXED_CASES[1], 64, DFA_ATTN_CUDA_BF16, v);
+    run_case(&MIXED_CASES[3], 64, DFA_ATTN_CUDA_BF16, v);
     run_case(&MIXED_CASES[0], 72, DFA_ATTN_CUDA_BF16, v);
+    run_case(&MIXED_CASES[3], 72, DFA_ATTN_CUDA_F16, v);
+    run_case(&MIXED_CASES[3], 128, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA_GRID); /* one CTA per item */
 }
 
 static void test_cache_helpers(void) {
@@ -545,6 +554,9 @@ int main(void) {
             run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA);
             run_case(&CASES[1], 128, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA);
             run_case(&CASES[0], 72, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA); /* padded to 128 */
+            /* 2 consumers, 64-row items (one idle consumer) between 128-row ones */
+            run_case(&MIXED_CASES[3], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA);
+            run_case(&MIXED_CASES[1], 128, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA);
             /* 3 consumers: items of 192, 128 and 64 rows in one persistent CTA */
             run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3_NOPP);
             run_case(&CASES[3], 64, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA3_NOPP);

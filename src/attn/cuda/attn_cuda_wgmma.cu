@@ -12,23 +12,24 @@
  *     masked to -inf), O += P V with wgmma (P from registers, V N-major from shared memory),
  *     then release the stage to the producer.
  * Keys of a step past its range's end are real data of other tiles (or zero-filled past the
- * tensor): their scores are masked, so they contribute exactly 0. Query rows past the item's
- * q_len are computed and not stored.
+ * tensor): their scores are masked, so they contribute exactly 0. An item of q_len rows runs on the
+ * first n_act = ceil(q_len / 64) consumers (rows of theirs past q_len are computed and not stored);
+ * the idle ones compute nothing but walk the item's K/V stages (wait for each fill, release it:
+ * acu_walk_stages) and release the Q buffer, so every consumer thread arrives once per stage fill
+ * for itself (the "empty" barriers' count of 128 * NC). Until session 3 consumer 0 arrived for the
+ * idle ones instead; a warpgroup that skipped an item could then pass a parity wait one phase early
+ * (docs/DESIGN.md).
  *
  * NC = 2 (variants 2/3; ring plans, which also store each row's log-sum-exp): setmaxnreg 40 /
- * 232; the two consumers take turns issuing their GEMMs (ping-pong, named barriers 3 and 4).
+ * 232; the two consumers take turns issuing their GEMMs (ping-pong, named barriers 3 and 4;
+ * items of <= 64 rows take no turns, struct pingpong).
  * NC = 3 (variant 5, D=64 only): why: at D=64 one 128-key step has as many ex2 (MUFU, 16/clk/SM)
  * as tensor-core cycles, so with 2 consumers the softmax is not hidden (Nsight: tensor pipe 45 %,
  * issue-bound); a third consumer gives each warpgroup's softmax two others' GEMMs to hide under.
  * setmaxnreg 32 / 160 (128*32 + 384*160 = 65536 registers); no ping-pong (variant 4 had a turn
  * ring for 3 consumers: slower, removed in session 4). Items come from the 192-row work list
  * (dfa_acu_worklist_build_rows): up to 192 rows that share their key ranges (so exact), but an
- * ARROW head's visual tile is one item of <= 128 rows. An item of q_len rows uses the first
- * n_act = ceil(q_len / 64) consumers; the idle ones compute nothing but walk the item's K/V
- * stages (wait for each fill, release it: acu_walk_stages) and release the Q buffer, so every
- * consumer thread arrives once per stage fill for itself (the "empty" barriers' count of
- * 128 * NC). Until session 3 consumer 0 arrived for the idle ones instead; a warpgroup that
- * skipped an item could then pass a parity wait one phase early (docs/DESIGN.md).
+ * ARROW head's visual tile is one item of <= 128 rows (two active consumers).
  *
  * Guarded so that the compute_90 PTX pass compiles an empty body (wgmma/setmaxnreg exist only
  * on sm_90a); the host checks the device first. */
@@ -58,24 +59,31 @@ struct cfg {
 /* Ping-pong (FA3; NC = 2): the two consumer warpgroups take turns issuing their GEMMs (named
  * barriers 3 + cw), so that one's softmax runs under the other's tensor-core work. The turns run
  * on across items: warpgroup 0 skips its very first wait, and takes warpgroup 1's last pass
- * once the CTA has no more work (finish). pingpong<false>: no turns. */
+ * at its next turn or once the CTA has no more work (finish). Items with one active consumer
+ * (n_act = 1, <= 64 rows) take no turns: warpgroup 1 walks the stages instead, warpgroup 0
+ * computes alone, and warpgroup 1's pending pass stays on barrier 3 until warpgroup 0's next
+ * turn (a barrier never holds two arrivals: warpgroup 1 passes again only after warpgroup 0's
+ * next pass). pingpong<false>: no turns. */
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* like the kernel body: the other passes never use it */
 template <bool ON>
 struct pingpong {
-    __device__ __forceinline__ void wait(int) {}
-    __device__ __forceinline__ void pass(int) {}
+    __device__ __forceinline__ void wait(int, int) {}
+    __device__ __forceinline__ void pass(int, int) {}
     __device__ __forceinline__ void finish(int) {}
 };
 template <>
 struct pingpong<true> {
     bool first = true;
     int issued = 0;
-    __device__ __forceinline__ void wait(int cw) {
+    __device__ __forceinline__ void wait(int cw, int n_act) {
+        if (n_act < 2) return;
         if (!(cw == 0 && first)) asm volatile("bar.sync %0, 256;\n" ::"r"(3 + cw) : "memory");
         first = false;
         issued++;
     }
-    __device__ __forceinline__ void pass(int cw) { asm volatile("bar.arrive %0, 256;\n" ::"r"(4 - cw) : "memory"); }
+    __device__ __forceinline__ void pass(int cw, int n_act) {
+        if (n_act > 1) asm volatile("bar.arrive %0, 256;\n" ::"r"(4 - cw) : "memory");
+    }
     __device__ __forceinline__ void finish(int cw) {
         if (cw == 0 && issued > 0) asm volatile("bar.sync 3, 256;\n" ::: "memory");
     }
@@ -274,15 +282,13 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             continue;
         }
         const int n_steps = item_steps(it);
-        if constexpr (NC == 3) {
-            const int n_act = it.q_len > 128 ? 3 : it.q_len > 64 ? 2 : 1; /* consumers with rows */
-            if (cw >= n_act) { /* no rows here: walk the item's K/V stages (acu_walk_stages), release Q */
-                acu_walk_stages<ST>(k_full(0), v_full(0), k_empty(0), v_empty(0), gstep, n_steps);
-                q_par ^= 1 << qb;
-                gstep += n_steps;
-                mbar_arrive(q_empty(qb));
-                continue;
-            }
+        const int n_act = it.q_len > 128 ? 3 : it.q_len > 64 ? 2 : 1; /* consumers with rows */
+        if (cw >= n_act) { /* no rows here: walk the item's K/V stages (acu_walk_stages), release Q */
+            acu_walk_stages<ST>(k_full(0), v_full(0), k_empty(0), v_empty(0), gstep, n_steps);
+            q_par ^= 1 << qb;
+            gstep += n_steps;
+            mbar_arrive(q_empty(qb));
+            continue;
         }
         qbuf = sQ + qb * C::Q_BYTES;
 #pragma unroll
@@ -297,9 +303,9 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
         {
             const int s = gstep % ST, ph = (gstep / ST) & 1;
             mbar_wait(k_full(s), ph);
-            turns.wait(cw);
+            turns.wait(cw, n_act);
             issue_qk(s);
-            turns.pass(cw);
+            turns.pass(cw, n_act);
             wg_wait<0>();
             reg_fence<BN / 2>(sc);
             mbar_arrive(k_empty(s));
@@ -313,10 +319,10 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             const int sp = (g - 1) % ST, php = ((g - 1) / ST) & 1;
             mbar_wait(k_full(s), ph);
             mbar_wait(v_full(sp), php);
-            turns.wait(cw);
+            turns.wait(cw, n_act);
             issue_qk(s);
             issue_pv(sp);
-            turns.pass(cw);
+            turns.pass(cw, n_act);
             wg_wait<1>(); /* the QK^T group is done, P V may still run */
             reg_fence<BN / 2>(sc);
             mbar_arrive(k_empty(s));
@@ -331,9 +337,9 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             const int g = gstep + n_steps - 1;
             const int sp = g % ST, php = (g / ST) & 1;
             mbar_wait(v_full(sp), php);
-            turns.wait(cw);
+            turns.wait(cw, n_act);
             issue_pv(sp);
-            turns.pass(cw);
+            turns.pass(cw, n_act);
             wg_wait<0>();
             reg_fence<D / 2>(o);
             reg_fence_u<BN / 4>(&pa[0][0]);

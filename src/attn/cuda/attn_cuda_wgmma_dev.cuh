@@ -109,8 +109,8 @@ __device__ __forceinline__ uint64_t desc(uint32_t addr, uint32_t lbo, uint32_t s
            ((uint64_t)((sbo >> 4) & 0x3FFF) << 32) | (1ULL << 62);
 }
 
-/* An idle consumer warpgroup's pass over an item it has no rows of (the 3-consumer kernel,
- * variant 5): every thread waits for each of the item's K/V stage fills and releases the stage,
+/* An idle consumer warpgroup's pass over an item it has no rows of (attn_cuda_wgmma.cu, NC = 2
+ * and 3): every thread waits for each of the item's K/V stage fills and releases the stage,
  * as an active warpgroup does, global steps g0 .. g0 + n_steps - 1 of an ST-stage ring. kf, vf,
  * ke, ve: stage 0's k_full, v_full, k_empty, v_empty barriers (stage s at + 8 s). Not skipping
  * is the point: parity waits only tell phases apart mod 2, so every waiter must have waited on
