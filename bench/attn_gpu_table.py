@@ -36,41 +36,17 @@ print(f"{'D':>4} {'tokens':>11} {'var':>3} {'ms':>8} {'pred ms':>8} {'ratio':>6}
 for r in ours:
     if r["kind"] != "mixed": continue
     print(f"{r['D']:>4} {r['NV']:>6}+{r['NT']:<4} {r['variant']:>3} {r['ms']:>8.3f} {r['pred_ms']:>8.3f} {r['ms']/r['pred_ms']:>6.3f} {100*r['entry_frac']:>7.1f}%")
-# variants 4/5 (3 consumer warpgroups at D=64) against v2 on the same plans: > 1 means faster than v2
+# variant 5 (3 consumer warpgroups at D=64) against v2 on the same plans: > 1 means faster than v2
 def ms(kind, D, NV, var, target=None):
     for r in ours:
         if r["kind"] == kind and r["D"] == D and r["NV"] == NV and r["variant"] == var and r.get("target") == target:
             return r["ms"]
     return float("nan")
-V3 = [v for v in (4, 5, 6, 7, 8) if any(r["variant"] == v and r["D"] == 64 for r in ours)]
-if V3:
-    print("\n== D=64: v2 time / vN time (> 1: faster than v2); v5 / vN (> 1: faster than v5) ==")
-    print("   v6: v5 + conditional rescaling; v7, v8: v6 + 25 % / 50 % of exp2 on the FMA pipe")
-    print(f"{'tokens':>11} {'plan':>12} {'v2 ms':>8}" + "".join(f" {'v' + str(v):>6}" for v in V3)
-          + "".join(f" {'v5/v' + str(v):>7}" for v in V3 if v > 5))
+if any(r["variant"] == 5 and r["D"] == 64 for r in ours):
+    print("\n== D=64: v2 time / v5 time (> 1: the 3-consumer kernel is faster than v2) ==")
+    print(f"{'tokens':>11} {'plan':>12} {'v2 ms':>8} {'v5 ms':>8} {'v2/v5':>6}")
     for NV in sorted({r["NV"] for r in ours if r["D"] == 64 and "NV" in r}):
         for kind, target, name in [("dense", None, "dense"), ("arrow", 0.25, "arrow 25%"), ("arrow", 0.5, "arrow 50%"),
                                    ("arrow", 0.75, "arrow 75%"), ("mixed", None, "mixed")]:
             t2, t5 = ms(kind, 64, NV, 2, target), ms(kind, 64, NV, 5, target)
-            print(f"{NV:>6}+{512:<4} {name:>12} {t2:>8.3f}" + "".join(f" {t2 / ms(kind, 64, NV, v, target):>5.2f}x" for v in V3)
-                  + "".join(f" {t5 / ms(kind, 64, NV, v, target):>6.3f}x" for v in V3 if v > 5))
-# variants 9 / 10 (variants 2 / 5 with the pipeline carried across items) against their base on the
-# same plans: > 1 means the carried pipeline is faster; arrow rows also give both t/ideal
-def ideal(D, NV, var, target):
-    for r in ours:
-        if r["kind"] == "arrow" and r["D"] == D and r["NV"] == NV and r["variant"] == var and r["target"] == target:
-            return r["ratio_to_ideal"]
-    return float("nan")
-for new, old in [(9, 2), (10, 5)]:
-    if not any(r["variant"] == new for r in ours):
-        continue
-    print(f"\n== v{old} time / v{new} time (> 1: carrying the pipeline across items is faster; arrow: t/ideal of both) ==")
-    print(f"{'D':>4} {'tokens':>11} {'plan':>12} {'v'+str(old)+' ms':>8} {'v'+str(new)+' ms':>8} {'ratio':>6} {'t/id':>7} {'t/id':>7}")
-    for D in sorted({r["D"] for r in ours if r["variant"] == new and "NV" in r and r["kind"] == "dense"}, reverse=True):
-        for NV in sorted({r["NV"] for r in ours if r["D"] == D and r["variant"] == new and "NV" in r}):
-            for kind, target, name in [("dense", None, "dense"), ("arrow", 0.25, "arrow 25%"), ("arrow", 0.5, "arrow 50%"),
-                                       ("arrow", 0.75, "arrow 75%"), ("mixed", None, "mixed")]:
-                to, tn = ms(kind, D, NV, old, target), ms(kind, D, NV, new, target)
-                io = ideal(D, NV, old, target) if kind == "arrow" else float("nan")
-                i_n = ideal(D, NV, new, target) if kind == "arrow" else float("nan")
-                print(f"{D:>4} {NV:>6}+{512:<4} {name:>12} {to:>8.3f} {tn:>8.3f} {to / tn:>5.2f}x {io:>7.3f} {i_n:>7.3f}")
+            print(f"{NV:>6}+{512:<4} {name:>12} {t2:>8.3f} {t5:>8.3f} {t2 / t5:>5.2f}x")

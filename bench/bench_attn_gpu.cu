@@ -1,9 +1,7 @@
 /* bench_attn_gpu.cu - times the fused multi-strategy attention kernel variants at the
  * DiTFastAttnV2 shapes (B=1, H=24, visual 4096/16384 + 512 text tokens, text first, block 128,
  * D 128 and 64): dense, arrow at block sparsity ~25/50/75 %, and a mixed per-head plan, for
- * variants 1-10 (5-8 and 10 at D=64 only; 6-8: variant 5 with conditional rescaling and 0/25/50 %
- * of the exp2 on the FMA pipe; 9: variant 2 with the pipeline carried across items, 10: variant 5
- * with it).
+ * variants 1, 2, 3 and 5 (5 at D=64 only: at other D it runs variant 2's kernel).
  * L2 is flushed (256 MB memset) before every timed launch; median of many, CUDA events.
  *
  * usage: bench_attn_gpu [out.json] [iters]     (JSON lines, one per measurement)
@@ -92,8 +90,8 @@ static int choose_window(const dfa_attn_layout *l, double target, double *sp) {
     return best;
 }
 
-/* the variants this build has */
-static const int VARIANTS[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+/* the variants this build has (4 and 6-10 were removed after session 4) */
+static const int VARIANTS[] = {1, 2, 3, 5};
 static const int N_VARIANTS = (int)(sizeof VARIANTS / sizeof VARIANTS[0]);
 
 static int run_one(int D, int NV, int variant, int window) {
@@ -158,9 +156,9 @@ static void dense_extra(const char *dir, FILE *js, int D, int N, int H, int B, i
             dump(path, buf[3], bytes);
             variants += (variants.empty() ? "" : ",") + std::to_string(variant);
         }
-        /* v1, v2 and v9 (for 72..120 the D=128 wgmma kernels on TMA-zero-padded tiles); v4-v8 and
-         * v10 at D=64 (3 consumer warpgroups; other D run v2's or v9's kernel) */
-        if (js && (variant <= 2 || variant == 9 || (variant >= 4 && D == 64))) {
+        /* v1 and v2 (for 72..120 the D=128 wgmma kernel on TMA-zero-padded tiles); v5 at D=64 (3
+         * consumer warpgroups; other D run v2's kernel) */
+        if (js && (variant <= 2 || (variant == 5 && D == 64))) {
             double t = time_plan(p, &a, iters);
             const double flops = 4.0 * N * (double)N * D * H * B;
             printf("%s D=%d N=%d H=%d B=%d v%d dense: %.3f ms %.0f TFLOP/s\n", what, D, N, H, B, variant, t,
@@ -247,9 +245,8 @@ int main(int argc, char **argv) {
             for (int vi = 0; vi < N_VARIANTS; vi++) {
                 const int variant = VARIANTS[vi];
                 if (!dfa_attn_cuda_variant_ok(variant)) continue;
-                /* v4 at D=128 is v2's kernel (timed once as a check); v5-v8 differ from v4 only at
-                 * D=64; v10 at D=128 is v9's kernel */
-                if (((variant >= 5 && variant <= 8) || variant == 10) && D != 64) continue;
+                /* v5 at D=128 is v2's kernel */
+                if (variant == 5 && D != 64) continue;
                 std::vector<int> m(H), w(H);
                 dfa_attn_cuda_plan *p;
                 /* dense */

@@ -1,9 +1,7 @@
 /* attn_cuda.cu - plans (work lists from attn_worklist.c, uploaded), the run entry point, and
  * the small per-head cache kernels. The attention kernels live in attn_cuda_mma.cu (variant 1),
- * attn_cuda_wgmma.cu (variants 2, 3; 4-8 at D other than 64), attn_cuda_wgmma3.cu
- * (variants 4, 5 at D=64), attn_cuda_wgmma3e.cu (variants 6-8 at D=64), attn_cuda_carry.cu
- * (variant 9; 10 at D other than 64) and attn_cuda_carry3.cu (variant 10 at D=64); the ring
- * combine in attn_cuda_ring.cu. */
+ * attn_cuda_wgmma.cu (variants 2, 3 and 5: 2 consumer warpgroups, or 3 for variant 5 at D=64);
+ * the ring combine in attn_cuda_ring.cu. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <math.h>
@@ -21,7 +19,7 @@ struct dfa_attn_cuda_plan {
     void *dev;         /* items then ranges, one allocation */
     acu_item *d_items; /* into dev */
     int2 *d_ranges;
-    int n_items3;       /* variants 4-8, 10: the 192-row list (D=64), else 0 */
+    int n_items3;       /* variant 5: the 192-row list (D=64), else 0 */
     acu_item *d_items3; /* into dev */
     int2 *d_ranges3;
     int *d_counter;
@@ -32,14 +30,18 @@ struct dfa_attn_cuda_plan {
 };
 
 static int is_wgmma3(int variant) {
-    return variant == DFA_ATTN_CUDA_V_WGMMA3 || variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP ||
-           (variant >= DFA_ATTN_CUDA_V_WGMMA3_CR && variant <= DFA_ATTN_CUDA_V_WGMMA3_E50) ||
-           variant == DFA_ATTN_CUDA_V_WGMMA3_CARRY;
+    return variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP;
 }
 
-/* variants this build knows: 1 to 10 */
+/* variants this build knows: 1, 2, 3, 5 */
 static int variant_known(int variant) {
-    return variant >= DFA_ATTN_CUDA_V_MMA && variant <= DFA_ATTN_CUDA_V_WGMMA3_CARRY;
+    return variant == DFA_ATTN_CUDA_V_MMA || variant == DFA_ATTN_CUDA_V_WGMMA ||
+           variant == DFA_ATTN_CUDA_V_WGMMA_GRID || variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP;
+}
+
+/* variants measured slower than their bases and removed (session 4): 4 and 6 to 10 */
+static int variant_removed(int variant) {
+    return variant == 4 || (variant >= 6 && variant <= 10);
 }
 
 static dfa_status plan_upload(dfa_attn_cuda_plan **out, dfa_acu_worklist *wlp, dfa_acu_worklist *wl3p,
@@ -50,17 +52,23 @@ static dfa_status resolve_variant(int *variant, dfa_error *err) {
     /* default on sm_90: variant 5 (D=64 on the 3-consumer kernel, 72..128 as variant 2; other
      * head dims go to variant 1 at run time); variant 1 elsewhere. Measured on an H100 after the
      * idle-warpgroup protocol fix (bench/RESULTS.md, session 4): v5 is 2-5 % faster than v2 at D=64
-     * dense and mixed, within noise on arrow plans; variants 6-10 were slower than their bases. */
+     * dense and mixed, within noise on arrow plans; variants 4 and 6-10 were slower than their bases
+     * and are removed. */
     if (*variant == DFA_ATTN_CUDA_V_DEFAULT)
         *variant = dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA3_NOPP) ? DFA_ATTN_CUDA_V_WGMMA3_NOPP
                                                                          : DFA_ATTN_CUDA_V_MMA;
+    if (variant_removed(*variant))
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG,
+                 "attn_cuda plan: variant %d was removed (slower than its base, bench/RESULTS.md session 4); "
+                 "use 1, 2, 3 or 5",
+                 *variant);
     if (!variant_known(*variant))
-        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1 to 10)", *variant);
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1, 2, 3 or 5)", *variant);
     return DFA_OK;
 }
 
-/* The 128-row list serves every variant and head dim; variants 4-8 and 10 add the 192-row list that
- * their D=64 kernel runs (else wl3 is left empty). On failure nothing is left allocated. */
+/* The 128-row list serves every variant and head dim; variant 5 adds the 192-row list that its
+ * D=64 kernel runs (else wl3 is left empty). On failure nothing is left allocated. */
 static dfa_status build_lists(dfa_acu_worklist *wl, dfa_acu_worklist *wl3, const dfa_attn_layout *layout,
                               int n_heads, const int *method, const int *window, int variant, dfa_error *err) {
     memset(wl3, 0, sizeof *wl3);
@@ -321,7 +329,7 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
      * fill as padding; other head dims run variant 1 on the same work list (it does not depend on
      * the variant) */
     const int wgmma = p->variant >= DFA_ATTN_CUDA_V_WGMMA && a->head_dim >= 64 && a->head_dim <= 128;
-    /* variants 4-8, 10 at D=64: the 3-consumer kernel on the 192-row list */
+    /* variant 5 at D=64: the 3-consumer kernel on the 192-row list */
     const int wgmma3 = is_wgmma3(p->variant) && a->head_dim == 64;
     if (wgmma && !dfa_attn_cuda_variant_ok(p->variant))
         DFA_FAIL(err, DFA_ERR_UNSUPPORTED, "attn_cuda: variant %d (wgmma) needs an sm_90 GPU", p->variant);
@@ -338,16 +346,8 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
         prm.n_items = p->n_items3;
     }
     cudaError_t e;
-    if (wgmma3 && p->variant == DFA_ATTN_CUDA_V_WGMMA3_CARRY)
-        e = acu_launch_wgmma3_carry(prm, a->dtype, st);
-    else if (wgmma3 && p->variant >= DFA_ATTN_CUDA_V_WGMMA3_CR) /* 6, 7, 8: 0, 1, 2 quarters emulated */
-        e = acu_launch_wgmma3e(prm, a->dtype, p->variant - DFA_ATTN_CUDA_V_WGMMA3_CR, st);
-    else if (wgmma3)
-        e = acu_launch_wgmma3(prm, a->dtype, p->variant == DFA_ATTN_CUDA_V_WGMMA3, st);
-    else if (wgmma && (p->variant == DFA_ATTN_CUDA_V_WGMMA_CARRY || p->variant == DFA_ATTN_CUDA_V_WGMMA3_CARRY))
-        e = acu_launch_wgmma_carry(prm, a->head_dim, a->dtype, st);
-    else if (wgmma) /* persistent except variant 3 */
-        e = acu_launch_wgmma(prm, a->head_dim, a->dtype, p->variant != DFA_ATTN_CUDA_V_WGMMA_GRID, st);
+    if (wgmma) /* 3 consumers for variant 5 at D=64; persistent except variant 3 */
+        e = acu_launch_wgmma(prm, wgmma3 ? 3 : 2, a->head_dim, a->dtype, p->variant != DFA_ATTN_CUDA_V_WGMMA_GRID, st);
     else
         e = acu_launch_mma(prm, a->head_dim, a->dtype, st);
     if (e != cudaSuccess)
@@ -392,7 +392,7 @@ extern "C" dfa_status dfa_attn_cuda_ring_run(const dfa_attn_cuda_plan *p, const 
     prm.lse = (float *)((char *)scratch + ring_seg_bytes(p, a->batch, a->head_dim));
     cudaStream_t st = (cudaStream_t)a->stream;
     DFA_CUDA_TRY(err, cudaMemsetAsync(p->d_counter, 0, sizeof(int), st));
-    cudaError_t e = acu_launch_wgmma(prm, a->head_dim, a->dtype, true, st);
+    cudaError_t e = acu_launch_wgmma(prm, 2, a->head_dim, a->dtype, true, st);
     if (e != cudaSuccess)
         DFA_FAIL(err, DFA_ERR_CUDA, "attn_cuda ring run: launch (D=%d, %d items x B=%d) failed: %s", a->head_dim,
                  p->n_items, a->batch, cudaGetErrorString(e));

@@ -17,9 +17,8 @@
  * any N; text before, after, or absent (the layout). Variant 1 runs every D (64 and 128 on
  * exact kernels, others on kernels zero-padded to 32/64/80/128/256 columns); variants 2 and 3
  * (wgmma) run D = 64 and 128, and 72..120 on the D=128 kernel (TMA zero-fills the columns past
- * D); a plan built for them runs any other D on variant 1's kernel. Variants 4 and 5 run D = 64
- * on a kernel with 3 consumer warpgroups (192-row items) and every other D as variant 2; variants
- * 6-8 likewise, D = 64 on variant 5's kernel with a shorter softmax (attn_cuda_wgmma3e.cu).
+ * D); a plan built for them runs any other D on variant 1's kernel. Variant 5 runs D = 64 on
+ * the same kernel with 3 consumer warpgroups (192-row items) and every other D as variant 2.
  *
  * The work list (for each head and query tile: the key ranges it visits, CACHE heads as copy
  * items) is built on the host once per plan entry by dfa_attn_cuda_plan_build(), uploaded to
@@ -28,8 +27,8 @@
  * Tile sizes: the kernels' query tile is 128 rows and their key step 64 (variant 1) or 128
  * (variant 2) keys; work items never cross a mask tile, so any mask block >= 1 gives the
  * exact mask, and block = 128 (the plan default) makes every item one full query tile with
- * whole key steps. Other blocks are exact but pad partial tiles. Variants 4/5 at D=64: query
- * tile 192 rows; their items span tiles only where the tiles' key ranges are identical. */
+ * whole key steps. Other blocks are exact but pad partial tiles. Variant 5 at D=64: query
+ * tile 192 rows; its items span tiles only where the tiles' key ranges are identical. */
 #ifndef DFA_ATTN_CUDA_H
 #define DFA_ATTN_CUDA_H
 
@@ -48,23 +47,16 @@ enum {
     DFA_ATTN_CUDA_F16 = 1
 };
 
-/* Kernel variants. */
+/* Kernel variants. Numbers 4 and 6-10 were variants that measured slower than their bases
+ * (bench/RESULTS.md, session 4) and are removed: a plan asking for one fails with
+ * DFA_ERR_INVALID_ARG. The other numbers stay as they were. */
 enum {
     DFA_ATTN_CUDA_V_MMA = 1,   /* FA2-style mma.sync m16n8k16, cp.async double buffering */
     DFA_ATTN_CUDA_V_WGMMA = 2, /* Hopper: wgmma + TMA + warp-specialised producer, FA3 design,
                                   persistent CTAs (one per SM) */
-    DFA_ATTN_CUDA_V_WGMMA_GRID = 3, /* the same kernel launched with one CTA per work item */
-    DFA_ATTN_CUDA_V_WGMMA3 = 4,     /* D=64: 3 consumer warpgroups, 192-row items, ping-pong ring;
-                                       other D as variant 2 */
-    DFA_ATTN_CUDA_V_WGMMA3_NOPP = 5, /* variant 4 without the ping-pong ring */
-    DFA_ATTN_CUDA_V_WGMMA3_CR = 6,   /* variant 5 with a shorter softmax: conditional O rescaling,
-                                        P packed before the P V wait, tree max; other D as 2 */
-    DFA_ATTN_CUDA_V_WGMMA3_E25 = 7,  /* variant 6 with 25 % of the exp2 on the FMA pipe */
-    DFA_ATTN_CUDA_V_WGMMA3_E50 = 8,  /* variant 6 with 50 % of the exp2 on the FMA pipe */
-    DFA_ATTN_CUDA_V_WGMMA_CARRY = 9, /* variant 2 with the consumers' pipeline carried across
-                                        work items (no fill/drain per item), D 64..128 */
-    DFA_ATTN_CUDA_V_WGMMA3_CARRY = 10, /* D=64: variant 5 with the pipeline carried across items;
-                                          other D as variant 9 */
+    DFA_ATTN_CUDA_V_WGMMA_GRID = 3,  /* the same kernel launched with one CTA per work item */
+    DFA_ATTN_CUDA_V_WGMMA3_NOPP = 5, /* D=64: 3 consumer warpgroups, 192-row items (no ping-pong);
+                                        other D as variant 2 */
     DFA_ATTN_CUDA_V_DEFAULT = 0      /* variant 5 on sm_90, else 1 */
 };
 
@@ -95,7 +87,7 @@ void dfa_attn_cuda_plan_set_free(dfa_attn_cuda_plan_set *ps);
 
 /* Statistics of a plan: items (query tiles x heads, copy items included), score entries the
  * kernel computes (padding of short tiles included) and the mask's exact entries (of the
- * 128-row work list; variants 4/5 keep a 192-row one beside it for D=64). */
+ * 128-row work list; variant 5 keeps a 192-row one beside it for D=64). */
 typedef struct dfa_attn_cuda_plan_info {
     int n_items, n_copy_items, variant;
     int64_t computed_entries; /* what the kernel's tiles cover */
@@ -143,7 +135,8 @@ dfa_status dfa_attn_cuda_residual(void *dst, const void *full, const void *arrow
                                   int n_heads, int head_dim, const unsigned char *heads, void *stream,
                                   dfa_error *err);
 
-/* 1 if the current device can run `variant` (variants 2 to 10 need compute capability 9.0). */
+/* 1 if the current device can run `variant` (variants 2, 3 and 5 need compute capability 9.0;
+ * removed and unknown numbers give 0). */
 int dfa_attn_cuda_variant_ok(int variant);
 
 #ifdef __cplusplus

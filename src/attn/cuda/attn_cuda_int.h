@@ -38,19 +38,13 @@ struct acu_params {
 dfa_status acu_check_common(int dtype, int batch, int head_dim, dfa_error *err);
 
 /* Launchers (one per variant), called by dfa_attn_cuda_run after checks. Variant 1 takes any
- * head dim that acu_check_common accepts; variants 2 and 3 only 64 and 128. */
+ * head dim that acu_check_common accepts; variants 2 and 3 64 to 128 (72..120 zero-padded). */
 cudaError_t acu_launch_mma(const acu_params &p, int head_dim, int dtype, cudaStream_t st);
-/* persistent: one CTA per SM taking items from the counter; else one CTA per item */
-cudaError_t acu_launch_wgmma(const acu_params &p, int head_dim, int dtype, bool persistent, cudaStream_t st);
-/* variant 9: variant 2's kernel with the pipeline carried across items (attn_cuda_carry.cu) */
-cudaError_t acu_launch_wgmma_carry(const acu_params &p, int head_dim, int dtype, cudaStream_t st);
-/* variant 10 at D=64: variant 5's kernel with the pipeline carried across items (attn_cuda_carry3.cu) */
-cudaError_t acu_launch_wgmma3_carry(const acu_params &p, int dtype, cudaStream_t st);
-/* variants 4/5: head_dim 64, items from the 192-row list; pingpong: variant 4's turn ring */
-cudaError_t acu_launch_wgmma3(const acu_params &p, int dtype, bool pingpong, cudaStream_t st);
-/* variants 6/7/8: variant 5 with the shorter softmax of attn_cuda_wgmma3e.cu; emu 0/1/2 quarters
- * of the exp2 on the FMA pipe */
-cudaError_t acu_launch_wgmma3e(const acu_params &p, int dtype, int emu, cudaStream_t st);
+/* The wgmma kernel (attn_cuda_wgmma.cu) with nc consumer warpgroups: nc = 2 (variants 2/3, ring
+ * plans; head_dim 64..128, items from the 128-row list) or nc = 3 (variant 5 at head_dim 64, items
+ * from the 192-row list). persistent: one CTA per SM taking items from the counter; else one CTA
+ * per item. */
+cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st);
 
 /* Ring combine (attn_cuda_ring.cu): seg holds n_win + 1 segment outputs [B, N, H, D] one after
  * the other, lse their rows' log2-sum-exp2 [n_win + 1][B * N][H]; out[i] (i < n_win) gets

@@ -1,44 +1,112 @@
-/* attn_cuda_wgmma.cu - variant 2: the Hopper path (FlashAttention-3 design, sm_90a).
+/* attn_cuda_wgmma.cu - the Hopper path (FlashAttention-3 design, sm_90a): variants 2 and 3 (2
+ * consumer warpgroups, 128-row items, every D from 64 to 128) and variant 5 at D=64 (3 consumer
+ * warpgroups, 192-row items), one kernel template over the number of consumers NC.
  *
- * One CTA = one work item (head, 128 query rows) of one batch element; 3 warpgroups:
+ * One CTA = 1 + NC warpgroups; it takes work items (head, up to 64 * NC query rows) of one batch
+ * element each:
  *   warpgroup 0, producer: one thread issues TMA tensor copies (cp.async.bulk.tensor, 128-byte
- *     swizzle) of Q and of each 128-key step of K and V into a STAGES-deep ring, completing
- *     on mbarriers; registers handed back with setmaxnreg.dec;
- *   warpgroups 1 and 2, consumers: 64 query rows each; S = Q K^T with wgmma (both operands in
+ *     swizzle) of Q (one box of 64 * NC rows per 64 columns) and of each 128-key step of K and V
+ *     into a STAGES-deep ring, completing on mbarriers; registers handed back with setmaxnreg.dec;
+ *   warpgroups 1..NC, consumers: 64 query rows each; S = Q K^T with wgmma (both operands in
  *     shared memory), online softmax in registers (f32, log2 domain, the tail of a short step
  *     masked to -inf), O += P V with wgmma (P from registers, V N-major from shared memory),
  *     then release the stage to the producer.
  * Keys of a step past its range's end are real data of other tiles (or zero-filled past the
- * tensor): their scores are masked, so they contribute exactly 0. Query rows past the item's
- * q_len are computed and not stored. Guarded so that the compute_90 PTX pass compiles an
- * empty body (wgmma/setmaxnreg exist only on sm_90a); the host checks the device first. */
+ * tensor): their scores are masked, so they contribute exactly 0. An item of q_len rows runs on the
+ * first n_act = ceil(q_len / 64) consumers (rows of theirs past q_len are computed and not stored);
+ * the idle ones compute nothing but walk the item's K/V stages (wait for each fill, release it:
+ * acu_walk_stages) and release the Q buffer, so every consumer thread arrives once per stage fill
+ * for itself (the "empty" barriers' count of 128 * NC). Until session 3 consumer 0 arrived for the
+ * idle ones instead; a warpgroup that skipped an item could then pass a parity wait one phase early
+ * (docs/DESIGN.md).
+ *
+ * NC = 2 (variants 2/3; ring plans, which also store each row's log-sum-exp): setmaxnreg 40 /
+ * 232; the two consumers take turns issuing their GEMMs (ping-pong, named barriers 3 and 4;
+ * items of <= 64 rows take no turns, struct pingpong).
+ * NC = 3 (variant 5, D=64 only): why: at D=64 one 128-key step has as many ex2 (MUFU, 16/clk/SM)
+ * as tensor-core cycles, so with 2 consumers the softmax is not hidden (Nsight: tensor pipe 45 %,
+ * issue-bound); a third consumer gives each warpgroup's softmax two others' GEMMs to hide under.
+ * setmaxnreg 32 / 160 (128*32 + 384*160 = 65536 registers); no ping-pong (variant 4 had a turn
+ * ring for 3 consumers: slower, removed in session 4). Items come from the 192-row work list
+ * (dfa_acu_worklist_build_rows): up to 192 rows that share their key ranges (so exact), but an
+ * ARROW head's visual tile is one item of <= 128 rows (two active consumers).
+ *
+ * Guarded so that the compute_90 PTX pass compiles an empty body (wgmma/setmaxnreg exist only
+ * on sm_90a); the host checks the device first. */
 #include "attn/cuda/attn_cuda_wgmma_dev.cuh"
 
 namespace {
 
-constexpr int BM = ACU_BM; /* 128 query rows, 64 per consumer warpgroup */
-constexpr int THREADS = 384;
-
-template <int D>
+template <int NC, int D>
 struct cfg {
+    static constexpr int BM = 64 * NC; /* query rows per CTA, 64 per consumer warpgroup */
+    static constexpr int THREADS = 128 * (NC + 1);
     static constexpr int STAGES = D == 128 ? 2 : 4;
     static constexpr int Q_BYTES = BM * D * 2;
     static constexpr int KV_BYTES = BN * D * 2; /* one of K or V, one stage */
     static constexpr int TILES = 2 * Q_BYTES + 2 * STAGES * KV_BYTES; /* Q double-buffered */
     static constexpr int SMEM = TILES + 1024 /* alignment slack */ + 256 /* barriers */;
+    static constexpr int PRODUCER_REGS = NC == 2 ? 40 : 32;
+    static constexpr int CONSUMER_REGS = NC == 2 ? 232 : 160;
+    static_assert(NC == 2 || NC == 3, "2 or 3 consumer warpgroups");
+    static_assert(BM == (NC == 2 ? DFA_ACU_BM : DFA_ACU_BM3), "an item of the work list fills one CTA");
+    static_assert(NC == 2 || D == 64, "3 consumers: D=64 only (acu_tile_off's 128-row column blocks)");
+    static_assert(Q_BYTES % 1024 == 0 && KV_BYTES % 1024 == 0, "128-byte swizzle needs 1 KB aligned tiles");
+    static_assert(8 * (6 + 4 * STAGES) + 2 * 4 <= 256, "barriers and slots fit");
+    static_assert(128 * PRODUCER_REGS + 128 * NC * CONSUMER_REGS <= 65536, "register file");
 };
+
+/* Ping-pong (FA3; NC = 2): the two consumer warpgroups take turns issuing their GEMMs (named
+ * barriers 3 + cw), so that one's softmax runs under the other's tensor-core work. The turns run
+ * on across items: warpgroup 0 skips its very first wait, and takes warpgroup 1's last pass
+ * at its next turn or once the CTA has no more work (finish). Items with one active consumer
+ * (n_act = 1, <= 64 rows) take no turns: warpgroup 1 walks the stages instead, warpgroup 0
+ * computes alone, and warpgroup 1's pending pass stays on barrier 3 until warpgroup 0's next
+ * turn (a barrier never holds two arrivals: warpgroup 1 passes again only after warpgroup 0's
+ * next pass). pingpong<false>: no turns. */
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* like the kernel body: the other passes never use it */
+template <bool ON>
+struct pingpong {
+    __device__ __forceinline__ void wait(int, int) {}
+    __device__ __forceinline__ void pass(int, int) {}
+    __device__ __forceinline__ void finish(int) {}
+};
+template <>
+struct pingpong<true> {
+    bool first = true;
+    int issued = 0;
+    __device__ __forceinline__ void wait(int cw, int n_act) {
+        if (n_act < 2) return;
+        if (!(cw == 0 && first)) asm volatile("bar.sync %0, 256;\n" ::"r"(3 + cw) : "memory");
+        first = false;
+        issued++;
+    }
+    __device__ __forceinline__ void pass(int cw, int n_act) {
+        if (n_act > 1) asm volatile("bar.arrive %0, 256;\n" ::"r"(4 - cw) : "memory");
+    }
+    __device__ __forceinline__ void finish(int cw) {
+        if (cw == 0 && issued > 0) asm volatile("bar.sync 3, 256;\n" ::: "memory");
+    }
+};
+#endif
 
 /* PAD: the tensors' head dim is p.head_dim < D; the tensor maps have that inner size, so TMA
  * zero-fills columns p.head_dim..D-1 of every Q/K/V tile (exact: zero columns add 0 to Q K^T, and
  * give output columns that are not stored). */
-template <int D, bool PAD, typename T>
-__global__ void __launch_bounds__(THREADS, 1)
+template <int NC, int D, bool PAD, typename T>
+__global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     attn_wgmma_kernel(const __grid_constant__ acu_params p, const __grid_constant__ CUtensorMap tq,
                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    using C = cfg<D>;
+    using C = cfg<NC, D>;
+    constexpr int BM = C::BM;
     constexpr int ST = C::STAGES;
     constexpr int DH = D / 64; /* 64-element (128-byte) column blocks */
+    constexpr bool PINGPONG = NC == 2; /* the two consumers take turns issuing their GEMMs */
+    constexpr bool LSE = NC == 2;      /* ring plans' LSE output (p.lse != NULL; they run variant 2) */
+    /* the epilogue reads the item again through slot[qb] rather than keeping it live through the
+     * step loop: at 160 registers (NC = 3) that saved a spill */
+    constexpr bool ITEM_RELOAD = NC == 3;
     extern __shared__ unsigned char smem_raw[];
     unsigned char *base = reinterpret_cast<unsigned char *>(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     const uint32_t sQ = acu_smem(base);                /* [2][DH][BM][64] */
@@ -61,13 +129,13 @@ __global__ void __launch_bounds__(THREADS, 1)
         for (int q = 0; q < 2; q++) {
             mbar_init(item_full(q), 1);
             mbar_init(q_full(q), 1);
-            mbar_init(q_empty(q), 256);
+            mbar_init(q_empty(q), 128 * NC);
         }
         for (int s = 0; s < ST; s++) {
             mbar_init(k_full(s), 1);
             mbar_init(v_full(s), 1);
-            mbar_init(k_empty(s), 256);
-            mbar_init(v_empty(s), 256);
+            mbar_init(k_empty(s), 128 * NC);
+            mbar_init(v_empty(s), 128 * NC);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
@@ -87,9 +155,12 @@ __global__ void __launch_bounds__(THREADS, 1)
      * Q is double-buffered and the K/V ring runs across items, so the next item's loads
      * overlap the current item's last steps and epilogue. */
     if (wg == 0) {
-        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(C::PRODUCER_REGS));
         if (tid == 0) {
-            int gstep = 0, q_par = 0; /* bit q: parity of Q buffer q's next fill */
+            /* q_par is never read here (the consumers keep the Q parities); it stays because
+             * dropping it renumbers the consumers' registers in the SASS, which is kept
+             * byte-identical to the kernels measured in session 4 */
+            int gstep = 0, q_par = 0;
             for (int t = 0;; t++) {
                 const int qb = t & 1;
                 if (t >= 2) mbar_wait(q_empty(qb), ((t >> 1) - 1) & 1);
@@ -101,10 +172,9 @@ __global__ void __launch_bounds__(THREADS, 1)
                 if (it.flags & ACU_ITEM_COPY) continue;
                 q_par ^= 1 << qb;
                 const int row0 = (idx % p.batch) * p.n_tokens; /* batch element's first row in [B*N] */
-                const uint32_t qdst = sQ + qb * C::Q_BYTES;
                 mbar_expect_tx(q_full(qb), C::Q_BYTES);
                 for (int dh = 0; dh < DH; dh++)
-                    tma_load(qdst + dh * BM * 128, &tq, dh * 64, it.head, row0 + it.q0, q_full(qb));
+                    tma_load(sQ + qb * C::Q_BYTES + dh * BM * 128, &tq, dh * 64, it.head, row0 + it.q0, q_full(qb));
                 const int n_steps = item_steps(it);
                 walker w(p.ranges + it.r_off, it.n_r);
                 for (int step = 0; step < n_steps; step++, w.next(), gstep++) {
@@ -123,8 +193,8 @@ __global__ void __launch_bounds__(THREADS, 1)
         }
         return;
     }
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
-    const int ctid = tid - 128;        /* 0..255 */
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(C::CONSUMER_REGS));
+    const int ctid = tid - 128;        /* 0 .. 128 * NC - 1 */
     const int cw = ctid / 128;         /* consumer warpgroup: rows 64*cw .. */
     const int lane = tid & 31, wq = (ctid / 32) & 3; /* warp within the warpgroup: 16 rows each */
     float o[D / 2];
@@ -151,7 +221,6 @@ __global__ void __launch_bounds__(THREADS, 1)
         }
         wg_commit();
     };
-    /* scale, mask the tail, online softmax in place on sc; rows r0 = lane/4 and r0 + 8 */
     /* online softmax in place on sc; m_r in raw score units, one FFMA + EX2 per score; the
      * tail of a short step masked to -inf. Rows r0 = lane/4 and r0 + 8. */
     auto softmax = [&](int valid) {
@@ -198,18 +267,7 @@ __global__ void __launch_bounds__(THREADS, 1)
             pa[kk][3] = acu_pack<T>::two(sc[8 * kk + 6], sc[8 * kk + 7]);
         }
     };
-    /* Ping-pong (FA3): the two consumer warpgroups take turns issuing their GEMMs (named
-     * barriers 3 + cw), so that one's softmax runs under the other's tensor-core work. The
-     * turns run on across items: warpgroup 0 skips its very first wait, and takes warpgroup
-     * 1's last pass once the CTA has no more work. */
-    bool first_turn = true;
-    int issued = 0;
-    auto turn_wait = [&]() {
-        if (!(cw == 0 && first_turn)) asm volatile("bar.sync %0, 256;\n" ::"r"(3 + cw) : "memory");
-        first_turn = false;
-        issued++;
-    };
-    auto turn_pass = [&]() { asm volatile("bar.arrive %0, 256;\n" ::"r"(4 - cw) : "memory"); };
+    pingpong<PINGPONG> turns; /* NC = 2 only (struct pingpong) */
     int gstep = 0, q_par = 0; /* bit q: parity of Q buffer q's next fill */
     for (int t = 0;; t++) {
         const int qb = t & 1;
@@ -217,13 +275,21 @@ __global__ void __launch_bounds__(THREADS, 1)
         const int idx = slot[qb];
         if (idx >= total) break;
         const acu_item it = p.items[idx / p.batch];
-        const int b = idx % p.batch;
+        const int b = ITEM_RELOAD ? -1 : idx % p.batch; /* batch element (NC = 3: not kept live) */
         if (it.flags & ACU_ITEM_COPY) {
-            acu_copy_item<D>(p, it, b, ctid, 256, PAD ? p.head_dim : D);
+            acu_copy_item<D>(p, it, ITEM_RELOAD ? idx % p.batch : b, ctid, 128 * NC, PAD ? p.head_dim : D);
             mbar_arrive(q_empty(qb));
             continue;
         }
         const int n_steps = item_steps(it);
+        const int n_act = it.q_len > 128 ? 3 : it.q_len > 64 ? 2 : 1; /* consumers with rows */
+        if (cw >= n_act) { /* no rows here: walk the item's K/V stages (acu_walk_stages), release Q */
+            acu_walk_stages<ST>(k_full(0), v_full(0), k_empty(0), v_empty(0), gstep, n_steps);
+            q_par ^= 1 << qb;
+            gstep += n_steps;
+            mbar_arrive(q_empty(qb));
+            continue;
+        }
         qbuf = sQ + qb * C::Q_BYTES;
 #pragma unroll
         for (int i = 0; i < D / 2; i++) o[i] = 0.f;
@@ -237,9 +303,9 @@ __global__ void __launch_bounds__(THREADS, 1)
         {
             const int s = gstep % ST, ph = (gstep / ST) & 1;
             mbar_wait(k_full(s), ph);
-            turn_wait();
+            turns.wait(cw, n_act);
             issue_qk(s);
-            turn_pass();
+            turns.pass(cw, n_act);
             wg_wait<0>();
             reg_fence<BN / 2>(sc);
             mbar_arrive(k_empty(s));
@@ -253,10 +319,10 @@ __global__ void __launch_bounds__(THREADS, 1)
             const int sp = (g - 1) % ST, php = ((g - 1) / ST) & 1;
             mbar_wait(k_full(s), ph);
             mbar_wait(v_full(sp), php);
-            turn_wait();
+            turns.wait(cw, n_act);
             issue_qk(s);
             issue_pv(sp);
-            turn_pass();
+            turns.pass(cw, n_act);
             wg_wait<1>(); /* the QK^T group is done, P V may still run */
             reg_fence<BN / 2>(sc);
             mbar_arrive(k_empty(s));
@@ -271,9 +337,9 @@ __global__ void __launch_bounds__(THREADS, 1)
             const int g = gstep + n_steps - 1;
             const int sp = g % ST, php = (g / ST) & 1;
             mbar_wait(v_full(sp), php);
-            turn_wait();
+            turns.wait(cw, n_act);
             issue_pv(sp);
-            turn_pass();
+            turns.pass(cw, n_act);
             wg_wait<0>();
             reg_fence<D / 2>(o);
             reg_fence_u<BN / 4>(&pa[0][0]);
@@ -282,13 +348,14 @@ __global__ void __launch_bounds__(THREADS, 1)
         gstep += n_steps;
         /* epilogue: normalise; each warpgroup stages its 64 rows over its own Q rows (same
          * swizzled layout), which only its own finished wgmmas read, then stores them with
-         * 16-byte accesses; the Q buffer goes back to the producer once both are done */
+         * 16-byte accesses; the Q buffer goes back to the producer once all are done */
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 1);
             l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 2);
-            if (p.lse && (lane & 3) == 0) /* ring plans: the row's log-sum-exp */
-                acu_store_lse(p, it, b, cw * 64 + wq * 16 + (lane >> 2) + 8 * r, m_r[r], l_r[r]);
+            if constexpr (LSE)
+                if (p.lse && (lane & 3) == 0) /* ring plans: the row's log-sum-exp */
+                    acu_store_lse(p, it, b, cw * 64 + wq * 16 + (lane >> 2) + 8 * r, m_r[r], l_r[r]);
             l_r[r] = l_r[r] > 0.f ? 1.f / l_r[r] : 0.f;
         }
         T *so = reinterpret_cast<T *>(base + qb * C::Q_BYTES);
@@ -301,53 +368,57 @@ __global__ void __launch_bounds__(THREADS, 1)
                 acu_pack<T>::two(o[4 * j + 2] * l_r[1], o[4 * j + 3] * l_r[1]);
         }
         asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
-        acu_store_tile<D, ACU_LAYOUT_TMA, T>(p, it, b, so, ctid & 127, 128, cw * 64, cw * 64 + 64,
-                                             PAD ? p.head_dim : D); /* the tensors' head dim */
+        if constexpr (ITEM_RELOAD) { /* slot[qb] stays until this warpgroup releases the buffer */
+            const int idx_e = slot[qb];
+            acu_store_tile<D, ACU_LAYOUT_TMA, T>(p, p.items[idx_e / p.batch], idx_e % p.batch, so, ctid & 127, 128,
+                                                 cw * 64, cw * 64 + 64, PAD ? p.head_dim : D);
+        } else {
+            acu_store_tile<D, ACU_LAYOUT_TMA, T>(p, it, b, so, ctid & 127, 128, cw * 64, cw * 64 + 64,
+                                                 PAD ? p.head_dim : D); /* the tensors' head dim */
+        }
         /* the staging (over Q) is read; TMA may overwrite it after this (async proxy) */
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         mbar_arrive(q_empty(qb));
     }
-    if (cw == 0 && issued > 0) asm volatile("bar.sync 3, 256;\n" ::: "memory");
+    turns.finish(cw);
 #endif
 }
 
-template <int D, bool PAD, typename T>
+template <int NC, int D, bool PAD, typename T>
 cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t st) {
+    using C = cfg<NC, D>;
     const int dg = PAD ? p.head_dim : D;
-    void *fn = nullptr;
-    cudaDriverEntryPointQueryResult q;
-    cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q);
+    encode_fn enc;
+    cudaError_t e = get_encode(&enc);
     if (e != cudaSuccess) return e;
-    if (q != cudaDriverEntryPointSuccess || !fn) return cudaErrorNotSupported;
-    encode_fn enc = reinterpret_cast<encode_fn>(fn);
     CUtensorMap mq, mk, mv;
     const int rows = p.batch * p.n_tokens;
-    if ((e = make_map(enc, &mq, p.q, dtype, rows, p.n_heads, dg)) != cudaSuccess) return e;
-    if ((e = make_map(enc, &mk, p.k, dtype, rows, p.n_heads, dg)) != cudaSuccess) return e;
-    if ((e = make_map(enc, &mv, p.v, dtype, rows, p.n_heads, dg)) != cudaSuccess) return e;
-    constexpr int smem = cfg<D>::SMEM;
-    e = cudaFuncSetAttribute(attn_wgmma_kernel<D, PAD, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if ((e = make_map(enc, &mq, p.q, dtype, rows, p.n_heads, dg, C::BM)) != cudaSuccess) return e;
+    if ((e = make_map(enc, &mk, p.k, dtype, rows, p.n_heads, dg, BN)) != cudaSuccess) return e;
+    if ((e = make_map(enc, &mv, p.v, dtype, rows, p.n_heads, dg, BN)) != cudaSuccess) return e;
+    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
     if (e != cudaSuccess) return e;
     int dev = 0, sms = 0;
     if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
     if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
     const int total = p.n_items * p.batch;
     const int grid = persistent && sms < total ? sms : total;
-    attn_wgmma_kernel<D, PAD, T><<<grid, THREADS, smem, st>>>(p, mq, mk, mv);
+    attn_wgmma_kernel<NC, D, PAD, T><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv);
     return cudaGetLastError();
 }
 
 template <typename T>
-cudaError_t launch_d(const acu_params &p, int head_dim, int dtype, bool persistent, cudaStream_t st) {
-    if (head_dim == 64) return launch<64, false, T>(p, dtype, persistent, st);
-    if (head_dim == 128) return launch<128, false, T>(p, dtype, persistent, st);
-    return launch<128, true, T>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
+cudaError_t launch_d(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
+    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T>(p, dtype, persistent, st) : cudaErrorInvalidValue;
+    if (head_dim == 64) return launch<2, 64, false, T>(p, dtype, persistent, st);
+    if (head_dim == 128) return launch<2, 128, false, T>(p, dtype, persistent, st);
+    return launch<2, 128, true, T>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
 }
 
 } // namespace
 
-/* head_dim 64, 128, or a multiple of 8 between them (the D=128 kernel on zero-padded tiles) */
-cudaError_t acu_launch_wgmma(const acu_params &p, int head_dim, int dtype, bool persistent, cudaStream_t st) {
-    if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16>(p, head_dim, dtype, persistent, st);
-    return launch_d<__half>(p, head_dim, dtype, persistent, st);
+cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
+    if (nc != 2 && nc != 3) return cudaErrorInvalidValue;
+    if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16>(p, nc, head_dim, dtype, persistent, st);
+    return launch_d<__half>(p, nc, head_dim, dtype, persistent, st);
 }

@@ -1,7 +1,6 @@
 /* attn_cuda_wgmma_dev.cuh - Hopper (sm_90a) pieces shared by the wgmma attention kernels
- * (attn_cuda_wgmma.cu: variants 2/3; attn_cuda_wgmma3.cu: variants 4/5 at D=64; attn_cuda_wgmma3e.cu:
- * variants 6-8 at D=64; attn_cuda_carry.cu / attn_cuda_carry3.cu: variants 9/10): wgmma wrappers,
- * fences, mbarriers, TMA loads, the key-range walker, and the host's TMA tensor maps. Device
+ * (attn_cuda_wgmma.cu: variants 2, 3 and 5): wgmma wrappers, fences, mbarriers, TMA loads, the
+ * key-range walker, and the host's TMA tensor maps. Device
  * helpers are guarded so that the compute_90 PTX pass sees none of the sm_90a-only
  * instructions. */
 #ifndef DFA_ATTN_CUDA_WGMMA_DEV_CUH
@@ -13,7 +12,6 @@
 #include <type_traits>
 
 #include "attn/cuda/attn_cuda_dev.cuh"
-#include "attn/cuda/attn_exp2_poly.h"
 
 #include "attn/cuda/attn_cuda_wgmma.inc"
 
@@ -105,39 +103,14 @@ __device__ __forceinline__ float ex2(float x) {
     return y;
 }
 
-/* 2^x on the FMA pipe (attn_exp2_poly.h: floor by a round-down add, degree-3 polynomial,
- * exponent by an integer add; relative error <= 8.6e-5, x <= -127 and -inf give 0); ~9 FMA/ALU
- * instructions in place of one MUFU ex2 (variants 7/8 run a fraction of the softmax on it). The
- * same arithmetic as dfa_exp2p_host, as one asm block: written in C++ (__fadd_rd etc.) the
- * front end's scheduling made variants 7/8 spill at the 3-consumer kernel's register budget. */
-__device__ __forceinline__ float ex2_emu(float x) {
-    float y;
-    asm("{\n.reg .f32 t, j, f, p;\n.reg .b32 bt, bp;\n"
-        "max.f32 %1, %1, %5;\n"
-        "add.rm.f32 t, %1, %6;\n"
-        "sub.f32 j, t, %6;\n"
-        "sub.f32 f, %1, j;\n"
-        "fma.rn.f32 p, %2, f, %3;\n"
-        "fma.rn.f32 p, p, f, %4;\n"
-        "fma.rn.f32 p, p, f, 0f3F800000;\n"
-        "mov.b32 bt, t;\n"
-        "mov.b32 bp, p;\n"
-        "shl.b32 bt, bt, 23;\n"
-        "add.s32 bp, bp, bt;\n"
-        "mov.b32 %0, bp;\n}\n"
-        : "=f"(y), "+f"(x)
-        : "f"(DFA_EXP2P_C3), "f"(DFA_EXP2P_C2), "f"(DFA_EXP2P_C1), "f"(DFA_EXP2P_XMIN), "f"(DFA_EXP2P_RND));
-    return y;
-}
-
 /* wgmma shared-memory descriptor, 128-byte swizzle. */
 __device__ __forceinline__ uint64_t desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
     return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)((lbo >> 4) & 0x3FFF) << 16) |
            ((uint64_t)((sbo >> 4) & 0x3FFF) << 32) | (1ULL << 62);
 }
 
-/* An idle consumer warpgroup's pass over an item it has no rows of (3-consumer kernels: variants
- * 4-8 and 10): every thread waits for each of the item's K/V stage fills and releases the stage,
+/* An idle consumer warpgroup's pass over an item it has no rows of (attn_cuda_wgmma.cu, NC = 2
+ * and 3): every thread waits for each of the item's K/V stage fills and releases the stage,
  * as an active warpgroup does, global steps g0 .. g0 + n_steps - 1 of an ST-stage ring. kf, vf,
  * ke, ve: stage 0's k_full, v_full, k_empty, v_empty barriers (stage s at + 8 s). Not skipping
  * is the point: parity waits only tell phases apart mod 2, so every waiter must have waited on
