@@ -1,9 +1,10 @@
 /* bench_attn_gpu.cu - times the fused multi-strategy attention kernel variants at the
  * DiTFastAttnV2 shapes (B=1, H=24, visual 4096/16384 + 512 text tokens, text first, block 128,
  * D 128 and 64): dense, arrow at block sparsity ~25/50/75 %, and a mixed per-head plan, for
- * variants 1-10 (5-8 and 10 at D=64 only; 6-8: variant 5 with conditional rescaling and 0/25/50 %
+ * variants 1-12 (5-8 and 10-12 at D=64 only; 6-8: variant 5 with conditional rescaling and 0/25/50 %
  * of the exp2 on the FMA pipe; 9: variant 2 with the pipeline carried across items, 10: variant 5
- * with it).
+ * with it; 11, 12 (experimental): variant 5 with the row sum on the tensor core, 12 also exp2 on
+ * packed 16-bit pairs).
  * L2 is flushed (256 MB memset) before every timed launch; median of many, CUDA events.
  *
  * usage: bench_attn_gpu [out.json] [iters]     (JSON lines, one per measurement)
@@ -93,7 +94,7 @@ static int choose_window(const dfa_attn_layout *l, double target, double *sp) {
 }
 
 /* the variants this build has */
-static const int VARIANTS[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+static const int VARIANTS[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
 static const int N_VARIANTS = (int)(sizeof VARIANTS / sizeof VARIANTS[0]);
 
 static int run_one(int D, int NV, int variant, int window) {
@@ -248,8 +249,8 @@ int main(int argc, char **argv) {
                 const int variant = VARIANTS[vi];
                 if (!dfa_attn_cuda_variant_ok(variant)) continue;
                 /* v4 at D=128 is v2's kernel (timed once as a check); v5-v8 differ from v4 only at
-                 * D=64; v10 at D=128 is v9's kernel */
-                if (((variant >= 5 && variant <= 8) || variant == 10) && D != 64) continue;
+                 * D=64; v10 at D=128 is v9's kernel, v11/v12 at D=128 v2's */
+                if (((variant >= 5 && variant <= 8) || variant >= 10) && D != 64) continue;
                 std::vector<int> m(H), w(H);
                 dfa_attn_cuda_plan *p;
                 /* dense */

@@ -415,6 +415,34 @@ static void test_idle_wg(void) {
     }
 }
 
+/* variants 11/12 (attn_cuda_exp16.cu: variant 5's kernel at D=64 with the row sum on the tensor
+ * core, 12 also exp2 on packed 16-bit pairs): every matrix variant 5 runs in: the full case matrix
+ * (D=128 there runs variant 2's kernel), "many items, 1-3 consumers", the plain-window cases, the
+ * key-gain cases (rows whose max moves mid-row: the l accumulator's rescaling), the idle-warpgroup
+ * cases (64-row items between larger ones), and D=72 / 24 on the other kernels. Bounds as for
+ * every variant (rel err < 1e-2); the printed worst error shows what the packed exp2 costs
+ * (bench/RESULTS.md, Version 11: predicted <= ~4e-3 against v5's ~2e-3). */
+static void test_v11_12(void) {
+    for (int v = DFA_ATTN_CUDA_V_EXP_SUM; v <= DFA_ATTN_CUDA_V_EXP_BF16; v++) {
+        if (!dfa_attn_cuda_variant_ok(v)) {
+            printf("  variant %d not supported on this GPU: skipped\n", v);
+            continue;
+        }
+        test_variant(v);
+        run_case(&MANY3, 64, DFA_ATTN_CUDA_BF16, v);
+        run_case(&MANY3, 64, DFA_ATTN_CUDA_F16, v);
+        for (size_t c = 0; c < sizeof PLAIN_CASES / sizeof PLAIN_CASES[0]; c++)
+            run_case(&PLAIN_CASES[c], 64, DFA_ATTN_CUDA_BF16, v);
+        run_case(&PLAIN_CASES[0], 64, DFA_ATTN_CUDA_F16, v);
+        test_gain_cases(v);
+        run_case(&CARRY_CASES[1], 64, DFA_ATTN_CUDA_BF16, v);
+        run_case(&CARRY_CASES[1], 64, DFA_ATTN_CUDA_F16, v);
+        run_case(&CARRY_CASES[0], 64, DFA_ATTN_CUDA_F16, v);
+        run_case(&CASES[4], 72, DFA_ATTN_CUDA_BF16, v); /* variant 2's padded kernel */
+        run_case(&CASES[1], 24, DFA_ATTN_CUDA_BF16, v); /* variant 1's kernel */
+    }
+}
+
 static void test_cache_helpers(void) {
     dfa_error err = {0};
     const int B = 2, N = 99, H = 5, D = 64;
@@ -465,11 +493,12 @@ static void test_bad_args(void) {
     m[1] = F;
     CHECK(dfa_attn_cuda_plan_build(&p, &bad, 2, m, w, 1, NULL, &err) == DFA_ERR_INVALID_ARG);
     m[1] = C;
-    /* variants 1-10 exist (0: the default); 11 and -1 do not, on any GPU */
-    CHECK(dfa_attn_cuda_plan_build(&p, &l, 2, m, w, 11, NULL, &err) == DFA_ERR_INVALID_ARG);
+    /* variants 1-12 exist (0: the default); 13 and -1 do not, on any GPU */
+    CHECK(dfa_attn_cuda_plan_build(&p, &l, 2, m, w, 13, NULL, &err) == DFA_ERR_INVALID_ARG);
     CHECK(dfa_attn_cuda_plan_build(&p, &l, 2, m, w, -1, NULL, &err) == DFA_ERR_INVALID_ARG);
     CHECK(p == NULL);
-    CHECK(!dfa_attn_cuda_variant_ok(11) && !dfa_attn_cuda_variant_ok(-1));
+    CHECK(!dfa_attn_cuda_variant_ok(13) && !dfa_attn_cuda_variant_ok(-1));
+    CHECK(dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_EXP_BF16) == dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA));
     CHECK(dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA3_CARRY) == dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA));
     CHECK(dfa_attn_cuda_plan_build(&p, &l, 2, m, w, 1, NULL, &err) == DFA_OK);
     int dummy;
@@ -602,6 +631,11 @@ int main(void) {
             /* variant 10: 1-3 active warpgroups per item, idle ones walking the stages */
             run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3_CARRY);
             run_case(&CARRY_CASES[1], 64, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA3_CARRY);
+            /* variants 11/12: row sum by wgmma from the ones tile, packed exp2; idle warpgroups */
+            run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_EXP_SUM);
+            run_case(&CARRY_CASES[1], 64, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_EXP_SUM);
+            run_case(&CASES[0], 64, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_EXP_BF16);
+            run_case(&CARRY_CASES[1], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_EXP_BF16);
         }
         dfa_cuda_free(g_cu);
         return test_summary();
@@ -620,6 +654,7 @@ int main(void) {
     RUN(test_v9);
     RUN(test_v10);
     RUN(test_idle_wg);
+    RUN(test_v11_12);
     dfa_cuda_free(g_cu);
     return test_summary();
 }

@@ -2,7 +2,8 @@
  * the small per-head cache kernels. The attention kernels live in attn_cuda_mma.cu (variant 1),
  * attn_cuda_wgmma.cu (variants 2, 3; 4-8 at D other than 64), attn_cuda_wgmma3.cu
  * (variants 4, 5 at D=64), attn_cuda_wgmma3e.cu (variants 6-8 at D=64), attn_cuda_carry.cu
- * (variant 9; 10 at D other than 64) and attn_cuda_carry3.cu (variant 10 at D=64); the ring
+ * (variant 9; 10 at D other than 64), attn_cuda_carry3.cu (variant 10 at D=64) and
+ * attn_cuda_exp16.cu (variants 11, 12 at D=64; other D as variant 2); the ring
  * combine in attn_cuda_ring.cu. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -31,15 +32,20 @@ struct dfa_attn_cuda_plan {
     int in_set; /* a member of a dfa_attn_cuda_plan_set: dev is NULL, the set owns the memory */
 };
 
+/* variants 11/12 (attn_cuda_exp16.cu): D=64 on variant 5's kernel with a shorter softmax */
+static int is_exp16(int variant) {
+    return variant == DFA_ATTN_CUDA_V_EXP_SUM || variant == DFA_ATTN_CUDA_V_EXP_BF16;
+}
+
 static int is_wgmma3(int variant) {
     return variant == DFA_ATTN_CUDA_V_WGMMA3 || variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP ||
            (variant >= DFA_ATTN_CUDA_V_WGMMA3_CR && variant <= DFA_ATTN_CUDA_V_WGMMA3_E50) ||
-           variant == DFA_ATTN_CUDA_V_WGMMA3_CARRY;
+           variant == DFA_ATTN_CUDA_V_WGMMA3_CARRY || is_exp16(variant);
 }
 
-/* variants this build knows: 1 to 10 */
+/* variants this build knows: 1 to 10, 11 and 12 */
 static int variant_known(int variant) {
-    return variant >= DFA_ATTN_CUDA_V_MMA && variant <= DFA_ATTN_CUDA_V_WGMMA3_CARRY;
+    return (variant >= DFA_ATTN_CUDA_V_MMA && variant <= DFA_ATTN_CUDA_V_WGMMA3_CARRY) || is_exp16(variant);
 }
 
 static dfa_status plan_upload(dfa_attn_cuda_plan **out, dfa_acu_worklist *wlp, dfa_acu_worklist *wl3p,
@@ -55,7 +61,7 @@ static dfa_status resolve_variant(int *variant, dfa_error *err) {
         *variant = dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA3_NOPP) ? DFA_ATTN_CUDA_V_WGMMA3_NOPP
                                                                          : DFA_ATTN_CUDA_V_MMA;
     if (!variant_known(*variant))
-        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1 to 10)", *variant);
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1 to 12)", *variant);
     return DFA_OK;
 }
 
@@ -338,7 +344,9 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
         prm.n_items = p->n_items3;
     }
     cudaError_t e;
-    if (wgmma3 && p->variant == DFA_ATTN_CUDA_V_WGMMA3_CARRY)
+    if (wgmma3 && is_exp16(p->variant)) /* 11, 12 */
+        e = acu_launch_exp16(prm, a->dtype, p->variant == DFA_ATTN_CUDA_V_EXP_BF16, st);
+    else if (wgmma3 && p->variant == DFA_ATTN_CUDA_V_WGMMA3_CARRY)
         e = acu_launch_wgmma3_carry(prm, a->dtype, st);
     else if (wgmma3 && p->variant >= DFA_ATTN_CUDA_V_WGMMA3_CR) /* 6, 7, 8: 0, 1, 2 quarters emulated */
         e = acu_launch_wgmma3e(prm, a->dtype, p->variant - DFA_ATTN_CUDA_V_WGMMA3_CR, st);

@@ -19,7 +19,8 @@
  * (wgmma) run D = 64 and 128, and 72..120 on the D=128 kernel (TMA zero-fills the columns past
  * D); a plan built for them runs any other D on variant 1's kernel. Variants 4 and 5 run D = 64
  * on a kernel with 3 consumer warpgroups (192-row items) and every other D as variant 2; variants
- * 6-8 likewise, D = 64 on variant 5's kernel with a shorter softmax (attn_cuda_wgmma3e.cu).
+ * 6-8 likewise, D = 64 on variant 5's kernel with a shorter softmax (attn_cuda_wgmma3e.cu), and
+ * the experimental variants 11-12 (attn_cuda_exp16.cu: row sum on the tensor core, packed exp2).
  *
  * The work list (for each head and query tile: the key ranges it visits, CACHE heads as copy
  * items) is built on the host once per plan entry by dfa_attn_cuda_plan_build(), uploaded to
@@ -65,6 +66,10 @@ enum {
                                         work items (no fill/drain per item), D 64..128 */
     DFA_ATTN_CUDA_V_WGMMA3_CARRY = 10, /* D=64: variant 5 with the pipeline carried across items;
                                           other D as variant 9 */
+    DFA_ATTN_CUDA_V_EXP_SUM = 11,  /* experimental, D=64: variant 5 with the softmax row sum on the
+                                      tensor core (l = P 1, wgmma m64n8k16); other D as variant 2 */
+    DFA_ATTN_CUDA_V_EXP_BF16 = 12, /* experimental, D=64: variant 11 + exp2 of packed 16-bit pairs
+                                      (ex2.approx.ftz.bf16x2 / f16x2); other D as variant 2 */
     DFA_ATTN_CUDA_V_DEFAULT = 0      /* variant 5 on sm_90, else 1 */
 };
 
@@ -143,7 +148,7 @@ dfa_status dfa_attn_cuda_residual(void *dst, const void *full, const void *arrow
                                   int n_heads, int head_dim, const unsigned char *heads, void *stream,
                                   dfa_error *err);
 
-/* 1 if the current device can run `variant` (variants 2 to 10 need compute capability 9.0). */
+/* 1 if the current device can run `variant` (variants 2 to 12 need compute capability 9.0). */
 int dfa_attn_cuda_variant_ok(int variant);
 
 #ifdef __cplusplus
