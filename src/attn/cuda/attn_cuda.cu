@@ -1,7 +1,7 @@
 /* attn_cuda.cu - plans (work lists from attn_worklist.c, uploaded), the run entry point, and
  * the small per-head cache kernels. The attention kernels live in attn_cuda_mma.cu (variant 1),
  * attn_cuda_wgmma.cu (variants 2, 3 and 5: 2 consumer warpgroups, or 3 for variant 5 at D=64);
- * the ring combine in attn_cuda_ring.cu. */
+ * attn_cuda_exp16.cu (experimental variants 11, 12 at D=64; other D as variant 2); the ring combine in attn_cuda_ring.cu. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <math.h>
@@ -29,14 +29,19 @@ struct dfa_attn_cuda_plan {
     int in_set; /* a member of a dfa_attn_cuda_plan_set: dev is NULL, the set owns the memory */
 };
 
-static int is_wgmma3(int variant) {
-    return variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP;
+/* variants 11/12 (attn_cuda_exp16.cu): D=64 on variant 5's kernel with a shorter softmax */
+static int is_exp16(int variant) {
+    return variant == DFA_ATTN_CUDA_V_EXP_SUM || variant == DFA_ATTN_CUDA_V_EXP_BF16;
 }
 
-/* variants this build knows: 1, 2, 3, 5 */
+static int is_wgmma3(int variant) {
+    return variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP || is_exp16(variant);
+}
+
+/* variants this build knows: 1, 2, 3, 5, 11, 12 */
 static int variant_known(int variant) {
     return variant == DFA_ATTN_CUDA_V_MMA || variant == DFA_ATTN_CUDA_V_WGMMA ||
-           variant == DFA_ATTN_CUDA_V_WGMMA_GRID || variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP;
+           variant == DFA_ATTN_CUDA_V_WGMMA_GRID || variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP || is_exp16(variant);
 }
 
 /* variants measured slower than their bases and removed (session 4): 4 and 6 to 10 */
@@ -60,10 +65,10 @@ static dfa_status resolve_variant(int *variant, dfa_error *err) {
     if (variant_removed(*variant))
         DFA_FAIL(err, DFA_ERR_INVALID_ARG,
                  "attn_cuda plan: variant %d was removed (slower than its base, bench/RESULTS.md session 4); "
-                 "use 1, 2, 3 or 5",
+                 "use 1, 2, 3, 5, 11 or 12",
                  *variant);
     if (!variant_known(*variant))
-        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1, 2, 3 or 5)", *variant);
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1, 2, 3, 5, 11 or 12)", *variant);
     return DFA_OK;
 }
 
@@ -346,7 +351,9 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
         prm.n_items = p->n_items3;
     }
     cudaError_t e;
-    if (wgmma) /* 3 consumers for variant 5 at D=64; persistent except variant 3 */
+    if (wgmma3 && is_exp16(p->variant)) /* 11, 12 */
+        e = acu_launch_exp16(prm, a->dtype, p->variant == DFA_ATTN_CUDA_V_EXP_BF16, st);
+    else if (wgmma) /* 3 consumers for variant 5 at D=64; persistent except variant 3 */
         e = acu_launch_wgmma(prm, wgmma3 ? 3 : 2, a->head_dim, a->dtype, p->variant != DFA_ATTN_CUDA_V_WGMMA_GRID, st);
     else
         e = acu_launch_mma(prm, a->head_dim, a->dtype, st);
