@@ -216,6 +216,36 @@ static void fit_table(const fit *f, int kernel, int D, int n_ctas, dfa_acu_workl
     }
 }
 
+/* Where arrow's time over its ideal (own dense x (1 - r)) goes in the model: t/ideal with the
+ * per-item time, then also the launch time, then also the end-of-launch idle removed (from arrow
+ * and dense alike: idle-free = busy / CTAs). */
+static void arrow_breakdown(const fit *f, int kernel, int D, int n_ctas, dfa_acu_worklist *lists, const double *sp) {
+    printf("%7s %-10s %8s %8s %8s %8s   (t/ideal in the model: as fitted, then cumulatively without\n", "tokens",
+           "plan", "model", "-item", "-launch", "-idle");
+    printf("%7s %-10s %8s %8s %8s %8s    the per-item time, the launch time, the idle CTA time)\n", "", "", "", "", "",
+           "");
+    for (int i = 0; i < N_MEAS; i++) {
+        if (MEAS[i].kernel != kernel || MEAS[i].D != D || MEAS[i].kind != K_ARROW) continue;
+        const int big = MEAS[i].NV > 8192;
+        int dense = -1;
+        for (int j = 0; j < N_MEAS; j++)
+            if (MEAS[j].kernel == kernel && MEAS[j].D == D && MEAS[j].NV == MEAS[i].NV && MEAS[j].kind == K_DENSE) dense = j;
+        double tid[4];
+        for (int v = 0; v < 4; v++) {
+            dfa_acu_cost m;
+            model_of(f, big, kernel, D, &m);
+            if (v >= 1) m.item_us = 0;
+            if (v >= 2) m.launch_us = 0;
+            dfa_acu_sim a, d;
+            dfa_acu_sched_sim(&lists[i], &m, n_ctas, 1, &a);
+            dfa_acu_sched_sim(&lists[dense], &m, n_ctas, 1, &d);
+            const double ta = v == 3 ? a.busy_us / a.ctas : a.makespan_us, td = v == 3 ? d.busy_us / d.ctas : d.makespan_us;
+            tid[v] = ta / (td * (1 - sp[i]));
+        }
+        printf("%7d arrow %3.0f%% %8.3f %8.3f %8.3f %8.3f\n", MEAS[i].NV, 100 * sp[i], tid[0], tid[1], tid[2], tid[3]);
+    }
+}
+
 static int run_fit(int n_ctas) {
     dfa_acu_worklist lists[N_MEAS];
     double sp[N_MEAS];
@@ -234,8 +264,9 @@ static int run_fit(int n_ctas) {
             printf(", item %.2f steps, launch %.2f us", f.rho, f.launch);
             if (rows_of(kernel, D) == DFA_ACU_BM3) printf(", share(2 of 3) %.2f", f.share2);
             printf("; rms %.1f %%, max %.1f %%\n", 100 * f.rms, 100 * f.max_err);
-            if (ng == 2 && k < 2) continue; /* the table once per kernel; v5 per-size for its 4k tail */
+            if (ng == 2 && k == 1) continue; /* D=64 v2: one step time fits (0.2 %) */
             fit_table(&f, kernel, D, n_ctas, lists, sp);
+            arrow_breakdown(&f, kernel, D, n_ctas, lists, sp);
         }
     dfa_acu_cost d;
     dfa_acu_cost_default(&d, DFA_ACU_BM, 0);

@@ -291,11 +291,17 @@ static void cand_sim(const bal_ctx *c, const cta *snap, int ctas, int from, int 
     sched_result(&s, c->m, out);
 }
 
-static void prefix_state(const bal_ctx *c, int from, cta *snap, int ctas) {
-    sched s;
-    sched_init(&s, snap, ctas);
-    for (int i = 0; i < from; i++)
-        for (int b = 0; b < c->batch; b++) sched_take(&s, c->cost[i], c->lead[i]);
+/* Replay items [from, to) onto the state s. */
+static void replay(const bal_ctx *c, sched *s, int from, int to) {
+    for (int i = from; i < to; i++)
+        for (int b = 0; b < c->batch; b++) sched_take(s, c->cost[i], c->lead[i]);
+}
+
+/* The tail sizes tried: every k up to 8, then coarser (k grows by 1 + k / 8), up to kmax. */
+static int k_grid(int kmax, int *ks) {
+    int n = 0;
+    for (int k = 1; k <= kmax; k += 1 + k / 8) ks[n++] = k;
+    return n;
 }
 
 static void tail_build(bal_ctx *c, int k, int mode) {
@@ -337,44 +343,57 @@ dfa_status dfa_acu_worklist_balance(const dfa_acu_worklist *wl, int rows, const 
     for (int i = c.nc; i < wl->n_items; i++) /* copies come last (dfa_acu_worklist_build_rows) */
         if (!(wl->items[i].flags & DFA_ACU_ITEM_COPY))
             DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda balance: item %d computes after a copy item", i);
-    /* the tail searched: up to two waves of list items (more than enough at B = 1 and 2) */
-    const int kmax = c.nc < 2 * b->n_ctas ? c.nc : 2 * b->n_ctas;
+    /* the tail searched: up to two waves of launch items (list items x B) */
+    const int waves2 = (2 * b->n_ctas + c.batch - 1) / c.batch;
+    const int kmax = c.nc < waves2 ? c.nc : waves2;
     const int ctas = grid_ctas(b->n_ctas, wl->n_items, c.batch);
     c.cost = malloc((size_t)wl->n_items * sizeof *c.cost);
     c.lead = malloc((size_t)wl->n_items * sizeof *c.lead);
     c.tail = malloc((size_t)(kmax * 3 + 1) * sizeof *c.tail);
     c.seg = malloc((size_t)(kmax + 1) * sizeof *c.seg);
+    int *ks = malloc((size_t)(kmax + 1) * sizeof *ks);
     cand *cands = malloc((size_t)(N_MODES * kmax + 1) * sizeof *cands);
-    cta *snap = malloc((size_t)ctas * 2 * sizeof *snap), *work = snap ? snap + ctas : NULL;
+    /* snapshots of the replay of [0, nc - ks[j]) for every tried k, then a work copy */
+    cta *snap = malloc((size_t)ctas * (kmax + 2) * sizeof *snap);
     dfa_acu_item *items = NULL;
     dfa_status st = DFA_OK;
-    if (!c.cost || !c.lead || !c.tail || !c.seg || !cands || !snap) {
+    if (!c.cost || !c.lead || !c.tail || !c.seg || !ks || !cands || !snap) {
         st = DFA_SET(err, DFA_ERR_OOM, "attn_cuda balance: out of host memory (%d items)", wl->n_items);
         goto done;
     }
+    cta *work = snap + (size_t)ctas * (kmax + 1);
     for (int i = 0; i < wl->n_items; i++) {
         c.cost[i] = dfa_acu_item_cost(&m, wl, &wl->items[i]);
         c.lead[i] = item_lead(&m, &wl->items[i], c.cost[i]);
     }
-    prefix_state(&c, 0, snap, ctas); /* before: the list as built (k = 0, empty tail) */
+    sched s;
+    sched_init(&s, snap, ctas); /* before: the list as built (k = 0, empty tail) */
     cand_sim(&c, snap, ctas, 0, 0, work, &r.before);
     r.after = r.before;
-    /* a split only adds work: nothing to gain where the CTAs idle for less than the threshold */
-    if (kmax == 0 ||
-        r.before.idle_frac * (r.before.makespan_us - m.launch_us) <= DFA_ACU_BAL_MIN_GAIN * r.before.makespan_us)
+    /* a cut only adds work and rarely recovers more than half of the idle time (bench_attn_sched):
+     * nothing to gain where the CTAs idle for less than 2.5 x the threshold */
+    if (kmax == 0 || r.before.idle_frac * (r.before.makespan_us - m.launch_us) <=
+                         2.5 * DFA_ACU_BAL_MIN_GAIN * r.before.makespan_us)
         goto done;
-    const int from = c.nc - kmax;
-    prefix_state(&c, from, snap, ctas);
+    const int nk = k_grid(kmax, ks);
+    replay(&c, &s, 0, c.nc - ks[nk - 1]);
+    for (int j = nk - 1; j >= 0; j--) { /* snapshot j: after [0, nc - ks[j]) */
+        if (j < nk - 1) replay(&c, &s, c.nc - ks[j + 1], c.nc - ks[j]);
+        memcpy(snap + (size_t)ctas * (j + 1), s.h, (size_t)ctas * sizeof *snap);
+    }
     int n_cand = 0;
-    for (int mode = 0; mode < N_MODES; mode++) {
-        if (mode == MODE_RECUT128 && rows != DFA_ACU_BM3) continue; /* 128-row items never merge */
+    /* without any item to split (128-row lists without split128) modes 0 and 1 are one reorder */
+    const int n_modes = rows == DFA_ACU_BM3 ? N_MODES : c.split128 ? 2 : 1;
+    for (int mode = 0; mode < n_modes; mode++) {
         c.n_tail = 0;
-        for (int k = 1; k <= kmax; k++) {
+        for (int k = 1, j = 0; j < nk; k++) {
+            if (mode != MODE_RECUT128) tail_add(&c, c.nc - k, mode);
+            if (k != ks[j]) continue;
             if (mode == MODE_RECUT128) tail_recut(&c, k);
-            else tail_add(&c, c.nc - k, mode);
-            dfa_acu_sim s;
-            cand_sim(&c, snap, ctas, from, k, work, &s);
-            cands[n_cand++] = (cand){s.makespan_us, k, mode};
+            dfa_acu_sim sim;
+            cand_sim(&c, snap + (size_t)ctas * (j + 1), ctas, c.nc - k, k, work, &sim);
+            cands[n_cand++] = (cand){sim.makespan_us, k, mode};
+            j++;
         }
     }
     qsort(cands, (size_t)n_cand, sizeof *cands, cand_cmp);
@@ -411,6 +430,7 @@ done:
     free(c.lead);
     free(c.tail);
     free(c.seg);
+    free(ks);
     free(cands);
     free(snap);
     return st;
