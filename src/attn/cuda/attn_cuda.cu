@@ -404,6 +404,8 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
     if (wgmma && p->variant != DFA_ATTN_CUDA_V_WGMMA_GRID && a->batch <= 2 && p->d_bal[wgmma3][a->batch - 1]) {
         prm.items = p->d_bal[wgmma3][a->batch - 1];
         prm.n_items = p->n_bal[wgmma3][a->batch - 1];
+        if ((int64_t)prm.n_items * a->batch > 0x7fffffffLL)
+            DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: %d items x batch %d too many", prm.n_items, a->batch);
     }
     cudaError_t e;
     if (wgmma3 && p->variant == DFA_ATTN_CUDA_V_WGMMA3_CARRY)

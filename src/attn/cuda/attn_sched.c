@@ -376,6 +376,7 @@ dfa_status dfa_acu_worklist_balance(const dfa_acu_worklist *wl, int rows, const 
                          2.5 * DFA_ACU_BAL_MIN_GAIN * r.before.makespan_us)
         goto done;
     const int nk = k_grid(kmax, ks);
+    if (nk < 1) goto done; /* not reached: kmax >= 1 gives k = 1 */
     replay(&c, &s, 0, c.nc - ks[nk - 1]);
     for (int j = nk - 1; j >= 0; j--) { /* snapshot j: after [0, nc - ks[j]) */
         if (j < nk - 1) replay(&c, &s, c.nc - ks[j + 1], c.nc - ks[j]);
