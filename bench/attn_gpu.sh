@@ -51,6 +51,9 @@ if command -v compute-sanitizer > /dev/null; then
 fi
 log "timing our variants"
 ./$BIN/bench_attn_gpu "$OUT/attn_gpu.json" "$ITERS" 2>&1 | tee "$OUT/bench.log"
+# Version 10: tail-balanced work lists vs the lists' own order, same run (~20 s; bench/RESULTS.md)
+log "tail-balanced lists"
+./$BIN/bench_attn_gpu --balance "$OUT/attn_gpu.json" "$ITERS" 2>&1 | tee -a "$OUT/bench.log" | tail -1 | tee -a "$OUT/summary.txt"
 # head dims beyond 64/128 (D=72: DiT-XL-2, PixArt-Sigma) and the dense check against PyTorch SDPA
 # (issue #4): our dense outputs (D 64, 128, 72, 24, every variant) dumped to a scratch folder and
 # compared there with SDPA; D=72 dense timed next to cuDNN / FA2 at the same shapes (~30 s)

@@ -7,6 +7,10 @@
  *
  * usage: bench_attn_gpu [out.json] [iters]     (JSON lines, one per measurement)
  *        bench_attn_gpu --one D NV variant window  (two launches of one plan, for ncu; window < 0: dense)
+ *        bench_attn_gpu --balance out.json [iters]  tail-balanced work lists (attn_sched.h) against the
+ *            lists' own order, default variant, same run: dense and arrow 25/50/75 % at 4096/16384
+ *            + 512, D 64 and 128; outputs compared bit for bit; the schedule model's predicted ratio
+ *            next to the measured one (JSON lines "kind":"balance" appended to out.json)
  *        bench_attn_gpu --extra DIR out.json [iters]  head dims beyond the paper's: dense outputs of
  *            every variant at a few shapes (D 64, 128, 72; inputs and outputs as raw bf16 files in
  *            DIR, listed in DIR/manifest.jsonl) for bench/attn_sdpa.py to check against PyTorch
@@ -23,6 +27,7 @@
 
 #include "attn/attn.h"
 #include "attn/cuda/attn_cuda.h"
+#include "attn/cuda/attn_sched.h"
 #include "attn/mask.h"
 
 #define CK(call)                                                                                   \
@@ -211,7 +216,124 @@ static int run_extra(const char *dir, const char *json, int iters) {
     return 0;
 }
 
+/* A plan with the tail-balanced orders (balanced = 1) or without (DFA_ATTN_BALANCE=0 while it is
+ * built: the lists' own order, as before Version 10). */
+static dfa_attn_cuda_plan *plan_bal(const dfa_attn_layout *l, int H, const int *m, const int *w, int balanced) {
+    const char *old = getenv("DFA_ATTN_BALANCE");
+    std::string keep = old ? old : "";
+    if (balanced) unsetenv("DFA_ATTN_BALANCE");
+    else setenv("DFA_ATTN_BALANCE", "0", 1);
+    dfa_attn_cuda_plan *p;
+    DK(dfa_attn_cuda_plan_build(&p, l, H, m, w, DFA_ATTN_CUDA_V_DEFAULT, NULL, &err));
+    if (old) setenv("DFA_ATTN_BALANCE", keep.c_str(), 1);
+    else unsetenv("DFA_ATTN_BALANCE");
+    return p;
+}
+
+/* Version 10: balanced vs unbalanced lists of the default variant (D=64: the 3-consumer kernel on the
+ * 192-row list; D=128: variant 2's kernel on the 128-row list), B=1. Each pair is timed twice,
+ * alternating (drift between the two shows as their spread); both outputs, NaN-poisoned first,
+ * must agree bit for bit (a row's arithmetic does not depend on how its rows are cut into items). */
+static int run_balance(const char *json, int iters) {
+    FILE *js = fopen(json, "a");
+    if (!js) {
+        fprintf(stderr, "cannot write %s\n", json);
+        return 1;
+    }
+    int dev = 0, sms = 0;
+    CK(cudaGetDevice(&dev));
+    CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    CK(cudaMalloc(&g_flush, FLUSH_BYTES));
+    const int H = 24, NT = 512, B = 1;
+    const int Ds[2] = {128, 64}, NVs[2] = {4096, 16384};
+    const double targets[4] = {0, 0.25, 0.5, 0.75}; /* 0: dense */
+    int bad = 0;
+    printf("tail-balanced lists on %d SMs (default variant, B=1): unbalanced / balanced time, model's prediction\n", sms);
+    for (int di = 0; di < 2; di++)
+        for (int ni = 0; ni < 2; ni++) {
+            const int D = Ds[di], NV = NVs[ni];
+            dfa_attn_layout l = {NV, NT, 1, 128, DFA_BAND_ARROW};
+            const size_t n = (size_t)B * dfa_layout_tokens(&l) * H * D;
+            void *buf[5];
+            for (int i = 0; i < 5; i++) {
+                CK(cudaMalloc(&buf[i], n * 2));
+                fill_rand<<<(unsigned)((n + 255) / 256), 256>>>((__nv_bfloat16 *)buf[i], n, 555u + 13u * i,
+                                                               i < 2 ? 2.f : 1.f);
+                CK(cudaGetLastError());
+            }
+            for (int ti = 0; ti < 4; ti++) {
+                double sp = 0;
+                const int win = ti ? choose_window(&l, targets[ti], &sp) : -1;
+                std::vector<int> m(H, ti ? (int)DFA_ATTN_ARROW : (int)DFA_ATTN_FULL), w(H, win);
+                /* the model's prediction for the list this plan runs */
+                const int rows = D == 64 && dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA3_NOPP) ? DFA_ACU_BM3 : DFA_ACU_BM;
+                dfa_acu_worklist wl;
+                DK(dfa_acu_worklist_build_rows(&wl, &l, H, m.data(), w.data(), rows, &err));
+                dfa_acu_balance bal = {sms, B, 0, NULL};
+                dfa_acu_balance_report rep;
+                dfa_acu_item *items;
+                int n_items;
+                DK(dfa_acu_worklist_balance(&wl, rows, &bal, &items, &n_items, &rep, &err));
+                free(items);
+                const int n0 = wl.n_items;
+                dfa_acu_worklist_free(&wl);
+                dfa_attn_cuda_plan *pu = plan_bal(&l, H, m.data(), w.data(), 0);
+                dfa_attn_cuda_plan *pb = plan_bal(&l, H, m.data(), w.data(), 1);
+                dfa_attn_cuda_args a = {DFA_ATTN_CUDA_BF16, B, D, buf[0], buf[1], buf[2], buf[3], NULL, NULL, 0.f, NULL};
+                /* outputs: unbalanced into buf[3], balanced into buf[4], both poisoned first */
+                CK(cudaMemset(buf[3], 0xff, n * 2));
+                DK(dfa_attn_cuda_run(pu, &a, &err));
+                a.out = buf[4];
+                CK(cudaMemset(buf[4], 0xff, n * 2));
+                DK(dfa_attn_cuda_run(pb, &a, &err));
+                CK(cudaDeviceSynchronize());
+                std::vector<unsigned short> hu(n), hb(n);
+                CK(cudaMemcpy(hu.data(), buf[3], n * 2, cudaMemcpyDeviceToHost));
+                CK(cudaMemcpy(hb.data(), buf[4], n * 2, cudaMemcpyDeviceToHost));
+                size_t diff = 0, nan = 0;
+                for (size_t i = 0; i < n; i++) {
+                    diff += hu[i] != hb[i];
+                    nan += (hb[i] & 0x7f80) == 0x7f80; /* bf16 Inf/NaN: unwritten or broken */
+                }
+                if (diff || nan) bad++;
+                double u[2], b[2];
+                for (int round = 0; round < 2; round++) {
+                    a.out = buf[3];
+                    u[round] = time_plan(pu, &a, iters);
+                    a.out = buf[4];
+                    b[round] = time_plan(pb, &a, iters);
+                }
+                const double tu = (u[0] + u[1]) / 2, tb = (b[0] + b[1]) / 2;
+                dfa_attn_cuda_plan_free(pu);
+                dfa_attn_cuda_plan_free(pb);
+                const double pred = rep.before.makespan_us / rep.after.makespan_us;
+                char name[32];
+                if (ti) snprintf(name, sizeof name, "arrow %.0f%%", 100 * sp);
+                else snprintf(name, sizeof name, "dense");
+                printf("D=%d N=%d+%d %-10s %d-row list %4d items (+%d): unbalanced %.4f ms, balanced %.4f ms: %.3fx "
+                       "(rounds %.3fx / %.3fx), predicted %.3fx (%.1f -> %.1f us); outputs %s (%zu differ, %zu NaN)\n",
+                       D, NV, NT, name, rows, n0, rep.n_pieces, tu, tb, tu / tb, u[0] / b[0], u[1] / b[1],
+                       pred, rep.before.makespan_us, rep.after.makespan_us, diff || nan ? "DIFFER" : "bit-equal", diff,
+                       nan);
+                fprintf(js,
+                        "{\"kind\":\"balance\",\"variant\":0,\"D\":%d,\"NV\":%d,\"NT\":%d,\"plan\":\"%s\",\"target\":%.2f,"
+                        "\"window\":%d,\"rows\":%d,\"items\":%d,\"pieces\":%d,\"unbal_ms\":%.5f,\"bal_ms\":%.5f,"
+                        "\"pred\":%.4f,\"pred_unbal_us\":%.2f,\"pred_bal_us\":%.2f,\"idle\":%.4f,\"differ\":%zu,"
+                        "\"nan\":%zu}\n",
+                        D, NV, NT, name, targets[ti], win, rows, n0, rep.n_pieces, tu, tb, pred, rep.before.makespan_us,
+                        rep.after.makespan_us, rep.before.idle_frac, diff, nan);
+                fflush(js);
+            }
+            for (int i = 0; i < 5; i++) CK(cudaFree(buf[i]));
+        }
+    printf("balance check: %s (%d plans with outputs that differ or are not finite)\n", bad ? "FAILED" : "ok", bad);
+    CK(cudaFree(g_flush));
+    fclose(js);
+    return bad ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 3 && !strcmp(argv[1], "--balance")) return run_balance(argv[2], argc > 3 ? atoi(argv[3]) : 30);
     if (argc == 6 && !strcmp(argv[1], "--one")) return run_one(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
     if (argc >= 4 && !strcmp(argv[1], "--extra")) return run_extra(argv[2], argv[3], argc > 4 ? atoi(argv[4]) : 30);
     const char *path = argc > 1 ? argv[1] : "attn_gpu.json";

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "attn/attn.h"
+#include "attn/cuda/attn_sched.h"
 #include "attn/cuda/attn_worklist.h"
 #include "attn/mask.h"
 #include "test.h"
@@ -16,13 +17,13 @@ static unsigned long long g_seed = 0x9e3779b97f4a7c15ULL;
 static int rnd(int n) { return (int)(test_rng_next(&g_seed) % (unsigned long long)n); }
 
 /* rows: DFA_ACU_BM (items inside one mask tile) or DFA_ACU_BM3 (items may span tiles that share
- * their key ranges; the per-row key check below is what makes that exact) */
-static void check_one(const dfa_attn_layout *l, int H, const int *method, const int *window, int rows) {
-    dfa_error err = {0};
-    dfa_acu_worklist wl;
-    dfa_status st = dfa_acu_worklist_build_rows(&wl, l, H, method, window, rows, &err);
-    CHECKF(st == DFA_OK, "%s", err.msg);
-    if (st != DFA_OK) return;
+ * their key ranges; the per-row key check below is what makes that exact). items / n_items: the
+ * launch order checked (wl's own, or a tail-balanced one over wl's ranges). */
+static void check_items(const dfa_attn_layout *l, int H, const int *method, const int *window, int rows,
+                        const dfa_acu_worklist *wl_, const dfa_acu_item *items, int n_items) {
+    dfa_acu_worklist wl = *wl_;
+    wl.items = (dfa_acu_item *)items;
+    wl.n_items = n_items;
     const int N = dfa_layout_tokens(l);
     int *seen = calloc((size_t)H * N, sizeof *seen);
     unsigned char *keep = malloc((size_t)N);
@@ -89,6 +90,32 @@ static void check_one(const dfa_attn_layout *l, int H, const int *method, const 
            (long long)entries, (long long)wl.info.mask_entries, (long long)want_entries);
     free(seen);
     free(keep);
+}
+
+static int g_balanced; /* lists that tail balancing changed in check_one (a test that they occur) */
+
+/* The list of `rows` rows for these heads, checked; then its tail-balanced orders for a few CTA
+ * counts and B = 1, 2 (128-row items split too), checked the same way. */
+static void check_one(const dfa_attn_layout *l, int H, const int *method, const int *window, int rows) {
+    dfa_error err = {0};
+    dfa_acu_worklist wl;
+    dfa_status st = dfa_acu_worklist_build_rows(&wl, l, H, method, window, rows, &err);
+    CHECKF(st == DFA_OK, "%s", err.msg);
+    if (st != DFA_OK) return;
+    check_items(l, H, method, window, rows, &wl, wl.items, wl.n_items);
+    const int ctas[3] = {1, 3, 2 + rnd(20)};
+    for (int c = 0; c < 3; c++) {
+        dfa_acu_balance b = {ctas[c], 1 + rnd(2), 1, NULL};
+        dfa_acu_item *items;
+        int n;
+        st = dfa_acu_worklist_balance(&wl, rows, &b, &items, &n, NULL, &err);
+        CHECKF(st == DFA_OK, "%s", err.msg);
+        if (!items) continue;
+        g_balanced++;
+        CHECK(n >= wl.n_items); /* pieces are added, nothing dropped */
+        check_items(l, H, method, window, rows, &wl, items, n);
+        free(items);
+    }
     dfa_acu_worklist_free(&wl);
 }
 
@@ -110,6 +137,8 @@ static void test_random_layouts(void) {
         check_one(&l, H, method, window, DFA_ACU_BM);
         check_one(&l, H, method, window, DFA_ACU_BM3);
     }
+    /* the balanced orders above were checked too: some must exist (few CTAs, few items) */
+    CHECKF(g_balanced > 20, "only %d balanced lists in 120 random layouts", g_balanced);
 }
 
 static void test_paper_shape_order(void) {

@@ -10,6 +10,7 @@
 
 #include "attn/attn.h"
 #include "attn/cuda/attn_cuda_int.h"
+#include "attn/cuda/attn_sched.h"
 #include "core/cuda_check.h"
 
 struct dfa_attn_cuda_plan {
@@ -23,6 +24,10 @@ struct dfa_attn_cuda_plan {
     acu_item *d_items3; /* into dev */
     int2 *d_ranges3;
     int *d_counter;
+    /* tail-balanced launch orders (attn_sched.h) of the 128-row [0] and 192-row [1] lists for
+     * B = 1 [.][0] and B = 2 [.][1] on the persistent kernels; NULL: the list's own order */
+    acu_item *d_bal[2][2];
+    int n_bal[2][2];
     int has_copy, has_resid;
     dfa_attn_cuda_plan_info info;
     int n_win, win[DFA_ACU_RING_MAX_WIN]; /* ring plans (dfa_attn_cuda_ring_plan_build); else 0 */
@@ -50,7 +55,7 @@ static int variant_removed(int variant) {
 }
 
 static dfa_status plan_upload(dfa_attn_cuda_plan **out, dfa_acu_worklist *wlp, dfa_acu_worklist *wl3p,
-                              const dfa_attn_layout *layout, int n_heads, int variant, void *stream,
+                              const dfa_attn_layout *layout, int n_heads, int variant, int balance, void *stream,
                               dfa_error *err);
 
 static dfa_status resolve_variant(int *variant, dfa_error *err) {
@@ -88,6 +93,49 @@ static dfa_status build_lists(dfa_acu_worklist *wl, dfa_acu_worklist *wl3, const
     return DFA_OK;
 }
 
+/* A plan's two work lists, their tail-balanced orders, and where they go in its device block
+ * (16-byte aligned pieces): items, ranges, the 192-row items and ranges, the work counter, the
+ * balanced orders. */
+typedef struct plan_lists {
+    dfa_acu_worklist wl, wl3;
+    dfa_acu_item *bal[2][2]; /* [list: 128, 192][B = 1, 2], NULL = unchanged */
+    int n_bal[2][2];
+    size_t items_pad, off3, items3_pad, off_counter, off_bal[2][2], bytes;
+} plan_lists;
+
+static void lists_free(plan_lists *L) {
+    dfa_acu_worklist_free(&L->wl);
+    dfa_acu_worklist_free(&L->wl3);
+    for (int i = 0; i < 4; i++) free(L->bal[i / 2][i % 2]), L->bal[i / 2][i % 2] = NULL;
+}
+
+/* Tail balancing (attn_sched.h) for the persistent kernels (not variants 1 and 3, one CTA per
+ * item) on this device's SM count, for B = 1 and 2 (a plan does not know B; the run picks the
+ * order made for its B, other B run the list's own order). DFA_ATTN_BALANCE=0 in the environment
+ * turns it off (A/B timing: bench_attn_gpu --balance); DFA_ATTN_BALANCE=split128 also splits
+ * 128-row items (only for a 2-consumer kernel that skips idle warpgroups). */
+static dfa_status balance_lists(plan_lists *L, int variant, dfa_error *err) {
+    memset(L->bal, 0, sizeof L->bal);
+    memset(L->n_bal, 0, sizeof L->n_bal);
+    const char *env = getenv("DFA_ATTN_BALANCE");
+    if ((env && !strcmp(env, "0")) || variant == DFA_ATTN_CUDA_V_MMA || variant == DFA_ATTN_CUDA_V_WGMMA_GRID)
+        return DFA_OK;
+    int dev = 0, sms = 0;
+    DFA_CUDA_TRY(err, cudaGetDevice(&dev));
+    DFA_CUDA_TRY(err, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    const int split128 = env && !strcmp(env, "split128");
+    for (int li = 0; li < 2; li++) {
+        const dfa_acu_worklist *wl = li ? &L->wl3 : &L->wl;
+        if (wl->n_items == 0) continue;
+        for (int bi = 0; bi < 2; bi++) {
+            dfa_acu_balance b = {sms, bi + 1, split128, NULL};
+            DFA_TRY(dfa_acu_worklist_balance(wl, li ? DFA_ACU_BM3 : DFA_ACU_BM, &b, &L->bal[li][bi],
+                                             &L->n_bal[li][bi], NULL, err));
+        }
+    }
+    return DFA_OK;
+}
+
 extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const dfa_attn_layout *layout, int n_heads,
                                                const int *method, const int *window, int variant, void *stream,
                                                dfa_error *err) {
@@ -95,15 +143,8 @@ extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const d
     DFA_TRY(resolve_variant(&variant, err));
     dfa_acu_worklist wl, wl3;
     DFA_TRY(build_lists(&wl, &wl3, layout, n_heads, method, window, variant, err));
-    return plan_upload(out, &wl, &wl3, layout, n_heads, variant, stream, err);
+    return plan_upload(out, &wl, &wl3, layout, n_heads, variant, 1, stream, err);
 }
-
-/* A plan's two work lists and where they go in its device block (16-byte aligned pieces): items,
- * ranges, the 192-row items and ranges, the work counter. */
-typedef struct plan_lists {
-    dfa_acu_worklist wl, wl3;
-    size_t items_pad, off3, items3_pad, off_counter, bytes;
-} plan_lists;
 
 static void lists_layout(plan_lists *L) {
     static_assert(sizeof(dfa_acu_range) == sizeof(int2), "ranges are read as int2 on the device");
@@ -114,7 +155,12 @@ static void lists_layout(plan_lists *L) {
     const size_t ranges3_pad = ((size_t)(wl3->n_ranges ? wl3->n_ranges : 1) * sizeof(int2) + 15) & ~(size_t)15;
     L->off3 = L->items_pad + ranges_pad;
     L->off_counter = L->off3 + L->items3_pad + ranges3_pad;
-    L->bytes = L->off_counter + 16; /* + the work counter */
+    size_t off = L->off_counter + 16; /* + the work counter */
+    for (int i = 0; i < 4; i++) {
+        L->off_bal[i / 2][i % 2] = off;
+        off += ((size_t)L->n_bal[i / 2][i % 2] * sizeof(acu_item) + 15) & ~(size_t)15;
+    }
+    L->bytes = off;
 }
 
 /* Copy the lists into flat (L->bytes, zeroed) and point p at dev (its device copy). */
@@ -138,18 +184,34 @@ static void lists_pack(const plan_lists *L, char *flat, void *dev, dfa_attn_cuda
     p->d_items3 = (acu_item *)((char *)dev + L->off3);
     p->d_ranges3 = (int2 *)((char *)dev + L->off3 + L->items3_pad);
     p->d_counter = (int *)((char *)dev + L->off_counter);
+    for (int i = 0; i < 4; i++) {
+        const int li = i / 2, bi = i % 2;
+        p->n_bal[li][bi] = L->n_bal[li][bi];
+        p->d_bal[li][bi] = L->bal[li][bi] ? (acu_item *)((char *)dev + L->off_bal[li][bi]) : NULL;
+        if (L->bal[li][bi])
+            memcpy(flat + L->off_bal[li][bi], L->bal[li][bi], (size_t)L->n_bal[li][bi] * sizeof(acu_item));
+    }
     p->has_copy = wl->has_copy;
     p->has_resid = wl->has_resid;
     p->info = wl->info;
     p->info.variant = variant;
 }
 
-/* Upload wl and wl3 (wl3 may be empty; both freed here in every case) as a plan. */
+/* Upload wl and wl3 (wl3 may be empty; both freed here in every case) as a plan, with their
+ * tail-balanced orders if `balance`. */
 static dfa_status plan_upload(dfa_attn_cuda_plan **out, dfa_acu_worklist *wlp, dfa_acu_worklist *wl3p,
-                              const dfa_attn_layout *layout, int n_heads, int variant, void *stream,
+                              const dfa_attn_layout *layout, int n_heads, int variant, int balance, void *stream,
                               dfa_error *err) {
     plan_lists L;
+    memset(&L, 0, sizeof L);
     L.wl = *wlp, L.wl3 = *wl3p;
+    if (balance) {
+        const dfa_status bst = balance_lists(&L, variant, err);
+        if (bst != DFA_OK) {
+            lists_free(&L);
+            return bst;
+        }
+    }
     lists_layout(&L);
     const size_t bytes = L.bytes;
     dfa_attn_cuda_plan *p = (dfa_attn_cuda_plan *)calloc(1, sizeof *p);
@@ -164,8 +226,7 @@ static dfa_status plan_upload(dfa_attn_cuda_plan **out, dfa_acu_worklist *wlp, d
         if (e == cudaSuccess) e = cudaStreamSynchronize((cudaStream_t)stream);
     }
     free(flat);
-    dfa_acu_worklist_free(&L.wl);
-    dfa_acu_worklist_free(&L.wl3);
+    lists_free(&L);
     if (!p) DFA_FAIL(err, DFA_ERR_OOM, "attn_cuda plan: out of host memory");
     if (e != cudaSuccess) {
         if (p->dev) cudaFree(p->dev);
@@ -202,6 +263,11 @@ extern "C" dfa_status dfa_attn_cuda_plan_set_build(dfa_attn_cuda_plan_set **out,
         const size_t h = (size_t)built * n_heads;
         st = build_lists(&L[built].wl, &L[built].wl3, &layouts[built], n_heads, method + h, window + h, variant, err);
         if (st != DFA_OK) break;
+        st = balance_lists(&L[built], variant, err);
+        if (st != DFA_OK) {
+            lists_free(&L[built]);
+            break;
+        }
         lists_layout(&L[built]);
         off[built] = total;
         total += (L[built].bytes + 255) & ~(size_t)255;
@@ -223,10 +289,7 @@ extern "C" dfa_status dfa_attn_cuda_plan_set_build(dfa_attn_cuda_plan_set **out,
                          total, cudaGetErrorString(e));
     }
     free(flat);
-    for (int i = 0; L && i < built; i++) {
-        dfa_acu_worklist_free(&L[i].wl);
-        dfa_acu_worklist_free(&L[i].wl3);
-    }
+    for (int i = 0; L && i < built; i++) lists_free(&L[i]);
     free(L);
     free(off);
     if (st != DFA_OK) {
@@ -261,7 +324,7 @@ extern "C" dfa_status dfa_attn_cuda_ring_plan_build(dfa_attn_cuda_plan **out, co
     dfa_acu_worklist wl, wl3;
     memset(&wl3, 0, sizeof wl3);
     DFA_TRY(dfa_acu_worklist_build_rings(&wl, layout, n_heads, n_win, win, err));
-    DFA_TRY(plan_upload(out, &wl, &wl3, layout, n_heads, DFA_ATTN_CUDA_V_WGMMA, stream, err));
+    DFA_TRY(plan_upload(out, &wl, &wl3, layout, n_heads, DFA_ATTN_CUDA_V_WGMMA, 0, stream, err));
     (*out)->n_win = n_win;
     memcpy((*out)->win, win, sizeof(int) * n_win);
     return DFA_OK;
@@ -349,6 +412,13 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
         prm.items = p->d_items3;
         prm.ranges = p->d_ranges3;
         prm.n_items = p->n_items3;
+    }
+    /* the persistent kernels run the list's order balanced for this B, if the plan has one */
+    if (wgmma && p->variant != DFA_ATTN_CUDA_V_WGMMA_GRID && a->batch <= 2 && p->d_bal[wgmma3][a->batch - 1]) {
+        prm.items = p->d_bal[wgmma3][a->batch - 1];
+        prm.n_items = p->n_bal[wgmma3][a->batch - 1];
+        if ((int64_t)prm.n_items * a->batch > 0x7fffffffLL)
+            DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: %d items x batch %d too many", prm.n_items, a->batch);
     }
     cudaError_t e;
     if (wgmma3 && is_exp16(p->variant)) /* 11, 12 */

@@ -25,6 +25,9 @@
  * The work list (for each head and query tile: the key ranges it visits, CACHE heads as copy
  * items) is built on the host once per plan entry by dfa_attn_cuda_plan_build(), uploaded to
  * one device buffer, ordered longest-first, and reused by every launch.
+ * Plans of the persistent variants also keep the list's order re-cut at its tail for B = 1 and
+ * B = 2 on this device's SM count, where attn_sched.h's model says it pays; the run picks by its B
+ * (environment DFA_ATTN_BALANCE=0 at build: off).
  *
  * Tile sizes: the kernels' query tile is 128 rows and their key step 64 (variant 1) or 128
  * (variant 2) keys; work items never cross a mask tile, so any mask block >= 1 gives the
