@@ -64,10 +64,10 @@ PYTHONUNBUFFERED=1 python3 bench/attn_sdpa.py "$CHK" "$OUT/attn_gpu.json" 2>&1 |
 rc=$(grep -c "SDPA checks: 0 failed" "$OUT/bench.log"); rm -rf "$CHK"
 [ "$rc" = 1 ] && log "SDPA dense check ok" || log "SDPA dense check FAILED or did not run (bench.log)"
 # where the time goes: Nsight Compute on single launches (dense D=128/64 at 16k, D=64 also on the
-# 3-consumer variant 5 and on 11/12 (row sum on the tensor core; + packed exp2); arrow w=0 at 4k on variants 2 and 5)
+# 3-consumer variant 5; arrow w=0 at 4k on variants 2 and 5)
 if command -v ncu > /dev/null && [ "${DFA_NO_NCU:-0}" != 1 ]; then
     log "ncu"
-    for cfg in "128 16384 2 -1" "64 16384 2 -1" "64 16384 5 -1" "64 16384 11 -1" "64 16384 12 -1" "128 4096 2 0" "64 4096 5 0"; do
+    for cfg in "128 16384 2 -1" "64 16384 2 -1" "64 16384 5 -1" "128 4096 2 0" "64 4096 5 0"; do
         echo "=== ncu D NV variant window = $cfg" >> "$OUT/ncu.log"
         timeout 60 ncu --clock-control none --kernel-name regex:attn_ --launch-skip 1 --launch-count 1 \
             --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \

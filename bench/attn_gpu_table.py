@@ -50,16 +50,6 @@ if any(r["variant"] == 5 and r["D"] == 64 for r in ours):
                                    ("arrow", 0.75, "arrow 75%"), ("mixed", None, "mixed")]:
             t2, t5 = ms(kind, 64, NV, 2, target), ms(kind, 64, NV, 5, target)
             print(f"{NV:>6}+{512:<4} {name:>12} {t2:>8.3f} {t5:>8.3f} {t2 / t5:>5.2f}x")
-# variants 11 / 12 (variant 5 with the softmax row sum on the tensor core; 12 also exp2 on packed
-# 16-bit pairs) against variant 5 on the same plans: > 1 means faster than v5 (bench/RESULTS.md, Version 11)
-if any(r["variant"] in (11, 12) and r["D"] == 64 for r in ours):
-    print("\n== D=64: v5 time / v11 time, v5 / v12 (> 1: faster than v5, the default) ==")
-    print(f"{'tokens':>11} {'plan':>12} {'v5 ms':>8} {'v11 ms':>8} {'v12 ms':>8} {'v5/v11':>7} {'v5/v12':>7}")
-    for NV in sorted({r["NV"] for r in ours if r["D"] == 64 and r["variant"] in (11, 12) and "NV" in r}):
-        for kind, target, name in [("dense", None, "dense"), ("arrow", 0.25, "arrow 25%"), ("arrow", 0.5, "arrow 50%"),
-                                   ("arrow", 0.75, "arrow 75%"), ("mixed", None, "mixed")]:
-            t5, t11, t12 = (ms(kind, 64, NV, v, target) for v in (5, 11, 12))
-            print(f"{NV:>6}+{512:<4} {name:>12} {t5:>8.3f} {t11:>8.3f} {t12:>8.3f} {t5 / t11:>6.3f}x {t5 / t12:>6.3f}x")
 # Version 10: tail-balanced work lists (bench_attn_gpu --balance) against the lists' own order, with
 # the schedule model's predicted ratio (attn_sched.h); outputs must be bit-equal
 BAL = [r for r in ours if r["kind"] == "balance"]

@@ -1,8 +1,7 @@
 /* bench_attn_gpu.cu - times the fused multi-strategy attention kernel variants at the
  * DiTFastAttnV2 shapes (B=1, H=24, visual 4096/16384 + 512 text tokens, text first, block 128,
  * D 128 and 64): dense, arrow at block sparsity ~25/50/75 %, and a mixed per-head plan, for
- * variants 1, 2, 3, 5 (5 at D=64 only: at other D it runs variant 2's kernel) and the experimental
- * 11, 12 (D=64 only: variant 5 with the row sum on the tensor core, 12 also exp2 on packed pairs).
+ * variants 1, 2, 3 and 5 (5 at D=64 only: at other D it runs variant 2's kernel).
  * L2 is flushed (256 MB memset) before every timed launch; median of many, CUDA events.
  *
  * usage: bench_attn_gpu [out.json] [iters]     (JSON lines, one per measurement)
@@ -96,8 +95,8 @@ static int choose_window(const dfa_attn_layout *l, double target, double *sp) {
     return best;
 }
 
-/* the variants this build has (4 and 6-10 were removed after session 4) */
-static const int VARIANTS[] = {1, 2, 3, 5, 11, 12};
+/* the variants this build has (4 and 6-12 were removed in session 4) */
+static const int VARIANTS[] = {1, 2, 3, 5};
 static const int N_VARIANTS = (int)(sizeof VARIANTS / sizeof VARIANTS[0]);
 
 static int run_one(int D, int NV, int variant, int window) {
@@ -368,8 +367,8 @@ int main(int argc, char **argv) {
             for (int vi = 0; vi < N_VARIANTS; vi++) {
                 const int variant = VARIANTS[vi];
                 if (!dfa_attn_cuda_variant_ok(variant)) continue;
-                /* v5, v11, v12 at D=128 are v2's kernel */
-                if ((variant == 5 || variant >= 11) && D != 64) continue;
+                /* v5 at D=128 is v2's kernel */
+                if (variant == 5 && D != 64) continue;
                 std::vector<int> m(H), w(H);
                 dfa_attn_cuda_plan *p;
                 /* dense */

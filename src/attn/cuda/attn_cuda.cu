@@ -1,7 +1,7 @@
 /* attn_cuda.cu - plans (work lists from attn_worklist.c, uploaded), the run entry point, and
  * the small per-head cache kernels. The attention kernels live in attn_cuda_mma.cu (variant 1),
  * attn_cuda_wgmma.cu (variants 2, 3 and 5: 2 consumer warpgroups, or 3 for variant 5 at D=64);
- * attn_cuda_exp16.cu (experimental variants 11, 12 at D=64; other D as variant 2); the ring combine in attn_cuda_ring.cu. */
+ * the ring combine in attn_cuda_ring.cu. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <math.h>
@@ -34,24 +34,19 @@ struct dfa_attn_cuda_plan {
     int in_set; /* a member of a dfa_attn_cuda_plan_set: dev is NULL, the set owns the memory */
 };
 
-/* variants 11/12 (attn_cuda_exp16.cu): D=64 on variant 5's kernel with a shorter softmax */
-static int is_exp16(int variant) {
-    return variant == DFA_ATTN_CUDA_V_EXP_SUM || variant == DFA_ATTN_CUDA_V_EXP_BF16;
-}
-
 static int is_wgmma3(int variant) {
-    return variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP || is_exp16(variant);
+    return variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP;
 }
 
-/* variants this build knows: 1, 2, 3, 5, 11, 12 */
+/* variants this build knows: 1, 2, 3, 5 */
 static int variant_known(int variant) {
     return variant == DFA_ATTN_CUDA_V_MMA || variant == DFA_ATTN_CUDA_V_WGMMA ||
-           variant == DFA_ATTN_CUDA_V_WGMMA_GRID || variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP || is_exp16(variant);
+           variant == DFA_ATTN_CUDA_V_WGMMA_GRID || variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP;
 }
 
-/* variants measured slower than their bases and removed (session 4): 4 and 6 to 10 */
+/* variants measured slower than (or no faster than) their bases and removed (session 4): 4, 6 to 12 */
 static int variant_removed(int variant) {
-    return variant == 4 || (variant >= 6 && variant <= 10);
+    return variant == 4 || (variant >= 6 && variant <= 12);
 }
 
 static dfa_status plan_upload(dfa_attn_cuda_plan **out, dfa_acu_worklist *wlp, dfa_acu_worklist *wl3p,
@@ -70,10 +65,10 @@ static dfa_status resolve_variant(int *variant, dfa_error *err) {
     if (variant_removed(*variant))
         DFA_FAIL(err, DFA_ERR_INVALID_ARG,
                  "attn_cuda plan: variant %d was removed (slower than its base, bench/RESULTS.md session 4); "
-                 "use 1, 2, 3, 5, 11 or 12",
+                 "use 1, 2, 3 or 5",
                  *variant);
     if (!variant_known(*variant))
-        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1, 2, 3, 5, 11 or 12)", *variant);
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1, 2, 3 or 5)", *variant);
     return DFA_OK;
 }
 
@@ -421,9 +416,7 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
             DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda: %d items x batch %d too many", prm.n_items, a->batch);
     }
     cudaError_t e;
-    if (wgmma3 && is_exp16(p->variant)) /* 11, 12 */
-        e = acu_launch_exp16(prm, a->dtype, p->variant == DFA_ATTN_CUDA_V_EXP_BF16, st);
-    else if (wgmma) /* 3 consumers for variant 5 at D=64; persistent except variant 3 */
+    if (wgmma) /* 3 consumers for variant 5 at D=64; persistent except variant 3 */
         e = acu_launch_wgmma(prm, wgmma3 ? 3 : 2, a->head_dim, a->dtype, p->variant != DFA_ATTN_CUDA_V_WGMMA_GRID, st);
     else
         e = acu_launch_mma(prm, a->head_dim, a->dtype, st);

@@ -19,8 +19,6 @@
  * (wgmma) run D = 64 and 128, and 72..120 on the D=128 kernel (TMA zero-fills the columns past
  * D); a plan built for them runs any other D on variant 1's kernel. Variant 5 runs D = 64 on
  * the same kernel with 3 consumer warpgroups (192-row items) and every other D as variant 2.
- * Variants 11 and 12 (experimental, attn_cuda_exp16.cu) run D = 64 like variant 5 with a
- * cheaper softmax (row sum on the tensor core; 12 also a packed exp2).
  *
  * The work list (for each head and query tile: the key ranges it visits, CACHE heads as copy
  * items) is built on the host once per plan entry by dfa_attn_cuda_plan_build(), uploaded to
@@ -52,7 +50,7 @@ enum {
     DFA_ATTN_CUDA_F16 = 1
 };
 
-/* Kernel variants. Numbers 4 and 6-10 were variants that measured slower than their bases
+/* Kernel variants. Numbers 4 and 6-12 were variants that measured slower than their bases
  * (bench/RESULTS.md, session 4) and are removed: a plan asking for one fails with
  * DFA_ERR_INVALID_ARG. The other numbers stay as they were. */
 enum {
@@ -62,10 +60,6 @@ enum {
     DFA_ATTN_CUDA_V_WGMMA_GRID = 3,  /* the same kernel launched with one CTA per work item */
     DFA_ATTN_CUDA_V_WGMMA3_NOPP = 5, /* D=64: 3 consumer warpgroups, 192-row items (no ping-pong);
                                         other D as variant 2 */
-    DFA_ATTN_CUDA_V_EXP_SUM = 11,  /* experimental, D=64: variant 5 with the softmax row sum on the
-                                      tensor core (l = P 1, wgmma m64n8k16); other D as variant 2 */
-    DFA_ATTN_CUDA_V_EXP_BF16 = 12, /* experimental, D=64: variant 11 + exp2 of packed 16-bit pairs
-                                      (ex2.approx.ftz.bf16x2 / f16x2); other D as variant 2 */
     DFA_ATTN_CUDA_V_DEFAULT = 0      /* variant 5 on sm_90, else 1 */
 };
 
@@ -144,8 +138,8 @@ dfa_status dfa_attn_cuda_residual(void *dst, const void *full, const void *arrow
                                   int n_heads, int head_dim, const unsigned char *heads, void *stream,
                                   dfa_error *err);
 
-/* 1 if the current device can run `variant` (variants 2, 3, 5, 11 and 12 need compute capability
- * 9.0; removed and unknown numbers give 0). */
+/* 1 if the current device can run `variant` (variants 2, 3 and 5 need compute capability 9.0;
+ * removed and unknown numbers give 0). */
 int dfa_attn_cuda_variant_ok(int variant);
 
 #ifdef __cplusplus

@@ -45,9 +45,6 @@ cudaError_t acu_launch_mma(const acu_params &p, int head_dim, int dtype, cudaStr
  * from the 192-row list). persistent: one CTA per SM taking items from the counter; else one CTA
  * per item. */
 cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st);
-/* variants 11/12 at D=64 (attn_cuda_exp16.cu): variant 5 with the row sum on the tensor core;
- * bf16x2: variant 12, also ex2 on packed 16-bit pairs */
-cudaError_t acu_launch_exp16(const acu_params &p, int dtype, bool bf16x2, cudaStream_t st);
 
 /* Ring combine (attn_cuda_ring.cu): seg holds n_win + 1 segment outputs [B, N, H, D] one after
  * the other, lse their rows' log2-sum-exp2 [n_win + 1][B * N][H]; out[i] (i < n_win) gets
