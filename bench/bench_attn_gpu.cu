@@ -216,12 +216,13 @@ static int run_extra(const char *dir, const char *json, int iters) {
 }
 
 /* A plan with the tail-balanced orders (balanced = 1) or without (DFA_ATTN_BALANCE=0 while it is
- * built: the lists' own order, as before Version 10). */
+ * built: the lists' own order, as before Version 10). Run with DFA_ATTN_BALANCE=split128, the
+ * balanced plans also split 128-row items (the 2-consumer kernel's idle skip). */
 static dfa_attn_cuda_plan *plan_bal(const dfa_attn_layout *l, int H, const int *m, const int *w, int balanced) {
     const char *old = getenv("DFA_ATTN_BALANCE");
     std::string keep = old ? old : "";
-    if (balanced) unsetenv("DFA_ATTN_BALANCE");
-    else setenv("DFA_ATTN_BALANCE", "0", 1);
+    if (!balanced) setenv("DFA_ATTN_BALANCE", "0", 1);
+    else if (!(old && !strcmp(old, "split128"))) unsetenv("DFA_ATTN_BALANCE"); /* split128: kept, A/B of it */
     dfa_attn_cuda_plan *p;
     DK(dfa_attn_cuda_plan_build(&p, l, H, m, w, DFA_ATTN_CUDA_V_DEFAULT, NULL, &err));
     if (old) setenv("DFA_ATTN_BALANCE", keep.c_str(), 1);
