@@ -84,17 +84,6 @@ static double time_plan(const dfa_attn_cuda_plan *p, const dfa_attn_cuda_args *a
     return t[t.size() / 2];
 }
 
-static int choose_window(const dfa_attn_layout *l, double target, double *sp) {
-    const double N = dfa_layout_tokens(l);
-    int best = 0;
-    double bd = 1e9;
-    for (int w = 0; w <= dfa_mask_full_window(l); w++) {
-        double s = 1.0 - (double)dfa_mask_entries(l, w) / (N * N);
-        if (fabs(s - target) < bd) bd = fabs(s - target), best = w, *sp = s;
-    }
-    return best;
-}
-
 /* the variants this build has (4 and 6-12 were removed in session 4) */
 static const int VARIANTS[] = {1, 2, 3, 5};
 static const int N_VARIANTS = (int)(sizeof VARIANTS / sizeof VARIANTS[0]);
@@ -263,7 +252,7 @@ static int run_balance(const char *json, int iters) {
             }
             for (int ti = 0; ti < 4; ti++) {
                 double sp = 0;
-                const int win = ti ? choose_window(&l, targets[ti], &sp) : -1;
+                const int win = ti ? dfa_mask_window_for_sparsity(&l, targets[ti], &sp) : -1;
                 std::vector<int> m(H, ti ? (int)DFA_ATTN_ARROW : (int)DFA_ATTN_FULL), w(H, win);
                 /* the model's prediction for the list this plan runs */
                 const int rows = D == 64 && dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA3_NOPP) ? DFA_ACU_BM3 : DFA_ACU_BM;
@@ -385,7 +374,7 @@ int main(int argc, char **argv) {
                 /* arrow, all heads one window */
                 for (int ti = 0; ti < 3; ti++) {
                     double sp = 0;
-                    int win = choose_window(&l, targets[ti], &sp);
+                    int win = dfa_mask_window_for_sparsity(&l, targets[ti], &sp);
                     std::fill(m.begin(), m.end(), (int)DFA_ATTN_ARROW);
                     std::fill(w.begin(), w.end(), win);
                     DK(dfa_attn_cuda_plan_build(&p, &l, H, m.data(), w.data(), variant, NULL, &err));

@@ -49,25 +49,13 @@ static const meas MEAS[] = {
 #define N_MEAS ((int)(sizeof MEAS / sizeof MEAS[0]))
 #define H 24
 
-/* as bench_attn_gpu.cu choose_window */
-static int choose_window(const dfa_attn_layout *l, double target, double *sp) {
-    const double N = dfa_layout_tokens(l);
-    int best = 0;
-    double bd = 1e9;
-    for (int w = 0; w <= dfa_mask_full_window(l); w++) {
-        double s = 1.0 - (double)dfa_mask_entries(l, w) / (N * N);
-        if (fabs(s - target) < bd) bd = fabs(s - target), best = w, *sp = s;
-    }
-    return best;
-}
-
 /* the plan of the GPU bench: methods and windows of its 24 heads */
 static void plan_heads(const dfa_attn_layout *l, int kind, double target, int *m, int *w, double *sp) {
     *sp = 0;
     if (kind == K_DENSE)
         for (int h = 0; h < H; h++) m[h] = DFA_ATTN_FULL, w[h] = -1;
     else if (kind == K_ARROW) {
-        const int win = choose_window(l, target, sp);
+        const int win = dfa_mask_window_for_sparsity(l, target, sp);
         for (int h = 0; h < H; h++) m[h] = DFA_ATTN_ARROW, w[h] = win;
     } else { /* bench_attn_gpu.cu's mixed plan: 6 full, 9 arrow (w 1/3/8), 3 arrow+residual (w 2), 6 cached */
         static const int mm[24] = {0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3, 3};

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct test_state {
     int checks, failures, cases, failed_cases;
@@ -67,6 +68,12 @@ static inline unsigned long long test_rng_next(unsigned long long *s) {
 /* uniform in [-1, 1) */
 static inline float test_rng_uniform(unsigned long long *s) {
     return (float)((double)(test_rng_next(s) >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
+}
+/* A fresh seed per run (fresh random inputs), or DFA_TEST_SEED to repeat a run; odd, never 0. */
+static inline unsigned long long test_seed(void) {
+    const char *env = getenv("DFA_TEST_SEED");
+    if (env) return strtoull(env, NULL, 10) | 1ULL;
+    return (unsigned long long)time(NULL) * 2654435761ULL | 1ULL;
 }
 
 #endif

@@ -1,6 +1,8 @@
 /* test_attn_methods.c - every attention method of dfa_attn_run_heads() against a plain float64
  * loop on fresh random inputs, over several layouts; masks against brute-force counts; mixed
  * per-head runs against each head alone; ASC. */
+#include <math.h>
+
 #include "attn_ref.h"
 #include "core/ctx.h"
 #include "dfa.h"
@@ -207,6 +209,20 @@ static void test_window_helpers(void) {
     CHECK(dfa_mask_v1_window(&L) == 4); /* 4096 / 16 = 256 tokens = 4 tiles */
     dfa_attn_layout S = {100, 0, 1, 8, DFA_BAND_ARROW};
     CHECK(dfa_mask_v1_window(&S) == 1); /* 6 tokens -> 1 tile */
+    /* window for a target sparsity: nearest over every window, by brute force here */
+    dfa_attn_layout F = {4096, 512, 1, 128, DFA_BAND_ARROW};
+    const double nn = 4608.0 * 4608.0;
+    for (double t = 0.0; t <= 1.0; t += 0.125) {
+        double sp = -1;
+        const int w = dfa_mask_window_for_sparsity(&F, t, &sp);
+        CHECK(w >= 0 && w <= dfa_mask_full_window(&F));
+        CHECK(fabs(sp - (1.0 - dfa_mask_entries(&F, w) / nn)) < 1e-12);
+        for (int o = 0; o <= dfa_mask_full_window(&F); o++)
+            CHECKF(fabs(1.0 - dfa_mask_entries(&F, o) / nn - t) >= fabs(sp - t), "target %.3f: window %d nearer than %d",
+                   t, o, w);
+    }
+    CHECK(dfa_mask_window_for_sparsity(&F, 0.0, NULL) == dfa_mask_full_window(&F));
+    CHECK(dfa_mask_window_for_sparsity(&F, 0.75, NULL) == 0); /* the bench's 75 % arrow: w=0, 76.5 % */
 }
 
 /* one call with a different method per head = each head run on its own */

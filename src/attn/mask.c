@@ -1,5 +1,6 @@
 #include "attn/mask.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,4 +154,16 @@ int dfa_mask_window_from_tokens(const dfa_attn_layout *l, int tokens) {
 
 int dfa_mask_v1_window(const dfa_attn_layout *l) {
     return dfa_mask_window_from_tokens(l, (l->band == DFA_BAND_PLAIN ? dfa_layout_tokens(l) : l->n_vis) / 16);
+}
+
+int dfa_mask_window_for_sparsity(const dfa_attn_layout *l, double target, double *sparsity) {
+    const double nn = (double)dfa_layout_tokens(l) * dfa_layout_tokens(l);
+    int best = 0;
+    double best_d = INFINITY, best_s = 0;
+    for (int w = 0; w <= dfa_mask_full_window(l); w++) {
+        const double s = 1.0 - (double)dfa_mask_entries(l, w) / nn;
+        if (fabs(s - target) < best_d) best_d = fabs(s - target), best = w, best_s = s;
+    }
+    if (sparsity) *sparsity = best_s;
+    return best;
 }

@@ -86,6 +86,10 @@ int dfa_mask_window_from_tokens(const dfa_attn_layout *l, int tokens);
 /* V1's default: a window of 1/8 of the visual tokens in total width, i.e. a half-width of
  * n_vis / 16 tokens, in tiles (at least 0); PLAIN: of all N tokens (N / 16). */
 int dfa_mask_v1_window(const dfa_attn_layout *l);
+/* The window (0 .. dfa_mask_full_window) whose block sparsity 1 - entries / N^2 is nearest to
+ * `target` (ties: the smaller window); that sparsity in *sparsity if not NULL. The benchmarks'
+ * "25 / 50 / 75 % sparse" arrow plans. */
+int dfa_mask_window_for_sparsity(const dfa_attn_layout *l, double target, double *sparsity);
 
 #ifdef __cplusplus
 }

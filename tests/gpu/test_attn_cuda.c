@@ -540,9 +540,7 @@ int main(void) {
         fprintf(stderr, "no GPU: %s\n", err.msg);
         return 1;
     }
-    g_seed = (unsigned long long)time(NULL) * 2654435761ULL | 1ULL;
-    const char *env = getenv("DFA_TEST_SEED");
-    if (env) g_seed = strtoull(env, NULL, 10) | 1ULL;
+    g_seed = test_seed();
     printf("device %s, seed %llu\n", dfa_cuda_device_name(g_cu), g_seed);
     const char *only = getenv("DFA_TEST_QUICK"); /* for compute-sanitizer: one small case */
     if (only) {
