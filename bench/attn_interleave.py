@@ -86,11 +86,13 @@ def arrow_mask_mod(nv, nt, text_first, block, w, w_tensor=None):
     return mod
 
 
-def flex_block_mask(nv, nt, text_first, block, w, device):
+def flex_block_mask(nv, nt, text_first, block, w, device, captured=True):
+    """captured: w as a captured 0-d tensor (one compile for all windows), else as an int (the
+    window is a constant of the graph, as in bench/attn_baselines.py)."""
+    import torch
     from torch.nn.attention.flex_attention import create_block_mask
     n = nv + nt
-    import torch
-    wt = torch.tensor(w, dtype=torch.int32, device=device)
+    wt = torch.tensor(w, dtype=torch.int32, device=device) if captured else None
     return create_block_mask(arrow_mask_mod(nv, nt, text_first, block, w, wt), None, None, n, n, device=device,
                              BLOCK_SIZE=block)
 
@@ -294,7 +296,8 @@ def run_gpu(args):
             if r.get("kind") == "arrow":
                 gw[(r["D"], r["NV"], round(r["target"], 2))] = r["window"]
     env["windows_from"] = args.windows if gw else "choose_window rule (bench_attn_gpu.cu)"
-    flex = torch.compile(flex_attention, dynamic=False)
+    # fullgraph: a graph break raises instead of running flex eagerly (slow) under our timers
+    flex = torch.compile(flex_attention, dynamic=False, fullgraph=True)
     flush = torch.empty(FLUSH_BYTES if not dry else 1 << 20, dtype=torch.uint8, device=dev)
     stream = None if dry else ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
     pairs = []
@@ -392,7 +395,16 @@ def run_gpu(args):
                 run_flex = lambda: flex(qc, kc, vc, block_mask=bm)
                 out.fill_(float("nan"))
                 run_arrow()
-                ref = run_flex().transpose(1, 2)
+                try:
+                    ref = run_flex().transpose(1, 2)
+                    rec["flex_window"] = "captured tensor"
+                except Exception as ex:  # a torch whose flex cannot take it: the window as an int
+                    print(f"{tag} flex with a captured window failed ({type(ex).__name__}: {str(ex)[:120]}); "
+                          f"as an int", flush=True)
+                    torch._dynamo.reset()
+                    bm = flex_block_mask(NV, NT, TEXT_FIRST, BLOCK, w, dev, captured=False)
+                    ref = run_flex().transpose(1, 2)
+                    rec["flex_window"] = "int"
                 rec["flex_first_call_s"] = time.time() - t0
                 e = rel(out, ref)
                 nf = int((~torch.isfinite(out)).sum().item())
