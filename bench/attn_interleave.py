@@ -475,7 +475,9 @@ def print_table(res):
     print(f"\n== interleaved in one process: {env.get('gpu')}, torch {env.get('torch')}, cuDNN {env.get('cudnn')}; "
           f"B=1 H=24 bf16, text 512 first, L2 flushed before every launch, order rotated per round")
     print(f"   clocks before: {env.get('smi_before')}\n   clocks after:  {env.get('smi_after')}")
-    print(f"   ours: default variant on [B,N,H,D]; cuDNN: layout per shape (view / copy); Flex: {env.get('flex_layout')}; "
+    var = sorted({r["plan"]["variant"] for r in res["pairs"] if "plan" in r})
+    print(f"   ours: default variant (plans: v{', v'.join(map(str, var)) or '?'}; D=64 runs v5's 3-consumer kernel, "
+          f"D=128 v2's) on [B,N,H,D]; cuDNN: layout per shape (view / copy); Flex: {env.get('flex_layout')}; "
           f"windows: {env.get('windows_from')}")
     print("\n== dense (all heads FULL) vs cuDNN SDPA   bar: cuDNN ms / ours ms >= 1 (median of per-round ratios)")
     print(f"{'D':>4} {'tokens':>11} {'rounds':>6} {'ours ms':>8} {'TF/s':>5} {'cuDNN ms':>8} {'TF/s':>5} {'layout':>6} "
