@@ -485,7 +485,7 @@ def print_table(res):
           f"B=1 H=24 bf16, text 512 first, L2 flushed before every launch, order rotated per round")
     print(f"   clocks before: {env.get('smi_before')}\n   clocks after:  {env.get('smi_after')}")
     if env.get("flex_compile", "fullgraph") != "fullgraph":
-        print(f"   WARNING Flex: {env['flex_compile'][:160]} - a graph break may time parts of it eagerly (slower)")
+        print(f"   WARNING Flex: {' '.join(env['flex_compile'].split())[:160]} - a graph break may time parts of it eagerly (slower)")
     var = sorted({r["plan"]["variant"] for r in res["pairs"] if "plan" in r})
     print(f"   ours: default variant (plans: v{', v'.join(map(str, var)) or '?'}; D=64 runs v5's 3-consumer kernel, "
           f"D=128 v2's) on [B,N,H,D]; cuDNN: layout per shape (view / copy); Flex: {env.get('flex_layout')}; "

@@ -47,6 +47,10 @@ t0=$(date +%s)
 ) > "$BLOG" 2>&1
 rc=$?; echo "== interleave: shim build rc=$rc ($(( $(date +%s) - t0 )) s)" | tee -a "$LOGF"
 [ $rc -eq 0 ] && [ -s "$BIN/libdfa_attn_shim.so" ] || { tail -40 "$BLOG" | tee -a "$LOGF"; exit 1; }
+# the host-side self-test first (mask_mod vs dfa_mask_keep, flex block masks, windows; ~2 s), log only:
+# the arrow pairs check the same things on the GPU before they are timed
+python3 bench/attn_interleave.py --selftest --no-flex --shim "$BIN/libdfa_attn_shim.so" 2>&1 |
+    grep -E "^selftest" | tee -a "$LOGF"
 { PYTHONUNBUFFERED=1 python3 bench/attn_interleave.py --shim "$BIN/libdfa_attn_shim.so" --budget "$BUDGET" \
     --out "$OUT/attn_interleave.json" ${DFA_ATTN_JSON:+--windows "$DFA_ATTN_JSON"} 2>&1; echo $? > "$BIN/py.rc"; } |
     tee -a "$LOGF"
