@@ -4,7 +4,9 @@
 # the PyTorch baselines (cuDNN SDPA, FA2, FlexAttention dense and with our exact arrow block mask)
 # in the same run, and print the comparison table last.
 # usage (repo root, on a GPU machine): sh bench/attn_gpu.sh [iters]     logs and JSON under $OUT
-#   env: DFA_NO_TESTS=1 (no full GPU test run), DFA_NO_NCU=1 (no Nsight Compute), DFA_NO_BASELINES=1
+#   env: DFA_NO_TESTS=1 (no full GPU test run), DFA_NO_NCU=1 (no Nsight Compute), DFA_NO_BASELINES=1,
+#        DFA_INTERLEAVE=1 (then bench/attn_interleave.sh: ours vs cuDNN / Flex alternately in one process,
+#        ~2 min; its output goes to bench.log + its table to summary.txt, one more file: attn_interleave.json)
 set -u
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
@@ -84,3 +86,9 @@ DFA_ATTN_JSON="$OUT/attn_gpu.json" PYTHONUNBUFFERED=1 python3 bench/attn_baselin
 tail -30 "$OUT/baselines.log"; log "baselines rc=$rc"
 }
 python3 bench/attn_gpu_table.py | tee -a "$OUT/summary.txt"
+if [ "${DFA_INTERLEAVE:-0}" = 1 ]; then
+    log "interleaved: ours vs cuDNN / Flex alternately in one process (bench/attn_interleave.sh)"
+    DFA_ATTN_JSON="$OUT/attn_gpu.json" DFA_INTERLEAVE_LOG="$OUT/bench.log" sh bench/attn_interleave.sh > /dev/null 2>&1
+    rc=$?; sed -n '/^== interleaved in one process/,$p' "$OUT/bench.log" | grep -v "^INTERLEAVE_JSON" | tee -a "$OUT/summary.txt"
+    [ $rc -eq 0 ] || tail -20 "$OUT/bench.log"; log "interleave rc=$rc"
+fi
