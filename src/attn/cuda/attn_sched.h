@@ -46,8 +46,9 @@ typedef struct dfa_acu_cost {
 /* Shares of a step: a 128-row item (2 active) on the 3-consumer CTA against a 192-row one is
  * fitted, indirectly (the arrow plans' 128-row visual items, bench_attn_sched --fit: 0.73); a
  * 64-row item (1 active) on it is NOT measured (an estimate, attn_sched.c says how), nor is a
- * 64-row item on a 2-consumer CTA that skips its idle warpgroup (the kernel has no skip yet:
- * without it a 64-row item costs a 128-row one). */
+ * 64-row item on a 2-consumer CTA that skips its idle warpgroup (the kernel does since session
+ * 4; before, a 64-row item cost a 128-row one). The session-4 runs never saw the model split a
+ * 128-row item (DFA_ATTN_BALANCE=split128), so that share is still unmeasured. */
 #define DFA_ACU_SHARE3_2 0.73
 #define DFA_ACU_SHARE3_1 0.48
 #define DFA_ACU_SHARE2_1_SKIP 0.62
