@@ -78,8 +78,8 @@ typedef struct dfa_acu_balance {
     int n_ctas;                /* persistent CTAs the list runs on (the SM count); 0 = off */
     int batch;                 /* the B it will run with (< 1: 1); the kernel runs item i / B for batch
                                   element i % B, so a list balanced for one B may be worse at another */
-    int split128;              /* 128-row lists: allow 128 -> 2 x 64 (pays only with an idle-warpgroup
-                                  skip in the 2-consumer kernel, which it does not have: off) */
+    int split128;              /* 128-row lists: allow 128 -> 2 x 64 (uses the 2-consumer kernel's
+                                  idle-warpgroup skip; off by default: never chosen on the bench plans) */
     const dfa_acu_cost *model; /* NULL: dfa_acu_cost_default(rows, split128) */
 } dfa_acu_balance;
 
