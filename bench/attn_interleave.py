@@ -19,8 +19,13 @@
 #
 # usage: python3 bench/attn_interleave.py --shim build-shim/libdfa_attn_shim.so [--budget S]
 #            [--out JSON] [--windows attn_gpu.json] [--shapes 128x4096,64x16384] [--rounds-max N]
+#            [--variant V] [--alt-variant V2]
 #        python3 bench/attn_interleave.py --selftest --shim libdfa_attn_shim_cpu.so   (CPU, no GPU)
 #        python3 bench/attn_interleave.py --table JSON        (print the table of a finished run)
+# --variant V (env DFA_INTERLEAVE_VARIANT; default 0, the default variant): the variant "ours" runs.
+# --alt-variant V2 (env DFA_INTERLEAVE_ALT; default none): a second plan of ours, variant V2, timed as
+# a third side ("alt") in the same rounds of every dense pair, after its own check against cuDNN;
+# reported: alt ms and ours ms / alt ms per round (> 1: V2 faster), cuDNN ms / alt ms.
 # bench/attn_interleave.sh builds the shim and runs this.
 import argparse, ctypes, itertools, json, math, os, subprocess, sys, time
 
@@ -285,6 +290,7 @@ def run_gpu(args):
     env = {"gpu": "CPU DRY RUN (not a measurement)" if dry else torch.cuda.get_device_name(),
            "torch": torch.__version__, "cuda": torch.version.cuda,
            "cudnn": torch.backends.cudnn.version(), "smi_before": smi(), "variant5_ok": shim.variant_ok(5),
+           "variant": args.variant, "alt_variant": args.alt_variant,
            "budget_s_per_pair": args.budget, "rounds": [args.rounds_min, args.rounds_max],
            "ours_layout": "[B, N, H, D] contiguous", "flex_layout": "[B, H, N, D] contiguous copy"}
     print(f"{env['gpu']}  torch {env['torch']} (CUDA {env['cuda']}, cuDNN {env['cudnn']})  {env['smi_before']}",
@@ -317,17 +323,32 @@ def run_gpu(args):
             with sdpa_kernel([backend]):
                 return F.scaled_dot_product_attention(a, b_, c)
         # our dense plan (default variant) and its check against cuDNN
-        pd = None
+        pd = pd_alt = None
         run_dense = lambda: shim.run(pd, D, q, k, v, out, stream)
         rec = {"kind": "dense", "D": D, "NV": NV, "NT": NT, "H": H, "B": B}
         try:
-            pd, rec["plan"] = shim.plan(NV, NT, [FULL] * H, [-1] * H, stream)
+            pd, rec["plan"] = shim.plan(NV, NT, [FULL] * H, [-1] * H, stream, args.variant)
             out.fill_(float("nan"))
             run_dense()
             ref = cudnn(qc, kc, vc).transpose(1, 2)
             e = rel(out, ref)
             nf = int((~torch.isfinite(out)).sum().item())
             rec["check"] = {"rel_vs_cudnn": e, "nonfinite": nf, "ok": nf == 0 and e < REL_TOL}
+            if args.alt_variant is not None:  # the second variant: its own plan and check
+                try:
+                    pd_alt, rec["plan_alt"] = shim.plan(NV, NT, [FULL] * H, [-1] * H, stream, args.alt_variant)
+                    out_alt = torch.empty_like(q)
+                    out_alt.fill_(float("nan"))
+                    run_alt = lambda: shim.run(pd_alt, D, q, k, v, out_alt, stream)
+                    run_alt()
+                    ea = rel(out_alt, ref)
+                    nfa = int((~torch.isfinite(out_alt)).sum().item())
+                    rec["check_alt"] = {"variant": args.alt_variant, "rel_vs_cudnn": ea, "nonfinite": nfa,
+                                        "ok": nfa == 0 and ea < REL_TOL}
+                except Exception as ex:
+                    rec["check_alt"] = {"variant": args.alt_variant, "ok": False,
+                                        "error": f"{type(ex).__name__}: {str(ex)[:200]}"}
+                print(f"{tag} dense check, alt variant {args.alt_variant}: {rec['check_alt']}", flush=True)
             del ref
         except Exception as ex:
             rec["check"] = {"ok": False, "error": f"{type(ex).__name__}: {str(ex)[:200]}"}
@@ -349,10 +370,14 @@ def run_gpu(args):
                 lay = "view" if "view" in cands and not pv > pc else "copy"
                 a3 = (qt, kt, vt) if lay == "view" else (qc, kc, vc)
                 rec["cudnn_layout"] = {"chosen": lay, "probe_ms_view": pv, "probe_ms_copy": pc}
+                sides = {"ours": run_dense, "cudnn": lambda: cudnn(*a3)}
+                if rec.get("check_alt", {}).get("ok"):
+                    sides["alt"] = run_alt
                 for _ in range(3):
-                    run_dense(); cudnn(*a3)
-                t, rounds, wall, slack = interleave({"ours": run_dense, "cudnn": lambda: cudnn(*a3)}, flush,
-                                                    args.budget, args.rounds_min, args.rounds_max, dry=dry)
+                    for fn in sides.values():
+                        fn()
+                t, rounds, wall, slack = interleave(sides, flush, args.budget, args.rounds_min, args.rounds_max,
+                                                    dry=dry)
                 rec.update(rounds=rounds, wall_s=wall, min_host_slack_ms=slack, ms={n: summary(x) for n, x in t.items()},
                            tflops={n: dense_flops / pct(x, 0.5) / 1e9 for n, x in t.items()},
                            ratio_cudnn_over_ours=summary(per_round_ratio(t["cudnn"], t["ours"])))
@@ -362,6 +387,12 @@ def run_gpu(args):
                 dense_ms = rec["ms"]["ours"]["median"]
                 print(f"{tag} dense: ours {dense_ms:.3f} ms, cuDNN ({lay}) {rec['ms']['cudnn']['median']:.3f} ms, "
                       f"cuDNN/ours {r['median']:.3f}x ({r['p10']:.3f}-{r['p90']:.3f}), {rounds} rounds", flush=True)
+                if "alt" in t:
+                    rec["ratio_ours_over_alt"] = summary(per_round_ratio(t["ours"], t["alt"]))
+                    rec["ratio_cudnn_over_alt"] = summary(per_round_ratio(t["cudnn"], t["alt"]))
+                    ra, rc = rec["ratio_ours_over_alt"], rec["ratio_cudnn_over_alt"]
+                    print(f"{tag} dense alt v{args.alt_variant}: {rec['ms']['alt']['median']:.3f} ms, ours/alt "
+                          f"{fmt_range(ra)}, cuDNN/alt {fmt_range(rc)}", flush=True)
             except Exception as ex:  # a side that fails while timed: the pair is FAIL, the run goes on
                 rec["check"].update(ok=False, timing_error=f"{type(ex).__name__}: {str(ex)[:200]}")
                 for key in ("ms", "bar"):
@@ -384,7 +415,7 @@ def run_gpu(args):
             pa = None
             run_arrow = lambda: shim.run(pa, D, q, k, v, out, stream)
             try:
-                pa, info_a = shim.plan(NV, NT, [ARROW] * H, [w] * H, stream)
+                pa, info_a = shim.plan(NV, NT, [ARROW] * H, [w] * H, stream, args.variant)
                 rec["plan"] = info_a
                 t0 = time.time()
                 bm = flex_block_mask(NV, NT, TEXT_FIRST, BLOCK, w, dev)
@@ -460,8 +491,11 @@ def run_gpu(args):
             pairs.append(rec)
         if pd is not None:
             shim.free(pd)
+        if pd_alt is not None:
+            shim.free(pd_alt)
         env.setdefault("smi_after_shape", []).append(f"{tag}: {smi()}")
         del q, k, v, qt, kt, vt, qc, kc, vc, out
+        out_alt = None
         if not dry:
             torch.cuda.empty_cache()
     env["smi_after"] = smi()
@@ -487,9 +521,9 @@ def print_table(res):
     if env.get("flex_compile", "fullgraph") != "fullgraph":
         print(f"   WARNING Flex: {' '.join(env['flex_compile'].split())[:160]} - a graph break may time parts of it eagerly (slower)")
     var = sorted({r["plan"]["variant"] for r in res["pairs"] if "plan" in r})
-    print(f"   ours: default variant (plans: v{', v'.join(map(str, var)) or '?'}; D=64 runs v5's 3-consumer kernel, "
-          f"D=128 v2's) on [B,N,H,D]; cuDNN: layout per shape (view / copy); Flex: {env.get('flex_layout')}; "
-          f"windows: {env.get('windows_from')}")
+    print(f"   ours: variant {env.get('variant', 0)} (plans: v{', v'.join(map(str, var)) or '?'}; the default runs D=64 on "
+          f"v5's 3-consumer kernel, D=128 on v2's) on [B,N,H,D]; cuDNN: layout per "
+          f"shape (view / copy); Flex: {env.get('flex_layout')}; windows: {env.get('windows_from')}")
     print("\n== dense (all heads FULL) vs cuDNN SDPA   bar: cuDNN ms / ours ms >= 1 (median of per-round ratios)")
     print(f"{'D':>4} {'tokens':>11} {'rounds':>6} {'ours ms':>8} {'TF/s':>5} {'cuDNN ms':>8} {'TF/s':>5} {'layout':>6} "
           f"{'cuDNN/ours (p10-p90)':>24} {'bar':>16}")
@@ -504,6 +538,12 @@ def print_table(res):
         print(f"{r['D']:>4} {tok:>11} {r['rounds']:>6} {r['ms']['ours']['median']:>8.3f} {r['tflops']['ours']:>5.0f} "
               f"{r['ms']['cudnn']['median']:>8.3f} {r['tflops']['cudnn']:>5.0f} {r['cudnn_layout']['chosen']:>6} "
               f"{fmt_range(r['ratio_cudnn_over_ours']):>24} {bar:>16}")
+        if "ratio_ours_over_alt" in r:
+            print(f"{'':>4} {'':>11} {'':>6} alt v{r['check_alt']['variant']}: {r['ms']['alt']['median']:.3f} ms "
+                  f"{r['tflops']['alt']:.0f} TF/s, ours/alt {fmt_range(r['ratio_ours_over_alt'])}, "
+                  f"cuDNN/alt {fmt_range(r['ratio_cudnn_over_alt'])}")
+        elif "check_alt" in r:
+            print(f"{'':>4} {'':>11} {'':>6} alt v{r['check_alt']['variant']}: FAIL {r['check_alt']} (not timed)")
     print("\n== arrow (all heads ARROW(w), our tile mask) vs FlexAttention with the same block mask, ours dense in the same"
           " rounds\n   bars: t/ideal = t / (own dense x (1-r)) <= 1.1 and Flex ms / ours ms >= 1.3 (medians of per-round ratios);"
           " TF/s over computed entries")
@@ -631,8 +671,14 @@ def main():
     ap.add_argument("--rounds-max", type=int, default=100)
     ap.add_argument("--out", default=os.path.join(os.environ.get("OUT", "."), "attn_interleave.json"))
     ap.add_argument("--windows", help="bench_attn_gpu's JSON lines: take the arrow windows from it")
-    ap.add_argument("--shapes", help="DxNV,... (default 128x4096,128x16384,64x4096,64x16384)")
+    ap.add_argument("--shapes", default=os.environ.get("DFA_INTERLEAVE_SHAPES") or None,
+                    help="DxNV,... (default 128x4096,128x16384,64x4096,64x16384; env DFA_INTERLEAVE_SHAPES)")
     ap.add_argument("--selftest", action="store_true")
+    ev, ea = os.environ.get("DFA_INTERLEAVE_VARIANT"), os.environ.get("DFA_INTERLEAVE_ALT")
+    ap.add_argument("--variant", type=int, default=int(ev) if ev else 0,
+                    help="our variant (dfa_attn_cuda_plan_build; 0: default; env DFA_INTERLEAVE_VARIANT)")
+    ap.add_argument("--alt-variant", type=int, default=int(ea) if ea else None,
+                    help="a second variant of ours timed beside it in the dense pairs (env DFA_INTERLEAVE_ALT)")
     ap.add_argument("--table", help="print the table of a finished run's JSON")
     ap.add_argument("--dry-cpu", action="store_true",
                     help="run the whole benchmark logic on the CPU with our kernel replaced by masked SDPA "

@@ -41,7 +41,8 @@ def kernels(obj, maps):
             cur = m.group(1)
             code[cur] = []
         elif cur and re.match(r"\s*/\*[0-9a-f]{4}\*/", line):
-            code[cur].append(re.sub(r"^\s*/\*[0-9a-f]{4}\*/", "", line).strip())
+            # whitespace collapsed: cuobjdump pads columns by the longest line of the dump
+            code[cur].append(" ".join(re.sub(r"^\s*/\*[0-9a-f]{4,5}\*/", "", line).split()))
         elif cur and re.match(r"\s*/\* 0x[0-9a-f]{16} \*/", line):
             code[cur][-1] += " " + line.strip()
     usage, fn = {}, None
