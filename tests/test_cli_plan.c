@@ -20,6 +20,28 @@ static int run(int argc, const char **argv) {
     return argc >= 1 && strcmp(argv[0], "plan") == 0 ? cmd_plan(argc, (char **)argv) : cmd_bench(argc, (char **)argv);
 }
 
+/* `dfa plan show PLAN` into buf (stdout redirected to the file `out` around the call) */
+static int show_into(const char *plan, const char *out, char *buf, size_t cap) {
+    fflush(stdout);
+    int keep = dup(1), fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644), rc = -1;
+    const char *show[] = {"plan", "show", plan};
+    if (keep >= 0 && fd >= 0 && dup2(fd, 1) >= 0) {
+        rc = run(3, show);
+        fflush(stdout);
+        dup2(keep, 1);
+    }
+    if (fd >= 0) close(fd);
+    if (keep >= 0) close(keep);
+    buf[0] = 0;
+    FILE *f = fopen(out, "r");
+    if (f) {
+        size_t n = fread(buf, 1, cap - 1, f);
+        buf[n] = 0;
+        fclose(f);
+    }
+    return rc;
+}
+
 static void test_make_and_show(void) {
     char plan[300], png[300], pngh[300];
     tmpdir_file(&tmp, "p.json", plan, sizeof plan);
@@ -80,53 +102,12 @@ static void test_make_image_only(void) {
         }
         dfa_plan_free(&p);
     }
-    /* stdout of `plan show` into a file (dup2 around the call) */
-    fflush(stdout);
-    int keep = dup(1), fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    CHECK(keep >= 0 && fd >= 0);
-    const char *show[] = {"plan", "show", plan};
-    int rc = -1;
-    if (keep >= 0 && fd >= 0 && dup2(fd, 1) >= 0) {
-        rc = run(3, show);
-        fflush(stdout);
-        dup2(keep, 1);
-    }
-    if (fd >= 0) close(fd);
-    if (keep >= 0) close(keep);
-    CHECK(rc == 0);
-    char buf[4096] = {0};
-    FILE *f = fopen(out, "r");
-    if (f) {
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        buf[n] = 0;
-        fclose(f);
-    }
+    char buf[4096];
+    CHECK(show_into(plan, out, buf, sizeof buf) == 0);
     CHECKF(strstr(buf, "own layouts  2 layer(s): 1 (48+0, tiles of 8) 3 (48+0, tiles of 8)") != NULL, "%s", buf);
     const char *bad[] = {"plan", "make", "-o", plan, "--steps", "3", "--layers", "4", "--heads", "2", "--grid", "6x8",
                          "--text", "5", "--image-only-layers", "1,4"};
     CHECK(run((int)(sizeof bad / sizeof bad[0]), bad) == 2); /* layer 4 of 4 */
-}
-
-/* `dfa plan show PLAN` into buf (stdout redirected to the file `out` around the call) */
-static int show_into(const char *plan, const char *out, char *buf, size_t cap) {
-    fflush(stdout);
-    int keep = dup(1), fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644), rc = -1;
-    const char *show[] = {"plan", "show", plan};
-    if (keep >= 0 && fd >= 0 && dup2(fd, 1) >= 0) {
-        rc = run(3, show);
-        fflush(stdout);
-        dup2(keep, 1);
-    }
-    if (fd >= 0) close(fd);
-    if (keep >= 0) close(keep);
-    buf[0] = 0;
-    FILE *f = fopen(out, "r");
-    if (f) {
-        size_t n = fread(buf, 1, cap - 1, f);
-        buf[n] = 0;
-        fclose(f);
-    }
-    return rc;
 }
 
 /* --band plain: V1's window over the whole sequence; windows in sequence tiles; show prints it */

@@ -46,6 +46,21 @@ static char *replace(const char *s, const char *from, const char *to) {
     return r;
 }
 
+/* p saved to a fresh temporary file and loaded back into q; the status of the load (q is set only
+ * on DFA_OK) */
+static dfa_status save_and_load(const dfa_plan *p, dfa_plan *q, dfa_error *err) {
+    char path[] = "/tmp/dfa_test_plan_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) return DFA_ERR_IO;
+    close(fd);
+    CHECK(dfa_plan_save(path, p, err) == DFA_OK);
+    const dfa_status st = dfa_plan_load(path, q, err);
+    CHECKF(st == DFA_OK, "%s", err->msg);
+    unlink(path);
+    return st;
+}
+
 static void test_parse_good_and_round_trip(void) {
     dfa_plan p, q;
     dfa_error err;
@@ -64,20 +79,13 @@ static void test_parse_good_and_round_trip(void) {
     char *text;
     CHECK(dfa_plan_to_json(&p, &text, &err) == DFA_OK);
     CHECKF(strcmp(text, good) == 0, "written:\n%s", text);
-    char path[] = "/tmp/dfa_test_plan_XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    close(fd);
-    CHECK(dfa_plan_save(path, &p, &err) == DFA_OK);
-    st = dfa_plan_load(path, &q, &err);
-    CHECKF(st == DFA_OK, "%s", err.msg);
+    st = save_and_load(&p, &q, &err);
     if (st == DFA_OK) {
         size_t n = (size_t)3 * 2 * 3;
         CHECK(memcmp(p.method, q.method, n) == 0 && memcmp(p.window, q.window, n * 4) == 0 &&
               memcmp(p.asc, q.asc, 6) == 0 && memcmp(p.store_out, q.store_out, n) == 0);
         dfa_plan_free(&q);
     }
-    unlink(path);
     free(text);
     dfa_plan_free(&p);
     CHECK(dfa_plan_load("/nonexistent/plan.json", &q, &err) == DFA_ERR_IO);
@@ -259,18 +267,11 @@ static void test_band(void) {
     CHECK(dfa_plan_to_json(&p, &back, &err) == DFA_OK);
     CHECKF(back && strcmp(back, text) == 0, "written:\n%s", back ? back : "(null)");
     free(back);
-    char path[] = "/tmp/dfa_test_band_XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    close(fd);
-    CHECK(dfa_plan_save(path, &p, &err) == DFA_OK);
-    st = dfa_plan_load(path, &q, &err);
-    CHECKF(st == DFA_OK, "%s", err.msg);
+    st = save_and_load(&p, &q, &err);
     if (st == DFA_OK) {
         CHECK(q.layout.band == DFA_BAND_PLAIN);
         dfa_plan_free(&q);
     }
-    unlink(path);
     CHECK(dfa_plan_copy(&q, &p, &err) == DFA_OK && q.layout.band == DFA_BAND_PLAIN);
     dfa_plan_free(&q);
     /* cost: the same codes cost less under the plain band (text rows are banded too), and the

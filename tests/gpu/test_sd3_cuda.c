@@ -26,6 +26,28 @@
 #include "sample/flow.h"
 #include "plan/plan.h"
 
+/* The host sampler over CUDA forwards, as dfa_sd3_generate's device loop must match it bit for bit:
+ * latents lx [nl] from gp's seed, then per step (planned: dfa_attn_begin_step first) one CFG-batch
+ * forward on [lx, lx] (T text tokens, H x W latent), CFG combine and Euler step between sig[i] and
+ * sig[i + 1]. x, og [2 nl] and vv [nl] are scratch. */
+static void host_cfg_loop(dfa_ctx *gpu, dfa_sd3 *mg, const dfa_mmdit_gen_params *gp, int H, int W, int T,
+                          const float *txt, const float *pooled, const float *sig, const float *tsv, int planned,
+                          size_t nl, float *x, float *og, float *vv, float *lx) {
+    dfa_rng r;
+    dfa_rng_seed(&r, gp->seed);
+    dfa_rng_normal(&r, lx, nl);
+    for (int i = 0; i < gp->steps; i++) {
+        if (planned) CHECK(dfa_attn_begin_step(gpu, i) == DFA_OK);
+        memcpy(x, lx, nl * 4);
+        memcpy(x + nl, lx, nl * 4);
+        const float ti[2] = {tsv[i], tsv[i]};
+        fixture_poison(og, 2 * nl);
+        CHECKF(dfa_sd3_forward(gpu, mg, 2, H, W, T, x, txt, pooled, ti, og) == DFA_OK, "%s", dfa_ctx_error(gpu));
+        dfa_flow_cfg_combine(vv, og, og + nl, nl, gp->cfg_scale);
+        dfa_flow_euler_step(lx, vv, nl, sig[i], sig[i + 1]);
+    }
+}
+
 int main(void) {
     test_tmpdir d;
     if (tmpdir_make(&d, "sd3_cuda") != 0) return 1;
@@ -153,18 +175,7 @@ int main(void) {
          * over the same CUDA forwards must give the same bits */
         float sig[4], tsv[4], *lx = malloc(nl * 4), *vv = malloc(nl * 4), *lp = malloc(nl * 4);
         CHECKF(dfa_flow_set_timesteps(cpu, &fc, 3, NULL, NAN, sig, tsv) == DFA_OK, "%s", dfa_ctx_error(cpu));
-        dfa_rng r;
-        dfa_rng_seed(&r, gp.seed);
-        dfa_rng_normal(&r, lx, nl);
-        for (int i = 0; i < 3; i++) {
-            memcpy(x, lx, nl * 4);
-            memcpy(x + nl, lx, nl * 4);
-            const float ti[2] = {tsv[i], tsv[i]};
-            fixture_poison(og, nx);
-            CHECKF(dfa_sd3_forward(gpu, mg, B, H, W, T, x, txt, pooled, ti, og) == DFA_OK, "%s", dfa_ctx_error(gpu));
-            dfa_flow_cfg_combine(vv, og, og + nl, nl, gp.cfg_scale);
-            dfa_flow_euler_step(lx, vv, nl, sig[i], sig[i + 1]);
-        }
+        host_cfg_loop(gpu, mg, &gp, H, W, T, txt, pooled, sig, tsv, 0, nl, x, og, vv, lx);
         CHECKF(memcmp(lx, oh, nl * 4) == 0, "device loop != host loop over the CUDA forwards (rel L2 %.3g)",
                gpu_rel_l2(oh, lx, nl));
         printf("     sd3 device loop (CFG + Euler on the GPU) == host loop over CUDA forwards: %s\n",
@@ -185,18 +196,7 @@ int main(void) {
                "(expected 1, 0, 0, 2: latents + caches)",
                (long long)(ps1.prepares - ps0.prepares), (long long)(ps1.lazy_builds - ps0.lazy_builds),
                (long long)(ps1.lazy_caches - ps0.lazy_caches), gpu->device_allocs - allocs1);
-        dfa_rng_seed(&r, gp.seed);
-        dfa_rng_normal(&r, lx, nl);
-        for (int i = 0; i < 3; i++) {
-            CHECK(dfa_attn_begin_step(gpu, i) == DFA_OK);
-            memcpy(x, lx, nl * 4);
-            memcpy(x + nl, lx, nl * 4);
-            const float ti[2] = {tsv[i], tsv[i]};
-            fixture_poison(og, nx);
-            CHECKF(dfa_sd3_forward(gpu, mg, B, H, W, T, x, txt, pooled, ti, og) == DFA_OK, "%s", dfa_ctx_error(gpu));
-            dfa_flow_cfg_combine(vv, og, og + nl, nl, gp.cfg_scale);
-            dfa_flow_euler_step(lx, vv, nl, sig[i], sig[i + 1]);
-        }
+        host_cfg_loop(gpu, mg, &gp, H, W, T, txt, pooled, sig, tsv, 1, nl, x, og, vv, lx);
         dfa_attn_end_run(gpu);
         dfa_attn_clear_plan(gpu);
         CHECKF(memcmp(lx, lp, nl * 4) == 0, "planned device loop != host loop (rel L2 %.3g)", gpu_rel_l2(lp, lx, nl));
