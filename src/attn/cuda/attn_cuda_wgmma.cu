@@ -90,6 +90,20 @@ struct pingpong<true> {
 };
 #endif
 
+/* t[0] = max (sum) of t[0 .. 2W-1], as a pairwise tree (constant indices: stays in registers) */
+template <int W>
+__device__ __forceinline__ void tree_max(float *t) {
+#pragma unroll
+    for (int j = 0; j < W; j++) t[j] = fmaxf(t[j], t[j + W]);
+    if constexpr (W > 1) tree_max<W / 2>(t);
+}
+template <int W>
+__device__ __forceinline__ void tree_sum(float *t) {
+#pragma unroll
+    for (int j = 0; j < W; j++) t[j] += t[j + W];
+    if constexpr (W > 1) tree_sum<W / 2>(t);
+}
+
 /* PAD: the tensors' head dim is p.head_dim < D; the tensor maps have that inner size, so TMA
  * zero-fills columns p.head_dim..D-1 of every Q/K/V tile (exact: zero columns add 0 to Q K^T, and
  * give output columns that are not stored). */
@@ -195,30 +209,31 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     }
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(C::CONSUMER_REGS));
     const int ctid = tid - 128;        /* 0 .. 128 * NC - 1 */
-    const int cw = ctid / 128;         /* consumer warpgroup: rows 64*cw .. */
+    /* consumer warpgroup (rows 64*cw ..), broadcast so that the compiler sees a warp-uniform
+     * value: the wgmma descriptors built from it then stay on the uniform datapath */
+    const int cw = __shfl_sync(0xffffffffu, ctid / 128, 0);
     const int lane = tid & 31, wq = (ctid / 32) & 3; /* warp within the warpgroup: 16 rows each */
     float o[D / 2];
     float m_r[2], l_r[2], alpha[2];
     uint32_t qbuf = sQ;
     float sc[BN / 2];
     uint32_t pa[BN / 16][4];
+    /* descriptors: one per operand and step, the k-slices' offsets added to its address field
+     * (bits 0-13 = address / 16; shared memory < 256 KB, so no carry out of the field) */
     auto issue_qk = [&](int s) {
+        const uint32_t dq = desc_lo(qbuf + cw * 64 * 128, 16), dk = desc_lo(sK + s * C::KV_BYTES, 16);
         wg_fence();
 #pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
-            const uint32_t qa = qbuf + (kk / 4) * BM * 128 + cw * 64 * 128 + (kk % 4) * 32;
-            const uint32_t ka = sK + s * C::KV_BYTES + (kk / 4) * BN * 128 + (kk % 4) * 32;
-            mma_qk<T>(sc, desc(qa, 16, 1024), desc(ka, 16, 1024), kk > 0);
-        }
+        for (int kk = 0; kk < D / 16; kk++)
+            mma_qk<T>(sc, desc_join(dq + (((kk / 4) * BM * 128 + (kk % 4) * 32) >> 4), 1024),
+                      desc_join(dk + (((kk / 4) * BN * 128 + (kk % 4) * 32) >> 4), 1024), kk > 0);
         wg_commit();
     };
     auto issue_pv = [&](int s) {
+        const uint32_t dv = desc_lo(sV + s * C::KV_BYTES, BN * 128);
         wg_fence();
 #pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++) {
-            const uint32_t va = sV + s * C::KV_BYTES + kk * 16 * 128;
-            mma_pv<D, T>(o, pa[kk], desc(va, BN * 128, 1024));
-        }
+        for (int kk = 0; kk < BN / 16; kk++) mma_pv<D, T>(o, pa[kk], desc_join(dv + ((kk * 16 * 128) >> 4), 1024));
         wg_commit();
     };
     /* online softmax in place on sc; m_r in raw score units, one FFMA + EX2 per score; the
@@ -231,24 +246,28 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                 for (int e = 0; e < 4; e++)
                     if (j * 8 + 2 * (lane & 3) + (e & 1) >= valid) sc[4 * j + e] = -INFINITY;
         }
+        /* row max and row sum as pairwise trees (depth 5 over a thread's 32 scores of a row, not
+         * a chain of 32 dependent instructions: Nsight's top stall was fixed-latency waits) */
 #pragma unroll
         for (int r = 0; r < 2; r++) {
-            float mx = m_r[r];
+            float t[BN / 8];
 #pragma unroll
-            for (int j = 0; j < BN / 8; j++) mx = fmaxf(mx, fmaxf(sc[4 * j + 2 * r], sc[4 * j + 2 * r + 1]));
+            for (int j = 0; j < BN / 8; j++) t[j] = fmaxf(sc[4 * j + 2 * r], sc[4 * j + 2 * r + 1]);
+            tree_max<BN / 16>(t);
+            float mx = fmaxf(m_r[r], t[0]);
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
             alpha[r] = ex2((m_r[r] - mx) * p.scale_log2);
             m_r[r] = mx;
             const float ms = mx * p.scale_log2;
-            float sum = 0.f;
 #pragma unroll
             for (int j = 0; j < BN / 8; j++) {
                 sc[4 * j + 2 * r] = ex2(fmaf(sc[4 * j + 2 * r], p.scale_log2, -ms));
                 sc[4 * j + 2 * r + 1] = ex2(fmaf(sc[4 * j + 2 * r + 1], p.scale_log2, -ms));
-                sum += sc[4 * j + 2 * r] + sc[4 * j + 2 * r + 1];
+                t[j] = sc[4 * j + 2 * r] + sc[4 * j + 2 * r + 1];
             }
-            l_r[r] = l_r[r] * alpha[r] + sum;
+            tree_sum<BN / 16>(t);
+            l_r[r] = l_r[r] * alpha[r] + t[0];
         }
     };
     auto rescale_pack = [&]() {
@@ -272,7 +291,9 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     for (int t = 0;; t++) {
         const int qb = t & 1;
         mbar_wait(item_full(qb), (t >> 1) & 1);
-        const int idx = slot[qb];
+        /* broadcast (warp-uniform to the compiler): the loop's branches and the K/V stage
+         * indices derived from it then run on the uniform datapath */
+        const int idx = __shfl_sync(0xffffffffu, slot[qb], 0);
         if (idx >= total) break;
         const acu_item it = p.items[idx / p.batch];
         const int b = ITEM_RELOAD ? -1 : idx % p.batch; /* batch element (NC = 3: not kept live) */
@@ -281,7 +302,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             mbar_arrive(q_empty(qb));
             continue;
         }
-        const int n_steps = item_steps(it);
+        const int n_steps = __shfl_sync(0xffffffffu, item_steps(it), 0);
         const int n_act = it.q_len > 128 ? 3 : it.q_len > 64 ? 2 : 1; /* consumers with rows */
         if (cw >= n_act) { /* no rows here: walk the item's K/V stages (acu_walk_stages), release Q */
             acu_walk_stages<ST>(k_full(0), v_full(0), k_empty(0), v_empty(0), gstep, n_steps);

@@ -78,12 +78,16 @@ __device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
 __device__ __forceinline__ void mbar_arrive(uint32_t bar) {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
+/* try_wait with a suspend-time hint: a waiting thread sleeps until the phase completes (or the
+ * hint, ~10 ms, runs out) instead of spinning; without it the producer's wait for a free stage
+ * spun 65 M times in one 5 ms launch (Nsight, session 5), taking issue slots from the consumer
+ * warps on its sub-core. */
 __device__ __forceinline__ void mbar_wait(uint32_t bar, int parity) {
     uint32_t done = 0;
     while (!done) {
         asm volatile(
             "{\n.reg .pred p;\n"
-            "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+            "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2, 0x989680;\n"
             "selp.u32 %0, 1, 0, p;\n}\n"
             : "=r"(done)
             : "r"(bar), "r"(parity)
@@ -109,6 +113,18 @@ __device__ __forceinline__ uint64_t desc(uint32_t addr, uint32_t lbo, uint32_t s
            ((uint64_t)((sbo >> 4) & 0x3FFF) << 32) | (1ULL << 62);
 }
 
+/* The same descriptor in two words: the low one (address / 16 in bits 0-13, leading byte offset
+ * in 16-29) changes per k-slice by a constant added to the address field (shared memory < 256 KB:
+ * no carry out of it); the high one (stride byte offset, swizzle mode) is a constant. */
+__device__ __forceinline__ uint32_t desc_lo(uint32_t addr, uint32_t lbo) {
+    return ((addr & 0x3FFFF) >> 4) | (((lbo >> 4) & 0x3FFF) << 16);
+}
+__device__ __forceinline__ uint64_t desc_join(uint32_t lo, uint32_t sbo) {
+    uint64_t d;
+    asm("mov.b64 %0, {%1, %2};\n" : "=l"(d) : "r"(lo), "r"(((sbo >> 4) & 0x3FFF) | (1u << 30)));
+    return d;
+}
+
 /* An idle consumer warpgroup's pass over an item it has no rows of (attn_cuda_wgmma.cu, NC = 2
  * and 3): every thread waits for each of the item's K/V stage fills and releases the stage,
  * as an active warpgroup does, global steps g0 .. g0 + n_steps - 1 of an ST-stage ring. kf, vf,
@@ -131,15 +147,20 @@ __device__ __forceinline__ void acu_walk_stages(uint32_t kf, uint32_t vf, uint32
     }
 }
 
-/* Walks an item's key ranges in steps of BN keys. */
+/* Walks an item's key ranges in steps of BN keys; the current range's end stays in a register
+ * (reading it from global memory every step put a load on the softmax's path). */
 struct walker {
     const int2 *r;
-    int n_r, ri, k;
-    __device__ walker(const int2 *ranges, int n) : r(ranges), n_r(n), ri(0), k(ranges[0].x) {}
-    __device__ int valid() const { return r[ri].y - k < BN ? r[ri].y - k : BN; }
+    int n_r, ri, k, end;
+    __device__ walker(const int2 *ranges, int n) : r(ranges), n_r(n), ri(0), k(ranges[0].x), end(ranges[0].y) {}
+    __device__ int valid() const { return end - k < BN ? end - k : BN; }
     __device__ void next() {
         k += BN;
-        if (k >= r[ri].y && ri + 1 < n_r) k = r[++ri].x;
+        if (k >= end && ri + 1 < n_r) {
+            const int2 x = r[++ri];
+            k = x.x;
+            end = x.y;
+        }
     }
 };
 #endif
