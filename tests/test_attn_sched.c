@@ -16,7 +16,7 @@ static void hand_list(dfa_acu_worklist *wl, const int *steps, int n, dfa_acu_ite
     for (int i = 0; i < n; i++) {
         ranges[i].k0 = 0;
         ranges[i].k1 = 128 * steps[i];
-        items[i] = (dfa_acu_item){0, 128 * i, 128, 0, i, 1};
+        items[i] = (dfa_acu_item){0, 128 * i, 128, 0, i, 1, {0, 0, 0}};
     }
     wl->items = items;
     wl->ranges = ranges;

@@ -16,9 +16,37 @@ static unsigned long long g_seed = 0x9e3779b97f4a7c15ULL;
 
 static int rnd(int n) { return (int)(test_rng_next(&g_seed) % (unsigned long long)n); }
 
-/* rows: DFA_ACU_BM (items inside one mask tile) or DFA_ACU_BM3 (items may span tiles that share
- * their key ranges; the per-row key check below is what makes that exact). items / n_items: the
- * launch order checked (wl's own, or a tail-balanced one over wl's ranges). */
+/* The keys chunk `c` of `it` computes, as the kernel enumerates them: key steps of 128 from each
+ * range's start (clipped to its end), minus the chunk's skipped steps. keep[k] = 1 for those.
+ * Returns 0 if the skip field is malformed (count > DFA_ACU_MAX_SKIP, past the last step, or no
+ * step left), else 1. */
+static int chunk_keys(const dfa_acu_worklist *wl, const dfa_acu_item *it, int c, int N, unsigned char *keep) {
+    memset(keep, 0, (size_t)N);
+    int n_steps = 0;
+    for (int j = 0; j < it->n_r; j++) {
+        const dfa_acu_range *rg = &wl->ranges[it->r_off + j];
+        n_steps += (rg->k1 - rg->k0 + 127) / 128;
+    }
+    const int first = it->skip[c] & 0xffff, count = it->skip[c] >> 16;
+    if (count < 0 || count > DFA_ACU_MAX_SKIP || first + count > n_steps || n_steps - count < 1) return 0;
+    if (count == 0 && first != 0) return 0; /* 0 = no skip, nothing else */
+    int step = 0;
+    for (int j = 0; j < it->n_r; j++) {
+        const dfa_acu_range *rg = &wl->ranges[it->r_off + j];
+        for (int k = rg->k0; k < rg->k1; k += 128, step++) {
+            if (step >= first && step < first + count) continue;
+            for (int x = k; x < k + 128 && x < rg->k1; x++)
+                if (x >= 0 && x < N) keep[x] = 1;
+        }
+    }
+    return 1;
+}
+
+/* rows: DFA_ACU_BM (items inside one mask tile) or DFA_ACU_BM3 (items may span tiles; union items
+ * skip whole key steps per 64-row chunk; the per-row key check below, which honours skip, is what
+ * makes that exact). items / n_items: the launch order checked (wl's own, or a tail-balanced one
+ * over wl's ranges). The wl's own list (items == wl_->items) also has its info.computed_entries
+ * checked against 64 (128) rows x the mask keys of each 64-row chunk (128-row item). */
 static void check_items(const dfa_attn_layout *l, int H, const int *method, const int *window, int rows,
                         const dfa_acu_worklist *wl_, const dfa_acu_item *items, int n_items) {
     dfa_acu_worklist wl = *wl_;
@@ -26,9 +54,9 @@ static void check_items(const dfa_attn_layout *l, int H, const int *method, cons
     wl.n_items = n_items;
     const int N = dfa_layout_tokens(l);
     int *seen = calloc((size_t)H * N, sizeof *seen);
-    unsigned char *keep = malloc((size_t)N);
-    int bad_keys = 0, bad_rows = 0, bad_flags = 0, bad_order = 0;
-    int64_t entries = 0;
+    unsigned char *keep = malloc((size_t)N * 3);
+    int bad_keys = 0, bad_rows = 0, bad_flags = 0, bad_order = 0, bad_skip = 0;
+    int64_t entries = 0, computed = 0;
     int last_bucket_copy = 0;
     for (int i = 0; i < wl.n_items; i++) {
         const dfa_acu_item *it = &wl.items[i];
@@ -43,6 +71,9 @@ static void check_items(const dfa_attn_layout *l, int H, const int *method, cons
         if (rows == DFA_ACU_BM && a_vis && (it->q0 - vs) / l->block != (it->q0 + it->q_len - 1 - vs) / l->block)
             bad_rows++;
         for (int r = it->q0; r < it->q0 + it->q_len && r < N && r >= 0; r++) seen[(size_t)it->head * N + r]++;
+        /* skips: 192-row lists only, and only for the item's chunks */
+        for (int c = 0; c < 3; c++)
+            if (it->skip[c] && (rows == DFA_ACU_BM || 64 * c >= it->q_len || m == DFA_ATTN_CACHE)) bad_skip++;
         if (m == DFA_ATTN_CACHE) {
             if (it->flags != DFA_ACU_ITEM_COPY || it->n_r != 0) bad_flags++;
             last_bucket_copy = 1;
@@ -54,20 +85,28 @@ static void check_items(const dfa_attn_layout *l, int H, const int *method, cons
             bad_keys++;
             continue;
         }
-        memset(keep, 0, (size_t)N);
         int prev_end = -1;
         for (int j = 0; j < it->n_r; j++) {
             const dfa_acu_range *rg = &wl.ranges[it->r_off + j];
             if (rg->k0 < 0 || rg->k1 > N || rg->k0 >= rg->k1 || rg->k0 <= prev_end) bad_keys++;
             prev_end = rg->k1;
-            for (int k = rg->k0 < 0 ? 0 : rg->k0; k < rg->k1 && k < N; k++) keep[k] = 1;
         }
+        const int n_ch = rows == DFA_ACU_BM ? 1 : (it->q_len + 63) / 64;
+        for (int c = 0; c < n_ch && c < 3; c++)
+            if (!chunk_keys(&wl, it, rows == DFA_ACU_BM ? 0 : c, N, keep + (size_t)c * N)) bad_skip++;
         for (int r = it->q0; r < it->q0 + it->q_len && r < N; r++) {
+            const int c = rows == DFA_ACU_BM ? 0 : (r - it->q0) / 64;
+            const unsigned char *kc = keep + (size_t)(c < 3 ? c : 2) * N;
+            int64_t row_keys = 0;
             for (int k = 0; k < N; k++) {
                 int want = dfa_mask_keep(l, w, r, k);
-                if (want != keep[k]) bad_keys++;
+                if (want != kc[k]) bad_keys++;
                 entries += want;
+                row_keys += want;
             }
+            /* info's convention: 128 rows x keys per 128-row item, 64 rows x keys per 64-row chunk */
+            if (r == it->q0 && rows == DFA_ACU_BM) computed += DFA_ACU_BM * row_keys;
+            if ((r - it->q0) % 64 == 0 && rows == DFA_ACU_BM3) computed += 64 * row_keys;
         }
     }
     int64_t want_entries = 0;
@@ -82,12 +121,17 @@ static void check_items(const dfa_attn_layout *l, int H, const int *method, cons
     }
     CHECKF(bad_rows == 0, "layout vis=%d text=%d first=%d block=%d: %d row errors", l->n_vis, l->n_text, l->text_first,
            l->block, bad_rows);
-    CHECKF(bad_keys == 0, "layout vis=%d text=%d first=%d block=%d: %d key errors", l->n_vis, l->n_text, l->text_first,
-           l->block, bad_keys);
+    CHECKF(bad_keys == 0, "layout vis=%d text=%d first=%d block=%d rows=%d: %d key errors", l->n_vis, l->n_text,
+           l->text_first, l->block, rows, bad_keys);
+    CHECKF(bad_skip == 0, "layout vis=%d text=%d first=%d block=%d rows=%d: %d skip errors", l->n_vis, l->n_text,
+           l->text_first, l->block, rows, bad_skip);
     CHECKF(bad_flags == 0, "%d flag errors", bad_flags);
     CHECKF(bad_order == 0, "%d copy items before computing items", bad_order);
     CHECKF(entries == want_entries && wl.info.mask_entries == want_entries, "entries %lld / info %lld vs mask %lld",
            (long long)entries, (long long)wl.info.mask_entries, (long long)want_entries);
+    if (items == wl_->items)
+        CHECKF(wl.info.computed_entries == computed, "computed entries: info %lld, counted %lld",
+               (long long)wl.info.computed_entries, (long long)computed);
     free(seen);
     free(keep);
 }
