@@ -278,6 +278,11 @@ static int add_union_items(host_item *items, int ni, dfa_acu_worklist *wl, int h
 
 dfa_status dfa_acu_worklist_build_rows(dfa_acu_worklist *wl, const dfa_attn_layout *layout, int n_heads,
                                        const int *method, const int *window, int rows, dfa_error *err) {
+    return dfa_acu_worklist_build_union(wl, layout, n_heads, method, window, rows, 1, err);
+}
+
+dfa_status dfa_acu_worklist_build_union(dfa_acu_worklist *wl, const dfa_attn_layout *layout, int n_heads,
+                                        const int *method, const int *window, int rows, int unions, dfa_error *err) {
     memset(wl, 0, sizeof *wl);
     if (rows != DFA_ACU_BM && rows != DFA_ACU_BM3)
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda work list: %d rows per item (expected %d or %d)", rows,
@@ -333,7 +338,7 @@ dfa_status dfa_acu_worklist_build_rows(dfa_acu_worklist *wl, const dfa_attn_layo
             runs[n_runs++] = (run){qs, ql, nr, n_r};
             for (int i = 0; i < n_r; i++) ranges[nr++] = tr[i];
         }
-        if (merge && m != DFA_ATTN_CACHE) ni = add_union_items(items, ni, wl, h, m, runs, n_runs, ranges, &nr);
+        if (merge && unions && m != DFA_ATTN_CACHE) ni = add_union_items(items, ni, wl, h, m, runs, n_runs, ranges, &nr);
         else
             for (int i = 0; i < n_runs; i++)
                 ni = add_items(items, ni, wl, h, m, runs[i].q0, runs[i].len, runs[i].r_off, runs[i].n_r, ranges, rows);

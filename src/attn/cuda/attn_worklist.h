@@ -66,6 +66,10 @@ dfa_status dfa_acu_worklist_build(dfa_acu_worklist *wl, const dfa_attn_layout *l
  * info.computed_entries count 64 rows x the keys each chunk computes. */
 dfa_status dfa_acu_worklist_build_rows(dfa_acu_worklist *wl, const dfa_attn_layout *layout, int n_heads,
                                        const int *method, const int *window, int rows, dfa_error *err);
+/* As dfa_acu_worklist_build_rows; unions = 0: no union items (every item's rows see all of its
+ * ranges: the 192-row lists up to session 4, for A/B runs and fits to measurements of them). */
+dfa_status dfa_acu_worklist_build_union(dfa_acu_worklist *wl, const dfa_attn_layout *layout, int n_heads,
+                                        const int *method, const int *window, int rows, int unions, dfa_error *err);
 void dfa_acu_worklist_free(dfa_acu_worklist *wl);
 
 /* RING lists (one pass for FULL and several ARROW windows, see attn_cuda.h "ring"): windows
