@@ -64,12 +64,13 @@ static void plan_heads(const dfa_attn_layout *l, int kind, double target, int *m
     }
 }
 
-static void build(dfa_acu_worklist *wl, int NV, int kind, double target, int rows, double *sp) {
+/* unions: 192-row lists with union items (session 5 on); the fit's measurements ran without */
+static void build(dfa_acu_worklist *wl, int NV, int kind, double target, int rows, int unions, double *sp) {
     dfa_attn_layout l = {NV, 512, 1, 128, DFA_BAND_ARROW};
     int m[H], w[H];
     plan_heads(&l, kind, target, m, w, sp);
     dfa_error err = {0};
-    if (dfa_acu_worklist_build_rows(wl, &l, H, m, w, rows, &err) != DFA_OK) {
+    if (dfa_acu_worklist_build_union(wl, &l, H, m, w, rows, unions, &err) != DFA_OK) {
         fprintf(stderr, "work list: %s\n", err.msg);
         exit(1);
     }
@@ -238,7 +239,7 @@ static int run_fit(int n_ctas) {
     dfa_acu_worklist lists[N_MEAS];
     double sp[N_MEAS];
     for (int i = 0; i < N_MEAS; i++)
-        build(&lists[i], MEAS[i].NV, MEAS[i].kind, MEAS[i].target, rows_of(MEAS[i].kernel, MEAS[i].D), &sp[i]);
+        build(&lists[i], MEAS[i].NV, MEAS[i].kind, MEAS[i].target, rows_of(MEAS[i].kernel, MEAS[i].D), 0, &sp[i]);
     const int kernels[3][2] = {{2, 128}, {2, 64}, {5, 64}};
     printf("schedule model fit on %d CTAs (weighted least squares of relative errors; dense + arrow fitted, "
            "mixed held out)\n",
@@ -284,8 +285,8 @@ static void balance_report(const dfa_acu_worklist *wl, int rows, int n_ctas, int
 
 static int run_predict(int n_ctas) {
     static const struct {
-        int kernel, D;
-    } K[3] = {{2, 128}, {2, 64}, {5, 64}};
+        int kernel, D, unions;
+    } K[4] = {{2, 128, 0}, {2, 64, 0}, {5, 64, 0}, {5, 64, 1}};
     static const int NVs[2] = {4096, 16384};
     static const struct {
         int kind;
@@ -297,14 +298,14 @@ static int run_predict(int n_ctas) {
            "each B balanced for itself (the plan keeps one list per B = 1, 2)\n", n_ctas);
     printf("%4s %3s %7s %-10s %5s %6s %9s %9s %7s %7s %5s %5s %7s %7s\n", "var", "D", "tokens", "plan", "rows",
            "items", "unbal us", "bal us", "B=1", "idle", "k/md", "+pcs", "B=2", "split128");
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         if (K[k].kernel == 2 && K[k].D == 64) continue; /* the same 128-row list and model as D=128 */
         for (int n = 0; n < 2; n++)
             for (int p = 0; p < 5; p++) {
                 const int rows = rows_of(K[k].kernel, K[k].D);
                 dfa_acu_worklist wl;
                 double sp;
-                build(&wl, NVs[n], P[p].kind, P[p].target, rows, &sp);
+                build(&wl, NVs[n], P[p].kind, P[p].target, rows, K[k].unions, &sp);
                 dfa_acu_balance_report r1, r2, r3;
                 balance_report(&wl, rows, n_ctas, 1, 0, NULL, &r1);
                 balance_report(&wl, rows, n_ctas, 2, 0, NULL, &r2);
@@ -315,14 +316,17 @@ static int run_predict(int n_ctas) {
                 }
                 char km[16];
                 snprintf(km, sizeof km, "%d/%d", r1.k, r1.mode);
-                printf("%4d %3d %7d %-10s %5d %6d %9.1f %9.1f %6.3fx %6.1f%% %5s %5d %6.3fx %7s\n", K[k].kernel,
+                printf("%3d%c %3d %7d %-10s %5d %6d %9.1f %9.1f %6.3fx %6.1f%% %5s %5d %6.3fx %7s\n", K[k].kernel,
+                       K[k].unions ? 'u' : ' ',
                        K[k].D, NVs[n], P[p].name, rows, wl.n_items, r1.before.makespan_us, r1.after.makespan_us,
                        r1.before.makespan_us / r1.after.makespan_us, 100 * r1.before.idle_frac, km, r1.n_pieces,
                        r2.before.makespan_us / r2.after.makespan_us, s128);
                 dfa_acu_worklist_free(&wl);
             }
     }
-    printf("B=1, B=2: unbalanced / balanced makespan (> 1: faster); idle: CTA time idle at the end, unbalanced,\n"
+    printf("5u: variant 5's 192-row list with union items (the model counts a union item's steps for all of\n"
+           "its chunks, no gain from skipped steps);\n"
+           "B=1, B=2: unbalanced / balanced makespan (> 1: faster); idle: CTA time idle at the end, unbalanced,\n"
            "B=1; k/md: the B=1 list's last k items re-cut, mode (0: 64 rows off, 1: 64-row pieces, 2: runs in\n"
            "128-row pieces); split128: B=1 if 128-row items were split too (needs an idle-warpgroup skip)\n");
     return 0;

@@ -16,7 +16,7 @@ static void hand_list(dfa_acu_worklist *wl, const int *steps, int n, dfa_acu_ite
     for (int i = 0; i < n; i++) {
         ranges[i].k0 = 0;
         ranges[i].k1 = 128 * steps[i];
-        items[i] = (dfa_acu_item){0, 128 * i, 128, 0, i, 1};
+        items[i] = (dfa_acu_item){0, 128 * i, 128, 0, i, 1, {0, 0, 0}};
     }
     wl->items = items;
     wl->ranges = ranges;
@@ -199,10 +199,55 @@ static void test_split128_switch(void) {
     dfa_acu_worklist_free(&wl);
 }
 
+/* Union items (ARROW visual rows of the 192-row list, each 64-row chunk skipping whole key steps)
+ * cut by the balancer: every row of every piece keeps its item's ranges and its own chunk's skip
+ * (a piece starting 64 j rows into an item takes skip[j..]); every row once. 4096 + 512, 24 ARROW
+ * heads at w = 0 on 132 CTAs, B = 1: 600 items (21 union items per head), the model cuts the tail
+ * (tests/test_attn_worklist.c checks the keys of such orders against the mask). */
+static void test_union_pieces(void) {
+    dfa_attn_layout l = {4096, 512, 1, 128, DFA_BAND_ARROW};
+    enum { H = 24, N = 4608 };
+    int method[H], window[H];
+    for (int h = 0; h < H; h++) method[h] = DFA_ATTN_ARROW, window[h] = 0;
+    dfa_error err = {0};
+    dfa_acu_worklist wl;
+    CHECK(dfa_acu_worklist_build_rows(&wl, &l, H, method, window, DFA_ACU_BM3, &err) == DFA_OK);
+    CHECK(wl.n_items == H * 25);
+    int *orig = malloc(sizeof(int) * H * N), *seen = calloc(H * N, sizeof(int));
+    for (int i = 0; i < wl.n_items; i++)
+        for (int r = wl.items[i].q0; r < wl.items[i].q0 + wl.items[i].q_len; r++) orig[wl.items[i].head * N + r] = i;
+    dfa_acu_balance b = {132, 1, 0, NULL};
+    dfa_acu_balance_report rep;
+    dfa_acu_item *items;
+    int n, bad = 0, cut = 0;
+    CHECK(dfa_acu_worklist_balance(&wl, DFA_ACU_BM3, &b, &items, &n, &rep, &err) == DFA_OK);
+    CHECK(items != NULL && rep.n_pieces > 0);
+    for (int i = 0; items && i < n; i++) {
+        const dfa_acu_item *p = &items[i];
+        const int sk = p->skip[0] | p->skip[1] | p->skip[2];
+        cut += sk && p->q_len < DFA_ACU_BM3;
+        for (int c = (p->q_len + 63) / 64; c < 3; c++) bad += p->skip[c] != 0; /* none past its chunks */
+        for (int r = p->q0; r < p->q0 + p->q_len; r++) {
+            const dfa_acu_item *o = &wl.items[orig[p->head * N + r]];
+            seen[p->head * N + r]++;
+            bad += o->r_off != p->r_off || o->n_r != p->n_r || o->flags != p->flags;
+            bad += p->skip[(r - p->q0) / 64] != o->skip[(r - o->q0) / 64];
+        }
+    }
+    for (int i = 0; i < H * N; i++) bad += seen[i] != 1;
+    CHECKF(bad == 0, "%d mismatches between pieces and their items", bad);
+    CHECKF(cut > 0, "no union item cut (k %d, mode %d, %d pieces)", rep.k, rep.mode, rep.n_pieces);
+    free(items);
+    free(orig);
+    free(seen);
+    dfa_acu_worklist_free(&wl);
+}
+
 int main(void) {
     RUN(test_sim_by_hand);
     RUN(test_dense_4608_claim);
     RUN(test_off_unchanged);
     RUN(test_split128_switch);
+    RUN(test_union_pieces);
     return test_summary();
 }

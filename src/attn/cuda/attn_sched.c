@@ -51,6 +51,9 @@ void dfa_acu_cost_default(dfa_acu_cost *m, int rows, int skip_idle) {
     }
 }
 
+/* A union item's chunks skip up to DFA_ACU_MAX_SKIP of these steps (item.skip); the CTA still
+ * streams every step and its slowest warpgroup computes all but <= 2 of them, so the model keeps
+ * counting the union's steps (a slight overestimate for union items, none for the others). */
 int dfa_acu_item_steps(const dfa_acu_worklist *wl, const dfa_acu_item *it) {
     if (it->flags & DFA_ACU_ITEM_COPY) return 0;
     int n = 0;
@@ -221,13 +224,18 @@ static void tail_push(bal_ctx *c, const dfa_acu_item *it) {
     c->tail[j] = x;
 }
 
+static int has_skip(const dfa_acu_item *it) { return it->skip[0] || it->skip[1] || it->skip[2]; }
+
 /* Rows [q0, q0 + len) of `it` (same head, flags, ranges) in pieces of `size` rows, the last one
- * shorter. */
+ * shorter. A piece starting 64 j rows into `it` takes its chunk skips from chunk j on (the cuts
+ * of a union item fall on its 64-row chunk edges: tail_add, tail_recut). */
 static void push_cut(bal_ctx *c, const dfa_acu_item *it, int q0, int len, int size) {
     for (int r = 0; r < len; r += size) {
         dfa_acu_item p = *it;
         p.q0 = q0 + r;
         p.q_len = len - r < size ? len - r : size;
+        const int j = (p.q0 - it->q0) / 64, n_ch = (p.q_len + 63) / 64;
+        for (int ch = 0; ch < 3; ch++) p.skip[ch] = ch < n_ch && ch + j < 3 ? it->skip[ch + j] : 0;
         tail_push(c, &p);
     }
 }
@@ -237,7 +245,11 @@ static void tail_add(bal_ctx *c, int i, int mode) {
     const dfa_acu_item *it = &c->wl->items[i];
     if (!splittable(c, it)) tail_push(c, it);
     else if (mode == MODE_ALL64) push_cut(c, it, it->q0, it->q_len, 64);
-    else {
+    else if (has_skip(it)) { /* a union item: cut at its last chunk's edge (a short last chunk) */
+        const int head = ((it->q_len + 63) / 64 - 1) * 64;
+        push_cut(c, it, it->q0, head, head);
+        push_cut(c, it, it->q0 + head, it->q_len - head, 64);
+    } else {
         push_cut(c, it, it->q0, it->q_len - 64, it->q_len - 64);
         push_cut(c, it, it->q0 + it->q_len - 64, 64, 64);
     }
@@ -252,7 +264,9 @@ static int seg_cmp(const void *a, const void *b) {
 }
 
 /* MODE_RECUT128: the last k items, adjacent rows of one head with the same ranges (one run of the
- * 192-row list: same r_off) merged, re-cut into 128-row pieces (2 active consumers). */
+ * 192-row list: same r_off) merged, re-cut into 128-row pieces (2 active consumers). A union item
+ * has ranges of its own (no other item shares its r_off) and is never merged: it is re-cut alone,
+ * on its chunk edges. */
 static void tail_recut(bal_ctx *c, int k) {
     c->n_tail = 0;
     int n = 0;
@@ -264,8 +278,9 @@ static void tail_recut(bal_ctx *c, int k) {
     for (int i = 0; i < n;) {
         const dfa_acu_item *a = &c->seg[i];
         int end = a->q0 + a->q_len, j = i + 1;
-        for (; j < n && c->seg[j].head == a->head && c->seg[j].r_off == a->r_off && c->seg[j].n_r == a->n_r &&
-               c->seg[j].flags == a->flags && c->seg[j].q0 == end;
+        for (; j < n && !has_skip(a) && !has_skip(&c->seg[j]) && c->seg[j].head == a->head &&
+               c->seg[j].r_off == a->r_off && c->seg[j].n_r == a->n_r && c->seg[j].flags == a->flags &&
+               c->seg[j].q0 == end;
              j++)
             end += c->seg[j].q_len;
         push_cut(c, a, a->q0, end - a->q0, 128);

@@ -18,8 +18,9 @@
  * items of one run into 128-row pieces; 128 -> 2 x 64) and moves the pieces to the end (longest
  * first, copies still last), choosing k and the cut by simulation at the batch size B the list
  * is for; a new order only if the simulated makespan drops by more than DFA_ACU_BAL_MIN_GAIN.
- * A piece keeps its item's head, flags and key ranges (and pieces of one run share them), so
- * every row still sees exactly its mask's keys. */
+ * A piece keeps its item's head, flags and key ranges (and pieces of one run share them) and the
+ * skips of its 64-row chunks (a union item is cut on its chunk edges and never merged), so every
+ * row still sees exactly its mask's keys. */
 #ifndef DFA_ATTN_CUDA_SCHED_H
 #define DFA_ATTN_CUDA_SCHED_H
 

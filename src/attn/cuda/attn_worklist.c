@@ -103,44 +103,186 @@ static int same_ranges(const dfa_acu_range *a, int na, const dfa_acu_range *b, i
     return 1;
 }
 
+static int64_t range_keys(const dfa_acu_range *r, int n) {
+    int64_t keys = 0;
+    for (int i = 0; i < n; i++) keys += r[i].k1 - r[i].k0;
+    return keys;
+}
+
+/* One item of head h (method m) over rows [q0, q0 + len) with ranges[r_off .. r_off + n_r) and the
+ * chunk skips `skip` (NULL: none); chunk_keys = keys computed summed over its 64-row chunks (for
+ * 128-row lists: the item's keys). Returns the new item count. */
+static int push_item(host_item *items, int ni, dfa_acu_worklist *wl, int h, int m, int q0, int len, int r_off,
+                     int n_r, const int *skip, int64_t chunk_keys, int rows) {
+    dfa_attn_cuda_plan_info *info = &wl->info;
+    host_item *hi = &items[ni++];
+    memset(&hi->it, 0, sizeof hi->it);
+    hi->it.head = h;
+    hi->it.q0 = q0;
+    hi->it.q_len = len;
+    hi->it.r_off = r_off;
+    hi->it.n_r = n_r;
+    if (skip)
+        for (int c = 0; c < 3; c++) hi->it.skip[c] = skip[c];
+    if (m == DFA_ATTN_CACHE) {
+        hi->it.flags = DFA_ACU_ITEM_COPY;
+        hi->cost = -1; /* copies last: they fill the tail */
+        wl->has_copy = 1;
+        info->n_copy_items++;
+        info->copied_tokens += len;
+        return ni;
+    }
+    if (m == DFA_ATTN_ARROW_RS) {
+        hi->it.flags = DFA_ACU_ITEM_RESID;
+        wl->has_resid = 1;
+    }
+    /* 128-row lists: every item costs its keys (one CTA shape); 192-row lists: the keys each
+     * active 64-row warpgroup computes, summed */
+    hi->cost = chunk_keys;
+    info->computed_entries += (rows == DFA_ACU_BM ? (int64_t)DFA_ACU_BM : 64) * chunk_keys;
+    return ni;
+}
+
 /* Items of up to `rows` rows over query rows [q0, q0 + len) of head h, all with the key ranges
  * ranges[r_off .. r_off + n_r) (n_r = 0: a CACHE copy). Returns the new item count. */
 static int add_items(host_item *items, int ni, dfa_acu_worklist *wl, int h, int m, int q0, int len, int r_off,
                      int n_r, const dfa_acu_range *ranges, int rows) {
-    dfa_attn_cuda_plan_info *info = &wl->info;
-    int64_t keys = 0;
-    for (int i = 0; i < n_r; i++) keys += ranges[r_off + i].k1 - ranges[r_off + i].k0;
+    const int64_t keys = range_keys(ranges + r_off, n_r);
     for (int c = 0; c < len; c += rows) {
-        host_item *hi = &items[ni++];
-        hi->it.head = h;
-        hi->it.q0 = q0 + c;
-        hi->it.q_len = len - c < rows ? len - c : rows;
-        hi->it.r_off = r_off;
-        hi->it.n_r = n_r;
-        hi->it.flags = 0;
-        if (m == DFA_ATTN_CACHE) {
-            hi->it.flags = DFA_ACU_ITEM_COPY;
-            hi->cost = -1; /* copies last: they fill the tail */
-            wl->has_copy = 1;
-            info->n_copy_items++;
-            info->copied_tokens += hi->it.q_len;
-        } else {
-            if (m == DFA_ATTN_ARROW_RS) {
-                hi->it.flags = DFA_ACU_ITEM_RESID;
-                wl->has_resid = 1;
-            }
-            /* 128-row lists: every item costs its keys (one CTA shape); 192-row lists: the
-             * kernel's active 64-row warpgroups x keys */
-            const int chunks = (hi->it.q_len + 63) / 64;
-            hi->cost = rows == DFA_ACU_BM ? keys : keys * chunks;
-            info->computed_entries += (rows == DFA_ACU_BM ? (int64_t)DFA_ACU_BM : 64 * (int64_t)chunks) * keys;
+        const int ql = len - c < rows ? len - c : rows;
+        const int64_t chunks = rows == DFA_ACU_BM ? 1 : (ql + 63) / 64;
+        ni = push_item(items, ni, wl, h, m, q0 + c, ql, r_off, n_r, NULL, keys * chunks, rows);
+    }
+    return ni;
+}
+
+/* ---- union items (192-row lists) ---- */
+
+/* A run: tiles of one head with identical key ranges, rows [q0, q0 + len), ranges[r_off ..). */
+typedef struct run {
+    int q0, len, r_off, n_r;
+} run;
+
+static int cmp_range(const void *a, const void *b) {
+    const dfa_acu_range *x = (const dfa_acu_range *)a, *y = (const dfa_acu_range *)b;
+    return x->k0 != y->k0 ? (x->k0 < y->k0 ? -1 : 1) : (x->k1 > y->k1) - (x->k1 < y->k1);
+}
+
+/* Can chunks 0 .. nc-1 (chunk c in run ch[c]) form one item? The union of the runs' ranges must
+ * be <= 2 ranges after merging (u, *nu); every key step of the union (DFA_ACU_STEP keys from each
+ * range start, clipped to its end) lies wholly inside or wholly outside each chunk's ranges; the
+ * steps outside are one contiguous run of 1 .. DFA_ACU_MAX_SKIP (or none) and at least one is
+ * inside; skip[c] encodes them; keys[c] = the keys chunk c computes. */
+static int union_ok(const run *runs, const int *ch, int nc, const dfa_acu_range *ranges, dfa_acu_range *u, int *nu,
+                    int *skip, int64_t *keys) {
+    dfa_acu_range all[3 * 2];
+    int na = 0;
+    for (int c = 0; c < nc; c++) {
+        const run *r = &runs[ch[c]];
+        for (int i = 0; i < r->n_r; i++) all[na++] = ranges[r->r_off + i];
+    }
+    qsort(all, (size_t)na, sizeof *all, cmp_range);
+    int n = 0;
+    for (int i = 0; i < na; i++) {
+        if (n > 0 && all[i].k0 <= u[n - 1].k1) {
+            if (all[i].k1 > u[n - 1].k1) u[n - 1].k1 = all[i].k1;
+            continue;
         }
+        if (n == 2) return 0;
+        u[n++] = all[i];
+    }
+    *nu = n;
+    int n_steps = 0;
+    for (int i = 0; i < n; i++) n_steps += (u[i].k1 - u[i].k0 + DFA_ACU_STEP - 1) / DFA_ACU_STEP;
+    if (n_steps >= 0xffff) return 0; /* the skip encoding's 16 bits */
+    int min_computed = n_steps;
+    for (int c = 0; c < nc; c++) {
+        const run *r = &runs[ch[c]];
+        const dfa_acu_range *cr = ranges + r->r_off;
+        int step = 0, first = -1, count = 0, computed = 0;
+        for (int i = 0; i < n; i++)
+            for (int k = u[i].k0; k < u[i].k1; k += DFA_ACU_STEP, step++) {
+                const int e = k + DFA_ACU_STEP < u[i].k1 ? k + DFA_ACU_STEP : u[i].k1;
+                int in = 0;
+                for (int j = 0; j < r->n_r; j++) {
+                    const int a = k > cr[j].k0 ? k : cr[j].k0, b = e < cr[j].k1 ? e : cr[j].k1;
+                    if (b > a) in += b - a;
+                }
+                if (in == e - k) {
+                    computed++;
+                    continue;
+                }
+                if (in != 0) return 0;               /* a partial step */
+                if (count > 0 && first + count != step) return 0; /* a second skipped run */
+                if (count == 0) first = step;
+                count++;
+            }
+        if (count > DFA_ACU_MAX_SKIP || computed < 1) return 0;
+        if (computed < min_computed) min_computed = computed;
+        skip[c] = dfa_acu_skip_make(first, count);
+        keys[c] = range_keys(cr, r->n_r);
+    }
+    /* cost guard: no chunk computes much less than the item's CTA streams (implied by the limit
+     * per chunk; kept explicit) */
+    return n_steps - min_computed <= DFA_ACU_MAX_SKIP;
+}
+
+/* The items of a computed head of a 192-row list from its runs (see attn_worklist.h): from row p,
+ * chunks of 64 rows, each clipped to its run's end; a short chunk ends the item; a chunk in
+ * another run than the first chunk's is taken if union_ok. Items of one run share its ranges
+ * (the balancer re-cuts runs by r_off); union items get their own. Returns the new item count. */
+static int add_union_items(host_item *items, int ni, dfa_acu_worklist *wl, int h, int m, const run *runs,
+                           int n_runs, dfa_acu_range *ranges, int *nr) {
+    int ri = 0; /* the run of row p */
+    const int end = runs[n_runs - 1].q0 + runs[n_runs - 1].len;
+    for (int p = runs[0].q0; p < end;) {
+        int ch[3] = {0, 0, 0}, n_ch = 0, e = p, nu = 0, skip[3] = {0, 0, 0}, rc = ri, mixed = 0;
+        int64_t keys[3] = {0, 0, 0};
+        dfa_acu_range u[2];
+        for (int c = 0; c < 3 && e < end; c++) {
+            if (c > 0 && e - (p + 64 * (c - 1)) < 64) break; /* the previous chunk was short */
+            while (runs[rc].q0 + runs[rc].len <= e) rc++;
+            const int run_end = runs[rc].q0 + runs[rc].len;
+            const int ce = e + 64 < run_end ? e + 64 : run_end;
+            ch[c] = rc;
+            const int mix = mixed || rc != ch[0];
+            if (mix) {
+                int s2[3] = {0, 0, 0}, nu2;
+                int64_t k2[3] = {0, 0, 0};
+                dfa_acu_range u2[2];
+                if (!union_ok(runs, ch, c + 1, ranges, u2, &nu2, s2, k2)) break;
+                memcpy(skip, s2, sizeof skip);
+                memcpy(keys, k2, sizeof keys);
+                memcpy(u, u2, sizeof u);
+                nu = nu2;
+            }
+            mixed = mix;
+            n_ch = c + 1;
+            e = ce;
+        }
+        /* n_ch >= 1: the first chunk alone is its run's */
+        if (!mixed) {
+            const run *r = &runs[ch[0]];
+            const int64_t k = range_keys(ranges + r->r_off, r->n_r) * n_ch;
+            ni = push_item(items, ni, wl, h, m, p, e - p, r->r_off, r->n_r, NULL, k, DFA_ACU_BM3);
+        } else {
+            const int off = *nr;
+            for (int i = 0; i < nu; i++) ranges[(*nr)++] = u[i];
+            ni = push_item(items, ni, wl, h, m, p, e - p, off, nu, skip, keys[0] + keys[1] + keys[2], DFA_ACU_BM3);
+        }
+        p = e;
+        while (ri < n_runs && runs[ri].q0 + runs[ri].len <= p) ri++;
     }
     return ni;
 }
 
 dfa_status dfa_acu_worklist_build_rows(dfa_acu_worklist *wl, const dfa_attn_layout *layout, int n_heads,
                                        const int *method, const int *window, int rows, dfa_error *err) {
+    return dfa_acu_worklist_build_union(wl, layout, n_heads, method, window, rows, 1, err);
+}
+
+dfa_status dfa_acu_worklist_build_union(dfa_acu_worklist *wl, const dfa_attn_layout *layout, int n_heads,
+                                        const int *method, const int *window, int rows, int unions, dfa_error *err) {
     memset(wl, 0, sizeof *wl);
     if (rows != DFA_ACU_BM && rows != DFA_ACU_BM3)
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda work list: %d rows per item (expected %d or %d)", rows,
@@ -154,17 +296,22 @@ dfa_status dfa_acu_worklist_build_rows(dfa_acu_worklist *wl, const dfa_attn_layo
             DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda work list: head %d method %d out of range", h, method[h]);
     dfa_attn_tiles t;
     dfa_layout_tiles(layout, &t);
-    /* a run of tiles gives at most the sum of its tiles' ceil(len / rows) items */
+    /* a run of tiles gives at most the sum of its tiles' ceil(len / rows) items; with union items
+     * (192 rows) an item has 192 rows or ends where a run ends: at most N / 192 + runs per head */
     const int chunks_per_tile = (layout->block + rows - 1) / rows;
-    const int64_t max_items = (int64_t)n_heads * t.n_tiles * chunks_per_tile;
+    const int64_t max_items =
+        (int64_t)n_heads * (t.n_tiles * chunks_per_tile + (rows == DFA_ACU_BM3 ? dfa_layout_tokens(layout) / rows + 1 : 0));
     if (max_items > (1 << 30))
         DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda work list: %lld items", (long long)max_items);
+    /* ranges: 2 per run, and per union item (each spans a run boundary of its own) 2 more */
     host_item *items = malloc((size_t)max_items * sizeof *items);
-    dfa_acu_range *ranges = malloc((size_t)n_heads * t.n_tiles * 2 * sizeof *ranges);
+    dfa_acu_range *ranges = malloc((size_t)n_heads * t.n_tiles * 4 * sizeof *ranges);
+    run *runs = malloc((size_t)t.n_tiles * sizeof *runs);
     wl->items = malloc((size_t)max_items * sizeof *wl->items);
-    if (!items || !ranges || !wl->items) {
+    if (!items || !ranges || !runs || !wl->items) {
         free(items);
         free(ranges);
+        free(runs);
         dfa_acu_worklist_free(wl);
         DFA_FAIL(err, DFA_ERR_OOM, "attn_cuda work list: out of host memory (%lld items)", (long long)max_items);
     }
@@ -176,26 +323,27 @@ dfa_status dfa_acu_worklist_build_rows(dfa_acu_worklist *wl, const dfa_attn_layo
         if (m == DFA_ATTN_CUDA_NONE) continue;
         const int w = (m == DFA_ATTN_ARROW || m == DFA_ATTN_ARROW_RS) ? window[h] : -1;
         if (m != DFA_ATTN_CACHE) info->mask_entries += dfa_mask_entries(layout, w);
-        /* the open run: rows [run_q0, run_q0 + run_len) with ranges[run_off .. + run_n) */
-        int run_q0 = 0, run_len = 0, run_off = 0, run_n = 0;
+        /* the runs of this head (merged only for 192-row lists) */
+        int n_runs = 0;
         for (int qt = 0; qt < t.n_tiles; qt++) {
             int qs, ql;
             dfa_tile_span(layout, qt, &qs, &ql);
             dfa_acu_range tr[2];
             const int n_r = m != DFA_ATTN_CACHE ? tile_ranges(layout, w, qt, tr) : 0;
-            if (merge && run_len > 0 && run_q0 + run_len == qs && same_ranges(ranges + run_off, run_n, tr, n_r)) {
-                run_len += ql;
+            run *o = n_runs > 0 ? &runs[n_runs - 1] : NULL;
+            if (merge && o && o->q0 + o->len == qs && same_ranges(ranges + o->r_off, o->n_r, tr, n_r)) {
+                o->len += ql;
                 continue;
             }
-            if (run_len > 0) ni = add_items(items, ni, wl, h, m, run_q0, run_len, run_off, run_n, ranges, rows);
-            run_q0 = qs;
-            run_len = ql;
-            run_off = nr;
-            run_n = n_r;
+            runs[n_runs++] = (run){qs, ql, nr, n_r};
             for (int i = 0; i < n_r; i++) ranges[nr++] = tr[i];
         }
-        if (run_len > 0) ni = add_items(items, ni, wl, h, m, run_q0, run_len, run_off, run_n, ranges, rows);
+        if (merge && unions && m != DFA_ATTN_CACHE) ni = add_union_items(items, ni, wl, h, m, runs, n_runs, ranges, &nr);
+        else
+            for (int i = 0; i < n_runs; i++)
+                ni = add_items(items, ni, wl, h, m, runs[i].q0, runs[i].len, runs[i].r_off, runs[i].n_r, ranges, rows);
     }
+    free(runs);
     finish(wl, items, ni, ranges, nr);
     return DFA_OK;
 }
