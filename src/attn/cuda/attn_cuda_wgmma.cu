@@ -28,8 +28,9 @@
  * issue-bound); a third consumer gives each warpgroup's softmax two others' GEMMs to hide under.
  * setmaxnreg 32 / 160 (128*32 + 384*160 = 65536 registers); no ping-pong (variant 4 had a turn
  * ring for 3 consumers: slower, removed in session 4). Items come from the 192-row work list
- * (dfa_acu_worklist_build_rows): up to 192 rows that share their key ranges (so exact), but an
- * ARROW head's visual tile is one item of <= 128 rows (two active consumers).
+ * (dfa_acu_worklist_build_rows): up to 192 rows that share their key ranges, or (since session 5)
+ * "union items" over adjacent tiles of an ARROW head whose 64-row chunks each skip the whole key
+ * steps outside their own mask (item.skip; so exact either way).
  *
  * Guarded so that the compute_90 PTX pass compiles an empty body (wgmma/setmaxnreg exist only
  * on sm_90a); the host checks the device first. */
@@ -103,6 +104,22 @@ __device__ __forceinline__ void tree_sum(float *t) {
     for (int j = 0; j < W; j++) t[j] += t[j + W];
     if constexpr (W > 1) tree_sum<W / 2>(t);
 }
+
+/* A union item's skipped steps (NC = 3): from item step `step`, walk the stages of the steps in
+ * [x0, x1) (wait for each fill, release it; acu_walk_stages) and the key walker past them.
+ * Returns the next step to compute. */
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+template <int ST>
+__device__ __forceinline__ int acu_pass_skipped(int step, int x0, int x1, int gstep, uint32_t kf, uint32_t vf,
+                                                uint32_t ke, uint32_t ve, walker &w) {
+    while (step >= x0 && step < x1) {
+        acu_walk_stages<ST>(kf, vf, ke, ve, gstep + step, 1);
+        w.next();
+        step++;
+    }
+    return step;
+}
+#endif
 
 /* PAD: the tensors' head dim is p.head_dim < D; the tensor maps have that inner size, so TMA
  * zero-fills columns p.head_dim..D-1 of every Q/K/V tile (exact: zero columns add 0 to Q K^T, and
@@ -319,10 +336,22 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
         mbar_wait(q_full(qb), (q_par >> qb) & 1);
         q_par ^= 1 << qb;
         walker w(p.ranges + it.r_off, it.n_r);
+        /* union items (192-row lists, attn_worklist.h): this warpgroup's 64-row chunk skips the
+         * item's key steps [x0, x1) (at most DFA_ACU_MAX_SKIP < ST in a row): it walks their
+         * stages (waits for each fill, releases it) without computing; 128-row lists never skip */
+        int x0 = 0, x1 = 0;
+        if constexpr (NC == 3) {
+            const int sk = __shfl_sync(0xffffffffu, p.items[idx / p.batch].skip[cw], 0);
+            x0 = dfa_acu_skip_first(sk);
+            x1 = x0 + dfa_acu_skip_count(sk);
+        }
+        int step = 0;
         /* software pipeline (FA3's intra-warpgroup overlap): the softmax of step i runs while
-         * the tensor cores do P_{i-1} V_{i-1} */
+         * the tensor cores do P_{i-1} V_{i-1}; gp = the previous computed step's global index */
+        if constexpr (NC == 3) step = acu_pass_skipped<ST>(step, x0, x1, gstep, k_full(0), v_full(0), k_empty(0), v_empty(0), w);
+        int gp = gstep + step;
         {
-            const int s = gstep % ST, ph = (gstep / ST) & 1;
+            const int s = gp % ST, ph = (gp / ST) & 1;
             mbar_wait(k_full(s), ph);
             turns.wait(cw, n_act);
             issue_qk(s);
@@ -333,11 +362,13 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             softmax(w.valid());
             rescale_pack();
         }
-        for (int step = 1; step < n_steps; step++) {
-            w.next();
+        for (step++, w.next();; step++, w.next()) {
+            if constexpr (NC == 3)
+                step = acu_pass_skipped<ST>(step, x0, x1, gstep, k_full(0), v_full(0), k_empty(0), v_empty(0), w);
+            if (step >= n_steps) break;
             const int g = gstep + step;
             const int s = g % ST, ph = (g / ST) & 1;
-            const int sp = (g - 1) % ST, php = ((g - 1) / ST) & 1;
+            const int sp = gp % ST, php = (gp / ST) & 1;
             mbar_wait(k_full(s), ph);
             mbar_wait(v_full(sp), php);
             turns.wait(cw, n_act);
@@ -353,10 +384,10 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             reg_fence_u<BN / 4>(&pa[0][0]);
             mbar_arrive(v_empty(sp));
             rescale_pack();
+            gp = g;
         }
         {
-            const int g = gstep + n_steps - 1;
-            const int sp = g % ST, php = (g / ST) & 1;
+            const int sp = gp % ST, php = (gp / ST) & 1;
             mbar_wait(v_full(sp), php);
             turns.wait(cw, n_act);
             issue_pv(sp);
