@@ -562,6 +562,8 @@ int main(void) {
             /* 64-row items between larger ones (idle warpgroups walk the stages) */
             run_case(&MIXED_CASES[1], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3_NOPP);
             run_case(&MIXED_CASES[1], 64, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA3_NOPP);
+            /* union items (block 128: 192-row items whose warpgroups skip key steps) */
+            run_case(&MIXED_CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3_NOPP);
         }
         dfa_cuda_free(g_cu);
         return test_summary();

@@ -336,22 +336,12 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
         mbar_wait(q_full(qb), (q_par >> qb) & 1);
         q_par ^= 1 << qb;
         walker w(p.ranges + it.r_off, it.n_r);
-        /* union items (192-row lists, attn_worklist.h): this warpgroup's 64-row chunk skips the
-         * item's key steps [x0, x1) (at most DFA_ACU_MAX_SKIP < ST in a row): it walks their
-         * stages (waits for each fill, releases it) without computing; 128-row lists never skip */
-        int x0 = 0, x1 = 0;
-        if constexpr (NC == 3) {
-            const int sk = __shfl_sync(0xffffffffu, p.items[idx / p.batch].skip[cw], 0);
-            x0 = dfa_acu_skip_first(sk);
-            x1 = x0 + dfa_acu_skip_count(sk);
-        }
-        int step = 0;
-        /* software pipeline (FA3's intra-warpgroup overlap): the softmax of step i runs while
-         * the tensor cores do P_{i-1} V_{i-1}; gp = the previous computed step's global index */
-        if constexpr (NC == 3) step = acu_pass_skipped<ST>(step, x0, x1, gstep, k_full(0), v_full(0), k_empty(0), v_empty(0), w);
-        int gp = gstep + step;
-        {
-            const int s = gp % ST, ph = (gp / ST) & 1;
+        /* The steps of an item (FA3's intra-warpgroup overlap in the source order: the softmax of
+         * step i after issuing P V of step i-1; ptxas decides where the wait for it lands).
+         * first: QK^T of global step g alone; mid: QK^T of g with P V of gp (the previous
+         * computed step); last: P V of gp alone. */
+        auto first = [&](int g, int valid) {
+            const int s = g % ST, ph = (g / ST) & 1;
             mbar_wait(k_full(s), ph);
             turns.wait(cw, n_act);
             issue_qk(s);
@@ -359,14 +349,10 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             wg_wait<0>();
             reg_fence<BN / 2>(sc);
             mbar_arrive(k_empty(s));
-            softmax(w.valid());
+            softmax(valid);
             rescale_pack();
-        }
-        for (step++, w.next();; step++, w.next()) {
-            if constexpr (NC == 3)
-                step = acu_pass_skipped<ST>(step, x0, x1, gstep, k_full(0), v_full(0), k_empty(0), v_empty(0), w);
-            if (step >= n_steps) break;
-            const int g = gstep + step;
+        };
+        auto mid = [&](int g, int gp, int valid) {
             const int s = g % ST, ph = (g / ST) & 1;
             const int sp = gp % ST, php = (gp / ST) & 1;
             mbar_wait(k_full(s), ph);
@@ -378,15 +364,14 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             wg_wait<1>(); /* the QK^T group is done, P V may still run */
             reg_fence<BN / 2>(sc);
             mbar_arrive(k_empty(s));
-            softmax(w.valid());
+            softmax(valid);
             wg_wait<0>();
             reg_fence<D / 2>(o);
             reg_fence_u<BN / 4>(&pa[0][0]);
             mbar_arrive(v_empty(sp));
             rescale_pack();
-            gp = g;
-        }
-        {
+        };
+        auto last = [&](int gp) {
             const int sp = gp % ST, php = (gp / ST) & 1;
             mbar_wait(v_full(sp), php);
             turns.wait(cw, n_act);
@@ -396,6 +381,37 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             reg_fence<D / 2>(o);
             reg_fence_u<BN / 4>(&pa[0][0]);
             mbar_arrive(v_empty(sp));
+        };
+        /* union items (192-row lists, attn_worklist.h): this warpgroup's 64-row chunk skips the
+         * item's key steps [x0, x1) (at most DFA_ACU_MAX_SKIP < ST in a row): it walks their
+         * stages (waits for each fill, releases it) without computing; 128-row lists never skip.
+         * Items without a skip take the plain loop (kept apart: the skip-aware loop measured 2-7 %
+         * slower on dense plans, session 5) */
+        int x0 = 0, x1 = 0;
+        if constexpr (NC == 3) {
+            const int sk = __shfl_sync(0xffffffffu, p.items[idx / p.batch].skip[cw], 0);
+            x0 = dfa_acu_skip_first(sk);
+            x1 = x0 + dfa_acu_skip_count(sk);
+        }
+        if (NC == 3 && x1 > x0) {
+            const uint32_t kf0 = k_full(0), vf0 = v_full(0), ke0 = k_empty(0), ve0 = v_empty(0);
+            int step = acu_pass_skipped<ST>(0, x0, x1, gstep, kf0, vf0, ke0, ve0, w);
+            int gp = gstep + step;
+            first(gp, w.valid());
+            for (step++, w.next();; step++, w.next()) {
+                step = acu_pass_skipped<ST>(step, x0, x1, gstep, kf0, vf0, ke0, ve0, w);
+                if (step >= n_steps) break;
+                mid(gstep + step, gp, w.valid());
+                gp = gstep + step;
+            }
+            last(gp);
+        } else {
+            first(gstep, w.valid());
+            for (int step = 1; step < n_steps; step++) {
+                w.next();
+                mid(gstep + step, gstep + step - 1, w.valid());
+            }
+            last(gstep + n_steps - 1);
         }
         gstep += n_steps;
         /* epilogue: normalise; each warpgroup stages its 64 rows over its own Q rows (same
