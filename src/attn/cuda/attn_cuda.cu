@@ -207,6 +207,17 @@ static dfa_status plan_upload(dfa_attn_cuda_plan **out, dfa_acu_worklist *wlp, d
             return bst;
         }
     }
+    /* the wgmma kernels hand an item's key ranges to their consumers in a 2-entry shared slot
+     * (attn_cuda_wgmma.cu acu_slot); the builders never make more (attn_worklist.h) */
+    for (int li = 0; li < 2; li++) {
+        const dfa_acu_worklist *w = li ? &L.wl3 : &L.wl;
+        for (int i = 0; i < w->n_items; i++)
+            if (w->items[i].n_r > 2) {
+                const int n_r = w->items[i].n_r;
+                lists_free(&L);
+                DFA_FAIL(err, DFA_ERR_INTERNAL, "attn_cuda plan: item %d has %d key ranges (at most 2)", i, n_r);
+            }
+    }
     lists_layout(&L);
     const size_t bytes = L.bytes;
     dfa_attn_cuda_plan *p = (dfa_attn_cuda_plan *)calloc(1, sizeof *p);

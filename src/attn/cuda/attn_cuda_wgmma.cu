@@ -38,6 +38,16 @@
 
 namespace {
 
+/* An item handed from the producer to the consumers in shared memory (one per Q buffer): the
+ * producer has read it and its key ranges (at most 2, attn_worklist.h) from global memory anyway;
+ * the consumers reading them again cost two dependent global loads per item on their critical
+ * path (session 5: ~1 us per item, most of the restart cost of short arrow items). */
+struct acu_slot {
+    int2 r[2];
+    acu_item it;
+    int idx, n_steps;
+};
+
 template <int NC, int D>
 struct cfg {
     static constexpr int BM = 64 * NC; /* query rows per CTA, 64 per consumer warpgroup */
@@ -46,14 +56,14 @@ struct cfg {
     static constexpr int Q_BYTES = BM * D * 2;
     static constexpr int KV_BYTES = BN * D * 2; /* one of K or V, one stage */
     static constexpr int TILES = 2 * Q_BYTES + 2 * STAGES * KV_BYTES; /* Q double-buffered */
-    static constexpr int SMEM = TILES + 1024 /* alignment slack */ + 256 /* barriers */;
+    static constexpr int SMEM = TILES + 1024 /* alignment slack */ + 512 /* barriers, item slots */;
     static constexpr int PRODUCER_REGS = NC == 2 ? 40 : 32;
     static constexpr int CONSUMER_REGS = NC == 2 ? 232 : 160;
     static_assert(NC == 2 || NC == 3, "2 or 3 consumer warpgroups");
     static_assert(BM == (NC == 2 ? DFA_ACU_BM : DFA_ACU_BM3), "an item of the work list fills one CTA");
     static_assert(NC == 2 || D == 64, "3 consumers: D=64 only (acu_tile_off's 128-row column blocks)");
     static_assert(Q_BYTES % 1024 == 0 && KV_BYTES % 1024 == 0, "128-byte swizzle needs 1 KB aligned tiles");
-    static_assert(8 * (6 + 4 * STAGES) + 2 * 4 <= 256, "barriers and slots fit");
+    static_assert(8 * (6 + 4 * STAGES) + 2 * (int)sizeof(acu_slot) <= 512, "barriers and item slots fit");
     static_assert(128 * PRODUCER_REGS + 128 * NC * CONSUMER_REGS <= 65536, "register file");
 };
 
@@ -135,7 +145,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     constexpr int DH = D / 64; /* 64-element (128-byte) column blocks */
     constexpr bool PINGPONG = NC == 2; /* the two consumers take turns issuing their GEMMs */
     constexpr bool LSE = NC == 2;      /* ring plans' LSE output (p.lse != NULL; they run variant 2) */
-    /* the epilogue reads the item again through slot[qb] rather than keeping it live through the
+    /* the epilogue reads the item again from slot[qb] rather than keeping it live through the
      * step loop: at 160 registers (NC = 3) that saved a spill */
     constexpr bool ITEM_RELOAD = NC == 3;
     extern __shared__ unsigned char smem_raw[];
@@ -152,7 +162,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     auto v_full = [&](int s) { return bars + 8 * (6 + ST + s); };
     auto k_empty = [&](int s) { return bars + 8 * (6 + 2 * ST + s); };
     auto v_empty = [&](int s) { return bars + 8 * (6 + 3 * ST + s); };
-    int *slot = reinterpret_cast<int *>(base + C::TILES + 8 * (6 + 4 * ST)); /* item index per Q buffer */
+    acu_slot *slot = reinterpret_cast<acu_slot *>(base + C::TILES + 8 * (6 + 4 * ST)); /* per Q buffer */
 
     const int tid = threadIdx.x;
     const int total = p.n_items * p.batch;
@@ -182,7 +192,8 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     const int wg = tid / 128;
 
     /* Persistent CTAs: the producer takes the next item (index into the longest-first list x
-     * batch) from a global counter and hands it to the consumers through slot[] / item_full;
+     * batch) from a global counter and hands it (with its key ranges and step count) to the
+     * consumers through slot[] / item_full;
      * Q is double-buffered and the K/V ring runs across items, so the next item's loads
      * overlap the current item's last steps and epilogue. */
     if (wg == 0) {
@@ -196,18 +207,25 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                 const int qb = t & 1;
                 if (t >= 2) mbar_wait(q_empty(qb), ((t >> 1) - 1) & 1);
                 const int idx = atomicAdd(p.counter, 1);
-                slot[qb] = idx;
-                mbar_arrive(item_full(qb));
+                acu_slot *sl = &slot[qb];
+                sl->idx = idx;
+                acu_item it;
+                if (idx < total) {
+                    it = p.items[idx / p.batch];
+                    sl->it = it;
+                    for (int r = 0; r < it.n_r && r < 2; r++) sl->r[r] = p.ranges[it.r_off + r];
+                    sl->n_steps = it.flags & ACU_ITEM_COPY ? 0 : item_steps(it);
+                }
+                mbar_arrive(item_full(qb)); /* release: the slot is visible to the waiters */
                 if (idx >= total) break;
-                const acu_item it = p.items[idx / p.batch];
                 if (it.flags & ACU_ITEM_COPY) continue;
                 q_par ^= 1 << qb;
                 const int row0 = (idx % p.batch) * p.n_tokens; /* batch element's first row in [B*N] */
                 mbar_expect_tx(q_full(qb), C::Q_BYTES);
                 for (int dh = 0; dh < DH; dh++)
                     tma_load(sQ + qb * C::Q_BYTES + dh * BM * 128, &tq, dh * 64, it.head, row0 + it.q0, q_full(qb));
-                const int n_steps = item_steps(it);
-                walker w(p.ranges + it.r_off, it.n_r);
+                const int n_steps = sl->n_steps;
+                walker w(sl->r, it.n_r);
                 for (int step = 0; step < n_steps; step++, w.next(), gstep++) {
                     const int s = gstep % ST;
                     const int par = ((gstep / ST) - 1) & 1;
@@ -310,16 +328,19 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
         mbar_wait(item_full(qb), (t >> 1) & 1);
         /* broadcast (warp-uniform to the compiler): the loop's branches and the K/V stage
          * indices derived from it then run on the uniform datapath */
-        const int idx = __shfl_sync(0xffffffffu, slot[qb], 0);
+        const acu_slot *sl = &slot[qb];
+        const int idx = __shfl_sync(0xffffffffu, sl->idx, 0);
         if (idx >= total) break;
-        const acu_item it = p.items[idx / p.batch];
+        /* NC = 3: the item's fields from global memory (160 registers: held from the slot, they
+         * spilled) */
+        const acu_item it = ITEM_RELOAD ? p.items[idx / p.batch] : sl->it;
         const int b = ITEM_RELOAD ? -1 : idx % p.batch; /* batch element (NC = 3: not kept live) */
         if (it.flags & ACU_ITEM_COPY) {
             acu_copy_item<D>(p, it, ITEM_RELOAD ? idx % p.batch : b, ctid, 128 * NC, PAD ? p.head_dim : D);
             mbar_arrive(q_empty(qb));
             continue;
         }
-        const int n_steps = __shfl_sync(0xffffffffu, item_steps(it), 0);
+        const int n_steps = __shfl_sync(0xffffffffu, sl->n_steps, 0);
         const int n_act = it.q_len > 128 ? 3 : it.q_len > 64 ? 2 : 1; /* consumers with rows */
         if (cw >= n_act) { /* no rows here: walk the item's K/V stages (acu_walk_stages), release Q */
             acu_walk_stages<ST>(k_full(0), v_full(0), k_empty(0), v_empty(0), gstep, n_steps);
@@ -335,7 +356,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
         l_r[0] = l_r[1] = 0.f;
         mbar_wait(q_full(qb), (q_par >> qb) & 1);
         q_par ^= 1 << qb;
-        walker w(p.ranges + it.r_off, it.n_r);
+        walker w(sl->r, it.n_r);
         /* The steps of an item (FA3's intra-warpgroup overlap in the source order: the softmax of
          * step i after issuing P V of step i-1; ptxas decides where the wait for it lands).
          * first: QK^T of global step g alone; mid: QK^T of g with P V of gp (the previous
@@ -389,7 +410,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
          * slower on dense plans, session 5) */
         int x0 = 0, x1 = 0;
         if constexpr (NC == 3) {
-            const int sk = __shfl_sync(0xffffffffu, p.items[idx / p.batch].skip[cw], 0);
+            const int sk = __shfl_sync(0xffffffffu, sl->it.skip[cw], 0);
             x0 = dfa_acu_skip_first(sk);
             x1 = x0 + dfa_acu_skip_count(sk);
         }
@@ -437,9 +458,9 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
         }
         asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
         if constexpr (ITEM_RELOAD) { /* slot[qb] stays until this warpgroup releases the buffer */
-            const int idx_e = slot[qb];
-            acu_store_tile<D, ACU_LAYOUT_TMA, T>(p, p.items[idx_e / p.batch], idx_e % p.batch, so, ctid & 127, 128,
-                                                 cw * 64, cw * 64 + 64, PAD ? p.head_dim : D);
+            const acu_slot *se = &slot[qb];
+            acu_store_tile<D, ACU_LAYOUT_TMA, T>(p, se->it, se->idx % p.batch, so, ctid & 127, 128, cw * 64,
+                                                 cw * 64 + 64, PAD ? p.head_dim : D);
         } else {
             acu_store_tile<D, ACU_LAYOUT_TMA, T>(p, it, b, so, ctid & 127, 128, cw * 64, cw * 64 + 64,
                                                  PAD ? p.head_dim : D); /* the tensors' head dim */
