@@ -60,6 +60,9 @@ enum {
     DFA_ATTN_CUDA_V_WGMMA_GRID = 3,  /* the same kernel launched with one CTA per work item */
     DFA_ATTN_CUDA_V_WGMMA3_NOPP = 5, /* D=64: 3 consumer warpgroups, 192-row items (no ping-pong);
                                         other D as variant 2 */
+    DFA_ATTN_CUDA_V_NOSLOT = 14,     /* experiment (session 5): variant 5 whose consumers read each
+                                        item's key ranges from global memory, not from the
+                                        producer's shared-memory slot */
     DFA_ATTN_CUDA_V_DEFAULT = 0      /* variant 5 on sm_90, else 1 */
 };
 

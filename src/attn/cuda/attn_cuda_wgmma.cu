@@ -134,7 +134,7 @@ __device__ __forceinline__ int acu_pass_skipped(int step, int x0, int x1, int gs
 /* PAD: the tensors' head dim is p.head_dim < D; the tensor maps have that inner size, so TMA
  * zero-fills columns p.head_dim..D-1 of every Q/K/V tile (exact: zero columns add 0 to Q K^T, and
  * give output columns that are not stored). */
-template <int NC, int D, bool PAD, typename T>
+template <int NC, int D, bool PAD, typename T, bool SLOT>
 __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     attn_wgmma_kernel(const __grid_constant__ acu_params p, const __grid_constant__ CUtensorMap tq,
                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv) {
@@ -331,16 +331,16 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
         const acu_slot *sl = &slot[qb];
         const int idx = __shfl_sync(0xffffffffu, sl->idx, 0);
         if (idx >= total) break;
-        /* NC = 3: the item's fields from global memory (160 registers: held from the slot, they
-         * spilled) */
-        const acu_item it = ITEM_RELOAD ? p.items[idx / p.batch] : sl->it;
+        /* the item's fields from global memory: held from the slot, they spilled at NC = 3 (160
+         * registers), and the NC = 2 kernel measured 2-3 % slower */
+        const acu_item it = p.items[idx / p.batch];
         const int b = ITEM_RELOAD ? -1 : idx % p.batch; /* batch element (NC = 3: not kept live) */
         if (it.flags & ACU_ITEM_COPY) {
             acu_copy_item<D>(p, it, ITEM_RELOAD ? idx % p.batch : b, ctid, 128 * NC, PAD ? p.head_dim : D);
             mbar_arrive(q_empty(qb));
             continue;
         }
-        const int n_steps = __shfl_sync(0xffffffffu, sl->n_steps, 0);
+        const int n_steps = __shfl_sync(0xffffffffu, SLOT ? sl->n_steps : item_steps(it), 0);
         const int n_act = it.q_len > 128 ? 3 : it.q_len > 64 ? 2 : 1; /* consumers with rows */
         if (cw >= n_act) { /* no rows here: walk the item's K/V stages (acu_walk_stages), release Q */
             acu_walk_stages<ST>(k_full(0), v_full(0), k_empty(0), v_empty(0), gstep, n_steps);
@@ -356,7 +356,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
         l_r[0] = l_r[1] = 0.f;
         mbar_wait(q_full(qb), (q_par >> qb) & 1);
         q_par ^= 1 << qb;
-        walker w(sl->r, it.n_r);
+        walker w(SLOT ? sl->r : p.ranges + it.r_off, it.n_r);
         /* The steps of an item (FA3's intra-warpgroup overlap in the source order: the softmax of
          * step i after issuing P V of step i-1; ptxas decides where the wait for it lands).
          * first: QK^T of global step g alone; mid: QK^T of g with P V of gp (the previous
@@ -410,7 +410,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
          * slower on dense plans, session 5) */
         int x0 = 0, x1 = 0;
         if constexpr (NC == 3) {
-            const int sk = __shfl_sync(0xffffffffu, sl->it.skip[cw], 0);
+            const int sk = __shfl_sync(0xffffffffu, SLOT ? sl->it.skip[cw] : p.items[idx / p.batch].skip[cw], 0);
             x0 = dfa_acu_skip_first(sk);
             x1 = x0 + dfa_acu_skip_count(sk);
         }
@@ -473,7 +473,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
 #endif
 }
 
-template <int NC, int D, bool PAD, typename T>
+template <int NC, int D, bool PAD, typename T, bool SLOT>
 cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t st) {
     using C = cfg<NC, D>;
     const int dg = PAD ? p.head_dim : D;
@@ -485,29 +485,33 @@ cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t
     if ((e = make_map(enc, &mq, p.q, dtype, rows, p.n_heads, dg, C::BM)) != cudaSuccess) return e;
     if ((e = make_map(enc, &mk, p.k, dtype, rows, p.n_heads, dg, BN)) != cudaSuccess) return e;
     if ((e = make_map(enc, &mv, p.v, dtype, rows, p.n_heads, dg, BN)) != cudaSuccess) return e;
-    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T, SLOT>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
     if (e != cudaSuccess) return e;
     int dev = 0, sms = 0;
     if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
     if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
     const int total = p.n_items * p.batch;
     const int grid = persistent && sms < total ? sms : total;
-    attn_wgmma_kernel<NC, D, PAD, T><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv);
+    attn_wgmma_kernel<NC, D, PAD, T, SLOT><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv);
     return cudaGetLastError();
 }
 
-template <typename T>
+template <typename T, bool SLOT>
 cudaError_t launch_d(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
-    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T>(p, dtype, persistent, st) : cudaErrorInvalidValue;
-    if (head_dim == 64) return launch<2, 64, false, T>(p, dtype, persistent, st);
-    if (head_dim == 128) return launch<2, 128, false, T>(p, dtype, persistent, st);
-    return launch<2, 128, true, T>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
+    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T, SLOT>(p, dtype, persistent, st) : cudaErrorInvalidValue;
+    if (head_dim == 64) return launch<2, 64, false, T, SLOT>(p, dtype, persistent, st);
+    if (head_dim == 128) return launch<2, 128, false, T, SLOT>(p, dtype, persistent, st);
+    return launch<2, 128, true, T, SLOT>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
 }
 
 } // namespace
 
-cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
+cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, bool slot,
+                             cudaStream_t st) {
     if (nc != 2 && nc != 3) return cudaErrorInvalidValue;
-    if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16>(p, nc, head_dim, dtype, persistent, st);
-    return launch_d<__half>(p, nc, head_dim, dtype, persistent, st);
+    if (slot)
+        return dtype == DFA_ATTN_CUDA_BF16 ? launch_d<__nv_bfloat16, true>(p, nc, head_dim, dtype, persistent, st)
+                                           : launch_d<__half, true>(p, nc, head_dim, dtype, persistent, st);
+    return dtype == DFA_ATTN_CUDA_BF16 ? launch_d<__nv_bfloat16, false>(p, nc, head_dim, dtype, persistent, st)
+                                       : launch_d<__half, false>(p, nc, head_dim, dtype, persistent, st);
 }
