@@ -356,7 +356,6 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
         l_r[0] = l_r[1] = 0.f;
         mbar_wait(q_full(qb), (q_par >> qb) & 1);
         q_par ^= 1 << qb;
-        walker w(SLOT ? sl->r : p.ranges + it.r_off, it.n_r);
         /* The steps of an item (FA3's intra-warpgroup overlap in the source order: the softmax of
          * step i after issuing P V of step i-1; ptxas decides where the wait for it lands).
          * first: QK^T of global step g alone; mid: QK^T of g with P V of gp (the previous
@@ -414,7 +413,9 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             x0 = dfa_acu_skip_first(sk);
             x1 = x0 + dfa_acu_skip_count(sk);
         }
-        if (NC == 3 && x1 > x0) {
+        if (NC == 3 && x1 > x0) { /* key ranges from global memory (the skip loop measured
+                                    * slower reading them from the slot, session 5) */
+            walker w(p.ranges + it.r_off, it.n_r);
             const uint32_t kf0 = k_full(0), vf0 = v_full(0), ke0 = k_empty(0), ve0 = v_empty(0);
             int step = acu_pass_skipped<ST>(0, x0, x1, gstep, kf0, vf0, ke0, ve0, w);
             int gp = gstep + step;
@@ -427,6 +428,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             }
             last(gp);
         } else {
+            walker w(SLOT ? sl->r : p.ranges + it.r_off, it.n_r);
             first(gstep, w.valid());
             for (int step = 1; step < n_steps; step++) {
                 w.next();
