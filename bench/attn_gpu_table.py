@@ -50,7 +50,8 @@ if any(r["variant"] == 5 and r["D"] == 64 for r in ours):
                                    ("arrow", 0.75, "arrow 75%"), ("mixed", None, "mixed")]:
             t2, t5 = ms(kind, 64, NV, 2, target), ms(kind, 64, NV, 5, target)
             print(f"{NV:>6}+{512:<4} {name:>12} {t2:>8.3f} {t5:>8.3f} {t2 / t5:>5.2f}x")
-# Version 10: tail-balanced work lists (bench_attn_gpu --balance) against the lists' own order, with
+# Version 10: tail-balanced work lists (bench_attn_gpu --balance, or --balance-split128: rows marked
+# split128) against the lists' own order, with
 # the schedule model's predicted ratio (attn_sched.h); outputs must be bit-equal
 BAL = [r for r in ours if r["kind"] == "balance"]
 if BAL:
@@ -58,6 +59,6 @@ if BAL:
     print(f"{'D':>4} {'tokens':>11} {'plan':>10} {'rows':>4} {'items':>5} {'+pcs':>4} {'unbal ms':>9} {'bal ms':>9} {'ratio':>7} {'pred':>7} {'idle':>6} {'outputs':>9}")
     for r in BAL:
         ok = "bit-equal" if r["differ"] == 0 and r["nan"] == 0 else "DIFFER"
-        print(f"{r['D']:>4} {r['NV']:>6}+{r['NT']:<4} {r['plan']:>10} {r['rows']:>4} {r['items']:>5} {r['pieces']:>4} {r['unbal_ms']:>9.4f} {r['bal_ms']:>9.4f} {r['unbal_ms']/r['bal_ms']:>6.3f}x {r['pred']:>6.3f}x {100*r['idle']:>5.1f}% {ok:>9}")
+        print(f"{r['D']:>4} {r['NV']:>6}+{r['NT']:<4} {r['plan']:>10} {r['rows']:>4} {r['items']:>5} {r['pieces']:>4} {r['unbal_ms']:>9.4f} {r['bal_ms']:>9.4f} {r['unbal_ms']/r['bal_ms']:>6.3f}x {r['pred']:>6.3f}x {100*r['idle']:>5.1f}% {ok:>9}{'  split128' if r.get('split128') else ''}")
     print("   ratio > 1: the balanced list is faster; pred 1.000x: the model left the list as it was (the row is a noise check);")
     print("   idle: the model's idle CTA time at the end of the unbalanced launch")

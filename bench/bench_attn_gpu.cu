@@ -10,6 +10,8 @@
  *            lists' own order, default variant, same run: dense and arrow 25/50/75 % at 4096/16384
  *            + 512, D 64 and 128; outputs compared bit for bit; the schedule model's predicted ratio
  *            next to the measured one (JSON lines "kind":"balance" appended to out.json)
+ *        bench_attn_gpu --balance-split128 out.json [iters]  the same with the balanced plans built
+ *            with DFA_ATTN_CUDA_BALANCE_SPLIT128 (128-row items may be split too; "split128":1)
  *        bench_attn_gpu --extra DIR out.json [iters]  head dims beyond the paper's: dense outputs of
  *            every variant at a few shapes (D 64, 128, 72; inputs and outputs as raw bf16 files in
  *            DIR, listed in DIR/manifest.jsonl) for bench/attn_sdpa.py to check against PyTorch
@@ -204,26 +206,21 @@ static int run_extra(const char *dir, const char *json, int iters) {
     return 0;
 }
 
-/* A plan with the tail-balanced orders (balanced = 1) or without (DFA_ATTN_BALANCE=0 while it is
- * built: the lists' own order, as before Version 10). Run with DFA_ATTN_BALANCE=split128, the
- * balanced plans also split 128-row items (the 2-consumer kernel's idle skip). */
-static dfa_attn_cuda_plan *plan_bal(const dfa_attn_layout *l, int H, const int *m, const int *w, int balanced) {
-    const char *old = getenv("DFA_ATTN_BALANCE");
-    std::string keep = old ? old : "";
-    if (!balanced) setenv("DFA_ATTN_BALANCE", "0", 1);
-    else if (!(old && !strcmp(old, "split128"))) unsetenv("DFA_ATTN_BALANCE"); /* split128: kept, A/B of it */
+/* A plan of the default variant built with balancing option `balance` (attn_cuda.h
+ * DFA_ATTN_CUDA_BALANCE_*; OFF: the lists' own order, as before Version 10). */
+static dfa_attn_cuda_plan *plan_bal(const dfa_attn_layout *l, int H, const int *m, const int *w, int balance) {
     dfa_attn_cuda_plan *p;
-    DK(dfa_attn_cuda_plan_build(&p, l, H, m, w, DFA_ATTN_CUDA_V_DEFAULT, NULL, &err));
-    if (old) setenv("DFA_ATTN_BALANCE", keep.c_str(), 1);
-    else unsetenv("DFA_ATTN_BALANCE");
+    DK(dfa_attn_cuda_plan_build_opt(&p, l, H, m, w, DFA_ATTN_CUDA_V_DEFAULT, balance, NULL, &err));
     return p;
 }
 
 /* Version 10: balanced vs unbalanced lists of the default variant (D=64: the 3-consumer kernel on the
  * 192-row list; D=128: variant 2's kernel on the 128-row list), B=1. Each pair is timed twice,
  * alternating (drift between the two shows as their spread); both outputs, NaN-poisoned first,
- * must agree bit for bit (a row's arithmetic does not depend on how its rows are cut into items). */
-static int run_balance(const char *json, int iters) {
+ * must agree bit for bit (a row's arithmetic does not depend on how its rows are cut into items).
+ * split128: the balanced plans may also split 128-row items (DFA_ATTN_CUDA_BALANCE_SPLIT128), and
+ * the prediction is the model's for that. */
+static int run_balance(const char *json, int iters, int split128) {
     FILE *js = fopen(json, "a");
     if (!js) {
         fprintf(stderr, "cannot write %s\n", json);
@@ -237,7 +234,8 @@ static int run_balance(const char *json, int iters) {
     const int Ds[2] = {128, 64}, NVs[2] = {4096, 16384};
     const double targets[4] = {0, 0.25, 0.5, 0.75}; /* 0: dense */
     int bad = 0;
-    printf("tail-balanced lists on %d SMs (default variant, B=1): unbalanced / balanced time, model's prediction\n", sms);
+    printf("tail-balanced lists on %d SMs (default variant, B=1%s): unbalanced / balanced time, model's prediction\n",
+           sms, split128 ? ", split128" : "");
     for (int di = 0; di < 2; di++)
         for (int ni = 0; ni < 2; ni++) {
             const int D = Ds[di], NV = NVs[ni];
@@ -258,7 +256,7 @@ static int run_balance(const char *json, int iters) {
                 const int rows = D == 64 && dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_WGMMA3_NOPP) ? DFA_ACU_BM3 : DFA_ACU_BM;
                 dfa_acu_worklist wl;
                 DK(dfa_acu_worklist_build_rows(&wl, &l, H, m.data(), w.data(), rows, &err));
-                dfa_acu_balance bal = {sms, B, 0, NULL};
+                dfa_acu_balance bal = {sms, B, split128, NULL};
                 dfa_acu_balance_report rep;
                 dfa_acu_item *items;
                 int n_items;
@@ -266,8 +264,9 @@ static int run_balance(const char *json, int iters) {
                 free(items);
                 const int n0 = wl.n_items;
                 dfa_acu_worklist_free(&wl);
-                dfa_attn_cuda_plan *pu = plan_bal(&l, H, m.data(), w.data(), 0);
-                dfa_attn_cuda_plan *pb = plan_bal(&l, H, m.data(), w.data(), 1);
+                dfa_attn_cuda_plan *pu = plan_bal(&l, H, m.data(), w.data(), DFA_ATTN_CUDA_BALANCE_OFF);
+                dfa_attn_cuda_plan *pb = plan_bal(&l, H, m.data(), w.data(),
+                                                  split128 ? DFA_ATTN_CUDA_BALANCE_SPLIT128 : DFA_ATTN_CUDA_BALANCE_ON);
                 dfa_attn_cuda_args a = {DFA_ATTN_CUDA_BF16, B, D, buf[0], buf[1], buf[2], buf[3], NULL, NULL, 0.f, NULL};
                 /* outputs: unbalanced into buf[3], balanced into buf[4], both poisoned first */
                 CK(cudaMemset(buf[3], 0xff, n * 2));
@@ -305,12 +304,13 @@ static int run_balance(const char *json, int iters) {
                        pred, rep.before.makespan_us, rep.after.makespan_us, diff || nan ? "DIFFER" : "bit-equal", diff,
                        nan);
                 fprintf(js,
-                        "{\"kind\":\"balance\",\"variant\":0,\"D\":%d,\"NV\":%d,\"NT\":%d,\"plan\":\"%s\",\"target\":%.2f,"
+                        "{\"kind\":\"balance\",\"split128\":%d,\"variant\":0,\"D\":%d,\"NV\":%d,\"NT\":%d,"
+                        "\"plan\":\"%s\",\"target\":%.2f,"
                         "\"window\":%d,\"rows\":%d,\"items\":%d,\"pieces\":%d,\"unbal_ms\":%.5f,\"bal_ms\":%.5f,"
                         "\"pred\":%.4f,\"pred_unbal_us\":%.2f,\"pred_bal_us\":%.2f,\"idle\":%.4f,\"differ\":%zu,"
                         "\"nan\":%zu}\n",
-                        D, NV, NT, name, targets[ti], win, rows, n0, rep.n_pieces, tu, tb, pred, rep.before.makespan_us,
-                        rep.after.makespan_us, rep.before.idle_frac, diff, nan);
+                        split128, D, NV, NT, name, targets[ti], win, rows, n0, rep.n_pieces, tu, tb, pred,
+                        rep.before.makespan_us, rep.after.makespan_us, rep.before.idle_frac, diff, nan);
                 fflush(js);
             }
             for (int i = 0; i < 5; i++) CK(cudaFree(buf[i]));
@@ -322,7 +322,9 @@ static int run_balance(const char *json, int iters) {
 }
 
 int main(int argc, char **argv) {
-    if (argc >= 3 && !strcmp(argv[1], "--balance")) return run_balance(argv[2], argc > 3 ? atoi(argv[3]) : 30);
+    if (argc >= 3 && !strcmp(argv[1], "--balance")) return run_balance(argv[2], argc > 3 ? atoi(argv[3]) : 30, 0);
+    if (argc >= 3 && !strcmp(argv[1], "--balance-split128"))
+        return run_balance(argv[2], argc > 3 ? atoi(argv[3]) : 30, 1);
     if (argc == 6 && !strcmp(argv[1], "--one")) return run_one(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
     if (argc >= 4 && !strcmp(argv[1], "--extra")) return run_extra(argv[2], argv[3], argc > 4 ? atoi(argv[4]) : 30);
     const char *path = argc > 1 ? argv[1] : "attn_gpu.json";

@@ -3,6 +3,7 @@
  * checked in test_attn_worklist.c (every row once, every key of its mask); here: the replay on
  * hand-made lists with makespans worked out by hand, the claimed gain at the paper's dense shape
  * derived from the model's own fields, and that balancing off leaves the list alone. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -243,11 +244,46 @@ static void test_union_pieces(void) {
     dfa_acu_worklist_free(&wl);
 }
 
+/* A plan's balancing option (attn_cuda.h DFA_ATTN_CUDA_BALANCE_*) as dfa_attn_cuda_plan_build_opt
+ * reads it: ON and SPLIT128 balance the persistent variants only, OFF none, and every value but
+ * the three is refused (for every variant, before anything is built) with a message naming it;
+ * outputs are set on failure too. */
+static void test_balance_option(void) {
+    const int variants[5] = {DFA_ATTN_CUDA_V_MMA, DFA_ATTN_CUDA_V_WGMMA, DFA_ATTN_CUDA_V_WGMMA_GRID,
+                             DFA_ATTN_CUDA_V_WGMMA3_NOPP, DFA_ATTN_CUDA_V_NOSLOT};
+    const int persistent[5] = {0, 1, 0, 1, 1};
+    for (int vi = 0; vi < 5; vi++) {
+        const int v = variants[vi];
+        dfa_error err = {0};
+        int on = -1, split = -1;
+        CHECK(dfa_acu_balance_mode(DFA_ATTN_CUDA_BALANCE_ON, v, &on, &split, &err) == DFA_OK);
+        CHECKF(on == persistent[vi] && split == 0, "variant %d ON: on %d split128 %d", v, on, split);
+        CHECK(dfa_acu_balance_mode(DFA_ATTN_CUDA_BALANCE_SPLIT128, v, &on, &split, &err) == DFA_OK);
+        CHECKF(on == persistent[vi] && split == persistent[vi], "variant %d SPLIT128: on %d split128 %d", v, on,
+               split);
+        on = split = -1;
+        CHECK(dfa_acu_balance_mode(DFA_ATTN_CUDA_BALANCE_OFF, v, &on, &split, &err) == DFA_OK);
+        CHECKF(on == 0 && split == 0, "variant %d OFF: on %d split128 %d", v, on, split);
+        const int bad[3] = {3, -1, 128};
+        for (int i = 0; i < 3; i++) {
+            dfa_error e2 = {0};
+            char want[48];
+            snprintf(want, sizeof want, "balance option %d ", bad[i]); /* not a file:line digit */
+            on = split = -1;
+            CHECK(dfa_acu_balance_mode(bad[i], v, &on, &split, &e2) == DFA_ERR_INVALID_ARG);
+            CHECK(e2.code == DFA_ERR_INVALID_ARG && on == 0 && split == 0);
+            CHECKF(strstr(e2.msg, want) != NULL, "message for %d: %s", bad[i], e2.msg);
+        }
+    }
+    CHECK(DFA_ATTN_CUDA_BALANCE_ON == 0); /* the default: a zeroed option field means ON */
+}
+
 int main(void) {
     RUN(test_sim_by_hand);
     RUN(test_dense_4608_claim);
     RUN(test_off_unchanged);
     RUN(test_split128_switch);
+    RUN(test_balance_option);
     RUN(test_union_pieces);
     return test_summary();
 }

@@ -107,19 +107,18 @@ static void lists_free(plan_lists *L) {
 
 /* Tail balancing (attn_sched.h) for the persistent kernels (not variants 1 and 3, one CTA per
  * item) on this device's SM count, for B = 1 and 2 (a plan does not know B; the run picks the
- * order made for its B, other B run the list's own order). DFA_ATTN_BALANCE=0 in the environment
- * turns it off (A/B timing: bench_attn_gpu --balance); DFA_ATTN_BALANCE=split128 also splits
- * 128-row items (only for a 2-consumer kernel that skips idle warpgroups). */
-static dfa_status balance_lists(plan_lists *L, int variant, dfa_error *err) {
+ * order made for its B, other B run the list's own order). `balance`: the plan's option
+ * (attn_cuda.h DFA_ATTN_CUDA_BALANCE_*: OFF for A/B timing, bench_attn_gpu --balance; SPLIT128
+ * also splits 128-row items, only for a 2-consumer kernel that skips idle warpgroups). */
+static dfa_status balance_lists(plan_lists *L, int variant, int balance, dfa_error *err) {
     memset(L->bal, 0, sizeof L->bal);
     memset(L->n_bal, 0, sizeof L->n_bal);
-    const char *env = getenv("DFA_ATTN_BALANCE");
-    if ((env && !strcmp(env, "0")) || variant == DFA_ATTN_CUDA_V_MMA || variant == DFA_ATTN_CUDA_V_WGMMA_GRID)
-        return DFA_OK;
+    int on = 0, split128 = 0;
+    DFA_TRY(dfa_acu_balance_mode(balance, variant, &on, &split128, err));
+    if (!on) return DFA_OK;
     int dev = 0, sms = 0;
     DFA_CUDA_TRY(err, cudaGetDevice(&dev));
     DFA_CUDA_TRY(err, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-    const int split128 = env && !strcmp(env, "split128");
     for (int li = 0; li < 2; li++) {
         const dfa_acu_worklist *wl = li ? &L->wl3 : &L->wl;
         if (wl->n_items == 0) continue;
@@ -132,14 +131,23 @@ static dfa_status balance_lists(plan_lists *L, int variant, dfa_error *err) {
     return DFA_OK;
 }
 
+extern "C" dfa_status dfa_attn_cuda_plan_build_opt(dfa_attn_cuda_plan **out, const dfa_attn_layout *layout,
+                                                   int n_heads, const int *method, const int *window, int variant,
+                                                   int balance, void *stream, dfa_error *err) {
+    *out = NULL;
+    DFA_TRY(resolve_variant(&variant, err));
+    int on = 0, split128 = 0; /* the option checked before any list is built */
+    DFA_TRY(dfa_acu_balance_mode(balance, variant, &on, &split128, err));
+    dfa_acu_worklist wl, wl3;
+    DFA_TRY(build_lists(&wl, &wl3, layout, n_heads, method, window, variant, err));
+    return plan_upload(out, &wl, &wl3, layout, n_heads, variant, balance, stream, err);
+}
+
 extern "C" dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const dfa_attn_layout *layout, int n_heads,
                                                const int *method, const int *window, int variant, void *stream,
                                                dfa_error *err) {
-    *out = NULL;
-    DFA_TRY(resolve_variant(&variant, err));
-    dfa_acu_worklist wl, wl3;
-    DFA_TRY(build_lists(&wl, &wl3, layout, n_heads, method, window, variant, err));
-    return plan_upload(out, &wl, &wl3, layout, n_heads, variant, 1, stream, err);
+    return dfa_attn_cuda_plan_build_opt(out, layout, n_heads, method, window, variant, DFA_ATTN_CUDA_BALANCE_ON,
+                                        stream, err);
 }
 
 static void lists_layout(plan_lists *L) {
@@ -191,22 +199,21 @@ static void lists_pack(const plan_lists *L, char *flat, void *dev, dfa_attn_cuda
     p->has_resid = wl->has_resid;
     p->info = wl->info;
     p->info.variant = variant;
+    for (int i = 0; i < 4; i++) p->info.n_bal_items[i / 2][i % 2] = L->bal[i / 2][i % 2] ? L->n_bal[i / 2][i % 2] : 0;
 }
 
 /* Upload wl and wl3 (wl3 may be empty; both freed here in every case) as a plan, with their
- * tail-balanced orders if `balance`. */
+ * tail-balanced orders as `balance` (DFA_ATTN_CUDA_BALANCE_*) says. */
 static dfa_status plan_upload(dfa_attn_cuda_plan **out, dfa_acu_worklist *wlp, dfa_acu_worklist *wl3p,
                               const dfa_attn_layout *layout, int n_heads, int variant, int balance, void *stream,
                               dfa_error *err) {
     plan_lists L;
     memset(&L, 0, sizeof L);
     L.wl = *wlp, L.wl3 = *wl3p;
-    if (balance) {
-        const dfa_status bst = balance_lists(&L, variant, err);
-        if (bst != DFA_OK) {
-            lists_free(&L);
-            return bst;
-        }
+    const dfa_status bst = balance_lists(&L, variant, balance, err);
+    if (bst != DFA_OK) {
+        lists_free(&L);
+        return bst;
     }
     /* the wgmma kernels hand an item's key ranges to their consumers in a 2-entry shared slot
      * (attn_cuda_wgmma.cu acu_slot); the builders never make more (attn_worklist.h) */
@@ -270,7 +277,7 @@ extern "C" dfa_status dfa_attn_cuda_plan_set_build(dfa_attn_cuda_plan_set **out,
         const size_t h = (size_t)built * n_heads;
         st = build_lists(&L[built].wl, &L[built].wl3, &layouts[built], n_heads, method + h, window + h, variant, err);
         if (st != DFA_OK) break;
-        st = balance_lists(&L[built], variant, err);
+        st = balance_lists(&L[built], variant, DFA_ATTN_CUDA_BALANCE_ON, err);
         if (st != DFA_OK) {
             lists_free(&L[built]);
             break;
@@ -331,7 +338,8 @@ extern "C" dfa_status dfa_attn_cuda_ring_plan_build(dfa_attn_cuda_plan **out, co
     dfa_acu_worklist wl, wl3;
     memset(&wl3, 0, sizeof wl3);
     DFA_TRY(dfa_acu_worklist_build_rings(&wl, layout, n_heads, n_win, win, err));
-    DFA_TRY(plan_upload(out, &wl, &wl3, layout, n_heads, DFA_ATTN_CUDA_V_WGMMA, 0, stream, err));
+    DFA_TRY(plan_upload(out, &wl, &wl3, layout, n_heads, DFA_ATTN_CUDA_V_WGMMA, DFA_ATTN_CUDA_BALANCE_OFF, stream,
+                        err));
     (*out)->n_win = n_win;
     memcpy((*out)->win, win, sizeof(int) * n_win);
     return DFA_OK;

@@ -25,7 +25,7 @@
  * one device buffer, ordered longest-first, and reused by every launch.
  * Plans of the persistent variants also keep the list's order re-cut at its tail for B = 1 and
  * B = 2 on this device's SM count, where attn_sched.h's model says it pays; the run picks by its B
- * (environment DFA_ATTN_BALANCE=0 at build: off).
+ * (dfa_attn_cuda_plan_build_opt with DFA_ATTN_CUDA_BALANCE_OFF: off).
  *
  * Tile sizes: the kernels' query tile is 128 rows and their key step 64 (variant 1) or 128
  * (variant 2) keys; work items never cross a mask tile, so any mask block >= 1 gives the
@@ -79,10 +79,31 @@ dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const dfa_attn_lay
                                     dfa_error *err);
 void dfa_attn_cuda_plan_free(dfa_attn_cuda_plan *p);
 
-/* A set of n plans (plan i: layouts[i], method / window [i * n_heads ..]) whose work lists share
- * ONE device allocation, uploaded by one copy and one synchronisation: what a run prepares before
- * its loop (attn_layer.c dfa_attn_prepare). set_get(i) gives plan i for dfa_attn_cuda_run;
- * dfa_attn_cuda_plan_free on it does nothing (the set owns it). bytes: the device block. */
+/* Tail balancing of a plan's work lists (attn_sched.h), chosen at build:
+ *   ON        the persistent variants (2, 5, 14) get launch orders re-cut at the tail for B = 1
+ *             and 2 where the schedule model says they pay (the default of every builder);
+ *   OFF       the lists' own order only (as before Version 10; A/B timing);
+ *   SPLIT128  as ON, and 128-row items may also be cut into 2 x 64 rows (needs the 2-consumer
+ *             kernel's idle-warpgroup skip; an experiment).
+ * Variants 1 and 3 (one CTA per item) never get balanced orders. Outputs are bit-equal in all
+ * three (a row's arithmetic does not depend on the item it is in). */
+enum {
+    DFA_ATTN_CUDA_BALANCE_ON = 0,
+    DFA_ATTN_CUDA_BALANCE_OFF = 1,
+    DFA_ATTN_CUDA_BALANCE_SPLIT128 = 2
+};
+
+/* dfa_attn_cuda_plan_build with an explicit balancing option (DFA_ATTN_CUDA_BALANCE_*; another
+ * value: DFA_ERR_INVALID_ARG). dfa_attn_cuda_plan_build == this with DFA_ATTN_CUDA_BALANCE_ON. */
+dfa_status dfa_attn_cuda_plan_build_opt(dfa_attn_cuda_plan **out, const dfa_attn_layout *layout, int n_heads,
+                                        const int *method, const int *window, int variant, int balance,
+                                        void *stream, dfa_error *err);
+
+/* A set of n plans (plan i: layouts[i], method / window [i * n_heads ..]; balancing ON) whose
+ * work lists share ONE device allocation, uploaded by one copy and one synchronisation: what a run
+ * prepares before its loop (attn_layer.c dfa_attn_prepare). set_get(i) gives plan i for
+ * dfa_attn_cuda_run; dfa_attn_cuda_plan_free on it does nothing (the set owns it). bytes: the
+ * device block. */
 typedef struct dfa_attn_cuda_plan_set dfa_attn_cuda_plan_set;
 dfa_status dfa_attn_cuda_plan_set_build(dfa_attn_cuda_plan_set **out, int n, const dfa_attn_layout *layouts,
                                         int n_heads, const int *method, const int *window, int variant,
@@ -99,6 +120,8 @@ typedef struct dfa_attn_cuda_plan_info {
     int64_t computed_entries; /* what the kernel's tiles cover */
     int64_t mask_entries;     /* sum over computing heads of dfa_mask_entries() */
     int64_t copied_tokens;    /* token rows copied for CACHE heads */
+    int n_bal_items[2][2];    /* items of the tail-balanced launch orders of [the 128-row list, the
+                                 192-row list][B = 1, B = 2]; 0: none, that list's own order runs */
 } dfa_attn_cuda_plan_info;
 void dfa_attn_cuda_plan_get_info(const dfa_attn_cuda_plan *p, dfa_attn_cuda_plan_info *info);
 
@@ -123,7 +146,8 @@ dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_attn_cuda_ar
  * log-sum-exp, then one combine kernel that merges the segments in f32 (ARROW(win[0]) is
  * segment 0 itself, bit for bit the plain ARROW plan's output). Needs variant 2 (sm_90, D 64..
  * 128): dfa_attn_cuda_ring_run says DFA_ERR_UNSUPPORTED otherwise. scratch: a device buffer of
- * dfa_attn_cuda_ring_scratch_bytes (16-byte aligned); a->out, cache, resid are not read. */
+ * dfa_attn_cuda_ring_scratch_bytes (16-byte aligned); a->out, cache, resid are not read. The
+ * list runs in its own order (never tail-balanced). */
 #define DFA_ATTN_CUDA_RING_MAX_WIN 7
 dfa_status dfa_attn_cuda_ring_plan_build(dfa_attn_cuda_plan **out, const dfa_attn_layout *layout, int n_heads,
                                          int n_win, const int *win, void *stream, dfa_error *err);

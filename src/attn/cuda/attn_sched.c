@@ -451,3 +451,19 @@ done:
     free(snap);
     return st;
 }
+
+dfa_status dfa_acu_balance_mode(int balance, int variant, int *on, int *split128, dfa_error *err) {
+    *on = 0;
+    *split128 = 0;
+    if (balance != DFA_ATTN_CUDA_BALANCE_ON && balance != DFA_ATTN_CUDA_BALANCE_OFF &&
+        balance != DFA_ATTN_CUDA_BALANCE_SPLIT128)
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG,
+                 "attn_cuda plan: unknown balance option %d (expected DFA_ATTN_CUDA_BALANCE_ON = %d, _OFF = %d or "
+                 "_SPLIT128 = %d)",
+                 balance, DFA_ATTN_CUDA_BALANCE_ON, DFA_ATTN_CUDA_BALANCE_OFF, DFA_ATTN_CUDA_BALANCE_SPLIT128);
+    if (balance == DFA_ATTN_CUDA_BALANCE_OFF || variant == DFA_ATTN_CUDA_V_MMA || variant == DFA_ATTN_CUDA_V_WGMMA_GRID)
+        return DFA_OK;
+    *on = 1;
+    *split128 = balance == DFA_ATTN_CUDA_BALANCE_SPLIT128;
+    return DFA_OK;
+}

@@ -49,7 +49,7 @@ typedef struct dfa_acu_cost {
  * 64-row item (1 active) on it is NOT measured (an estimate, attn_sched.c says how), nor is a
  * 64-row item on a 2-consumer CTA that skips its idle warpgroup (the kernel does since session
  * 4; before, a 64-row item cost a 128-row one). The session-4 runs never saw the model split a
- * 128-row item (DFA_ATTN_BALANCE=split128), so that share is still unmeasured. */
+ * 128-row item (DFA_ATTN_CUDA_BALANCE_SPLIT128), so that share is still unmeasured. */
 #define DFA_ACU_SHARE3_2 0.73
 #define DFA_ACU_SHARE3_1 0.48
 #define DFA_ACU_SHARE2_1_SKIP 0.62
@@ -99,6 +99,12 @@ typedef struct dfa_acu_balance_report {
 dfa_status dfa_acu_worklist_balance(const dfa_acu_worklist *wl, int rows, const dfa_acu_balance *b,
                                     dfa_acu_item **items, int *n_items, dfa_acu_balance_report *rep,
                                     dfa_error *err);
+
+/* What a plan's balancing option (attn_cuda.h DFA_ATTN_CUDA_BALANCE_*) means for a resolved
+ * variant: *on = 1 if its lists get tail-balanced orders (ON or SPLIT128, on the persistent
+ * variants 2, 5 and 14; never on variants 1 and 3, one CTA per item), *split128 = 1 for SPLIT128
+ * (with *on). Any other option value: DFA_ERR_INVALID_ARG, whatever the variant. */
+dfa_status dfa_acu_balance_mode(int balance, int variant, int *on, int *split128, dfa_error *err);
 
 #ifdef __cplusplus
 }
