@@ -5,6 +5,7 @@
 # times our kernel and cuDNN SDPA / FlexAttention alternately on the same tensors (~2 min on an H100,
 # most of it the shim build and FlexAttention's compiles). Table printed last.
 # usage (repo root, GPU machine): sh bench/attn_interleave.sh [budget_s_per_pair]
+#   (dense, arrow at 25/50/75 %, and the mixed V2-like plan of bench_attn_gpu against its own dense + copy)
 #   writes $OUT/attn_interleave.json and $OUT/interleave.log (2 files; the build log stays in the
 #   build directory, its tail printed on failure)
 #   env: DFA_ATTN_JSON=path    take the arrow windows from bench_attn_gpu's JSON (else the same rule)
