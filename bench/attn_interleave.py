@@ -604,6 +604,17 @@ def fmt_range(s):
     return f"{s['median']:.3f}x ({s['p10']:.3f}-{s['p90']:.3f})"
 
 
+def timed_rows(res, kind, label):
+    """The pairs of one kind that were timed; the others print as FAIL lines (label(r): the row's key)."""
+    for r in res["pairs"]:
+        if r["kind"] != kind:
+            continue
+        if "ms" not in r:
+            print(f"{label(r)}  FAIL: {r['check']} (not timed)")
+            continue
+        yield r
+
+
 def print_table(res):
     env = res["env"]
     print(f"\n== interleaved in one process: {env.get('gpu')}, torch {env.get('torch')}, cuDNN {env.get('cudnn')}; "
@@ -618,13 +629,8 @@ def print_table(res):
     print("\n== dense (all heads FULL) vs cuDNN SDPA   bar: cuDNN ms / ours ms >= 1 (median of per-round ratios)")
     print(f"{'D':>4} {'tokens':>11} {'rounds':>6} {'ours ms':>8} {'TF/s':>5} {'cuDNN ms':>8} {'TF/s':>5} {'layout':>6} "
           f"{'cuDNN/ours (p10-p90)':>24} {'bar':>16}")
-    for r in res["pairs"]:
-        if r["kind"] != "dense":
-            continue
+    for r in timed_rows(res, "dense", lambda r: f"{r['D']:>4} {r['NV']}+{r['NT']:<6}"):
         tok = f"{r['NV']}+{r['NT']}"
-        if "ms" not in r:
-            print(f"{r['D']:>4} {tok:>11}  FAIL: {r['check']} (not timed)")
-            continue
         bar = ("met" if r["bar"]["met"] else "NOT met") + ("" if r["bar"]["clear"] else " (noise)")
         print(f"{r['D']:>4} {tok:>11} {r['rounds']:>6} {r['ms']['ours']['median']:>8.3f} {r['tflops']['ours']:>5.0f} "
               f"{r['ms']['cudnn']['median']:>8.3f} {r['tflops']['cudnn']:>5.0f} {r['cudnn_layout']['chosen']:>6} "
@@ -640,13 +646,9 @@ def print_table(res):
           " TF/s over computed entries")
     print(f"{'D':>4} {'tokens':>11} {'w':>3} {'r':>6} {'rounds':>6} {'ours ms':>8} {'TF/s':>5} {'Flex ms':>8} {'TF/s':>5} "
           f"{'Flex/ours (p10-p90)':>24} {'t/ideal (p10-p90)':>24} {'bar':>14}")
-    for r in res["pairs"]:
-        if r["kind"] != "arrow":
-            continue
+    for r in timed_rows(res, "arrow", lambda r: f"{r['D']:>4} {r['NV']}+{r['NT']:<6} {r['window']:>3} "
+                                                f"{100 * r['sparsity']:>5.1f}%"):
         tok = f"{r['NV']}+{r['NT']}"
-        if "ms" not in r:
-            print(f"{r['D']:>4} {tok:>11} {r['window']:>3} {100 * r['sparsity']:>5.1f}%  FAIL: {r['check']} (not timed)")
-            continue
         b = r["bar"]
         bar = "met" if b["met"] else "NOT met" + ("" if b["met_flex"] else " flex") + \
             ("" if b["met_ideal"] else " ideal")
@@ -659,13 +661,8 @@ def print_table(res):
               " same rounds\n   bar: ours / (dense x computed entries + copy) within 5 % (median of per-round ratios)")
         print(f"{'D':>4} {'tokens':>11} {'rounds':>6} {'ours ms':>8} {'dense ms':>8} {'entries':>7} {'copy ms':>8} "
               f"{'pred ms':>8} {'ours/pred (p10-p90)':>24} {'bar':>8}")
-        for r in res["pairs"]:
-            if r["kind"] != "mixed":
-                continue
+        for r in timed_rows(res, "mixed", lambda r: f"{r['D']:>4} {r['NV']}+{r['NT']:<6}"):
             tok = f"{r['NV']}+{r['NT']}"
-            if "ms" not in r:
-                print(f"{r['D']:>4} {tok:>11}  FAIL: {r['check']} (not timed)")
-                continue
             print(f"{r['D']:>4} {tok:>11} {r['rounds']:>6} {r['ms']['ours']['median']:>8.3f} "
                   f"{r['ms']['ours_dense']['median']:>8.3f} {100 * r['entry_frac']:>6.1f}% {r['ms']['copy']['median']:>8.3f} "
                   f"{r['pred_ms']['median']:>8.3f} {fmt_range(r['ratio_to_pred']):>24} "
