@@ -40,8 +40,9 @@ namespace {
 
 /* An item handed from the producer to the consumers in shared memory (one per Q buffer): the
  * producer has read it and its key ranges (at most 2, attn_worklist.h) from global memory anyway;
- * the consumers reading them again cost two dependent global loads per item on their critical
- * path (session 5: ~1 us per item, most of the restart cost of short arrow items). */
+ * the consumers reading them again put dependent global loads on their path at each item start.
+ * Measured (session 5, A/B against variant 14 in one process): D=64 dense 2 % faster, D=128 and
+ * short arrow items unchanged. */
 struct acu_slot {
     int2 r[2];
     acu_item it;
@@ -199,9 +200,9 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     if (wg == 0) {
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(C::PRODUCER_REGS));
         if (tid == 0) {
-            /* q_par is never read here (the consumers keep the Q parities); it stays because
-             * dropping it renumbers the consumers' registers in the SASS, which is kept
-             * byte-identical to the kernels measured in session 4 */
+            /* q_par is never read here (the consumers keep the Q parities); kept from session 4,
+             * where dropping it renumbered the consumers' registers (any edit re-rolls ptxas's
+             * schedule: change this only with an A/B on the device) */
             int gstep = 0, q_par = 0;
             for (int t = 0;; t++) {
                 const int qb = t & 1;
