@@ -10,6 +10,9 @@
 #   dense  (all 24 heads FULL): ours (default variant 0) vs cuDNN SDPA; bar: cuDNN ms / ours ms >= 1
 #   arrow  (all heads ARROW(w), r ~ 25/50/75 %): ours vs FlexAttention with the same block mask, and
 #          ours dense in the same rounds; bars: t / (own dense x (1 - r)) <= 1.1, Flex / ours >= 1.3
+#   mixed  (bench_attn_gpu's V2-like plan: 6 FULL, 9 ARROW w=1/3/8, 3 ARROW_RS w=2, 6 CACHE; GPU
+#          only): ours vs ours dense and a CACHE-only plan in the same rounds; bar: ours / (dense x
+#          computed entries + copy) within 5 %
 # Before timing a pair its outputs are compared (ours poisoned with NaN first): rel. L2 < 1e-2, all
 # finite, else the pair is FAIL and not timed.
 # Layouts: ours reads q, k, v [B, N, H, D] contiguous (its only layout). cuDNN gets the faster of
@@ -24,8 +27,9 @@
 #        python3 bench/attn_interleave.py --table JSON        (print the table of a finished run)
 # --variant V (env DFA_INTERLEAVE_VARIANT; default 0, the default variant): the variant "ours" runs.
 # --alt-variant V2 (env DFA_INTERLEAVE_ALT; default none): a second plan of ours, variant V2, timed as
-# a third side ("alt") in the same rounds of every dense pair, after its own check against cuDNN;
-# reported: alt ms and ours ms / alt ms per round (> 1: V2 faster), cuDNN ms / alt ms.
+# a third side ("alt") in the same rounds of every dense pair (after its own check against cuDNN) and
+# of every arrow pair (checked against Flex); reported: alt ms and ours ms / alt ms per round (> 1:
+# V2 faster), for dense also cuDNN ms / alt ms.
 # bench/attn_interleave.sh builds the shim and runs this.
 import argparse, ctypes, itertools, json, math, os, subprocess, sys, time
 
@@ -497,7 +501,7 @@ def run_gpu(args):
             done.add(w)
             rec = {"kind": "arrow", "D": D, "NV": NV, "NT": NT, "H": H, "B": B, "target": target, "window": w,
                    "sparsity": sp}
-            pa = None
+            pa = pa_alt = None
             run_arrow = lambda: shim.run(pa, D, q, k, v, out, stream)
             try:
                 pa, info_a = shim.plan(NV, NT, [ARROW] * H, [w] * H, stream, args.variant)
@@ -535,6 +539,15 @@ def run_gpu(args):
                 nf = int((~torch.isfinite(out)).sum().item())
                 rec["check"] = {"rel_vs_flex": e, "nonfinite": nf, "same_block_mask": same,
                                 "ok": nf == 0 and e < REL_TOL and same}
+                if args.alt_variant is not None:  # the second variant on the same arrow plan, its own check
+                    pa_alt, rec["plan_alt"] = shim.plan(NV, NT, [ARROW] * H, [w] * H, stream, args.alt_variant)
+                    out_alt_a = torch.empty_like(q)
+                    out_alt_a.fill_(float("nan"))
+                    run_arrow_alt = lambda: shim.run(pa_alt, D, q, k, v, out_alt_a, stream)
+                    run_arrow_alt()
+                    ea, nfa = rel(out_alt_a, ref), int((~torch.isfinite(out_alt_a)).sum().item())
+                    rec["check_alt"] = {"variant": args.alt_variant, "rel_vs_flex": ea, "nonfinite": nfa,
+                                        "ok": nfa == 0 and ea < REL_TOL}
                 del ref
             except Exception as ex:
                 rec["check"] = {"ok": False, "error": f"{type(ex).__name__}: {str(ex)[:200]}"}
@@ -546,6 +559,8 @@ def run_gpu(args):
                     sides = {"ours": run_arrow, "flex": run_flex}
                     if dense_ms is not None:
                         sides["ours_dense"] = run_dense
+                    if rec.get("check_alt", {}).get("ok"):
+                        sides["alt"] = run_arrow_alt
                     t, rounds, wall, slack = interleave(sides, flush, args.budget, args.rounds_min, args.rounds_max,
                                                         dry=dry)
                     flops = 4.0 * rec["mask_entries"] * D * H * B
@@ -562,6 +577,8 @@ def run_gpu(args):
                     rec["bar"] = {"what": "t <= 1.1 x own dense x (1-r) and Flex ms / ours ms >= 1.3",
                                   "met_ideal": met_ideal, "met_flex": met_flex,
                                   "met": bool(met_ideal) and met_flex}
+                    if "alt" in t:  # > 1: the alt variant is faster
+                        rec["ratio_ours_over_alt"] = summary(per_round_ratio(t["ours"], t["alt"]))
                     ti = rec.get("t_over_ideal", {}).get("median", float("nan"))
                     print(f"{tag} arrow w={w} r={100 * sp:.1f}%: ours {rec['ms']['ours']['median']:.3f} ms, Flex "
                           f"{rec['ms']['flex']['median']:.3f} ms, Flex/ours {fr['median']:.3f}x ({fr['p10']:.3f}-"
@@ -571,8 +588,9 @@ def run_gpu(args):
                     for key in ("ms", "bar"):
                         rec.pop(key, None)
                     print(f"{tag} timing failed: {rec['check']['timing_error']}", flush=True)
-            if pa is not None:
-                shim.free(pa)
+            for p_ in (pa, pa_alt):
+                if p_ is not None:
+                    shim.free(p_)
             pairs.append(rec)
         # mixed heads: ours on the mixed plan, ours dense and a CACHE-only plan (the measured copy
         # cost) in the same rounds; prediction = dense x (computed heads' mask entries / dense
@@ -656,6 +674,11 @@ def print_table(res):
         print(f"{r['D']:>4} {tok:>11} {r['window']:>3} {100 * r['sparsity']:>5.1f}% {r['rounds']:>6} "
               f"{r['ms']['ours']['median']:>8.3f} {r['tflops_computed']['ours']:>5.0f} {r['ms']['flex']['median']:>8.3f} "
               f"{r['tflops_computed']['flex']:>5.0f} {fmt_range(r['ratio_flex_over_ours']):>24} {ti:>24} {bar:>14}")
+        if "ratio_ours_over_alt" in r:
+            print(f"{'':>4} {'':>11} {'':>3} {'':>6} {'':>6} alt v{r['check_alt']['variant']}: "
+                  f"{r['ms']['alt']['median']:.3f} ms, ours/alt {fmt_range(r['ratio_ours_over_alt'])}")
+        elif "check_alt" in r:
+            print(f"{'':>4} {'':>11} {'':>3} {'':>6} {'':>6} alt v{r['check_alt']['variant']}: FAIL {r['check_alt']}")
     if any(r["kind"] == "mixed" for r in res["pairs"]):
         print("\n== mixed heads (6 FULL, 9 ARROW w=1/3/8, 3 ARROW_RS w=2, 6 CACHE) vs own dense and a CACHE-only plan in the"
               " same rounds\n   bar: ours / (dense x computed entries + copy) within 5 % (median of per-round ratios)")

@@ -14,7 +14,7 @@
 #        DFA_SHIM_JOBS=1       compile the .cu files one after the other (2-core machines)
 #        DFA_SHIM_CPU=1        build only the mask part (no CUDA) and run the CPU self-test
 #        DFA_INTERLEAVE_VARIANT=V  our variant (default 0: the default variant)
-#        DFA_INTERLEAVE_ALT=V2     also time variant V2 of ours in every dense pair's rounds (e.g. 2 next to the default)
+#        DFA_INTERLEAVE_ALT=V2     also time variant V2 of ours in every dense and arrow pair's rounds (A/B in one process)
 #        DFA_INTERLEAVE_SHAPES=128x4096,128x16384   only these (D x visual tokens) shapes
 set -u
 OUT=${OUT:-$PWD/out}
