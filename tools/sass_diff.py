@@ -9,7 +9,12 @@ kernel).
 (Python re.sub) first, e.g. --map 'attn_wgmma3_kernel<(.*)>=>attn_wgmma_kernel<3, 64, false, \\1>'.
 Old objects: build the old revision in a second worktree, or compile one file with the flags of
 build/CMakeFiles/dfa.dir/flags.make. CUOBJDUMP (env) or cuobjdump on PATH. Exit status 1 if any
-matched kernel differs or a kernel is missing on one side."""
+matched kernel differs or a kernel is missing on one side.
+For a kernel that differs it also prints "schedule similarity": the difflib ratio of the two
+instruction sequences with encodings, register numbers and constants blanked out (1.0: the same
+instructions in the same order, only registers renamed). Session 5 saw edits outside a hot loop
+move it to 0.65-0.87 and dense timings by 2-7 %: below ~0.95, measure before trusting a change."""
+import difflib
 import os
 import re
 import shutil
@@ -62,6 +67,12 @@ def kernels(obj, maps):
     return out
 
 
+def schedule_similarity(a, b):
+    def norm(code):
+        return [re.sub(r"0x[0-9a-f]+", "X", re.sub(r"\bU?R\d+\b|\bU?P\d\b", "R", c.split(" /*")[0])) for c in code]
+    return difflib.SequenceMatcher(None, norm(a), norm(b), autojunk=False).ratio()
+
+
 def summary(code, usage):
     ops = [re.sub(r"^(@!?U?P\w+\s+)", "", c).split()[0].split(".")[0] for c in code]
     cls = " ".join(f"{c}={sum(o == c for o in ops)}" for c in CLASSES if any(o == c for o in ops))
@@ -97,6 +108,7 @@ def main(argv):
         print(f"    old: {summary(*a[name])}")
         if not same:
             print(f"    new: {summary(*b[name])}")
+            print(f"    schedule similarity {schedule_similarity(a[name][0], b[name][0]):.3f}")
     return 1 if bad else 0
 
 
