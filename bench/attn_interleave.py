@@ -279,6 +279,19 @@ def interleave(sides, flush, budget_s, rounds_min, rounds_max, chunk=10, dry=Fal
     return times, r, time.time() - t0, slack
 
 
+def failure(ex):
+    """A failed check or timing as the JSON records it."""
+    return f"{type(ex).__name__}: {str(ex)[:200]}"
+
+
+def timing_failed(rec, ex, tag):
+    """A side failed while timed: the pair is FAIL (its timings dropped), the run goes on."""
+    rec["check"].update(ok=False, timing_error=failure(ex))
+    for key in ("ms", "bar"):
+        rec.pop(key, None)
+    print(f"{tag} {rec['kind']} timing failed: {rec['check']['timing_error']}", flush=True)
+
+
 def per_round_ratio(num, den, scale=1.0):
     return [a / (b * scale) for a, b in zip(num, den)]
 
@@ -333,7 +346,7 @@ def mixed_pair(shim, flex, flush, args, stream, D, NV, q, k, v, qt, kt, vt, qc, 
         rec["check"] = chk
         del full, ref, o_w
     except Exception as ex:
-        rec["check"] = {"ok": False, "error": f"{type(ex).__name__}: {str(ex)[:200]}"}
+        rec["check"] = {"ok": False, "error": failure(ex)}
     print(f"{tag} mixed check: {rec['check']}", flush=True)
     if rec["check"]["ok"]:
         try:
@@ -353,10 +366,7 @@ def mixed_pair(shim, flex, flush, args, stream, D, NV, q, k, v, qt, kt, vt, qc, 
                   f"(dense {rec['ms']['ours_dense']['median']:.3f} x {100 * frac:.1f} % + copy "
                   f"{rec['ms']['copy']['median']:.3f}), ratio {fmt_range(rp)}, {rounds} rounds", flush=True)
         except Exception as ex:
-            rec["check"].update(ok=False, timing_error=f"{type(ex).__name__}: {str(ex)[:200]}")
-            for key in ("ms", "bar"):
-                rec.pop(key, None)
-            print(f"{tag} mixed timing failed: {rec['check']['timing_error']}", flush=True)
+            timing_failed(rec, ex, tag)
     for p_ in (pm, pc):
         if p_ is not None:
             shim.free(p_)
@@ -435,12 +445,11 @@ def run_gpu(args):
                     rec["check_alt"] = {"variant": args.alt_variant, "rel_vs_cudnn": ea, "nonfinite": nfa,
                                         "ok": nfa == 0 and ea < REL_TOL}
                 except Exception as ex:
-                    rec["check_alt"] = {"variant": args.alt_variant, "ok": False,
-                                        "error": f"{type(ex).__name__}: {str(ex)[:200]}"}
+                    rec["check_alt"] = {"variant": args.alt_variant, "ok": False, "error": failure(ex)}
                 print(f"{tag} dense check, alt variant {args.alt_variant}: {rec['check_alt']}", flush=True)
             del ref
         except Exception as ex:
-            rec["check"] = {"ok": False, "error": f"{type(ex).__name__}: {str(ex)[:200]}"}
+            rec["check"] = {"ok": False, "error": failure(ex)}
         print(f"{tag} dense check: {rec['check']}", flush=True)
         dense_ms = None
         if rec["check"]["ok"]:
@@ -453,7 +462,7 @@ def run_gpu(args):
                         cudnn(*a3)
                         cands[name] = (lambda a3=a3: cudnn(*a3))
                     except Exception as ex:
-                        rec.setdefault("cudnn_layout_errors", {})[name] = f"{type(ex).__name__}: {str(ex)[:200]}"
+                        rec.setdefault("cudnn_layout_errors", {})[name] = failure(ex)
                 probe, _, _, _ = interleave(cands, flush, 1.0, 10, 10, dry=dry)
                 pv, pc = pct(probe.get("view", []), 0.5), pct(probe.get("copy", []), 0.5)
                 lay = "view" if "view" in cands and not pv > pc else "copy"
@@ -482,12 +491,9 @@ def run_gpu(args):
                     ra, rc = rec["ratio_ours_over_alt"], rec["ratio_cudnn_over_alt"]
                     print(f"{tag} dense alt v{args.alt_variant}: {rec['ms']['alt']['median']:.3f} ms, ours/alt "
                           f"{fmt_range(ra)}, cuDNN/alt {fmt_range(rc)}", flush=True)
-            except Exception as ex:  # a side that fails while timed: the pair is FAIL, the run goes on
-                rec["check"].update(ok=False, timing_error=f"{type(ex).__name__}: {str(ex)[:200]}")
-                for key in ("ms", "bar"):
-                    rec.pop(key, None)
+            except Exception as ex:
+                timing_failed(rec, ex, tag)
                 dense_ms = None
-                print(f"{tag} timing failed: {rec['check']['timing_error']}", flush=True)
         pairs.append(rec)
         # arrow at ~25/50/75 % block sparsity vs Flex with the same block mask; ours dense in the same rounds
         done = set()
@@ -550,7 +556,7 @@ def run_gpu(args):
                                         "ok": nfa == 0 and ea < REL_TOL}
                 del ref
             except Exception as ex:
-                rec["check"] = {"ok": False, "error": f"{type(ex).__name__}: {str(ex)[:200]}"}
+                rec["check"] = {"ok": False, "error": failure(ex)}
             print(f"{tag} arrow w={w} r={100 * sp:.1f}% check: {rec['check']}", flush=True)
             if rec["check"]["ok"]:
                 try:
@@ -583,11 +589,8 @@ def run_gpu(args):
                     print(f"{tag} arrow w={w} r={100 * sp:.1f}%: ours {rec['ms']['ours']['median']:.3f} ms, Flex "
                           f"{rec['ms']['flex']['median']:.3f} ms, Flex/ours {fr['median']:.3f}x ({fr['p10']:.3f}-"
                           f"{fr['p90']:.3f}), t/ideal {ti:.3f}, {rounds} rounds", flush=True)
-                except Exception as ex:  # a side that fails while timed: the pair is FAIL, the run goes on
-                    rec["check"].update(ok=False, timing_error=f"{type(ex).__name__}: {str(ex)[:200]}")
-                    for key in ("ms", "bar"):
-                        rec.pop(key, None)
-                    print(f"{tag} timing failed: {rec['check']['timing_error']}", flush=True)
+                except Exception as ex:
+                    timing_failed(rec, ex, tag)
             for p_ in (pa, pa_alt):
                 if p_ is not None:
                     shim.free(p_)

@@ -249,10 +249,10 @@ static void test_union_pieces(void) {
  * the three is refused (for every variant, before anything is built) with a message naming it;
  * outputs are set on failure too. */
 static void test_balance_option(void) {
-    const int variants[5] = {DFA_ATTN_CUDA_V_MMA, DFA_ATTN_CUDA_V_WGMMA, DFA_ATTN_CUDA_V_WGMMA_GRID,
-                             DFA_ATTN_CUDA_V_WGMMA3_NOPP, DFA_ATTN_CUDA_V_NOSLOT};
-    const int persistent[5] = {0, 1, 0, 1, 1};
-    for (int vi = 0; vi < 5; vi++) {
+    const int variants[4] = {DFA_ATTN_CUDA_V_MMA, DFA_ATTN_CUDA_V_WGMMA, DFA_ATTN_CUDA_V_WGMMA_GRID,
+                             DFA_ATTN_CUDA_V_WGMMA3_NOPP};
+    const int persistent[4] = {0, 1, 0, 1};
+    for (int vi = 0; vi < 4; vi++) {
         const int v = variants[vi];
         dfa_error err = {0};
         int on = -1, split = -1;

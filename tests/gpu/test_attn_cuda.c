@@ -345,15 +345,6 @@ static const tcase MIXED_CASES[] = {
      {0, 0, 1, 2, 0, 0, 1, 3}},
 };
 
-/* variant 14: variant 5's kernels whose consumers read the key ranges from global memory (the
- * control of the session-5 shared-slot measurement) */
-static void test_v14(void) {
-    test_variant(DFA_ATTN_CUDA_V_NOSLOT);
-    if (!dfa_attn_cuda_variant_ok(DFA_ATTN_CUDA_V_NOSLOT)) return;
-    run_case(&MANY3, 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_NOSLOT);
-    run_case(&MIXED_CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_NOSLOT);
-}
-
 /* variant 5 after the idle-warpgroup protocol fix (idle warpgroups wait for and release the
  * K/V stages of the items they skip, docs/DESIGN.md): the 64-row block gives 64-row items
  * between 192-row ones, ~300 items of 1-10 steps, so persistent CTAs run items where
@@ -434,13 +425,13 @@ static void test_bad_args(void) {
     m[1] = F;
     CHECK(dfa_attn_cuda_plan_build(&p, &bad, 2, m, w, 1, NULL, &err) == DFA_ERR_INVALID_ARG);
     m[1] = C;
-    /* variants 1, 2, 3, 5, 14 exist (0: the default); 13 and -1 do not, on any GPU; 4 and 6-12 were
+    /* variants 1, 2, 3, 5 exist (0: the default); 13 and -1 do not, on any GPU; 4, 6-12 and 14 were
      * removed and say so */
     CHECK(dfa_attn_cuda_plan_build(&p, &l, 2, m, w, 13, NULL, &err) == DFA_ERR_INVALID_ARG);
     CHECKF(strstr(err.msg, "unknown variant 13") != NULL, "%s", err.msg);
     CHECK(dfa_attn_cuda_plan_build(&p, &l, 2, m, w, -1, NULL, &err) == DFA_ERR_INVALID_ARG);
-    const int removed[8] = {4, 6, 7, 8, 9, 10, 11, 12};
-    for (int i = 0; i < 8; i++) {
+    const int removed[9] = {4, 6, 7, 8, 9, 10, 11, 12, 14};
+    for (int i = 0; i < 9; i++) {
         char want[64];
         snprintf(want, sizeof want, "variant %d was removed", removed[i]);
         err.msg[0] = 0;
@@ -586,7 +577,6 @@ int main(void) {
     RUN(test_plain);
     RUN(test_v5);
     RUN(test_gain);
-    RUN(test_v14);
     RUN(test_plan_set);
     RUN(test_idle_wg);
     RUN(test_mixed_v2);

@@ -35,19 +35,19 @@ struct dfa_attn_cuda_plan {
 };
 
 static int is_wgmma3(int variant) {
-    return variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP || variant == DFA_ATTN_CUDA_V_NOSLOT;
+    return variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP;
 }
 
-/* variants this build knows: 1, 2, 3, 5, 14 */
+/* variants this build knows: 1, 2, 3, 5 */
 static int variant_known(int variant) {
     return variant == DFA_ATTN_CUDA_V_MMA || variant == DFA_ATTN_CUDA_V_WGMMA ||
-           variant == DFA_ATTN_CUDA_V_WGMMA_GRID || variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP ||
-           variant == DFA_ATTN_CUDA_V_NOSLOT;
+           variant == DFA_ATTN_CUDA_V_WGMMA_GRID || variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP;
 }
 
-/* variants measured slower than (or no faster than) their bases and removed (session 4): 4, 6 to 12 */
+/* variants measured slower than (or no faster than) their bases, or used once as an A/B control,
+ * and removed: 4, 6 to 12 (session 4), 14 (session 5: v5 reading key ranges from global memory) */
 static int variant_removed(int variant) {
-    return variant == 4 || (variant >= 6 && variant <= 12);
+    return variant == 4 || (variant >= 6 && variant <= 12) || variant == 14;
 }
 
 static dfa_status plan_upload(dfa_attn_cuda_plan **out, dfa_acu_worklist *wlp, dfa_acu_worklist *wl3p,
@@ -65,11 +65,12 @@ static dfa_status resolve_variant(int *variant, dfa_error *err) {
                                                                          : DFA_ATTN_CUDA_V_MMA;
     if (variant_removed(*variant))
         DFA_FAIL(err, DFA_ERR_INVALID_ARG,
-                 "attn_cuda plan: variant %d was removed (slower than its base, bench/RESULTS.md session 4); "
-                 "use 1, 2, 3, 5 or 14",
+                 "attn_cuda plan: variant %d was removed (slower than its base or an A/B control, bench/RESULTS.md "
+                 "sessions 4-5); "
+                 "use 1, 2, 3 or 5",
                  *variant);
     if (!variant_known(*variant))
-        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1, 2, 3, 5 or 14)", *variant);
+        DFA_FAIL(err, DFA_ERR_INVALID_ARG, "attn_cuda plan: unknown variant %d (expected 1, 2, 3 or 5)", *variant);
     return DFA_OK;
 }
 
@@ -136,9 +137,7 @@ extern "C" dfa_status dfa_attn_cuda_plan_build_opt(dfa_attn_cuda_plan **out, con
                                                    int balance, void *stream, dfa_error *err) {
     *out = NULL;
     DFA_TRY(resolve_variant(&variant, err));
-    int on = 0, split128 = 0; /* the option checked before any list is built */
-    DFA_TRY(dfa_acu_balance_mode(balance, variant, &on, &split128, err));
-    dfa_acu_worklist wl, wl3;
+    dfa_acu_worklist wl, wl3; /* an unknown balance option fails in plan_upload (lists freed) */
     DFA_TRY(build_lists(&wl, &wl3, layout, n_heads, method, window, variant, err));
     return plan_upload(out, &wl, &wl3, layout, n_heads, variant, balance, stream, err);
 }
@@ -437,8 +436,7 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
     }
     cudaError_t e;
     if (wgmma) /* 3 consumers for variant 5 at D=64; persistent except variant 3 */
-        e = acu_launch_wgmma(prm, wgmma3 ? 3 : 2, a->head_dim, a->dtype, p->variant != DFA_ATTN_CUDA_V_WGMMA_GRID,
-                             p->variant != DFA_ATTN_CUDA_V_NOSLOT, st);
+        e = acu_launch_wgmma(prm, wgmma3 ? 3 : 2, a->head_dim, a->dtype, p->variant != DFA_ATTN_CUDA_V_WGMMA_GRID, st);
     else
         e = acu_launch_mma(prm, a->head_dim, a->dtype, st);
     if (e != cudaSuccess)
@@ -483,7 +481,7 @@ extern "C" dfa_status dfa_attn_cuda_ring_run(const dfa_attn_cuda_plan *p, const 
     prm.lse = (float *)((char *)scratch + ring_seg_bytes(p, a->batch, a->head_dim));
     cudaStream_t st = (cudaStream_t)a->stream;
     DFA_CUDA_TRY(err, cudaMemsetAsync(p->d_counter, 0, sizeof(int), st));
-    cudaError_t e = acu_launch_wgmma(prm, 2, a->head_dim, a->dtype, true, true, st);
+    cudaError_t e = acu_launch_wgmma(prm, 2, a->head_dim, a->dtype, true, st);
     if (e != cudaSuccess)
         DFA_FAIL(err, DFA_ERR_CUDA, "attn_cuda ring run: launch (D=%d, %d items x B=%d) failed: %s", a->head_dim,
                  p->n_items, a->batch, cudaGetErrorString(e));

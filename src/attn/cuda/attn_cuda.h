@@ -51,8 +51,8 @@ enum {
 };
 
 /* Kernel variants. Numbers 4 and 6-12 were variants that measured slower than their bases
- * (bench/RESULTS.md, session 4) and are removed: a plan asking for one fails with
- * DFA_ERR_INVALID_ARG. The other numbers stay as they were. */
+ * (bench/RESULTS.md, session 4), 14 an A/B control of session 5; they are removed: a plan asking
+ * for one fails with DFA_ERR_INVALID_ARG. The other numbers stay as they were. */
 enum {
     DFA_ATTN_CUDA_V_MMA = 1,   /* FA2-style mma.sync m16n8k16, cp.async double buffering */
     DFA_ATTN_CUDA_V_WGMMA = 2, /* Hopper: wgmma + TMA + warp-specialised producer, FA3 design,
@@ -60,9 +60,6 @@ enum {
     DFA_ATTN_CUDA_V_WGMMA_GRID = 3,  /* the same kernel launched with one CTA per work item */
     DFA_ATTN_CUDA_V_WGMMA3_NOPP = 5, /* D=64: 3 consumer warpgroups, 192-row items (no ping-pong);
                                         other D as variant 2 */
-    DFA_ATTN_CUDA_V_NOSLOT = 14,     /* experiment (session 5): variant 5 whose consumers read each
-                                        item's key ranges from global memory, not from the
-                                        producer's shared-memory slot */
     DFA_ATTN_CUDA_V_DEFAULT = 0      /* variant 5 on sm_90, else 1 */
 };
 
@@ -80,7 +77,7 @@ dfa_status dfa_attn_cuda_plan_build(dfa_attn_cuda_plan **out, const dfa_attn_lay
 void dfa_attn_cuda_plan_free(dfa_attn_cuda_plan *p);
 
 /* Tail balancing of a plan's work lists (attn_sched.h), chosen at build:
- *   ON        the persistent variants (2, 5, 14) get launch orders re-cut at the tail for B = 1
+ *   ON        the persistent variants (2, 5) get launch orders re-cut at the tail for B = 1
  *             and 2 where the schedule model says they pay (the default of every builder);
  *   OFF       the lists' own order only (as before Version 10; A/B timing);
  *   SPLIT128  as ON, and 128-row items may also be cut into 2 x 64 rows (needs the 2-consumer

@@ -41,7 +41,8 @@ namespace {
 /* An item handed from the producer to the consumers in shared memory (one per Q buffer): the
  * producer has read it and its key ranges (at most 2, attn_worklist.h) from global memory anyway;
  * the consumers reading them again put dependent global loads on their path at each item start.
- * Measured (session 5, A/B against variant 14 in one process): D=64 dense 2 % faster, D=128 and
+ * Measured (session 5, A/B in one process against the same kernels reading them from global memory,
+ * then variant 14): D=64 dense 2 % faster, D=128 and
  * short arrow items unchanged. */
 struct acu_slot {
     int2 r[2];
@@ -135,7 +136,7 @@ __device__ __forceinline__ int acu_pass_skipped(int step, int x0, int x1, int gs
 /* PAD: the tensors' head dim is p.head_dim < D; the tensor maps have that inner size, so TMA
  * zero-fills columns p.head_dim..D-1 of every Q/K/V tile (exact: zero columns add 0 to Q K^T, and
  * give output columns that are not stored). */
-template <int NC, int D, bool PAD, typename T, bool SLOT>
+template <int NC, int D, bool PAD, typename T>
 __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     attn_wgmma_kernel(const __grid_constant__ acu_params p, const __grid_constant__ CUtensorMap tq,
                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv) {
@@ -341,7 +342,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             mbar_arrive(q_empty(qb));
             continue;
         }
-        const int n_steps = __shfl_sync(0xffffffffu, SLOT ? sl->n_steps : item_steps(it), 0);
+        const int n_steps = __shfl_sync(0xffffffffu, sl->n_steps, 0);
         const int n_act = it.q_len > 128 ? 3 : it.q_len > 64 ? 2 : 1; /* consumers with rows */
         if (cw >= n_act) { /* no rows here: walk the item's K/V stages (acu_walk_stages), release Q */
             acu_walk_stages<ST>(k_full(0), v_full(0), k_empty(0), v_empty(0), gstep, n_steps);
@@ -410,7 +411,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
          * slower on dense plans, session 5) */
         int x0 = 0, x1 = 0;
         if constexpr (NC == 3) {
-            const int sk = __shfl_sync(0xffffffffu, SLOT ? sl->it.skip[cw] : p.items[idx / p.batch].skip[cw], 0);
+            const int sk = __shfl_sync(0xffffffffu, sl->it.skip[cw], 0);
             x0 = dfa_acu_skip_first(sk);
             x1 = x0 + dfa_acu_skip_count(sk);
         }
@@ -429,7 +430,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             }
             last(gp);
         } else {
-            walker w(SLOT ? sl->r : p.ranges + it.r_off, it.n_r);
+            walker w(sl->r, it.n_r);
             first(gstep, w.valid());
             for (int step = 1; step < n_steps; step++) {
                 w.next();
@@ -476,7 +477,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
 #endif
 }
 
-template <int NC, int D, bool PAD, typename T, bool SLOT>
+template <int NC, int D, bool PAD, typename T>
 cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t st) {
     using C = cfg<NC, D>;
     const int dg = PAD ? p.head_dim : D;
@@ -488,33 +489,29 @@ cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t
     if ((e = make_map(enc, &mq, p.q, dtype, rows, p.n_heads, dg, C::BM)) != cudaSuccess) return e;
     if ((e = make_map(enc, &mk, p.k, dtype, rows, p.n_heads, dg, BN)) != cudaSuccess) return e;
     if ((e = make_map(enc, &mv, p.v, dtype, rows, p.n_heads, dg, BN)) != cudaSuccess) return e;
-    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T, SLOT>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
     if (e != cudaSuccess) return e;
     int dev = 0, sms = 0;
     if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
     if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
     const int total = p.n_items * p.batch;
     const int grid = persistent && sms < total ? sms : total;
-    attn_wgmma_kernel<NC, D, PAD, T, SLOT><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv);
+    attn_wgmma_kernel<NC, D, PAD, T><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv);
     return cudaGetLastError();
 }
 
-template <typename T, bool SLOT>
+template <typename T>
 cudaError_t launch_d(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
-    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T, SLOT>(p, dtype, persistent, st) : cudaErrorInvalidValue;
-    if (head_dim == 64) return launch<2, 64, false, T, SLOT>(p, dtype, persistent, st);
-    if (head_dim == 128) return launch<2, 128, false, T, SLOT>(p, dtype, persistent, st);
-    return launch<2, 128, true, T, SLOT>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
+    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T>(p, dtype, persistent, st) : cudaErrorInvalidValue;
+    if (head_dim == 64) return launch<2, 64, false, T>(p, dtype, persistent, st);
+    if (head_dim == 128) return launch<2, 128, false, T>(p, dtype, persistent, st);
+    return launch<2, 128, true, T>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
 }
 
 } // namespace
 
-cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, bool slot,
-                             cudaStream_t st) {
+cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
     if (nc != 2 && nc != 3) return cudaErrorInvalidValue;
-    if (slot)
-        return dtype == DFA_ATTN_CUDA_BF16 ? launch_d<__nv_bfloat16, true>(p, nc, head_dim, dtype, persistent, st)
-                                           : launch_d<__half, true>(p, nc, head_dim, dtype, persistent, st);
-    return dtype == DFA_ATTN_CUDA_BF16 ? launch_d<__nv_bfloat16, false>(p, nc, head_dim, dtype, persistent, st)
-                                       : launch_d<__half, false>(p, nc, head_dim, dtype, persistent, st);
+    if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16>(p, nc, head_dim, dtype, persistent, st);
+    return launch_d<__half>(p, nc, head_dim, dtype, persistent, st);
 }

@@ -102,7 +102,7 @@ dfa_status dfa_acu_worklist_balance(const dfa_acu_worklist *wl, int rows, const 
 
 /* What a plan's balancing option (attn_cuda.h DFA_ATTN_CUDA_BALANCE_*) means for a resolved
  * variant: *on = 1 if its lists get tail-balanced orders (ON or SPLIT128, on the persistent
- * variants 2, 5 and 14; never on variants 1 and 3, one CTA per item), *split128 = 1 for SPLIT128
+ * variants 2 and 5; never on variants 1 and 3, one CTA per item), *split128 = 1 for SPLIT128
  * (with *on). Any other option value: DFA_ERR_INVALID_ARG, whatever the variant. */
 dfa_status dfa_acu_balance_mode(int balance, int variant, int *on, int *split128, dfa_error *err);
 

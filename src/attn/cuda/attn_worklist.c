@@ -195,7 +195,6 @@ static int union_ok(const run *runs, const int *ch, int nc, const dfa_acu_range 
     int n_steps = 0;
     for (int i = 0; i < n; i++) n_steps += (u[i].k1 - u[i].k0 + DFA_ACU_STEP - 1) / DFA_ACU_STEP;
     if (n_steps >= 0xffff) return 0; /* the skip encoding's 16 bits */
-    int min_computed = n_steps;
     for (int c = 0; c < nc; c++) {
         const run *r = &runs[ch[c]];
         const dfa_acu_range *cr = ranges + r->r_off;
@@ -217,14 +216,13 @@ static int union_ok(const run *runs, const int *ch, int nc, const dfa_acu_range 
                 if (count == 0) first = step;
                 count++;
             }
+        /* count <= DFA_ACU_MAX_SKIP is also the cost guard: the CTA streams at most that many
+         * steps more than any of its chunks computes */
         if (count > DFA_ACU_MAX_SKIP || computed < 1) return 0;
-        if (computed < min_computed) min_computed = computed;
         skip[c] = dfa_acu_skip_make(first, count);
         keys[c] = range_keys(cr, r->n_r);
     }
-    /* cost guard: no chunk computes much less than the item's CTA streams (implied by the limit
-     * per chunk; kept explicit) */
-    return n_steps - min_computed <= DFA_ACU_MAX_SKIP;
+    return 1;
 }
 
 /* The items of a computed head of a 192-row list from its runs (see attn_worklist.h): from row p,
