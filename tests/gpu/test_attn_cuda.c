@@ -414,6 +414,26 @@ static void test_cache_helpers(void) {
     free(ha), free(hb), free(ho), free(hd);
 }
 
+/* variant 15 (session-6 experiment: items from the producer's slot, the storer warp's TMA-store
+ * epilogue): every case at D=64 (3 consumers) and 128, both dtypes on the first three, the
+ * padded D=72 / 96 kernels (TMA clips the zero columns), many items per CTA (the storer and the
+ * producer's Q-buffer hand-over over several items), plain windows, the MIXED_CASES' idle
+ * warpgroups and union items */
+static void test_v15(void) {
+    const int v = DFA_ATTN_CUDA_V_FAST;
+    test_variant(v);
+    if (!dfa_attn_cuda_variant_ok(v)) return;
+    run_case(&CASES[0], 72, DFA_ATTN_CUDA_BF16, v);
+    run_case(&CASES[6], 96, DFA_ATTN_CUDA_F16, v);
+    run_case(&MANY3, 64, DFA_ATTN_CUDA_F16, v);
+    run_case(&MANY3, 128, DFA_ATTN_CUDA_BF16, v);
+    for (size_t c = 0; c < 3; c++) run_case(&PLAIN_CASES[c], 128, DFA_ATTN_CUDA_BF16, v);
+    for (size_t c = 0; c < sizeof MIXED_CASES / sizeof MIXED_CASES[0]; c++) {
+        run_case(&MIXED_CASES[c], 64, DFA_ATTN_CUDA_BF16, v);
+        run_case(&MIXED_CASES[c], 128, DFA_ATTN_CUDA_F16, v);
+    }
+}
+
 static void test_bad_args(void) {
     dfa_error err = {0};
     dfa_attn_cuda_plan *p = NULL;
@@ -564,6 +584,12 @@ int main(void) {
             run_case(&MIXED_CASES[1], 64, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA3_NOPP);
             /* union items (block 128: 192-row items whose warpgroups skip key steps) */
             run_case(&MIXED_CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3_NOPP);
+            /* variant 15: the storer warp (TMA and acu_store_tile chunks, copies, idle consumers) */
+            run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_FAST);
+            run_case(&CASES[1], 128, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_FAST);
+            run_case(&CASES[0], 72, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_FAST);
+            run_case(&MIXED_CASES[1], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_FAST);
+            run_case(&MIXED_CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_FAST);
         }
         dfa_cuda_free(g_cu);
         return test_summary();
@@ -577,6 +603,7 @@ int main(void) {
     RUN(test_plain);
     RUN(test_v5);
     RUN(test_gain);
+    RUN(test_v15);
     RUN(test_plan_set);
     RUN(test_idle_wg);
     RUN(test_mixed_v2);

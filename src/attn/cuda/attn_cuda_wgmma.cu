@@ -38,6 +38,31 @@
 
 namespace {
 
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+/* TMA store of one 64-column box (bulk group of the issuing thread) and the waits on its groups */
+__device__ __forceinline__ void tma_store(const CUtensorMap *map, uint32_t src, int c0, int c1, int c2) {
+    asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%1, %2, %3}], [%4];\n" ::"l"(
+                     reinterpret_cast<uint64_t>(map)),
+                 "r"(c0), "r"(c1), "r"(c2), "r"(src)
+                 : "memory");
+}
+__device__ __forceinline__ void bulk_commit() {
+    asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+}
+__device__ __forceinline__ void bulk_wait_read() { /* the groups' shared-memory sources are read */
+    asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+}
+__device__ __forceinline__ void bulk_wait_all() { /* ... and their global writes done */
+    asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+}
+/* FAST: chunk c (rows 64c .. 64c + 63) of a computed item leaves by TMA store when it is full and
+ * plain (no residual to add, output slot 0); else its warpgroup stores it (acu_store_tile) */
+__device__ __forceinline__ bool acu_tma_chunk(const acu_item &it, int c) {
+    return !(it.flags & (ACU_ITEM_COPY | ACU_ITEM_RESID)) && (it.flags >> ACU_ITEM_SLOT_SHIFT) == 0 &&
+           it.q_len >= 64 * (c + 1);
+}
+#endif
+
 /* An item handed from the producer to the consumers in shared memory (one per Q buffer): the
  * producer has read it and its key ranges (at most 2, attn_worklist.h) from global memory anyway;
  * the consumers reading them again put dependent global loads on their path at each item start.
@@ -59,13 +84,14 @@ struct cfg {
     static constexpr int KV_BYTES = BN * D * 2; /* one of K or V, one stage */
     static constexpr int TILES = 2 * Q_BYTES + 2 * STAGES * KV_BYTES; /* Q double-buffered */
     static constexpr int SMEM = TILES + 1024 /* alignment slack */ + 512 /* barriers, item slots */;
+    static constexpr int OFULL = (8 * (6 + 4 * STAGES) + 2 * (int)sizeof(acu_slot) + 7) / 8 * 8; /* FAST */
     static constexpr int PRODUCER_REGS = NC == 2 ? 40 : 32;
     static constexpr int CONSUMER_REGS = NC == 2 ? 232 : 160;
     static_assert(NC == 2 || NC == 3, "2 or 3 consumer warpgroups");
     static_assert(BM == (NC == 2 ? DFA_ACU_BM : DFA_ACU_BM3), "an item of the work list fills one CTA");
     static_assert(NC == 2 || D == 64, "3 consumers: D=64 only (acu_tile_off's 128-row column blocks)");
     static_assert(Q_BYTES % 1024 == 0 && KV_BYTES % 1024 == 0, "128-byte swizzle needs 1 KB aligned tiles");
-    static_assert(8 * (6 + 4 * STAGES) + 2 * (int)sizeof(acu_slot) <= 512, "barriers and item slots fit");
+    static_assert(OFULL + 16 <= 512, "barriers and item slots fit");
     static_assert(128 * PRODUCER_REGS + 128 * NC * CONSUMER_REGS <= 65536, "register file");
 };
 
@@ -136,10 +162,15 @@ __device__ __forceinline__ int acu_pass_skipped(int step, int x0, int x1, int gs
 /* PAD: the tensors' head dim is p.head_dim < D; the tensor maps have that inner size, so TMA
  * zero-fills columns p.head_dim..D-1 of every Q/K/V tile (exact: zero columns add 0 to Q K^T, and
  * give output columns that are not stored). */
-template <int NC, int D, bool PAD, typename T>
+/* FAST (variant 15, an experiment of session 6): the consumers take each item's fields from the
+ * producer's slot (no global load before their first QK^T), and a warpgroup's full 64-row chunk
+ * leaves through a TMA store of its staging (one thread issues it; the Q buffer goes back to the
+ * producer once the store has read it, after that thread's next item's first step). */
+template <int NC, int D, bool PAD, typename T, bool FAST>
 __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     attn_wgmma_kernel(const __grid_constant__ acu_params p, const __grid_constant__ CUtensorMap tq,
-                      const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv) {
+                      const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
+                      const __grid_constant__ CUtensorMap to) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using C = cfg<NC, D>;
     constexpr int BM = C::BM;
@@ -165,6 +196,8 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     auto k_empty = [&](int s) { return bars + 8 * (6 + 2 * ST + s); };
     auto v_empty = [&](int s) { return bars + 8 * (6 + 3 * ST + s); };
     acu_slot *slot = reinterpret_cast<acu_slot *>(base + C::TILES + 8 * (6 + 4 * ST)); /* per Q buffer */
+    /* FAST: o_full[2] after the slots (the other kernels' layout unchanged) */
+    auto o_full = [&](int q) { return bars + C::OFULL + 8 * q; };
 
     const int tid = threadIdx.x;
     const int total = p.n_items * p.batch;
@@ -172,7 +205,8 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
         for (int q = 0; q < 2; q++) {
             mbar_init(item_full(q), 1);
             mbar_init(q_full(q), 1);
-            mbar_init(q_empty(q), 128 * NC);
+            mbar_init(q_empty(q), FAST ? 1 : 128 * NC); /* FAST: the storer warp releases Q */
+            if (FAST) mbar_init(o_full(q), 128 * NC);
         }
         for (int s = 0; s < ST; s++) {
             mbar_init(k_full(s), 1);
@@ -241,6 +275,48 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                         tma_load(sV + s * C::KV_BYTES + dh * BN * 128, &tv, dh * 64, it.head, row0 + w.k, v_full(s));
                 }
             }
+        } else if (FAST && tid / 32 == 1) {
+            /* the storer warp (FAST): per item, once every consumer thread has handed the Q buffer
+             * over with its output staged there (o_full), stores it: full plain chunks by TMA (lane
+             * 0 issues, then waits until the copies have read the staging), the others (partial
+             * rows, a residual to add, a ring slot) with acu_store_tile; then gives the buffer
+             * back to the producer (q_empty) */
+            const int lane = tid & 31;
+            for (int t = 0;; t++) {
+                const int qb = t & 1, ph = (t >> 1) & 1;
+                mbar_wait(item_full(qb), ph);
+                const acu_slot *sl = &slot[qb];
+                const int idx = sl->idx;
+                if (idx >= total) break;
+                mbar_wait(o_full(qb), ph);
+                const acu_item &it = sl->it; /* read where used: the producer warpgroup's few registers */
+                if (!(it.flags & ACU_ITEM_COPY)) {
+                    const int b = idx % p.batch;
+                    const T *so = reinterpret_cast<const T *>(base + qb * C::Q_BYTES);
+                    int n = 0;
+                    for (int c = 0; c < NC; c++) {
+                        if (acu_tma_chunk(it, c)) {
+                            if (lane == 0)
+                                for (int dh = 0; dh < DH; dh++)
+                                    tma_store(&to, sQ + qb * C::Q_BYTES + dh * BM * 128 + c * 64 * 128, dh * 64,
+                                              it.head, b * p.n_tokens + it.q0 + 64 * c);
+                            n++;
+                        } else if (64 * c < it.q_len) {
+                            acu_store_tile<D, ACU_LAYOUT_TMA, T>(p, it, b, so, lane, 32, 64 * c, 64 * c + 64,
+                                                                 PAD ? p.head_dim : D);
+                        }
+                    }
+                    if (lane == 0 && n) {
+                        bulk_commit();
+                        bulk_wait_read();
+                    }
+                    /* this warp's reads of the staging ordered before the producer's next TMA load */
+                    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+                }
+                __syncwarp();
+                if (lane == 0) mbar_arrive(q_empty(qb));
+            }
+            if (lane == 0) bulk_wait_all(); /* the last stores' writes done before the CTA exits */
         }
         return;
     }
@@ -325,6 +401,9 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     };
     pingpong<PINGPONG> turns; /* NC = 2 only (struct pingpong) */
     int gstep = 0, q_par = 0; /* bit q: parity of Q buffer q's next fill */
+    /* FAST: the consumers hand each Q buffer (with the output staged over it) to the storer, which
+     * gives it back to the producer */
+    auto q_done = [&](int q) { mbar_arrive(FAST ? o_full(q) : q_empty(q)); };
     for (int t = 0;; t++) {
         const int qb = t & 1;
         mbar_wait(item_full(qb), (t >> 1) & 1);
@@ -335,20 +414,25 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
         if (idx >= total) break;
         /* the item's fields from global memory: held from the slot, they spilled at NC = 3 (160
          * registers), and the NC = 2 kernel measured 2-3 % slower */
-        const acu_item it = p.items[idx / p.batch];
+        acu_item it;
+        if constexpr (!FAST) it = p.items[idx / p.batch];
+        /* FAST: the item from the slot (valid until this warpgroup releases the Q buffer) */
+        const acu_item &itr = FAST ? sl->it : it;
         const int b = ITEM_RELOAD ? -1 : idx % p.batch; /* batch element (NC = 3: not kept live) */
-        if (it.flags & ACU_ITEM_COPY) {
-            acu_copy_item<D>(p, it, ITEM_RELOAD ? idx % p.batch : b, ctid, 128 * NC, PAD ? p.head_dim : D);
-            mbar_arrive(q_empty(qb));
+        const int flags = FAST ? __shfl_sync(0xffffffffu, sl->it.flags, 0) : it.flags;
+        if (flags & ACU_ITEM_COPY) {
+            acu_copy_item<D>(p, itr, ITEM_RELOAD ? idx % p.batch : b, ctid, 128 * NC, PAD ? p.head_dim : D);
+            q_done(qb);
             continue;
         }
         const int n_steps = __shfl_sync(0xffffffffu, sl->n_steps, 0);
-        const int n_act = it.q_len > 128 ? 3 : it.q_len > 64 ? 2 : 1; /* consumers with rows */
+        const int q_len = FAST ? __shfl_sync(0xffffffffu, sl->it.q_len, 0) : it.q_len;
+        const int n_act = q_len > 128 ? 3 : q_len > 64 ? 2 : 1; /* consumers with rows */
         if (cw >= n_act) { /* no rows here: walk the item's K/V stages (acu_walk_stages), release Q */
             acu_walk_stages<ST>(k_full(0), v_full(0), k_empty(0), v_empty(0), gstep, n_steps);
             q_par ^= 1 << qb;
             gstep += n_steps;
-            mbar_arrive(q_empty(qb));
+            q_done(qb);
             continue;
         }
         qbuf = sQ + qb * C::Q_BYTES;
@@ -417,7 +501,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
         }
         if (NC == 3 && x1 > x0) { /* key ranges from global memory (the skip loop measured
                                     * slower reading them from the slot, session 5) */
-            walker w(p.ranges + it.r_off, it.n_r);
+            walker w(p.ranges + itr.r_off, itr.n_r);
             const uint32_t kf0 = k_full(0), vf0 = v_full(0), ke0 = k_empty(0), ve0 = v_empty(0);
             int step = acu_pass_skipped<ST>(0, x0, x1, gstep, kf0, vf0, ke0, ve0, w);
             int gp = gstep + step;
@@ -430,7 +514,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             }
             last(gp);
         } else {
-            walker w(sl->r, it.n_r);
+            walker w(sl->r, itr.n_r);
             first(gstep, w.valid());
             for (int step = 1; step < n_steps; step++) {
                 w.next();
@@ -448,7 +532,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 2);
             if constexpr (LSE)
                 if (p.lse && (lane & 3) == 0) /* ring plans: the row's log-sum-exp */
-                    acu_store_lse(p, it, b, cw * 64 + wq * 16 + (lane >> 2) + 8 * r, m_r[r], l_r[r]);
+                    acu_store_lse(p, itr, b, cw * 64 + wq * 16 + (lane >> 2) + 8 * r, m_r[r], l_r[r]);
             l_r[r] = l_r[r] > 0.f ? 1.f / l_r[r] : 0.f;
         }
         T *so = reinterpret_cast<T *>(base + qb * C::Q_BYTES);
@@ -460,58 +544,75 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             *reinterpret_cast<uint32_t *>(so + acu_tile_off<D, ACU_LAYOUT_TMA>(row + 8, j) + c) =
                 acu_pack<T>::two(o[4 * j + 2] * l_r[1], o[4 * j + 3] * l_r[1]);
         }
+        if constexpr (FAST) {
+            /* the storer warp stores it (TMA or acu_store_tile); the staging writes (generic proxy)
+             * ordered before its TMA stores (async proxy) */
+            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+            q_done(qb);
+            continue;
+        }
         asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
         if constexpr (ITEM_RELOAD) { /* slot[qb] stays until this warpgroup releases the buffer */
             const acu_slot *se = &slot[qb];
             acu_store_tile<D, ACU_LAYOUT_TMA, T>(p, se->it, se->idx % p.batch, so, ctid & 127, 128, cw * 64,
                                                  cw * 64 + 64, PAD ? p.head_dim : D);
         } else {
-            acu_store_tile<D, ACU_LAYOUT_TMA, T>(p, it, b, so, ctid & 127, 128, cw * 64, cw * 64 + 64,
+            acu_store_tile<D, ACU_LAYOUT_TMA, T>(p, itr, b, so, ctid & 127, 128, cw * 64, cw * 64 + 64,
                                                  PAD ? p.head_dim : D); /* the tensors' head dim */
         }
         /* the staging (over Q) is read; TMA may overwrite it after this (async proxy) */
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-        mbar_arrive(q_empty(qb));
+        q_done(qb);
     }
     turns.finish(cw);
 #endif
 }
 
-template <int NC, int D, bool PAD, typename T>
+template <int NC, int D, bool PAD, typename T, bool FAST>
 cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t st) {
     using C = cfg<NC, D>;
     const int dg = PAD ? p.head_dim : D;
     encode_fn enc;
     cudaError_t e = get_encode(&enc);
     if (e != cudaSuccess) return e;
-    CUtensorMap mq, mk, mv;
+    CUtensorMap mq, mk, mv, mo;
     const int rows = p.batch * p.n_tokens;
     if ((e = make_map(enc, &mq, p.q, dtype, rows, p.n_heads, dg, C::BM)) != cudaSuccess) return e;
     if ((e = make_map(enc, &mk, p.k, dtype, rows, p.n_heads, dg, BN)) != cudaSuccess) return e;
     if ((e = make_map(enc, &mv, p.v, dtype, rows, p.n_heads, dg, BN)) != cudaSuccess) return e;
-    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+    if (FAST) { /* 64-row boxes: one per consumer warpgroup */
+        if ((e = make_map(enc, &mo, p.o, dtype, rows, p.n_heads, dg, 64)) != cudaSuccess) return e;
+    } else {
+        mo = mv; /* unused */
+    }
+    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T, FAST>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
     if (e != cudaSuccess) return e;
     int dev = 0, sms = 0;
     if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
     if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
     const int total = p.n_items * p.batch;
     const int grid = persistent && sms < total ? sms : total;
-    attn_wgmma_kernel<NC, D, PAD, T><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv);
+    attn_wgmma_kernel<NC, D, PAD, T, FAST><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv, mo);
     return cudaGetLastError();
 }
 
-template <typename T>
+template <typename T, bool FAST>
 cudaError_t launch_d(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
-    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T>(p, dtype, persistent, st) : cudaErrorInvalidValue;
-    if (head_dim == 64) return launch<2, 64, false, T>(p, dtype, persistent, st);
-    if (head_dim == 128) return launch<2, 128, false, T>(p, dtype, persistent, st);
-    return launch<2, 128, true, T>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
+    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T, FAST>(p, dtype, persistent, st) : cudaErrorInvalidValue;
+    if (head_dim == 64) return launch<2, 64, false, T, FAST>(p, dtype, persistent, st);
+    if (head_dim == 128) return launch<2, 128, false, T, FAST>(p, dtype, persistent, st);
+    return launch<2, 128, true, T, FAST>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
 }
 
 } // namespace
 
-cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
+cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, bool fast,
+                             cudaStream_t st) {
     if (nc != 2 && nc != 3) return cudaErrorInvalidValue;
-    if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16>(p, nc, head_dim, dtype, persistent, st);
-    return launch_d<__half>(p, nc, head_dim, dtype, persistent, st);
+    if (fast) {
+        if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16, true>(p, nc, head_dim, dtype, persistent, st);
+        return launch_d<__half, true>(p, nc, head_dim, dtype, persistent, st);
+    }
+    if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16, false>(p, nc, head_dim, dtype, persistent, st);
+    return launch_d<__half, false>(p, nc, head_dim, dtype, persistent, st);
 }
