@@ -414,22 +414,24 @@ static void test_cache_helpers(void) {
     free(ha), free(hb), free(ho), free(hd);
 }
 
-/* variant 15 (session-6 experiment: items from the producer's slot, the storer warp's TMA-store
- * epilogue): every case at D=64 (3 consumers) and 128, both dtypes on the first three, the
- * padded D=72 / 96 kernels (TMA clips the zero columns), many items per CTA (the storer and the
- * producer's Q-buffer hand-over over several items), plain windows, the MIXED_CASES' idle
- * warpgroups and union items */
-static void test_v15(void) {
-    const int v = DFA_ATTN_CUDA_V_FAST;
+/* variant 16 (session-6 experiment: L2 policies on the TMA loads) on every case at D=64 (3
+ * consumers) and 128, both dtypes on the first three; and the 2-consumer kernels' storer warp
+ * (session 6: items from the producer's slot, TMA stores of full plain chunks, acu_store_tile for
+ * partial rows, residuals and ring slots) on the padded D=72 / 96 kernels (TMA clips the zero
+ * columns), many items per CTA (the storer's and the producer's Q-buffer hand-over over several
+ * items), plain windows and the MIXED_CASES' idle warpgroups */
+static void test_v16(void) {
+    const int v = DFA_ATTN_CUDA_V_L2HINT;
     test_variant(v);
     if (!dfa_attn_cuda_variant_ok(v)) return;
-    run_case(&CASES[0], 72, DFA_ATTN_CUDA_BF16, v);
-    run_case(&CASES[6], 96, DFA_ATTN_CUDA_F16, v);
-    run_case(&MANY3, 64, DFA_ATTN_CUDA_F16, v);
-    run_case(&MANY3, 128, DFA_ATTN_CUDA_BF16, v);
-    for (size_t c = 0; c < 3; c++) run_case(&PLAIN_CASES[c], 128, DFA_ATTN_CUDA_BF16, v);
+    const int v2 = DFA_ATTN_CUDA_V_WGMMA;
+    run_case(&CASES[0], 72, DFA_ATTN_CUDA_BF16, v2);
+    run_case(&CASES[6], 96, DFA_ATTN_CUDA_F16, v2);
+    run_case(&MANY3, 64, DFA_ATTN_CUDA_F16, v2);
+    run_case(&MANY3, 128, DFA_ATTN_CUDA_BF16, v2);
+    for (size_t c = 0; c < 3; c++) run_case(&PLAIN_CASES[c], 128, DFA_ATTN_CUDA_BF16, v2);
     for (size_t c = 0; c < sizeof MIXED_CASES / sizeof MIXED_CASES[0]; c++) {
-        run_case(&MIXED_CASES[c], 64, DFA_ATTN_CUDA_BF16, v);
+        run_case(&MIXED_CASES[c], 64, DFA_ATTN_CUDA_BF16, v2);
         run_case(&MIXED_CASES[c], 128, DFA_ATTN_CUDA_F16, v);
     }
 }
@@ -445,13 +447,13 @@ static void test_bad_args(void) {
     m[1] = F;
     CHECK(dfa_attn_cuda_plan_build(&p, &bad, 2, m, w, 1, NULL, &err) == DFA_ERR_INVALID_ARG);
     m[1] = C;
-    /* variants 1, 2, 3, 5 exist (0: the default); 13 and -1 do not, on any GPU; 4, 6-12 and 14 were
+    /* variants 1, 2, 3, 5, 16 exist (0: the default); 13 and -1 do not, on any GPU; 4, 6-12, 14 and 15 were
      * removed and say so */
     CHECK(dfa_attn_cuda_plan_build(&p, &l, 2, m, w, 13, NULL, &err) == DFA_ERR_INVALID_ARG);
     CHECKF(strstr(err.msg, "unknown variant 13") != NULL, "%s", err.msg);
     CHECK(dfa_attn_cuda_plan_build(&p, &l, 2, m, w, -1, NULL, &err) == DFA_ERR_INVALID_ARG);
-    const int removed[9] = {4, 6, 7, 8, 9, 10, 11, 12, 14};
-    for (int i = 0; i < 9; i++) {
+    const int removed[10] = {4, 6, 7, 8, 9, 10, 11, 12, 14, 15};
+    for (int i = 0; i < 10; i++) {
         char want[64];
         snprintf(want, sizeof want, "variant %d was removed", removed[i]);
         err.msg[0] = 0;
@@ -584,12 +586,13 @@ int main(void) {
             run_case(&MIXED_CASES[1], 64, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA3_NOPP);
             /* union items (block 128: 192-row items whose warpgroups skip key steps) */
             run_case(&MIXED_CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3_NOPP);
-            /* variant 15: the storer warp (TMA and acu_store_tile chunks, copies, idle consumers) */
-            run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_FAST);
-            run_case(&CASES[1], 128, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_FAST);
-            run_case(&CASES[0], 72, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_FAST);
-            run_case(&MIXED_CASES[1], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_FAST);
-            run_case(&MIXED_CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_FAST);
+            /* variant 16 (L2 policies) and the 2-consumer storer warp (TMA and acu_store_tile
+             * chunks, copies, idle consumers) */
+            run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_L2HINT);
+            run_case(&CASES[1], 128, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_L2HINT);
+            run_case(&CASES[0], 72, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_L2HINT);
+            run_case(&MIXED_CASES[1], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_L2HINT);
+            run_case(&MIXED_CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_L2HINT);
         }
         dfa_cuda_free(g_cu);
         return test_summary();
@@ -603,7 +606,7 @@ int main(void) {
     RUN(test_plain);
     RUN(test_v5);
     RUN(test_gain);
-    RUN(test_v15);
+    RUN(test_v16);
     RUN(test_plan_set);
     RUN(test_idle_wg);
     RUN(test_mixed_v2);

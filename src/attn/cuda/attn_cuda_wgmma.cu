@@ -162,17 +162,20 @@ __device__ __forceinline__ int acu_pass_skipped(int step, int x0, int x1, int gs
 /* PAD: the tensors' head dim is p.head_dim < D; the tensor maps have that inner size, so TMA
  * zero-fills columns p.head_dim..D-1 of every Q/K/V tile (exact: zero columns add 0 to Q K^T, and
  * give output columns that are not stored). */
-/* FAST (variant 15, an experiment of session 6): the consumers take each item's fields from the
- * producer's slot (no global load before their first QK^T), and a warpgroup's full 64-row chunk
- * leaves through a TMA store of its staging (one thread issues it; the Q buffer goes back to the
- * producer once the store has read it, after that thread's next item's first step). */
-template <int NC, int D, bool PAD, typename T, bool FAST>
+/* NC = 2 (FAST, session 6): the consumers take each item's fields from the producer's slot (no
+ * global load before their first QK^T) and hand their staged output to the storer warp (TMA
+ * store), measured 0.6-1.3 % faster on dense D=128 and 1-3 % on arrow plans (A/B in one process,
+ * bench/RESULTS.md); at NC = 3 (D=64) the same measured 5-8 % slower and is not used.
+ * HINT (variant 16, an experiment of session 6): K/V loads with an L2 evict_last policy, Q with
+ * evict_first. */
+template <int NC, int D, bool PAD, typename T, bool HINT>
 __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     attn_wgmma_kernel(const __grid_constant__ acu_params p, const __grid_constant__ CUtensorMap tq,
                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
                       const __grid_constant__ CUtensorMap to) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using C = cfg<NC, D>;
+    constexpr bool FAST = NC == 2;
     constexpr int BM = C::BM;
     constexpr int ST = C::STAGES;
     constexpr int DH = D / 64; /* 64-element (128-byte) column blocks */
@@ -259,7 +262,8 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                 const int row0 = (idx % p.batch) * p.n_tokens; /* batch element's first row in [B*N] */
                 mbar_expect_tx(q_full(qb), C::Q_BYTES);
                 for (int dh = 0; dh < DH; dh++)
-                    tma_load(sQ + qb * C::Q_BYTES + dh * BM * 128, &tq, dh * 64, it.head, row0 + it.q0, q_full(qb));
+                    tma_load<HINT ? 1 : 0>(sQ + qb * C::Q_BYTES + dh * BM * 128, &tq, dh * 64, it.head, row0 + it.q0,
+                                           q_full(qb));
                 const int n_steps = sl->n_steps;
                 walker w(sl->r, it.n_r);
                 for (int step = 0; step < n_steps; step++, w.next(), gstep++) {
@@ -268,11 +272,13 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                     if (gstep >= ST) mbar_wait(k_empty(s), par);
                     mbar_expect_tx(k_full(s), C::KV_BYTES);
                     for (int dh = 0; dh < DH; dh++)
-                        tma_load(sK + s * C::KV_BYTES + dh * BN * 128, &tk, dh * 64, it.head, row0 + w.k, k_full(s));
+                        tma_load<HINT ? 2 : 0>(sK + s * C::KV_BYTES + dh * BN * 128, &tk, dh * 64, it.head, row0 + w.k,
+                                               k_full(s));
                     if (gstep >= ST) mbar_wait(v_empty(s), par);
                     mbar_expect_tx(v_full(s), C::KV_BYTES);
                     for (int dh = 0; dh < DH; dh++)
-                        tma_load(sV + s * C::KV_BYTES + dh * BN * 128, &tv, dh * 64, it.head, row0 + w.k, v_full(s));
+                        tma_load<HINT ? 2 : 0>(sV + s * C::KV_BYTES + dh * BN * 128, &tv, dh * 64, it.head, row0 + w.k,
+                                               v_full(s));
                 }
             }
         } else if (FAST && tid / 32 == 1) {
@@ -568,7 +574,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
 #endif
 }
 
-template <int NC, int D, bool PAD, typename T, bool FAST>
+template <int NC, int D, bool PAD, typename T, bool HINT>
 cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t st) {
     using C = cfg<NC, D>;
     const int dg = PAD ? p.head_dim : D;
@@ -580,36 +586,36 @@ cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t
     if ((e = make_map(enc, &mq, p.q, dtype, rows, p.n_heads, dg, C::BM)) != cudaSuccess) return e;
     if ((e = make_map(enc, &mk, p.k, dtype, rows, p.n_heads, dg, BN)) != cudaSuccess) return e;
     if ((e = make_map(enc, &mv, p.v, dtype, rows, p.n_heads, dg, BN)) != cudaSuccess) return e;
-    if (FAST) { /* 64-row boxes: one per consumer warpgroup */
+    if (NC == 2) { /* the storer's TMA stores (FAST): 64-row boxes, one per consumer warpgroup */
         if ((e = make_map(enc, &mo, p.o, dtype, rows, p.n_heads, dg, 64)) != cudaSuccess) return e;
     } else {
         mo = mv; /* unused */
     }
-    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T, FAST>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T, HINT>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
     if (e != cudaSuccess) return e;
     int dev = 0, sms = 0;
     if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
     if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
     const int total = p.n_items * p.batch;
     const int grid = persistent && sms < total ? sms : total;
-    attn_wgmma_kernel<NC, D, PAD, T, FAST><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv, mo);
+    attn_wgmma_kernel<NC, D, PAD, T, HINT><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv, mo);
     return cudaGetLastError();
 }
 
-template <typename T, bool FAST>
+template <typename T, bool HINT>
 cudaError_t launch_d(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
-    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T, FAST>(p, dtype, persistent, st) : cudaErrorInvalidValue;
-    if (head_dim == 64) return launch<2, 64, false, T, FAST>(p, dtype, persistent, st);
-    if (head_dim == 128) return launch<2, 128, false, T, FAST>(p, dtype, persistent, st);
-    return launch<2, 128, true, T, FAST>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
+    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T, HINT>(p, dtype, persistent, st) : cudaErrorInvalidValue;
+    if (head_dim == 64) return launch<2, 64, false, T, HINT>(p, dtype, persistent, st);
+    if (head_dim == 128) return launch<2, 128, false, T, HINT>(p, dtype, persistent, st);
+    return launch<2, 128, true, T, HINT>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
 }
 
 } // namespace
 
-cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, bool fast,
+cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, bool hint,
                              cudaStream_t st) {
     if (nc != 2 && nc != 3) return cudaErrorInvalidValue;
-    if (fast) {
+    if (hint) {
         if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16, true>(p, nc, head_dim, dtype, persistent, st);
         return launch_d<__half, true>(p, nc, head_dim, dtype, persistent, st);
     }
