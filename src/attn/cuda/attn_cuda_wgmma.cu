@@ -166,9 +166,10 @@ __device__ __forceinline__ int acu_pass_skipped(int step, int x0, int x1, int gs
  * global load before their first QK^T) and hand their staged output to the storer warp (TMA
  * store), measured 0.6-1.3 % faster on dense D=128 and 1-3 % on arrow plans (A/B in one process,
  * bench/RESULTS.md); at NC = 3 (D=64) the same measured 5-8 % slower and is not used.
- * HINT (variant 16, an experiment of session 6): K/V loads with an L2 evict_last policy, Q with
- * evict_first. */
-template <int NC, int D, bool PAD, typename T, bool HINT>
+ * RO (variant 16, an experiment of session 6): FlashAttention-3's order of the O rescaling: O *=
+ * alpha of step i-1 between issuing QK^T(i) and P V(i-1) (under the QK^T GEMM), so that only
+ * the packing of P follows the wait for P V(i-1). */
+template <int NC, int D, bool PAD, typename T, bool RO>
 __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     attn_wgmma_kernel(const __grid_constant__ acu_params p, const __grid_constant__ CUtensorMap tq,
                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -208,7 +209,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
         for (int q = 0; q < 2; q++) {
             mbar_init(item_full(q), 1);
             mbar_init(q_full(q), 1);
-            mbar_init(q_empty(q), FAST ? 1 : 128 * NC); /* FAST: the storer warp releases Q */
+            mbar_init(q_empty(q), FAST ? 32 : 128 * NC); /* FAST: the storer warp releases Q */
             if (FAST) mbar_init(o_full(q), 128 * NC);
         }
         for (int s = 0; s < ST; s++) {
@@ -262,7 +263,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                 const int row0 = (idx % p.batch) * p.n_tokens; /* batch element's first row in [B*N] */
                 mbar_expect_tx(q_full(qb), C::Q_BYTES);
                 for (int dh = 0; dh < DH; dh++)
-                    tma_load<HINT ? 1 : 0>(sQ + qb * C::Q_BYTES + dh * BM * 128, &tq, dh * 64, it.head, row0 + it.q0,
+                    tma_load(sQ + qb * C::Q_BYTES + dh * BM * 128, &tq, dh * 64, it.head, row0 + it.q0,
                                            q_full(qb));
                 const int n_steps = sl->n_steps;
                 walker w(sl->r, it.n_r);
@@ -272,12 +273,12 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                     if (gstep >= ST) mbar_wait(k_empty(s), par);
                     mbar_expect_tx(k_full(s), C::KV_BYTES);
                     for (int dh = 0; dh < DH; dh++)
-                        tma_load<HINT ? 2 : 0>(sK + s * C::KV_BYTES + dh * BN * 128, &tk, dh * 64, it.head, row0 + w.k,
+                        tma_load(sK + s * C::KV_BYTES + dh * BN * 128, &tk, dh * 64, it.head, row0 + w.k,
                                                k_full(s));
                     if (gstep >= ST) mbar_wait(v_empty(s), par);
                     mbar_expect_tx(v_full(s), C::KV_BYTES);
                     for (int dh = 0; dh < DH; dh++)
-                        tma_load<HINT ? 2 : 0>(sV + s * C::KV_BYTES + dh * BN * 128, &tv, dh * 64, it.head, row0 + w.k,
+                        tma_load(sV + s * C::KV_BYTES + dh * BN * 128, &tv, dh * 64, it.head, row0 + w.k,
                                                v_full(s));
                 }
             }
@@ -319,8 +320,8 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                     /* this warp's reads of the staging ordered before the producer's next TMA load */
                     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
                 }
-                __syncwarp();
-                if (lane == 0) mbar_arrive(q_empty(qb));
+                /* every lane (each read the slot or the staging): lane 0 after its stores' reads */
+                mbar_arrive(q_empty(qb));
             }
             if (lane == 0) bulk_wait_all(); /* the last stores' writes done before the CTA exits */
         }
@@ -389,7 +390,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             l_r[r] = l_r[r] * alpha[r] + t[0];
         }
     };
-    auto rescale_pack = [&]() {
+    auto rescale = [&]() {
 #pragma unroll
         for (int j = 0; j < D / 8; j++) {
             o[4 * j] *= alpha[0];
@@ -397,6 +398,10 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             o[4 * j + 2] *= alpha[1];
             o[4 * j + 3] *= alpha[1];
         }
+    };
+    /* RO: O is rescaled before P V is issued (mid, last), not here */
+    auto rescale_pack = [&]() {
+        if constexpr (!RO) rescale();
 #pragma unroll
         for (int kk = 0; kk < BN / 16; kk++) {
             pa[kk][0] = acu_pack<T>::two(sc[8 * kk], sc[8 * kk + 1]);
@@ -471,6 +476,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             mbar_wait(v_full(sp), php);
             turns.wait(cw, n_act);
             issue_qk(s);
+            if constexpr (RO) rescale(); /* under QK^T(i); P V(i-2), the last to touch O, is done */
             issue_pv(sp);
             turns.pass(cw, n_act);
             wg_wait<1>(); /* the QK^T group is done, P V may still run */
@@ -487,6 +493,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             const int sp = gp % ST, php = (gp / ST) & 1;
             mbar_wait(v_full(sp), php);
             turns.wait(cw, n_act);
+            if constexpr (RO) rescale();
             issue_pv(sp);
             turns.pass(cw, n_act);
             wg_wait<0>();
@@ -574,7 +581,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
 #endif
 }
 
-template <int NC, int D, bool PAD, typename T, bool HINT>
+template <int NC, int D, bool PAD, typename T, bool RO>
 cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t st) {
     using C = cfg<NC, D>;
     const int dg = PAD ? p.head_dim : D;
@@ -591,31 +598,31 @@ cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t
     } else {
         mo = mv; /* unused */
     }
-    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T, HINT>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T, RO>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
     if (e != cudaSuccess) return e;
     int dev = 0, sms = 0;
     if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
     if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
     const int total = p.n_items * p.batch;
     const int grid = persistent && sms < total ? sms : total;
-    attn_wgmma_kernel<NC, D, PAD, T, HINT><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv, mo);
+    attn_wgmma_kernel<NC, D, PAD, T, RO><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv, mo);
     return cudaGetLastError();
 }
 
-template <typename T, bool HINT>
+template <typename T, bool RO>
 cudaError_t launch_d(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
-    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T, HINT>(p, dtype, persistent, st) : cudaErrorInvalidValue;
-    if (head_dim == 64) return launch<2, 64, false, T, HINT>(p, dtype, persistent, st);
-    if (head_dim == 128) return launch<2, 128, false, T, HINT>(p, dtype, persistent, st);
-    return launch<2, 128, true, T, HINT>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
+    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T, RO>(p, dtype, persistent, st) : cudaErrorInvalidValue;
+    if (head_dim == 64) return launch<2, 64, false, T, RO>(p, dtype, persistent, st);
+    if (head_dim == 128) return launch<2, 128, false, T, RO>(p, dtype, persistent, st);
+    return launch<2, 128, true, T, RO>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
 }
 
 } // namespace
 
-cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, bool hint,
+cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, bool ro,
                              cudaStream_t st) {
     if (nc != 2 && nc != 3) return cudaErrorInvalidValue;
-    if (hint) {
+    if (ro) {
         if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16, true>(p, nc, head_dim, dtype, persistent, st);
         return launch_d<__half, true>(p, nc, head_dim, dtype, persistent, st);
     }
