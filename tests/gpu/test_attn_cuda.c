@@ -414,14 +414,14 @@ static void test_cache_helpers(void) {
     free(ha), free(hb), free(ho), free(hd);
 }
 
-/* variant 16 (session-6 experiment: the O rescaling in FlashAttention-3's order) on every case at D=64 (3
+/* variant 16 (session-6 experiment: rotated key ranges) on every case at D=64 (3
  * consumers) and 128, both dtypes on the first three; and the 2-consumer kernels' storer warp
  * (session 6: items from the producer's slot, TMA stores of full plain chunks, acu_store_tile for
  * partial rows, residuals and ring slots) on the padded D=72 / 96 kernels (TMA clips the zero
  * columns), many items per CTA (the storer's and the producer's Q-buffer hand-over over several
  * items), plain windows and the MIXED_CASES' idle warpgroups */
 static void test_v16(void) {
-    const int v = DFA_ATTN_CUDA_V_RESCALE;
+    const int v = DFA_ATTN_CUDA_V_ROTATE;
     test_variant(v);
     if (!dfa_attn_cuda_variant_ok(v)) return;
     const int v2 = DFA_ATTN_CUDA_V_WGMMA;
@@ -586,13 +586,13 @@ int main(void) {
             run_case(&MIXED_CASES[1], 64, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA3_NOPP);
             /* union items (block 128: 192-row items whose warpgroups skip key steps) */
             run_case(&MIXED_CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3_NOPP);
-            /* variant 16 (O rescaled before P V) and the 2-consumer storer warp (TMA and acu_store_tile
+            /* variant 16 (rotated key ranges) and the 2-consumer storer warp (TMA and acu_store_tile
              * chunks, copies, idle consumers) */
-            run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_RESCALE);
-            run_case(&CASES[1], 128, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_RESCALE);
-            run_case(&CASES[0], 72, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_RESCALE);
-            run_case(&MIXED_CASES[1], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_RESCALE);
-            run_case(&MIXED_CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_RESCALE);
+            run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_ROTATE);
+            run_case(&CASES[1], 128, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_ROTATE);
+            run_case(&CASES[0], 72, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_ROTATE);
+            run_case(&MIXED_CASES[1], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_ROTATE);
+            run_case(&MIXED_CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_ROTATE);
         }
         dfa_cuda_free(g_cu);
         return test_summary();

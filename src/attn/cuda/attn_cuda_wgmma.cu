@@ -166,10 +166,12 @@ __device__ __forceinline__ int acu_pass_skipped(int step, int x0, int x1, int gs
  * global load before their first QK^T) and hand their staged output to the storer warp (TMA
  * store), measured 0.6-1.3 % faster on dense D=128 and 1-3 % on arrow plans (A/B in one process,
  * bench/RESULTS.md); at NC = 3 (D=64) the same measured 5-8 % slower and is not used.
- * RO (variant 16, an experiment of session 6): FlashAttention-3's order of the O rescaling: O *=
- * alpha of step i-1 between issuing QK^T(i) and P V(i-1) (under the QK^T GEMM), so that only
- * the packing of P follows the wait for P V(i-1). */
-template <int NC, int D, bool PAD, typename T, bool RO>
+ * RO (NC = 2, session 6): FlashAttention-3's order of the O rescaling: O *= alpha of step i-1
+ * between issuing QK^T(i) and P V(i-1) (ptxas interleaves it with the QK^T issue), so that only
+ * the packing of P follows the wait for P V(i-1); measured (A/B in one process) 0.8-1.1 % faster
+ * on dense D=128 and 0.6-1.1 % on its arrow plans; at NC = 3 dense D=64 0.7 % slower at 4k
+ * (arrow 16k 1-2 % faster): not used there. */
+template <int NC, int D, bool PAD, typename T>
 __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     attn_wgmma_kernel(const __grid_constant__ acu_params p, const __grid_constant__ CUtensorMap tq,
                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -177,6 +179,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using C = cfg<NC, D>;
     constexpr bool FAST = NC == 2;
+    constexpr bool RO = NC == 2;
     constexpr int BM = C::BM;
     constexpr int ST = C::STAGES;
     constexpr int DH = D / 64; /* 64-element (128-byte) column blocks */
@@ -581,7 +584,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
 #endif
 }
 
-template <int NC, int D, bool PAD, typename T, bool RO>
+template <int NC, int D, bool PAD, typename T>
 cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t st) {
     using C = cfg<NC, D>;
     const int dg = PAD ? p.head_dim : D;
@@ -598,34 +601,29 @@ cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t
     } else {
         mo = mv; /* unused */
     }
-    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T, RO>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
     if (e != cudaSuccess) return e;
     int dev = 0, sms = 0;
     if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
     if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
     const int total = p.n_items * p.batch;
     const int grid = persistent && sms < total ? sms : total;
-    attn_wgmma_kernel<NC, D, PAD, T, RO><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv, mo);
+    attn_wgmma_kernel<NC, D, PAD, T><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv, mo);
     return cudaGetLastError();
 }
 
-template <typename T, bool RO>
+template <typename T>
 cudaError_t launch_d(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
-    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T, RO>(p, dtype, persistent, st) : cudaErrorInvalidValue;
-    if (head_dim == 64) return launch<2, 64, false, T, RO>(p, dtype, persistent, st);
-    if (head_dim == 128) return launch<2, 128, false, T, RO>(p, dtype, persistent, st);
-    return launch<2, 128, true, T, RO>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
+    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T>(p, dtype, persistent, st) : cudaErrorInvalidValue;
+    if (head_dim == 64) return launch<2, 64, false, T>(p, dtype, persistent, st);
+    if (head_dim == 128) return launch<2, 128, false, T>(p, dtype, persistent, st);
+    return launch<2, 128, true, T>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
 }
 
 } // namespace
 
-cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, bool ro,
-                             cudaStream_t st) {
+cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
     if (nc != 2 && nc != 3) return cudaErrorInvalidValue;
-    if (ro) {
-        if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16, true>(p, nc, head_dim, dtype, persistent, st);
-        return launch_d<__half, true>(p, nc, head_dim, dtype, persistent, st);
-    }
-    if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16, false>(p, nc, head_dim, dtype, persistent, st);
-    return launch_d<__half, false>(p, nc, head_dim, dtype, persistent, st);
+    if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16>(p, nc, head_dim, dtype, persistent, st);
+    return launch_d<__half>(p, nc, head_dim, dtype, persistent, st);
 }
