@@ -414,26 +414,29 @@ static void test_cache_helpers(void) {
     free(ha), free(hb), free(ho), free(hd);
 }
 
-/* variant 16 (session-6 experiment: rotated key ranges) on every case at D=64 (3
- * consumers) and 128, both dtypes on the first three; and the 2-consumer kernels' storer warp
- * (session 6: items from the producer's slot, TMA stores of full plain chunks, acu_store_tile for
- * partial rows, residuals and ring slots) on the padded D=72 / 96 kernels (TMA clips the zero
- * columns), many items per CTA (the storer's and the producer's Q-buffer hand-over over several
- * items), plain windows and the MIXED_CASES' idle warpgroups */
+/* variant 16 (session-6 experiment: the next item's first step carried into an item's last, at
+ * 2 consumers) on every case at D=64 (3 consumers, no carry) and 128, both dtypes on the first
+ * three, and with the plain 2-consumer kernels (variant 2, whose storer warp is new in session 6:
+ * items from the producer's slot, TMA stores of full plain chunks, acu_store_tile for partial
+ * rows, residuals and ring slots) on the padded D=72 / 96 kernels (TMA clips the zero columns),
+ * many items per CTA (carries, the storer's and the producer's Q-buffer hand-over), plain
+ * windows and the MIXED_CASES' idle warpgroups (64-row items: no carry into or out of them) */
 static void test_v16(void) {
-    const int v = DFA_ATTN_CUDA_V_ROTATE;
+    const int v = DFA_ATTN_CUDA_V_CARRY, v2 = DFA_ATTN_CUDA_V_WGMMA;
     test_variant(v);
     if (!dfa_attn_cuda_variant_ok(v)) return;
-    const int v2 = DFA_ATTN_CUDA_V_WGMMA;
-    run_case(&CASES[0], 72, DFA_ATTN_CUDA_BF16, v2);
-    run_case(&CASES[6], 96, DFA_ATTN_CUDA_F16, v2);
-    run_case(&MANY3, 64, DFA_ATTN_CUDA_F16, v2);
-    run_case(&MANY3, 128, DFA_ATTN_CUDA_BF16, v2);
-    for (size_t c = 0; c < 3; c++) run_case(&PLAIN_CASES[c], 128, DFA_ATTN_CUDA_BF16, v2);
-    for (size_t c = 0; c < sizeof MIXED_CASES / sizeof MIXED_CASES[0]; c++) {
-        run_case(&MIXED_CASES[c], 64, DFA_ATTN_CUDA_BF16, v2);
-        run_case(&MIXED_CASES[c], 128, DFA_ATTN_CUDA_F16, v);
+    for (int k = 0; k < 2; k++) { /* the carrying kernels (v16) and the plain ones (v2, also at D=64) */
+        const int vk = k ? v2 : v;
+        run_case(&CASES[0], 72, DFA_ATTN_CUDA_BF16, vk);
+        run_case(&CASES[6], 96, DFA_ATTN_CUDA_F16, vk);
+        run_case(&MANY3, 128, DFA_ATTN_CUDA_BF16, vk);
+        for (size_t c = 0; c < 3; c++) run_case(&PLAIN_CASES[c], 128, DFA_ATTN_CUDA_BF16, vk);
+        for (size_t c = 0; c < sizeof MIXED_CASES / sizeof MIXED_CASES[0]; c++)
+            run_case(&MIXED_CASES[c], 128, DFA_ATTN_CUDA_F16, vk);
     }
+    run_case(&MANY3, 64, DFA_ATTN_CUDA_F16, v2);
+    for (size_t c = 0; c < sizeof MIXED_CASES / sizeof MIXED_CASES[0]; c++)
+        run_case(&MIXED_CASES[c], 64, DFA_ATTN_CUDA_BF16, v2);
 }
 
 static void test_bad_args(void) {
@@ -586,13 +589,15 @@ int main(void) {
             run_case(&MIXED_CASES[1], 64, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_WGMMA3_NOPP);
             /* union items (block 128: 192-row items whose warpgroups skip key steps) */
             run_case(&MIXED_CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_WGMMA3_NOPP);
-            /* variant 16 (rotated key ranges) and the 2-consumer storer warp (TMA and acu_store_tile
+            /* variant 16 (carried first steps) and the 2-consumer storer warp (TMA and acu_store_tile
              * chunks, copies, idle consumers) */
-            run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_ROTATE);
-            run_case(&CASES[1], 128, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_ROTATE);
-            run_case(&CASES[0], 72, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_ROTATE);
-            run_case(&MIXED_CASES[1], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_ROTATE);
-            run_case(&MIXED_CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_ROTATE);
+            run_case(&CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_CARRY);
+            run_case(&CASES[1], 128, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_CARRY);
+            run_case(&CASES[0], 72, DFA_ATTN_CUDA_F16, DFA_ATTN_CUDA_V_CARRY);
+            run_case(&MIXED_CASES[1], 128, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_CARRY);
+            run_case(&CASES[6], 128, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_CARRY); /* ~1-2 items a CTA */
+            run_case(&MIXED_CASES[1], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_CARRY);
+            run_case(&MIXED_CASES[0], 64, DFA_ATTN_CUDA_BF16, DFA_ATTN_CUDA_V_CARRY);
         }
         dfa_cuda_free(g_cu);
         return test_summary();

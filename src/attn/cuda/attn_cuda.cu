@@ -35,14 +35,14 @@ struct dfa_attn_cuda_plan {
 };
 
 static int is_wgmma3(int variant) {
-    return variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP || variant == DFA_ATTN_CUDA_V_ROTATE;
+    return variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP || variant == DFA_ATTN_CUDA_V_CARRY;
 }
 
 /* variants this build knows: 1, 2, 3, 5, 16 */
 static int variant_known(int variant) {
     return variant == DFA_ATTN_CUDA_V_MMA || variant == DFA_ATTN_CUDA_V_WGMMA ||
            variant == DFA_ATTN_CUDA_V_WGMMA_GRID || variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP ||
-           variant == DFA_ATTN_CUDA_V_ROTATE;
+           variant == DFA_ATTN_CUDA_V_CARRY;
 }
 
 /* variants measured slower than (or no faster than) their bases, or used once as an A/B control,
@@ -75,36 +75,6 @@ static dfa_status resolve_variant(int *variant, dfa_error *err) {
     return DFA_OK;
 }
 
-/* Variant 16 (experiment of session 6): an item with one key range of >= 2 steps (and no chunk
- * skips) gets it as two ranges that start s = (q0 / 128) % steps whole steps in and wrap around,
- * so that the persistent CTAs, which take the consecutive query tiles of one head at the same
- * time, read different K/V steps at a time rather than all the same one. Same keys, same
- * steps, exact either way (softmax is order-free; the partial step, if any, stays the last of
- * the first range). */
-static dfa_status rotate_list(dfa_acu_worklist *wl, dfa_error *err) {
-    if (!wl->n_items) return DFA_OK;
-    dfa_acu_range *r = (dfa_acu_range *)malloc(((size_t)wl->n_ranges + 2 * (size_t)wl->n_items) * sizeof *r);
-    if (!r) DFA_FAIL(err, DFA_ERR_OOM, "attn_cuda plan: out of memory rotating %d items", wl->n_items);
-    memcpy(r, wl->ranges, (size_t)wl->n_ranges * sizeof *r);
-    int nr = wl->n_ranges;
-    for (int i = 0; i < wl->n_items; i++) {
-        dfa_acu_item *it = &wl->items[i];
-        if ((it->flags & DFA_ACU_ITEM_COPY) || it->n_r != 1 || it->skip[0] || it->skip[1] || it->skip[2]) continue;
-        const dfa_acu_range k = wl->ranges[it->r_off];
-        const int steps = (k.k1 - k.k0 + 127) / 128, sh = (it->q0 / 128) % (steps > 0 ? steps : 1);
-        if (steps < 2 || sh == 0) continue;
-        r[nr] = dfa_acu_range{k.k0 + 128 * sh, k.k1};
-        r[nr + 1] = dfa_acu_range{k.k0, k.k0 + 128 * sh};
-        it->r_off = nr;
-        it->n_r = 2;
-        nr += 2;
-    }
-    free(wl->ranges);
-    wl->ranges = r;
-    wl->n_ranges = nr;
-    return DFA_OK;
-}
-
 /* The 128-row list serves every variant and head dim; variant 5 adds the 192-row list that its
  * D=64 kernel runs (else wl3 is left empty). On failure nothing is left allocated. */
 static dfa_status build_lists(dfa_acu_worklist *wl, dfa_acu_worklist *wl3, const dfa_attn_layout *layout,
@@ -115,15 +85,6 @@ static dfa_status build_lists(dfa_acu_worklist *wl, dfa_acu_worklist *wl3, const
         dfa_status st = dfa_acu_worklist_build_rows(wl3, layout, n_heads, method, window, DFA_ACU_BM3, err);
         if (st != DFA_OK) {
             dfa_acu_worklist_free(wl);
-            return st;
-        }
-    }
-    if (variant == DFA_ATTN_CUDA_V_ROTATE) {
-        dfa_status st = rotate_list(wl, err);
-        if (st == DFA_OK) st = rotate_list(wl3, err);
-        if (st != DFA_OK) {
-            dfa_acu_worklist_free(wl);
-            dfa_acu_worklist_free(wl3);
             return st;
         }
     }
@@ -476,7 +437,8 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
     }
     cudaError_t e;
     if (wgmma) /* 3 consumers for variant 5 at D=64; persistent except variant 3 */
-        e = acu_launch_wgmma(prm, wgmma3 ? 3 : 2, a->head_dim, a->dtype, p->variant != DFA_ATTN_CUDA_V_WGMMA_GRID, st);
+        e = acu_launch_wgmma(prm, wgmma3 ? 3 : 2, a->head_dim, a->dtype, p->variant != DFA_ATTN_CUDA_V_WGMMA_GRID,
+                             p->variant == DFA_ATTN_CUDA_V_CARRY, st);
     else
         e = acu_launch_mma(prm, a->head_dim, a->dtype, st);
     if (e != cudaSuccess)
@@ -521,7 +483,7 @@ extern "C" dfa_status dfa_attn_cuda_ring_run(const dfa_attn_cuda_plan *p, const 
     prm.lse = (float *)((char *)scratch + ring_seg_bytes(p, a->batch, a->head_dim));
     cudaStream_t st = (cudaStream_t)a->stream;
     DFA_CUDA_TRY(err, cudaMemsetAsync(p->d_counter, 0, sizeof(int), st));
-    cudaError_t e = acu_launch_wgmma(prm, 2, a->head_dim, a->dtype, true, st);
+    cudaError_t e = acu_launch_wgmma(prm, 2, a->head_dim, a->dtype, true, false, st);
     if (e != cudaSuccess)
         DFA_FAIL(err, DFA_ERR_CUDA, "attn_cuda ring run: launch (D=%d, %d items x B=%d) failed: %s", a->head_dim,
                  p->n_items, a->batch, cudaGetErrorString(e));

@@ -62,8 +62,8 @@ enum {
     DFA_ATTN_CUDA_V_WGMMA_GRID = 3,  /* the same kernel launched with one CTA per work item */
     DFA_ATTN_CUDA_V_WGMMA3_NOPP = 5, /* D=64: 3 consumer warpgroups, 192-row items (no ping-pong);
                                         other D as variant 2 */
-    DFA_ATTN_CUDA_V_ROTATE = 16,     /* experiment (session 6): variant 5 whose one-range items start
-                                        their key loop at a step that depends on the query tile */
+    DFA_ATTN_CUDA_V_CARRY = 16,      /* experiment (session 6): variant 5 whose 2-consumer kernels issue
+                                        the next item's first QK^T with an item's last P V */
     DFA_ATTN_CUDA_V_DEFAULT = 0      /* variant 5 on sm_90, else 1 */
 };
 
