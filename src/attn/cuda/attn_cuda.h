@@ -51,10 +51,10 @@ enum {
 };
 
 /* Kernel variants. Numbers 4 and 6-12 were variants that measured slower than their bases
- * (bench/RESULTS.md, session 4), 14 an A/B control of session 5, 15 the storer-warp epilogue of
- * session 6 (now the 2-consumer kernels' own; its 3-consumer form measured slower); they are
- * removed: a plan asking for one fails with DFA_ERR_INVALID_ARG. The other numbers stay as they
- * were. */
+ * (bench/RESULTS.md, session 4), 14 an A/B control of session 5, 15 and 16 the A/B sides of
+ * session 6 (15: the storer-warp epilogue, now the 2-consumer kernels' own; 16: four experiments
+ * in turn, two kept); they are removed: a plan asking for one fails with DFA_ERR_INVALID_ARG. The
+ * other numbers stay as they were. */
 enum {
     DFA_ATTN_CUDA_V_MMA = 1,   /* FA2-style mma.sync m16n8k16, cp.async double buffering */
     DFA_ATTN_CUDA_V_WGMMA = 2, /* Hopper: wgmma + TMA + warp-specialised producer, FA3 design,
@@ -62,8 +62,6 @@ enum {
     DFA_ATTN_CUDA_V_WGMMA_GRID = 3,  /* the same kernel launched with one CTA per work item */
     DFA_ATTN_CUDA_V_WGMMA3_NOPP = 5, /* D=64: 3 consumer warpgroups, 192-row items (no ping-pong);
                                         other D as variant 2 */
-    DFA_ATTN_CUDA_V_CARRY = 16,      /* experiment (session 6): variant 5 whose 2-consumer kernels issue
-                                        the next item's first QK^T with an item's last P V */
     DFA_ATTN_CUDA_V_DEFAULT = 0      /* variant 5 on sm_90, else 1 */
 };
 

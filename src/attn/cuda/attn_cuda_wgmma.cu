@@ -171,11 +171,7 @@ __device__ __forceinline__ int acu_pass_skipped(int step, int x0, int x1, int gs
  * the packing of P follows the wait for P V(i-1); measured (A/B in one process) 0.8-1.1 % faster
  * on dense D=128 and 0.6-1.1 % on its arrow plans; at NC = 3 dense D=64 0.7 % slower at 4k
  * (arrow 16k 1-2 % faster): not used there. */
-/* CARRY (variant 16, an experiment of session 6; NC = 2 only): when the next item is computed by
- * both warpgroups too, its first QK^T goes out with this item's last P V in one turn, and this
- * item's epilogue runs after the next item's first softmax (one turn less per item, no turn
- * that issues half a step). */
-template <int NC, int D, bool PAD, typename T, bool CARRY>
+template <int NC, int D, bool PAD, typename T>
 __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     attn_wgmma_kernel(const __grid_constant__ acu_params p, const __grid_constant__ CUtensorMap tq,
                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -419,7 +415,6 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     };
     pingpong<PINGPONG> turns; /* NC = 2 only (struct pingpong) */
     int gstep = 0, q_par = 0; /* bit q: parity of Q buffer q's next fill */
-    bool carried = false;     /* CARRY: this item's first step ran with the previous item's last */
     /* FAST: the consumers hand each Q buffer (with the output staged over it) to the storer, which
      * gives it back to the producer */
     auto q_done = [&](int q) { mbar_arrive(FAST ? o_full(q) : q_empty(q)); };
@@ -455,14 +450,12 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             continue;
         }
         qbuf = sQ + qb * C::Q_BYTES;
-        if (!(CARRY && carried)) {
 #pragma unroll
-            for (int i = 0; i < D / 2; i++) o[i] = 0.f;
-            m_r[0] = m_r[1] = -INFINITY;
-            l_r[0] = l_r[1] = 0.f;
-            mbar_wait(q_full(qb), (q_par >> qb) & 1);
-            q_par ^= 1 << qb;
-        }
+        for (int i = 0; i < D / 2; i++) o[i] = 0.f;
+        m_r[0] = m_r[1] = -INFINITY;
+        l_r[0] = l_r[1] = 0.f;
+        mbar_wait(q_full(qb), (q_par >> qb) & 1);
+        q_par ^= 1 << qb;
         /* The steps of an item (FA3's intra-warpgroup overlap in the source order: the softmax of
          * step i after issuing P V of step i-1; ptxas decides where the wait for it lands).
          * first: QK^T of global step g alone; mid: QK^T of g with P V of gp (the previous
@@ -538,73 +531,10 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             last(gp);
         } else {
             walker w(sl->r, itr.n_r);
-            if (!(CARRY && carried)) first(gstep, w.valid());
+            first(gstep, w.valid());
             for (int step = 1; step < n_steps; step++) {
                 w.next();
                 mid(gstep + step, gstep + step - 1, w.valid());
-            }
-            if constexpr (CARRY) {
-                static_assert(!CARRY || (NC == 2 && FAST && RO), "carry: the 2-consumer kernel");
-                const int qn = qb ^ 1; /* the next item's slot and Q buffer */
-                mbar_wait(item_full(qn), ((t + 1) >> 1) & 1);
-                const acu_slot *sn = &slot[qn];
-                carried = false;
-                if (n_act == 2 && __shfl_sync(0xffffffffu, sn->idx, 0) < total) {
-                    const int fn = __shfl_sync(0xffffffffu, sn->it.flags, 0);
-                    carried = !(fn & ACU_ITEM_COPY) && __shfl_sync(0xffffffffu, sn->it.q_len, 0) > 64;
-                }
-                if (carried) {
-                    const int g0 = gstep + n_steps, gp = g0 - 1;
-                    const int s = g0 % ST, ph = (g0 / ST) & 1, sp = gp % ST, php = (gp / ST) & 1;
-                    walker wn(sn->r, sn->it.n_r);
-                    mbar_wait(q_full(qn), (q_par >> qn) & 1);
-                    q_par ^= 1 << qn;
-                    qbuf = sQ + qn * C::Q_BYTES;
-                    mbar_wait(k_full(s), ph);
-                    mbar_wait(v_full(sp), php);
-                    turns.wait(cw, 2);
-                    issue_qk(s);
-                    rescale();
-                    issue_pv(sp);
-                    turns.pass(cw, 2);
-                    wg_wait<1>();
-                    reg_fence<BN / 2>(sc);
-                    mbar_arrive(k_empty(s));
-                    float lo[2] = {l_r[0], l_r[1]}, mo[2] = {m_r[0], m_r[1]};
-                    m_r[0] = m_r[1] = -INFINITY;
-                    l_r[0] = l_r[1] = 0.f;
-                    softmax(wn.valid());
-                    wg_wait<0>();
-                    reg_fence<D / 2>(o);
-                    reg_fence_u<BN / 4>(&pa[0][0]);
-                    mbar_arrive(v_empty(sp));
-                    rescale_pack(); /* RO: packs the next item's P only */
-                    /* this item's epilogue (as below), then O starts the next item */
-#pragma unroll
-                    for (int r = 0; r < 2; r++) {
-                        lo[r] += __shfl_xor_sync(0xffffffffu, lo[r], 1);
-                        lo[r] += __shfl_xor_sync(0xffffffffu, lo[r], 2);
-                        if constexpr (LSE)
-                            if (p.lse && (lane & 3) == 0)
-                                acu_store_lse(p, itr, b, cw * 64 + wq * 16 + (lane >> 2) + 8 * r, mo[r], lo[r]);
-                        lo[r] = lo[r] > 0.f ? 1.f / lo[r] : 0.f;
-                    }
-                    T *so = reinterpret_cast<T *>(base + qb * C::Q_BYTES);
-                    const int row = cw * 64 + wq * 16 + (lane >> 2), c = 2 * (lane & 3);
-#pragma unroll
-                    for (int j = 0; j < D / 8; j++) {
-                        *reinterpret_cast<uint32_t *>(so + acu_tile_off<D, ACU_LAYOUT_TMA>(row, j) + c) =
-                            acu_pack<T>::two(o[4 * j] * lo[0], o[4 * j + 1] * lo[0]);
-                        *reinterpret_cast<uint32_t *>(so + acu_tile_off<D, ACU_LAYOUT_TMA>(row + 8, j) + c) =
-                            acu_pack<T>::two(o[4 * j + 2] * lo[1], o[4 * j + 3] * lo[1]);
-                    }
-                    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-                    q_done(qb);
-#pragma unroll
-                    for (int i = 0; i < D / 2; i++) o[i] = 0.f;
-                    gstep += n_steps;
-                    continue;
-                }
             }
             last(gstep + n_steps - 1);
         }
@@ -654,7 +584,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
 #endif
 }
 
-template <int NC, int D, bool PAD, typename T, bool CARRY>
+template <int NC, int D, bool PAD, typename T>
 cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t st) {
     using C = cfg<NC, D>;
     const int dg = PAD ? p.head_dim : D;
@@ -671,34 +601,29 @@ cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t
     } else {
         mo = mv; /* unused */
     }
-    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T, CARRY>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
     if (e != cudaSuccess) return e;
     int dev = 0, sms = 0;
     if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
     if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
     const int total = p.n_items * p.batch;
     const int grid = persistent && sms < total ? sms : total;
-    attn_wgmma_kernel<NC, D, PAD, T, CARRY><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv, mo);
+    attn_wgmma_kernel<NC, D, PAD, T><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv, mo);
     return cudaGetLastError();
 }
 
-template <typename T, bool CARRY>
+template <typename T>
 cudaError_t launch_d(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
-    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T, false>(p, dtype, persistent, st) : cudaErrorInvalidValue;
-    if (head_dim == 64) return launch<2, 64, false, T, CARRY>(p, dtype, persistent, st);
-    if (head_dim == 128) return launch<2, 128, false, T, CARRY>(p, dtype, persistent, st);
-    return launch<2, 128, true, T, CARRY>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
+    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T>(p, dtype, persistent, st) : cudaErrorInvalidValue;
+    if (head_dim == 64) return launch<2, 64, false, T>(p, dtype, persistent, st);
+    if (head_dim == 128) return launch<2, 128, false, T>(p, dtype, persistent, st);
+    return launch<2, 128, true, T>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
 }
 
 } // namespace
 
-cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, bool carry,
-                             cudaStream_t st) {
+cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
     if (nc != 2 && nc != 3) return cudaErrorInvalidValue;
-    if (carry) {
-        if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16, true>(p, nc, head_dim, dtype, persistent, st);
-        return launch_d<__half, true>(p, nc, head_dim, dtype, persistent, st);
-    }
-    if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16, false>(p, nc, head_dim, dtype, persistent, st);
-    return launch_d<__half, false>(p, nc, head_dim, dtype, persistent, st);
+    if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16>(p, nc, head_dim, dtype, persistent, st);
+    return launch_d<__half>(p, nc, head_dim, dtype, persistent, st);
 }
