@@ -171,7 +171,9 @@ __device__ __forceinline__ int acu_pass_skipped(int step, int x0, int x1, int gs
  * the packing of P follows the wait for P V(i-1); measured (A/B in one process) 0.8-1.1 % faster
  * on dense D=128 and 0.6-1.1 % on its arrow plans; at NC = 3 dense D=64 0.7 % slower at 4k
  * (arrow 16k 1-2 % faster): not used there. */
-template <int NC, int D, bool PAD, typename T>
+/* SALL (variant 16, the A/B control of session 6's last change): the storer warp stores every
+ * chunk (acu_store_tile by its 32 threads for the non-TMA ones), as measured before. */
+template <int NC, int D, bool PAD, typename T, bool SALL>
 __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     attn_wgmma_kernel(const __grid_constant__ acu_params p, const __grid_constant__ CUtensorMap tq,
                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -287,10 +289,10 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             }
         } else if (FAST && tid / 32 == 1) {
             /* the storer warp (FAST): per item, once every consumer thread has handed the Q buffer
-             * over with its output staged there (o_full), stores it: full plain chunks by TMA (lane
-             * 0 issues, then waits until the copies have read the staging), the others (partial
-             * rows, a residual to add, a ring slot) with acu_store_tile; then gives the buffer
-             * back to the producer (q_empty) */
+             * over (o_full), TMA-stores the full plain chunks staged there (lane 0 issues, then
+             * waits until the copies have read the staging; the consumers stored the other chunks
+             * themselves: partial rows, a residual to add, a ring slot) and gives the buffer back
+             * to the producer (q_empty) */
             const int lane = tid & 31;
             for (int t = 0;; t++) {
                 const int qb = t & 1, ph = (t >> 1) & 1;
@@ -302,28 +304,25 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                 const acu_item &it = sl->it; /* read where used: the producer warpgroup's few registers */
                 if (!(it.flags & ACU_ITEM_COPY)) {
                     const int b = idx % p.batch;
-                    const T *so = reinterpret_cast<const T *>(base + qb * C::Q_BYTES);
                     int n = 0;
-                    for (int c = 0; c < NC; c++) {
+                    for (int c = 0; c < NC; c++)
                         if (acu_tma_chunk(it, c)) {
                             if (lane == 0)
                                 for (int dh = 0; dh < DH; dh++)
                                     tma_store(&to, sQ + qb * C::Q_BYTES + dh * BM * 128 + c * 64 * 128, dh * 64,
                                               it.head, b * p.n_tokens + it.q0 + 64 * c);
                             n++;
-                        } else if (64 * c < it.q_len) {
-                            acu_store_tile<D, ACU_LAYOUT_TMA, T>(p, it, b, so, lane, 32, 64 * c, 64 * c + 64,
-                                                                 PAD ? p.head_dim : D);
+                        } else if (SALL && 64 * c < it.q_len) {
+                            acu_store_tile<D, ACU_LAYOUT_TMA, T>(p, it, b, reinterpret_cast<const T *>(base + qb * C::Q_BYTES),
+                                                                 lane, 32, 64 * c, 64 * c + 64, PAD ? p.head_dim : D);
                         }
-                    }
+                    if (SALL) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
                     if (lane == 0 && n) {
                         bulk_commit();
                         bulk_wait_read();
                     }
-                    /* this warp's reads of the staging ordered before the producer's next TMA load */
-                    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
                 }
-                /* every lane (each read the slot or the staging): lane 0 after its stores' reads */
+                /* every lane (each read the slot): lane 0 after its stores' reads */
                 mbar_arrive(q_empty(qb));
             }
             if (lane == 0) bulk_wait_all(); /* the last stores' writes done before the CTA exits */
@@ -561,11 +560,16 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                 acu_pack<T>::two(o[4 * j + 2] * l_r[1], o[4 * j + 3] * l_r[1]);
         }
         if constexpr (FAST) {
-            /* the storer warp stores it (TMA or acu_store_tile); the staging writes (generic proxy)
-             * ordered before its TMA stores (async proxy) */
-            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-            q_done(qb);
-            continue;
+            if (SALL || acu_tma_chunk(itr, cw)) {
+                /* the storer warp TMA-stores it; the staging writes (generic proxy) ordered before
+                 * its TMA store (async proxy) */
+                asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+                q_done(qb);
+                continue;
+            }
+            /* partial rows, a residual, a ring slot: this warpgroup stores its chunk as below (by
+             * the storer warp's 32 threads, the residual items of a mixed plan took 24 % longer,
+             * session 6) */
         }
         asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
         if constexpr (ITEM_RELOAD) { /* slot[qb] stays until this warpgroup releases the buffer */
@@ -584,7 +588,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
 #endif
 }
 
-template <int NC, int D, bool PAD, typename T>
+template <int NC, int D, bool PAD, typename T, bool SALL>
 cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t st) {
     using C = cfg<NC, D>;
     const int dg = PAD ? p.head_dim : D;
@@ -601,29 +605,34 @@ cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t
     } else {
         mo = mv; /* unused */
     }
-    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T, SALL>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
     if (e != cudaSuccess) return e;
     int dev = 0, sms = 0;
     if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
     if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
     const int total = p.n_items * p.batch;
     const int grid = persistent && sms < total ? sms : total;
-    attn_wgmma_kernel<NC, D, PAD, T><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv, mo);
+    attn_wgmma_kernel<NC, D, PAD, T, SALL><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv, mo);
     return cudaGetLastError();
 }
 
-template <typename T>
+template <typename T, bool SALL>
 cudaError_t launch_d(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
-    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T>(p, dtype, persistent, st) : cudaErrorInvalidValue;
-    if (head_dim == 64) return launch<2, 64, false, T>(p, dtype, persistent, st);
-    if (head_dim == 128) return launch<2, 128, false, T>(p, dtype, persistent, st);
-    return launch<2, 128, true, T>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
+    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T, false>(p, dtype, persistent, st) : cudaErrorInvalidValue;
+    if (head_dim == 64) return launch<2, 64, false, T, SALL>(p, dtype, persistent, st);
+    if (head_dim == 128) return launch<2, 128, false, T, SALL>(p, dtype, persistent, st);
+    return launch<2, 128, true, T, SALL>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
 }
 
 } // namespace
 
-cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
+cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, bool sall,
+                             cudaStream_t st) {
     if (nc != 2 && nc != 3) return cudaErrorInvalidValue;
-    if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16>(p, nc, head_dim, dtype, persistent, st);
-    return launch_d<__half>(p, nc, head_dim, dtype, persistent, st);
+    if (sall) {
+        if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16, true>(p, nc, head_dim, dtype, persistent, st);
+        return launch_d<__half, true>(p, nc, head_dim, dtype, persistent, st);
+    }
+    if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16, false>(p, nc, head_dim, dtype, persistent, st);
+    return launch_d<__half, false>(p, nc, head_dim, dtype, persistent, st);
 }
