@@ -35,14 +35,14 @@ struct dfa_attn_cuda_plan {
 };
 
 static int is_wgmma3(int variant) {
-    return variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP || variant == DFA_ATTN_CUDA_V_SALL;
+    return variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP || variant == DFA_ATTN_CUDA_V_ST1;
 }
 
 /* variants this build knows: 1, 2, 3, 5 */
 static int variant_known(int variant) {
     return variant == DFA_ATTN_CUDA_V_MMA || variant == DFA_ATTN_CUDA_V_WGMMA ||
            variant == DFA_ATTN_CUDA_V_WGMMA_GRID || variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP ||
-           variant == DFA_ATTN_CUDA_V_SALL;
+           variant == DFA_ATTN_CUDA_V_ST1;
 }
 
 /* variants measured slower than (or no faster than) their bases, or used once as an A/B control,
@@ -438,7 +438,7 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
     cudaError_t e;
     if (wgmma) /* 3 consumers for variant 5 at D=64; persistent except variant 3 */
         e = acu_launch_wgmma(prm, wgmma3 ? 3 : 2, a->head_dim, a->dtype, p->variant != DFA_ATTN_CUDA_V_WGMMA_GRID,
-                             p->variant == DFA_ATTN_CUDA_V_SALL, st);
+                             p->variant == DFA_ATTN_CUDA_V_ST1, st);
     else
         e = acu_launch_mma(prm, a->head_dim, a->dtype, st);
     if (e != cudaSuccess)

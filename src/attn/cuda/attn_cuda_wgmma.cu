@@ -55,6 +55,51 @@ __device__ __forceinline__ void bulk_wait_read() { /* the groups' shared-memory 
 __device__ __forceinline__ void bulk_wait_all() { /* ... and their global writes done */
     asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
 }
+/* The storer's acu_store_tile (rows [r0, min(r1, q_len)) of the staged tile, the residual added for
+ * ARROW_RS items), two 16-byte chunks per thread and pass with both loads issued before either
+ * add: the storer warps' few registers (40) allow no more, and one at a time (acu_store_tile)
+ * kept a mixed plan's residual items 24 % over prediction at D=128 (session 6). */
+template <int D, typename T>
+__device__ __forceinline__ void acu_storer_tile(const acu_params &p, const acu_item &it, int b, const T *s_o, int tid,
+                                                int nthr, int r0, int r1, int d) {
+    const size_t tok = (size_t)p.n_heads * d;
+    const size_t base = ((size_t)b * p.n_tokens + it.q0) * tok + (size_t)it.head * d;
+    T *dst = reinterpret_cast<T *>(p.o) + base + (size_t)(it.flags >> ACU_ITEM_SLOT_SHIFT) * p.slot_stride;
+    const T *res = (it.flags & ACU_ITEM_RESID) ? reinterpret_cast<const T *>(p.resid) + base : nullptr;
+    constexpr int cpr = D / 8;
+    if (r1 > it.q_len) r1 = it.q_len;
+    const int n = (r1 - r0) * cpr;
+    for (int i0 = tid; i0 < n; i0 += 2 * nthr) {
+        uint4 v[2], rv[2];
+        size_t off[2];
+        bool ok[2];
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            const int i = i0 + u * nthr, r = r0 + i / cpr, c = i % cpr;
+            ok[u] = i < n && c < d / 8;
+            off[u] = (size_t)r * tok + c * 8;
+            if (ok[u]) {
+                v[u] = *reinterpret_cast<const uint4 *>(s_o + acu_tile_off<D, ACU_LAYOUT_TMA>(r, c));
+                if (res) rv[u] = *reinterpret_cast<const uint4 *>(res + off[u]);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            if (!ok[u]) continue;
+            if (res) {
+                uint32_t *pv = reinterpret_cast<uint32_t *>(&v[u]);
+                const uint32_t *pr = reinterpret_cast<const uint32_t *>(&rv[u]);
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    const float2 x = acu_pack<T>::unpack(pv[j]), y = acu_pack<T>::unpack(pr[j]);
+                    pv[j] = acu_pack<T>::two(x.x + y.x, x.y + y.y);
+                }
+            }
+            *reinterpret_cast<uint4 *>(dst + off[u]) = v[u];
+        }
+    }
+}
+
 /* FAST: chunk c (rows 64c .. 64c + 63) of a computed item leaves by TMA store when it is full and
  * plain (no residual to add, output slot 0); else its warpgroup stores it (acu_store_tile) */
 __device__ __forceinline__ bool acu_tma_chunk(const acu_item &it, int c) {
@@ -171,9 +216,9 @@ __device__ __forceinline__ int acu_pass_skipped(int step, int x0, int x1, int gs
  * the packing of P follows the wait for P V(i-1); measured (A/B in one process) 0.8-1.1 % faster
  * on dense D=128 and 0.6-1.1 % on its arrow plans; at NC = 3 dense D=64 0.7 % slower at 4k
  * (arrow 16k 1-2 % faster): not used there. */
-/* SALL (variant 16, the A/B control of session 6's last change): the storer warp stores every
- * chunk (acu_store_tile by its 32 threads for the non-TMA ones), as measured before. */
-template <int NC, int D, bool PAD, typename T, bool SALL>
+/* ST1 (variant 16, the A/B control of session 6's last change): one storer warp that stores the
+ * non-TMA chunks with acu_store_tile, as measured before. */
+template <int NC, int D, bool PAD, typename T, bool ST1>
 __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     attn_wgmma_kernel(const __grid_constant__ acu_params p, const __grid_constant__ CUtensorMap tq,
                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -214,7 +259,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
         for (int q = 0; q < 2; q++) {
             mbar_init(item_full(q), 1);
             mbar_init(q_full(q), 1);
-            mbar_init(q_empty(q), FAST ? 32 : 128 * NC); /* FAST: the storer warp releases Q */
+            mbar_init(q_empty(q), FAST ? (ST1 ? 32 : 96) : 128 * NC); /* FAST: the storer warps release Q */
             if (FAST) mbar_init(o_full(q), 128 * NC);
         }
         for (int s = 0; s < ST; s++) {
@@ -287,13 +332,13 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                                                v_full(s));
                 }
             }
-        } else if (FAST && tid / 32 == 1) {
-            /* the storer warp (FAST): per item, once every consumer thread has handed the Q buffer
-             * over (o_full), TMA-stores the full plain chunks staged there (lane 0 issues, then
-             * waits until the copies have read the staging; the consumers stored the other chunks
-             * themselves: partial rows, a residual to add, a ring slot) and gives the buffer back
-             * to the producer (q_empty) */
-            const int lane = tid & 31;
+        } else if (FAST && tid >= 32 && (!ST1 || tid < 64)) {
+            /* the storer warps 1-3 (FAST): per item, once every consumer thread has handed the Q
+             * buffer over with its output staged there (o_full), store it: full plain chunks by
+             * TMA (thread 32 issues, then waits until the copies have read the staging), the
+             * others (partial rows, a residual to add, a ring slot) with acu_storer_tile (96
+             * threads); then give the buffer back to the producer (q_empty) */
+            const int lane = tid - 32; /* 0 .. 95 */
             for (int t = 0;; t++) {
                 const int qb = t & 1, ph = (t >> 1) & 1;
                 mbar_wait(item_full(qb), ph);
@@ -304,25 +349,32 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                 const acu_item &it = sl->it; /* read where used: the producer warpgroup's few registers */
                 if (!(it.flags & ACU_ITEM_COPY)) {
                     const int b = idx % p.batch;
+                    const T *so = reinterpret_cast<const T *>(base + qb * C::Q_BYTES);
                     int n = 0;
-                    for (int c = 0; c < NC; c++)
+                    for (int c = 0; c < NC; c++) {
                         if (acu_tma_chunk(it, c)) {
                             if (lane == 0)
                                 for (int dh = 0; dh < DH; dh++)
                                     tma_store(&to, sQ + qb * C::Q_BYTES + dh * BM * 128 + c * 64 * 128, dh * 64,
                                               it.head, b * p.n_tokens + it.q0 + 64 * c);
                             n++;
-                        } else if (SALL && 64 * c < it.q_len) {
-                            acu_store_tile<D, ACU_LAYOUT_TMA, T>(p, it, b, reinterpret_cast<const T *>(base + qb * C::Q_BYTES),
-                                                                 lane, 32, 64 * c, 64 * c + 64, PAD ? p.head_dim : D);
+                        } else if (64 * c < it.q_len) {
+                            if constexpr (ST1)
+                                acu_store_tile<D, ACU_LAYOUT_TMA, T>(p, it, b, so, lane, 32, 64 * c, 64 * c + 64,
+                                                                     PAD ? p.head_dim : D);
+                            else
+                                acu_storer_tile<D, T>(p, it, b, so, lane, 96, 64 * c, 64 * c + 64,
+                                                      PAD ? p.head_dim : D);
                         }
-                    if (SALL) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+                    }
                     if (lane == 0 && n) {
                         bulk_commit();
                         bulk_wait_read();
                     }
+                    /* these warps' reads of the staging ordered before the producer's next TMA load */
+                    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
                 }
-                /* every lane (each read the slot): lane 0 after its stores' reads */
+                /* every thread (each read the slot or the staging): thread 32 after its stores' reads */
                 mbar_arrive(q_empty(qb));
             }
             if (lane == 0) bulk_wait_all(); /* the last stores' writes done before the CTA exits */
@@ -560,16 +612,11 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                 acu_pack<T>::two(o[4 * j + 2] * l_r[1], o[4 * j + 3] * l_r[1]);
         }
         if constexpr (FAST) {
-            if (SALL || acu_tma_chunk(itr, cw)) {
-                /* the storer warp TMA-stores it; the staging writes (generic proxy) ordered before
-                 * its TMA store (async proxy) */
-                asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-                q_done(qb);
-                continue;
-            }
-            /* partial rows, a residual, a ring slot: this warpgroup stores its chunk as below (by
-             * the storer warp's 32 threads, the residual items of a mixed plan took 24 % longer,
-             * session 6) */
+            /* the storer warp stores it (TMA or acu_store_tile); the staging writes (generic proxy)
+             * ordered before its TMA stores (async proxy) */
+            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+            q_done(qb);
+            continue;
         }
         asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
         if constexpr (ITEM_RELOAD) { /* slot[qb] stays until this warpgroup releases the buffer */
@@ -588,7 +635,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
 #endif
 }
 
-template <int NC, int D, bool PAD, typename T, bool SALL>
+template <int NC, int D, bool PAD, typename T, bool ST1>
 cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t st) {
     using C = cfg<NC, D>;
     const int dg = PAD ? p.head_dim : D;
@@ -605,31 +652,31 @@ cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t
     } else {
         mo = mv; /* unused */
     }
-    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T, SALL>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T, ST1>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
     if (e != cudaSuccess) return e;
     int dev = 0, sms = 0;
     if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
     if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
     const int total = p.n_items * p.batch;
     const int grid = persistent && sms < total ? sms : total;
-    attn_wgmma_kernel<NC, D, PAD, T, SALL><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv, mo);
+    attn_wgmma_kernel<NC, D, PAD, T, ST1><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv, mo);
     return cudaGetLastError();
 }
 
-template <typename T, bool SALL>
+template <typename T, bool ST1>
 cudaError_t launch_d(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
     if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T, false>(p, dtype, persistent, st) : cudaErrorInvalidValue;
-    if (head_dim == 64) return launch<2, 64, false, T, SALL>(p, dtype, persistent, st);
-    if (head_dim == 128) return launch<2, 128, false, T, SALL>(p, dtype, persistent, st);
-    return launch<2, 128, true, T, SALL>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
+    if (head_dim == 64) return launch<2, 64, false, T, ST1>(p, dtype, persistent, st);
+    if (head_dim == 128) return launch<2, 128, false, T, ST1>(p, dtype, persistent, st);
+    return launch<2, 128, true, T, ST1>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
 }
 
 } // namespace
 
-cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, bool sall,
+cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, bool st1,
                              cudaStream_t st) {
     if (nc != 2 && nc != 3) return cudaErrorInvalidValue;
-    if (sall) {
+    if (st1) {
         if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16, true>(p, nc, head_dim, dtype, persistent, st);
         return launch_d<__half, true>(p, nc, head_dim, dtype, persistent, st);
     }
