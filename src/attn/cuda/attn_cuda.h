@@ -62,8 +62,6 @@ enum {
     DFA_ATTN_CUDA_V_WGMMA_GRID = 3,  /* the same kernel launched with one CTA per work item */
     DFA_ATTN_CUDA_V_WGMMA3_NOPP = 5, /* D=64: 3 consumer warpgroups, 192-row items (no ping-pong);
                                         other D as variant 2 */
-    DFA_ATTN_CUDA_V_ST1 = 16,        /* A/B control (session 6): variant 5 with one storer warp (the
-                                        non-TMA chunks stored 16 bytes a thread at a time) */
     DFA_ATTN_CUDA_V_DEFAULT = 0      /* variant 5 on sm_90, else 1 */
 };
 

@@ -216,9 +216,7 @@ __device__ __forceinline__ int acu_pass_skipped(int step, int x0, int x1, int gs
  * the packing of P follows the wait for P V(i-1); measured (A/B in one process) 0.8-1.1 % faster
  * on dense D=128 and 0.6-1.1 % on its arrow plans; at NC = 3 dense D=64 0.7 % slower at 4k
  * (arrow 16k 1-2 % faster): not used there. */
-/* ST1 (variant 16, the A/B control of session 6's last change): one storer warp that stores the
- * non-TMA chunks with acu_store_tile, as measured before. */
-template <int NC, int D, bool PAD, typename T, bool ST1>
+template <int NC, int D, bool PAD, typename T>
 __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     attn_wgmma_kernel(const __grid_constant__ acu_params p, const __grid_constant__ CUtensorMap tq,
                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -259,7 +257,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
         for (int q = 0; q < 2; q++) {
             mbar_init(item_full(q), 1);
             mbar_init(q_full(q), 1);
-            mbar_init(q_empty(q), FAST ? (ST1 ? 32 : 96) : 128 * NC); /* FAST: the storer warps release Q */
+            mbar_init(q_empty(q), FAST ? 96 : 128 * NC); /* FAST: the storer warps release Q */
             if (FAST) mbar_init(o_full(q), 128 * NC);
         }
         for (int s = 0; s < ST; s++) {
@@ -332,7 +330,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                                                v_full(s));
                 }
             }
-        } else if (FAST && tid >= 32 && (!ST1 || tid < 64)) {
+        } else if (FAST && tid >= 32) {
             /* the storer warps 1-3 (FAST): per item, once every consumer thread has handed the Q
              * buffer over with its output staged there (o_full), store it: full plain chunks by
              * TMA (thread 32 issues, then waits until the copies have read the staging), the
@@ -359,12 +357,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                                               it.head, b * p.n_tokens + it.q0 + 64 * c);
                             n++;
                         } else if (64 * c < it.q_len) {
-                            if constexpr (ST1)
-                                acu_store_tile<D, ACU_LAYOUT_TMA, T>(p, it, b, so, lane, 32, 64 * c, 64 * c + 64,
-                                                                     PAD ? p.head_dim : D);
-                            else
-                                acu_storer_tile<D, T>(p, it, b, so, lane, 96, 64 * c, 64 * c + 64,
-                                                      PAD ? p.head_dim : D);
+                            acu_storer_tile<D, T>(p, it, b, so, lane, 96, 64 * c, 64 * c + 64, PAD ? p.head_dim : D);
                         }
                     }
                     if (lane == 0 && n) {
@@ -635,7 +628,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
 #endif
 }
 
-template <int NC, int D, bool PAD, typename T, bool ST1>
+template <int NC, int D, bool PAD, typename T>
 cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t st) {
     using C = cfg<NC, D>;
     const int dg = PAD ? p.head_dim : D;
@@ -652,34 +645,29 @@ cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t
     } else {
         mo = mv; /* unused */
     }
-    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T, ST1>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
     if (e != cudaSuccess) return e;
     int dev = 0, sms = 0;
     if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
     if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
     const int total = p.n_items * p.batch;
     const int grid = persistent && sms < total ? sms : total;
-    attn_wgmma_kernel<NC, D, PAD, T, ST1><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv, mo);
+    attn_wgmma_kernel<NC, D, PAD, T><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv, mo);
     return cudaGetLastError();
 }
 
-template <typename T, bool ST1>
+template <typename T>
 cudaError_t launch_d(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
-    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T, false>(p, dtype, persistent, st) : cudaErrorInvalidValue;
-    if (head_dim == 64) return launch<2, 64, false, T, ST1>(p, dtype, persistent, st);
-    if (head_dim == 128) return launch<2, 128, false, T, ST1>(p, dtype, persistent, st);
-    return launch<2, 128, true, T, ST1>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
+    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T>(p, dtype, persistent, st) : cudaErrorInvalidValue;
+    if (head_dim == 64) return launch<2, 64, false, T>(p, dtype, persistent, st);
+    if (head_dim == 128) return launch<2, 128, false, T>(p, dtype, persistent, st);
+    return launch<2, 128, true, T>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
 }
 
 } // namespace
 
-cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, bool st1,
-                             cudaStream_t st) {
+cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
     if (nc != 2 && nc != 3) return cudaErrorInvalidValue;
-    if (st1) {
-        if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16, true>(p, nc, head_dim, dtype, persistent, st);
-        return launch_d<__half, true>(p, nc, head_dim, dtype, persistent, st);
-    }
-    if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16, false>(p, nc, head_dim, dtype, persistent, st);
-    return launch_d<__half, false>(p, nc, head_dim, dtype, persistent, st);
+    if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16>(p, nc, head_dim, dtype, persistent, st);
+    return launch_d<__half>(p, nc, head_dim, dtype, persistent, st);
 }
