@@ -27,9 +27,11 @@
 #        python3 bench/attn_interleave.py --table JSON        (print the table of a finished run)
 # --variant V (env DFA_INTERLEAVE_VARIANT; default 0, the default variant): the variant "ours" runs.
 # --alt-variant V2 (env DFA_INTERLEAVE_ALT; default none): a second plan of ours, variant V2, timed as
-# a third side ("alt") in the same rounds of every dense pair (after its own check against cuDNN) and
-# of every arrow pair (checked against Flex); reported: alt ms and ours ms / alt ms per round (> 1:
-# V2 faster), for dense also cuDNN ms / alt ms.
+# a further side ("alt") in the same rounds of every dense pair (after its own check against cuDNN),
+# every arrow pair (checked against Flex) and every mixed plan (checked per head group like ours;
+# session 6: a change that only mixed plans' residual heads saw would otherwise go unnoticed);
+# reported: alt ms and ours ms / alt ms per round (> 1: V2 faster), for dense also cuDNN ms / alt ms,
+# for mixed also alt ms / prediction.
 # bench/attn_interleave.sh builds the shim and runs this.
 import argparse, ctypes, itertools, json, math, os, subprocess, sys, time
 
@@ -308,7 +310,7 @@ def mixed_pair(shim, flex, flush, args, stream, D, NV, q, k, v, qt, kt, vt, qc, 
     cache = torch.randn(q.shape, device=q.device, dtype=q.dtype, generator=g)
     resid = 0.1 * torch.randn(q.shape, device=q.device, dtype=q.dtype, generator=g)
     out_c = torch.empty_like(q)
-    pm = pc = None
+    pm = pc = pm_alt = None
     try:
         pm, rec["plan"] = shim.plan(NV, NT, mm, mw, stream, args.variant)
         pc, rec["plan_copy"] = shim.plan(NV, NT, [CACHE if m == CACHE else NONE for m in mm], [-1] * H, stream,
@@ -344,16 +346,39 @@ def mixed_pair(shim, flex, flush, args, stream, D, NV, q, k, v, qt, kt, vt, qc, 
         chk["ok"] = chk["nonfinite"] == 0 and chk["cache_bit_equal"] and all(
             chk["rel_" + n] < REL_TOL for n in ("full", "arrow", "arrow_rs"))
         rec["check"] = chk
+        if args.alt_variant is not None and chk["ok"]:  # the alt variant on the same plan, same check
+            try:
+                pm_alt, rec["plan_alt"] = shim.plan(NV, NT, mm, mw, stream, args.alt_variant)
+                out_alt = torch.empty_like(q)
+                out_alt.fill_(float("nan"))
+                run_alt = lambda: shim.run(pm_alt, D, q, k, v, out_alt, stream, cache, resid)
+                run_alt()
+                torch.cuda.synchronize()
+                ca = {"variant": args.alt_variant, "nonfinite": int((~torch.isfinite(out_alt)).sum().item())}
+                for name, m in (("full", FULL), ("arrow", ARROW), ("arrow_rs", ARROW_RS)):
+                    hs = [h for h in range(H) if mm[h] == m]
+                    ca["rel_" + name] = rel(out_alt[:, :, hs], ref[:, :, hs])
+                hs = [h for h in range(H) if mm[h] == CACHE]
+                ca["cache_bit_equal"] = bool(torch.equal(out_alt[:, :, hs], cache[:, :, hs]))
+                ca["ok"] = ca["nonfinite"] == 0 and ca["cache_bit_equal"] and all(
+                    ca["rel_" + n] < REL_TOL for n in ("full", "arrow", "arrow_rs"))
+            except Exception as ex:
+                ca = {"variant": args.alt_variant, "ok": False, "error": failure(ex)}
+            rec["check_alt"] = ca
+            print(f"{tag} mixed check, alt variant {args.alt_variant}: {ca}", flush=True)
         del full, ref, o_w
     except Exception as ex:
         rec["check"] = {"ok": False, "error": failure(ex)}
     print(f"{tag} mixed check: {rec['check']}", flush=True)
     if rec["check"]["ok"]:
         try:
+            sides = {"ours": run_mixed, "ours_dense": run_dense, "copy": run_copy}
+            if rec.get("check_alt", {}).get("ok"):
+                sides["alt"] = run_alt
             for _ in range(3):
-                run_mixed(); run_copy()
-            t, rounds, wall, slack = interleave({"ours": run_mixed, "ours_dense": run_dense, "copy": run_copy}, flush,
-                                                args.budget, args.rounds_min, args.rounds_max)
+                for fn in sides.values():
+                    fn()
+            t, rounds, wall, slack = interleave(sides, flush, args.budget, args.rounds_min, args.rounds_max)
             frac = rec["plan"]["mask_entries"] / (float(N) * N * H)
             pred = [d * frac + c for d, c in zip(t["ours_dense"], t["copy"])]
             rec.update(rounds=rounds, wall_s=wall, min_host_slack_ms=slack, entry_frac=frac,
@@ -365,9 +390,15 @@ def mixed_pair(shim, flex, flush, args, stream, D, NV, q, k, v, qt, kt, vt, qc, 
             print(f"{tag} mixed: ours {rec['ms']['ours']['median']:.3f} ms, predicted {rec['pred_ms']['median']:.3f} "
                   f"(dense {rec['ms']['ours_dense']['median']:.3f} x {100 * frac:.1f} % + copy "
                   f"{rec['ms']['copy']['median']:.3f}), ratio {fmt_range(rp)}, {rounds} rounds", flush=True)
+            if "alt" in t:
+                rec["ratio_ours_over_alt"] = summary(per_round_ratio(t["ours"], t["alt"]))
+                rec["alt_ratio_to_pred"] = summary(per_round_ratio(t["alt"], pred))
+                print(f"{tag} mixed alt v{args.alt_variant}: {rec['ms']['alt']['median']:.3f} ms, ours/alt "
+                      f"{fmt_range(rec['ratio_ours_over_alt'])}, alt/pred {fmt_range(rec['alt_ratio_to_pred'])}",
+                      flush=True)
         except Exception as ex:
             timing_failed(rec, ex, tag)
-    for p_ in (pm, pc):
+    for p_ in (pm, pc, pm_alt):
         if p_ is not None:
             shim.free(p_)
     return rec
@@ -693,6 +724,11 @@ def print_table(res):
                   f"{r['ms']['ours_dense']['median']:>8.3f} {100 * r['entry_frac']:>6.1f}% {r['ms']['copy']['median']:>8.3f} "
                   f"{r['pred_ms']['median']:>8.3f} {fmt_range(r['ratio_to_pred']):>24} "
                   f"{'met' if r['bar']['met'] else 'NOT met':>8}")
+            if "ratio_ours_over_alt" in r:
+                print(f"{'':>4} {'':>11} {'':>6} alt v{r['check_alt']['variant']}: {r['ms']['alt']['median']:.3f} ms, "
+                      f"ours/alt {fmt_range(r['ratio_ours_over_alt'])}, alt/pred {fmt_range(r['alt_ratio_to_pred'])}")
+            elif "check_alt" in r:
+                print(f"{'':>4} {'':>11} {'':>6} alt v{r['check_alt']['variant']}: FAIL {r['check_alt']} (not timed)")
     sl = [r["min_host_slack_ms"] for r in res["pairs"] if "min_host_slack_ms" in r]
     if sl:
         print(f"\nhost slack: min {min(sl):.2f} ms over every timed launch" + (
@@ -808,7 +844,8 @@ def main():
     ap.add_argument("--variant", type=int, default=int(ev) if ev else 0,
                     help="our variant (dfa_attn_cuda_plan_build; 0: default; env DFA_INTERLEAVE_VARIANT)")
     ap.add_argument("--alt-variant", type=int, default=int(ea) if ea else None,
-                    help="a second variant of ours timed beside it in the dense pairs (env DFA_INTERLEAVE_ALT)")
+                    help="a second variant of ours timed beside it in the dense, arrow and mixed rounds "
+                         "(env DFA_INTERLEAVE_ALT)")
     ap.add_argument("--table", help="print the table of a finished run's JSON")
     ap.add_argument("--dry-cpu", action="store_true",
                     help="run the whole benchmark logic on the CPU with our kernel replaced by masked SDPA "
