@@ -22,7 +22,11 @@
  *
  * NC = 2 (variants 2/3; ring plans, which also store each row's log-sum-exp): setmaxnreg 40 /
  * 232; the two consumers take turns issuing their GEMMs (ping-pong, named barriers 3 and 4;
- * items of <= 64 rows take no turns, struct pingpong).
+ * items of <= 64 rows take no turns, struct pingpong). Since session 6 (FAST): warps 1-3 of
+ * warpgroup 0 are the storer: the consumers stage their output over their Q rows and hand the
+ * buffer over (o_full); the storer TMA-stores full plain chunks (acu_tma_chunk), stores the rest
+ * (acu_storer_tile) and releases the Q buffer to the producer (q_empty). The consumers read each
+ * item from the producer's slot, and rescale O between issuing QK^T and P V (RO).
  * NC = 3 (variant 5, D=64 only): why: at D=64 one 128-key step has as many ex2 (MUFU, 16/clk/SM)
  * as tensor-core cycles, so with 2 consumers the softmax is not hidden (Nsight: tensor pipe 45 %,
  * issue-bound); a third consumer gives each warpgroup's softmax two others' GEMMs to hide under.
@@ -101,7 +105,7 @@ __device__ __forceinline__ void acu_storer_tile(const acu_params &p, const acu_i
 }
 
 /* FAST: chunk c (rows 64c .. 64c + 63) of a computed item leaves by TMA store when it is full and
- * plain (no residual to add, output slot 0); else its warpgroup stores it (acu_store_tile) */
+ * plain (no residual to add, output slot 0); else the storer warps store it (acu_storer_tile) */
 __device__ __forceinline__ bool acu_tma_chunk(const acu_item &it, int c) {
     return !(it.flags & (ACU_ITEM_COPY | ACU_ITEM_RESID)) && (it.flags >> ACU_ITEM_SLOT_SHIFT) == 0 &&
            it.q_len >= 64 * (c + 1);
@@ -113,7 +117,8 @@ __device__ __forceinline__ bool acu_tma_chunk(const acu_item &it, int c) {
  * the consumers reading them again put dependent global loads on their path at each item start.
  * Measured (session 5, A/B in one process against the same kernels reading them from global memory,
  * then variant 14): D=64 dense 2 % faster, D=128 and
- * short arrow items unchanged. */
+ * short arrow items unchanged. At NC = 2 the consumers read the item itself from here too (session
+ * 6, with the storer warps: FAST). */
 struct acu_slot {
     int2 r[2];
     acu_item it;
@@ -311,8 +316,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                 const int row0 = (idx % p.batch) * p.n_tokens; /* batch element's first row in [B*N] */
                 mbar_expect_tx(q_full(qb), C::Q_BYTES);
                 for (int dh = 0; dh < DH; dh++)
-                    tma_load(sQ + qb * C::Q_BYTES + dh * BM * 128, &tq, dh * 64, it.head, row0 + it.q0,
-                                           q_full(qb));
+                    tma_load(sQ + qb * C::Q_BYTES + dh * BM * 128, &tq, dh * 64, it.head, row0 + it.q0, q_full(qb));
                 const int n_steps = sl->n_steps;
                 walker w(sl->r, it.n_r);
                 for (int step = 0; step < n_steps; step++, w.next(), gstep++) {
@@ -321,13 +325,11 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                     if (gstep >= ST) mbar_wait(k_empty(s), par);
                     mbar_expect_tx(k_full(s), C::KV_BYTES);
                     for (int dh = 0; dh < DH; dh++)
-                        tma_load(sK + s * C::KV_BYTES + dh * BN * 128, &tk, dh * 64, it.head, row0 + w.k,
-                                               k_full(s));
+                        tma_load(sK + s * C::KV_BYTES + dh * BN * 128, &tk, dh * 64, it.head, row0 + w.k, k_full(s));
                     if (gstep >= ST) mbar_wait(v_empty(s), par);
                     mbar_expect_tx(v_full(s), C::KV_BYTES);
                     for (int dh = 0; dh < DH; dh++)
-                        tma_load(sV + s * C::KV_BYTES + dh * BN * 128, &tv, dh * 64, it.head, row0 + w.k,
-                                               v_full(s));
+                        tma_load(sV + s * C::KV_BYTES + dh * BN * 128, &tv, dh * 64, it.head, row0 + w.k, v_full(s));
                 }
             }
         } else if (FAST && tid >= 32) {
@@ -470,8 +472,8 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
         const acu_slot *sl = &slot[qb];
         const int idx = __shfl_sync(0xffffffffu, sl->idx, 0);
         if (idx >= total) break;
-        /* the item's fields from global memory: held from the slot, they spilled at NC = 3 (160
-         * registers), and the NC = 2 kernel measured 2-3 % slower */
+        /* NC = 3: the item's fields from global memory (held from the slot they spilled at 160
+         * registers); NC = 2 (FAST): from the slot, read where used */
         acu_item it;
         if constexpr (!FAST) it = p.items[idx / p.batch];
         /* FAST: the item from the slot (valid until this warpgroup releases the Q buffer) */
@@ -605,8 +607,8 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                 acu_pack<T>::two(o[4 * j + 2] * l_r[1], o[4 * j + 3] * l_r[1]);
         }
         if constexpr (FAST) {
-            /* the storer warp stores it (TMA or acu_store_tile); the staging writes (generic proxy)
-             * ordered before its TMA stores (async proxy) */
+            /* the storer warps store it (TMA or acu_storer_tile); the staging writes (generic proxy)
+             * ordered before the TMA stores (async proxy) */
             asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
             q_done(qb);
             continue;
