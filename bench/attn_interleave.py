@@ -664,6 +664,15 @@ def timed_rows(res, kind, label):
         yield r
 
 
+def print_alt(r, pad, ms_extra=lambda r: "", ratio_extra=lambda r: ""):
+    """The alt variant's row under a table row (pad: the blank leading columns), or its failed check."""
+    if "ratio_ours_over_alt" in r:
+        print(f"{pad} alt v{r['check_alt']['variant']}: {r['ms']['alt']['median']:.3f} ms{ms_extra(r)}, "
+              f"ours/alt {fmt_range(r['ratio_ours_over_alt'])}{ratio_extra(r)}")
+    elif "check_alt" in r:
+        print(f"{pad} alt v{r['check_alt']['variant']}: FAIL {r['check_alt']} (not timed)")
+
+
 def print_table(res):
     env = res["env"]
     print(f"\n== interleaved in one process: {env.get('gpu')}, torch {env.get('torch')}, cuDNN {env.get('cudnn')}; "
@@ -684,12 +693,8 @@ def print_table(res):
         print(f"{r['D']:>4} {tok:>11} {r['rounds']:>6} {r['ms']['ours']['median']:>8.3f} {r['tflops']['ours']:>5.0f} "
               f"{r['ms']['cudnn']['median']:>8.3f} {r['tflops']['cudnn']:>5.0f} {r['cudnn_layout']['chosen']:>6} "
               f"{fmt_range(r['ratio_cudnn_over_ours']):>24} {bar:>16}")
-        if "ratio_ours_over_alt" in r:
-            print(f"{'':>4} {'':>11} {'':>6} alt v{r['check_alt']['variant']}: {r['ms']['alt']['median']:.3f} ms "
-                  f"{r['tflops']['alt']:.0f} TF/s, ours/alt {fmt_range(r['ratio_ours_over_alt'])}, "
-                  f"cuDNN/alt {fmt_range(r['ratio_cudnn_over_alt'])}")
-        elif "check_alt" in r:
-            print(f"{'':>4} {'':>11} {'':>6} alt v{r['check_alt']['variant']}: FAIL {r['check_alt']} (not timed)")
+        print_alt(r, f"{'':>4} {'':>11} {'':>6}", lambda r: f" {r['tflops']['alt']:.0f} TF/s",
+                  lambda r: f", cuDNN/alt {fmt_range(r['ratio_cudnn_over_alt'])}")
     print("\n== arrow (all heads ARROW(w), our tile mask) vs FlexAttention with the same block mask, ours dense in the same"
           " rounds\n   bars: t/ideal = t / (own dense x (1-r)) <= 1.1 and Flex ms / ours ms >= 1.3 (medians of per-round ratios);"
           " TF/s over computed entries")
@@ -705,11 +710,7 @@ def print_table(res):
         print(f"{r['D']:>4} {tok:>11} {r['window']:>3} {100 * r['sparsity']:>5.1f}% {r['rounds']:>6} "
               f"{r['ms']['ours']['median']:>8.3f} {r['tflops_computed']['ours']:>5.0f} {r['ms']['flex']['median']:>8.3f} "
               f"{r['tflops_computed']['flex']:>5.0f} {fmt_range(r['ratio_flex_over_ours']):>24} {ti:>24} {bar:>14}")
-        if "ratio_ours_over_alt" in r:
-            print(f"{'':>4} {'':>11} {'':>3} {'':>6} {'':>6} alt v{r['check_alt']['variant']}: "
-                  f"{r['ms']['alt']['median']:.3f} ms, ours/alt {fmt_range(r['ratio_ours_over_alt'])}")
-        elif "check_alt" in r:
-            print(f"{'':>4} {'':>11} {'':>3} {'':>6} {'':>6} alt v{r['check_alt']['variant']}: FAIL {r['check_alt']}")
+        print_alt(r, f"{'':>4} {'':>11} {'':>3} {'':>6} {'':>6}")
     if any(r["kind"] == "mixed" for r in res["pairs"]):
         print("\n== mixed heads (6 FULL, 9 ARROW w=1/3/8, 3 ARROW_RS w=2, 6 CACHE) vs own dense and a CACHE-only plan in the"
               " same rounds\n   bar: ours / (dense x computed entries + copy) within 5 % (median of per-round ratios)")
@@ -721,11 +722,8 @@ def print_table(res):
                   f"{r['ms']['ours_dense']['median']:>8.3f} {100 * r['entry_frac']:>6.1f}% {r['ms']['copy']['median']:>8.3f} "
                   f"{r['pred_ms']['median']:>8.3f} {fmt_range(r['ratio_to_pred']):>24} "
                   f"{'met' if r['bar']['met'] else 'NOT met':>8}")
-            if "ratio_ours_over_alt" in r:
-                print(f"{'':>4} {'':>11} {'':>6} alt v{r['check_alt']['variant']}: {r['ms']['alt']['median']:.3f} ms, "
-                      f"ours/alt {fmt_range(r['ratio_ours_over_alt'])}, alt/pred {fmt_range(r['alt_ratio_to_pred'])}")
-            elif "check_alt" in r:
-                print(f"{'':>4} {'':>11} {'':>6} alt v{r['check_alt']['variant']}: FAIL {r['check_alt']} (not timed)")
+            print_alt(r, f"{'':>4} {'':>11} {'':>6}",
+                      ratio_extra=lambda r: f", alt/pred {fmt_range(r['alt_ratio_to_pred'])}")
     sl = [r["min_host_slack_ms"] for r in res["pairs"] if "min_host_slack_ms" in r]
     if sl:
         print(f"\nhost slack: min {min(sl):.2f} ms over every timed launch" + (

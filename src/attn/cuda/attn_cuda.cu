@@ -45,7 +45,8 @@ static int variant_known(int variant) {
 }
 
 /* variants measured slower than (or no faster than) their bases, or used once as an A/B control,
- * and removed: 4, 6 to 12 (session 4), 14 (session 5: v5 reading key ranges from global memory) */
+ * and removed: 4, 6 to 12 (session 4), 14 (session 5: v5 reading key ranges from global memory),
+ * 15 and 16 (session 6: the A/B sides of the storer warp and four other experiments) */
 static int variant_removed(int variant) {
     return variant == 4 || (variant >= 6 && variant <= 12) || (variant >= 14 && variant <= 16);
 }

@@ -86,10 +86,9 @@ __device__ __forceinline__ int acu_tile_off(int row, int chunk) {
     return (chunk >> 3) * ACU_BM * 64 + row * 64 + (((chunk & 7) ^ (row & 7)) << 3);
 }
 
-/* v (8 packed values) += the 8 values at src (16-byte aligned): the ARROW_RS residual add */
+/* v (8 packed values) += rv (8 packed values): the ARROW_RS residual add */
 template <typename T>
-__device__ __forceinline__ void acu_add8(uint4 &v, const T *src) {
-    uint4 rv = *reinterpret_cast<const uint4 *>(src);
+__device__ __forceinline__ void acu_add8v(uint4 &v, const uint4 &rv) {
     uint32_t *pv = reinterpret_cast<uint32_t *>(&v);
     const uint32_t *pr = reinterpret_cast<const uint32_t *>(&rv);
 #pragma unroll
@@ -98,6 +97,13 @@ __device__ __forceinline__ void acu_add8(uint4 &v, const T *src) {
         pv[j] = acu_pack<T>::two(x.x + y.x, x.y + y.y);
     }
 }
+/* v += the 8 values at src (16-byte aligned) */
+template <typename T>
+__device__ __forceinline__ void acu_add8(uint4 &v, const T *src) {
+    uint4 rv = *reinterpret_cast<const uint4 *>(src);
+    acu_add8v<T>(v, rv);
+}
+
 
 /* Epilogue: rows [r0, min(r1, q_len)) of the output tile (bf16/f16 in shared memory, D columns)
  * to global memory with 16-byte stores, adding the residual for ARROW_RS items. d <= D: the head

@@ -90,15 +90,7 @@ __device__ __forceinline__ void acu_storer_tile(const acu_params &p, const acu_i
 #pragma unroll
         for (int u = 0; u < 2; u++) {
             if (!ok[u]) continue;
-            if (res) {
-                uint32_t *pv = reinterpret_cast<uint32_t *>(&v[u]);
-                const uint32_t *pr = reinterpret_cast<const uint32_t *>(&rv[u]);
-#pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    const float2 x = acu_pack<T>::unpack(pv[j]), y = acu_pack<T>::unpack(pr[j]);
-                    pv[j] = acu_pack<T>::two(x.x + y.x, x.y + y.y);
-                }
-            }
+            if (res) acu_add8v<T>(v[u], rv[u]);
             *reinterpret_cast<uint4 *>(dst + off[u]) = v[u];
         }
     }
