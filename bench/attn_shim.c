@@ -123,6 +123,31 @@ void shim_free(void *plan) {
     dfa_attn_cuda_plan_free((dfa_attn_cuda_plan *)plan);
 }
 
+#ifdef DFA_ACU_TRACE
+/* trace builds (bench/attn_trace.sh): copy the plan's trace region (the last run's stamps) to host;
+ * returns its size in bytes when host is NULL, -1 on a CUDA error */
+#include <cuda_runtime.h>
+
+#include "attn/cuda/attn_trace.h"
+void *dfa_attn_cuda_plan_trace(const dfa_attn_cuda_plan *p);
+int64_t shim_trace(const void *plan, void *host) {
+    const size_t n = DFA_ACU_TRACE_BYTES;
+    if (!host) return (int64_t)n;
+    if (cudaDeviceSynchronize() != cudaSuccess) return -1;
+    return cudaMemcpy(host, dfa_attn_cuda_plan_trace((const dfa_attn_cuda_plan *)plan), n, cudaMemcpyDeviceToHost) ==
+                   cudaSuccess
+               ? (int64_t)n
+               : -1;
+}
+/* zero the plan's trace region (before the run to be read: a CTA's items vary from run to run) */
+int shim_trace_clear(const void *plan) {
+    return cudaMemset(dfa_attn_cuda_plan_trace((const dfa_attn_cuda_plan *)plan), 0, DFA_ACU_TRACE_BYTES) ==
+                   cudaSuccess
+               ? 0
+               : -1;
+}
+#endif
+
 /* 1 if this GPU runs the variant (dfa_attn_cuda_variant_ok) */
 int shim_variant_ok(int variant) {
     return dfa_attn_cuda_variant_ok(variant);

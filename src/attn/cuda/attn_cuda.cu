@@ -160,6 +160,9 @@ static void lists_layout(plan_lists *L) {
     L->off3 = L->items_pad + ranges_pad;
     L->off_counter = L->off3 + L->items3_pad + ranges3_pad;
     size_t off = L->off_counter + 16; /* + the work counter */
+#ifdef DFA_ACU_TRACE
+    off += DFA_ACU_TRACE_BYTES; /* the trace region after the counter */
+#endif
     for (int i = 0; i < 4; i++) {
         L->off_bal[i / 2][i % 2] = off;
         off += ((size_t)L->n_bal[i / 2][i % 2] * sizeof(acu_item) + 15) & ~(size_t)15;
@@ -355,6 +358,9 @@ static void params_init(acu_params *prm, const dfa_attn_cuda_plan *p, const dfa_
     prm->items = p->d_items;
     prm->ranges = p->d_ranges;
     prm->counter = p->d_counter;
+#ifdef DFA_ACU_TRACE
+    prm->trace = (unsigned long long *)((char *)p->d_counter + 16);
+#endif
     prm->n_items = p->n_items;
     prm->batch = a->batch;
     prm->n_tokens = dfa_layout_tokens(&p->layout);
@@ -363,6 +369,13 @@ static void params_init(acu_params *prm, const dfa_attn_cuda_plan *p, const dfa_
     const float scale = a->scale > 0 ? a->scale : 1.0f / sqrtf((float)a->head_dim);
     prm->scale_log2 = scale * 1.4426950408889634f;
 }
+
+#ifdef DFA_ACU_TRACE
+/* trace builds only: the plan's trace region on the device (DFA_ACU_TRACE_BYTES) */
+extern "C" void *dfa_attn_cuda_plan_trace(const dfa_attn_cuda_plan *p) {
+    return (char *)p->d_counter + 16;
+}
+#endif
 
 extern "C" void dfa_attn_cuda_plan_free(dfa_attn_cuda_plan *p) {
     if (!p || p->in_set) return; /* set members go with their set */

@@ -33,7 +33,12 @@ struct acu_params {
      * lse[(slot * batch * n_tokens + row) * n_heads + head]; 0 / NULL for plain plans */
     size_t slot_stride;
     float *lse;
+#ifdef DFA_ACU_TRACE
+    unsigned long long *trace; /* trace builds only (bench/attn_trace.sh): DFA_ACU_TRACE_BYTES */
+#endif
 };
+
+#include "attn/cuda/attn_trace.h"
 
 dfa_status acu_check_common(int dtype, int batch, int head_dim, dfa_error *err);
 

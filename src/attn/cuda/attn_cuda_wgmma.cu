@@ -42,6 +42,36 @@
 
 namespace {
 
+/* Trace builds only (DFA_ACU_TRACE, bench/attn_trace.sh): stamp `val` as event ev of role's t-th
+ * item (attn_cuda_int.h); otherwise nothing, `val` not evaluated. */
+#ifdef DFA_ACU_TRACE
+#define ACU_TR(role, t, ev, val)                                                                          \
+    do {                                                                                                  \
+        if ((t) < DFA_ACU_TRACE_ITEMS - 1 && blockIdx.x < DFA_ACU_TRACE_CTAS)                             \
+            p.trace[(((size_t)blockIdx.x * DFA_ACU_TRACE_ROLES + (role)) * DFA_ACU_TRACE_ITEMS + (t)) *    \
+                        DFA_ACU_TRACE_EV +                                                                \
+                    (ev)] = (unsigned long long)(val);                                                    \
+    } while (0)
+#define ACU_TR_HDR(ev, val)                                                                               \
+    do {                                                                                                  \
+        if (blockIdx.x < DFA_ACU_TRACE_CTAS)                                                              \
+            p.trace[(((size_t)blockIdx.x * DFA_ACU_TRACE_ROLES) * DFA_ACU_TRACE_ITEMS +                   \
+                     DFA_ACU_TRACE_ITEMS - 1) * DFA_ACU_TRACE_EV + (ev)] = (unsigned long long)(val);     \
+    } while (0)
+__device__ __forceinline__ unsigned long long acu_gtime() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+    return t;
+}
+#else
+#define ACU_TR(role, t, ev, val) \
+    do {                         \
+    } while (0)
+#define ACU_TR_HDR(ev, val) \
+    do {                    \
+    } while (0)
+#endif
+
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 /* TMA store of one 64-column box (bulk group of the issuing thread) and the waits on its groups */
 __device__ __forceinline__ void tma_store(const CUtensorMap *map, uint32_t src, int c0, int c1, int c2) {
@@ -266,6 +296,10 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     __syncthreads();
+    if (tid == 0) {
+        ACU_TR_HDR(0, clock64());
+        ACU_TR_HDR(1, acu_gtime());
+    }
     auto item_steps = [&](const acu_item &it) {
         int n = 0;
         for (int r = 0; r < it.n_r; r++) {
@@ -290,8 +324,11 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             int gstep = 0, q_par = 0;
             for (int t = 0;; t++) {
                 const int qb = t & 1;
+                ACU_TR(0, t, 2, clock64());
                 if (t >= 2) mbar_wait(q_empty(qb), ((t >> 1) - 1) & 1);
+                ACU_TR(0, t, 3, clock64());
                 const int idx = atomicAdd(p.counter, 1);
+                ACU_TR(0, t, 0, idx);
                 acu_slot *sl = &slot[qb];
                 sl->idx = idx;
                 acu_item it;
@@ -302,7 +339,12 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                     sl->n_steps = it.flags & ACU_ITEM_COPY ? 0 : item_steps(it);
                 }
                 mbar_arrive(item_full(qb)); /* release: the slot is visible to the waiters */
-                if (idx >= total) break;
+                ACU_TR(0, t, 4, clock64());
+                if (idx >= total) {
+                    ACU_TR_HDR(2, clock64());
+                    ACU_TR_HDR(3, acu_gtime());
+                    break;
+                }
                 if (it.flags & ACU_ITEM_COPY) continue;
                 q_par ^= 1 << qb;
                 const int row0 = (idx % p.batch) * p.n_tokens; /* batch element's first row in [B*N] */
@@ -310,11 +352,14 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                 for (int dh = 0; dh < DH; dh++)
                     tma_load(sQ + qb * C::Q_BYTES + dh * BM * 128, &tq, dh * 64, it.head, row0 + it.q0, q_full(qb));
                 const int n_steps = sl->n_steps;
+                ACU_TR(0, t, 1, n_steps);
+                ACU_TR(0, t, 5, clock64());
                 walker w(sl->r, it.n_r);
                 for (int step = 0; step < n_steps; step++, w.next(), gstep++) {
                     const int s = gstep % ST;
                     const int par = ((gstep / ST) - 1) & 1;
                     if (gstep >= ST) mbar_wait(k_empty(s), par);
+                    if (step == 0) ACU_TR(0, t, 6, clock64());
                     mbar_expect_tx(k_full(s), C::KV_BYTES);
                     for (int dh = 0; dh < DH; dh++)
                         tma_load(sK + s * C::KV_BYTES + dh * BN * 128, &tk, dh * 64, it.head, row0 + w.k, k_full(s));
@@ -322,7 +367,9 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                     mbar_expect_tx(v_full(s), C::KV_BYTES);
                     for (int dh = 0; dh < DH; dh++)
                         tma_load(sV + s * C::KV_BYTES + dh * BN * 128, &tv, dh * 64, it.head, row0 + w.k, v_full(s));
+                    if (step == 0) ACU_TR(0, t, 7, clock64());
                 }
+                ACU_TR(0, t, 8, clock64());
             }
         } else if (FAST && tid >= 32) {
             /* the storer warps 1-3 (FAST): per item, once every consumer thread has handed the Q
@@ -334,10 +381,12 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             for (int t = 0;; t++) {
                 const int qb = t & 1, ph = (t >> 1) & 1;
                 mbar_wait(item_full(qb), ph);
+                if (lane == 0) ACU_TR(1, t, 2, clock64());
                 const acu_slot *sl = &slot[qb];
                 const int idx = sl->idx;
                 if (idx >= total) break;
                 mbar_wait(o_full(qb), ph);
+                if (lane == 0) ACU_TR(1, t, 3, clock64());
                 const acu_item &it = sl->it; /* read where used: the producer warpgroup's few registers */
                 if (!(it.flags & ACU_ITEM_COPY)) {
                     const int b = idx % p.batch;
@@ -362,6 +411,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
                 }
                 /* every thread (each read the slot or the staging): thread 32 after its stores' reads */
+                if (lane == 0) ACU_TR(1, t, 4, clock64());
                 mbar_arrive(q_empty(qb));
             }
             if (lane == 0) bulk_wait_all(); /* the last stores' writes done before the CTA exits */
@@ -463,6 +513,19 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
          * indices derived from it then run on the uniform datapath */
         const acu_slot *sl = &slot[qb];
         const int idx = __shfl_sync(0xffffffffu, sl->idx, 0);
+#ifdef DFA_ACU_TRACE
+        const bool trc = (ctid & 127) == 0; /* the warpgroup's stamps: its first thread */
+#define ACU_TRC(ev, val)                          \
+    do {                                          \
+        if (trc) ACU_TR(2 + cw, t, (ev), (val));  \
+    } while (0)
+#else
+#define ACU_TRC(ev, val) \
+    do {                 \
+    } while (0)
+#endif
+        ACU_TRC(2, clock64());
+        ACU_TRC(0, idx);
         if (idx >= total) break;
         /* NC = 3: the item's fields from global memory (held from the slot they spilled at 160
          * registers); NC = 2 (FAST): from the slot, read where used */
@@ -475,6 +538,8 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
         if (flags & ACU_ITEM_COPY) {
             acu_copy_item<D>(p, itr, ITEM_RELOAD ? idx % p.batch : b, ctid, 128 * NC, PAD ? p.head_dim : D);
             q_done(qb);
+            ACU_TRC(1, -1);
+            ACU_TRC(9, clock64());
             continue;
         }
         const int n_steps = __shfl_sync(0xffffffffu, sl->n_steps, 0);
@@ -485,6 +550,9 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             q_par ^= 1 << qb;
             gstep += n_steps;
             q_done(qb);
+            ACU_TRC(1, n_steps);
+            ACU_TRC(10, 1);
+            ACU_TRC(9, clock64());
             continue;
         }
         qbuf = sQ + qb * C::Q_BYTES;
@@ -493,6 +561,8 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
         m_r[0] = m_r[1] = -INFINITY;
         l_r[0] = l_r[1] = 0.f;
         mbar_wait(q_full(qb), (q_par >> qb) & 1);
+        ACU_TRC(3, clock64());
+        ACU_TRC(1, n_steps);
         q_par ^= 1 << qb;
         /* The steps of an item (FA3's intra-warpgroup overlap in the source order: the softmax of
          * step i after issuing P V of step i-1; ptxas decides where the wait for it lands).
@@ -504,11 +574,14 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             turns.wait(cw, n_act);
             issue_qk(s);
             turns.pass(cw, n_act);
+            ACU_TRC(4, clock64());
             wg_wait<0>();
             reg_fence<BN / 2>(sc);
+            ACU_TRC(5, clock64());
             mbar_arrive(k_empty(s));
             softmax(valid);
             rescale_pack();
+            ACU_TRC(6, clock64());
         };
         auto mid = [&](int g, int gp, int valid) {
             const int s = g % ST, ph = (g / ST) & 1;
@@ -574,7 +647,9 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                 w.next();
                 mid(gstep + step, gstep + step - 1, w.valid());
             }
+            ACU_TRC(7, clock64());
             last(gstep + n_steps - 1);
+            ACU_TRC(8, clock64());
         }
         gstep += n_steps;
         /* epilogue: normalise; each warpgroup stages its 64 rows over its own Q rows (same
@@ -603,6 +678,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
              * ordered before the TMA stores (async proxy) */
             asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
             q_done(qb);
+            ACU_TRC(9, clock64());
             continue;
         }
         asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
@@ -617,7 +693,9 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
         /* the staging (over Q) is read; TMA may overwrite it after this (async proxy) */
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         q_done(qb);
+        ACU_TRC(9, clock64());
     }
+#undef ACU_TRC
     turns.finish(cw);
 #endif
 }
