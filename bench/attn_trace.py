@@ -99,6 +99,7 @@ def main():
     ap.add_argument("--shim", required=True, help="the trace build's shim")
     ap.add_argument("--plain", help="the plain build's shim (times only)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--variant", type=int, default=0, help="the variant both builds run (0: the default)")
     ap.add_argument("--configs", default="128x4096:dense,128x4096:75,128x4096:50,128x16384:dense,128x16384:75,"
                     "64x4096:dense,64x4096:75,64x4096:50")
     args = ap.parse_args()
@@ -122,7 +123,7 @@ def main():
         if kind == "dense":
             m, w = [ai.FULL] * ai.H, [-1] * ai.H
         else:
-            ww = ai.choose_window(NV, ai.NT, ai.BLOCK, int(kind) / 100.0,
+            ww, _ = ai.choose_window(NV, ai.NT, ai.BLOCK, int(kind) / 100.0,
                                   entries=lambda nv, nt, b, x: shim.mask_info(nv, nt, ai.TEXT_FIRST, b, x)["entries"])
             m, w = [ai.ARROW] * ai.H, [ww] * ai.H
         times = {}
@@ -130,7 +131,7 @@ def main():
         for name, sh in (("trace", shim), ("plain", plain)):
             if sh is None:
                 continue
-            p, info = sh.plan(NV, ai.NT, m, w, stream)
+            p, info = sh.plan(NV, ai.NT, m, w, stream, args.variant)
             plans[name] = (sh, p, info)
         # interleaved: flush, run each build, 20 rounds; the trace read after the last trace run
         ev = {n: [] for n in plans}
@@ -156,7 +157,7 @@ def main():
         if shim.lib.shim_trace(p, buf) != nbytes:
             raise RuntimeError("shim_trace failed")
         a = parse(bytes(buf))
-        n_cons = 3 if (D == 64 and info["variant"] == 5) else 2
+        n_cons = 3 if (D == 64 and info["variant"] in (5, 17, 18)) else 2
         res = analyse(a, n_cons)
         for name, (sh, p, info) in plans.items():
             sh.free(p)

@@ -4,6 +4,7 @@
 # src/attn/cuda/attn_trace.h) into build-trace and, unless it exists, the plain one into build-shim
 # (their times side by side say how much the stamps perturb). ~1-2 min on an H100.
 # usage (repo root, GPU machine): sh bench/attn_trace.sh [configs]   e.g. 128x4096:dense,128x4096:75
+#   env: DFA_TRACE_VARIANT=V  the plans' variant (default 0)
 #   writes $OUT/attn_trace.json and $OUT/attn_trace.log
 set -u
 OUT=${OUT:-$PWD/out}
@@ -31,5 +32,6 @@ build() { # dir, extra flags
 build build-trace -DDFA_ACU_TRACE
 [ -s build-shim/libdfa_attn_shim.so ] || build build-shim ""
 PYTHONUNBUFFERED=1 python3 bench/attn_trace.py --shim build-trace/libdfa_attn_shim.so \
-    --plain build-shim/libdfa_attn_shim.so --out "$OUT/attn_trace.json" ${1:+--configs "$1"} 2>&1 |
-    tee "$OUT/attn_trace.log"
+    --plain build-shim/libdfa_attn_shim.so --out "$OUT/attn_trace${DFA_TRACE_VARIANT:+-v$DFA_TRACE_VARIANT}.json" \
+    --variant "${DFA_TRACE_VARIANT:-0}" ${1:+--configs "$1"} 2>&1 |
+    tee "$OUT/attn_trace${DFA_TRACE_VARIANT:+-v$DFA_TRACE_VARIANT}.log"

@@ -243,7 +243,7 @@ __device__ __forceinline__ int acu_pass_skipped(int step, int x0, int x1, int gs
  * the packing of P follows the wait for P V(i-1); measured (A/B in one process) 0.8-1.1 % faster
  * on dense D=128 and 0.6-1.1 % on its arrow plans; at NC = 3 dense D=64 0.7 % slower at 4k
  * (arrow 16k 1-2 % faster): not used there. */
-template <int NC, int D, bool PAD, typename T>
+template <int NC, int D, bool PAD, typename T, int X>
 __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     attn_wgmma_kernel(const __grid_constant__ acu_params p, const __grid_constant__ CUtensorMap tq,
                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -322,21 +322,40 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
              * where dropping it renumbered the consumers' registers (any edit re-rolls ptxas's
              * schedule: change this only with an A/B on the device) */
             int gstep = 0, q_par = 0;
+            /* PF (X & 2): the next item's index is claimed when an item is handed out, and the item
+             * and its key ranges read after the item's first K/V loads, so that the claim and the
+             * dependent reads are off the path between two items (the trace: ~2700 cycles) */
+            constexpr bool PF = (X & 2) != 0;
+            int nidx = PF ? atomicAdd(p.counter, 1) : 0;
+            bool have = false; /* PF: nit / nr hold item nidx */
+            acu_item nit;
+            int2 nr[2];
             for (int t = 0;; t++) {
                 const int qb = t & 1;
                 ACU_TR(0, t, 2, clock64());
                 if (t >= 2) mbar_wait(q_empty(qb), ((t >> 1) - 1) & 1);
                 ACU_TR(0, t, 3, clock64());
-                const int idx = atomicAdd(p.counter, 1);
+                const int idx = PF ? nidx : atomicAdd(p.counter, 1);
                 ACU_TR(0, t, 0, idx);
                 acu_slot *sl = &slot[qb];
                 sl->idx = idx;
                 acu_item it;
                 if (idx < total) {
-                    it = p.items[idx / p.batch];
-                    sl->it = it;
-                    for (int r = 0; r < it.n_r && r < 2; r++) sl->r[r] = p.ranges[it.r_off + r];
-                    sl->n_steps = it.flags & ACU_ITEM_COPY ? 0 : item_steps(it);
+                    if (PF && have) {
+                        it = nit;
+                        sl->it = it;
+                        int n = 0;
+                        for (int r = 0; r < it.n_r && r < 2; r++) {
+                            sl->r[r] = nr[r];
+                            n += (nr[r].y - nr[r].x + BN - 1) / BN;
+                        }
+                        sl->n_steps = it.flags & ACU_ITEM_COPY ? 0 : n;
+                    } else {
+                        it = p.items[idx / p.batch];
+                        sl->it = it;
+                        for (int r = 0; r < it.n_r && r < 2; r++) sl->r[r] = p.ranges[it.r_off + r];
+                        sl->n_steps = it.flags & ACU_ITEM_COPY ? 0 : item_steps(it);
+                    }
                 }
                 mbar_arrive(item_full(qb)); /* release: the slot is visible to the waiters */
                 ACU_TR(0, t, 4, clock64());
@@ -344,6 +363,10 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                     ACU_TR_HDR(2, clock64());
                     ACU_TR_HDR(3, acu_gtime());
                     break;
+                }
+                if (PF) {
+                    nidx = atomicAdd(p.counter, 1);
+                    have = false;
                 }
                 if (it.flags & ACU_ITEM_COPY) continue;
                 q_par ^= 1 << qb;
@@ -368,6 +391,11 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                     for (int dh = 0; dh < DH; dh++)
                         tma_load(sV + s * C::KV_BYTES + dh * BN * 128, &tv, dh * 64, it.head, row0 + w.k, v_full(s));
                     if (step == 0) ACU_TR(0, t, 7, clock64());
+                    if (PF && step == 0 && nidx < total) { /* the next item while this one's loads run */
+                        nit = p.items[nidx / p.batch];
+                        for (int r = 0; r < nit.n_r && r < 2; r++) nr[r] = p.ranges[nit.r_off + r];
+                        have = true;
+                    }
                 }
                 ACU_TR(0, t, 8, clock64());
             }
@@ -597,7 +625,8 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             reg_fence<BN / 2>(sc);
             mbar_arrive(k_empty(s));
             softmax(valid);
-            wg_wait<0>();
+            if constexpr ((X & 1) != 0) wg_wait0_after(l_r[0], l_r[1]);
+            else wg_wait<0>();
             reg_fence<D / 2>(o);
             reg_fence_u<BN / 4>(&pa[0][0]);
             mbar_arrive(v_empty(sp));
@@ -700,7 +729,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
 #endif
 }
 
-template <int NC, int D, bool PAD, typename T>
+template <int NC, int D, bool PAD, typename T, int X>
 cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t st) {
     using C = cfg<NC, D>;
     const int dg = PAD ? p.head_dim : D;
@@ -717,29 +746,36 @@ cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t
     } else {
         mo = mv; /* unused */
     }
-    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T, X>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
     if (e != cudaSuccess) return e;
     int dev = 0, sms = 0;
     if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
     if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
     const int total = p.n_items * p.batch;
     const int grid = persistent && sms < total ? sms : total;
-    attn_wgmma_kernel<NC, D, PAD, T><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv, mo);
+    attn_wgmma_kernel<NC, D, PAD, T, X><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv, mo);
     return cudaGetLastError();
 }
 
-template <typename T>
+template <typename T, int X>
 cudaError_t launch_d(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
-    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T>(p, dtype, persistent, st) : cudaErrorInvalidValue;
-    if (head_dim == 64) return launch<2, 64, false, T>(p, dtype, persistent, st);
-    if (head_dim == 128) return launch<2, 128, false, T>(p, dtype, persistent, st);
-    return launch<2, 128, true, T>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
+    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T, X>(p, dtype, persistent, st) : cudaErrorInvalidValue;
+    if (head_dim == 64) return launch<2, 64, false, T, X>(p, dtype, persistent, st);
+    if (head_dim == 128) return launch<2, 128, false, T, X>(p, dtype, persistent, st);
+    return launch<2, 128, true, T, X>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
+}
+template <typename T>
+cudaError_t launch_x(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, int x, cudaStream_t st) {
+    if (x == 1) return launch_d<T, 1>(p, nc, head_dim, dtype, persistent, st);
+    if (x == 3) return launch_d<T, 3>(p, nc, head_dim, dtype, persistent, st);
+    return launch_d<T, 0>(p, nc, head_dim, dtype, persistent, st);
 }
 
 } // namespace
 
-cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
+cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, int x,
+                             cudaStream_t st) {
     if (nc != 2 && nc != 3) return cudaErrorInvalidValue;
-    if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16>(p, nc, head_dim, dtype, persistent, st);
-    return launch_d<__half>(p, nc, head_dim, dtype, persistent, st);
+    if (dtype == DFA_ATTN_CUDA_BF16) return launch_x<__nv_bfloat16>(p, nc, head_dim, dtype, persistent, x, st);
+    return launch_x<__half>(p, nc, head_dim, dtype, persistent, x, st);
 }

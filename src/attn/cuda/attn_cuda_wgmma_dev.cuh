@@ -56,6 +56,15 @@ template <int N>
 __device__ __forceinline__ void wg_wait() {
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
+/* wgmma.wait_group 0 control-dependent on a and b (both paths wait): ptxas cannot hoist it above
+ * the instructions that compute them */
+__device__ __forceinline__ void wg_wait0_after(float a, float b) {
+    asm volatile("{\n.reg .pred p;\nsetp.lt.f32 p, %0, %1;\n@p bra WG_W0_A;\n"
+                 "wgmma.wait_group.sync.aligned 0;\nbra WG_W0_B;\nWG_W0_A:\n"
+                 "wgmma.wait_group.sync.aligned 0;\nWG_W0_B:\n}\n" ::"f"(a),
+                 "f"(b)
+                 : "memory");
+}
 /* keep the compiler from touching accumulators between issue and wait */
 template <int N>
 __device__ __forceinline__ void reg_fence(float *r) {
