@@ -56,11 +56,14 @@ template <int N>
 __device__ __forceinline__ void wg_wait() {
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
-/* wgmma.wait_group 0 control-dependent on a and b (both paths wait): ptxas cannot hoist it above
- * the instructions that compute them */
+/* wgmma.wait_group 0 made control-dependent on a and b (the row sums: every exponential of the
+ * softmax), so that ptxas cannot hoist it above them. Both paths wait; the branch is warp-uniform
+ * (vote; the sums are never negative, so it is never taken): wait_group is .aligned, and a warp
+ * whose lanes split over the two paths hangs (the first version did). */
 __device__ __forceinline__ void wg_wait0_after(float a, float b) {
-    asm volatile("{\n.reg .pred p;\nsetp.lt.f32 p, %0, %1;\n@p bra WG_W0_A;\n"
-                 "wgmma.wait_group.sync.aligned 0;\nbra WG_W0_B;\nWG_W0_A:\n"
+    asm volatile("{\n.reg .pred p, q;\nsetp.lt.f32 p, %0, 0f00000000;\nsetp.lt.or.f32 p, %1, 0f00000000, p;\n"
+                 "vote.sync.any.pred q, p, 0xffffffff;\n@q bra WG_W0_A;\n"
+                 "wgmma.wait_group.sync.aligned 0;\nbra.uni WG_W0_B;\nWG_W0_A:\n"
                  "wgmma.wait_group.sync.aligned 0;\nWG_W0_B:\n}\n" ::"f"(a),
                  "f"(b)
                  : "memory");
