@@ -35,22 +35,24 @@ struct dfa_attn_cuda_plan {
 };
 
 static int is_wgmma3(int variant) {
-    return variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP || variant == DFA_ATTN_CUDA_V_EXP_DW ||
-           variant == DFA_ATTN_CUDA_V_EXP_DWPF;
+    return variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP || variant == DFA_ATTN_CUDA_V_EXP_PF ||
+           variant == DFA_ATTN_CUDA_V_EXP_PFEQ || variant == DFA_ATTN_CUDA_V_EXP_PFEQS;
 }
 
 /* variants this build knows: 1, 2, 3, 5 */
 static int variant_known(int variant) {
     return variant == DFA_ATTN_CUDA_V_MMA || variant == DFA_ATTN_CUDA_V_WGMMA ||
            variant == DFA_ATTN_CUDA_V_WGMMA_GRID || variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP ||
-           variant == DFA_ATTN_CUDA_V_EXP_DW || variant == DFA_ATTN_CUDA_V_EXP_DWPF;
+           variant == DFA_ATTN_CUDA_V_EXP_PF || variant == DFA_ATTN_CUDA_V_EXP_PFEQ ||
+           variant == DFA_ATTN_CUDA_V_EXP_PFEQS;
 }
 
 /* variants measured slower than (or no faster than) their bases, or used once as an A/B control,
  * and removed: 4, 6 to 12 (session 4), 14 (session 5: v5 reading key ranges from global memory),
- * 15 and 16 (session 6: the A/B sides of the storer warp and four other experiments) */
+ * 15 and 16 (session 6: the A/B sides of the storer warp and four other experiments), 17 and 18
+ * (session 7: the P V wait after the exponentials, 2-4 % slower) */
 static int variant_removed(int variant) {
-    return variant == 4 || (variant >= 6 && variant <= 12) || (variant >= 14 && variant <= 16);
+    return variant == 4 || (variant >= 6 && variant <= 12) || (variant >= 14 && variant <= 18);
 }
 
 static dfa_status plan_upload(dfa_attn_cuda_plan **out, dfa_acu_worklist *wlp, dfa_acu_worklist *wl3p,
@@ -69,7 +71,7 @@ static dfa_status resolve_variant(int *variant, dfa_error *err) {
     if (variant_removed(*variant))
         DFA_FAIL(err, DFA_ERR_INVALID_ARG,
                  "attn_cuda plan: variant %d was removed (slower than its base or an A/B control, bench/RESULTS.md "
-                 "sessions 4-6); "
+                 "sessions 4-7); "
                  "use 1, 2, 3 or 5",
                  *variant);
     if (!variant_known(*variant))
@@ -453,7 +455,11 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
     cudaError_t e;
     if (wgmma) /* 3 consumers for variant 5 at D=64; persistent except variant 3 */
         e = acu_launch_wgmma(prm, wgmma3 ? 3 : 2, a->head_dim, a->dtype, p->variant != DFA_ATTN_CUDA_V_WGMMA_GRID,
-                             p->variant == DFA_ATTN_CUDA_V_EXP_DW ? 1 : p->variant == DFA_ATTN_CUDA_V_EXP_DWPF ? 3 : 0, st);
+                             p->variant == DFA_ATTN_CUDA_V_EXP_PF      ? 2
+                             : p->variant == DFA_ATTN_CUDA_V_EXP_PFEQ  ? 6
+                             : p->variant == DFA_ATTN_CUDA_V_EXP_PFEQS ? 14
+                                                                       : 0,
+                             st);
     else
         e = acu_launch_mma(prm, a->head_dim, a->dtype, st);
     if (e != cudaSuccess)

@@ -534,6 +534,14 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     /* FAST: the consumers hand each Q buffer (with the output staged over it) to the storer, which
      * gives it back to the producer */
     auto q_done = [&](int q) { mbar_arrive(FAST ? o_full(q) : q_empty(q)); };
+    /* EQ (X & 4, 2 consumers): at an item's end the warpgroup issues the next item's first QK^T
+     * (when it computes rows of it) before its epilogue, so that the epilogue runs under that
+     * GEMM, then does that step's softmax; pre: this item's first step is done so (Q waited for,
+     * q_par flipped, O / m / l reset, P packed). Nothing wgmma writes is live across the loop's
+     * back edge: a QK^T in flight there (or S live there) made ptxas serialise every wgmma
+     * (C7515). */
+    constexpr bool EQ = (X & 4) != 0 && NC == 2;
+    bool pre = false;
     for (int t = 0;; t++) {
         const int qb = t & 1;
         mbar_wait(item_full(qb), (t >> 1) & 1);
@@ -583,33 +591,41 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             ACU_TRC(9, clock64());
             continue;
         }
-        qbuf = sQ + qb * C::Q_BYTES;
 #pragma unroll
         for (int i = 0; i < D / 2; i++) o[i] = 0.f;
-        m_r[0] = m_r[1] = -INFINITY;
-        l_r[0] = l_r[1] = 0.f;
-        mbar_wait(q_full(qb), (q_par >> qb) & 1);
-        ACU_TRC(3, clock64());
+        if (!(EQ && pre)) {
+            qbuf = sQ + qb * C::Q_BYTES;
+            m_r[0] = m_r[1] = -INFINITY;
+            l_r[0] = l_r[1] = 0.f;
+            mbar_wait(q_full(qb), (q_par >> qb) & 1);
+            ACU_TRC(3, clock64());
+            q_par ^= 1 << qb;
+        }
         ACU_TRC(1, n_steps);
-        q_par ^= 1 << qb;
         /* The steps of an item (FA3's intra-warpgroup overlap in the source order: the softmax of
          * step i after issuing P V of step i-1; ptxas decides where the wait for it lands).
          * first: QK^T of global step g alone; mid: QK^T of g with P V of gp (the previous
          * computed step); last: P V of gp alone. */
-        auto first = [&](int g, int valid) {
+        auto first_issue = [&](int g, int na) {
             const int s = g % ST, ph = (g / ST) & 1;
             mbar_wait(k_full(s), ph);
-            turns.wait(cw, n_act);
+            turns.wait(cw, na);
             issue_qk(s);
-            turns.pass(cw, n_act);
-            ACU_TRC(4, clock64());
-            wg_wait<0>();
+            turns.pass(cw, na);
+        };
+        auto first_finish = [&](int g, int valid) {
             reg_fence<BN / 2>(sc);
             ACU_TRC(5, clock64());
-            mbar_arrive(k_empty(s));
+            mbar_arrive(k_empty(g % ST));
             softmax(valid);
             rescale_pack();
             ACU_TRC(6, clock64());
+        };
+        auto first = [&](int g, int valid) {
+            first_issue(g, n_act);
+            ACU_TRC(4, clock64());
+            wg_wait<0>();
+            first_finish(g, valid);
         };
         auto mid = [&](int g, int gp, int valid) {
             const int s = g % ST, ph = (g / ST) & 1;
@@ -625,8 +641,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             reg_fence<BN / 2>(sc);
             mbar_arrive(k_empty(s));
             softmax(valid);
-            if constexpr ((X & 1) != 0) wg_wait0_after(l_r[0], l_r[1]);
-            else wg_wait<0>();
+            wg_wait<0>();
             reg_fence<D / 2>(o);
             reg_fence_u<BN / 4>(&pa[0][0]);
             mbar_arrive(v_empty(sp));
@@ -671,7 +686,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             last(gp);
         } else {
             walker w(sl->r, itr.n_r);
-            first(gstep, w.valid());
+            if (!(EQ && pre)) first(gstep, w.valid());
             for (int step = 1; step < n_steps; step++) {
                 w.next();
                 mid(gstep + step, gstep + step - 1, w.valid());
@@ -682,34 +697,84 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
         }
         gstep += n_steps;
         /* epilogue: normalise; each warpgroup stages its 64 rows over its own Q rows (same
-         * swizzled layout), which only its own finished wgmmas read, then stores them with
-         * 16-byte accesses; the Q buffer goes back to the producer once all are done */
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 1);
-            l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 2);
-            if constexpr (LSE)
-                if (p.lse && (lane & 3) == 0) /* ring plans: the row's log-sum-exp */
-                    acu_store_lse(p, itr, b, cw * 64 + wq * 16 + (lane >> 2) + 8 * r, m_r[r], l_r[r]);
-            l_r[r] = l_r[r] > 0.f ? 1.f / l_r[r] : 0.f;
-        }
+         * swizzled layout), which only its own finished wgmmas read; FAST: the storer warps store
+         * them (TMA or acu_storer_tile), else this warpgroup (below); the Q buffer goes back to
+         * the producer once all are done */
         T *so = reinterpret_cast<T *>(base + qb * C::Q_BYTES);
-        const int row = cw * 64 + wq * 16 + (lane >> 2), c = 2 * (lane & 3);
+        auto stage = [&]() {
 #pragma unroll
-        for (int j = 0; j < D / 8; j++) {
-            *reinterpret_cast<uint32_t *>(so + acu_tile_off<D, ACU_LAYOUT_TMA>(row, j) + c) =
-                acu_pack<T>::two(o[4 * j] * l_r[0], o[4 * j + 1] * l_r[0]);
-            *reinterpret_cast<uint32_t *>(so + acu_tile_off<D, ACU_LAYOUT_TMA>(row + 8, j) + c) =
-                acu_pack<T>::two(o[4 * j + 2] * l_r[1], o[4 * j + 3] * l_r[1]);
-        }
+            for (int r = 0; r < 2; r++) {
+                l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 1);
+                l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 2);
+                if constexpr (LSE)
+                    if (p.lse && (lane & 3) == 0) /* ring plans: the row's log-sum-exp */
+                        acu_store_lse(p, itr, b, cw * 64 + wq * 16 + (lane >> 2) + 8 * r, m_r[r], l_r[r]);
+                l_r[r] = l_r[r] > 0.f ? 1.f / l_r[r] : 0.f;
+            }
+            const int row = cw * 64 + wq * 16 + (lane >> 2), c = 2 * (lane & 3);
+            if constexpr ((X & 8) != 0) { /* STS (X & 8): 32-bit shared addresses, st.shared */
+                const uint32_t sb = sQ + qb * C::Q_BYTES;
+#pragma unroll
+                for (int j = 0; j < D / 8; j++) {
+                    st_shared_u32(sb + 2 * (acu_tile_off<D, ACU_LAYOUT_TMA>(row, j) + c),
+                                  acu_pack<T>::two(o[4 * j] * l_r[0], o[4 * j + 1] * l_r[0]));
+                    st_shared_u32(sb + 2 * (acu_tile_off<D, ACU_LAYOUT_TMA>(row + 8, j) + c),
+                                  acu_pack<T>::two(o[4 * j + 2] * l_r[1], o[4 * j + 3] * l_r[1]));
+                }
+            } else {
+#pragma unroll
+                for (int j = 0; j < D / 8; j++) {
+                    *reinterpret_cast<uint32_t *>(so + acu_tile_off<D, ACU_LAYOUT_TMA>(row, j) + c) =
+                        acu_pack<T>::two(o[4 * j] * l_r[0], o[4 * j + 1] * l_r[0]);
+                    *reinterpret_cast<uint32_t *>(so + acu_tile_off<D, ACU_LAYOUT_TMA>(row + 8, j) + c) =
+                        acu_pack<T>::two(o[4 * j + 2] * l_r[1], o[4 * j + 3] * l_r[1]);
+                }
+            }
+        };
         if constexpr (FAST) {
-            /* the storer warps store it (TMA or acu_storer_tile); the staging writes (generic proxy)
-             * ordered before the TMA stores (async proxy) */
-            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-            q_done(qb);
-            ACU_TRC(9, clock64());
+            /* the staging writes (generic proxy) ordered before the storer's TMA stores (async) */
+            auto hand_over = [&]() {
+                stage();
+                asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+                q_done(qb);
+                ACU_TRC(9, clock64());
+            };
+            pre = false;
+            if constexpr (EQ) { /* the next item: computed here? then its first step now */
+                const int nq = qb ^ 1;
+                mbar_wait(item_full(nq), ((t + 1) >> 1) & 1);
+                const acu_slot *ns = &slot[nq];
+                const int nidx = __shfl_sync(0xffffffffu, ns->idx, 0);
+                if (nidx < total) {
+                    const int nflags = __shfl_sync(0xffffffffu, ns->it.flags, 0);
+                    const int nlen = __shfl_sync(0xffffffffu, ns->it.q_len, 0);
+                    const int nn_act = nlen > 128 ? 3 : nlen > 64 ? 2 : 1;
+                    pre = !(nflags & ACU_ITEM_COPY) && cw < nn_act;
+                }
+            }
+            if (EQ && pre) { /* its QK^T issued, this item handed over under it, then its softmax
+                              * (issue and wait in one block: ptxas serialised every wgmma
+                              * otherwise, C7515) */
+                const int nq = qb ^ 1;
+                const acu_slot *ns = &slot[nq];
+                const int nlen = __shfl_sync(0xffffffffu, ns->it.q_len, 0);
+                const int nn_act = nlen > 128 ? 3 : nlen > 64 ? 2 : 1;
+                mbar_wait(q_full(nq), (q_par >> nq) & 1);
+                q_par ^= 1 << nq;
+                qbuf = sQ + nq * C::Q_BYTES;
+                first_issue(gstep, nn_act);
+                const int nvalid = walker(ns->r, __shfl_sync(0xffffffffu, ns->it.n_r, 0)).valid();
+                hand_over();
+                wg_wait<0>();
+                m_r[0] = m_r[1] = -INFINITY;
+                l_r[0] = l_r[1] = 0.f;
+                first_finish(gstep, nvalid);
+            } else {
+                hand_over();
+            }
             continue;
         }
+        stage();
         asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
         if constexpr (ITEM_RELOAD) { /* slot[qb] stays until this warpgroup releases the buffer */
             const acu_slot *se = &slot[qb];
@@ -766,8 +831,9 @@ cudaError_t launch_d(const acu_params &p, int nc, int head_dim, int dtype, bool 
 }
 template <typename T>
 cudaError_t launch_x(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, int x, cudaStream_t st) {
-    if (x == 1) return launch_d<T, 1>(p, nc, head_dim, dtype, persistent, st);
-    if (x == 3) return launch_d<T, 3>(p, nc, head_dim, dtype, persistent, st);
+    if (x == 2) return launch_d<T, 2>(p, nc, head_dim, dtype, persistent, st);
+    if (x == 6) return launch_d<T, 6>(p, nc, head_dim, dtype, persistent, st);
+    if (x == 14) return launch_d<T, 14>(p, nc, head_dim, dtype, persistent, st);
     return launch_d<T, 0>(p, nc, head_dim, dtype, persistent, st);
 }
 

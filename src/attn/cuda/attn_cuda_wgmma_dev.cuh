@@ -56,17 +56,8 @@ template <int N>
 __device__ __forceinline__ void wg_wait() {
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
-/* wgmma.wait_group 0 made control-dependent on a and b (the row sums: every exponential of the
- * softmax), so that ptxas cannot hoist it above them. Both paths wait; the branch is warp-uniform
- * (vote; the sums are never negative, so it is never taken): wait_group is .aligned, and a warp
- * whose lanes split over the two paths hangs (the first version did). */
-__device__ __forceinline__ void wg_wait0_after(float a, float b) {
-    asm volatile("{\n.reg .pred p, q;\nsetp.lt.f32 p, %0, 0f00000000;\nsetp.lt.or.f32 p, %1, 0f00000000, p;\n"
-                 "vote.sync.any.pred q, p, 0xffffffff;\n@q bra WG_W0_A;\n"
-                 "wgmma.wait_group.sync.aligned 0;\nbra.uni WG_W0_B;\nWG_W0_A:\n"
-                 "wgmma.wait_group.sync.aligned 0;\nWG_W0_B:\n}\n" ::"f"(a),
-                 "f"(b)
-                 : "memory");
+__device__ __forceinline__ void st_shared_u32(uint32_t addr, uint32_t v) {
+    asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
 }
 /* keep the compiler from touching accumulators between issue and wait */
 template <int N>
