@@ -62,11 +62,6 @@ enum {
     DFA_ATTN_CUDA_V_WGMMA_GRID = 3,  /* the same kernel launched with one CTA per work item */
     DFA_ATTN_CUDA_V_WGMMA3_NOPP = 5, /* D=64: 3 consumer warpgroups, 192-row items (no ping-pong);
                                         other D as variant 2 */
-    DFA_ATTN_CUDA_V_EXP_PF = 19,     /* experiment (session 7, A/B only): variant 5 with the producer
-                                      * claiming and reading the next item early */
-    DFA_ATTN_CUDA_V_EXP_PFEQ = 20,   /* experiment: 19 + (2 consumers) the next item's first QK^T
-                                      * issued before an item's epilogue */
-    DFA_ATTN_CUDA_V_EXP_PFEQS = 21,  /* experiment: 20 + the output staged with st.shared */
     DFA_ATTN_CUDA_V_DEFAULT = 0      /* variant 5 on sm_90, else 1 */
 };
 

@@ -243,7 +243,7 @@ __device__ __forceinline__ int acu_pass_skipped(int step, int x0, int x1, int gs
  * the packing of P follows the wait for P V(i-1); measured (A/B in one process) 0.8-1.1 % faster
  * on dense D=128 and 0.6-1.1 % on its arrow plans; at NC = 3 dense D=64 0.7 % slower at 4k
  * (arrow 16k 1-2 % faster): not used there. */
-template <int NC, int D, bool PAD, typename T, int X>
+template <int NC, int D, bool PAD, typename T>
 __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     attn_wgmma_kernel(const __grid_constant__ acu_params p, const __grid_constant__ CUtensorMap tq,
                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -322,40 +322,21 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
              * where dropping it renumbered the consumers' registers (any edit re-rolls ptxas's
              * schedule: change this only with an A/B on the device) */
             int gstep = 0, q_par = 0;
-            /* PF (X & 2): the next item's index is claimed when an item is handed out, and the item
-             * and its key ranges read after the item's first K/V loads, so that the claim and the
-             * dependent reads are off the path between two items (the trace: ~2700 cycles) */
-            constexpr bool PF = (X & 2) != 0;
-            int nidx = PF ? atomicAdd(p.counter, 1) : 0;
-            bool have = false; /* PF: nit / nr hold item nidx */
-            acu_item nit;
-            int2 nr[2];
             for (int t = 0;; t++) {
                 const int qb = t & 1;
                 ACU_TR(0, t, 2, clock64());
                 if (t >= 2) mbar_wait(q_empty(qb), ((t >> 1) - 1) & 1);
                 ACU_TR(0, t, 3, clock64());
-                const int idx = PF ? nidx : atomicAdd(p.counter, 1);
+                const int idx = atomicAdd(p.counter, 1);
                 ACU_TR(0, t, 0, idx);
                 acu_slot *sl = &slot[qb];
                 sl->idx = idx;
                 acu_item it;
                 if (idx < total) {
-                    if (PF && have) {
-                        it = nit;
-                        sl->it = it;
-                        int n = 0;
-                        for (int r = 0; r < it.n_r && r < 2; r++) {
-                            sl->r[r] = nr[r];
-                            n += (nr[r].y - nr[r].x + BN - 1) / BN;
-                        }
-                        sl->n_steps = it.flags & ACU_ITEM_COPY ? 0 : n;
-                    } else {
-                        it = p.items[idx / p.batch];
-                        sl->it = it;
-                        for (int r = 0; r < it.n_r && r < 2; r++) sl->r[r] = p.ranges[it.r_off + r];
-                        sl->n_steps = it.flags & ACU_ITEM_COPY ? 0 : item_steps(it);
-                    }
+                    it = p.items[idx / p.batch];
+                    sl->it = it;
+                    for (int r = 0; r < it.n_r && r < 2; r++) sl->r[r] = p.ranges[it.r_off + r];
+                    sl->n_steps = it.flags & ACU_ITEM_COPY ? 0 : item_steps(it);
                 }
                 mbar_arrive(item_full(qb)); /* release: the slot is visible to the waiters */
                 ACU_TR(0, t, 4, clock64());
@@ -363,10 +344,6 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                     ACU_TR_HDR(2, clock64());
                     ACU_TR_HDR(3, acu_gtime());
                     break;
-                }
-                if (PF) {
-                    nidx = atomicAdd(p.counter, 1);
-                    have = false;
                 }
                 if (it.flags & ACU_ITEM_COPY) continue;
                 q_par ^= 1 << qb;
@@ -391,11 +368,6 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                     for (int dh = 0; dh < DH; dh++)
                         tma_load(sV + s * C::KV_BYTES + dh * BN * 128, &tv, dh * 64, it.head, row0 + w.k, v_full(s));
                     if (step == 0) ACU_TR(0, t, 7, clock64());
-                    if (PF && step == 0 && nidx < total) { /* the next item while this one's loads run */
-                        nit = p.items[nidx / p.batch];
-                        for (int r = 0; r < nit.n_r && r < 2; r++) nr[r] = p.ranges[nit.r_off + r];
-                        have = true;
-                    }
                 }
                 ACU_TR(0, t, 8, clock64());
             }
@@ -534,14 +506,6 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     /* FAST: the consumers hand each Q buffer (with the output staged over it) to the storer, which
      * gives it back to the producer */
     auto q_done = [&](int q) { mbar_arrive(FAST ? o_full(q) : q_empty(q)); };
-    /* EQ (X & 4, 2 consumers): at an item's end the warpgroup issues the next item's first QK^T
-     * (when it computes rows of it) before its epilogue, so that the epilogue runs under that
-     * GEMM, then does that step's softmax; pre: this item's first step is done so (Q waited for,
-     * q_par flipped, O / m / l reset, P packed). Nothing wgmma writes is live across the loop's
-     * back edge: a QK^T in flight there (or S live there) made ptxas serialise every wgmma
-     * (C7515). */
-    constexpr bool EQ = (X & 4) != 0 && NC == 2;
-    bool pre = false;
     for (int t = 0;; t++) {
         const int qb = t & 1;
         mbar_wait(item_full(qb), (t >> 1) & 1);
@@ -591,41 +555,33 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             ACU_TRC(9, clock64());
             continue;
         }
+        qbuf = sQ + qb * C::Q_BYTES;
 #pragma unroll
         for (int i = 0; i < D / 2; i++) o[i] = 0.f;
-        if (!(EQ && pre)) {
-            qbuf = sQ + qb * C::Q_BYTES;
-            m_r[0] = m_r[1] = -INFINITY;
-            l_r[0] = l_r[1] = 0.f;
-            mbar_wait(q_full(qb), (q_par >> qb) & 1);
-            ACU_TRC(3, clock64());
-            q_par ^= 1 << qb;
-        }
+        m_r[0] = m_r[1] = -INFINITY;
+        l_r[0] = l_r[1] = 0.f;
+        mbar_wait(q_full(qb), (q_par >> qb) & 1);
+        ACU_TRC(3, clock64());
         ACU_TRC(1, n_steps);
+        q_par ^= 1 << qb;
         /* The steps of an item (FA3's intra-warpgroup overlap in the source order: the softmax of
          * step i after issuing P V of step i-1; ptxas decides where the wait for it lands).
          * first: QK^T of global step g alone; mid: QK^T of g with P V of gp (the previous
          * computed step); last: P V of gp alone. */
-        auto first_issue = [&](int g, int na) {
+        auto first = [&](int g, int valid) {
             const int s = g % ST, ph = (g / ST) & 1;
             mbar_wait(k_full(s), ph);
-            turns.wait(cw, na);
+            turns.wait(cw, n_act);
             issue_qk(s);
-            turns.pass(cw, na);
-        };
-        auto first_finish = [&](int g, int valid) {
+            turns.pass(cw, n_act);
+            ACU_TRC(4, clock64());
+            wg_wait<0>();
             reg_fence<BN / 2>(sc);
             ACU_TRC(5, clock64());
-            mbar_arrive(k_empty(g % ST));
+            mbar_arrive(k_empty(s));
             softmax(valid);
             rescale_pack();
             ACU_TRC(6, clock64());
-        };
-        auto first = [&](int g, int valid) {
-            first_issue(g, n_act);
-            ACU_TRC(4, clock64());
-            wg_wait<0>();
-            first_finish(g, valid);
         };
         auto mid = [&](int g, int gp, int valid) {
             const int s = g % ST, ph = (g / ST) & 1;
@@ -686,7 +642,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
             last(gp);
         } else {
             walker w(sl->r, itr.n_r);
-            if (!(EQ && pre)) first(gstep, w.valid());
+            first(gstep, w.valid());
             for (int step = 1; step < n_steps; step++) {
                 w.next();
                 mid(gstep + step, gstep + step - 1, w.valid());
@@ -697,84 +653,34 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
         }
         gstep += n_steps;
         /* epilogue: normalise; each warpgroup stages its 64 rows over its own Q rows (same
-         * swizzled layout), which only its own finished wgmmas read; FAST: the storer warps store
-         * them (TMA or acu_storer_tile), else this warpgroup (below); the Q buffer goes back to
-         * the producer once all are done */
+         * swizzled layout), which only its own finished wgmmas read, then stores them with
+         * 16-byte accesses; the Q buffer goes back to the producer once all are done */
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 1);
+            l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 2);
+            if constexpr (LSE)
+                if (p.lse && (lane & 3) == 0) /* ring plans: the row's log-sum-exp */
+                    acu_store_lse(p, itr, b, cw * 64 + wq * 16 + (lane >> 2) + 8 * r, m_r[r], l_r[r]);
+            l_r[r] = l_r[r] > 0.f ? 1.f / l_r[r] : 0.f;
+        }
         T *so = reinterpret_cast<T *>(base + qb * C::Q_BYTES);
-        auto stage = [&]() {
+        const int row = cw * 64 + wq * 16 + (lane >> 2), c = 2 * (lane & 3);
 #pragma unroll
-            for (int r = 0; r < 2; r++) {
-                l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 1);
-                l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 2);
-                if constexpr (LSE)
-                    if (p.lse && (lane & 3) == 0) /* ring plans: the row's log-sum-exp */
-                        acu_store_lse(p, itr, b, cw * 64 + wq * 16 + (lane >> 2) + 8 * r, m_r[r], l_r[r]);
-                l_r[r] = l_r[r] > 0.f ? 1.f / l_r[r] : 0.f;
-            }
-            const int row = cw * 64 + wq * 16 + (lane >> 2), c = 2 * (lane & 3);
-            if constexpr ((X & 8) != 0) { /* STS (X & 8): 32-bit shared addresses, st.shared */
-                const uint32_t sb = sQ + qb * C::Q_BYTES;
-#pragma unroll
-                for (int j = 0; j < D / 8; j++) {
-                    st_shared_u32(sb + 2 * (acu_tile_off<D, ACU_LAYOUT_TMA>(row, j) + c),
-                                  acu_pack<T>::two(o[4 * j] * l_r[0], o[4 * j + 1] * l_r[0]));
-                    st_shared_u32(sb + 2 * (acu_tile_off<D, ACU_LAYOUT_TMA>(row + 8, j) + c),
-                                  acu_pack<T>::two(o[4 * j + 2] * l_r[1], o[4 * j + 3] * l_r[1]));
-                }
-            } else {
-#pragma unroll
-                for (int j = 0; j < D / 8; j++) {
-                    *reinterpret_cast<uint32_t *>(so + acu_tile_off<D, ACU_LAYOUT_TMA>(row, j) + c) =
-                        acu_pack<T>::two(o[4 * j] * l_r[0], o[4 * j + 1] * l_r[0]);
-                    *reinterpret_cast<uint32_t *>(so + acu_tile_off<D, ACU_LAYOUT_TMA>(row + 8, j) + c) =
-                        acu_pack<T>::two(o[4 * j + 2] * l_r[1], o[4 * j + 3] * l_r[1]);
-                }
-            }
-        };
+        for (int j = 0; j < D / 8; j++) {
+            *reinterpret_cast<uint32_t *>(so + acu_tile_off<D, ACU_LAYOUT_TMA>(row, j) + c) =
+                acu_pack<T>::two(o[4 * j] * l_r[0], o[4 * j + 1] * l_r[0]);
+            *reinterpret_cast<uint32_t *>(so + acu_tile_off<D, ACU_LAYOUT_TMA>(row + 8, j) + c) =
+                acu_pack<T>::two(o[4 * j + 2] * l_r[1], o[4 * j + 3] * l_r[1]);
+        }
         if constexpr (FAST) {
-            /* the staging writes (generic proxy) ordered before the storer's TMA stores (async) */
-            auto hand_over = [&]() {
-                stage();
-                asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-                q_done(qb);
-                ACU_TRC(9, clock64());
-            };
-            pre = false;
-            if constexpr (EQ) { /* the next item: computed here? then its first step now */
-                const int nq = qb ^ 1;
-                mbar_wait(item_full(nq), ((t + 1) >> 1) & 1);
-                const acu_slot *ns = &slot[nq];
-                const int nidx = __shfl_sync(0xffffffffu, ns->idx, 0);
-                if (nidx < total) {
-                    const int nflags = __shfl_sync(0xffffffffu, ns->it.flags, 0);
-                    const int nlen = __shfl_sync(0xffffffffu, ns->it.q_len, 0);
-                    const int nn_act = nlen > 128 ? 3 : nlen > 64 ? 2 : 1;
-                    pre = !(nflags & ACU_ITEM_COPY) && cw < nn_act;
-                }
-            }
-            if (EQ && pre) { /* its QK^T issued, this item handed over under it, then its softmax
-                              * (issue and wait in one block: ptxas serialised every wgmma
-                              * otherwise, C7515) */
-                const int nq = qb ^ 1;
-                const acu_slot *ns = &slot[nq];
-                const int nlen = __shfl_sync(0xffffffffu, ns->it.q_len, 0);
-                const int nn_act = nlen > 128 ? 3 : nlen > 64 ? 2 : 1;
-                mbar_wait(q_full(nq), (q_par >> nq) & 1);
-                q_par ^= 1 << nq;
-                qbuf = sQ + nq * C::Q_BYTES;
-                first_issue(gstep, nn_act);
-                const int nvalid = walker(ns->r, __shfl_sync(0xffffffffu, ns->it.n_r, 0)).valid();
-                hand_over();
-                wg_wait<0>();
-                m_r[0] = m_r[1] = -INFINITY;
-                l_r[0] = l_r[1] = 0.f;
-                first_finish(gstep, nvalid);
-            } else {
-                hand_over();
-            }
+            /* the storer warps store it (TMA or acu_storer_tile); the staging writes (generic proxy)
+             * ordered before the TMA stores (async proxy) */
+            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+            q_done(qb);
+            ACU_TRC(9, clock64());
             continue;
         }
-        stage();
         asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
         if constexpr (ITEM_RELOAD) { /* slot[qb] stays until this warpgroup releases the buffer */
             const acu_slot *se = &slot[qb];
@@ -794,7 +700,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
 #endif
 }
 
-template <int NC, int D, bool PAD, typename T, int X>
+template <int NC, int D, bool PAD, typename T>
 cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t st) {
     using C = cfg<NC, D>;
     const int dg = PAD ? p.head_dim : D;
@@ -811,37 +717,29 @@ cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t
     } else {
         mo = mv; /* unused */
     }
-    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T, X>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
     if (e != cudaSuccess) return e;
     int dev = 0, sms = 0;
     if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
     if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
     const int total = p.n_items * p.batch;
     const int grid = persistent && sms < total ? sms : total;
-    attn_wgmma_kernel<NC, D, PAD, T, X><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv, mo);
+    attn_wgmma_kernel<NC, D, PAD, T><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv, mo);
     return cudaGetLastError();
 }
 
-template <typename T, int X>
-cudaError_t launch_d(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
-    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T, X>(p, dtype, persistent, st) : cudaErrorInvalidValue;
-    if (head_dim == 64) return launch<2, 64, false, T, X>(p, dtype, persistent, st);
-    if (head_dim == 128) return launch<2, 128, false, T, X>(p, dtype, persistent, st);
-    return launch<2, 128, true, T, X>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
-}
 template <typename T>
-cudaError_t launch_x(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, int x, cudaStream_t st) {
-    if (x == 2) return launch_d<T, 2>(p, nc, head_dim, dtype, persistent, st);
-    if (x == 6) return launch_d<T, 6>(p, nc, head_dim, dtype, persistent, st);
-    if (x == 14) return launch_d<T, 14>(p, nc, head_dim, dtype, persistent, st);
-    return launch_d<T, 0>(p, nc, head_dim, dtype, persistent, st);
+cudaError_t launch_d(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
+    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T>(p, dtype, persistent, st) : cudaErrorInvalidValue;
+    if (head_dim == 64) return launch<2, 64, false, T>(p, dtype, persistent, st);
+    if (head_dim == 128) return launch<2, 128, false, T>(p, dtype, persistent, st);
+    return launch<2, 128, true, T>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
 }
 
 } // namespace
 
-cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, int x,
-                             cudaStream_t st) {
+cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
     if (nc != 2 && nc != 3) return cudaErrorInvalidValue;
-    if (dtype == DFA_ATTN_CUDA_BF16) return launch_x<__nv_bfloat16>(p, nc, head_dim, dtype, persistent, x, st);
-    return launch_x<__half>(p, nc, head_dim, dtype, persistent, x, st);
+    if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16>(p, nc, head_dim, dtype, persistent, st);
+    return launch_d<__half>(p, nc, head_dim, dtype, persistent, st);
 }
