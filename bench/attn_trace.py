@@ -20,6 +20,7 @@ import attn_interleave as ai  # noqa: E402  (the Shim class, the window rule, th
 
 CTAS, ROLES, ITEMS, EV = 132, 5, 64, 12  # attn_trace.h
 PHASES = ("gap", "qwait", "issue", "qk", "smax", "mid", "last", "epi")
+CLASSES = ("first", "short", "long")  # a CTA's first item (cold start), <= 8 key steps, more
 
 
 def med(xs):
@@ -43,7 +44,8 @@ def analyse(a, n_cons):
         out["cta_us"] = med([(g1 - g0) / 1e3 for _, g0, _, g1 in hdr[ok]])
     for cw in range(n_cons):
         r = 2 + cw
-        rec = {"short": {k: [] for k in PHASES}, "long": {k: [] for k in PHASES}, "items": []}
+        rec = {c: {k: [] for k in PHASES} for c in CLASSES}
+        rec["items"], rec["union"] = [], 0
         for c in range(CTAS):
             if not ok[c]:
                 continue
@@ -56,8 +58,10 @@ def analyse(a, n_cons):
                 end = int(e[9])
                 if end == 0:
                     break
-                if n > 0 and e[10] == 0 and e[3] > 0:  # computed
-                    cls = "short" if n <= 8 else "long"
+                if n > 0 and e[10] == 0 and e[3] > 0 and e[7] == 0:
+                    rec["union"] += 1  # NC = 3 union items (skip loop): no mid/last stamps
+                elif n > 0 and e[10] == 0 and e[3] > 0:  # computed
+                    cls = "first" if t == 0 else "short" if n <= 8 else "long"
                     d = rec[cls]
                     if prev_end is not None:
                         d["gap"].append(int(e[2]) - prev_end)
@@ -69,7 +73,7 @@ def analyse(a, n_cons):
                         d["mid"].append((int(e[7] - e[6])) / (n - 1))
                     d["last"].append(int(e[8] - e[7]))
                     d["epi"].append(int(e[9] - e[8]))
-                    rec["items"].append((n, end - (prev_end if prev_end is not None else int(e[2]))))
+                    rec["items"].append((cls, n, end - (prev_end if prev_end is not None else int(e[2]))))
                 prev_end = end
         out["roles"][cw] = rec
     # producer: fetch chain (q_empty passed -> item handed out), wait for the first free stage
@@ -157,7 +161,7 @@ def main():
         if shim.lib.shim_trace(p, buf) != nbytes:
             raise RuntimeError("shim_trace failed")
         a = parse(bytes(buf))
-        n_cons = 3 if (D == 64 and info["variant"] == 5) else 2
+        n_cons = 3 if (D == 64 and info["variant"] in (5, 22)) else 2
         res = analyse(a, n_cons)
         for name, (sh, p, info) in plans.items():
             sh.free(p)
@@ -170,12 +174,14 @@ def main():
               f"{res['producer']['fetch']:.0f}, first free stage {res['producer']['stage0']:.0f}; "
               f"storer: store {res['storer']['store']:.0f}")
         for cw, r in res["roles"].items():
-            for cls in ("short", "long"):
+            if r["union"]:
+                print(f"   wg{cw} union items {r['union']} (the skip loop: not broken down)")
+            for cls in CLASSES:
                 d = r[cls]
                 if not d["qk"]:
                     continue
                 meds = {kk: med(vv) for kk, vv in d.items()}
-                items = [(n, tot) for n, tot in r["items"] if (n <= 8) == (cls == "short")]
+                items = [(n, tot) for c_, n, tot in r["items"] if c_ == cls]
                 steps = med([n for n, _ in items])
                 tot = med([t for _, t in items])
                 step = meds["mid"]
