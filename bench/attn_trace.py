@@ -161,7 +161,7 @@ def main():
         if shim.lib.shim_trace(p, buf) != nbytes:
             raise RuntimeError("shim_trace failed")
         a = parse(bytes(buf))
-        n_cons = 3 if (D == 64 and info["variant"] in (5, 22)) else 2
+        n_cons = 3 if (D == 64 and info["variant"] == 5) else 2
         res = analyse(a, n_cons)
         for name, (sh, p, info) in plans.items():
             sh.free(p)

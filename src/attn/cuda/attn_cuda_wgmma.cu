@@ -243,7 +243,7 @@ __device__ __forceinline__ int acu_pass_skipped(int step, int x0, int x1, int gs
  * the packing of P follows the wait for P V(i-1); measured (A/B in one process) 0.8-1.1 % faster
  * on dense D=128 and 0.6-1.1 % on its arrow plans; at NC = 3 dense D=64 0.7 % slower at 4k
  * (arrow 16k 1-2 % faster): not used there. */
-template <int NC, int D, bool PAD, typename T, int X>
+template <int NC, int D, bool PAD, typename T>
 __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     attn_wgmma_kernel(const __grid_constant__ acu_params p, const __grid_constant__ CUtensorMap tq,
                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -327,12 +327,10 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                 ACU_TR(0, t, 2, clock64());
                 if (t >= 2) mbar_wait(q_empty(qb), ((t >> 1) - 1) & 1);
                 ACU_TR(0, t, 3, clock64());
-                /* SF (X & 16): a CTA's first item is its block index (no atomic on the cold start),
-                 * the counter then hands out items from gridDim.x on; Q is loaded as soon as the
-                 * item is read, before its key ranges */
-                constexpr bool SF = (X & 16) != 0;
-                const int idx = SF ? (t == 0 ? (int)blockIdx.x : (int)gridDim.x + atomicAdd(p.counter, 1))
-                                   : atomicAdd(p.counter, 1);
+                /* a CTA's first item is its block index (no atomic on the cold start: session 7,
+                 * variant 22), the counter hands out the rest from gridDim.x on; Q is loaded as
+                 * soon as the item is read, before its key ranges (bench/RESULTS.md "Session 7") */
+                const int idx = t == 0 ? (int)blockIdx.x : (int)gridDim.x + atomicAdd(p.counter, 1);
                 ACU_TR(0, t, 0, idx);
                 acu_slot *sl = &slot[qb];
                 sl->idx = idx;
@@ -340,7 +338,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                 if (idx < total) {
                     it = p.items[idx / p.batch];
                     sl->it = it;
-                    if (SF && !(it.flags & ACU_ITEM_COPY)) {
+                    if (!(it.flags & ACU_ITEM_COPY)) {
                         q_par ^= 1 << qb;
                         const int row0 = (idx % p.batch) * p.n_tokens;
                         mbar_expect_tx(q_full(qb), C::Q_BYTES);
@@ -360,13 +358,6 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                 }
                 if (it.flags & ACU_ITEM_COPY) continue;
                 const int row0 = (idx % p.batch) * p.n_tokens; /* batch element's first row in [B*N] */
-                if constexpr (!SF) {
-                    q_par ^= 1 << qb;
-                    mbar_expect_tx(q_full(qb), C::Q_BYTES);
-                    for (int dh = 0; dh < DH; dh++)
-                        tma_load(sQ + qb * C::Q_BYTES + dh * BM * 128, &tq, dh * 64, it.head, row0 + it.q0,
-                                 q_full(qb));
-                }
                 const int n_steps = sl->n_steps;
                 ACU_TR(0, t, 1, n_steps);
                 ACU_TR(0, t, 5, clock64());
@@ -716,7 +707,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
 #endif
 }
 
-template <int NC, int D, bool PAD, typename T, int X>
+template <int NC, int D, bool PAD, typename T>
 cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t st) {
     using C = cfg<NC, D>;
     const int dg = PAD ? p.head_dim : D;
@@ -733,36 +724,29 @@ cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t
     } else {
         mo = mv; /* unused */
     }
-    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T, X>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
     if (e != cudaSuccess) return e;
     int dev = 0, sms = 0;
     if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
     if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
     const int total = p.n_items * p.batch;
     const int grid = persistent && sms < total ? sms : total;
-    attn_wgmma_kernel<NC, D, PAD, T, X><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv, mo);
+    attn_wgmma_kernel<NC, D, PAD, T><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv, mo);
     return cudaGetLastError();
 }
 
-template <typename T, int X>
-cudaError_t launch_d(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
-    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T, X>(p, dtype, persistent, st) : cudaErrorInvalidValue;
-    if (head_dim == 64) return launch<2, 64, false, T, X>(p, dtype, persistent, st);
-    if (head_dim == 128) return launch<2, 128, false, T, X>(p, dtype, persistent, st);
-    return launch<2, 128, true, T, X>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
-}
-
 template <typename T>
-cudaError_t launch_x(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, int x, cudaStream_t st) {
-    if (x == 16) return launch_d<T, 16>(p, nc, head_dim, dtype, persistent, st);
-    return launch_d<T, 0>(p, nc, head_dim, dtype, persistent, st);
+cudaError_t launch_d(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
+    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T>(p, dtype, persistent, st) : cudaErrorInvalidValue;
+    if (head_dim == 64) return launch<2, 64, false, T>(p, dtype, persistent, st);
+    if (head_dim == 128) return launch<2, 128, false, T>(p, dtype, persistent, st);
+    return launch<2, 128, true, T>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
 }
 
 } // namespace
 
-cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, int x,
-                             cudaStream_t st) {
+cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
     if (nc != 2 && nc != 3) return cudaErrorInvalidValue;
-    if (dtype == DFA_ATTN_CUDA_BF16) return launch_x<__nv_bfloat16>(p, nc, head_dim, dtype, persistent, x, st);
-    return launch_x<__half>(p, nc, head_dim, dtype, persistent, x, st);
+    if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16>(p, nc, head_dim, dtype, persistent, st);
+    return launch_d<__half>(p, nc, head_dim, dtype, persistent, st);
 }
