@@ -560,6 +560,19 @@ static void test_plan_set(void) {
     }
 }
 
+/* the session-7 experiment (A/B variant 23 over variant 5): every case, the many-item and
+ * mixed-item lists */
+static void test_exp(void) {
+    const int v = DFA_ATTN_CUDA_V_EXP_PL;
+    test_variant(v);
+    if (!dfa_attn_cuda_variant_ok(v)) return;
+    run_case(&MANY3, 64, DFA_ATTN_CUDA_BF16, v);
+    for (size_t c = 0; c < sizeof MIXED_CASES / sizeof MIXED_CASES[0]; c++) {
+        run_case(&MIXED_CASES[c], 64, DFA_ATTN_CUDA_BF16, v);
+        run_case(&MIXED_CASES[c], 128, DFA_ATTN_CUDA_BF16, v);
+    }
+}
+
 int main(void) {
     dfa_error err = {0};
     if (dfa_cuda_init(&g_cu, 0, &err) != DFA_OK) {
@@ -613,6 +626,7 @@ int main(void) {
     RUN(test_plan_set);
     RUN(test_idle_wg);
     RUN(test_mixed_v2);
+    RUN(test_exp);
     dfa_cuda_free(g_cu);
     return test_summary();
 }
