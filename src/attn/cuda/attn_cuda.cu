@@ -35,14 +35,13 @@ struct dfa_attn_cuda_plan {
 };
 
 static int is_wgmma3(int variant) {
-    return variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP || variant == DFA_ATTN_CUDA_V_EXP_PL;
+    return variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP;
 }
 
 /* variants this build knows: 1, 2, 3, 5 */
 static int variant_known(int variant) {
     return variant == DFA_ATTN_CUDA_V_MMA || variant == DFA_ATTN_CUDA_V_WGMMA ||
-           variant == DFA_ATTN_CUDA_V_WGMMA_GRID || variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP ||
-           variant == DFA_ATTN_CUDA_V_EXP_PL;
+           variant == DFA_ATTN_CUDA_V_WGMMA_GRID || variant == DFA_ATTN_CUDA_V_WGMMA3_NOPP;
 }
 
 /* variants measured slower than (or no faster than) their bases, or used once as an A/B control,
@@ -50,9 +49,10 @@ static int variant_known(int variant) {
  * 15 and 16 (session 6: the A/B sides of the storer warp and four other experiments), 17 to 21
  * (session 7: the P V wait after the exponentials, early item fetch, the next item's first QK^T
  * under the epilogue, st.shared staging; bench/RESULTS.md "Session 7"), 22 (session 7: the A/B
- * side of the first item by block index, now every wgmma kernel's) */
+ * side of the first item by block index, now every wgmma kernel's), 23 (session 7: the next item
+ * claimed 3 key steps early) */
 static int variant_removed(int variant) {
-    return variant == 4 || (variant >= 6 && variant <= 12) || (variant >= 14 && variant <= 22);
+    return variant == 4 || (variant >= 6 && variant <= 12) || (variant >= 14 && variant <= 23);
 }
 
 static dfa_status plan_upload(dfa_attn_cuda_plan **out, dfa_acu_worklist *wlp, dfa_acu_worklist *wl3p,
@@ -454,8 +454,7 @@ extern "C" dfa_status dfa_attn_cuda_run(const dfa_attn_cuda_plan *p, const dfa_a
     }
     cudaError_t e;
     if (wgmma) /* 3 consumers for variant 5 at D=64; persistent except variant 3 */
-        e = acu_launch_wgmma(prm, wgmma3 ? 3 : 2, a->head_dim, a->dtype, p->variant != DFA_ATTN_CUDA_V_WGMMA_GRID,
-                             p->variant == DFA_ATTN_CUDA_V_EXP_PL ? 32 : 0, st);
+        e = acu_launch_wgmma(prm, wgmma3 ? 3 : 2, a->head_dim, a->dtype, p->variant != DFA_ATTN_CUDA_V_WGMMA_GRID, st);
     else
         e = acu_launch_mma(prm, a->head_dim, a->dtype, st);
     if (e != cudaSuccess)
@@ -500,7 +499,7 @@ extern "C" dfa_status dfa_attn_cuda_ring_run(const dfa_attn_cuda_plan *p, const 
     prm.lse = (float *)((char *)scratch + ring_seg_bytes(p, a->batch, a->head_dim));
     cudaStream_t st = (cudaStream_t)a->stream;
     DFA_CUDA_TRY(err, cudaMemsetAsync(p->d_counter, 0, sizeof(int), st));
-    cudaError_t e = acu_launch_wgmma(prm, 2, a->head_dim, a->dtype, true, 0, st);
+    cudaError_t e = acu_launch_wgmma(prm, 2, a->head_dim, a->dtype, true, st);
     if (e != cudaSuccess)
         DFA_FAIL(err, DFA_ERR_CUDA, "attn_cuda ring run: launch (D=%d, %d items x B=%d) failed: %s", a->head_dim,
                  p->n_items, a->batch, cudaGetErrorString(e));

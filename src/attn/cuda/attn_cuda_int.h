@@ -49,8 +49,7 @@ cudaError_t acu_launch_mma(const acu_params &p, int head_dim, int dtype, cudaStr
  * plans; head_dim 64..128, items from the 128-row list) or nc = 3 (variant 5 at head_dim 64, items
  * from the 192-row list). persistent: one CTA per SM taking items from the counter; else one CTA
  * per item. */
-cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, int x,
-                             cudaStream_t st);
+cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st);
 
 /* Ring combine (attn_cuda_ring.cu): seg holds n_win + 1 segment outputs [B, N, H, D] one after
  * the other, lse their rows' log2-sum-exp2 [n_win + 1][B * N][H]; out[i] (i < n_win) gets

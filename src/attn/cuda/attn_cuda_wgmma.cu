@@ -243,7 +243,7 @@ __device__ __forceinline__ int acu_pass_skipped(int step, int x0, int x1, int gs
  * the packing of P follows the wait for P V(i-1); measured (A/B in one process) 0.8-1.1 % faster
  * on dense D=128 and 0.6-1.1 % on its arrow plans; at NC = 3 dense D=64 0.7 % slower at 4k
  * (arrow 16k 1-2 % faster): not used there. */
-template <int NC, int D, bool PAD, typename T, int X>
+template <int NC, int D, bool PAD, typename T>
 __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     attn_wgmma_kernel(const __grid_constant__ acu_params p, const __grid_constant__ CUtensorMap tq,
                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -322,14 +322,6 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
              * where dropping it renumbered the consumers' registers (any edit re-rolls ptxas's
              * schedule: change this only with an A/B on the device) */
             int gstep = 0, q_par = 0;
-            /* PL (X & 32): the next item is claimed LA key steps before this item's last loads
-             * (pidx) and read with its ranges in the step after (nit, nr; have) */
-            constexpr bool PL = (X & 32) != 0;
-            constexpr int LA = 3;
-            int pidx = -1;
-            bool have = false;
-            acu_item nit;
-            int2 nr[2];
             for (int t = 0;; t++) {
                 const int qb = t & 1;
                 ACU_TR(0, t, 2, clock64());
@@ -338,16 +330,13 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                 /* a CTA's first item is its block index (no atomic on the cold start: session 7,
                  * variant 22), the counter hands out the rest from gridDim.x on; Q is loaded as
                  * soon as the item is read, before its key ranges (bench/RESULTS.md "Session 7") */
-                const int idx = t == 0              ? (int)blockIdx.x
-                                : PL && pidx >= 0 ? pidx
-                                                  : (int)gridDim.x + atomicAdd(p.counter, 1);
-                pidx = -1;
+                const int idx = t == 0 ? (int)blockIdx.x : (int)gridDim.x + atomicAdd(p.counter, 1);
                 ACU_TR(0, t, 0, idx);
                 acu_slot *sl = &slot[qb];
                 sl->idx = idx;
                 acu_item it;
                 if (idx < total) {
-                    it = PL && have ? nit : p.items[idx / p.batch];
+                    it = p.items[idx / p.batch];
                     sl->it = it;
                     if (!(it.flags & ACU_ITEM_COPY)) {
                         q_par ^= 1 << qb;
@@ -357,19 +346,9 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                             tma_load(sQ + qb * C::Q_BYTES + dh * BM * 128, &tq, dh * 64, it.head, row0 + it.q0,
                                      q_full(qb));
                     }
-                    if (PL && have) {
-                        int n = 0;
-                        for (int r = 0; r < it.n_r && r < 2; r++) {
-                            sl->r[r] = nr[r];
-                            n += (nr[r].y - nr[r].x + BN - 1) / BN;
-                        }
-                        sl->n_steps = it.flags & ACU_ITEM_COPY ? 0 : n;
-                    } else {
-                        for (int r = 0; r < it.n_r && r < 2; r++) sl->r[r] = p.ranges[it.r_off + r];
-                        sl->n_steps = it.flags & ACU_ITEM_COPY ? 0 : item_steps(it);
-                    }
+                    for (int r = 0; r < it.n_r && r < 2; r++) sl->r[r] = p.ranges[it.r_off + r];
+                    sl->n_steps = it.flags & ACU_ITEM_COPY ? 0 : item_steps(it);
                 }
-                have = false;
                 mbar_arrive(item_full(qb)); /* release: the slot is visible to the waiters */
                 ACU_TR(0, t, 4, clock64());
                 if (idx >= total) {
@@ -396,17 +375,6 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
                     for (int dh = 0; dh < DH; dh++)
                         tma_load(sV + s * C::KV_BYTES + dh * BN * 128, &tv, dh * 64, it.head, row0 + w.k, v_full(s));
                     if (step == 0) ACU_TR(0, t, 7, clock64());
-                    if constexpr (PL) {
-                        if (step == (n_steps > LA ? n_steps - LA : 0)) {
-                            pidx = (int)gridDim.x + atomicAdd(p.counter, 1);
-                        } else if (pidx >= 0 && !have) {
-                            if (pidx < total) {
-                                nit = p.items[pidx / p.batch];
-                                for (int r = 0; r < nit.n_r && r < 2; r++) nr[r] = p.ranges[nit.r_off + r];
-                                have = true;
-                            }
-                        }
-                    }
                 }
                 ACU_TR(0, t, 8, clock64());
             }
@@ -739,7 +707,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
 #endif
 }
 
-template <int NC, int D, bool PAD, typename T, int X>
+template <int NC, int D, bool PAD, typename T>
 cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t st) {
     using C = cfg<NC, D>;
     const int dg = PAD ? p.head_dim : D;
@@ -756,36 +724,29 @@ cudaError_t launch(const acu_params &p, int dtype, bool persistent, cudaStream_t
     } else {
         mo = mv; /* unused */
     }
-    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T, X>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+    e = cudaFuncSetAttribute(attn_wgmma_kernel<NC, D, PAD, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
     if (e != cudaSuccess) return e;
     int dev = 0, sms = 0;
     if ((e = cudaGetDevice(&dev)) != cudaSuccess) return e;
     if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
     const int total = p.n_items * p.batch;
     const int grid = persistent && sms < total ? sms : total;
-    attn_wgmma_kernel<NC, D, PAD, T, X><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv, mo);
+    attn_wgmma_kernel<NC, D, PAD, T><<<grid, C::THREADS, C::SMEM, st>>>(p, mq, mk, mv, mo);
     return cudaGetLastError();
 }
 
-template <typename T, int X>
-cudaError_t launch_d(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
-    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T, X>(p, dtype, persistent, st) : cudaErrorInvalidValue;
-    if (head_dim == 64) return launch<2, 64, false, T, X>(p, dtype, persistent, st);
-    if (head_dim == 128) return launch<2, 128, false, T, X>(p, dtype, persistent, st);
-    return launch<2, 128, true, T, X>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
-}
-
 template <typename T>
-cudaError_t launch_x(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, int x, cudaStream_t st) {
-    if (x == 32) return launch_d<T, 32>(p, nc, head_dim, dtype, persistent, st);
-    return launch_d<T, 0>(p, nc, head_dim, dtype, persistent, st);
+cudaError_t launch_d(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
+    if (nc == 3) return head_dim == 64 ? launch<3, 64, false, T>(p, dtype, persistent, st) : cudaErrorInvalidValue;
+    if (head_dim == 64) return launch<2, 64, false, T>(p, dtype, persistent, st);
+    if (head_dim == 128) return launch<2, 128, false, T>(p, dtype, persistent, st);
+    return launch<2, 128, true, T>(p, dtype, persistent, st); /* 64 < head_dim < 128 */
 }
 
 } // namespace
 
-cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, int x,
-                             cudaStream_t st) {
+cudaError_t acu_launch_wgmma(const acu_params &p, int nc, int head_dim, int dtype, bool persistent, cudaStream_t st) {
     if (nc != 2 && nc != 3) return cudaErrorInvalidValue;
-    if (dtype == DFA_ATTN_CUDA_BF16) return launch_x<__nv_bfloat16>(p, nc, head_dim, dtype, persistent, x, st);
-    return launch_x<__half>(p, nc, head_dim, dtype, persistent, x, st);
+    if (dtype == DFA_ATTN_CUDA_BF16) return launch_d<__nv_bfloat16>(p, nc, head_dim, dtype, persistent, st);
+    return launch_d<__half>(p, nc, head_dim, dtype, persistent, st);
 }
