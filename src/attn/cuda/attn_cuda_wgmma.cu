@@ -311,7 +311,7 @@ __global__ void __launch_bounds__(cfg<NC, D>::THREADS, 1)
     const int wg = tid / 128;
 
     /* Persistent CTAs: the producer takes the next item (index into the longest-first list x
-     * batch) from a global counter and hands it (with its key ranges and step count) to the
+     * batch; the first its block index, then from a global counter) and hands it (with its key ranges and step count) to the
      * consumers through slot[] / item_full;
      * Q is double-buffered and the K/V ring runs across items, so the next item's loads
      * overlap the current item's last steps and epilogue. */
